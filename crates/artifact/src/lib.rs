@@ -1,0 +1,21 @@
+//! Artifacts: the files plumb controllers hand to each other, named by URL and verified by digest.
+//!
+//! - [`archive`]: a deterministic tar.gz of a file tree (sorted entries, zeroed times and owners,
+//!   fixed modes), so the same tree always has the same digest; gitignore-style [`IgnoreRules`].
+//! - [`storage`]: the on-disk store `<root>/<kind>/<namespace>/<name>/<file>`, written atomically
+//!   (temp file, fsync, rename), with garbage collection of old files per object.
+//! - [`serve`]: the HTTP file server, `GET /<kind>/<namespace>/<name>/<file>`.
+//! - [`fetch`]: download with a size limit and digest verification.
+//! - [`unpack`]: extraction that refuses absolute paths, `..`, links leaving the root and
+//!   archives over a size limit.
+
+pub mod archive;
+pub mod fetch;
+pub mod serve;
+pub mod storage;
+pub mod unpack;
+
+pub use archive::{FileEntry, IgnoreRules, write_tar_gz};
+pub use fetch::{FetchError, fetch_verified, verify_digest};
+pub use storage::{ArtifactKey, Storage, StorageError, Stored};
+pub use unpack::{UnpackError, UnpackLimits, unpack_tar_gz};

@@ -1,0 +1,75 @@
+//! The artifact file server: `GET /<kind>/<namespace>/<name>/<file>` from a [`Storage`].
+//!
+//! Only regular files at exactly that depth are served; segments starting with `.` are refused,
+//! so temporary files and private state under the same root stay private.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio_util::io::ReaderStream;
+
+use crate::storage::{Storage, valid_segment};
+
+/// The router serving `storage`; mount it at the root of the artifact base URL.
+pub fn router(storage: Storage) -> Router {
+    Router::new()
+        .route("/{kind}/{namespace}/{name}/{file}", get(serve_file))
+        .with_state(storage)
+}
+
+/// Serves `storage` on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    storage: Storage,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, root = %storage.root().display(), "serving artifacts");
+    axum::serve(listener, router(storage))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn serve_file(
+    State(storage): State<Storage>,
+    Path((kind, namespace, name, file)): Path<(String, String, String, String)>,
+) -> Response {
+    if ![&kind, &namespace, &name, &file]
+        .iter()
+        .all(|s| valid_segment(s))
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let path = storage
+        .root()
+        .join(&kind)
+        .join(&namespace)
+        .join(&name)
+        .join(&file);
+    let f = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(_) => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let meta = match f.metadata().await {
+        Ok(m) if m.is_file() => m,
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    let content_type = if file.ends_with(".tar.gz") || file.ends_with(".gz") {
+        "application/gzip"
+    } else {
+        "application/octet-stream"
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_LENGTH, meta.len().to_string()),
+        ],
+        Body::from_stream(ReaderStream::new(f)),
+    )
+        .into_response()
+}
