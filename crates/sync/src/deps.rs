@@ -1,0 +1,194 @@
+//! Dependencies between Syncs: is every `dependsOn` Ready at its latest revision, and is there a
+//! cycle.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plumb_api::{Conditions, Sync, condition_type};
+
+/// A Sync's identity: `(namespace, name)`.
+pub type Key = (String, String);
+
+/// The keys of the Syncs `sync` depends on (namespace defaults to the Sync's own).
+pub fn dependencies(sync: &Sync) -> Vec<Key> {
+    let own = sync.metadata.namespace.clone().unwrap_or_default();
+    sync.spec
+        .depends_on
+        .iter()
+        .map(|d| {
+            (
+                d.namespace.clone().unwrap_or_else(|| own.clone()),
+                d.name.clone(),
+            )
+        })
+        .collect()
+}
+
+/// Why a dependency is not ready, or `None` when it is: it exists, its Ready condition is True
+/// for its current generation, and it applied the revision its render last produced.
+pub fn not_ready_reason(dep: Option<&Sync>) -> Option<&'static str> {
+    let Some(dep) = dep else {
+        return Some("not found");
+    };
+    let Some(status) = dep.status.as_ref() else {
+        return Some("not ready");
+    };
+    let generation = dep.metadata.generation;
+    let ready = status.conditions.get_condition(condition_type::READY);
+    match ready {
+        Some(c)
+            if c.status == "True"
+                && (generation.is_none() || c.observed_generation == generation) => {}
+        _ => return Some("not ready"),
+    }
+    if status.observed_generation != generation {
+        return Some("not ready");
+    }
+    let latest = status
+        .render
+        .as_ref()
+        .and_then(|r| r.artifact.as_ref())
+        .map(|a| &a.revision);
+    if latest.is_some() && latest != status.last_applied_revision.as_ref() {
+        return Some("not at its latest revision");
+    }
+    None
+}
+
+/// The dependencies of `sync` that are not ready, as `namespace/name (reason)`.
+pub fn not_ready<'a>(sync: &Sync, lookup: impl Fn(&Key) -> Option<&'a Sync>) -> Vec<String> {
+    dependencies(sync)
+        .into_iter()
+        .filter_map(|k| not_ready_reason(lookup(&k)).map(|why| format!("{}/{} ({why})", k.0, k.1)))
+        .collect()
+}
+
+/// A cycle through `start` in the dependency graph `edges`, as the list of Syncs on it starting
+/// and ending with `start`, or `None`.
+pub fn cycle_through(start: &Key, edges: &BTreeMap<Key, Vec<Key>>) -> Option<Vec<Key>> {
+    fn walk(
+        node: &Key,
+        start: &Key,
+        edges: &BTreeMap<Key, Vec<Key>>,
+        seen: &mut BTreeSet<Key>,
+        path: &mut Vec<Key>,
+    ) -> bool {
+        for next in edges.get(node).into_iter().flatten() {
+            path.push(next.clone());
+            if next == start {
+                return true;
+            }
+            if seen.insert(next.clone()) && walk(next, start, edges, seen, path) {
+                return true;
+            }
+            path.pop();
+        }
+        false
+    }
+    let mut path = vec![start.clone()];
+    walk(start, start, edges, &mut BTreeSet::new(), &mut path).then_some(path)
+}
+
+/// Writes a cycle as `a/x -> a/y -> a/x`.
+pub fn show_cycle(cycle: &[Key]) -> String {
+    cycle
+        .iter()
+        .map(|(ns, n)| format!("{ns}/{n}"))
+        .collect::<Vec<_>>()
+        .join(" -> ")
+}
+
+#[cfg(test)]
+mod tests {
+    use plumb_api::condition::new_condition;
+    use plumb_api::reference::NamespacedObjectReference;
+    use plumb_api::sync::{SourceKind, SourceReference, SyncSpec};
+    use plumb_api::{SyncStatus, reason};
+
+    use super::*;
+
+    fn sync(name: &str, deps: &[&str]) -> Sync {
+        let spec: SyncSpec = serde_json::from_value(serde_json::json!({
+            "sourceRef": {"kind": "GitRepository", "name": "repo"}
+        }))
+        .unwrap();
+        let mut s = Sync::new(
+            name,
+            SyncSpec {
+                depends_on: deps
+                    .iter()
+                    .map(|d| NamespacedObjectReference {
+                        name: (*d).to_owned(),
+                        namespace: None,
+                    })
+                    .collect(),
+                source_ref: SourceReference {
+                    kind: SourceKind::GitRepository,
+                    name: "repo".into(),
+                    namespace: None,
+                },
+                ..spec
+            },
+        );
+        s.metadata.namespace = Some("ns".into());
+        s.metadata.generation = Some(1);
+        s
+    }
+
+    fn ready(mut s: Sync) -> Sync {
+        s.status = Some(SyncStatus {
+            observed_generation: Some(1),
+            conditions: vec![new_condition(
+                "Ready",
+                "True",
+                reason::SUCCEEDED,
+                "ok",
+                Some(1),
+            )],
+            ..Default::default()
+        });
+        s
+    }
+
+    fn k(n: &str) -> Key {
+        ("ns".into(), n.into())
+    }
+
+    #[test]
+    fn dependencies_must_exist_and_be_ready() {
+        let app = sync("app", &["db", "net"]);
+        let db = ready(sync("db", &[]));
+        let net = sync("net", &[]);
+        let all = [db, net];
+        let found = not_ready(&app, |key| {
+            all.iter()
+                .find(|s| s.metadata.name.as_deref() == Some(&key.1))
+        });
+        assert_eq!(found, ["ns/net (not ready)"]);
+        let found = not_ready(&app, |_| None);
+        assert_eq!(found, ["ns/db (not found)", "ns/net (not found)"]);
+    }
+
+    #[test]
+    fn a_dependency_ready_for_an_old_generation_is_not_ready() {
+        let mut db = ready(sync("db", &[]));
+        db.metadata.generation = Some(2);
+        assert_eq!(not_ready_reason(Some(&db)), Some("not ready"));
+    }
+
+    #[test]
+    fn cycles_are_found_and_shown() {
+        let mut edges = BTreeMap::new();
+        edges.insert(k("a"), vec![k("b")]);
+        edges.insert(k("b"), vec![k("c")]);
+        edges.insert(k("c"), vec![k("a")]);
+        edges.insert(k("d"), vec![k("a")]);
+        let cycle = cycle_through(&k("a"), &edges).unwrap();
+        assert_eq!(show_cycle(&cycle), "ns/a -> ns/b -> ns/c -> ns/a");
+        assert_eq!(cycle_through(&k("d"), &edges), None);
+        edges.insert(k("e"), vec![k("e")]);
+        assert_eq!(
+            show_cycle(&cycle_through(&k("e"), &edges).unwrap()),
+            "ns/e -> ns/e"
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Health of one live object, by the kstatus rules: Current (healthy), InProgress, or Failed.
+
+use serde_json::Value;
+
+/// The health of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    /// The object has reached its desired state.
+    Current,
+    /// The object is on its way; the message says what it waits for.
+    InProgress(String),
+    /// The object will not get there without a change; the message says why.
+    Failed(String),
+}
+
+impl Health {
+    /// Whether the object is healthy.
+    pub fn is_current(&self) -> bool {
+        matches!(self, Health::Current)
+    }
+}
+
+fn int(obj: &Value, ptr: &str) -> Option<i64> {
+    obj.pointer(ptr).and_then(Value::as_i64)
+}
+
+fn text<'a>(obj: &'a Value, ptr: &str) -> Option<&'a str> {
+    obj.pointer(ptr).and_then(Value::as_str)
+}
+
+/// The condition of `type_` in `status.conditions`, as `(status, reason, message)`.
+fn condition<'a>(obj: &'a Value, type_: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(type_))
+        .map(|c| {
+            let f = |k| c.get(k).and_then(Value::as_str).unwrap_or("");
+            (f("status"), f("reason"), f("message"))
+        })
+}
+
+fn progressing(msg: impl Into<String>) -> Health {
+    Health::InProgress(msg.into())
+}
+
+/// Assesses the health of `obj` (a live object with status) of `group`/`kind`.
+pub fn assess(group: &str, kind: &str, obj: &Value) -> Health {
+    if let (Some(generation), Some(observed)) = (
+        int(obj, "/metadata/generation"),
+        int(obj, "/status/observedGeneration"),
+    ) && observed < generation
+    {
+        return progressing(format!(
+            "generation {generation} not yet observed (at {observed})"
+        ));
+    }
+    match (group, kind) {
+        ("apps", "Deployment") => deployment(obj),
+        ("apps", "StatefulSet") => statefulset(obj),
+        ("apps", "DaemonSet") => daemonset(obj),
+        ("apps", "ReplicaSet") | ("", "ReplicationController") => replicaset(obj),
+        ("batch", "Job") => job(obj),
+        ("", "PersistentVolumeClaim") => match text(obj, "/status/phase") {
+            Some("Bound") => Health::Current,
+            Some("Lost") => Health::Failed("claim lost its volume".into()),
+            phase => progressing(format!("claim is {}", phase.unwrap_or("not bound"))),
+        },
+        ("", "Service") => service(obj),
+        ("", "Namespace") => match text(obj, "/status/phase") {
+            Some("Terminating") => progressing("namespace is terminating"),
+            _ => Health::Current,
+        },
+        ("", "Pod") => pod(obj),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
+        _ => generic(obj),
+    }
+}
+
+fn deployment(obj: &Value) -> Health {
+    if let Some(("False", "ProgressDeadlineExceeded", msg)) = condition(obj, "Progressing") {
+        return Health::Failed(format!("progress deadline exceeded: {msg}"));
+    }
+    let want = int(obj, "/spec/replicas").unwrap_or(1);
+    let updated = int(obj, "/status/updatedReplicas").unwrap_or(0);
+    let total = int(obj, "/status/replicas").unwrap_or(0);
+    let available = int(obj, "/status/availableReplicas").unwrap_or(0);
+    let ready = int(obj, "/status/readyReplicas").unwrap_or(0);
+    if updated < want {
+        return progressing(format!("{updated} of {want} replicas updated"));
+    }
+    if total > updated {
+        return progressing(format!(
+            "{} old replicas pending termination",
+            total - updated
+        ));
+    }
+    if available < want || ready < want {
+        return progressing(format!("{available} of {want} replicas available"));
+    }
+    Health::Current
+}
+
+fn statefulset(obj: &Value) -> Health {
+    let want = int(obj, "/spec/replicas").unwrap_or(1);
+    let ready = int(obj, "/status/readyReplicas").unwrap_or(0);
+    let current = int(obj, "/status/currentReplicas").unwrap_or(0);
+    if ready < want {
+        return progressing(format!("{ready} of {want} replicas ready"));
+    }
+    let rolling =
+        text(obj, "/spec/updateStrategy/type").unwrap_or("RollingUpdate") == "RollingUpdate";
+    let partition = int(obj, "/spec/updateStrategy/rollingUpdate/partition").unwrap_or(0);
+    if rolling && partition == 0 {
+        if current < want {
+            return progressing(format!(
+                "{current} of {want} replicas at the current revision"
+            ));
+        }
+        if text(obj, "/status/updateRevision") != text(obj, "/status/currentRevision") {
+            return progressing("rolling update in progress");
+        }
+    }
+    Health::Current
+}
+
+fn daemonset(obj: &Value) -> Health {
+    let desired = int(obj, "/status/desiredNumberScheduled").unwrap_or(0);
+    let scheduled = int(obj, "/status/currentNumberScheduled").unwrap_or(0);
+    let updated = int(obj, "/status/updatedNumberScheduled").unwrap_or(0);
+    let available = int(obj, "/status/numberAvailable").unwrap_or(0);
+    if obj.pointer("/status/desiredNumberScheduled").is_none() {
+        return progressing("not yet scheduled");
+    }
+    if scheduled < desired || updated < desired {
+        return progressing(format!("{updated} of {desired} pods updated"));
+    }
+    if available < desired {
+        return progressing(format!("{available} of {desired} pods available"));
+    }
+    Health::Current
+}
+
+fn replicaset(obj: &Value) -> Health {
+    let want = int(obj, "/spec/replicas").unwrap_or(1);
+    let available = int(obj, "/status/availableReplicas").unwrap_or(0);
+    if available < want {
+        return progressing(format!("{available} of {want} replicas available"));
+    }
+    Health::Current
+}
+
+fn job(obj: &Value) -> Health {
+    if let Some(("True", _, msg)) = condition(obj, "Failed") {
+        return Health::Failed(format!("job failed: {msg}"));
+    }
+    match condition(obj, "Complete") {
+        Some(("True", _, _)) => Health::Current,
+        _ => progressing("job has not completed"),
+    }
+}
+
+fn service(obj: &Value) -> Health {
+    if text(obj, "/spec/type") == Some("LoadBalancer")
+        && obj
+            .pointer("/status/loadBalancer/ingress")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    {
+        return progressing("load balancer has no address yet");
+    }
+    Health::Current
+}
+
+fn pod(obj: &Value) -> Health {
+    match text(obj, "/status/phase") {
+        Some("Succeeded") => Health::Current,
+        Some("Failed") => Health::Failed("pod failed".into()),
+        Some("Running") if matches!(condition(obj, "Ready"), Some(("True", _, _))) => {
+            Health::Current
+        }
+        phase => progressing(format!("pod is {}", phase.unwrap_or("pending"))),
+    }
+}
+
+fn crd(obj: &Value) -> Health {
+    if let Some(("False", _, msg)) = condition(obj, "NamesAccepted") {
+        return Health::Failed(format!("names not accepted: {msg}"));
+    }
+    match condition(obj, "Established") {
+        Some(("True", _, _)) => Health::Current,
+        _ => progressing("not yet established"),
+    }
+}
+
+/// Objects of other kinds: kstatus' generic rules on `Stalled`, `Reconciling` and `Ready`.
+fn generic(obj: &Value) -> Health {
+    if let Some(("True", reason, msg)) = condition(obj, "Stalled") {
+        return Health::Failed(format!("stalled ({reason}): {msg}"));
+    }
+    if let Some(("True", reason, msg)) = condition(obj, "Reconciling") {
+        return progressing(format!("reconciling ({reason}): {msg}"));
+    }
+    match condition(obj, "Ready") {
+        Some(("False", reason, msg)) => progressing(format!("not ready ({reason}): {msg}")),
+        Some(("Unknown", reason, msg)) => {
+            progressing(format!("readiness unknown ({reason}): {msg}"))
+        }
+        _ => Health::Current,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn deployment_is_current_when_all_replicas_are_available() {
+        let mut d = json!({
+            "metadata": {"generation": 2},
+            "spec": {"replicas": 2},
+            "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                       "readyReplicas": 2, "availableReplicas": 1}
+        });
+        assert!(matches!(
+            assess("apps", "Deployment", &d),
+            Health::InProgress(_)
+        ));
+        d["status"]["availableReplicas"] = json!(2);
+        assert_eq!(assess("apps", "Deployment", &d), Health::Current);
+        d["metadata"]["generation"] = json!(3);
+        assert!(
+            matches!(assess("apps", "Deployment", &d), Health::InProgress(m) if m.contains("generation 3"))
+        );
+    }
+
+    #[test]
+    fn deployment_past_its_progress_deadline_failed() {
+        let d = json!({"status": {"conditions": [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}
+        ]}});
+        assert!(matches!(
+            assess("apps", "Deployment", &d),
+            Health::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn job_complete_or_failed() {
+        let mut j = json!({"status": {"conditions": []}});
+        assert!(matches!(assess("batch", "Job", &j), Health::InProgress(_)));
+        j["status"]["conditions"] = json!([{"type": "Complete", "status": "True"}]);
+        assert_eq!(assess("batch", "Job", &j), Health::Current);
+        j["status"]["conditions"] =
+            json!([{"type": "Failed", "status": "True", "message": "backoff"}]);
+        assert!(matches!(assess("batch", "Job", &j), Health::Failed(_)));
+    }
+
+    #[test]
+    fn crd_must_be_established() {
+        let mut c = json!({"status": {}});
+        assert!(!assess("apiextensions.k8s.io", "CustomResourceDefinition", &c).is_current());
+        c["status"]["conditions"] = json!([{"type": "Established", "status": "True"}]);
+        assert!(assess("apiextensions.k8s.io", "CustomResourceDefinition", &c).is_current());
+    }
+
+    #[test]
+    fn pvc_service_namespace_statefulset_daemonset() {
+        assert!(
+            !assess(
+                "",
+                "PersistentVolumeClaim",
+                &json!({"status": {"phase": "Pending"}})
+            )
+            .is_current()
+        );
+        assert!(
+            assess(
+                "",
+                "PersistentVolumeClaim",
+                &json!({"status": {"phase": "Bound"}})
+            )
+            .is_current()
+        );
+        assert!(!assess("", "Service", &json!({"spec": {"type": "LoadBalancer"}})).is_current());
+        assert!(assess("", "Service", &json!({"spec": {"type": "ClusterIP"}})).is_current());
+        assert!(
+            !assess(
+                "",
+                "Namespace",
+                &json!({"status": {"phase": "Terminating"}})
+            )
+            .is_current()
+        );
+        assert!(assess("", "Namespace", &json!({"status": {"phase": "Active"}})).is_current());
+        let sts = json!({"spec": {"replicas": 1}, "status": {"readyReplicas": 1, "currentReplicas": 1,
+            "currentRevision": "a", "updateRevision": "a"}});
+        assert!(assess("apps", "StatefulSet", &sts).is_current());
+        let ds = json!({"status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3,
+            "updatedNumberScheduled": 3, "numberAvailable": 2}});
+        assert!(!assess("apps", "DaemonSet", &ds).is_current());
+    }
+
+    #[test]
+    fn generic_objects_follow_ready_and_observed_generation() {
+        assert!(assess("example.com", "Widget", &json!({})).is_current());
+        let not_ready = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "X", "message": "y"}]}});
+        assert!(!assess("example.com", "Widget", &not_ready).is_current());
+        let stale = json!({"metadata": {"generation": 2}, "status": {"observedGeneration": 1}});
+        assert!(!assess("example.com", "Widget", &stale).is_current());
+        let stalled = json!({"status": {"conditions": [{"type": "Stalled", "status": "True"}]}});
+        assert!(matches!(
+            assess("example.com", "Widget", &stalled),
+            Health::Failed(_)
+        ));
+    }
+}
