@@ -1,0 +1,310 @@
+//! Rendering: an unpacked source tree and a Sync spec in, objects in apply order out.
+//!
+//! A path with a kustomization is built as it is; a plain directory gets a generated
+//! kustomization listing every YAML file under it, as Flux does (a subdirectory holding a
+//! kustomization is added as one resource, not descended). The Sync's `targetNamespace`,
+//! `images` and `patches` go into a wrapper kustomization over that path, so kustomize applies
+//! them with its own semantics; `substitute` runs last, over the built objects.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use plumb_api::SyncSpec;
+use serde_json::{Value, json};
+
+use crate::engine;
+use crate::substitute::{SubstituteError, substitute_objects};
+
+/// File names a kustomization may have.
+pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// The directory, inside the source tree, where the wrapper kustomization is written.
+const WRAPPER_DIR: &str = ".plumb-render";
+
+/// Why a render failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// `spec.path` leaves the source tree or does not name a directory in it.
+    #[error("path {path:?}: {why}")]
+    Path {
+        /// The path as written in the spec.
+        path: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// Reading the tree or writing a generated kustomization failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// kustomize refused the tree.
+    #[error("kustomize build of {path:?}: {source}")]
+    Kustomize {
+        /// The path as written in the spec.
+        path: String,
+        /// The engine's message.
+        source: engine::EngineError,
+    },
+    /// Variable substitution failed.
+    #[error("substitution: {0}")]
+    Substitute(#[from] SubstituteError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The directory `path` names inside `root`, refusing anything that leaves it (`..`, symlinks).
+pub fn resolve_path(root: &Path, path: &str) -> Result<PathBuf, BuildError> {
+    let bad = |why: &str| BuildError::Path {
+        path: path.to_owned(),
+        why: why.to_owned(),
+    };
+    let rel = Path::new(path.trim_start_matches('/'));
+    if rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(bad("must not contain `..`"));
+    }
+    let root = root.canonicalize().map_err(io_err(root))?;
+    let dir = root
+        .join(rel)
+        .canonicalize()
+        .map_err(|_| bad("no such directory in the source"))?;
+    if !dir.starts_with(&root) {
+        return Err(bad("leaves the source root through a symlink"));
+    }
+    if !dir.is_dir() {
+        return Err(bad("is not a directory"));
+    }
+    Ok(dir)
+}
+
+/// Whether `dir` holds a kustomization file.
+pub fn has_kustomization(dir: &Path) -> bool {
+    KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
+}
+
+/// Every resource a generated kustomization for the plain directory `dir` lists, relative to it:
+/// YAML files, and subdirectories that hold a kustomization; other subdirectories are descended.
+pub fn plain_resources(dir: &Path) -> Result<Vec<String>, BuildError> {
+    let mut out = Vec::new();
+    collect(dir, Path::new(""), &mut out)?;
+    Ok(out)
+}
+
+fn collect(dir: &Path, rel: &Path, out: &mut Vec<String>) -> Result<(), BuildError> {
+    let here = dir.join(rel);
+    let mut entries: Vec<_> = fs::read_dir(&here)
+        .map_err(io_err(&here))?
+        .collect::<Result<_, _>>()
+        .map_err(io_err(&here))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        // Symlinks are not followed: the source artifact has none, and none may lead out.
+        let file_type = entry.file_type().map_err(io_err(&entry.path()))?;
+        let rel_child = rel.join(name);
+        let shown = rel_child.to_string_lossy().into_owned();
+        if file_type.is_dir() {
+            if has_kustomization(&entry.path()) {
+                out.push(shown);
+            } else {
+                collect(dir, &rel_child, out)?;
+            }
+        } else if file_type.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
+            out.push(shown);
+        }
+    }
+    Ok(())
+}
+
+/// Whether the Sync asks kustomize for anything beyond building its path.
+fn needs_wrapper(spec: &SyncSpec) -> bool {
+    spec.target_namespace.is_some() || !spec.images.is_empty() || !spec.patches.is_empty()
+}
+
+/// The wrapper kustomization that applies the Sync's transforms to `resource`.
+pub fn wrapper_kustomization(spec: &SyncSpec, resource: &str) -> Value {
+    let mut k = json!({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [resource],
+    });
+    if let Some(ns) = &spec.target_namespace {
+        k["namespace"] = json!(ns);
+    }
+    if !spec.images.is_empty() {
+        k["images"] = json!(spec.images);
+    }
+    if !spec.patches.is_empty() {
+        k["patches"] = json!(spec.patches);
+    }
+    k
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<(), BuildError> {
+    // JSON is YAML, and kustomize reads it as such.
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    fs::write(path, text).map_err(io_err(path))
+}
+
+/// Renders `spec` over the unpacked source tree at `root`. The tree is modified (generated
+/// kustomizations are written into it), so it must be a scratch copy.
+pub fn render(root: &Path, spec: &SyncSpec) -> Result<Vec<Value>, BuildError> {
+    let dir = resolve_path(root, &spec.path)?;
+    if !has_kustomization(&dir) {
+        let resources = plain_resources(&dir)?;
+        let generated = json!({
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            "resources": resources,
+        });
+        write_json(&dir.join("kustomization.yaml"), &generated)?;
+    }
+    let build_dir = if needs_wrapper(spec) {
+        let root = root.canonicalize().map_err(io_err(root))?;
+        let wrapper = root.join(WRAPPER_DIR);
+        fs::create_dir_all(&wrapper).map_err(io_err(&wrapper))?;
+        let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
+        let resource = Path::new("..").join(rel).to_string_lossy().into_owned();
+        write_json(
+            &wrapper.join("kustomization.yaml"),
+            &wrapper_kustomization(spec, &resource),
+        )?;
+        wrapper
+    } else {
+        dir
+    };
+    let objects = engine::build(&build_dir).map_err(|source| BuildError::Kustomize {
+        path: spec.path.clone(),
+        source,
+    })?;
+    if spec.substitute.is_empty() {
+        // As in Flux, substitution runs only when the Sync asks for it.
+        return Ok(objects);
+    }
+    Ok(substitute_objects(objects, &spec.substitute)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_api::sync::{Image, Patch, PatchTarget};
+
+    fn spec(path: &str) -> SyncSpec {
+        serde_json::from_value(json!({
+            "sourceRef": {"kind": "GitRepository", "name": "repo"},
+            "path": path,
+        }))
+        .unwrap()
+    }
+
+    fn write(root: &Path, rel: &str, text: &str) {
+        let p = root.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn names(objs: &[Value]) -> Vec<String> {
+        objs.iter()
+            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
+            .collect()
+    }
+
+    fn cm(name: &str) -> String {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n")
+    }
+
+    #[test]
+    fn paths_may_not_leave_the_root() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir_all(tmp.path().join("a")).unwrap();
+        assert!(resolve_path(tmp.path(), "./a").is_ok());
+        assert!(resolve_path(tmp.path(), "/a").is_ok());
+        assert!(resolve_path(tmp.path(), "../").is_err());
+        assert!(resolve_path(tmp.path(), "a/../../x").is_err());
+        assert!(resolve_path(tmp.path(), "missing").is_err());
+        std::os::unix::fs::symlink("/tmp", tmp.path().join("out")).unwrap();
+        let err = resolve_path(tmp.path(), "out").unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+    }
+
+    #[test]
+    fn plain_directories_list_yaml_files_and_stop_at_kustomizations() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(root, "b.yaml", "");
+        write(root, "a.yml", "");
+        write(root, "README.md", "");
+        write(root, "sub/c.yaml", "");
+        write(root, "sub/deep/d.yaml", "");
+        write(root, "app/kustomization.yaml", "");
+        write(root, "app/inner.yaml", "");
+        write(root, ".hidden/e.yaml", "");
+        assert_eq!(
+            plain_resources(root).unwrap(),
+            ["a.yml", "app", "b.yaml", "sub/c.yaml", "sub/deep/d.yaml"]
+        );
+    }
+
+    #[test]
+    fn wrapper_carries_namespace_images_and_patches() {
+        let mut s = spec("./app");
+        s.target_namespace = Some("prod".into());
+        s.images = vec![Image {
+            name: "nginx".into(),
+            new_name: None,
+            new_tag: Some("1.27".into()),
+            digest: None,
+        }];
+        s.patches = vec![Patch {
+            patch: "- op: add\n  path: /metadata/labels/x\n  value: y".into(),
+            target: Some(PatchTarget {
+                kind: Some("Deployment".into()),
+                ..Default::default()
+            }),
+        }];
+        let k = wrapper_kustomization(&s, "../app");
+        assert_eq!(k["namespace"], "prod");
+        assert_eq!(k["images"][0]["newTag"], "1.27");
+        assert_eq!(k["patches"][0]["target"]["kind"], "Deployment");
+        assert_eq!(k["resources"][0], "../app");
+    }
+
+    #[test]
+    fn renders_a_plain_directory_with_transforms_and_substitution() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(root, "deploy/one.yaml", &cm("one"));
+        write(
+            root,
+            "deploy/nested/two.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: two\ndata:\n  env: ${ENV}\n",
+        );
+        let mut s = spec("deploy");
+        s.target_namespace = Some("prod".into());
+        s.substitute.insert("ENV".into(), "production".into());
+        let objs = render(root, &s).unwrap();
+        assert_eq!(names(&objs), ["ConfigMap/one", "ConfigMap/two"]);
+        assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "prod"));
+        assert_eq!(objs[1]["data"]["env"], "production");
+    }
+
+    #[test]
+    fn build_errors_name_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "app/kustomization.yaml", "resources: [missing.yaml]\n");
+        let err = render(tmp.path(), &spec("app")).unwrap_err();
+        assert!(matches!(err, BuildError::Kustomize { .. }), "{err}");
+        assert!(err.to_string().contains("\"app\""), "{err}");
+    }
+}

@@ -1,0 +1,57 @@
+//! The render cache key: a render is skipped when nothing that shapes its output changed.
+
+use sha2::{Digest as _, Sha256};
+
+use plumb_api::{Digest, SyncSpec};
+use serde_json::json;
+
+/// What a render depends on, hashed: the source digest, the render-relevant spec (path,
+/// targetNamespace, images, patches, substitute), the governing policies' names and generations,
+/// and the `plumb.dev/requested-at` value (so a request forces a fresh render).
+pub fn cache_key(
+    source_digest: &Digest,
+    spec: &SyncSpec,
+    policies: &[(String, Option<i64>)],
+    requested_at: Option<&str>,
+) -> String {
+    let input = json!({
+        "source": source_digest.as_str(),
+        "path": spec.path,
+        "targetNamespace": spec.target_namespace,
+        "images": spec.images,
+        "patches": spec.patches,
+        "substitute": spec.substitute,
+        "policies": policies,
+        "requestedAt": requested_at,
+    });
+    hex::encode(Sha256::digest(input.to_string().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SyncSpec {
+        serde_json::from_value(json!({"sourceRef": {"kind": "GitRepository", "name": "r"}, "path": "./a"})).unwrap()
+    }
+
+    fn digest(c: char) -> Digest {
+        Digest::from_sha256_hex(&c.to_string().repeat(64)).unwrap()
+    }
+
+    #[test]
+    fn key_changes_with_every_input_that_shapes_the_render() {
+        let base = cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], None);
+        assert_eq!(base, cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], None));
+        assert_ne!(base, cache_key(&digest('b'), &spec(), &[("p".into(), Some(1))], None));
+        assert_ne!(base, cache_key(&digest('a'), &spec(), &[("p".into(), Some(2))], None));
+        assert_ne!(base, cache_key(&digest('a'), &spec(), &[], None));
+        assert_ne!(base, cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], Some("now")));
+        let mut s = spec();
+        s.substitute.insert("A".into(), "1".into());
+        assert_ne!(base, cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None));
+        let mut s = spec();
+        s.interval = plumb_api::Duration::from_secs(1);
+        assert_eq!(base, cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None), "interval is not render-relevant");
+    }
+}

@@ -1,0 +1,18 @@
+//! The plumb render controller: from a source artifact to a gated, rendered artifact.
+//!
+//! For each Sync it downloads the referenced GitRepository's artifact (verifying its digest),
+//! unpacks it safely, renders `spec.path` with kustomize, applies the Sync's transforms and
+//! substitution, checks the result against every governing [`Policy`](plumb_api::Policy), and
+//! publishes a gzip of multi-document YAML that the sync controller applies. It writes only
+//! `status.render` and the `Rendered` condition of a Sync, and the status of Policies.
+//!
+//! The core is pure and tested without a cluster: [`substitute`], [`policy`], [`build`],
+//! [`cache`], [`publish`]. [`policy_check`] is `plumb policy check`.
+
+pub mod build;
+pub mod cache;
+pub mod engine;
+pub mod objects;
+pub mod policy;
+pub mod publish;
+pub mod substitute;
