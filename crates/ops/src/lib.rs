@@ -1,0 +1,20 @@
+//! Controller plumbing every plumb controller needs, so each controller crate is only its
+//! reconcile logic:
+//!
+//! - [`metrics`]: the Prometheus registry with reconcile durations and counts per kind and result.
+//! - [`http`]: the operations server with `/metrics`, `/healthz` and `/readyz`.
+//! - [`leader`]: leader election by a `coordination.k8s.io/v1` Lease.
+//! - [`telemetry`]: `tracing` initialisation, plain or JSON.
+//! - [`events`]: Kubernetes Event recording.
+
+pub mod events;
+pub mod http;
+pub mod leader;
+pub mod metrics;
+pub mod telemetry;
+
+pub use events::EventRecorder;
+pub use http::{Readiness, serve_ops};
+pub use leader::{LeaderElector, LeaderError, LeaseConfig};
+pub use metrics::{Metrics, ReconcileResult};
+pub use telemetry::{LogFormat, init_tracing};

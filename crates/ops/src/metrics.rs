@@ -1,0 +1,139 @@
+//! Prometheus metrics shared by the controllers: reconcile durations and counts per kind and
+//! result. Controllers register their own metrics in the same [`Registry`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How a reconcile ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReconcileResult {
+    /// It succeeded.
+    Success,
+    /// It failed and will be retried.
+    Error,
+}
+
+impl ReconcileResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconcileLabels {
+    kind: String,
+    result: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// The metric registry and the reconcile metrics every controller records.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Mutex<Registry>>,
+    reconcile_duration: Family<ReconcileLabels, Histogram, fn() -> Histogram>,
+    reconciles: Family<ReconcileLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry under the `plumb` prefix with `reconcile_duration_seconds` and
+    /// `reconcile_total`, both labelled by `kind` and `result`.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("plumb");
+        let reconcile_duration =
+            Family::<ReconcileLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram as fn() -> Histogram,
+            );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time taken by one reconcile, by kind and result",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile",
+            "Reconciles, by kind and result",
+            reconciles.clone(),
+        );
+        Self {
+            registry: Arc::new(Mutex::new(registry)),
+            reconcile_duration,
+            reconciles,
+        }
+    }
+
+    /// Registers a controller-specific metric in the shared registry.
+    pub fn register(
+        &self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        if let Ok(mut r) = self.registry.lock() {
+            r.register(name, help, metric);
+        }
+    }
+
+    /// Records one reconcile of `kind` that started at `started`.
+    pub fn observe_reconcile(&self, kind: &str, result: ReconcileResult, started: Instant) {
+        let labels = ReconcileLabels {
+            kind: kind.to_owned(),
+            result: result.as_str().to_owned(),
+        };
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        self.reconciles.get_or_create(&labels).inc();
+    }
+
+    /// The registry in the Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Ok(r) = self.registry.lock() {
+            // Writing into a String cannot fail.
+            let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconciles_are_counted_per_kind_and_result() {
+        let m = Metrics::new();
+        m.observe_reconcile("GitRepository", ReconcileResult::Success, Instant::now());
+        m.observe_reconcile("GitRepository", ReconcileResult::Error, Instant::now());
+        m.observe_reconcile("GitRepository", ReconcileResult::Error, Instant::now());
+        let text = m.encode();
+        assert!(
+            text.contains(r#"plumb_reconcile_total{kind="GitRepository",result="error"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"plumb_reconcile_duration_seconds_count{kind="GitRepository",result="success"} 1"#
+            ),
+            "{text}"
+        );
+    }
+}
