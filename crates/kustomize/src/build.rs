@@ -1,0 +1,431 @@
+//! Walking a kustomization tree: resources, nested kustomizations, components, generators and
+//! transformers, in kustomize's order.
+
+use crate::config::TransformerConfig;
+use crate::error::Error;
+use crate::fs::{FsError, RootFs};
+use crate::kustomization::{Kustomization, Var};
+use crate::resource::{Behavior, Resource};
+use crate::{generators, transform, yaml};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// File names a kustomization may have, in the order kustomize looks for them.
+pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+/// Resources gathered so far, with the transformer configuration and vars that came with them.
+#[derive(Default)]
+pub(crate) struct Acc {
+    pub res: Vec<Resource>,
+    pub config: TransformerConfig,
+    pub vars: Vec<Var>,
+}
+
+impl Acc {
+    pub(crate) fn new() -> Self {
+        Acc {
+            res: Vec::new(),
+            config: TransformerConfig::builtin().clone(),
+            vars: Vec::new(),
+        }
+    }
+
+    /// Add a resource, refusing a second one with the same id.
+    pub(crate) fn append(&mut self, r: Resource) -> Result<(), String> {
+        let id = r.id();
+        if self.res.iter().any(|o| o.id().same_as(&id)) {
+            return Err(format!(
+                "may not add resource with an already registered id: {id}"
+            ));
+        }
+        self.res.push(r);
+        Ok(())
+    }
+
+    fn merge(&mut self, other: Acc) -> Result<(), String> {
+        self.config.merge(&other.config)?;
+        for v in other.vars {
+            self.merge_var(v)?;
+        }
+        for r in other.res {
+            self.append(r)?;
+        }
+        Ok(())
+    }
+
+    fn merge_var(&mut self, v: Var) -> Result<(), String> {
+        if self.vars.iter().any(|e| e.name == v.name) {
+            return Err(format!("var '{}' already encountered", v.name));
+        }
+        self.vars.push(v);
+        Ok(())
+    }
+
+    /// Add a generated resource, merging into or replacing an existing one as its behavior asks.
+    pub(crate) fn absorb(&mut self, mut r: Resource) -> Result<(), String> {
+        let id = r.id();
+        let matches: Vec<usize> = self
+            .res
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.id().same_as(&id) || o.previous_ids().iter().any(|p| p.same_as(&id)))
+            .map(|(i, _)| i)
+            .collect();
+        match matches.as_slice() {
+            [] => match r.behavior {
+                Behavior::Merge | Behavior::Replace => {
+                    Err(format!("id {id} does not exist; cannot merge or replace"))
+                }
+                Behavior::Create => self.append(r),
+            },
+            [i] => {
+                let old = &self.res[*i];
+                match r.behavior {
+                    Behavior::Create => {
+                        return Err(format!("id {id} exists; behavior must be merge or replace"));
+                    }
+                    Behavior::Replace => generators::copy_merge_metadata(&mut r, old),
+                    Behavior::Merge => {
+                        generators::copy_merge_metadata(&mut r, old);
+                        generators::merge_data(&mut r, old, "data");
+                        generators::merge_data(&mut r, old, "binaryData");
+                        if old.origin.is_some() {
+                            r.origin = old.origin.clone();
+                        }
+                    }
+                }
+                self.res[*i] = r;
+                Ok(())
+            }
+            _ => Err(format!(
+                "found multiple objects that could accept merge of {id}"
+            )),
+        }
+    }
+}
+
+/// A loaded kustomization and where it lives.
+pub(crate) struct Target {
+    /// Canonical directory.
+    pub dir: PathBuf,
+    /// The kustomization file, relative to the root, for messages.
+    pub file: String,
+    /// The kustomization file name (for origin annotations).
+    pub file_name: String,
+    /// Its content.
+    pub k: Kustomization,
+    /// Origin path prefix for `buildMetadata: [originAnnotations]`.
+    pub origin: Option<String>,
+}
+
+impl Target {
+    pub(crate) fn err(&self, message: impl Into<String>) -> Error {
+        Error::Build {
+            kustomization: self.file.clone(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn fs_err(&self, e: FsError) -> Error {
+        match e {
+            FsError::Outside(path) => Error::OutsideRoot {
+                kustomization: self.file.clone(),
+                path,
+            },
+            other => self.err(other.to_string()),
+        }
+    }
+}
+
+/// Builds one tree; holds the root and the stack of directories being built (for cycles).
+pub(crate) struct Builder<'a> {
+    pub fs: &'a RootFs,
+    stack: Vec<PathBuf>,
+}
+
+/// `true` for resource strings kustomize would fetch over the network.
+pub(crate) fn is_remote(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    lower.contains("://")
+        || lower.starts_with("git@")
+        || lower.starts_with("git::")
+        || ["github.com/", "gitlab.com/", "bitbucket.org/"]
+            .iter()
+            .any(|h| lower.starts_with(h))
+}
+
+impl<'a> Builder<'a> {
+    pub(crate) fn new(fs: &'a RootFs) -> Self {
+        Builder {
+            fs,
+            stack: Vec::new(),
+        }
+    }
+
+    /// Find and parse the kustomization file of `dir`.
+    pub(crate) fn load_target(&self, dir: &Path) -> Result<Target, Error> {
+        let present: Vec<&str> = KUSTOMIZATION_FILES
+            .iter()
+            .copied()
+            .filter(|f| dir.join(f).is_file())
+            .collect();
+        let name = match present.as_slice() {
+            [] => {
+                return Err(Error::NoKustomization {
+                    dir: self.fs.show(dir),
+                });
+            }
+            [one] => *one,
+            _ => {
+                return Err(Error::Build {
+                    kustomization: self.fs.show(dir),
+                    message: format!("found multiple kustomization files: {}", present.join(", ")),
+                });
+            }
+        };
+        let file = self.fs.show(&dir.join(name));
+        let path = self.fs.resolve(dir, name).map_err(|e| Error::OutsideRoot {
+            kustomization: file.clone(),
+            path: e.to_string(),
+        })?;
+        let bytes = self.fs.read(&path).map_err(|e| Error::Build {
+            kustomization: file.clone(),
+            message: e.to_string(),
+        })?;
+        let text = String::from_utf8_lossy(&bytes);
+        let k = Kustomization::from_yaml(&text).map_err(|m| Error::Build {
+            kustomization: file.clone(),
+            message: format!("invalid kustomization: {m}"),
+        })?;
+        Ok(Target {
+            dir: dir.to_path_buf(),
+            file,
+            file_name: name.to_string(),
+            k,
+            origin: None,
+        })
+    }
+
+    /// Check a target for what this engine refuses and for malformed kind/apiVersion.
+    fn validate(&self, t: &Target) -> Result<(), Error> {
+        let k = &t.k;
+        let refused = |what: &str| {
+            Err(Error::Refused {
+                kustomization: t.file.clone(),
+                what: what.to_string(),
+            })
+        };
+        if k.helm_charts.is_some()
+            || k.helm_globals.is_some()
+            || k.helm_chart_inflation_generator.is_some()
+        {
+            return refused("helm chart inflation (helmCharts/helmGlobals)");
+        }
+        if !k.validators.is_empty() {
+            return refused("validators plugins");
+        }
+        if !k.kind.is_empty() && k.kind != "Kustomization" && k.kind != "Component" {
+            return Err(t.err("kind should be Kustomization or Component"));
+        }
+        let want = if k.is_component() {
+            "kustomize.config.k8s.io/v1alpha1"
+        } else {
+            "kustomize.config.k8s.io/v1beta1"
+        };
+        if !k.api_version.is_empty() && k.api_version != want {
+            return Err(t.err(format!(
+                "apiVersion for {} should be {want}",
+                if k.kind.is_empty() {
+                    "Kustomization"
+                } else {
+                    &k.kind
+                }
+            )));
+        }
+        for r in k.resources.iter().chain(&k.components) {
+            if is_remote(r) {
+                return refused(&format!("remote resource {r}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Build a target into a fresh accumulator (a kustomization, not a component).
+    pub(crate) fn accumulate_new(&mut self, t: &Target) -> Result<Acc, Error> {
+        self.accumulate(t, Acc::new())
+    }
+
+    /// kustomize's `accumulateTarget`: resources, configurations, generators, components,
+    /// transformers, vars.
+    pub(crate) fn accumulate(&mut self, t: &Target, mut acc: Acc) -> Result<Acc, Error> {
+        self.validate(t)?;
+        for r in &t.k.resources {
+            self.accumulate_resource(t, &mut acc, r)?;
+        }
+        for c in &t.k.configurations {
+            let path = self.fs.resolve(&t.dir, c).map_err(|e| t.fs_err(e))?;
+            let text = self.read_text(t, &path)?;
+            let cfg = TransformerConfig::from_yaml(&text)
+                .map_err(|m| t.err(format!("configuration {c}: {m}")))?;
+            acc.config.merge(&cfg).map_err(|m| t.err(m))?;
+        }
+        for c in &t.k.crds {
+            let path = self.fs.resolve(&t.dir, c).map_err(|e| t.fs_err(e))?;
+            let text = self.read_text(t, &path)?;
+            let cfg = crate::crds::config_from_crds(&text)
+                .map_err(|m| t.err(format!("crds {c}: {m}")))?;
+            acc.config.merge(&cfg).map_err(|m| t.err(m))?;
+        }
+        generators::run(self, t, &mut acc)?;
+        for c in &t.k.components {
+            let dir = self.fs.resolve(&t.dir, c).map_err(|e| t.fs_err(e))?;
+            if !dir.is_dir() {
+                return Err(t.err(format!("component {c} must be a directory")));
+            }
+            let mut sub = self.enter(t, &dir)?;
+            if !sub.k.is_component() {
+                self.stack.pop();
+                return Err(t.err(format!(
+                    "expected kind 'Component' for path '{c}' but got '{}'",
+                    sub.k.kind
+                )));
+            }
+            sub.origin = t.origin.as_ref().map(|o| join_origin(o, c));
+            acc = self.accumulate(&sub, acc)?;
+            self.stack.pop();
+        }
+        transform::run_builtin(self, t, &mut acc)?;
+        transform::run_plugins(self, t, &mut acc)?;
+        for v in &t.k.vars {
+            acc.merge_var(v.clone()).map_err(|m| t.err(m))?;
+        }
+        Ok(acc)
+    }
+
+    fn enter(&mut self, t: &Target, dir: &Path) -> Result<Target, Error> {
+        if self.stack.iter().any(|d| d == dir) {
+            return Err(t.err(format!(
+                "cycle detected: {} is already being built",
+                self.fs.show(dir)
+            )));
+        }
+        let sub = self.load_target(dir)?;
+        self.stack.push(dir.to_path_buf());
+        Ok(sub)
+    }
+
+    pub(crate) fn push_root(&mut self, dir: &Path) {
+        self.stack.push(dir.to_path_buf());
+    }
+
+    pub(crate) fn read_text(&self, t: &Target, path: &Path) -> Result<String, Error> {
+        let bytes = self.fs.read(path).map_err(|e| t.fs_err(e))?;
+        String::from_utf8(bytes).map_err(|_| t.err(format!("{} is not UTF-8", self.fs.show(path))))
+    }
+
+    /// Resolve a file a kustomization names, which must lie inside the kustomization's directory.
+    pub(crate) fn resolve_local_file(&self, t: &Target, rel: &str) -> Result<PathBuf, Error> {
+        let path = self.fs.resolve(&t.dir, rel).map_err(|e| t.fs_err(e))?;
+        if !path.starts_with(&t.dir) {
+            return Err(t.err(format!(
+                "security; file '{rel}' is not in or below '{}'",
+                self.fs.show(&t.dir)
+            )));
+        }
+        Ok(path)
+    }
+
+    fn accumulate_resource(&mut self, t: &Target, acc: &mut Acc, r: &str) -> Result<(), Error> {
+        let path = self.fs.resolve(&t.dir, r).map_err(|e| t.fs_err(e))?;
+        if path.is_dir() {
+            let mut sub = self.enter(t, &path)?;
+            if sub.k.is_component() {
+                self.stack.pop();
+                return Err(t.err(format!("expected kind != 'Component' for path '{r}'")));
+            }
+            sub.origin = t.origin.as_ref().map(|o| join_origin(o, r));
+            let sub_acc = self.accumulate_new(&sub);
+            self.stack.pop();
+            acc.merge(sub_acc?).map_err(|m| t.err(m))?;
+            return Ok(());
+        }
+        if !path.starts_with(&t.dir) {
+            return Err(t.err(format!(
+                "security; file '{r}' is not in or below '{}'",
+                self.fs.show(&t.dir)
+            )));
+        }
+        let text = self.read_text(t, &path)?;
+        let objs = parse_resources(&text).map_err(|m| t.err(format!("resource {r}: {m}")))?;
+        for obj in objs {
+            let mut res = Resource::new(obj);
+            res.origin = t.origin.as_ref().map(|o| join_origin(o, r));
+            acc.append(res).map_err(|m| t.err(m))?;
+        }
+        Ok(())
+    }
+}
+
+/// Join an origin directory and a relative path the way Go's `path.Join` does.
+pub(crate) fn join_origin(base: &str, rel: &str) -> String {
+    let joined = if base.is_empty() {
+        rel.to_string()
+    } else {
+        format!("{base}/{rel}")
+    };
+    let mut parts: Vec<&str> = Vec::new();
+    for p in joined.split('/') {
+        match p {
+            "" | "." => {}
+            ".." if parts.last().is_some_and(|l| *l != "..") => {
+                parts.pop();
+            }
+            other => parts.push(other),
+        }
+    }
+    parts.join("/")
+}
+
+/// Parse a stream of resources: skip empty documents, expand `*List` kinds.
+pub(crate) fn parse_resources(text: &str) -> Result<Vec<Map<String, Value>>, String> {
+    let docs = yaml::parse_documents(text, yaml::ScalarMode::Typed).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for doc in docs {
+        match doc {
+            Value::Null => {}
+            Value::Object(m) if m.is_empty() => {}
+            Value::Object(m) => push_object(m, &mut out)?,
+            Value::Array(items) => {
+                for item in items {
+                    match item {
+                        Value::Object(m) => push_object(m, &mut out)?,
+                        Value::Null => {}
+                        _ => return Err("expected a mapping in the list".to_string()),
+                    }
+                }
+            }
+            _ => return Err("expected a YAML mapping".to_string()),
+        }
+    }
+    Ok(out)
+}
+
+fn push_object(m: Map<String, Value>, out: &mut Vec<Map<String, Value>>) -> Result<(), String> {
+    let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind.ends_with("List") && m.contains_key("items") {
+        if let Some(Value::Array(items)) = m.get("items") {
+            for item in items {
+                if let Value::Object(o) = item {
+                    push_object(o.clone(), out)?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    if !m.contains_key("kind") {
+        return Err("missing kind in object".to_string());
+    }
+    out.push(m);
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! Transformer configuration: which fields of which kinds the built-in transformers touch.
+//! The defaults mirror kustomize's built-in configuration; `configurations:` files add to them.
+
+use crate::kustomization::FieldSpec;
+use crate::resource::Gvk;
+use serde::Deserialize;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// Kinds whose names are referenced from fields of other kinds.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct NameBackRef {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub field_specs: Vec<FieldSpec>,
+}
+
+/// Field specs per transformer.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TransformerConfig {
+    #[serde(default)]
+    pub name_prefix: Vec<FieldSpec>,
+    #[serde(default)]
+    pub name_suffix: Vec<FieldSpec>,
+    #[serde(default)]
+    pub name_reference: Vec<NameBackRef>,
+    #[serde(default)]
+    pub common_labels: Vec<FieldSpec>,
+    #[serde(default)]
+    pub labels: Vec<FieldSpec>,
+    #[serde(default)]
+    pub template_labels: Vec<FieldSpec>,
+    #[serde(default)]
+    pub common_annotations: Vec<FieldSpec>,
+    #[serde(default)]
+    pub namespace: Vec<FieldSpec>,
+    #[serde(default)]
+    pub var_reference: Vec<FieldSpec>,
+    #[serde(default)]
+    pub images: Vec<FieldSpec>,
+    #[serde(default)]
+    pub replicas: Vec<FieldSpec>,
+}
+
+impl TransformerConfig {
+    /// kustomize's built-in configuration.
+    pub(crate) fn builtin() -> &'static TransformerConfig {
+        static DEFAULT: OnceLock<TransformerConfig> = OnceLock::new();
+        DEFAULT.get_or_init(|| {
+            // The embedded table is part of the crate and covered by tests.
+            TransformerConfig::from_yaml(include_str!("default_config.yaml")).unwrap_or_default()
+        })
+    }
+
+    /// Parse a `configurations:` file.
+    pub(crate) fn from_yaml(text: &str) -> Result<TransformerConfig, String> {
+        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Text)
+            .map_err(|e| e.to_string())?;
+        let doc = docs.into_iter().next().unwrap_or(Value::Null);
+        if doc.is_null() {
+            return Ok(TransformerConfig::default());
+        }
+        serde_json::from_value(doc).map_err(|e| e.to_string())
+    }
+
+    /// Add another configuration's specs, refusing specs that contradict existing ones.
+    pub(crate) fn merge(&mut self, other: &TransformerConfig) -> Result<(), String> {
+        merge_specs(&mut self.name_prefix, &other.name_prefix)?;
+        merge_specs(&mut self.name_suffix, &other.name_suffix)?;
+        merge_specs(&mut self.common_labels, &other.common_labels)?;
+        merge_specs(&mut self.labels, &other.labels)?;
+        merge_specs(&mut self.template_labels, &other.template_labels)?;
+        merge_specs(&mut self.common_annotations, &other.common_annotations)?;
+        merge_specs(&mut self.namespace, &other.namespace)?;
+        merge_specs(&mut self.var_reference, &other.var_reference)?;
+        merge_specs(&mut self.images, &other.images)?;
+        merge_specs(&mut self.replicas, &other.replicas)?;
+        for br in &other.name_reference {
+            match self
+                .name_reference
+                .iter_mut()
+                .find(|b| b.group == br.group && b.version == br.version && b.kind == br.kind)
+            {
+                Some(existing) => merge_specs(&mut existing.field_specs, &br.field_specs)?,
+                None => self.name_reference.push(br.clone()),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn merge_specs(into: &mut Vec<FieldSpec>, from: &[FieldSpec]) -> Result<(), String> {
+    for fs in from {
+        match into.iter().find(|e| {
+            e.group == fs.group && e.version == fs.version && e.kind == fs.kind && e.path == fs.path
+        }) {
+            Some(e) if e.create != fs.create => {
+                return Err(format!(
+                    "conflicting fieldspecs for path {} of kind {:?}",
+                    fs.path, fs.kind
+                ));
+            }
+            Some(_) => {}
+            None => into.push(fs.clone()),
+        }
+    }
+    Ok(())
+}
+
+impl FieldSpec {
+    /// Does this spec apply to an object of this GVK?
+    pub(crate) fn applies_to(&self, gvk: &Gvk) -> bool {
+        gvk.is_selected_by(&self.group, &self.version, &self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_configuration_parses() {
+        if let Err(e) = TransformerConfig::from_yaml(include_str!("default_config.yaml")) {
+            panic!("{e}");
+        }
+        let c = TransformerConfig::builtin();
+        assert!(c.name_reference.iter().any(|b| b.kind == "ConfigMap"));
+        assert_eq!(c.name_prefix.len(), 1);
+        assert!(c.common_labels.iter().any(|f| f.path == "metadata/labels"));
+    }
+}

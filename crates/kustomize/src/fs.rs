@@ -1,0 +1,137 @@
+//! File access confined to a root directory: nothing outside it is read, whether reached by
+//! `..` or by a symlink.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// What went wrong reaching a file.
+#[derive(Debug)]
+pub(crate) enum FsError {
+    /// The path leaves the root (lexically or through a symlink).
+    Outside(String),
+    /// Nothing there.
+    NotFound(String),
+    /// Any other I/O failure.
+    Io(String, io::Error),
+}
+
+impl std::fmt::Display for FsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FsError::Outside(p) => write!(f, "{p} is outside the build root"),
+            FsError::NotFound(p) => write!(f, "{p} does not exist"),
+            FsError::Io(p, e) => write!(f, "{p}: {e}"),
+        }
+    }
+}
+
+/// A directory tree that builds may read and must not leave.
+#[derive(Debug, Clone)]
+pub(crate) struct RootFs {
+    root: PathBuf,
+}
+
+impl RootFs {
+    /// Confine reads to `root` (resolved through symlinks once, here).
+    pub(crate) fn new(root: &Path) -> Result<Self, FsError> {
+        let root = root
+            .canonicalize()
+            .map_err(|e| FsError::Io(root.display().to_string(), e))?;
+        Ok(RootFs { root })
+    }
+
+    /// The canonical root.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A path for messages: relative to the root.
+    pub(crate) fn show(&self, p: &Path) -> String {
+        match p.strip_prefix(&self.root) {
+            Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
+            Ok(rel) => rel.display().to_string(),
+            Err(_) => p.display().to_string(),
+        }
+    }
+
+    /// Resolve `rel` against the directory `dir` (inside the root) to a canonical path inside the
+    /// root. Missing targets are reported as `NotFound`, escapes as `Outside`.
+    pub(crate) fn resolve(&self, dir: &Path, rel: &str) -> Result<PathBuf, FsError> {
+        let joined = if Path::new(rel).is_absolute() {
+            PathBuf::from(rel)
+        } else {
+            dir.join(rel)
+        };
+        let lexical = normalize(&joined);
+        if !lexical.starts_with(&self.root) {
+            return Err(FsError::Outside(rel.to_string()));
+        }
+        match lexical.canonicalize() {
+            Ok(real) if real.starts_with(&self.root) => Ok(real),
+            Ok(_) => Err(FsError::Outside(rel.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // A dangling or escaping symlink also lands here; tell them apart.
+                if let Ok(target) = std::fs::read_link(&lexical) {
+                    let t = lexical.parent().map(|p| p.join(&target)).unwrap_or(target);
+                    if !normalize(&t).starts_with(&self.root) {
+                        return Err(FsError::Outside(rel.to_string()));
+                    }
+                }
+                Err(FsError::NotFound(self.show(&lexical)))
+            }
+            Err(e) => Err(FsError::Io(self.show(&lexical), e)),
+        }
+    }
+
+    /// Read a file already resolved by [`RootFs::resolve`].
+    pub(crate) fn read(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        std::fs::read(path).map_err(|e| FsError::Io(self.show(path), e))
+    }
+}
+
+/// Remove `.` and resolve `..` lexically.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_escaping_the_root_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/f.yaml"), "x: 1").unwrap();
+        let fs = RootFs::new(&dir.path().join("a")).unwrap();
+        let root = fs.root().to_path_buf();
+        assert!(fs.resolve(&root, "f.yaml").is_ok());
+        assert!(matches!(fs.resolve(&root, "../a/f.yaml"), Ok(_)));
+        assert!(matches!(
+            fs.resolve(&root, "../../etc/passwd"),
+            Err(FsError::Outside(_))
+        ));
+        assert!(matches!(
+            fs.resolve(&root, "/etc/passwd"),
+            Err(FsError::Outside(_))
+        ));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+            assert!(matches!(
+                fs.resolve(&root, "link/passwd"),
+                Err(FsError::Outside(_))
+            ));
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! A native kustomize engine: `kustomize build` semantics (kustomize v5.5) as a pure library.
+//!
+//! Give it a filesystem root that nothing may escape and a directory inside it holding a
+//! kustomization; get back the rendered objects in output order, and print them with
+//! [`to_yaml`] exactly as `kubectl kustomize` does.
+//!
+//! ```no_run
+//! use plumb_kustomize::{build, to_yaml, BuildOptions};
+//! use std::path::Path;
+//! let objects = build(Path::new("/repo"), Path::new("/repo/overlays/prod"), &BuildOptions::default())?;
+//! print!("{}", to_yaml(&objects));
+//! # Ok::<(), plumb_kustomize::Error>(())
+//! ```
+//!
+//! Remote bases, helm charts, exec/container functions and non-builtin plugins are refused.
+//! Builds share no state, so any number may run in parallel.
+
+mod build;
+mod config;
+mod crds;
+mod error;
+mod fieldspec;
+mod fs;
+mod generators;
+mod jsonpatch;
+mod kustomization;
+mod nameref;
+mod order;
+mod replacement;
+mod resource;
+mod schema;
+mod select;
+mod smp;
+mod transform;
+mod vars;
+pub mod yaml;
+
+pub use error::Error;
+pub use kustomization::{
+    FieldOptions, FieldSpec, GeneratorArgs, GeneratorOptions, Image, Kustomization, Label,
+    LegacySortOptions, Patch, ReplacementField, ReplacementSource, ReplacementTarget, Replica,
+    Selector, SortOptions, Var, VarField, VarTarget,
+};
+pub use resource::{Gvk, ResId, Resource};
+
+use build::{Builder, Target};
+use serde_json::Value;
+use std::path::Path;
+
+/// Output order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reorder {
+    /// kustomize's legacy order: by kind (Namespace first, webhooks last), then by id.
+    #[default]
+    Legacy,
+    /// The order in which resources were declared.
+    None,
+}
+
+/// Options of a build.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Output order when the kustomization has no `sortOptions`.
+    pub reorder: Reorder,
+}
+
+/// Build the kustomization in directory `path`, reading nothing outside `root`.
+pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Resource>, Error> {
+    let fs = root_fs(root)?;
+    let dir = resolve_dir(&fs, path)?;
+    let mut b = Builder::new(&fs);
+    let target = b.load_target(&dir)?;
+    run(&mut b, target, opts)
+}
+
+/// Build a kustomization given as data, as if its file were in directory `dir` (inside `root`).
+/// This is how a caller layers its own `images`, `patches`, `namespace` or `resources` over a
+/// tree: list the tree (`.` for a directory's own kustomization, or plain files) in `resources`.
+pub fn build_kustomization(
+    root: &Path,
+    dir: &Path,
+    kustomization: &Kustomization,
+    opts: &BuildOptions,
+) -> Result<Vec<Resource>, Error> {
+    let fs = root_fs(root)?;
+    let dir = resolve_dir(&fs, dir)?;
+    let mut k = kustomization.clone();
+    k.fix_legacy_fields();
+    let b = Builder::new(&fs);
+    let file = format!("{} (generated)", fs.show(&dir.join("kustomization.yaml")));
+    let target = Target {
+        dir,
+        file,
+        file_name: "kustomization.yaml".into(),
+        k,
+        origin: None,
+    };
+    let mut b = b;
+    run(&mut b, target, opts)
+}
+
+fn root_fs(root: &Path) -> Result<fs::RootFs, Error> {
+    fs::RootFs::new(root).map_err(|e| Error::Root {
+        root: root.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn resolve_dir(fs: &fs::RootFs, path: &Path) -> Result<std::path::PathBuf, Error> {
+    let rel = path.strip_prefix(fs.root()).unwrap_or(path);
+    let shown = path.display().to_string();
+    let dir = if rel.as_os_str().is_empty() {
+        fs.root().to_path_buf()
+    } else if path.is_absolute() && !path.starts_with(fs.root()) {
+        // An absolute path given through a symlinked root: canonicalize and check.
+        let real = path.canonicalize().map_err(|e| Error::Root {
+            root: fs.root().display().to_string(),
+            message: format!("{shown}: {e}"),
+        })?;
+        if !real.starts_with(fs.root()) {
+            return Err(Error::OutsideRoot {
+                kustomization: shown.clone(),
+                path: shown,
+            });
+        }
+        real
+    } else {
+        fs.resolve(fs.root(), &rel.to_string_lossy())
+            .map_err(|e| match e {
+                fs::FsError::Outside(p) => Error::OutsideRoot {
+                    kustomization: shown.clone(),
+                    path: p,
+                },
+                other => Error::Root {
+                    root: fs.root().display().to_string(),
+                    message: other.to_string(),
+                },
+            })?
+    };
+    if !dir.is_dir() {
+        return Err(Error::Root {
+            root: fs.root().display().to_string(),
+            message: format!("{shown} is not a directory"),
+        });
+    }
+    Ok(dir)
+}
+
+fn run(
+    b: &mut Builder<'_>,
+    mut target: Target,
+    opts: &BuildOptions,
+) -> Result<Vec<Resource>, Error> {
+    if !target.k.build_metadata.is_empty() {
+        target.origin = Some(String::new());
+    }
+    b.push_root(&target.dir);
+    let mut acc = b.accumulate_new(&target)?;
+    for r in acc.res.iter_mut() {
+        if r.needs_hash {
+            let h = generators::content_hash(r);
+            r.store_previous_id();
+            let name = format!("{}-{h}", r.name());
+            r.set_name(&name);
+        }
+    }
+    nameref::fix(&mut acc.res, &acc.config.name_reference).map_err(|m| target.err(m))?;
+    vars::resolve(&mut acc.res, &acc.vars, &acc.config.var_reference).map_err(|m| target.err(m))?;
+    match &target.k.sort_options {
+        Some(so) => match so.order.as_str() {
+            "legacy" => {
+                let custom = so.legacy_sort_options.as_ref();
+                order::legacy_sort(
+                    &mut acc.res,
+                    custom.map(|c| c.order_first.as_slice()),
+                    custom.map(|c| c.order_last.as_slice()),
+                );
+            }
+            "fifo" => {
+                if so.legacy_sort_options.is_some() {
+                    return Err(target.err(
+                        "the field 'sortOptions.legacySortOptions' is set but the selected sort order is 'fifo', not 'legacy'",
+                    ));
+                }
+            }
+            _ => {
+                return Err(
+                    target.err("the field 'sortOptions.order' must be one of [fifo, legacy]")
+                );
+            }
+        },
+        None if opts.reorder == Reorder::Legacy => order::legacy_sort(&mut acc.res, None, None),
+        None => {}
+    }
+    let meta = &target.k.build_metadata;
+    for r in acc.res.iter_mut() {
+        if meta.iter().any(|m| m == "managedByLabel") {
+            let md = r.metadata_mut();
+            let labels = md
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(l) = labels {
+                l.insert(
+                    "app.kubernetes.io/managed-by".into(),
+                    Value::String("kustomize-v5.5.0".into()),
+                );
+            }
+        }
+        if meta.iter().any(|m| m == "originAnnotations")
+            && let Some(origin) = r.origin.clone()
+        {
+            let text = if origin.starts_with("configuredIn:") {
+                origin
+            } else {
+                format!("path: {origin}\n")
+            };
+            let md = r.metadata_mut();
+            let ann = md
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(a) = ann {
+                a.insert("config.kubernetes.io/origin".into(), Value::String(text));
+            }
+        }
+        stringify_annotations(r);
+    }
+    Ok(acc.res)
+}
+
+/// kustomize rewrites annotations as strings when it removes its internal ones.
+fn stringify_annotations(r: &mut Resource) {
+    if let Some(Value::Object(md)) = r.as_value_mut().get_mut("metadata")
+        && let Some(Value::Object(a)) = md.get_mut("annotations")
+    {
+        for (_, v) in a.iter_mut() {
+            if !v.is_string() && !v.is_object() && !v.is_array() {
+                *v = Value::String(resource::scalar_string(v));
+            }
+        }
+    }
+}
+
+/// Print objects as multi-document YAML, byte for byte as `kubectl kustomize` prints them.
+pub fn to_yaml(resources: &[Resource]) -> String {
+    let mut out = String::new();
+    for (i, r) in resources.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&yaml::to_yaml_document(&Value::Object(
+            r.as_value().clone(),
+        )));
+    }
+    out
+}

@@ -1,0 +1,271 @@
+//! Name references: after prefixes, suffixes, namespaces and hashes changed names, point every
+//! reference (volumes, envFrom, RBAC roleRef and subjects, ...) at the new names.
+
+use crate::config::NameBackRef;
+use crate::fieldspec;
+use crate::kustomization::FieldSpec;
+use crate::resource::{Gvk, ResId, Resource, scalar_string};
+use serde_json::{Map, Value};
+
+/// Fix every back reference the configuration names.
+pub(crate) fn fix(res: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), String> {
+    for br in backrefs {
+        let target = Gvk {
+            group: br.group.clone(),
+            version: br.version.clone(),
+            kind: br.kind.clone(),
+        };
+        for spec in &br.field_specs {
+            for i in 0..res.len() {
+                let org = res[i].org_id();
+                if !spec.applies_to(&org.gvk) {
+                    continue;
+                }
+                fix_one(res, i, spec, &target)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Cand {
+    idx: usize,
+    id: ResId,
+    prev: Vec<ResId>,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+}
+
+fn fix_one(res: &mut [Resource], i: usize, spec: &FieldSpec, target: &Gvk) -> Result<(), String> {
+    let referrer_id = res[i].id();
+    let rb_namespaces: Vec<String> = if res[i].kind() == "RoleBinding" {
+        res[i]
+            .as_value()
+            .get("subjects")
+            .and_then(Value::as_array)
+            .map(|s| {
+                s.iter()
+                    .filter(|x| x.get("kind").and_then(Value::as_str) == Some("ServiceAccount"))
+                    .filter_map(|x| x.get("namespace").map(scalar_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let candidates: Vec<Cand> = res
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| {
+            if referrer_id.gvk.is_cluster_scoped() {
+                return true;
+            }
+            let id = r.id();
+            id.gvk.is_cluster_scoped()
+                || id.effective_namespace() == referrer_id.effective_namespace()
+                || rb_namespaces.iter().any(|n| *n == r.namespace())
+        })
+        .map(|(idx, r)| Cand {
+            idx,
+            id: r.id(),
+            prev: r.previous_ids(),
+            prefixes: r.prefixes.clone(),
+            suffixes: r.suffixes.clone(),
+        })
+        .collect();
+    let role_ref = if spec.path.ends_with("roleRef/name") {
+        res[i].as_value().get("roleRef").and_then(|rr| {
+            let g = rr.get("apiGroup")?;
+            let k = rr.get("kind")?;
+            Some(Gvk {
+                group: scalar_string(g),
+                version: String::new(),
+                kind: scalar_string(k),
+            })
+        })
+    } else {
+        None
+    };
+    let ctx = Ctx {
+        target,
+        role_ref: role_ref.as_ref(),
+        referrer: &referrer_id,
+        prefixes: res[i].prefixes.clone(),
+        suffixes: res[i].suffixes.clone(),
+    };
+    let path = fieldspec::split_path(&spec.path);
+    let mut doc = Value::Object(std::mem::take(&mut res[i].obj));
+    let mut referred: Vec<usize> = Vec::new();
+    let result = fieldspec::visit(
+        &mut doc,
+        &path,
+        false,
+        fieldspec::Create::Nothing,
+        &mut |node| match node {
+            Value::Null => Ok(()),
+            Value::String(_) => set_scalar(node, &candidates, &ctx, &mut referred),
+            Value::Object(m) => set_map(m, &candidates, &ctx, &mut referred),
+            Value::Array(items) => {
+                for item in items.iter_mut() {
+                    match item {
+                        Value::Object(m) => set_map(m, &candidates, &ctx, &mut referred)?,
+                        Value::String(_) => set_scalar(item, &candidates, &ctx, &mut referred)?,
+                        _ => {}
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        },
+    );
+    res[i].obj = match doc {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    result.map_err(|m| {
+        format!(
+            "updating name reference in '{}' field of '{}': {m}",
+            spec.path, referrer_id
+        )
+    })
+}
+
+struct Ctx<'a> {
+    target: &'a Gvk,
+    role_ref: Option<&'a Gvk>,
+    referrer: &'a ResId,
+    prefixes: Vec<String>,
+    suffixes: Vec<String>,
+}
+
+fn same_ending(a: &[String], b: &[String]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let diff = long.len() - short.len();
+    if short.is_empty() {
+        return diff == 0;
+    }
+    (0..short.len()).all(|i| long[i + diff] == short[i])
+}
+
+fn ps_equal(c: &Cand, ctx: &Ctx<'_>, allow_empty: bool) -> bool {
+    if allow_empty {
+        let pe = c.prefixes.is_empty() || ctx.prefixes.is_empty();
+        let se = c.suffixes.is_empty() || ctx.suffixes.is_empty();
+        (pe || same_ending(&c.prefixes, &ctx.prefixes))
+            && (se || same_ending(&c.suffixes, &ctx.suffixes))
+    } else {
+        same_ending(&c.prefixes, &ctx.prefixes) && same_ending(&c.suffixes, &ctx.suffixes)
+    }
+}
+
+fn select<'a>(
+    old: &str,
+    cands: Vec<&'a Cand>,
+    ctx: &Ctx<'_>,
+    identical: impl Fn(&[&'a Cand]) -> bool,
+) -> Result<Option<&'a Cand>, String> {
+    let sel = |g: &Gvk, id: &ResId| id.gvk.is_selected_by(&g.group, &g.version, &g.kind);
+    let mut c: Vec<&Cand> = cands
+        .into_iter()
+        .filter(|c| c.prev.iter().any(|p| p.name == old))
+        .filter(|c| c.prev.iter().any(|p| sel(ctx.target, p)))
+        .filter(|c| {
+            ctx.role_ref
+                .is_none_or(|rr| c.prev.iter().any(|p| sel(rr, p)))
+        })
+        .filter(|c| {
+            ctx.referrer.gvk.is_cluster_scoped()
+                || c.id.gvk.is_cluster_scoped()
+                || c.id.gvk.kind == "ServiceAccount"
+                || c.id.effective_namespace() == ctx.referrer.effective_namespace()
+        })
+        .collect();
+    if c.len() == 1 {
+        return Ok(c.pop());
+    }
+    c.retain(|x| ps_equal(x, ctx, true));
+    if c.len() > 1 {
+        c.retain(|x| ps_equal(x, ctx, false));
+    }
+    match c.len() {
+        0 => Ok(None),
+        1 => Ok(c.pop()),
+        _ if identical(&c) => Ok(Some(c[0])),
+        _ => {
+            let ids: Vec<String> = c.iter().map(|x| x.id.to_string()).collect();
+            Err(format!(
+                "found multiple possible referrals: {}",
+                ids.join(", ")
+            ))
+        }
+    }
+}
+
+fn set_scalar(
+    node: &mut Value,
+    cands: &[Cand],
+    ctx: &Ctx<'_>,
+    referred: &mut Vec<usize>,
+) -> Result<(), String> {
+    let old = scalar_string(node);
+    let found = select(&old, cands.iter().collect(), ctx, |c| {
+        c.iter().all(|x| x.id.name == c[0].id.name)
+    })?;
+    if let Some(r) = found {
+        referred.push(r.idx);
+        if r.id.name != old {
+            *node = Value::String(r.id.name.clone());
+        }
+    }
+    Ok(())
+}
+
+fn set_map(
+    m: &mut Map<String, Value>,
+    cands: &[Cand],
+    ctx: &Ctx<'_>,
+    referred: &mut Vec<usize>,
+) -> Result<(), String> {
+    let Some(name) = m.get("name") else {
+        return Err("path config error; no 'name' field in node".to_string());
+    };
+    let old = scalar_string(name);
+    let pool: Vec<&Cand> = match m.get("namespace").map(scalar_string) {
+        None => cands.iter().collect(),
+        Some(ns) => {
+            let by_org: Vec<&Cand> = cands
+                .iter()
+                .filter(|c| {
+                    c.prev
+                        .first()
+                        .map(|p| p.namespace.as_str())
+                        .unwrap_or(c.id.effective_namespace())
+                        == ns
+                })
+                .collect();
+            if by_org.is_empty() {
+                cands
+                    .iter()
+                    .filter(|c| c.id.effective_namespace() == ns)
+                    .collect()
+            } else {
+                by_org
+            }
+        }
+    };
+    let found = select(&old, pool, ctx, |c| {
+        c.iter()
+            .all(|x| x.id.name == c[0].id.name && x.id.namespace == c[0].id.namespace)
+    })?;
+    if let Some(r) = found {
+        referred.push(r.idx);
+        if r.id.name == old && r.id.namespace.is_empty() {
+            return Ok(());
+        }
+        m.insert("name".into(), Value::String(r.id.name.clone()));
+        if !r.id.namespace.is_empty() {
+            m.insert("namespace".into(), Value::String(r.id.namespace.clone()));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! Strategic-merge metadata of the built-in Kubernetes types: which lists merge by which keys.
+
+mod table;
+
+/// A field of a built-in type that matters to strategic merge.
+#[derive(Debug)]
+pub(crate) struct Field {
+    /// JSON field name.
+    pub name: &'static str,
+    /// Index of its type (or of its element type for lists) in `TYPES`, or `NONE`.
+    pub ty: u16,
+    /// The field is a list.
+    pub list: bool,
+    /// `x-kubernetes-patch-strategy` (e.g. `merge`, `merge,retainKeys`, `replace`).
+    pub strategy: &'static str,
+    /// List map keys or patch merge key, comma separated.
+    pub keys: &'static str,
+}
+
+/// Fields of one type, sorted by name.
+pub(crate) type TypeDef = &'static [Field];
+
+/// No type information.
+pub(crate) const NONE: u16 = u16::MAX;
+
+/// The type of a built-in kind, when the schema knows it.
+pub(crate) fn root_type(group: &str, version: &str, kind: &str) -> Option<u16> {
+    table::ROOTS
+        .iter()
+        .find(|(g, v, k, _)| *g == group && *v == version && *k == kind)
+        .map(|(_, _, _, t)| *t)
+}
+
+/// A field of a type.
+pub(crate) fn field(ty: u16, name: &str) -> Option<&'static Field> {
+    let fields = table::TYPES.get(usize::from(ty))?;
+    fields
+        .binary_search_by(|f| f.name.cmp(name))
+        .ok()
+        .map(|i| &fields[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn containers_merge_by_name() {
+        let dep = root_type("apps", "v1", "Deployment").unwrap_or(NONE);
+        let spec = field(dep, "spec").map(|f| f.ty).unwrap_or(NONE);
+        let tmpl = field(spec, "template").map(|f| f.ty).unwrap_or(NONE);
+        let pod = field(tmpl, "spec").map(|f| f.ty).unwrap_or(NONE);
+        let containers = field(pod, "containers");
+        assert!(containers.is_some_and(|c| c.list && c.strategy == "merge" && c.keys == "name"));
+    }
+}

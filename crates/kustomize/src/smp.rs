@@ -1,0 +1,349 @@
+//! Strategic merge patches with kustomize's semantics (kyaml merge2): maps merge field by field,
+//! `null` deletes, `$patch: delete|replace|merge` directives, lists with a merge strategy in the
+//! schema merge element-wise by their keys with the patch's elements first, other lists are
+//! replaced.
+
+use crate::resource::scalar_string;
+use crate::schema::{self, NONE};
+use serde_json::{Map, Value};
+
+/// Schema context of a node.
+#[derive(Clone, Copy, Debug)]
+enum Sch {
+    None,
+    Type(u16),
+    List {
+        merge: bool,
+        keys: &'static str,
+        elem: u16,
+    },
+}
+
+fn field_sch(sch: Sch, name: &str) -> Sch {
+    let Sch::Type(t) = sch else { return Sch::None };
+    match schema::field(t, name) {
+        Some(f) if f.list => Sch::List {
+            merge: f.strategy.split(',').any(|s| s == "merge"),
+            keys: f.keys,
+            elem: f.ty,
+        },
+        Some(f) if f.ty != NONE => Sch::Type(f.ty),
+        _ => Sch::None,
+    }
+}
+
+/// Apply `patch` to `obj` (an object of the given apiVersion/kind). `None` means the patch
+/// deleted the whole object.
+pub(crate) fn apply(
+    obj: &Value,
+    patch: &Value,
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Result<Option<Value>, String> {
+    let sch = match schema::root_type(group, version, kind) {
+        Some(t) => Sch::Type(t),
+        None => Sch::None,
+    };
+    walk(Some(obj), Some(patch), sch)
+}
+
+fn kind_of(v: &Value) -> u8 {
+    match v {
+        Value::Object(_) => 1,
+        Value::Array(_) => 2,
+        Value::Null => 0,
+        _ => 3,
+    }
+}
+
+fn kind_name(k: u8) -> &'static str {
+    match k {
+        1 => "MappingNode",
+        2 => "SequenceNode",
+        _ => "ScalarNode",
+    }
+}
+
+fn walk(dest: Option<&Value>, patch: Option<&Value>, sch: Sch) -> Result<Option<Value>, String> {
+    let Some(p) = patch else {
+        return Ok(dest.cloned());
+    };
+    let kind = [dest, patch]
+        .into_iter()
+        .flatten()
+        .map(kind_of)
+        .find(|k| *k != 0)
+        .unwrap_or(1);
+    for v in [dest, patch].into_iter().flatten() {
+        let k = kind_of(v);
+        if k != 0 && k != kind {
+            return Err(format!(
+                "wrong node kind: expected {} but got {}",
+                kind_name(kind),
+                kind_name(k)
+            ));
+        }
+    }
+    match kind {
+        1 => walk_map(dest, p, sch),
+        2 => walk_list(dest, p, sch),
+        _ => Ok(if p.is_null() { None } else { Some(p.clone()) }),
+    }
+}
+
+/// Read and strip a `$patch` directive from a map.
+fn map_directive(m: &mut Map<String, Value>) -> Result<&'static str, String> {
+    match m.get("$patch") {
+        None => Ok("merge"),
+        Some(v) => {
+            let d = match scalar_string(v).as_str() {
+                "delete" => "delete",
+                "replace" => "replace",
+                "merge" => "merge",
+                other => return Err(format!("unknown patch strategy '{other}'")),
+            };
+            m.remove("$patch");
+            Ok(d)
+        }
+    }
+}
+
+fn walk_map(dest: Option<&Value>, patch: &Value, sch: Sch) -> Result<Option<Value>, String> {
+    if patch.is_null() {
+        return Ok(None);
+    }
+    let mut p = patch.as_object().cloned().unwrap_or_default();
+    let directive = map_directive(&mut p)?;
+    let mut out = match dest {
+        Some(Value::Object(d)) => match directive {
+            "delete" => return Ok(None),
+            "replace" => p.clone(),
+            _ => d.clone(),
+        },
+        _ => {
+            if directive == "delete" {
+                return Ok(None);
+            }
+            p.clone()
+        }
+    };
+    let mut keys: Vec<String> = out.keys().chain(p.keys()).cloned().collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let child = field_sch(sch, &k);
+        match walk(out.get(&k), p.get(&k), child)? {
+            Some(v) => {
+                out.insert(k, v);
+            }
+            None => {
+                out.remove(&k);
+            }
+        }
+    }
+    Ok(Some(Value::Object(out)))
+}
+
+/// A list's `$patch` directive: an element that is a map holding only `$patch`.
+fn list_directive(items: &mut Vec<Value>) -> Result<&'static str, String> {
+    let pos = items.iter().position(|e| {
+        e.as_object()
+            .is_some_and(|m| m.len() == 1 && m.contains_key("$patch"))
+    });
+    let Some(i) = pos else { return Ok("merge") };
+    let d = match items[i].get("$patch").map(scalar_string).as_deref() {
+        Some("delete") => "delete",
+        Some("replace") => "replace",
+        Some("merge") => "merge",
+        other => return Err(format!("unknown patch strategy '{}'", other.unwrap_or(""))),
+    };
+    items.remove(i);
+    Ok(d)
+}
+
+fn walk_list(dest: Option<&Value>, patch: &Value, sch: Sch) -> Result<Option<Value>, String> {
+    let Sch::List {
+        merge: true,
+        keys,
+        elem,
+    } = sch
+    else {
+        return Ok(if patch.is_null() {
+            None
+        } else {
+            Some(patch.clone())
+        });
+    };
+    if patch.is_null() {
+        return Ok(None);
+    }
+    let mut p = patch.as_array().cloned().unwrap_or_default();
+    let dest_items: Vec<Value> = match dest {
+        Some(Value::Array(d)) => {
+            match list_directive(&mut p)? {
+                "delete" => return Ok(None),
+                "replace" => return Ok(Some(Value::Array(p))),
+                _ => {}
+            }
+            d.clone()
+        }
+        _ => patch.as_array().cloned().unwrap_or_default(),
+    };
+    let elem_sch = if elem == NONE {
+        Sch::None
+    } else {
+        Sch::Type(elem)
+    };
+    if keys.is_empty() {
+        return Ok(Some(Value::Array(merge_primitives(&p, &dest_items))));
+    }
+    let keys: Vec<&str> = keys.split(',').collect();
+    merge_keyed(&p, &dest_items, &keys, elem_sch).map(|v| Some(Value::Array(v)))
+}
+
+fn merge_primitives(patch: &[Value], dest: &[Value]) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    for v in patch.iter().chain(dest) {
+        if !out.iter().any(|o| scalar_string(o) == scalar_string(v)) {
+            out.push(v.clone());
+        }
+    }
+    out
+}
+
+fn key_values(e: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter()
+        .map(|k| e.get(*k).map(scalar_string).unwrap_or_default())
+        .collect()
+}
+
+fn find_elem<'a>(items: &'a [Value], keys: &[&str], values: &[String]) -> Option<&'a Value> {
+    items
+        .iter()
+        .find(|e| e.is_object() && key_values(e, keys) == values)
+}
+
+fn merge_keyed(
+    patch: &[Value],
+    dest: &[Value],
+    keys: &[&str],
+    elem_sch: Sch,
+) -> Result<Vec<Value>, String> {
+    let mut values_list: Vec<Vec<String>> = Vec::new();
+    for e in patch.iter().chain(dest) {
+        let v = key_values(e, keys);
+        if !values_list.contains(&v) {
+            values_list.push(v);
+        }
+    }
+    if keys.len() > 1 {
+        for i in 0..values_list.len() {
+            for j in 0..values_list.len() {
+                if let Some(m) = match_values(&values_list[i], &values_list[j]) {
+                    values_list[i] = m.clone();
+                    values_list[j] = m;
+                }
+            }
+        }
+    }
+    let valid: Vec<bool> = (0..keys.len())
+        .map(|i| values_list.iter().any(|v| !v[i].is_empty()))
+        .collect();
+    let any_valid = valid.iter().any(|v| *v);
+    let mut out: Vec<Value> = Vec::new();
+    let mut done: Vec<Vec<String>> = Vec::new();
+    for values in &values_list {
+        if done.contains(values) {
+            continue;
+        }
+        done.push(values.clone());
+        let (vk, vv): (Vec<&str>, Vec<String>) = keys
+            .iter()
+            .zip(values)
+            .enumerate()
+            .filter(|(i, _)| !any_valid || valid[*i])
+            .map(|(_, (k, v))| (*k, v.clone()))
+            .unzip();
+        let d = find_elem(dest, &vk, &vv);
+        let p = find_elem(patch, &vk, &vv);
+        let merged = walk(d, p, elem_sch)?;
+        let merged = match merged {
+            Some(Value::Object(m)) if !m.is_empty() => m,
+            _ => continue,
+        };
+        let mut m = merged;
+        for (k, v) in vk.iter().zip(&vv) {
+            if !m.contains_key(*k) && !v.is_empty() {
+                m.insert((*k).to_string(), Value::String(v.clone()));
+            }
+        }
+        out.push(Value::Object(m));
+    }
+    Ok(out)
+}
+
+fn match_values(a: &[String], b: &[String]) -> Option<Vec<String>> {
+    let mut common = false;
+    let mut res = Vec::new();
+    for (x, y) in a.iter().zip(b) {
+        if x == y {
+            common = true;
+            res.push(x.clone());
+        } else if !x.is_empty() && !y.is_empty() {
+            return None;
+        } else if !x.is_empty() {
+            res.push(x.clone());
+        } else {
+            res.push(y.clone());
+        }
+    }
+    common.then_some(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dep(containers: Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {"containers": containers}}}})
+    }
+
+    #[test]
+    fn containers_merge_by_name_with_patched_ones_first() {
+        let obj = dep(json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]));
+        let patch = dep(json!([{"name": "b", "image": "x"}, {"name": "n", "image": "n"}]));
+        let out = apply(&obj, &patch, "apps", "v1", "Deployment")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "b", "image": "x"}, {"name": "n", "image": "n"}, {"name": "a", "image": "a"}])
+        );
+    }
+
+    #[test]
+    fn null_deletes_and_directives_apply() {
+        let obj = json!({"a": {"b": 1, "c": 2}, "d": [1, 2], "e": {"x": 1}});
+        let patch = json!({"a": {"b": null}, "d": [3], "e": {"$patch": "replace", "y": 2}});
+        let out = apply(&obj, &patch, "", "v1", "Unknown").unwrap().unwrap();
+        assert_eq!(out, json!({"a": {"c": 2}, "d": [3], "e": {"y": 2}}));
+        let del = json!({"$patch": "delete"});
+        assert_eq!(apply(&obj, &del, "", "v1", "Unknown").unwrap(), None);
+    }
+
+    #[test]
+    fn element_delete_directive_removes_the_element() {
+        let obj = dep(json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]));
+        let patch = dep(json!([{"name": "a", "$patch": "delete"}]));
+        let out = apply(&obj, &patch, "apps", "v1", "Deployment")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out["spec"]["template"]["spec"]["containers"],
+            json!([{"name": "b", "image": "b"}])
+        );
+    }
+}

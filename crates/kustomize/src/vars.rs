@@ -1,0 +1,158 @@
+//! Legacy `vars`: `$(NAME)` in the var-reference fields becomes a field of another object.
+
+use crate::fieldspec::{self, Create};
+use crate::kustomization::{FieldSpec, Var};
+use crate::replacement::split_dotted;
+use crate::resource::{Gvk, Resource, scalar_string};
+use serde_json::Value;
+
+/// Resolve every var and substitute it in the var-reference fields.
+pub(crate) fn resolve(
+    res: &mut [Resource],
+    vars: &[Var],
+    specs: &[FieldSpec],
+) -> Result<(), String> {
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let mut values: Vec<(String, String)> = Vec::new();
+    for v in vars {
+        let o = &v.objref;
+        let gvk = if o.api_version.is_empty() {
+            Gvk {
+                group: o.group.clone(),
+                version: o.version.clone(),
+                kind: o.kind.clone(),
+            }
+        } else {
+            Gvk::from_api_version(&o.api_version, &o.kind)
+        };
+        let matches: Vec<&Resource> = res
+            .iter()
+            .filter(|r| {
+                std::iter::once(r.id()).chain(r.previous_ids()).any(|id| {
+                    id.gvk.is_selected_by(&gvk.group, &gvk.version, &gvk.kind)
+                        && id.name == o.name
+                        && (o.namespace.is_empty()
+                            || id.namespace == o.namespace
+                            || r.namespace() == o.namespace)
+                })
+            })
+            .collect();
+        let r = match matches.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(format!(
+                    "var '{}' cannot be mapped to a field in the set of known resources",
+                    v.name
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "found {} resId matches for var '{}' (unable to disambiguate)",
+                    matches.len(),
+                    v.name
+                ));
+            }
+        };
+        let path = v
+            .fieldref
+            .as_ref()
+            .map(|f| f.field_path.as_str())
+            .filter(|p| !p.is_empty())
+            .unwrap_or("metadata.name");
+        let doc = Value::Object(r.as_value().clone());
+        let mut cur = &doc;
+        for part in split_dotted(path) {
+            let (field, index) = match part.split_once('[') {
+                Some((f, rest)) => (
+                    f.to_string(),
+                    rest.trim_end_matches(']').parse::<usize>().ok(),
+                ),
+                None => (part.clone(), None),
+            };
+            cur = cur
+                .get(&field)
+                .ok_or_else(|| format!("field path {path} of var '{}' not found", v.name))?;
+            if let Some(i) = index {
+                cur = cur
+                    .get(i)
+                    .ok_or_else(|| format!("field path {path} of var '{}' not found", v.name))?;
+            }
+        }
+        if cur.is_object() || cur.is_array() {
+            return Err(format!("var '{}' must refer to a scalar field", v.name));
+        }
+        values.push((v.name.clone(), scalar_string(cur)));
+    }
+    for r in res.iter_mut() {
+        let gvk = r.gvk();
+        let mut doc = Value::Object(std::mem::take(r.as_value_mut()));
+        for fs in specs.iter().filter(|f| f.applies_to(&gvk)) {
+            let path = fieldspec::split_path(&fs.path);
+            let _ = fieldspec::visit(&mut doc, &path, false, Create::Nothing, &mut |v| {
+                substitute(v, &values);
+                Ok(())
+            });
+        }
+        *r.as_value_mut() = match doc {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+    }
+    Ok(())
+}
+
+fn substitute(v: &mut Value, values: &[(String, String)]) {
+    match v {
+        Value::String(s) => *s = expand(s, values),
+        Value::Array(items) => items.iter_mut().for_each(|i| substitute(i, values)),
+        Value::Object(m) => m.iter_mut().for_each(|(_, i)| substitute(i, values)),
+        _ => {}
+    }
+}
+
+/// Kubernetes-style expansion: `$(NAME)` replaced when known, `$$` escapes a dollar.
+fn expand(s: &str, values: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let b: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == '$' && i + 1 < b.len() {
+            if b[i + 1] == '$' {
+                out.push('$');
+                i += 2;
+                continue;
+            }
+            if b[i + 1] == '('
+                && let Some(end) = b[i + 2..].iter().position(|c| *c == ')')
+            {
+                let name: String = b[i + 2..i + 2 + end].iter().collect();
+                match values.iter().find(|(n, _)| *n == name) {
+                    Some((_, val)) => out.push_str(val),
+                    None => {
+                        out.push_str("$(");
+                        out.push_str(&name);
+                        out.push(')');
+                    }
+                }
+                i += end + 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_vars_expand_and_unknown_stay() {
+        let vals = vec![("A".to_string(), "x".to_string())];
+        assert_eq!(expand("$(A)-$(B)-$$(A)", &vals), "x-$(B)-$(A)");
+    }
+}
