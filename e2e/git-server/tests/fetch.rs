@@ -1,5 +1,7 @@
 //! The server speaks real Git: the git CLI clones through it, and wrong credentials are refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::path::Path;
 use std::process::Command;
 
