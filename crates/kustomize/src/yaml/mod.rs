@@ -65,6 +65,44 @@ pub(crate) fn looks_like_timestamp(s: &str) -> bool {
     false
 }
 
+/// A go-yaml timestamp as Go's `time.Time` marshals to JSON (RFC 3339 with nanoseconds trimmed).
+pub(crate) fn timestamp_rfc3339(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut p = Cursor { b, i: 5 };
+    let year = &s[..4];
+    let month = p.num(2).unwrap_or(1);
+    p.eat(b'-');
+    let day = p.num(2).unwrap_or(1);
+    if p.done() {
+        return format!("{year}-{month:02}-{day:02}T00:00:00Z");
+    }
+    p.i += 1;
+    let h = p.num(2).unwrap_or(0);
+    p.eat(b':');
+    let m = p.num(2).unwrap_or(0);
+    p.eat(b':');
+    let sec = p.num(2).unwrap_or(0);
+    let mut frac = String::new();
+    if p.eat(b'.') {
+        while p.i < b.len() && b[p.i].is_ascii_digit() {
+            frac.push(b[p.i] as char);
+            p.i += 1;
+        }
+        frac.truncate(9);
+        while frac.ends_with('0') {
+            frac.pop();
+        }
+        if !frac.is_empty() {
+            frac.insert(0, '.');
+        }
+    }
+    let zone = match &s[p.i..] {
+        "" | "Z" | "+00:00" | "-00:00" => "Z".to_string(),
+        z => z.to_string(),
+    };
+    format!("{year}-{month:02}-{day:02}T{h:02}:{m:02}:{sec:02}{frac}{zone}")
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
     i: usize,
@@ -188,7 +226,8 @@ mod tests {
         assert_eq!(resolve_plain("yes"), json!("yes"));
         assert_eq!(resolve_plain("~"), Value::Null);
         assert_eq!(resolve_plain("True"), json!(true));
-        assert_eq!(resolve_plain("2001-12-14"), json!("2001-12-14"));
+        assert_eq!(resolve_plain("2001-12-14"), json!("2001-12-14T00:00:00Z"));
+        assert_eq!(resolve_plain("2001-12-14t21:59:43.10-05:00"), json!("2001-12-14T21:59:43.1-05:00"));
         assert_eq!(resolve_plain("1.2.3"), json!("1.2.3"));
     }
 

@@ -216,9 +216,9 @@ pub fn resolve_plain(text: &str) -> Value {
     if !(first.is_ascii_digit() || first == b'+' || first == b'-') {
         return Value::String(text.to_string());
     }
-    // Timestamps stay strings when decoded into interface{}.
+    // go-yaml v3 decodes timestamps to time.Time, which JSON prints as RFC 3339.
     if super::looks_like_timestamp(text) {
-        return Value::String(text.to_string());
+        return Value::String(super::timestamp_rfc3339(text));
     }
     let plain: String = text.chars().filter(|c| *c != '_').collect();
     if let Some(v) = super::go_parse_int(&plain) {
