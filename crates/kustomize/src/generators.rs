@@ -177,14 +177,14 @@ fn generate(
     let mut binary = Map::new();
     for (k, v) in pairs(b, t, g)? {
         if secret {
-            data.insert(k, Value::String(B64.encode(&v)));
+            data.insert(k, Value::String(wrapped_base64(&v)));
         } else {
             match String::from_utf8(v) {
                 Ok(s) => {
                     data.insert(k, Value::String(s));
                 }
                 Err(e) => {
-                    binary.insert(k, Value::String(B64.encode(e.as_bytes())));
+                    binary.insert(k, Value::String(wrapped_base64(e.as_bytes())));
                 }
             }
         }
@@ -248,6 +248,21 @@ fn generate(
     Ok(r)
 }
 
+/// Base64 as kustomize stores generated data: lines of 70 characters, each ending in a newline,
+/// once the encoding reaches 70 characters.
+fn wrapped_base64(data: &[u8]) -> String {
+    let enc = B64.encode(data);
+    if enc.len() < 70 {
+        return enc;
+    }
+    let mut out = String::with_capacity(enc.len() + enc.len() / 70 + 1);
+    for chunk in enc.as_bytes().chunks(70) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out
+}
+
 /// Labels, annotations, name and namespace of `old` under those of the new generated object.
 pub(crate) fn copy_merge_metadata(r: &mut Resource, old: &Resource) {
     for field in ["labels", "annotations"] {
@@ -279,6 +294,7 @@ pub(crate) fn copy_merge_metadata(r: &mut Resource, old: &Resource) {
     r.prefixes = old.prefixes.clone();
     r.suffixes = old.suffixes.clone();
     r.behavior = old.behavior;
+    r.needs_hash = r.needs_hash && old.needs_hash;
 }
 
 /// Keys of `old`'s map `field` under the new object's.
