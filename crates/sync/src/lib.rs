@@ -14,3 +14,13 @@ pub mod inventory;
 pub mod manifest;
 pub mod stage;
 pub mod window;
+
+pub mod apply;
+pub mod changeset;
+pub mod context;
+pub mod controller;
+pub mod reconcile;
+pub mod watches;
+
+pub use context::Settings;
+pub use controller::{Error, run, run_with};

@@ -1,0 +1,223 @@
+//! What every reconcile shares: clients, caches of Syncs, Policies and Namespaces, the drift
+//! watches, and the per-Sync memory of what was applied.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Client;
+use kube::Resource;
+use kube::core::{GroupVersionKind, PartialObjectMeta};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use serde_json::Value;
+
+use plumb_api::{Digest, ObjectId, Policy, Sync};
+
+use crate::apply::Resolver;
+use crate::deps::Key;
+use crate::governance;
+use crate::manifest::Manifest;
+use crate::watches::Watches;
+
+/// Controller settings, from flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// How many Syncs are reconciled at once.
+    #[arg(long, default_value_t = 4, env = "PLUMB_SYNC_CONCURRENCY")]
+    pub concurrency: u16,
+    /// Apply as this ServiceAccount (of the Sync's namespace) when a Sync names none.
+    #[arg(long, env = "PLUMB_DEFAULT_SERVICE_ACCOUNT")]
+    pub default_service_account: Option<String>,
+    /// Refuse Syncs whose sourceRef points into another namespace.
+    #[arg(long, env = "PLUMB_NO_CROSS_NAMESPACE_REFS")]
+    pub no_cross_namespace_refs: bool,
+    /// Only reconcile Syncs matching this label selector (sharding).
+    #[arg(long, env = "PLUMB_SYNC_SELECTOR")]
+    pub sync_selector: Option<String>,
+    /// Only reconcile Syncs in this namespace.
+    #[arg(long, env = "PLUMB_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Refuse rendered artifacts larger than this many bytes.
+    #[arg(long, default_value_t = 256 << 20, env = "PLUMB_MAX_ARTIFACT_SIZE")]
+    pub max_artifact_size: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            default_service_account: None,
+            no_cross_namespace_refs: false,
+            sync_selector: None,
+            watch_namespace: None,
+            max_artifact_size: 256 << 20,
+        }
+    }
+}
+
+/// What plumb applied for one object, normalized by the server's answer.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    /// The body that was applied.
+    pub body: Value,
+    /// The fields of `body` with the values the server stored for them.
+    pub normalized: Value,
+}
+
+/// What the controller remembers about one Sync between reconciles.
+#[derive(Debug, Default)]
+pub struct SyncState {
+    /// The last rendered artifact fetched, by digest.
+    pub artifact: Option<(Digest, Arc<Vec<Manifest>>)>,
+    /// What was applied, per object.
+    pub intents: HashMap<ObjectId, Intent>,
+    /// When the last full (safety-net) reconcile ran.
+    pub last_full: Option<Instant>,
+    /// Since when the health of the applied digest has been awaited.
+    pub health_since: Option<(Digest, Instant)>,
+    /// The kinds in the inventory, whose watches this Sync holds.
+    pub kinds: HashSet<GroupVersionKind>,
+}
+
+/// Shared by all reconciles.
+pub struct Context {
+    /// The controller's own client.
+    pub client: Client,
+    /// The configuration the client was built from; impersonating clients derive from it.
+    pub kube_config: kube::Config,
+    /// For downloading artifacts.
+    pub http: reqwest::Client,
+    /// Publishes Events on Syncs.
+    pub recorder: Recorder,
+    /// Flags.
+    pub settings: Settings,
+    /// Kind to resource resolution.
+    pub resolver: Resolver,
+    /// Watches on applied objects.
+    pub watches: Watches,
+    /// Every Sync this controller reconciles.
+    pub syncs: Store<Sync>,
+    /// Every Policy.
+    pub policies: Store<Policy>,
+    /// Every Namespace's metadata (for Policy namespace selectors).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    states: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<SyncState>>>>,
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+/// A Sync's key.
+pub fn key_of(sync: &Sync) -> Key {
+    (
+        sync.metadata.namespace.clone().unwrap_or_default(),
+        sync.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Context {
+    /// Builds the context.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        client: Client,
+        kube_config: kube::Config,
+        http: reqwest::Client,
+        recorder: Recorder,
+        settings: Settings,
+        watches: Watches,
+        syncs: Store<Sync>,
+        policies: Store<Policy>,
+        namespaces: Store<PartialObjectMeta<Namespace>>,
+    ) -> Self {
+        Self {
+            resolver: Resolver::new(client.clone()),
+            client,
+            kube_config,
+            http,
+            recorder,
+            settings,
+            watches,
+            syncs,
+            policies,
+            namespaces,
+            states: Mutex::default(),
+            clients: Mutex::default(),
+        }
+    }
+
+    /// The remembered state of a Sync.
+    pub fn state(&self, key: &Key) -> Arc<tokio::sync::Mutex<SyncState>> {
+        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+        states.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets a Sync that is gone, releasing its watches.
+    pub fn forget(&self, key: &Key) {
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.watches.retain(key, &HashSet::new());
+    }
+
+    /// The client to apply with for a Sync in `namespace`: impersonating `service_account`
+    /// (or the default one) when set, else the controller's own.
+    pub fn client_for(
+        &self,
+        namespace: &str,
+        service_account: Option<&str>,
+    ) -> Result<Client, kube::Error> {
+        let Some(sa) = service_account.or(self.settings.default_service_account.as_deref()) else {
+            return Ok(self.client.clone());
+        };
+        let user = format!("system:serviceaccount:{namespace}:{sa}");
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&user) {
+            return Ok(c.clone());
+        }
+        let mut config = self.kube_config.clone();
+        config.auth_info.impersonate = Some(user.clone());
+        let client = Client::try_from(config)?;
+        clients.insert(user, client.clone());
+        Ok(client)
+    }
+
+    /// A Sync from the cache.
+    pub fn sync(&self, key: &Key) -> Option<Arc<Sync>> {
+        self.syncs.get(&ObjectRef::new(&key.1).within(&key.0))
+    }
+
+    /// The Policies governing `sync`, sorted by name.
+    pub fn governing(&self, sync: &Sync) -> Vec<Arc<Policy>> {
+        let empty = BTreeMap::new();
+        let sync_labels = sync.metadata.labels.as_ref().unwrap_or(&empty);
+        let ns = sync.metadata.namespace.clone().unwrap_or_default();
+        let ns_meta = self.namespaces.get(&ObjectRef::new(&ns));
+        let ns_labels = ns_meta
+            .as_ref()
+            .and_then(|n| n.metadata.labels.as_ref())
+            .unwrap_or(&empty);
+        let mut out: Vec<_> = self
+            .policies
+            .state()
+            .into_iter()
+            .filter(|p| governance::governs(p, sync_labels, ns_labels))
+            .collect();
+        out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        out
+    }
+
+    /// Publishes an Event on `sync`; failures are logged, never fatal.
+    pub async fn event(&self, sync: &Sync, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &sync.object_ref(&())).await {
+            tracing::warn!(error = %e, "publishing event failed");
+        }
+    }
+}
