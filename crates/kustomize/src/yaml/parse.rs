@@ -35,7 +35,7 @@ enum Node {
 /// Parse every document of a YAML stream. Empty documents come back as `Value::Null`.
 pub fn parse_documents(text: &str, mode: ScalarMode) -> Result<Vec<Value>, YamlError> {
     let mut parser = Parser::new_from_str(text);
-    let mut docs = Vec::new();
+    let mut docs: Vec<Option<Node>> = Vec::new();
     let mut anchors: Vec<(usize, Node)> = Vec::new();
     loop {
         let (ev, _) = parser.next_token().map_err(|e| YamlError(e.to_string()))?;
@@ -45,16 +45,45 @@ pub fn parse_documents(text: &str, mode: ScalarMode) -> Result<Vec<Value>, YamlE
                 anchors.clear();
                 let (first, _) = parser.next_token().map_err(|e| YamlError(e.to_string()))?;
                 if matches!(first, Event::DocumentEnd) {
-                    docs.push(Value::Null);
+                    docs.push(None);
                     continue;
                 }
-                let node = read_node(&mut parser, first, &mut anchors)?;
-                docs.push(to_value(&node, mode)?);
+                docs.push(Some(read_node(&mut parser, first, &mut anchors)?));
             }
             _ => {}
         }
     }
-    Ok(docs)
+    if !text.ends_with('\n')
+        && let Some(Some(last)) = docs.last_mut()
+    {
+        trim_final_block_scalar(last);
+    }
+    docs.into_iter()
+        .map(|d| d.map_or(Ok(Value::Null), |n| to_value(&n, mode)))
+        .collect()
+}
+
+/// A block scalar running to the end of input has no final line break to keep (the scanner adds
+/// one); only the last document's rightmost leaf can be such a scalar.
+fn trim_final_block_scalar(node: &mut Node) {
+    match node {
+        Node::Scalar(v, TScalarStyle::Literal | TScalarStyle::Folded, _) => {
+            if v.ends_with('\n') {
+                v.pop();
+            }
+        }
+        Node::Seq(items) => {
+            if let Some(last) = items.last_mut() {
+                trim_final_block_scalar(last);
+            }
+        }
+        Node::Map(entries, _) => {
+            if let Some((_, last)) = entries.last_mut() {
+                trim_final_block_scalar(last);
+            }
+        }
+        Node::Scalar(..) => {}
+    }
 }
 
 fn next(parser: &mut Parser<std::str::Chars<'_>>) -> Result<(Event, usize), YamlError> {
