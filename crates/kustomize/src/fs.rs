@@ -47,6 +47,9 @@ impl RootFs {
 
     /// A path for messages: relative to the root.
     pub(crate) fn show(&self, p: &Path) -> String {
+        if self.root.parent().is_none() {
+            return p.display().to_string();
+        }
         match p.strip_prefix(&self.root) {
             Ok(rel) if rel.as_os_str().is_empty() => ".".to_string(),
             Ok(rel) => rel.display().to_string(),
@@ -116,7 +119,7 @@ mod tests {
         let fs = RootFs::new(&dir.path().join("a")).unwrap();
         let root = fs.root().to_path_buf();
         assert!(fs.resolve(&root, "f.yaml").is_ok());
-        assert!(matches!(fs.resolve(&root, "../a/f.yaml"), Ok(_)));
+        assert!(fs.resolve(&root, "../a/f.yaml").is_ok());
         assert!(matches!(
             fs.resolve(&root, "../../etc/passwd"),
             Err(FsError::Outside(_))

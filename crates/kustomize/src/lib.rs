@@ -202,7 +202,7 @@ fn run(
             if let Value::Object(l) = labels {
                 l.insert(
                     "app.kubernetes.io/managed-by".into(),
-                    Value::String("kustomize-v5.5.0".into()),
+                    Value::String("kustomize-(devel)".into()),
                 );
             }
         }

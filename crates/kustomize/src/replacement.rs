@@ -265,9 +265,7 @@ pub(crate) fn apply(res: &mut [Resource], list: &[ReplacementField]) -> Result<(
         };
         let src_doc = Value::Object(src.as_value().clone());
         let value = lookup(&src_doc, &split_dotted(fp))
-            .filter(|v| {
-                !v.is_null() && !(v.is_object() && v.as_object().is_some_and(Map::is_empty))
-            })
+            .filter(|v| !(v.is_null() || v.as_object().is_some_and(Map::is_empty)))
             .cloned()
             .ok_or_else(|| {
                 format!(

@@ -345,18 +345,19 @@ pub(crate) fn namespace(
             fieldspec::visit(&mut doc, &path, true, Create::Scalar, &mut { set })?;
         }
         let binding = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
-        if binding && role_binding_mode != "none" {
-            if let Some(Value::Array(subjects)) = doc.get_mut("subjects") {
-                for s in subjects.iter_mut() {
-                    let hit = if role_binding_mode == "allServiceAccounts" {
-                        s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
-                    } else {
-                        s.get("name").and_then(Value::as_str) == Some("default")
-                    };
-                    if hit && let Value::Object(m) = s {
-                        let cur = m.entry("namespace").or_insert(Value::String(String::new()));
-                        set(cur)?;
-                    }
+        if binding
+            && role_binding_mode != "none"
+            && let Some(Value::Array(subjects)) = doc.get_mut("subjects")
+        {
+            for s in subjects.iter_mut() {
+                let hit = if role_binding_mode == "allServiceAccounts" {
+                    s.get("kind").and_then(Value::as_str) == Some("ServiceAccount")
+                } else {
+                    s.get("name").and_then(Value::as_str) == Some("default")
+                };
+                if hit && let Value::Object(m) = s {
+                    let cur = m.entry("namespace").or_insert(Value::String(String::new()));
+                    set(cur)?;
                 }
             }
         }

@@ -20,7 +20,9 @@ struct Outcome {
 }
 
 fn read_opt(dir: &Path, file: &str) -> Option<String> {
-    std::fs::read_to_string(dir.join(file)).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(dir.join(file))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn parse(text: &str) -> Result<Vec<Value>, String> {
@@ -35,34 +37,76 @@ fn first_difference(a: &str, b: &str) -> String {
             return format!("line {}: kubectl {x:?} / plumb {y:?}", i + 1);
         }
     }
-    format!("lengths differ: kubectl {} lines / plumb {} lines", a.lines().count(), b.lines().count())
+    format!(
+        "lengths differ: kubectl {} lines / plumb {} lines",
+        a.lines().count(),
+        b.lines().count()
+    )
 }
 
 fn run_fixture(dir: &Path) -> Outcome {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let build_dir = match read_opt(dir, "build-path") {
         Some(p) => dir.join(p),
         None => dir.to_path_buf(),
     };
-    let kubectl = Command::new("kubectl").arg("kustomize").arg(&build_dir).output();
+    let kubectl = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&build_dir)
+        .output();
     let kubectl = match kubectl {
         Ok(o) => o,
-        Err(e) => return Outcome { name, failure: Some(format!("cannot run kubectl: {e}")), byte_identical: false },
+        Err(e) => {
+            return Outcome {
+                name,
+                failure: Some(format!("cannot run kubectl: {e}")),
+                byte_identical: false,
+            };
+        }
     };
     let ours = build(dir, &build_dir, &BuildOptions::default());
-    let fail = |name: String, msg: String| Outcome { name, failure: Some(msg), byte_identical: false };
+    let fail = |name: String, msg: String| Outcome {
+        name,
+        failure: Some(msg),
+        byte_identical: false,
+    };
     if let Some(expected) = read_opt(dir, "expect-error") {
         if kubectl.status.success() {
-            return fail(name, "kubectl succeeded but the fixture expects an error".into());
+            return fail(
+                name,
+                "kubectl succeeded but the fixture expects an error".into(),
+            );
         }
         return match ours {
-            Ok(_) => fail(name, format!("plumb succeeded but kubectl failed: {}", String::from_utf8_lossy(&kubectl.stderr))),
-            Err(e) if e.to_string().contains(&expected) => Outcome { name, failure: None, byte_identical: true },
-            Err(e) => fail(name, format!("error {:?} does not contain {expected:?}", e.to_string())),
+            Ok(_) => fail(
+                name,
+                format!(
+                    "plumb succeeded but kubectl failed: {}",
+                    String::from_utf8_lossy(&kubectl.stderr)
+                ),
+            ),
+            Err(e) if e.to_string().contains(&expected) => Outcome {
+                name,
+                failure: None,
+                byte_identical: true,
+            },
+            Err(e) => fail(
+                name,
+                format!("error {:?} does not contain {expected:?}", e.to_string()),
+            ),
         };
     }
     if !kubectl.status.success() {
-        return fail(name, format!("kubectl failed: {}", String::from_utf8_lossy(&kubectl.stderr)));
+        return fail(
+            name,
+            format!(
+                "kubectl failed: {}",
+                String::from_utf8_lossy(&kubectl.stderr)
+            ),
+        );
     }
     let ours = match ours {
         Ok(objs) => to_yaml(&objs),
@@ -75,30 +119,57 @@ fn run_fixture(dir: &Path) -> Outcome {
         (_, Err(e)) => return fail(name, format!("cannot parse plumb output: {e}\n{ours}")),
     };
     if a != b {
-        return fail(name, format!("different objects: {}", first_difference(&theirs, &ours)));
+        return fail(
+            name,
+            format!("different objects: {}", first_difference(&theirs, &ours)),
+        );
     }
     if theirs == ours {
-        return Outcome { name, failure: None, byte_identical: true };
+        return Outcome {
+            name,
+            failure: None,
+            byte_identical: true,
+        };
     }
     if read_opt(dir, "format-exception").is_some() {
-        return Outcome { name, failure: None, byte_identical: false };
+        return Outcome {
+            name,
+            failure: None,
+            byte_identical: false,
+        };
     }
-    fail(name, format!("same objects, different bytes: {}", first_difference(&theirs, &ours)))
+    fail(
+        name,
+        format!(
+            "same objects, different bytes: {}",
+            first_difference(&theirs, &ours)
+        ),
+    )
 }
 
 #[test]
 fn fixtures_match_kubectl_kustomize() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     if let Ok(only) = std::env::var("FIXTURE") {
-        dirs.retain(|d| d.file_name().is_some_and(|n| n.to_string_lossy().contains(&only)));
+        dirs.retain(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().contains(&only))
+        });
     }
     let queue = Mutex::new(dirs.clone());
     let results = Mutex::new(Vec::new());
-    let workers = std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get() * 2)
+        .unwrap_or(4);
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
@@ -115,12 +186,24 @@ fn fixtures_match_kubectl_kustomize() {
     });
     let mut results = results.into_inner().unwrap_or_default();
     results.sort_by(|a, b| a.name.cmp(&b.name));
-    let identical = results.iter().filter(|r| r.failure.is_none() && r.byte_identical).count();
+    let identical = results
+        .iter()
+        .filter(|r| r.failure.is_none() && r.byte_identical)
+        .count();
     let failures: Vec<&Outcome> = results.iter().filter(|r| r.failure.is_some()).collect();
     for f in &failures {
         println!("FAIL {}: {}", f.name, f.failure.as_deref().unwrap_or(""));
     }
     println!("{identical}/{} fixtures byte-identical", results.len());
-    println!("{}/{} fixtures match kubectl kustomize", results.len() - failures.len(), results.len());
-    assert!(failures.is_empty(), "{} of {} fixtures differ from kubectl kustomize", failures.len(), results.len());
+    println!(
+        "{}/{} fixtures match kubectl kustomize",
+        results.len() - failures.len(),
+        results.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} fixtures differ from kubectl kustomize",
+        failures.len(),
+        results.len()
+    );
 }

@@ -227,7 +227,10 @@ mod tests {
         assert_eq!(resolve_plain("~"), Value::Null);
         assert_eq!(resolve_plain("True"), json!(true));
         assert_eq!(resolve_plain("2001-12-14"), json!("2001-12-14T00:00:00Z"));
-        assert_eq!(resolve_plain("2001-12-14t21:59:43.10-05:00"), json!("2001-12-14T21:59:43.1-05:00"));
+        assert_eq!(
+            resolve_plain("2001-12-14t21:59:43.10-05:00"),
+            json!("2001-12-14T21:59:43.1-05:00")
+        );
         assert_eq!(resolve_plain("1.2.3"), json!("1.2.3"));
     }
 
