@@ -3,8 +3,8 @@
 //! A path with a kustomization is built as it is; a plain directory gets a generated
 //! kustomization listing every YAML file under it, as Flux does (a subdirectory holding a
 //! kustomization is added as one resource, not descended). The Sync's `targetNamespace`,
-//! `images` and `patches` go into a wrapper kustomization over that path, so kustomize applies
-//! them with its own semantics; `substitute` runs last, over the built objects.
+//! `images` and `patches` go into a kustomization built in memory over that directory, so kustomize applies them with its own semantics; `substitute` runs
+//! last, over the built objects. The source tree is only read.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -18,9 +18,6 @@ use crate::substitute::{SubstituteError, substitute_objects};
 /// File names a kustomization may have.
 pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
-/// The directory, inside the source tree, where the wrapper kustomization is written.
-const WRAPPER_DIR: &str = ".plumb-render";
-
 /// Why a render failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
@@ -32,7 +29,7 @@ pub enum BuildError {
         /// What is wrong with it.
         why: String,
     },
-    /// Reading the tree or writing a generated kustomization failed.
+    /// Reading the tree (or making the wrapper directory) failed.
     #[error("{path}: {source}")]
     Io {
         /// The file or directory involved.
@@ -132,12 +129,13 @@ fn needs_wrapper(spec: &SyncSpec) -> bool {
     spec.target_namespace.is_some() || !spec.images.is_empty() || !spec.patches.is_empty()
 }
 
-/// The wrapper kustomization that applies the Sync's transforms to `resource`.
-pub fn wrapper_kustomization(spec: &SyncSpec, resource: &str) -> Value {
+/// The kustomization, placed in the rendered directory, that lists `resources` and applies the
+/// Sync's `targetNamespace`, `images` and `patches` to them.
+pub fn generated_kustomization(spec: &SyncSpec, resources: &[String]) -> Value {
     let mut k = json!({
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": [resource],
+        "resources": resources,
     });
     if let Some(ns) = &spec.target_namespace {
         k["namespace"] = json!(ns);
@@ -151,43 +149,36 @@ pub fn wrapper_kustomization(spec: &SyncSpec, resource: &str) -> Value {
     k
 }
 
-fn write_json(path: &Path, value: &Value) -> Result<(), BuildError> {
-    // JSON is YAML, and kustomize reads it as such.
-    let text = serde_json::to_string_pretty(value).unwrap_or_default();
-    fs::write(path, text).map_err(io_err(path))
-}
+/// The empty directory, under the source root, that holds the in-memory kustomization applying a
+/// Sync's transforms over a directory with its own kustomization.
+const WRAPPER_DIR: &str = ".plumb-render";
 
-/// Renders `spec` over the unpacked source tree at `root`. The tree is modified (generated
-/// kustomizations are written into it), so it must be a scratch copy.
+/// Renders `spec` over the unpacked source tree at `root`. Files are only read; an empty
+/// [`WRAPPER_DIR`] may be created when the Sync transforms a kustomization.
 pub fn render(root: &Path, spec: &SyncSpec) -> Result<Vec<Value>, BuildError> {
-    let dir = resolve_path(root, &spec.path)?;
-    if !has_kustomization(&dir) {
-        let resources = plain_resources(&dir)?;
-        let generated = json!({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1",
-            "kind": "Kustomization",
-            "resources": resources,
-        });
-        write_json(&dir.join("kustomization.yaml"), &generated)?;
-    }
-    let build_dir = if needs_wrapper(spec) {
-        let root = root.canonicalize().map_err(io_err(root))?;
-        let wrapper = root.join(WRAPPER_DIR);
-        fs::create_dir_all(&wrapper).map_err(io_err(&wrapper))?;
-        let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
-        let resource = Path::new("..").join(rel).to_string_lossy().into_owned();
-        write_json(
-            &wrapper.join("kustomization.yaml"),
-            &wrapper_kustomization(spec, &resource),
-        )?;
-        wrapper
-    } else {
-        dir
-    };
-    let objects = engine::build(&build_dir).map_err(|source| BuildError::Kustomize {
+    let root = root.canonicalize().map_err(io_err(root))?;
+    let dir = resolve_path(&root, &spec.path)?;
+    let kustomize_err = |source| BuildError::Kustomize {
         path: spec.path.clone(),
         source,
-    })?;
+    };
+    let objects = match (has_kustomization(&dir), needs_wrapper(spec)) {
+        (true, false) => engine::build(&root, &dir).map_err(kustomize_err)?,
+        (true, true) => {
+            // The Sync's transforms go into a kustomization over the directory's own, placed in
+            // an empty directory beside the tree (the engine refuses `.` as a cycle).
+            let wrapper = root.join(WRAPPER_DIR);
+            fs::create_dir_all(&wrapper).map_err(io_err(&wrapper))?;
+            let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
+            let resource = Path::new("..").join(rel).to_string_lossy().into_owned();
+            let k = generated_kustomization(spec, &[resource]);
+            engine::build_generated(&root, &wrapper, &k).map_err(kustomize_err)?
+        }
+        (false, _) => {
+            let k = generated_kustomization(spec, &plain_resources(&dir)?);
+            engine::build_generated(&root, &dir, &k).map_err(kustomize_err)?
+        }
+    };
     if spec.substitute.is_empty() {
         // As in Flux, substitution runs only when the Sync asks for it.
         return Ok(objects);
@@ -257,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn wrapper_carries_namespace_images_and_patches() {
+    fn generated_kustomization_carries_namespace_images_and_patches() {
         let mut s = spec("./app");
         s.target_namespace = Some("prod".into());
         s.images = vec![Image {
@@ -273,11 +264,11 @@ mod tests {
                 ..Default::default()
             }),
         }];
-        let k = wrapper_kustomization(&s, "../app");
+        let k = generated_kustomization(&s, &[".".to_owned()]);
         assert_eq!(k["namespace"], "prod");
         assert_eq!(k["images"][0]["newTag"], "1.27");
         assert_eq!(k["patches"][0]["target"]["kind"], "Deployment");
-        assert_eq!(k["resources"][0], "../app");
+        assert_eq!(k["resources"][0], ".");
     }
 
     #[test]
@@ -297,6 +288,35 @@ mod tests {
         assert_eq!(names(&objs), ["ConfigMap/one", "ConfigMap/two"]);
         assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "prod"));
         assert_eq!(objs[1]["data"]["env"], "production");
+        assert!(!root.join("deploy/kustomization.yaml").exists(), "nothing is written");
+    }
+
+    #[test]
+    fn renders_an_overlay_with_images_and_patches_without_writing_to_the_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(
+            root,
+            "base/deploy.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.0\n",
+        );
+        write(root, "base/cm.yaml", &cm("settings"));
+        write(root, "base/kustomization.yaml", "resources: [deploy.yaml, cm.yaml]\n");
+        write(root, "overlay/kustomization.yaml", "resources: [../base]\nnamePrefix: prod-\n");
+        let mut s = spec("./overlay");
+        s.images = vec![Image { name: "nginx".into(), new_name: None, new_tag: Some("1.27".into()), digest: None }];
+        s.patches = vec![Patch {
+            patch: "- op: add\n  path: /metadata/labels\n  value: {patched: \"yes\"}".into(),
+            target: Some(PatchTarget { kind: Some("ConfigMap".into()), ..Default::default() }),
+        }];
+        s.target_namespace = Some("prod".into());
+        let objs = render(root, &s).unwrap();
+        assert_eq!(names(&objs), ["ConfigMap/prod-settings", "Deployment/prod-web"], "legacy order");
+        assert_eq!(objs[1]["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(objs[0]["metadata"]["labels"]["patched"], "yes");
+        assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "prod"));
+        assert_eq!(fs::read_dir(root.join("overlay")).unwrap().count(), 1, "the tree is only read");
+        assert_eq!(fs::read_dir(root.join(".plumb-render")).unwrap().count(), 0);
     }
 
     #[test]

@@ -1,13 +1,9 @@
-//! The kustomize engine behind a render: one function, a kustomization directory in, objects
-//! (in kustomize's legacy apply order) out.
-//!
-//! Until `plumb-kustomize` exposes its build API this runs the `kustomize` binary (or
-//! `kubectl kustomize`), with plugins, exec functions and helm left disabled. Swapping in the
-//! native engine changes only this file.
+//! The kustomize engine behind a render: `plumb-kustomize`, the native engine, given either a
+//! kustomization directory or a kustomization built in memory over a directory.
 
 use std::path::Path;
-use std::process::Command;
 
+use plumb_kustomize::{BuildOptions, Kustomization};
 use serde_json::Value;
 
 /// Why a kustomize build failed: the engine's own message.
@@ -15,39 +11,22 @@ use serde_json::Value;
 #[error("{0}")]
 pub struct EngineError(pub String);
 
-/// Builds the kustomization in `dir` and returns its objects in apply order.
-pub fn build(dir: &Path) -> Result<Vec<Value>, EngineError> {
-    let output = command(dir)
-        .output()
-        .map_err(|e| EngineError(format!("running kustomize: {e}")))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(EngineError(stderr.trim().replace('\n', " ")));
-    }
-    let text = String::from_utf8(output.stdout)
-        .map_err(|e| EngineError(format!("kustomize output is not UTF-8: {e}")))?;
-    parse_documents(&text)
+/// Builds the kustomization in `dir`, reading nothing outside `root`; objects in apply order.
+pub fn build(root: &Path, dir: &Path) -> Result<Vec<Value>, EngineError> {
+    plumb_kustomize::build(root, dir, &BuildOptions::default())
+        .map(|res| res.into_iter().map(|r| r.into_value()).collect())
+        .map_err(|e| EngineError(e.to_string()))
 }
 
-fn command(dir: &Path) -> Command {
-    let standalone = std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|p| p.join("kustomize").is_file())
-    });
-    let mut cmd = if standalone {
-        let mut c = Command::new("kustomize");
-        c.arg("build");
-        c
-    } else {
-        let mut c = Command::new("kubectl");
-        c.arg("kustomize");
-        c
-    };
-    cmd.arg("--load-restrictor=LoadRestrictionsRootOnly")
-        .arg(dir)
-        // Remote bases are refused: git gets no protocol and no terminal to ask for credentials.
-        .env("GIT_ALLOW_PROTOCOL", "none")
-        .env("GIT_TERMINAL_PROMPT", "0");
-    cmd
+/// Builds `kustomization` (given as data) as if its file were in `dir`, reading nothing outside
+/// `root`; objects in apply order.
+pub fn build_generated(root: &Path, dir: &Path, kustomization: &Value) -> Result<Vec<Value>, EngineError> {
+    // JSON is YAML: the engine's own reader gives the kustomization the same meaning as a file.
+    let text = serde_json::to_string(kustomization).map_err(|e| EngineError(e.to_string()))?;
+    let k = Kustomization::from_yaml(&text).map_err(|e| EngineError(format!("generated kustomization: {e}")))?;
+    plumb_kustomize::build_kustomization(root, dir, &k, &BuildOptions::default())
+        .map(|res| res.into_iter().map(|r| r.into_value()).collect())
+        .map_err(|e| EngineError(e.to_string()))
 }
 
 /// Parses a multi-document YAML stream into objects, skipping empty documents.

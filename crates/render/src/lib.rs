@@ -16,3 +16,14 @@ pub mod objects;
 pub mod policy;
 pub mod publish;
 pub mod substitute;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod policy_check;
+pub mod policy_controller;
+pub mod status;
+pub mod sync_controller;
+
+pub use config::Config;
+pub use controller::{run, run_with_client};
+pub use error::Error;

@@ -1,0 +1,271 @@
+//! The shell around the pure core: watches, the shared [`Context`], and [`run`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use plumb_api::{GitRepository, Policy, Sync};
+use plumb_artifact::Storage;
+
+use crate::policy::{CompileError, CompiledPolicy, compile};
+use crate::{Config, Error, policy_controller, sync_controller};
+
+/// The name the controller reports Events under.
+pub const CONTROLLER_NAME: &str = "plumb-render";
+
+/// What every reconcile shares: the client, config, stores and caches. Nothing global.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The settings.
+    pub config: Config,
+    /// Rendered artifact storage.
+    pub storage: Storage,
+    /// HTTP client for source artifacts.
+    pub http: reqwest::Client,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Every Policy (cluster-scoped).
+    pub policies: Store<Policy>,
+    /// Every Sync the controller watches.
+    pub syncs: Store<Sync>,
+    /// Namespace labels, for Policy namespace selectors.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Compiled Policies by name, with the uid and generation compiled.
+    compiled: Mutex<HashMap<String, CompiledEntry>>,
+    /// The cache key of each Sync's last completed render.
+    pub rendered: Mutex<HashMap<ObjectRef<Sync>, String>>,
+    /// Consecutive transient failures per Sync, for backoff.
+    pub failures: Mutex<HashMap<ObjectRef<Sync>, u32>>,
+}
+
+type CompiledEntry = (Option<String>, Option<i64>, Arc<Result<Arc<CompiledPolicy>, CompileError>>);
+
+impl Context {
+    /// The labels of namespace `name`; empty when unknown.
+    pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default()
+    }
+
+    /// `policy` compiled, from the cache when its uid and generation are unchanged.
+    pub fn compiled(&self, policy: &Policy) -> Arc<Result<Arc<CompiledPolicy>, CompileError>> {
+        let name = policy.name_any();
+        let uid = policy.metadata.uid.clone();
+        let generation = policy.metadata.generation;
+        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((u, g, c)) = cache.get(&name)
+            && *u == uid
+            && *g == generation
+        {
+            return c.clone();
+        }
+        let result = Arc::new(compile(policy).map(Arc::new));
+        cache.insert(name, (uid, generation, result.clone()));
+        result
+    }
+
+    /// The Policies governing a Sync with `labels` in `namespace`, sorted by name.
+    pub fn governing(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<Arc<Policy>> {
+        let ns_labels = self.namespace_labels(namespace);
+        let mut out: Vec<_> = self
+            .policies
+            .state()
+            .into_iter()
+            .filter(|p| crate::policy::governs(p, &ns_labels, labels))
+            .collect();
+        out.sort_by_key(|p| p.name_any());
+        out
+    }
+
+    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Render".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, "publishing event");
+        }
+    }
+}
+
+/// Runs the render controller until the process is asked to stop: the Sync and Policy
+/// controllers, the artifact file server, and the health endpoints.
+pub async fn run(config: Config) -> Result<(), Error> {
+    // Both TLS users (kube, reqwest) need a process-wide crypto provider; another may be set.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_default().await.map_err(Error::Kube)?;
+    run_with_client(client, config).await
+}
+
+/// [`run`] with a given client (tests and the all-in-one `plumb` binary use this).
+pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let storage = Storage::new(&config.storage_dir).map_err(Error::Storage)?;
+    let http = reqwest::Client::builder()
+        .timeout(config.fetch_timeout)
+        .build()
+        .map_err(Error::Http)?;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: CONTROLLER_NAME.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+
+    let mut sync_watch = watcher::Config::default();
+    if let Some(sel) = &config.watch_label_selector {
+        sync_watch = sync_watch.labels(sel);
+    }
+    let syncs_api: Api<Sync> = Api::all(client.clone());
+    let policies_api: Api<Policy> = Api::all(client.clone());
+    let sync_ctl = Controller::new(syncs_api.clone(), sync_watch.clone())
+        .with_config(controller::Config::default().concurrency(config.concurrent.max(1)));
+    let policy_ctl = Controller::new(policies_api.clone(), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(2));
+
+    let (ns_store, ns_writer) = reflector::store();
+    let namespaces = reflector::reflector(
+        ns_writer,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(|_| future::ready(()));
+
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        storage: storage.clone(),
+        http,
+        recorder,
+        policies: policy_ctl.store(),
+        syncs: sync_ctl.store(),
+        namespaces: ns_store,
+        compiled: Mutex::default(),
+        rendered: Mutex::default(),
+        failures: Mutex::default(),
+        config: config.clone(),
+    });
+
+    let syncs_for_source = ctx.syncs.clone();
+    let syncs_for_policy = ctx.syncs.clone();
+    let sync_loop = sync_ctl
+        .watches(
+            Api::<GitRepository>::all(client.clone()),
+            watcher::Config::default(),
+            move |repo| {
+                let ns = repo.namespace().unwrap_or_default();
+                let name = repo.name_any();
+                syncs_for_source
+                    .state()
+                    .into_iter()
+                    .filter(|s| {
+                        s.spec.source_ref.name == name
+                            && s.spec.source_ref.namespace.as_deref().unwrap_or(
+                                s.metadata.namespace.as_deref().unwrap_or_default(),
+                            ) == ns
+                    })
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        // Any Policy change may change which Syncs it governs (before and after), so every Sync
+        // is looked at; the cache key makes that cheap for the unaffected ones.
+        .watches(policies_api, watcher::Config::default(), move |_| {
+            syncs_for_policy
+                .state()
+                .into_iter()
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(sync_controller::reconcile, sync_controller::error_policy, ctx.clone())
+        .for_each(|res| {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "sync reconcile");
+            }
+            future::ready(())
+        });
+
+    let policies_for_sync = ctx.policies.clone();
+    let policy_loop = policy_ctl
+        .watches(syncs_api, sync_watch, move |_| {
+            policies_for_sync
+                .state()
+                .into_iter()
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(policy_controller::reconcile, policy_controller::error_policy, ctx.clone())
+        .for_each(|res| {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "policy reconcile");
+            }
+            future::ready(())
+        });
+
+    let addr = config.artifact_addr;
+    let server = tokio::spawn(plumb_artifact::serve::serve(addr, storage, async {
+        let _ = tokio::signal::ctrl_c().await;
+    }));
+    let health = config.metrics_addr.map(|addr| tokio::spawn(serve_health(addr)));
+
+    tokio::select! {
+        _ = async { tokio::join!(sync_loop, policy_loop) } => {}
+        _ = namespaces => {}
+        res = server => {
+            if let Ok(Err(e)) = res {
+                return Err(Error::Serve(e));
+            }
+        }
+    }
+    if let Some(h) = health {
+        h.abort();
+    }
+    Ok(())
+}
+
+/// `/healthz` and `/readyz`, until `plumb-ops` provides the shared endpoints and metrics.
+async fn serve_health(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    axum::serve(listener, app).await
+}
+
+/// Exponential backoff for the `n`th consecutive failure: 2s, 4s, ... capped at `max`.
+pub fn backoff(n: u32, max: Duration) -> Duration {
+    let secs = 2u64.saturating_pow(n.clamp(1, 16));
+    Duration::from_secs(secs).min(max)
+}

@@ -1,0 +1,101 @@
+//! Reconciling a Policy: compile its rules, report Ready (or the rule that does not compile), and
+//! count the Syncs it governs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use plumb_api::policy::PolicyStatus;
+use plumb_api::{ConditionExt, Policy, RENDER_FIELD_MANAGER, reason};
+use serde_json::json;
+use tracing::instrument;
+
+use crate::Error;
+use crate::controller::Context;
+use crate::policy::governs;
+
+/// Compiles one Policy and writes its status when it changed.
+#[instrument(skip(policy, ctx), fields(name = policy.name_any()))]
+pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    ctx.syncs.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
+    let compiled = ctx.compiled(&policy);
+    let generation = policy.metadata.generation;
+    let current = policy.status.clone().unwrap_or_default();
+    let mut conditions: Vec<Condition> = current.conditions.clone();
+    let invalid = match compiled.as_ref() {
+        Ok(c) => {
+            let msg = format!("{} rules compiled", c.rules.len());
+            conditions.mark_ready(reason::SUCCEEDED, &msg, generation);
+            None
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            conditions.mark_stalled(reason::INVALID_CEL_EXPRESSION, &msg, generation);
+            Some(msg)
+        }
+    };
+    let governed = ctx
+        .syncs
+        .state()
+        .iter()
+        .filter(|s| {
+            governs(
+                &policy,
+                &ctx.namespace_labels(&s.namespace().unwrap_or_default()),
+                s.labels(),
+            )
+        })
+        .count() as i64;
+    let status = PolicyStatus {
+        observed_generation: generation,
+        conditions,
+        governed_syncs: Some(governed),
+    };
+    if !same_status(&current, &status) {
+        if let Some(msg) = &invalid
+            && current.observed_generation != generation
+        {
+            ctx.event(policy.as_ref(), EventType::Warning, reason::INVALID_CEL_EXPRESSION, msg.clone())
+                .await;
+        }
+        let api: Api<Policy> = Api::all(ctx.client.clone());
+        let patch = json!({
+            "apiVersion": "policy.plumb.dev/v1",
+            "kind": "Policy",
+            "metadata": {"name": policy.name_any()},
+            "status": status,
+        });
+        api.patch_status(
+            &policy.name_any(),
+            &PatchParams::apply(RENDER_FIELD_MANAGER).force(),
+            &Patch::Apply(patch),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    }
+    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// Whether two statuses say the same, transition times aside.
+fn same_status(a: &PolicyStatus, b: &PolicyStatus) -> bool {
+    let key = |s: &PolicyStatus| {
+        let mut c: Vec<_> = s
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone(), c.observed_generation))
+            .collect();
+        c.sort();
+        (s.observed_generation, s.governed_syncs, c)
+    };
+    key(a) == key(b)
+}
+
+/// Backs off after an API error.
+pub fn error_policy(policy: Arc<Policy>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, name = policy.name_any(), "policy reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}

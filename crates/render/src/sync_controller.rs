@@ -1,0 +1,328 @@
+//! Reconciling a Sync's render: source artifact → render → Policy gate → rendered artifact.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::ResourceExt;
+use plumb_api::reference::Artifact;
+use plumb_api::sync::{PolicyReport, RenderStatus};
+use plumb_api::{
+    Conditions, GitRepository, RENDER_FIELD_MANAGER, REQUESTED_AT_ANNOTATION, Sync,
+    condition_type, reason,
+};
+use plumb_artifact::{ArtifactKey, Storage, UnpackLimits};
+use tracing::instrument;
+
+use crate::cache::cache_key;
+use crate::controller::{Context, backoff};
+use crate::policy::{CompiledPolicy, describe, evaluate};
+use crate::publish::{Rendered, pack};
+use crate::status::{Outcome, render_status, rendered_condition, status_patch};
+use crate::{Error, build};
+
+/// The artifact kind segment of rendered artifacts: `<base>/sync/<namespace>/<name>/<file>`.
+pub const ARTIFACT_KIND: &str = "sync";
+
+/// How a finished reconcile wants to be called again.
+enum Next {
+    /// Done; look again at the safety-net interval.
+    Settled,
+    /// A transient failure; back off.
+    Retry,
+}
+
+/// Reconciles the render of one Sync.
+#[instrument(skip(sync, ctx), fields(namespace = sync.namespace().unwrap_or_default(), name = sync.name_any()))]
+pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if sync.spec.suspend {
+        return Ok(Action::await_change());
+    }
+    ctx.policies.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
+    let key = ObjectRef::from_obj(sync.as_ref());
+    let (outcome, next) = render_sync(&sync, &ctx).await;
+    if let Some(outcome) = &outcome
+        && !status_is_current(&sync, outcome)
+    {
+        write_status(&sync, &ctx, outcome).await?;
+    }
+    let interval = Duration::from(sync.spec.interval.clone());
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(match next {
+        Next::Settled => {
+            failures.remove(&key);
+            Action::requeue(interval)
+        }
+        Next::Retry => {
+            let n = failures.entry(key).or_insert(0);
+            *n += 1;
+            let max = sync
+                .spec
+                .retry_interval
+                .clone()
+                .map(Duration::from)
+                .unwrap_or(Duration::from_secs(300));
+            Action::requeue(backoff(*n, max))
+        }
+    })
+}
+
+/// Backs off after an API error (status write, store).
+pub fn error_policy(sync: Arc<Sync>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, namespace = sync.namespace(), name = sync.name_any(), "render reconcile failed");
+    let key = ObjectRef::from_obj(sync.as_ref());
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+    let n = failures.entry(key).or_insert(0);
+    *n += 1;
+    Action::requeue(backoff(*n, Duration::from_secs(300)))
+}
+
+/// Decides what to write: `None` when the last render is still current.
+async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
+    let namespace = sync.namespace().unwrap_or_default();
+    let src = &sync.spec.source_ref;
+    let src_ns = src.namespace.clone().unwrap_or_else(|| namespace.clone());
+    if ctx.config.no_cross_namespace_refs && src_ns != namespace {
+        let msg = format!(
+            "cross-namespace source references are not allowed: {}/{}",
+            src_ns, src.name
+        );
+        return (Some(Outcome::failed(reason::ACCESS_DENIED, msg)), Next::Settled);
+    }
+
+    let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &src_ns);
+    let repo = match repos.get_opt(&src.name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            let msg = format!("GitRepository {src_ns}/{} not found", src.name);
+            return (Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)), Next::Settled);
+        }
+        Err(e) => {
+            let msg = format!("reading GitRepository {src_ns}/{}: {e}", src.name);
+            return (Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)), Next::Retry);
+        }
+    };
+    let Some(artifact) = repo.status.as_ref().and_then(|s| s.artifact.clone()) else {
+        let msg = format!("GitRepository {src_ns}/{} has no artifact yet", src.name);
+        return (Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)), Next::Settled);
+    };
+
+    // Every governing Policy must compile: a Sync is never rendered unchecked.
+    let governing = ctx.governing(&namespace, sync.labels());
+    let mut compiled: Vec<Arc<CompiledPolicy>> = Vec::new();
+    for p in &governing {
+        match ctx.compiled(p).as_ref() {
+            Ok(c) => compiled.push(c.clone()),
+            Err(e) => {
+                let msg = format!("governing policy is invalid, not rendering: {e}");
+                return (Some(Outcome::failed(reason::POLICY_INVALID, msg)), Next::Settled);
+            }
+        }
+    }
+    let generations: Vec<(String, Option<i64>)> = governing
+        .iter()
+        .map(|p| (p.name_any(), p.metadata.generation))
+        .collect();
+    let requested = sync.annotations().get(REQUESTED_AT_ANNOTATION).map(String::as_str);
+    let key = cache_key(&artifact.digest, &sync.spec, &generations, requested);
+    let objref = ObjectRef::from_obj(sync);
+    let cached = ctx
+        .rendered
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&objref)
+        == Some(&key);
+    let current_generation = sync
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.get_condition(condition_type::RENDERED))
+        .and_then(|c| c.observed_generation);
+    if cached && current_generation == sync.metadata.generation {
+        return (None, Next::Settled);
+    }
+
+    let (outcome, next) = render_artifact(sync, ctx, &artifact, &compiled).await;
+    if matches!(next, Next::Settled) {
+        ctx.rendered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(objref, key);
+    }
+    announce(sync, ctx, &outcome).await;
+    (Some(outcome), next)
+}
+
+/// Downloads, renders, gates and publishes.
+async fn render_artifact(
+    sync: &Sync,
+    ctx: &Context,
+    source: &Artifact,
+    policies: &[Arc<CompiledPolicy>],
+) -> (Outcome, Next) {
+    let bytes = match plumb_artifact::fetch_verified(
+        &ctx.http,
+        &source.url,
+        &source.digest,
+        ctx.config.max_artifact_size,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return (Outcome::failed(reason::ARTIFACT_FAILED, e.to_string()), Next::Retry),
+    };
+
+    let spec = sync.spec.clone();
+    let limits = UnpackLimits {
+        max_bytes: ctx.config.max_unpacked_size,
+        ..UnpackLimits::default()
+    };
+    let policies = policies.to_vec();
+    let rendered = tokio::task::spawn_blocking(move || -> Result<_, Box<Outcome>> {
+        let tmp = tempfile::tempdir()
+            .map_err(|e| Box::new(Outcome::failed(reason::ARTIFACT_FAILED, format!("temp dir: {e}"))))?;
+        plumb_artifact::unpack_tar_gz(bytes.as_slice(), tmp.path(), limits)
+            .map_err(|e| Box::new(Outcome::failed(reason::ARTIFACT_FAILED, e.to_string())))?;
+        let objects = build::render(tmp.path(), &spec)
+            .map_err(|e| Box::new(Outcome::failed(reason::BUILD_FAILED, e.to_string())))?;
+        let report = evaluate(&policies, &objects);
+        let packed = pack(&objects)
+            .map_err(|e| Box::new(Outcome::failed(reason::BUILD_FAILED, format!("packing: {e}"))))?;
+        Ok((packed, report))
+    })
+    .await;
+    let (packed, report) = match rendered {
+        Ok(Ok(r)) => r,
+        Ok(Err(outcome)) => {
+            let outcome = *outcome;
+            let next = match &outcome {
+                Outcome::Failed { reason, .. } if *reason == reason::ARTIFACT_FAILED => Next::Retry,
+                _ => Next::Settled,
+            };
+            return (outcome, next);
+        }
+        Err(e) => return (Outcome::failed(reason::BUILD_FAILED, format!("render task: {e}")), Next::Retry),
+    };
+
+    if !report.violations.is_empty() {
+        let message = format!(
+            "{} policy violations, nothing published: {}",
+            report.violations.len(),
+            describe(&report.violations)
+        );
+        let outcome = Outcome::Failed {
+            reason: reason::POLICY_VIOLATION,
+            message,
+            policy: Some(report),
+        };
+        return (outcome, Next::Settled);
+    }
+
+    match store(sync, ctx, &packed) {
+        Ok(url) => {
+            let render = RenderStatus {
+                observed_generation: sync.metadata.generation,
+                source_revision: Some(source.revision.clone()),
+                source_digest: Some(source.digest.clone()),
+                artifact: Some(Artifact {
+                    revision: source.revision.clone(),
+                    digest: packed.digest.clone(),
+                    url,
+                    size: Some(packed.bytes.len() as i64),
+                    last_update_time: jiff::Timestamp::now(),
+                }),
+                objects: Some(packed.objects as i64),
+                policy: (!report.warnings.is_empty()).then_some(report),
+            };
+            (Outcome::Published(render), Next::Settled)
+        }
+        Err(e) => (
+            Outcome::failed(reason::ARTIFACT_STORAGE_FAILED, e.to_string()),
+            Next::Retry,
+        ),
+    }
+}
+
+/// Writes the rendered artifact (unless the same digest is already stored) and collects old ones.
+fn store(sync: &Sync, ctx: &Context, packed: &Rendered) -> Result<String, Error> {
+    let key = ArtifactKey::new(
+        ARTIFACT_KIND,
+        &sync.namespace().unwrap_or_default(),
+        &sync.name_any(),
+    )
+    .map_err(Error::Storage)?;
+    let file = packed.file_name();
+    if !ctx.storage.exists(&key, &file) {
+        ctx.storage
+            .write_atomic(&key, &file, |w| w.write_all(&packed.bytes))
+            .map_err(Error::Storage)?
+            .map_err(|e| Error::Storage(plumb_artifact::StorageError::Io {
+                path: ctx.storage.path(&key, &file),
+                source: e,
+            }))?;
+    }
+    if let Err(e) = ctx.storage.gc(&key, ctx.config.artifacts_to_keep, &file) {
+        tracing::warn!(error = %e, "collecting old rendered artifacts");
+    }
+    Ok(Storage::url(&ctx.config.artifact_base_url, &key, &file))
+}
+
+/// Events and logs for an outcome.
+async fn announce(sync: &Sync, ctx: &Context, outcome: &Outcome) {
+    match outcome {
+        Outcome::Published(render) => {
+            let previous = sync
+                .status
+                .as_ref()
+                .and_then(|s| s.render.as_ref())
+                .and_then(|r| r.artifact.as_ref())
+                .map(|a| a.digest.clone());
+            let digest = render.artifact.as_ref().map(|a| a.digest.clone());
+            if previous != digest {
+                let note = format!(
+                    "rendered {} objects from {}",
+                    render.objects.unwrap_or_default(),
+                    render.source_revision.as_ref().map(ToString::to_string).unwrap_or_default()
+                );
+                tracing::info!(%note);
+                ctx.event(sync, EventType::Normal, "Rendered", note).await;
+            }
+            if let Some(PolicyReport { warnings, .. }) = &render.policy
+                && !warnings.is_empty()
+            {
+                ctx.event(sync, EventType::Warning, "PolicyWarning", describe(warnings)).await;
+            }
+        }
+        Outcome::Failed { reason, message, .. } => {
+            tracing::warn!(%reason, %message, "render failed");
+            ctx.event(sync, EventType::Warning, reason, message.clone()).await;
+        }
+    }
+}
+
+/// Whether the Sync already says what `outcome` would write (transition times aside), so a
+/// repeated verdict costs no API write.
+fn status_is_current(sync: &Sync, outcome: &Outcome) -> bool {
+    let Some(status) = &sync.status else { return false };
+    let want = rendered_condition(sync, outcome);
+    let same_condition = status
+        .conditions
+        .get_condition(condition_type::RENDERED)
+        .is_some_and(|c| {
+            (&c.status, &c.reason, &c.message, c.observed_generation)
+                == (&want.status, &want.reason, &want.message, want.observed_generation)
+        });
+    same_condition && status.render.as_ref() == Some(&render_status(sync, outcome))
+}
+
+/// Applies the render status under the `plumb-render` field manager.
+async fn write_status(sync: &Sync, ctx: &Context, outcome: &Outcome) -> Result<(), Error> {
+    let api: Api<Sync> = Api::namespaced(ctx.client.clone(), &sync.namespace().unwrap_or_default());
+    let params = PatchParams::apply(RENDER_FIELD_MANAGER).force();
+    api.patch_status(&sync.name_any(), &params, &Patch::Apply(status_patch(sync, outcome)))
+        .await
+        .map_err(Error::Kube)?;
+    Ok(())
+}
