@@ -1,0 +1,172 @@
+//! Finding, starting and connecting to the local test cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tokio::sync::OnceCell;
+
+use crate::{Error, Result};
+
+/// Environment variable naming the kubeconfig tests use instead of `.cluster/kubeconfig`.
+pub const KUBECONFIG_ENV: &str = "PLUMB_TEST_KUBECONFIG";
+
+/// How long one reachability check of the API server may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The root of the plumb repository (found at compile time from this crate's location).
+pub fn repo_root() -> PathBuf {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // This crate lives at <root>/e2e/support.
+    match manifest_dir.ancestors().nth(2) {
+        Some(root) => root.to_path_buf(),
+        None => manifest_dir.join("../.."),
+    }
+}
+
+/// The kubeconfig of the local test cluster that `e2e/cluster/up.sh` writes.
+pub fn default_kubeconfig_path() -> PathBuf {
+    repo_root().join(".cluster").join("kubeconfig")
+}
+
+/// The kubeconfig tests use: `$PLUMB_TEST_KUBECONFIG` when set, else the local
+/// test cluster's `<repo root>/.cluster/kubeconfig`.
+pub fn kubeconfig_path() -> PathBuf {
+    match std::env::var_os(KUBECONFIG_ENV) {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => default_kubeconfig_path(),
+    }
+}
+
+/// The Kubernetes release the test cluster is built from (e.g. `v1.35.8`), as
+/// pinned in `e2e/cluster/go.mod`.
+pub fn pinned_kubernetes_version() -> &'static str {
+    static VERSION: LazyLock<String> = LazyLock::new(|| {
+        include_str!("../../cluster/go.mod")
+            .lines()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                match (words.next(), words.next()) {
+                    (Some("k8s.io/kubernetes"), Some(version)) => Some(version.to_owned()),
+                    _ => None,
+                }
+            })
+            .next()
+            .unwrap_or_default()
+    });
+    &VERSION
+}
+
+/// A client for the test cluster, starting the cluster first if it does not answer.
+///
+/// Uses [`kubeconfig_path`]. When that is the local test cluster and it is not
+/// reachable, runs `e2e/cluster/up.sh` (once per process; the script's lock
+/// makes concurrent test processes take turns), so `cargo test` works without a
+/// prior `make cluster-up` — the first run on a fresh machine builds the
+/// control plane, which takes several minutes.
+///
+/// Each call returns a new client: a `kube::Client` is bound to the Tokio
+/// runtime that created it, and every `#[tokio::test]` has its own.
+pub async fn client() -> Result<Client> {
+    let path = kubeconfig_path();
+    ensure_cluster(&path).await?;
+    connect(&path).await
+}
+
+/// A client from the kubeconfig at `path`, without checking that the cluster answers.
+pub async fn connect(path: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|source| Error::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Client::try_from(config).map_err(|source| Error::Client {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Makes sure the cluster of `path` answers; the outcome is remembered for the process.
+async fn ensure_cluster(path: &Path) -> Result<()> {
+    static CHECKED: OnceCell<std::result::Result<(), String>> = OnceCell::const_new();
+    let outcome = CHECKED
+        .get_or_init(|| async {
+            let managed = is_local_cluster(path);
+            match probe(path).await {
+                Ok(()) => Ok(()),
+                Err(reason) if !managed => Err(Error::Unreachable { path: path.to_path_buf(), reason }.to_string()),
+                Err(reason) => {
+                    tracing::info!(%reason, "test cluster not reachable; running e2e/cluster/up.sh");
+                    start_cluster().await.map_err(|e| e.to_string())?;
+                    probe(path).await.map_err(|reason| {
+                        Error::ClusterStart(format!("up.sh succeeded but the API server does not answer: {reason}"))
+                            .to_string()
+                    })
+                }
+            }
+        })
+        .await;
+    outcome.clone().map_err(Error::ClusterStart)
+}
+
+/// Whether `path` is the kubeconfig of the local cluster that up.sh manages.
+fn is_local_cluster(path: &Path) -> bool {
+    let local = default_kubeconfig_path();
+    if path == local {
+        return true;
+    }
+    // The file may not exist yet; compare the directories it would live in.
+    let canonical = |p: &Path| {
+        let dir = p.parent().and_then(|d| std::fs::canonicalize(d).ok());
+        dir.zip(p.file_name().map(|f| f.to_os_string()))
+    };
+    canonical(path).is_some_and(|c| Some(c) == canonical(&local))
+}
+
+/// Succeeds when the API server of `path` answers a version request.
+async fn probe(path: &Path) -> std::result::Result<(), String> {
+    if !path.exists() {
+        return Err(format!("{} does not exist", path.display()));
+    }
+    let client = connect(path).await.map_err(|e| e.to_string())?;
+    match tokio::time::timeout(PROBE_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {PROBE_TIMEOUT:?}")),
+    }
+}
+
+/// Runs `e2e/cluster/up.sh`, its output going straight to the terminal (a cold
+/// build takes minutes and should show progress).
+async fn start_cluster() -> Result<()> {
+    let script = repo_root().join("e2e").join("cluster").join("up.sh");
+    eprintln!(
+        "plumb-e2e-support: the test cluster is not running; starting it with {}",
+        script.display()
+    );
+    let status = tokio::process::Command::new("bash")
+        .arg(&script)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .stderr(std::io::stderr())
+        .status()
+        .await
+        .map_err(|e| Error::ClusterStart(format!("could not run {}: {e}", script.display())))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Error::ClusterStart(format!(
+            "{} exited with {status}",
+            script.display()
+        )))
+    }
+}

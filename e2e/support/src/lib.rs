@@ -1,0 +1,29 @@
+//! Test support for plumb: a real Kubernetes control plane and helpers for tests that use it.
+//!
+//! The cluster is the one `e2e/cluster/up.sh` (`make cluster-up`) runs on loopback:
+//! etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from the
+//! upstream Go modules of one pinned release, and kwok keeping fake Nodes Ready
+//! and their Pods Running. [`client`] starts it when it is not running.
+//!
+//! ```no_run
+//! use plumb_e2e_support::{TestNamespace, wait_for};
+//! # async fn example() -> plumb_e2e_support::Result<()> {
+//! let ns = TestNamespace::new("my-test").await?;
+//! ns.apply_yaml("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n", "plumb-test").await?;
+//! # Ok(()) }
+//! ```
+
+mod apply;
+mod cluster;
+mod error;
+mod namespace;
+mod wait;
+
+pub use apply::apply_yaml;
+pub use cluster::{
+    KUBECONFIG_ENV, client, connect, default_kubeconfig_path, kubeconfig_path,
+    pinned_kubernetes_version, repo_root,
+};
+pub use error::{Error, Result};
+pub use namespace::{TEST_LABEL, TestNamespace};
+pub use wait::wait_for;
