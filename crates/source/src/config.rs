@@ -1,0 +1,80 @@
+//! The source controller's settings, as command-line flags (also embeddable in the `plumb`
+//! binary with `#[command(flatten)]`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use plumb_ops::LogFormat;
+
+/// Flags of `plumb-source-controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Directory for artifacts (served) and the git cache (`.cache/`, not served).
+    #[arg(long, env = "PLUMB_STORAGE_DIR", default_value = "/data")]
+    pub storage_dir: PathBuf,
+    /// Address the artifact file server binds.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub artifact_addr: SocketAddr,
+    /// Base URL written into `status.artifact.url` (how consumers reach the file server).
+    #[arg(
+        long,
+        env = "PLUMB_ARTIFACT_BASE_URL",
+        default_value = "http://plumb-source.plumb-system.svc.cluster.local."
+    )]
+    pub artifact_base_url: String,
+    /// Address of `/metrics`, `/healthz` and `/readyz`.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Address of the push webhook receiver.
+    #[arg(long, default_value = "0.0.0.0:9292")]
+    pub webhook_addr: SocketAddr,
+    /// GitRepositories reconciled at the same time.
+    #[arg(long, default_value_t = 2)]
+    pub concurrency: u16,
+    /// Allow `file://` URLs (tests and single-machine setups only: they read the controller's disk).
+    #[arg(long)]
+    pub allow_file_sources: bool,
+    /// Artifacts kept per GitRepository (the current one included); older ones are deleted.
+    #[arg(long, default_value_t = 3)]
+    pub artifacts_to_keep: usize,
+    /// Reconcile only while holding the leader Lease (`--leader-election=false` to disable).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "plumb-system")]
+    pub leader_election_namespace: String,
+    /// Watch only this namespace (all namespaces when unset).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: everything on loopback with OS-chosen ports is
+    /// up to the caller; this fills the rest with defaults.
+    pub fn for_storage(storage_dir: PathBuf, artifact_base_url: String) -> Self {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            storage_dir,
+            artifact_addr: any,
+            artifact_base_url,
+            metrics_addr: any,
+            webhook_addr: any,
+            concurrency: 2,
+            allow_file_sources: false,
+            artifacts_to_keep: 3,
+            leader_election: false,
+            leader_election_namespace: "plumb-system".into(),
+            namespace: None,
+            log_format: LogFormat::Plain,
+        }
+    }
+
+    /// First retry delay after a failure; doubled per consecutive failure.
+    pub fn retry_base(&self) -> Duration {
+        Duration::from_millis(750)
+    }
+}

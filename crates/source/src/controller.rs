@@ -1,0 +1,401 @@
+//! The GitRepository reconciler: list refs, fetch only when the wanted commit changed, archive,
+//! publish `status.artifact` by server-side apply, and say why in conditions and Events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{self, Event as FinalizerEvent};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use plumb_api::reference::Artifact;
+use plumb_api::{
+    ConditionExt, GitRepository, GitRepositoryStatus, REQUESTED_AT_ANNOTATION,
+    SOURCE_FIELD_MANAGER, reason,
+};
+use plumb_artifact::{ArtifactKey, IgnoreRules, Storage};
+use plumb_ops::{EventRecorder, Metrics, ReconcileResult};
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::git::{self, Auth, GitError, Remote};
+use crate::refs::{self, RefError};
+use crate::webhook::HookIndex;
+
+/// The finalizer that removes an object's artifacts and cache on deletion.
+pub const FINALIZER: &str = "source.plumb.dev/finalizer";
+
+const KIND: &str = "GitRepository";
+
+/// What every reconcile shares: the client, storage, metrics, events and settings.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: kube::Client,
+    /// The artifact store.
+    pub storage: Storage,
+    /// The controller settings.
+    pub config: Config,
+    /// Shared metrics.
+    pub metrics: Metrics,
+    /// Event recorder.
+    pub recorder: EventRecorder,
+    /// Registered webhooks.
+    pub hooks: HookIndex,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<GitRepository>, u32>>,
+}
+
+impl Context {
+    /// A context over the given parts.
+    pub fn new(
+        client: kube::Client,
+        storage: Storage,
+        config: Config,
+        metrics: Metrics,
+        hooks: HookIndex,
+    ) -> Self {
+        let recorder = EventRecorder::new(
+            client.clone(),
+            SOURCE_FIELD_MANAGER,
+            std::env::var("POD_NAME").ok(),
+        );
+        Self {
+            client,
+            storage,
+            config,
+            metrics,
+            recorder,
+            hooks,
+            failures: Mutex::default(),
+        }
+    }
+
+    fn cache_dir(&self, namespace: &str, name: &str) -> std::path::PathBuf {
+        self.storage
+            .root()
+            .join(".cache/gitrepository")
+            .join(namespace)
+            .join(name)
+    }
+}
+
+/// What a fetch produced.
+enum Fetched {
+    /// The wanted revision is already published.
+    Unchanged,
+    /// A new artifact was stored.
+    New(Artifact),
+}
+
+/// Reconciles one GitRepository (with its finalizer).
+#[tracing::instrument(skip(obj, ctx), fields(namespace = obj.namespace().unwrap_or_default(), name = obj.name_any()))]
+pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer::finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(o) => apply(o, ctx.clone()).await,
+            FinalizerEvent::Cleanup(o) => cleanup(o, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    let outcome = if result.is_ok() {
+        ReconcileResult::Success
+    } else {
+        ReconcileResult::Error
+    };
+    ctx.metrics.observe_reconcile(KIND, outcome, started);
+    result
+}
+
+/// Backs off exponentially per object after consecutive failures (750ms doubling, up to 15m).
+pub fn error_policy(obj: Arc<GitRepository>, err: &Error, ctx: Arc<Context>) -> Action {
+    let n = {
+        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures
+            .entry(ObjectRef::from_obj(obj.as_ref()))
+            .or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = ctx
+        .config
+        .retry_base()
+        .saturating_mul(1u32 << n.min(20).saturating_sub(1))
+        .min(Duration::from_secs(900));
+    tracing::warn!(name = obj.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn cleanup(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let key = ArtifactKey::new(KIND, &ns, &name).map_err(Error::Storage)?;
+    ctx.storage.remove_all(&key).map_err(Error::Storage)?;
+    let cache = ctx.cache_dir(&ns, &name);
+    if let Err(e) = std::fs::remove_dir_all(&cache) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(Error::Cache(format!("{}: {e}", cache.display())));
+        }
+    }
+    ctx.hooks.unregister(&ns, &name);
+    tracing::info!("removed artifacts and cache of deleted GitRepository");
+    Ok(Action::await_change())
+}
+
+async fn secret_data(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, Vec<u8>>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let secret = secrets
+        .get_opt(name)
+        .await
+        .map_err(Error::Kube)?
+        .ok_or_else(|| Error::SecretNotFound(name.to_owned()))?;
+    Ok(secret
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, v.0))
+        .collect())
+}
+
+async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let generation = obj.meta().generation;
+    let old = obj.status.clone().unwrap_or_default();
+    let mut status = old.clone();
+    if let Some(requested) = obj.annotations().get(REQUESTED_AT_ANNOTATION) {
+        status.last_handled_reconcile_at = Some(requested.clone());
+    }
+    if obj.spec.suspend {
+        write_status(&ctx, &obj, &old, &status).await?;
+        return Ok(Action::await_change());
+    }
+    let result = fetch_and_store(&obj, &ctx, &mut status).await;
+    let action = match result {
+        Ok(fetched) => {
+            if let Fetched::New(artifact) = fetched {
+                let msg = format!("stored artifact for revision {}", artifact.revision);
+                ctx.recorder
+                    .normal(obj.as_ref(), "NewArtifact", "Fetch", &msg)
+                    .await;
+                status.artifact = Some(artifact);
+            }
+            let revision = status
+                .artifact
+                .as_ref()
+                .map(|a| a.revision.to_string())
+                .unwrap_or_default();
+            status.conditions.mark_ready(
+                reason::SUCCEEDED,
+                &format!("stored artifact for revision {revision}"),
+                generation,
+            );
+            status.observed_generation = generation;
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ObjectRef::from_obj(obj.as_ref()));
+            Ok(Action::requeue(obj.spec.interval.get()))
+        }
+        Err(e) => {
+            let (why, stalled) = e.reason();
+            // On failure the old artifact stays published: status.artifact is left untouched.
+            if stalled {
+                status
+                    .conditions
+                    .mark_stalled(why, &e.to_string(), generation);
+                status.observed_generation = generation;
+            } else {
+                status
+                    .conditions
+                    .mark_failed(why, &e.to_string(), generation);
+            }
+            ctx.recorder
+                .warning(obj.as_ref(), why, "Fetch", &e.to_string())
+                .await;
+            if stalled {
+                Ok(Action::await_change())
+            } else {
+                Err(e)
+            }
+        }
+    };
+    write_status(&ctx, &obj, &old, &status).await?;
+    action
+}
+
+async fn fetch_and_store(
+    obj: &GitRepository,
+    ctx: &Arc<Context>,
+    status: &mut GitRepositoryStatus,
+) -> Result<Fetched, Error> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let spec = &obj.spec;
+    git::check_url(&spec.url, ctx.config.allow_file_sources).map_err(Error::Git)?;
+    let ignore = IgnoreRules::parse(spec.ignore.as_deref().unwrap_or(""))
+        .map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    if let Some(hook) = &spec.webhook {
+        let data = secret_data(ctx, &ns, &hook.secret_ref.name).await?;
+        let token = data
+            .get("token")
+            .map(|t| String::from_utf8_lossy(t).trim().to_owned())
+            .filter(|t| !t.is_empty());
+        let token =
+            token.ok_or_else(|| Error::SecretKeyMissing(hook.secret_ref.name.clone(), "token"))?;
+        status.webhook_path = Some(ctx.hooks.register(&ns, &name, &token));
+    } else {
+        ctx.hooks.unregister(&ns, &name);
+        status.webhook_path = None;
+    }
+    let auth = match &spec.secret_ref {
+        Some(r) => Auth::from_secret_data(&secret_data(ctx, &ns, &r.name).await?),
+        None => Auth::default(),
+    };
+    let timeout = spec.timeout.get();
+    let remote = Remote {
+        url: spec.url.clone(),
+        auth,
+        deadline: Instant::now() + timeout,
+        timeout,
+    };
+    let key = ArtifactKey::new(KIND, &ns, &name).map_err(Error::Storage)?;
+    let job = FetchJob {
+        remote,
+        reference: spec.reference.clone(),
+        current: status
+            .artifact
+            .clone()
+            .filter(|_| status.observed_generation == obj.meta().generation),
+        cache: ctx.cache_dir(&ns, &name),
+        storage: ctx.storage.clone(),
+        key,
+        ignore,
+        base_url: ctx.config.artifact_base_url.clone(),
+        keep: ctx.config.artifacts_to_keep,
+    };
+    let task = tokio::task::spawn_blocking(move || job.run());
+    match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
+        Err(_) => Err(Error::Git(GitError::Timeout(timeout))),
+        Ok(Err(join)) => Err(Error::Cache(format!("fetch task failed: {join}"))),
+        Ok(Ok(r)) => r,
+    }
+}
+
+/// The blocking part of a reconcile: git and disk.
+struct FetchJob {
+    remote: Remote,
+    reference: Option<plumb_api::source::GitRepositoryRef>,
+    current: Option<Artifact>,
+    cache: std::path::PathBuf,
+    storage: Storage,
+    key: ArtifactKey,
+    ignore: IgnoreRules,
+    base_url: String,
+    keep: usize,
+}
+
+impl FetchJob {
+    fn run(self) -> Result<Fetched, Error> {
+        std::fs::create_dir_all(&self.cache)
+            .map_err(|e| Error::Cache(format!("{}: {e}", self.cache.display())))?;
+        let repo = git::open_cache(&self.cache).map_err(Error::Git)?;
+        let listed = git::list_refs(&repo, &self.remote).map_err(Error::Git)?;
+        let target = refs::resolve(self.reference.as_ref(), &listed).map_err(Error::Ref)?;
+        let file_of = |commit: &str| format!("{commit}.tar.gz");
+        if let (Some(commit), Some(current)) = (&target.commit, &self.current) {
+            let wanted = target
+                .revision(commit)
+                .map_err(|e| Error::Ref(RefError::NotFound(e.to_string())))?;
+            if current.revision == wanted && self.storage.exists(&self.key, &file_of(commit)) {
+                tracing::debug!(revision = %wanted, "no new commit; nothing fetched");
+                return Ok(Fetched::Unchanged);
+            }
+        }
+        let known = target
+            .commit
+            .as_deref()
+            .is_some_and(|c| git::has_commit(&repo, c));
+        let within_known = target
+            .within_branch_tip
+            .as_deref()
+            .is_none_or(|t| git::has_commit(&repo, t));
+        if !(known && within_known) {
+            let stats = git::fetch(&repo, &self.remote, &target.refspecs).map_err(Error::Git)?;
+            tracing::info!(objects = stats.objects, bytes = stats.bytes, "fetched");
+        }
+        let commit = target
+            .commit
+            .clone()
+            .ok_or_else(|| Error::Ref(RefError::NotFound("commit".into())))?;
+        if !git::has_commit(&repo, &commit) {
+            return Err(Error::Ref(RefError::NotFound(format!("commit {commit}"))));
+        }
+        if let Some(tip) = &target.within_branch_tip {
+            if !git::reachable_from(&repo, &commit, tip).map_err(Error::Git)? {
+                let branch = target.revision_ref.clone().unwrap_or_default();
+                return Err(Error::Ref(RefError::NotFound(format!(
+                    "commit {commit} in branch {branch:?}"
+                ))));
+            }
+        }
+        let revision = target
+            .revision(&commit)
+            .map_err(|e| Error::Ref(RefError::NotFound(e.to_string())))?;
+        let file = file_of(&commit);
+        let stored = self
+            .storage
+            .write_atomic(&self.key, &file, |w| {
+                git::archive_commit(&repo, &commit, &self.ignore, w).map(|_| ())
+            })
+            .map_err(Error::Storage)?
+            .map_err(Error::Git)?;
+        if let Err(e) = self.storage.gc(&self.key, self.keep, &file) {
+            tracing::warn!(error = %e, "garbage-collecting old artifacts failed");
+        }
+        Ok(Fetched::New(Artifact {
+            revision,
+            digest: stored.digest,
+            url: Storage::url(&self.base_url, &self.key, &file),
+            size: i64::try_from(stored.size).ok(),
+            last_update_time: jiff::Timestamp::now(),
+        }))
+    }
+}
+
+/// Applies `status` to the status subresource when it differs from `old` (so a poll that
+/// changes nothing writes nothing).
+async fn write_status(
+    ctx: &Context,
+    obj: &GitRepository,
+    old: &GitRepositoryStatus,
+    status: &GitRepositoryStatus,
+) -> Result<(), Error> {
+    if old == status {
+        return Ok(());
+    }
+    let api: Api<GitRepository> =
+        Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({
+        "apiVersion": "source.plumb.dev/v1",
+        "kind": KIND,
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(SOURCE_FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    Ok(())
+}

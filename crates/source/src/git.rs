@@ -1,0 +1,571 @@
+//! Talking to git remotes with libgit2: credentials, TLS and SSH host verification, listing
+//! refs, fetching into a bare cache, and archiving a commit's tree straight from the object
+//! database. Everything here is blocking; callers run it on a blocking thread.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::rc::Rc;
+use std::time::Instant;
+
+use git2::{
+    CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks,
+    Repository,
+};
+use plumb_artifact::{FileEntry, IgnoreRules, write_tar_gz};
+
+use crate::known_hosts::{self, HostKeyVerdict};
+use crate::refs::RemoteRef;
+
+/// Credentials and trust material from a GitRepository's `secretRef`.
+#[derive(Clone, Default)]
+pub struct Auth {
+    /// `username` and `password` for HTTP basic auth.
+    pub basic: Option<(String, String)>,
+    /// `bearerToken`, sent as `Authorization: Bearer`.
+    pub bearer: Option<String>,
+    /// `identity`: a PEM/OpenSSH private key, with its optional `password` passphrase.
+    pub ssh_key: Option<(String, Option<String>)>,
+    /// `known_hosts`: the SSH host keys to trust.
+    pub known_hosts: Option<String>,
+    /// `ca.crt`: PEM certificates of private certificate authorities for HTTPS.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Auth {
+    // Secrets never reach logs: show which kinds of credentials are present, not their values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("basic", &self.basic.is_some())
+            .field("bearer", &self.bearer.is_some())
+            .field("ssh_key", &self.ssh_key.is_some())
+            .field("known_hosts", &self.known_hosts.is_some())
+            .field("ca", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+impl Auth {
+    /// Reads the keys plumb understands from a Secret's data.
+    pub fn from_secret_data(data: &BTreeMap<String, Vec<u8>>) -> Self {
+        let text = |k: &str| {
+            data.get(k).map(|v| {
+                String::from_utf8_lossy(v)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned()
+            })
+        };
+        let password = text("password");
+        let identity = data
+            .get("identity")
+            .map(|v| String::from_utf8_lossy(v).into_owned());
+        Self {
+            basic: text("username").zip(password.clone()),
+            bearer: text("bearerToken"),
+            ssh_key: identity.map(|k| (k, password)),
+            known_hosts: text("known_hosts"),
+            ca_pem: data.get("ca.crt").cloned(),
+        }
+    }
+}
+
+/// A git failure, classified the way conditions report it.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// Credentials were refused or missing, or the server's identity could not be verified.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The operation exceeded `spec.timeout`.
+    #[error("git operation timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// The URL is not allowed (e.g. file:// without the controller flag).
+    #[error("{0}")]
+    Url(String),
+    /// Any other git or transport failure.
+    #[error("git: {0}")]
+    Other(String),
+}
+
+/// Where to fetch from and with what.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The repository URL as written in the spec.
+    pub url: String,
+    /// Credentials and trust material.
+    pub auth: Auth,
+    /// Abandon the operation after this instant.
+    pub deadline: Instant,
+    /// The timeout, for the error message.
+    pub timeout: std::time::Duration,
+}
+
+/// What a fetch transferred.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchStats {
+    /// Objects received from the remote.
+    pub objects: usize,
+    /// Bytes of pack data received.
+    pub bytes: usize,
+}
+
+/// Host and port of an ssh URL (`ssh://[user@]host[:port]/path` or `user@host:path`).
+pub fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let authority = rest.split('/').next()?;
+        let hostport = authority.rsplit('@').next()?;
+        if let Some(v6) = hostport.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            let port = after
+                .strip_prefix(':')
+                .map(str::parse)
+                .transpose()
+                .ok()?
+                .unwrap_or(22);
+            return Some((host.to_owned(), port));
+        }
+        return Some(match hostport.split_once(':') {
+            Some((h, p)) => (h.to_owned(), p.parse().ok()?),
+            None => (hostport.to_owned(), 22),
+        });
+    }
+    if url.contains("://") {
+        return None;
+    }
+    let (userhost, _) = url.split_once(':')?;
+    Some((userhost.rsplit('@').next()?.to_owned(), 22))
+}
+
+/// Checks the URL scheme against what the controller allows.
+pub fn check_url(url: &str, allow_file: bool) -> Result<(), GitError> {
+    let ok = url.starts_with("https://")
+        || url.starts_with("http://")
+        || url.starts_with("ssh://")
+        || (allow_file && url.starts_with("file://"))
+        || (!url.contains("://") && ssh_host_port(url).is_some());
+    if ok {
+        Ok(())
+    } else if url.starts_with("file://") {
+        Err(GitError::Url(
+            "file:// URLs are not allowed by this controller (--allow-file-sources)".into(),
+        ))
+    } else {
+        Err(GitError::Url(format!("unsupported URL scheme in {url:?}")))
+    }
+}
+
+/// What callbacks observed, to classify a libgit2 error afterwards.
+#[derive(Default)]
+struct Observed {
+    auth_failure: Option<String>,
+    cred_attempts: u32,
+    timed_out: bool,
+}
+
+fn verify_with_ca(ca_pem: &[u8], leaf_der: &[u8], host: &str) -> Result<(), String> {
+    use openssl::stack::Stack;
+    use openssl::x509::store::X509StoreBuilder;
+    use openssl::x509::verify::X509VerifyParam;
+    use openssl::x509::{X509, X509StoreContext};
+    let cas = X509::stack_from_pem(ca_pem).map_err(|e| format!("ca.crt: {e}"))?;
+    let leaf = X509::from_der(leaf_der).map_err(|e| format!("server certificate: {e}"))?;
+    let mut store = X509StoreBuilder::new().map_err(|e| e.to_string())?;
+    for ca in cas {
+        store.add_cert(ca).map_err(|e| e.to_string())?;
+    }
+    let mut param = X509VerifyParam::new().map_err(|e| e.to_string())?;
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => param.set_ip(ip).map_err(|e| e.to_string())?,
+        Err(_) => param.set_host(host).map_err(|e| e.to_string())?,
+    }
+    store.set_param(&param).map_err(|e| e.to_string())?;
+    let store = store.build();
+    let chain = Stack::new().map_err(|e| e.to_string())?;
+    let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
+    let ok = ctx
+        .init(&store, &leaf, &chain, |c| {
+            let ok = c.verify_cert()?;
+            Ok(if ok {
+                Ok(())
+            } else {
+                Err(c.error().to_string())
+            })
+        })
+        .map_err(|e| e.to_string())?;
+    ok
+}
+
+fn callbacks<'a>(remote: &'a Remote, observed: Rc<RefCell<Observed>>) -> RemoteCallbacks<'a> {
+    let mut cb = RemoteCallbacks::new();
+    let auth = &remote.auth;
+    let obs = observed.clone();
+    cb.credentials(move |_url, username, allowed| {
+        let mut o = obs.borrow_mut();
+        o.cred_attempts += 1;
+        // libgit2 asks again after a refusal; the second ask means the credentials were wrong.
+        let refuse = |o: &mut Observed, msg: &str| {
+            o.auth_failure = Some(msg.to_owned());
+            Err(git2::Error::from_str(msg))
+        };
+        if o.cred_attempts > 1 {
+            return refuse(&mut o, "the remote refused the credentials");
+        }
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if let Some((key, pass)) = &auth.ssh_key {
+                return Cred::ssh_key_from_memory(username.unwrap_or("git"), None, key, pass.as_deref());
+            }
+            return refuse(&mut o, "the remote requires an SSH key (secret key `identity`)");
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if let Some((user, pass)) = &auth.basic {
+                return Cred::userpass_plaintext(user, pass);
+            }
+            return refuse(&mut o, "the remote requires credentials (secret keys `username` and `password`, or `bearerToken`)");
+        }
+        if allowed.contains(CredentialType::USERNAME) {
+            return Cred::username(username.unwrap_or("git"));
+        }
+        refuse(&mut o, "no usable credentials for the remote")
+    });
+    let obs = observed.clone();
+    let url = remote.url.clone();
+    cb.certificate_check(move |cert, hostname| {
+        let mut o = obs.borrow_mut();
+        if let Some(hostkey) = cert.as_hostkey() {
+            let Some(known) = &auth.known_hosts else {
+                o.auth_failure = Some(
+                    "ssh requires `known_hosts` in the secret; host keys are never trusted blindly"
+                        .into(),
+                );
+                return Err(git2::Error::from_str("no known_hosts"));
+            };
+            let port = ssh_host_port(&url).map(|(_, p)| p).unwrap_or(22);
+            let (Some(key), Some(ty)) = (hostkey.hostkey(), hostkey.hostkey_type()) else {
+                o.auth_failure = Some("the ssh server sent no usable host key".into());
+                return Err(git2::Error::from_str("no host key"));
+            };
+            return match known_hosts::verify(known, hostname, port, ty.name(), key) {
+                HostKeyVerdict::Trusted => Ok(CertificateCheckStatus::CertificateOk),
+                verdict => {
+                    let label = known_hosts::host_label(hostname, port);
+                    let why = match verdict {
+                        HostKeyVerdict::Mismatch => "does not match known_hosts",
+                        HostKeyVerdict::Revoked => "is revoked in known_hosts",
+                        _ => "is unknown (host not in known_hosts)",
+                    };
+                    o.auth_failure = Some(format!("host key of {label} ({}) {why}", ty.name()));
+                    Err(git2::Error::from_str("host key verification failed"))
+                }
+            };
+        }
+        if let (Some(x509), Some(ca)) = (cert.as_x509(), &auth.ca_pem) {
+            // Trusted when it chains to the secret's CA; otherwise libgit2's system-trust verdict
+            // stands (passthrough), so ca.crt adds to the system roots rather than replacing them.
+            if verify_with_ca(ca, x509.data(), hostname).is_ok() {
+                return Ok(CertificateCheckStatus::CertificateOk);
+            }
+        }
+        Ok(CertificateCheckStatus::CertificatePassthrough)
+    });
+    let deadline = remote.deadline;
+    let obs = observed;
+    cb.transfer_progress(move |_| {
+        let late = Instant::now() > deadline;
+        if late {
+            obs.borrow_mut().timed_out = true;
+        }
+        !late
+    });
+    cb
+}
+
+fn classify(e: git2::Error, observed: &Observed, remote: &Remote) -> GitError {
+    if observed.timed_out || Instant::now() > remote.deadline {
+        return GitError::Timeout(remote.timeout);
+    }
+    if let Some(why) = &observed.auth_failure {
+        return GitError::Auth(why.clone());
+    }
+    let msg = e.message().to_owned();
+    let status_401 = msg.contains("401")
+        || msg.contains("403")
+        || msg.to_ascii_lowercase().contains("authentication");
+    if e.code() == git2::ErrorCode::Auth || e.code() == git2::ErrorCode::Certificate || status_401 {
+        return GitError::Auth(msg);
+    }
+    GitError::Other(msg)
+}
+
+fn fetch_options<'a>(
+    remote: &'a Remote,
+    observed: Rc<RefCell<Observed>>,
+) -> (FetchOptions<'a>, Vec<String>) {
+    let mut fo = FetchOptions::new();
+    fo.remote_callbacks(callbacks(remote, observed));
+    fo.download_tags(git2::AutotagOption::None);
+    let headers: Vec<String> = remote
+        .auth
+        .bearer
+        .iter()
+        .map(|t| format!("Authorization: Bearer {t}"))
+        .collect();
+    (fo, headers)
+}
+
+/// Opens the bare cache repository at `path`, creating it when missing.
+pub fn open_cache(path: &Path) -> Result<Repository, GitError> {
+    let open = if path.join("HEAD").exists() {
+        Repository::open_bare(path)
+    } else {
+        Repository::init_bare(path)
+    };
+    open.map_err(|e| GitError::Other(format!("cache {}: {}", path.display(), e.message())))
+}
+
+/// Lists the remote's refs: one connection, no objects transferred.
+pub fn list_refs(repo: &Repository, remote: &Remote) -> Result<Vec<RemoteRef>, GitError> {
+    let observed = Rc::new(RefCell::new(Observed::default()));
+    let mut r = repo
+        .remote_anonymous(&remote.url)
+        .map_err(|e| GitError::Other(e.message().to_owned()))?;
+    let to_refs = |heads: &[git2::RemoteHead<'_>]| {
+        heads
+            .iter()
+            .map(|h| RemoteRef {
+                name: h.name().to_owned(),
+                oid: h.oid().to_string(),
+                symref_target: h.symref_target().map(str::to_owned),
+            })
+            .collect::<Vec<_>>()
+    };
+    if remote.auth.bearer.is_some() {
+        // connect() cannot send custom headers; a download with no refspecs connects with
+        // them, lists the refs and wants nothing, so no objects are transferred.
+        let (mut fo, headers) = fetch_options(remote, observed.clone());
+        let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        fo.custom_headers(&hs);
+        let res = r
+            .download::<&str>(&[], Some(&mut fo))
+            .and_then(|()| r.list().map(to_refs));
+        let _ = r.disconnect();
+        return res.map_err(|e| classify(e, &observed.borrow(), remote));
+    }
+    let cb = callbacks(remote, observed.clone());
+    let res = r
+        .connect_auth(Direction::Fetch, Some(cb), None)
+        .and_then(|conn| conn.list().map(to_refs));
+    res.map_err(|e| classify(e, &observed.borrow(), remote))
+}
+
+/// Fetches `refspecs` into the cache, transferring only objects it does not have yet.
+pub fn fetch(
+    repo: &Repository,
+    remote: &Remote,
+    refspecs: &[String],
+) -> Result<FetchStats, GitError> {
+    let observed = Rc::new(RefCell::new(Observed::default()));
+    let mut r = repo
+        .remote_anonymous(&remote.url)
+        .map_err(|e| GitError::Other(e.message().to_owned()))?;
+    let (mut fo, headers) = fetch_options(remote, observed.clone());
+    let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    fo.custom_headers(&hs);
+    r.fetch(refspecs, Some(&mut fo), None)
+        .map_err(|e| classify(e, &observed.borrow(), remote))?;
+    let stats = r.stats();
+    Ok(FetchStats {
+        objects: stats.received_objects(),
+        bytes: stats.received_bytes(),
+    })
+}
+
+/// Whether the cache has `commit`.
+pub fn has_commit(repo: &Repository, commit: &str) -> bool {
+    git2::Oid::from_str(commit).is_ok_and(|oid| repo.find_commit(oid).is_ok())
+}
+
+/// Whether `commit` is `tip` or one of its ancestors.
+pub fn reachable_from(repo: &Repository, commit: &str, tip: &str) -> Result<bool, GitError> {
+    let parse =
+        |s: &str| git2::Oid::from_str(s).map_err(|e| GitError::Other(e.message().to_owned()));
+    let (c, t) = (parse(commit)?, parse(tip)?);
+    Ok(c == t
+        || repo
+            .graph_descendant_of(t, c)
+            .map_err(|e| GitError::Other(e.message().to_owned()))?)
+}
+
+/// Writes the deterministic tar.gz of `commit`'s tree to `out`, leaving out what `ignore`
+/// excludes, symlinks and submodules. Reads blobs straight from the object database.
+pub fn archive_commit<W: Write>(
+    repo: &Repository,
+    commit: &str,
+    ignore: &IgnoreRules,
+    out: W,
+) -> Result<W, GitError> {
+    let other = |e: git2::Error| GitError::Other(e.message().to_owned());
+    let oid = git2::Oid::from_str(commit).map_err(other)?;
+    let tree = repo
+        .find_commit(oid)
+        .map_err(other)?
+        .tree()
+        .map_err(other)?;
+    let mut entries = Vec::new();
+    let mut bad_name = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let Some(name) = entry.name() else {
+            bad_name = Some(format!("{dir}<non UTF-8 name>"));
+            return git2::TreeWalkResult::Abort;
+        };
+        let path = format!("{dir}{name}");
+        match entry.kind() {
+            Some(git2::ObjectType::Tree) if ignore.is_ignored(&path, true) => {
+                git2::TreeWalkResult::Skip
+            }
+            Some(git2::ObjectType::Blob) => {
+                let mode = entry.filemode();
+                // 0o120000 is a symlink: dropped, as in Flux, so artifacts hold regular files only.
+                if (mode == 0o100644 || mode == 0o100755) && !ignore.is_ignored(&path, false) {
+                    entries.push(FileEntry {
+                        path,
+                        executable: mode == 0o100755,
+                        handle: entry.id(),
+                    });
+                }
+                git2::TreeWalkResult::Ok
+            }
+            _ => git2::TreeWalkResult::Ok,
+        }
+    })
+    .map_err(other)?;
+    if let Some(name) = bad_name {
+        return Err(GitError::Other(format!("file name is not UTF-8: {name}")));
+    }
+    write_tar_gz(out, entries, |oid| {
+        repo.find_blob(*oid)
+            .map(|b| b.content().to_vec())
+            .map_err(|e| std::io::Error::other(e.message().to_owned()))
+    })
+    .map_err(|e| GitError::Other(format!("archiving {commit}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_urls_yield_host_and_port() {
+        assert_eq!(
+            ssh_host_port("ssh://git@127.0.0.1:2222/repo.git"),
+            Some(("127.0.0.1".into(), 2222))
+        );
+        assert_eq!(
+            ssh_host_port("ssh://github.com/org/repo"),
+            Some(("github.com".into(), 22))
+        );
+        assert_eq!(
+            ssh_host_port("git@github.com:org/repo.git"),
+            Some(("github.com".into(), 22))
+        );
+        assert_eq!(
+            ssh_host_port("ssh://git@[::1]:2200/r"),
+            Some(("::1".into(), 2200))
+        );
+        assert_eq!(ssh_host_port("https://github.com/org/repo"), None);
+    }
+
+    #[test]
+    fn file_urls_need_the_flag() {
+        assert!(check_url("file:///tmp/repo", false).is_err());
+        assert!(check_url("file:///tmp/repo", true).is_ok());
+        assert!(check_url("https://x/y", false).is_ok());
+        assert!(check_url("git@github.com:o/r.git", false).is_ok());
+        assert!(check_url("ftp://x/y", true).is_err());
+    }
+
+    #[test]
+    fn secret_data_maps_to_auth_without_leaking_in_debug() {
+        let data: BTreeMap<String, Vec<u8>> = [
+            ("username".to_owned(), b"bot".to_vec()),
+            ("password".to_owned(), b"hunter2\n".to_vec()),
+        ]
+        .into();
+        let auth = Auth::from_secret_data(&data);
+        assert_eq!(auth.basic, Some(("bot".into(), "hunter2".into())));
+        assert!(!format!("{auth:?}").contains("hunter2"));
+    }
+
+    fn commit_tree(repo: &Repository, files: &[(&str, &[u8], i32)]) -> String {
+        let mut index = git2::Index::new().unwrap();
+        for (path, data, mode) in files {
+            let oid = repo.blob(data).unwrap();
+            let entry = git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: *mode as u32,
+                uid: 0,
+                gid: 0,
+                file_size: data.len() as u32,
+                id: oid,
+                flags: path.len() as u16,
+                flags_extended: 0,
+                path: path.as_bytes().to_vec(),
+            };
+            index.add(&entry).unwrap();
+        }
+        let tree = repo.find_tree(index.write_tree_to(repo).unwrap()).unwrap();
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
+        repo.commit(None, &sig, &sig, "c", &tree, &[])
+            .unwrap()
+            .to_string()
+    }
+
+    fn archive_paths(bytes: &[u8]) -> Vec<(String, u32)> {
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().mode().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn archive_of_a_commit_is_deterministic_and_applies_ignore() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let files: &[(&str, &[u8], i32)] = &[
+            ("z.yaml", b"z", 0o100644),
+            ("apps/a.yaml", b"a", 0o100644),
+            ("apps/run.sh", b"#!/bin/sh", 0o100755),
+            ("docs/readme.md", b"r", 0o100644),
+            ("link", b"apps/a.yaml", 0o120000),
+        ];
+        let c1 = commit_tree(&repo, files);
+        let none = IgnoreRules::none();
+        let a = archive_commit(&repo, &c1, &none, Vec::new()).unwrap();
+        let b = archive_commit(&repo, &c1, &none, Vec::new()).unwrap();
+        assert_eq!(a, b, "same commit, same bytes");
+        assert_eq!(
+            archive_paths(&a),
+            [
+                ("apps/a.yaml".into(), 0o644),
+                ("apps/run.sh".into(), 0o755),
+                ("docs/readme.md".into(), 0o644),
+                ("z.yaml".into(), 0o644)
+            ]
+        );
+        let ignore = IgnoreRules::parse("docs/\n*.sh").unwrap();
+        let c = archive_commit(&repo, &c1, &ignore, Vec::new()).unwrap();
+        assert_eq!(
+            archive_paths(&c),
+            [("apps/a.yaml".into(), 0o644), ("z.yaml".into(), 0o644)]
+        );
+    }
+}
