@@ -1,0 +1,241 @@
+//! The three controllers as separate processes, scoped to one namespace, logging to files.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::{Error, Result, io};
+
+/// One of the plumb controllers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Controller {
+    /// `plumb-source-controller`.
+    Source,
+    /// `plumb-render-controller`.
+    Render,
+    /// `plumb-sync-controller`.
+    Sync,
+}
+
+impl Controller {
+    /// All three, in the order they are started.
+    pub const ALL: [Controller; 3] = [Controller::Source, Controller::Render, Controller::Sync];
+
+    fn binary(self) -> &'static str {
+        match self {
+            Controller::Source => "plumb-source-controller",
+            Controller::Render => "plumb-render-controller",
+            Controller::Sync => "plumb-sync-controller",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Controller::Source => "source",
+            Controller::Render => "render",
+            Controller::Sync => "sync",
+        }
+    }
+}
+
+/// Ports and directories a controller set uses; fixed for its life so restarts keep them.
+struct Layout {
+    dir: tempfile::TempDir,
+    namespace: String,
+    ports: BTreeMap<&'static str, u16>,
+}
+
+impl Layout {
+    fn flags(&self, c: Controller) -> Vec<String> {
+        let port = |name: &str| self.ports[name];
+        let storage = self.dir.path().join(c.name()).join("storage");
+        match c {
+            Controller::Source => vec![
+                format!("--storage-dir={}", storage.display()),
+                format!("--artifact-addr=127.0.0.1:{}", port("source-http")),
+                format!(
+                    "--artifact-base-url=http://127.0.0.1:{}",
+                    port("source-http")
+                ),
+                format!("--metrics-addr=127.0.0.1:{}", port("source-metrics")),
+                format!("--webhook-addr=127.0.0.1:{}", port("source-webhook")),
+                "--leader-election=false".into(),
+                format!("--namespace={}", self.namespace),
+            ],
+            Controller::Render => vec![
+                format!("--storage-dir={}", storage.display()),
+                format!("--artifact-addr=127.0.0.1:{}", port("render-http")),
+                format!(
+                    "--artifact-base-url=http://127.0.0.1:{}",
+                    port("render-http")
+                ),
+                format!("--metrics-addr=127.0.0.1:{}", port("render-metrics")),
+                format!("--namespace={}", self.namespace),
+            ],
+            Controller::Sync => vec![format!("--watch-namespace={}", self.namespace)],
+        }
+    }
+
+    fn log(&self, c: Controller) -> PathBuf {
+        self.dir.path().join(format!("{}.log", c.name()))
+    }
+}
+
+/// The three controllers, each its own process, watching only one namespace; killed on drop.
+pub struct Controllers {
+    layout: Layout,
+    bin_dir: PathBuf,
+    kubeconfig: PathBuf,
+    running: BTreeMap<Controller, Child>,
+}
+
+impl Controllers {
+    /// Builds the controller binaries if needed and starts all three for `namespace`.
+    pub fn start(namespace: &str) -> Result<Self> {
+        let bin_dir = build_binaries()?;
+        let mut ports = BTreeMap::new();
+        for name in [
+            "source-http",
+            "source-metrics",
+            "source-webhook",
+            "render-http",
+            "render-metrics",
+        ] {
+            ports.insert(name, free_port()?);
+        }
+        let layout = Layout {
+            dir: tempfile::tempdir().map_err(io("creating the controllers' dir"))?,
+            namespace: namespace.to_owned(),
+            ports,
+        };
+        let mut controllers = Self {
+            layout,
+            bin_dir,
+            kubeconfig: plumb_e2e_support::kubeconfig_path(),
+            running: BTreeMap::new(),
+        };
+        for c in Controller::ALL {
+            controllers.spawn(c)?;
+        }
+        Ok(controllers)
+    }
+
+    /// The source controller's webhook base URL, e.g. `http://127.0.0.1:<port>`.
+    pub fn webhook_base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.layout.ports["source-webhook"])
+    }
+
+    fn spawn(&mut self, c: Controller) -> Result<()> {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.layout.log(c))
+            .map_err(io("opening a controller log"))?;
+        let err = log.try_clone().map_err(io("opening a controller log"))?;
+        let child = Command::new(self.bin_dir.join(c.binary()))
+            .args(self.layout.flags(c))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env(
+                "RUST_LOG",
+                std::env::var("PLUMB_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(io(format!("starting {}", c.binary())))?;
+        self.running.insert(c, child);
+        Ok(())
+    }
+
+    /// Kills one controller (SIGKILL: no clean shutdown, as in a crash).
+    pub fn kill(&mut self, c: Controller) {
+        if let Some(mut child) = self.running.remove(&c) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills one controller and starts it again with the same flags and storage.
+    pub fn restart(&mut self, c: Controller) -> Result<()> {
+        self.kill(c);
+        self.spawn(c)
+    }
+
+    /// The log of one controller so far, for failure messages.
+    pub fn log(&self, c: Controller) -> String {
+        std::fs::read_to_string(self.layout.log(c)).unwrap_or_default()
+    }
+
+    /// The last lines of every controller's log, to print when a scenario fails.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for c in Controller::ALL {
+            let log = self.log(c);
+            let all: Vec<&str> = log.lines().collect();
+            out.push_str(&format!("--- {} (last {lines} lines)\n", c.binary()));
+            for line in &all[all.len().saturating_sub(lines)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        for c in Controller::ALL {
+            self.kill(c);
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(io("finding a free port"))?;
+    let port = listener
+        .local_addr()
+        .map_err(io("finding a free port"))?
+        .port();
+    Ok(port)
+}
+
+/// Builds the three controller binaries once per process; returns the directory holding them.
+fn build_binaries() -> Result<PathBuf> {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let root = plumb_e2e_support::repo_root();
+            let out = Command::new(cargo)
+                .args([
+                    "build",
+                    "--quiet",
+                    "--bins",
+                    "-p",
+                    "plumb-source",
+                    "-p",
+                    "plumb-render",
+                    "-p",
+                    "plumb-sync",
+                ])
+                .current_dir(&root)
+                .output()
+                .map_err(|e| format!("running cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            Ok(target_dir(&root).join("debug"))
+        })
+        .clone()
+        .map_err(Error::Build)
+}
+
+fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}

@@ -1,0 +1,44 @@
+//! End-to-end harness: a Git repository served over smart HTTP on loopback ([`GitFixture`]) and
+//! the three plumb controllers running as separate processes against the test cluster
+//! ([`Controllers`]), so scenarios exercise exactly what users run.
+
+mod controllers;
+mod git;
+
+pub use controllers::{Controller, Controllers};
+pub use git::GitFixture;
+
+/// Why the harness could not do what a scenario asked.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or process operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A git command failed.
+    #[error("git {args}: {stderr}")]
+    Git {
+        /// The arguments of the command.
+        args: String,
+        /// What git printed.
+        stderr: String,
+    },
+    /// Building the controller binaries failed.
+    #[error("building the controllers failed:\n{0}")]
+    Build(String),
+    /// The git server could not start.
+    #[error(transparent)]
+    GitServer(#[from] plumb_git_server::Error),
+}
+
+/// The harness's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
