@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 KUBECONFIG_PATH := $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: help build test unit-test lint fmt crds crds-check cluster-up cluster-down e2e bench demo clean
+.PHONY: help build test unit-test lint fmt crds cluster-up cluster-down e2e bench demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -33,14 +33,17 @@ cluster-up: ## start the local control plane (etcd, apiserver, controller-manage
 cluster-down: ## stop the local control plane and remove its data
 	bash e2e/cluster/down.sh
 
-e2e: cluster-up ## the end-to-end tests against the local cluster
-	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) test -p plumb-e2e-support --no-fail-fast
+e2e: cluster-up ## the end-to-end scenarios: three controller processes, a git server, the cluster
+	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) test -p plumb-e2e-scenarios --no-fail-fast
 
 bench: ## print benchmark figures
 	@echo "no benchmarks yet"
 
-demo: cluster-up ## the main job: a local cluster, the controllers, a sample repository
-	@echo "demo: not yet built"
+demo: ## the main job: a local cluster, the controllers, a sample repository, Syncs Ready
+	bash e2e/demo/up.sh
+
+demo-down: ## stop the demo's processes and the local cluster
+	bash e2e/demo/down.sh
 
 clean: ## remove build output
 	$(CARGO) clean

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# `make demo`: the local cluster, the three plumb controllers, a Git repository served on
+# loopback from examples/, and a GitRepository, a Policy and two Syncs (dev and prod) that end
+# Ready with their workloads Available. Idempotent; `make demo-down` stops it.
+set -euo pipefail
+DEMO_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$DEMO_SRC/../.." && pwd)
+CLUSTER_DIR=${PLUMB_CLUSTER_DIR:-$REPO_ROOT/.cluster}
+DEMO_DIR=$CLUSTER_DIR/demo
+GIT_PORT=${PLUMB_DEMO_GIT_PORT:-18080}
+SOURCE_HTTP_PORT=${PLUMB_DEMO_SOURCE_PORT:-18090}
+RENDER_HTTP_PORT=${PLUMB_DEMO_RENDER_PORT:-18091}
+WEBHOOK_PORT=${PLUMB_DEMO_WEBHOOK_PORT:-18092}
+NAMESPACE=plumb-demo
+export KUBECONFIG=$CLUSTER_DIR/kubeconfig
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
+BIN=$TARGET_DIR/debug
+
+say() { printf '\ndemo: %s\n' "$*"; }
+die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+
+# running NAME: succeeds when the demo process NAME is alive.
+running() {
+  local pidfile=$DEMO_DIR/$1.pid
+  [[ -f $pidfile ]] && kill -0 "$(<"$pidfile")" 2>/dev/null
+}
+
+# start NAME COMMAND...: run a demo process in the background with its log in $DEMO_DIR.
+start() {
+  local name=$1; shift
+  if running "$name"; then echo "  $name already running (pid $(<"$DEMO_DIR/$name.pid"))"; return; fi
+  setsid "$@" >>"$DEMO_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$DEMO_DIR/$name.pid"
+  echo "  $name started (pid $!, log $DEMO_DIR/$name.log)"
+}
+
+say "starting the local cluster"
+bash "$REPO_ROOT/e2e/cluster/up.sh"
+
+say "building plumb"
+(cd "$REPO_ROOT" && cargo build --quiet --bins -p plumb-source -p plumb-render -p plumb-sync -p plumb-git-server -p plumb)
+
+say "installing the CRDs"
+kubectl apply --server-side --field-manager=plumb-demo -f "$REPO_ROOT/crds/" >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/gitrepositories.source.plumb.dev crd/syncs.sync.plumb.dev crd/policies.policy.plumb.dev
+
+say "serving a Git repository made from examples/ at http://127.0.0.1:$GIT_PORT/apps.git"
+mkdir -p "$DEMO_DIR/git" "$DEMO_DIR/source" "$DEMO_DIR/render"
+export GIT_AUTHOR_NAME="plumb demo" GIT_AUTHOR_EMAIL=demo@plumb.dev GIT_COMMITTER_NAME="plumb demo" GIT_COMMITTER_EMAIL=demo@plumb.dev
+if [[ ! -d $DEMO_DIR/git/apps.git ]]; then
+  git init -q --bare -b main "$DEMO_DIR/git/apps.git"
+  rm -rf "$DEMO_DIR/work"
+  git init -q -b main "$DEMO_DIR/work"
+  cp -r "$REPO_ROOT/examples/apps/." "$DEMO_DIR/work/"
+  git -C "$DEMO_DIR/work" add -A
+  git -C "$DEMO_DIR/work" commit -qm "greeter: base, dev and prod overlays"
+  git -C "$DEMO_DIR/work" remote add origin "$DEMO_DIR/git/apps.git"
+  git -C "$DEMO_DIR/work" push -q origin main
+fi
+start git-server "$BIN/plumb-git-server" --root "$DEMO_DIR/git" --addr "127.0.0.1:$GIT_PORT"
+
+say "starting the controllers (each its own process)"
+start source-controller "$BIN/plumb-source-controller" \
+  --storage-dir="$DEMO_DIR/source" --artifact-addr="127.0.0.1:$SOURCE_HTTP_PORT" \
+  --artifact-base-url="http://127.0.0.1:$SOURCE_HTTP_PORT" --webhook-addr="127.0.0.1:$WEBHOOK_PORT" \
+  --metrics-addr=127.0.0.1:18180 --leader-election=false
+start render-controller "$BIN/plumb-render-controller" \
+  --storage-dir="$DEMO_DIR/render" --artifact-addr="127.0.0.1:$RENDER_HTTP_PORT" \
+  --artifact-base-url="http://127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr=127.0.0.1:18181
+start sync-controller "$BIN/plumb-sync-controller"
+
+say "creating the GitRepository, the Policy and the Syncs in namespace $NAMESPACE"
+kubectl apply --server-side --field-manager=plumb-demo -f - <<YAML
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $NAMESPACE
+  labels:
+    plumb.dev/demo: "true"
+---
+apiVersion: source.plumb.dev/v1
+kind: GitRepository
+metadata:
+  name: apps
+  namespace: $NAMESPACE
+spec:
+  url: http://127.0.0.1:$GIT_PORT/apps.git
+  ref:
+    branch: main
+  interval: 30s
+---
+apiVersion: sync.plumb.dev/v1
+kind: Sync
+metadata:
+  name: greeter-dev
+  namespace: $NAMESPACE
+spec:
+  sourceRef:
+    kind: GitRepository
+    name: apps
+  path: ./overlays/dev
+  interval: 5m
+  wait: true
+  timeout: 2m
+---
+apiVersion: sync.plumb.dev/v1
+kind: Sync
+metadata:
+  name: greeter-prod
+  namespace: $NAMESPACE
+spec:
+  sourceRef:
+    kind: GitRepository
+    name: apps
+  path: ./overlays/prod
+  interval: 5m
+  wait: true
+  timeout: 2m
+  dependsOn:
+    - name: greeter-dev
+YAML
+kubectl apply --server-side --field-manager=plumb-demo -f "$REPO_ROOT/examples/clusters/local/policy.yaml"
+
+say "waiting for both Syncs to be Ready"
+if ! kubectl wait --for=condition=Ready --timeout=240s -n "$NAMESPACE" sync/greeter-dev sync/greeter-prod; then
+  kubectl get gitrepositories,syncs -n "$NAMESPACE" -o wide || true
+  die "the Syncs did not become Ready; controller logs are in $DEMO_DIR/*.log"
+fi
+kubectl wait --for=condition=Available --timeout=120s -n greeter-dev deployment/greeter
+kubectl wait --for=condition=Available --timeout=120s -n greeter-prod deployment/greeter
+
+say "done"
+kubectl get gitrepositories,policies -A
+echo
+kubectl get syncs -n "$NAMESPACE"
+echo
+kubectl get deployments -A -l "sync.plumb.dev/namespace=$NAMESPACE"
+cat <<NEXT
+
+Try next (KUBECONFIG=$KUBECONFIG):
+  - Commit a change:   cd $DEMO_DIR/work && sed -i 's/GREETING=hello$/GREETING=hi/' overlays/prod/kustomization.yaml \\
+                         && git commit -qam 'say hi' && git push -q origin main
+                       then: kubectl annotate -n $NAMESPACE gitrepository/apps --overwrite plumb.dev/requested-at=\$(date +%s)
+                       (or wait for the 30s interval) and watch: kubectl get syncs -n $NAMESPACE -w
+  - Heal drift:        kubectl scale -n greeter-prod deployment/greeter --replicas=7
+                       kubectl get -n greeter-prod deployment/greeter   (back to 3 within a second)
+  - Roll back:         cd $DEMO_DIR/work && git revert --no-edit HEAD && git push -q origin main
+  - Be blocked:        set an image tag to latest in overlays/dev and commit: the Policy demo-guardrails
+                       denies it, and kubectl get syncs -n $NAMESPACE says which object broke which rule.
+  - Stop:              make demo-down
+NEXT
