@@ -35,8 +35,10 @@ pub struct Context {
     pub recorder: Recorder,
     /// Every Policy (cluster-scoped).
     pub policies: Store<Policy>,
-    /// Every Sync the controller watches.
+    /// Every Sync the controller watches (its shard, when a label selector is set).
     pub syncs: Store<Sync>,
+    /// Every Sync in the cluster, metadata only: a Policy's governed count spans all shards.
+    pub all_syncs: Store<PartialObjectMeta<Sync>>,
     /// Namespace labels, for Policy namespace selectors.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Compiled Policies by name, with the uid and generation compiled.
@@ -143,9 +145,8 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
     if let Some(sel) = &config.watch_label_selector {
         sync_watch = sync_watch.labels(sel);
     }
-    let syncs_api: Api<Sync> = Api::all(client.clone());
     let policies_api: Api<Policy> = Api::all(client.clone());
-    let sync_ctl = Controller::new(syncs_api.clone(), sync_watch.clone())
+    let sync_ctl = Controller::new(Api::<Sync>::all(client.clone()), sync_watch)
         .with_config(controller::Config::default().concurrency(config.concurrent.max(1)));
     let policy_ctl = Controller::new(policies_api.clone(), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(2));
@@ -162,6 +163,18 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
     .touched_objects()
     .for_each(|_| future::ready(()));
 
+    let (all_syncs_store, all_syncs_writer) = reflector::store();
+    let all_syncs = reflector::reflector(
+        all_syncs_writer,
+        watcher(
+            Api::<PartialObjectMeta<Sync>>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|o| future::ready(o.ok().map(|_| ())));
+
     let ctx = Arc::new(Context {
         client: client.clone(),
         storage: storage.clone(),
@@ -169,6 +182,7 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
         recorder,
         policies: policy_ctl.store(),
         syncs: sync_ctl.store(),
+        all_syncs: all_syncs_store,
         namespaces: ns_store,
         compiled: Mutex::default(),
         rendered: Mutex::default(),
@@ -216,15 +230,9 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
             future::ready(())
         });
 
-    let policies_for_sync = ctx.policies.clone();
+    // A Sync's labels or namespace may change which Policies govern it: recount them all.
     let policy_loop = policy_ctl
-        .watches(syncs_api, sync_watch, move |_| {
-            policies_for_sync
-                .state()
-                .into_iter()
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
-        })
+        .reconcile_all_on(all_syncs)
         .shutdown_on_signal()
         .run(policy_controller::reconcile, policy_controller::error_policy, ctx.clone())
         .for_each(|res| {
