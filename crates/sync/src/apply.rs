@@ -33,7 +33,7 @@ pub enum ApplyError {
         source: kube::Error,
     },
     /// The API server refused or failed the request.
-    #[error("{id}: {action} failed: {source}")]
+    #[error("{id}: {action} failed: {}", api_message(source))]
     Request {
         /// The object.
         id: ObjectId,
@@ -52,6 +52,14 @@ pub enum ApplyError {
         /// How long was waited.
         secs: u64,
     },
+}
+
+/// The API server's own message for an API error, else the error.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 impl ApplyError {

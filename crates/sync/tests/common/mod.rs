@@ -1,0 +1,271 @@
+//! Test harness: the real API server (via plumb-e2e-support), the plumb CRDs, a sync controller
+//! per test scoped to that test's Syncs, and an artifact server standing in for the render
+//! controller.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, ResourceExt};
+use plumb_api::Sync as PlumbSync;
+use serde_json::{Value, json};
+use sha2::Digest as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+pub use plumb_e2e_support::TestNamespace;
+
+/// The label that scopes a test's Syncs to that test's controller.
+pub const RUN_LABEL: &str = "plumb.test/run";
+
+/// A running controller and artifact server for one test.
+pub struct Harness {
+    pub client: Client,
+    pub config: kube::Config,
+    pub run_id: String,
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn kube_config() -> kube::Config {
+    let path = plumb_e2e_support::kubeconfig_path();
+    let kc = Kubeconfig::read_from(&path).expect("kubeconfig");
+    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kube config")
+}
+
+/// Applies the plumb CRDs (idempotent) and waits until they are Established.
+pub async fn install_crds(client: &Client) {
+    static DONE: OnceCell<()> = OnceCell::const_new();
+    // Each test has its own runtime and client; the CRDs only need applying once per process.
+    if DONE.initialized() {
+        return;
+    }
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in plumb_api::crd::all() {
+        let name = crd.name_any();
+        api.patch(&name, &PatchParams::apply("plumb-test").force(), &Patch::Apply(&crd))
+            .await
+            .expect("apply CRD");
+        eventually(Duration::from_secs(30), || async {
+            let c = api.get(&name).await.ok()?;
+            c.status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+                .then_some(())
+        })
+        .await
+        .expect("CRD established");
+    }
+    let _ = DONE.set(());
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Harness {
+    /// Starts a controller for the Syncs labelled with a fresh run id, and an artifact server.
+    pub async fn start() -> Harness {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = plumb_e2e_support::client().await.expect("test cluster");
+        install_crds(&client).await;
+        let config = kube_config().await;
+        let run_id = format!("{:x}", rand_u64());
+        let settings = plumb_sync::Settings {
+            sync_selector: Some(format!("{RUN_LABEL}={run_id}")),
+            ..Default::default()
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let ctl_client = Client::try_from(config.clone()).expect("client");
+        tokio::spawn(plumb_sync::run_with(ctl_client, config.clone(), settings, async move {
+            let _ = stopped.await;
+        }));
+        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve(listener, files.clone()));
+        Harness { client, config, run_id, files, addr, stop: Some(stop) }
+    }
+
+    /// Stores `yaml` as a rendered artifact and returns the `status.render.artifact` for it.
+    pub fn publish(&self, name: &str, yaml: &str) -> Value {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(yaml.as_bytes()).unwrap();
+        let bytes = enc.finish().unwrap();
+        let hex = hex::encode(sha2::Sha256::digest(&bytes));
+        let path = format!("/sync/{name}/{hex}.yaml.gz");
+        self.files.lock().unwrap().insert(path.clone(), bytes.clone());
+        json!({
+            "revision": format!("main@sha1:{}", &hex[..40]),
+            "digest": format!("sha256:{hex}"),
+            "url": format!("http://{}{path}", self.addr),
+            "size": bytes.len(),
+            "lastUpdateTime": "2026-01-01T00:00:00Z",
+        })
+    }
+
+    /// Creates a Sync labelled for this test's controller.
+    pub async fn create_sync(&self, ns: &str, name: &str, spec: Value) -> PlumbSync {
+        let mut full = json!({"sourceRef": {"kind": "GitRepository", "name": "repo"}, "interval": "1h"});
+        for (k, v) in spec.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        let sync: PlumbSync = serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "metadata": {"name": name, "namespace": ns, "labels": {RUN_LABEL: self.run_id}},
+            "spec": full,
+        }))
+        .unwrap();
+        self.syncs(ns).create(&PostParams::default(), &sync).await.expect("create Sync")
+    }
+
+    pub fn syncs(&self, ns: &str) -> Api<PlumbSync> {
+        Api::namespaced(self.client.clone(), ns)
+    }
+
+    /// Writes `status.render` as the render controller does (its own field manager).
+    pub async fn set_render(&self, ns: &str, name: &str, artifact: &Value) {
+        let body = json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "status": {
+                "render": {"artifact": artifact, "sourceRevision": artifact["revision"]},
+                "conditions": [{"type": "Rendered", "status": "True", "reason": "ReconciliationSucceeded",
+                    "message": "rendered", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+            }
+        });
+        self.syncs(ns)
+            .patch_status(name, &PatchParams::apply("plumb-render").force(), &Patch::Apply(&body))
+            .await
+            .expect("set render status");
+    }
+
+    /// Publishes `yaml` and points Sync `ns/name`'s render at it.
+    pub async fn render(&self, ns: &str, name: &str, yaml: &str) -> Value {
+        let artifact = self.publish(&format!("{ns}/{name}"), yaml);
+        self.set_render(ns, name, &artifact).await;
+        artifact
+    }
+
+    /// Waits until Sync `ns/name` satisfies `pred`, returning it; panics with the last status.
+    pub async fn wait_sync(&self, ns: &str, name: &str, what: &str, pred: impl Fn(&PlumbSync) -> bool) -> PlumbSync {
+        let api = self.syncs(ns);
+        let last = Arc::new(Mutex::new(None));
+        let found = eventually(Duration::from_secs(60), || {
+            let api = api.clone();
+            let last = last.clone();
+            let pred = &pred;
+            async move {
+                let s = api.get(name).await.ok()?;
+                let ok = pred(&s);
+                *last.lock().unwrap() = Some(s.clone());
+                ok.then_some(s)
+            }
+        })
+        .await;
+        match found {
+            Some(s) => s,
+            None => panic!(
+                "Sync {ns}/{name}: timed out waiting for {what}; last status: {}",
+                serde_json::to_string_pretty(&last.lock().unwrap().as_ref().map(|s| &s.status)).unwrap()
+            ),
+        }
+    }
+
+    /// Waits until Sync `ns/name` is Ready at `artifact`'s revision.
+    pub async fn wait_applied(&self, ns: &str, name: &str, artifact: &Value) -> PlumbSync {
+        let rev = artifact["revision"].as_str().unwrap().to_owned();
+        self.wait_sync(ns, name, &format!("Ready at {rev}"), |s| {
+            is_ready(s) && s.status.as_ref().and_then(|st| st.last_applied_revision.as_ref()).map(ToString::to_string)
+                == Some(rev.clone())
+        })
+        .await
+    }
+}
+
+/// Whether the Sync's Ready condition is True for its generation.
+pub fn is_ready(s: &PlumbSync) -> bool {
+    condition(s, "Ready").is_some_and(|c| c.status == "True" && c.observed_generation == s.metadata.generation)
+}
+
+/// A condition of a Sync.
+pub fn condition(s: &PlumbSync, type_: &str) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).cloned()
+}
+
+/// The inventory ids of a Sync.
+pub fn inventory(s: &PlumbSync) -> Vec<String> {
+    s.status
+        .as_ref()
+        .and_then(|st| st.inventory.as_ref())
+        .map(|inv| inv.iter().map(|e| e.id.clone()).collect())
+        .unwrap_or_default()
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.finish()
+}
+
+async fn serve(listener: tokio::net::TcpListener, files: Arc<Mutex<HashMap<String, Vec<u8>>>>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else { return };
+        let files = files.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 8192];
+            let mut n = 0;
+            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
+                match sock.read(&mut buf[n..]).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(m) => n += m,
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let body = files.lock().unwrap().get(&path).cloned();
+            let resp = match body {
+                Some(b) => {
+                    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).into_bytes();
+                    r.extend_from_slice(&b);
+                    r
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+            };
+            let _ = sock.write_all(&resp).await;
+            let _ = sock.shutdown().await;
+        });
+    }
+}
