@@ -1,0 +1,356 @@
+//! Real git servers on loopback for the source controller's tests: a working repository driven
+//! with the `git` CLI, `git http-backend` behind a small HTTP server with basic auth, and an
+//! OpenSSH server with generated host and client keys.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use tokio::io::AsyncWriteExt;
+
+/// Runs `git` in `dir` and returns trimmed stdout; panics with stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A bare repository served to the controller, and a working clone that pushes to it.
+pub struct Upstream {
+    pub dir: tempfile::TempDir,
+    /// `<dir>/srv/repo.git`
+    pub bare: PathBuf,
+    /// `<dir>/work`
+    pub work: PathBuf,
+}
+
+impl Upstream {
+    /// A repository with one commit on `main` holding `files`.
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let srv = dir.path().join("srv");
+        std::fs::create_dir_all(&srv).unwrap();
+        let bare = srv.join("repo.git");
+        let work = dir.path().join("work");
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+        );
+        git(
+            dir.path(),
+            &["init", "-q", "-b", "main", work.to_str().unwrap()],
+        );
+        git(&work, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        let up = Self { dir, bare, work };
+        up.commit(files, "initial");
+        up
+    }
+
+    /// Writes `files` (a content of "" deletes), commits, pushes `main`; returns the commit id.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        self.commit_on("main", files, message)
+    }
+
+    /// Like [`commit`](Self::commit) on `branch` (created from the current HEAD when new).
+    pub fn commit_on(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
+        let _ = Command::new("git")
+            .args(["checkout", "-q", "-B", branch])
+            .current_dir(&self.work)
+            .status();
+        for (path, content) in files {
+            let p = self.work.join(path);
+            if content.is_empty() {
+                let _ = std::fs::remove_file(&p);
+            } else {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, content).unwrap();
+            }
+        }
+        git(&self.work, &["add", "-A"]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(&self.work, &["push", "-q", "-f", "origin", branch]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+
+    /// Creates an annotated tag at HEAD and pushes it; returns the commit id it points to.
+    pub fn tag(&self, name: &str) -> String {
+        git(&self.work, &["tag", "-a", "-m", name, name]);
+        git(&self.work, &["push", "-q", "origin", name]);
+        git(&self.work, &["rev-parse", "HEAD"])
+    }
+}
+
+/// `git http-backend` over HTTP on 127.0.0.1, requiring basic auth `user`/`password`.
+pub struct HttpGitServer {
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[derive(Clone)]
+struct CgiState {
+    root: Arc<PathBuf>,
+    auth: Arc<String>,
+}
+
+impl HttpGitServer {
+    /// Serves the repositories under `root` (URL `http://127.0.0.1:<port>/<name>.git`).
+    pub async fn start(root: &Path, user: &str, password: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let auth = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let state = CgiState {
+            root: Arc::new(root.to_path_buf()),
+            auth: Arc::new(auth),
+        };
+        let app = axum::Router::new().fallback(cgi).with_state(state);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Self {
+            port,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self, repo: &str) -> String {
+        format!("http://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for HttpGitServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+async fn cgi(State(s): State<CgiState>, req: Request) -> Response {
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if given != s.auth.as_str() {
+        let mut r = Response::new(Body::from("unauthorized"));
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"git\""),
+        );
+        return r;
+    }
+    let (parts, body) = req.into_parts();
+    let body: Bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    let header_str = |h: header::HeaderName| {
+        parts
+            .headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let mut child = tokio::process::Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("GIT_PROJECT_ROOT", s.root.as_os_str())
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", parts.uri.path())
+        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
+        .env("REQUEST_METHOD", parts.method.as_str())
+        .env("CONTENT_TYPE", header_str(header::CONTENT_TYPE))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env(
+            "HTTP_CONTENT_ENCODING",
+            header_str(header::CONTENT_ENCODING),
+        )
+        .env(
+            "GIT_PROTOCOL",
+            parts
+                .headers
+                .get("git-protocol")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(""),
+        )
+        .env("REMOTE_USER", "test")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn git http-backend");
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = tokio::spawn(async move {
+        let _ = stdin.write_all(&body).await;
+    });
+    let out = child.wait_with_output().await.expect("http-backend output");
+    let _ = writer.await;
+    let raw = out.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((at, sep)) = split else {
+        let mut r = Response::new(Body::from("bad cgi output"));
+        *r.status_mut() = StatusCode::BAD_GATEWAY;
+        return r;
+    };
+    let head = String::from_utf8_lossy(&raw[..at]).into_owned();
+    let mut resp = Response::new(Body::from(raw[at + sep..].to_vec()));
+    for line in head.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("status") {
+            let code = v
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(500);
+            *resp.status_mut() =
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        } else if let (Ok(name), Ok(val)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().append(name, val);
+        }
+    }
+    resp
+}
+
+/// An OpenSSH server on 127.0.0.1 accepting one generated client key for root.
+pub struct SshServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    /// The client's private key (PEM), for the Secret's `identity`.
+    pub identity: String,
+    /// A known_hosts line for this server.
+    pub known_hosts: String,
+    child: std::process::Child,
+}
+
+fn keygen(args: &[&str]) {
+    let st = Command::new("ssh-keygen")
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .expect("ssh-keygen");
+    assert!(st.success(), "ssh-keygen {args:?}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl SshServer {
+    /// Starts sshd and waits until it accepts connections.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let p = |f: &str| d.join(f).to_str().unwrap().to_owned();
+        keygen(&["-q", "-t", "ed25519", "-N", "", "-f", &p("host_ed25519")]);
+        keygen(&[
+            "-q",
+            "-t",
+            "rsa",
+            "-b",
+            "2048",
+            "-m",
+            "PEM",
+            "-N",
+            "",
+            "-f",
+            &p("client"),
+        ]);
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nLogLevel ERROR\n",
+            p("host_ed25519"),
+            p("authorized_keys"),
+            p("sshd.pid"),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f", &p("sshd_config")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd (apt-get install openssh-server)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sshd did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let host_pub = std::fs::read_to_string(d.join("host_ed25519.pub")).unwrap();
+        let mut fields = host_pub.split_whitespace();
+        let (ty, key) = (fields.next().unwrap(), fields.next().unwrap());
+        let known_hosts = format!("[127.0.0.1]:{port} {ty} {key}\n");
+        let identity = std::fs::read_to_string(d.join("client")).unwrap();
+        Self {
+            port,
+            dir,
+            identity,
+            known_hosts,
+            child,
+        }
+    }
+
+    pub fn url(&self, path: &Path) -> String {
+        format!("ssh://root@127.0.0.1:{}{}", self.port, path.display())
+    }
+}
+
+impl Drop for SshServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
