@@ -1,0 +1,532 @@
+//! The source controller's reconcile loop against the real test apiserver (plumb-e2e-support)
+//! and a real `git http-backend` on loopback. Each test runs its own controller instance,
+//! watching only its own namespace, so the tests run in parallel.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use plumb_api::{Conditions, GitRepository, REQUESTED_AT_ANNOTATION};
+use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_ops::Metrics;
+use plumb_source::Config;
+use support::{HttpGitServer, Upstream};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Applies the plumb CRDs (idempotent server-side apply) and waits until they are served.
+async fn ensure_crds(client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in plumb_api::crd::all() {
+        let name = crd.name_any();
+        crds.patch(
+            &name,
+            &PatchParams::apply("plumb-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
+        wait_for(&format!("CRD {name} established"), WAIT, || {
+            let crds = crds.clone();
+            let name = name.clone();
+            async move {
+                let crd = crds.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok::<_, kube::Error>(established.then_some(()))
+            }
+        })
+        .await
+        .unwrap();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A controller running in this process for one namespace.
+struct Running {
+    base_url: String,
+    webhook: SocketAddr,
+    metrics: Metrics,
+    storage: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    async fn start(ns: &TestNamespace) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        ensure_crds(ns.client()).await;
+        let storage = tempfile::tempdir().unwrap();
+        let artifact = free_addr();
+        let base_url = format!("http://{artifact}");
+        let mut config = Config::for_storage(storage.path().to_path_buf(), base_url.clone());
+        config.artifact_addr = artifact;
+        config.webhook_addr = free_addr();
+        config.metrics_addr = free_addr();
+        config.namespace = Some(ns.name().to_owned());
+        let webhook = config.webhook_addr;
+        let metrics = Metrics::new();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let client = ns.client().clone();
+        let m = metrics.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = plumb_source::run_with_client(client, config, m, shutdown).await {
+                panic!("controller stopped: {e}");
+            }
+        });
+        Self {
+            base_url,
+            webhook,
+            metrics,
+            storage,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.expect("controller task");
+        }
+    }
+}
+
+async fn basic_auth_secret(ns: &TestNamespace, name: &str, user: &str, password: &str) {
+    let secrets: Api<Secret> = ns.api();
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "stringData": {"username": user, "password": password},
+    }))
+    .unwrap();
+    secrets
+        .patch(
+            name,
+            &PatchParams::apply("plumb-test").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+}
+
+async fn create_repo(
+    ns: &TestNamespace,
+    name: &str,
+    spec: serde_json::Value,
+) -> Api<GitRepository> {
+    let api: Api<GitRepository> = ns.api();
+    let obj: GitRepository = serde_json::from_value(serde_json::json!({
+        "apiVersion": "source.plumb.dev/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create GitRepository");
+    api
+}
+
+/// Waits until the GitRepository's artifact has `revision` and Ready is True.
+async fn wait_revision(api: &Api<GitRepository>, name: &str, revision: &str) -> GitRepository {
+    wait_for(&format!("{name} at {revision}"), WAIT, || {
+        let api = api.clone();
+        let (name, revision) = (name.to_owned(), revision.to_owned());
+        async move {
+            let obj = api.get(&name).await?;
+            let status = obj.status.clone().unwrap_or_default();
+            let at = status
+                .artifact
+                .as_ref()
+                .is_some_and(|a| a.revision.to_string() == revision);
+            Ok::<_, kube::Error>((at && status.conditions.is_true("Ready")).then_some(obj))
+        }
+    })
+    .await
+    .unwrap()
+}
+
+async fn set_requested_at(api: &Api<GitRepository>, name: &str, value: &str) {
+    let patch = serde_json::json!({"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: value}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+async fn download_and_unpack(obj: &GitRepository) -> tempfile::TempDir {
+    let artifact = obj
+        .status
+        .as_ref()
+        .and_then(|s| s.artifact.clone())
+        .unwrap();
+    let client = reqwest::Client::new();
+    let bytes = plumb_artifact::fetch_verified(&client, &artifact.url, &artifact.digest, 64 << 20)
+        .await
+        .expect("download verifies");
+    assert_eq!(artifact.size, Some(bytes.len() as i64));
+    let dir = tempfile::tempdir().unwrap();
+    plumb_artifact::unpack_tar_gz(bytes.as_slice(), dir.path(), Default::default()).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifacts() {
+    let ns = TestNamespace::new("source-commit").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[
+        ("app/cm.yaml", "kind: ConfigMap\n"),
+        ("README.md", "docs\n"),
+    ]);
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let api = create_repo(&ns, "app", serde_json::json!({
+        "url": server.url("repo.git"), "interval": "1s", "secretRef": {"name": "git-auth"}, "ignore": "*.md\n",
+    }))
+    .await;
+
+    let first = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let a1 = first.status.clone().unwrap().artifact.unwrap();
+    assert!(
+        a1.url.starts_with(&ctrl.base_url)
+            && a1
+                .url
+                .ends_with(&format!("/gitrepository/{}/app/{c1}.tar.gz", ns.name())),
+        "{}",
+        a1.url
+    );
+    assert!(
+        first
+            .finalizers()
+            .iter()
+            .any(|f| f == plumb_source::controller::FINALIZER)
+    );
+    let tree = download_and_unpack(&first).await;
+    assert_eq!(
+        std::fs::read_to_string(tree.path().join("app/cm.yaml")).unwrap(),
+        "kind: ConfigMap\n"
+    );
+    assert!(
+        !tree.path().join("README.md").exists(),
+        "spec.ignore applied"
+    );
+
+    // A wrong digest is refused by the consumer side.
+    let wrong: plumb_api::Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
+    let err = plumb_artifact::fetch_verified(&reqwest::Client::new(), &a1.url, &wrong, 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, plumb_artifact::FetchError::DigestMismatch { .. }),
+        "{err}"
+    );
+
+    let c2 = up.commit(&[("app/cm.yaml", "kind: ConfigMap\ndata: {}\n")], "second");
+    let second = wait_revision(&api, "app", &format!("main@sha1:{c2}")).await;
+    let a2 = second.status.clone().unwrap().artifact.unwrap();
+    assert_ne!(a1.digest, a2.digest);
+    assert_eq!(
+        second.status.as_ref().unwrap().observed_generation,
+        second.metadata.generation
+    );
+
+    let dir = ctrl
+        .storage
+        .path()
+        .join("gitrepository")
+        .join(ns.name())
+        .join("app");
+    assert!(dir.join(format!("{c2}.tar.gz")).is_file());
+    api.delete("app", &DeleteParams::default()).await.unwrap();
+    wait_for("GitRepository app deleted", WAIT, || {
+        let api = api.clone();
+        async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
+    })
+    .await
+    .unwrap();
+    assert!(!dir.exists(), "finalizer removed the artifacts");
+    assert!(
+        !ctrl
+            .storage
+            .path()
+            .join(".cache/gitrepository")
+            .join(ns.name())
+            .join("app")
+            .exists(),
+        "and the cache"
+    );
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_password_is_authentication_failed_and_the_old_artifact_stays() {
+    let ns = TestNamespace::new("source-auth").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let api = create_repo(
+        &ns,
+        "app",
+        serde_json::json!({
+            "url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"},
+        }),
+    )
+    .await;
+    let good = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let artifact = good.status.unwrap().artifact.unwrap();
+
+    basic_auth_secret(&ns, "git-auth", "bot", "wrong").await;
+    up.commit(&[("a.yaml", "a: 2\n")], "second");
+    set_requested_at(&api, "app", "now-1").await;
+    let failed = wait_for("Ready=False AuthenticationFailed", WAIT, || {
+        let api = api.clone();
+        async move {
+            let obj = api.get("app").await?;
+            let status = obj.status.clone().unwrap_or_default();
+            let ready = status.conditions.get_condition("Ready").cloned();
+            Ok::<_, kube::Error>(
+                ready
+                    .filter(|c| c.status == "False" && c.reason == "AuthenticationFailed")
+                    .map(|_| status),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        failed.artifact.as_ref(),
+        Some(&artifact),
+        "the old artifact stays published"
+    );
+    assert_eq!(failed.last_handled_reconcile_at.as_deref(), Some("now-1"));
+    assert!(failed.conditions.is_true("Reconciling"), "retrying");
+    let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
+    wait_for("AuthenticationFailed event", WAIT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await?;
+            Ok::<_, kube::Error>(
+                list.items
+                    .iter()
+                    .any(|e| e.reason.as_deref() == Some("AuthenticationFailed"))
+                    .then_some(()),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    ctrl.stop().await;
+    // The finalizer needs a controller; remove it so the namespace can go.
+    let _ = api
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_and_semver_refs_select_through_the_controller() {
+    let ns = TestNamespace::new("source-semver").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("v", "1.0.0")]);
+    let c100 = up.tag("v1.0.0");
+    up.commit(&[("v", "1.4.0")], "1.4");
+    let c140 = up.tag("v1.4.0");
+    up.commit(&[("v", "2.0.0")], "2.0");
+    up.tag("v2.0.0");
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let url = server.url("repo.git");
+    let tag = create_repo(&ns, "by-tag", serde_json::json!({"url": url, "ref": {"tag": "v1.0.0"}, "secretRef": {"name": "git-auth"}})).await;
+    let semver = create_repo(&ns, "by-semver", serde_json::json!({"url": url, "ref": {"semver": ">=1.0.0, <2.0.0"}, "secretRef": {"name": "git-auth"}})).await;
+    wait_revision(&tag, "by-tag", &format!("v1.0.0@sha1:{c100}")).await;
+    let obj = wait_revision(&semver, "by-semver", &format!("v1.4.0@sha1:{c140}")).await;
+    let tree = download_and_unpack(&obj).await;
+    assert_eq!(
+        std::fs::read_to_string(tree.path().join("v")).unwrap(),
+        "1.4.0"
+    );
+    // A range no tag satisfies leaves the object not ready with RefNotFound.
+    let none = create_repo(&ns, "none", serde_json::json!({"url": url, "ref": {"semver": ">=5"}, "secretRef": {"name": "git-auth"}})).await;
+    wait_for("RefNotFound", WAIT, || {
+        let api = none.clone();
+        async move {
+            let s = api.get("none").await?.status.unwrap_or_default();
+            Ok::<_, kube::Error>(
+                s.conditions
+                    .get_condition("Ready")
+                    .filter(|c| c.reason == "RefNotFound")
+                    .map(|_| ()),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    for (api, name) in [(&tag, "by-tag"), (&semver, "by-semver"), (&none, "none")] {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    for (api, name) in [(&tag, "by-tag"), (&semver, "by-semver"), (&none, "none")] {
+        wait_for("deleted", WAIT, || {
+            let api = api.clone();
+            async move { Ok::<_, kube::Error>(api.get_opt(name).await?.is_none().then_some(())) }
+        })
+        .await
+        .unwrap();
+    }
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_refuses_bad_signatures_and_valid_push_triggers_a_fetch() {
+    use hmac::Mac;
+    let ns = TestNamespace::new("source-hook").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let secrets: Api<Secret> = ns.api();
+    let hook: Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "hook"}, "stringData": {"token": "hook-token"}}),
+    )
+    .unwrap();
+    secrets
+        .patch(
+            "hook",
+            &PatchParams::apply("plumb-test").force(),
+            &Patch::Apply(&hook),
+        )
+        .await
+        .unwrap();
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let api = create_repo(&ns, "app", serde_json::json!({
+        "url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}, "webhook": {"secretRef": {"name": "hook"}},
+    }))
+    .await;
+    let obj = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let path = obj
+        .status
+        .unwrap()
+        .webhook_path
+        .expect("webhook path published");
+    assert_eq!(
+        path,
+        plumb_source::webhook::hook_path(ns.name(), "app", "hook-token")
+    );
+    let c2 = up.commit(&[("a.yaml", "a: 2\n")], "second");
+
+    let http = reqwest::Client::new();
+    let url = format!("http://{}{path}", ctrl.webhook);
+    let body = br#"{"ref":"refs/heads/main"}"#.to_vec();
+    let bad = http
+        .post(&url)
+        .header("X-Hub-Signature-256", format!("sha256={}", "0".repeat(64)))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let gitlab_bad = http
+        .post(&url)
+        .header("X-Gitlab-Token", "nope")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gitlab_bad.status(), 401);
+    let after = api.get("app").await.unwrap();
+    assert!(
+        !after.annotations().contains_key(REQUESTED_AT_ANNOTATION),
+        "a refused delivery changes nothing"
+    );
+
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hook-token").unwrap();
+    mac.update(&body);
+    let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    let ok = http
+        .post(&url)
+        .header("X-Hub-Signature-256", sig)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 202);
+    wait_revision(&api, "app", &format!("main@sha1:{c2}")).await;
+    api.delete("app", &DeleteParams::default()).await.unwrap();
+    wait_for("deleted", WAIT, || {
+        let api = api.clone();
+        async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
+    })
+    .await
+    .unwrap();
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn polls_without_a_new_commit_write_nothing() {
+    let ns = TestNamespace::new("source-noop").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let api = create_repo(&ns, "app", serde_json::json!({"url": server.url("repo.git"), "interval": "1s", "secretRef": {"name": "git-auth"}})).await;
+    let obj = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let rv = obj.resource_version();
+    let reconciles = |m: &Metrics| -> u64 {
+        m.encode()
+            .lines()
+            .find(|l| l.starts_with("plumb_reconcile_total{") && l.contains("result=\"success\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let before = reconciles(&ctrl.metrics);
+    wait_for("three more polls", WAIT, || {
+        let n = reconciles(&ctrl.metrics);
+        async move { Ok::<_, std::convert::Infallible>((n >= before + 3).then_some(())) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        api.get("app").await.unwrap().resource_version(),
+        rv,
+        "no-change polls wrote nothing"
+    );
+    api.delete("app", &DeleteParams::default()).await.unwrap();
+    wait_for("deleted", WAIT, || {
+        let api = api.clone();
+        async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
+    })
+    .await
+    .unwrap();
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
