@@ -1,6 +1,9 @@
 //! The `plumb` command line.
 
 mod build;
+mod get;
+mod kube_args;
+mod reconcile;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -17,12 +20,21 @@ struct Cli {
 enum Command {
     /// Render a kustomization directory as multi-document YAML, like `kubectl kustomize`.
     Build(build::Args),
+    /// Show GitRepositories, their Syncs and the Policies as a tree with revisions and readiness.
+    Get(get::Args),
+    /// Ask a controller to reconcile a GitRepository or Sync now (`--wait` follows it).
+    Reconcile(reconcile::ReconcileArgs),
+    /// Stop reconciling a GitRepository or Sync; what was applied stays.
+    Suspend(reconcile::SuspendArgs),
+    /// Reconcile a suspended GitRepository or Sync again.
+    Resume(reconcile::SuspendArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
+        command => run_async(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,4 +43,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the commands that talk to a cluster.
+fn run_async(command: Command) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Build(args) => build::run(&args),
+            Command::Get(args) => get::run(&args).await,
+            Command::Reconcile(args) => reconcile::reconcile(&args).await,
+            Command::Suspend(args) => reconcile::set_suspend(&args, true).await,
+            Command::Resume(args) => reconcile::set_suspend(&args, false).await,
+        }
+    })
 }
