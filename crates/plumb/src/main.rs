@@ -1,6 +1,7 @@
 //! The `plumb` command line.
 
 mod build;
+mod diff;
 mod get;
 mod kube_args;
 mod reconcile;
@@ -28,16 +29,18 @@ enum Command {
     Suspend(reconcile::SuspendArgs),
     /// Reconcile a suspended GitRepository or Sync again.
     Resume(reconcile::SuspendArgs),
+    /// Show what applying a local checkout would change in the cluster (exit code 1 if anything).
+    Diff(diff::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build(args) => build::run(&args),
+        Command::Build(args) => build::run(&args).map(|()| ExitCode::SUCCESS),
         command => run_async(command),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("Error: {e:#}");
             ExitCode::FAILURE
@@ -46,17 +49,26 @@ fn main() -> ExitCode {
 }
 
 /// Runs the commands that talk to a cluster.
-fn run_async(command: Command) -> anyhow::Result<()> {
+fn run_async(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        match command {
+        let done = match command {
             Command::Build(args) => build::run(&args),
             Command::Get(args) => get::run(&args).await,
             Command::Reconcile(args) => reconcile::reconcile(&args).await,
             Command::Suspend(args) => reconcile::set_suspend(&args, true).await,
             Command::Resume(args) => reconcile::set_suspend(&args, false).await,
-        }
+            Command::Diff(args) => {
+                let changes = diff::run(&args).await?;
+                return Ok(if changes {
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                });
+            }
+        };
+        done.map(|()| ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,262 @@
+//! `plumb diff sync NAME --path DIR`: what applying a local checkout would change in the cluster,
+//! as the pull-request preview. Renders DIR with the Sync's render settings, asks the API server
+//! for a server-side dry-run apply of every object under plumb's field manager, and prints a
+//! unified diff of each changed object, the objects that would be created, and the ones that
+//! would be pruned. Exit code 1 when anything would change.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use plumb_api::{ObjectId, Sync};
+use serde_json::Value;
+use similar::TextDiff;
+
+use crate::kube_args::Target;
+
+/// Flags of `plumb diff`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The kind of object to diff; only `sync` is supported.
+    #[arg(value_parser = ["sync"])]
+    pub kind: String,
+    /// The Sync's name.
+    pub name: String,
+    /// The local directory to render in place of the Sync's `spec.path` (in a checkout of its
+    /// repository).
+    #[arg(long)]
+    pub path: PathBuf,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// What the diff found.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Objects that would be created.
+    pub created: usize,
+    /// Objects that would change.
+    pub changed: usize,
+    /// Objects that would be pruned.
+    pub pruned: usize,
+}
+
+impl Summary {
+    fn any(&self) -> bool {
+        self.created + self.changed + self.pruned > 0
+    }
+}
+
+/// Runs the diff; `Ok(true)` when something would change.
+pub async fn run(args: &Args) -> anyhow::Result<bool> {
+    let (client, ns) = args.target.connect().await?;
+    let sync = Api::<Sync>::namespaced(client.clone(), &ns)
+        .get(&args.name)
+        .await?;
+    let objects = render_local(&args.path, &sync)?;
+    let mut summary = Summary::default();
+    let mut rendered_ids = BTreeSet::new();
+    for mut obj in objects {
+        label(&mut obj, &args.name, &ns);
+        let (resource, caps) = resolve(&client, &obj).await?;
+        let namespace = obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let api: Api<DynamicObject> = match (&caps.scope, &namespace) {
+            (Scope::Namespaced, Some(n)) => Api::namespaced_with(client.clone(), n, &resource),
+            (Scope::Namespaced, None) => Api::namespaced_with(client.clone(), &ns, &resource),
+            (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
+        };
+        let id = ObjectId::new(
+            namespace.as_deref().unwrap_or_default(),
+            &name,
+            &resource.group,
+            &resource.kind,
+        );
+        rendered_ids.insert(id.to_string());
+        let title = format!(
+            "{}/{} {}",
+            resource.kind,
+            name,
+            namespace.as_deref().unwrap_or("")
+        );
+        let live = api.get_opt(&name).await?;
+        let pp = PatchParams::apply(plumb_api::SYNC_FIELD_MANAGER)
+            .force()
+            .dry_run();
+        let planned = api.patch(&name, &pp, &Patch::Apply(&obj)).await?;
+        match live {
+            None => {
+                summary.created += 1;
+                println!("+ {title} would be created");
+            }
+            Some(live) => {
+                let before = comparable(&serde_json::to_value(&live)?);
+                let after = comparable(&serde_json::to_value(&planned)?);
+                if before != after {
+                    summary.changed += 1;
+                    print_diff(&title, &before, &after)?;
+                }
+            }
+        }
+    }
+    if sync.spec.prune {
+        let inventory = sync.status.and_then(|s| s.inventory).unwrap_or_default();
+        for entry in inventory.iter().filter(|e| !rendered_ids.contains(&e.id)) {
+            summary.pruned += 1;
+            match entry.object_id() {
+                Ok(id) => println!("- {}/{} {} would be pruned", id.kind, id.name, id.namespace),
+                Err(_) => println!("- {} would be pruned", entry.id),
+            }
+        }
+    }
+    println!(
+        "{} to create, {} to change, {} to prune",
+        summary.created, summary.changed, summary.pruned
+    );
+    Ok(summary.any())
+}
+
+/// Renders `dir` with the Sync's render settings (path replaced), from a scratch copy of its
+/// checkout so nothing is written to the user's tree.
+fn render_local(dir: &Path, sync: &Sync) -> anyhow::Result<Vec<Value>> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| anyhow::anyhow!("--path {}: {e}", dir.display()))?;
+    let root = checkout_root(&dir);
+    let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
+    let scratch = tempfile::tempdir()?;
+    copy_tree(&root, scratch.path())?;
+    let mut spec = sync.spec.clone();
+    spec.path = format!("./{}", rel.display());
+    plumb_render::build::render(scratch.path(), &spec)
+        .map_err(|e| anyhow::anyhow!("rendering {}: {e}", dir.display()))
+}
+
+/// The top of the git checkout holding `dir`, or `dir` itself outside one.
+fn checkout_root(dir: &Path) -> PathBuf {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(dir)
+        .to_path_buf()
+}
+
+fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_name() == ".git" {
+            continue;
+        }
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds the owner labels the sync controller puts on every object.
+fn label(obj: &mut Value, name: &str, namespace: &str) {
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(labels) = labels.as_object_mut() {
+            labels.insert(plumb_api::SYNC_NAME_LABEL.into(), name.into());
+            labels.insert(plumb_api::SYNC_NAMESPACE_LABEL.into(), namespace.into());
+        }
+    }
+}
+
+async fn resolve(
+    client: &kube::Client,
+    obj: &Value,
+) -> anyhow::Result<(ApiResource, ApiCapabilities)> {
+    let api_version = obj
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let gvk = GroupVersionKind::gvk(group, version, kind);
+    kube::discovery::pinned_kind(client, &gvk)
+        .await
+        .map_err(|e| anyhow::anyhow!("{api_version} {kind}: not served by the cluster: {e}"))
+}
+
+/// The object without what changes on every write or is not the user's: status, server
+/// bookkeeping in metadata.
+fn comparable(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(map) = obj.as_object_mut() {
+        map.remove("status");
+    }
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        for noise in [
+            "managedFields",
+            "resourceVersion",
+            "generation",
+            "uid",
+            "creationTimestamp",
+        ] {
+            meta.remove(noise);
+        }
+    }
+    obj
+}
+
+fn print_diff(title: &str, before: &Value, after: &Value) -> anyhow::Result<()> {
+    let before = serde_yaml::to_string(before)?;
+    let after = serde_yaml::to_string(after)?;
+    let diff = TextDiff::from_lines(&before, &after);
+    println!("~ {title} would change");
+    print!(
+        "{}",
+        diff.unified_diff()
+            .context_radius(3)
+            .header("live", "planned")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn comparable_drops_status_and_server_bookkeeping() {
+        let obj = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": { "name": "a", "resourceVersion": "7", "uid": "u", "managedFields": [], "labels": { "x": "y" } },
+            "data": { "k": "v" }, "status": { "phase": "x" }
+        });
+        assert_eq!(
+            comparable(&obj),
+            json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "a", "labels": { "x": "y" } }, "data": { "k": "v" } })
+        );
+    }
+
+    #[test]
+    fn labels_name_the_sync() {
+        let mut obj = json!({ "metadata": { "name": "a" } });
+        label(&mut obj, "web", "team");
+        assert_eq!(obj["metadata"]["labels"][plumb_api::SYNC_NAME_LABEL], "web");
+        assert_eq!(
+            obj["metadata"]["labels"][plumb_api::SYNC_NAMESPACE_LABEL],
+            "team"
+        );
+    }
+}
