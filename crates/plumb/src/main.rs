@@ -4,6 +4,7 @@ mod build;
 mod diff;
 mod get;
 mod kube_args;
+mod policy;
 mod reconcile;
 
 use clap::{Parser, Subcommand};
@@ -31,12 +32,15 @@ enum Command {
     Resume(reconcile::SuspendArgs),
     /// Show what applying a local checkout would change in the cluster (exit code 1 if anything).
     Diff(diff::Args),
+    /// Check rendered objects against Policies locally (`plumb policy check`).
+    Policy(policy::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build(args) => build::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Policy(args) => policy::run(&args),
         command => run_async(command),
     };
     match result {
@@ -56,6 +60,7 @@ fn run_async(command: Command) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let done = match command {
             Command::Build(args) => build::run(&args),
+            Command::Policy(args) => return policy::run(&args),
             Command::Get(args) => get::run(&args).await,
             Command::Reconcile(args) => reconcile::reconcile(&args).await,
             Command::Suspend(args) => reconcile::set_suspend(&args, true).await,

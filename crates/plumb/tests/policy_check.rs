@@ -1,0 +1,64 @@
+//! `plumb policy check` on the examples: passes as shipped, fails with the broken rule named when
+//! an overlay uses a `latest` image.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::Path;
+use std::process::Command;
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn check(examples: &Path) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["policy", "check", "--policy"])
+        .arg(examples.join("clusters/local/policy.yaml"))
+        .arg(examples.join("apps/overlays/prod"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn policy_check_passes_pinned_images_and_denies_latest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = tmp.path().join("examples");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
+        &examples,
+    );
+
+    let (code, out) = check(&examples);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("4 objects, 1 policies: 0 violations, 0 warnings"),
+        "{out}"
+    );
+
+    let overlay = examples.join("apps/overlays/prod/kustomization.yaml");
+    let text = std::fs::read_to_string(&overlay)
+        .unwrap()
+        .replace("newTag: 1.0.0", "newTag: latest");
+    std::fs::write(&overlay, text).unwrap();
+    let (code, out) = check(&examples);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "DENY greeter-prod_greeter_apps_Deployment policy=demo-guardrails rule=pinned-images"
+        ),
+        "{out}"
+    );
+}
