@@ -26,10 +26,12 @@ fn check(examples: &Path) -> (i32, String) {
         .arg(examples.join("apps/overlays/prod"))
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap(), text)
 }
 
 #[test]
@@ -40,6 +42,13 @@ fn policy_check_passes_pinned_images_and_denies_latest() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
         &examples,
     );
+    // A checkout, as in CI: overlays may reach bases anywhere in the work tree.
+    let init = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(&examples)
+        .status()
+        .unwrap();
+    assert!(init.success());
 
     let (code, out) = check(&examples);
     assert_eq!(code, 0, "{out}");
