@@ -20,6 +20,8 @@ pub(crate) struct Acc {
     pub res: Vec<Resource>,
     pub config: TransformerConfig,
     pub vars: Vec<Var>,
+    /// Positions of resources by every name they have had; rebuilt after transformers ran.
+    by_name: Option<std::collections::HashMap<String, Vec<usize>>>,
 }
 
 impl Acc {
@@ -28,18 +30,56 @@ impl Acc {
             res: Vec::new(),
             config: TransformerConfig::builtin().clone(),
             vars: Vec::new(),
+            by_name: None,
         }
     }
 
     /// Add a resource, refusing a second one with the same id.
+    /// Forget the name index (resources were renamed, removed or reordered).
+    pub(crate) fn invalidate(&mut self) {
+        self.by_name = None;
+    }
+
+    /// Positions of resources that have or had this name.
+    fn named(&mut self, name: &str) -> Vec<usize> {
+        let res = &self.res;
+        let index = self.by_name.get_or_insert_with(|| {
+            let mut m: std::collections::HashMap<String, Vec<usize>> =
+                std::collections::HashMap::new();
+            for (i, r) in res.iter().enumerate() {
+                m.entry(r.name().to_string()).or_default().push(i);
+                for (_, n, _) in &r.prev_ids {
+                    m.entry(n.clone()).or_default().push(i);
+                }
+            }
+            m
+        });
+        index.get(name).cloned().unwrap_or_default()
+    }
+
+    fn push_indexed(&mut self, r: Resource) {
+        if let Some(index) = &mut self.by_name {
+            let i = self.res.len();
+            index.entry(r.name().to_string()).or_default().push(i);
+            for (_, n, _) in &r.prev_ids {
+                index.entry(n.clone()).or_default().push(i);
+            }
+        }
+        self.res.push(r);
+    }
+
     pub(crate) fn append(&mut self, r: Resource) -> Result<(), String> {
         let id = r.id();
-        if self.res.iter().any(|o| o.id().same_as(&id)) {
+        if self
+            .named(&id.name)
+            .into_iter()
+            .any(|i| self.res[i].has_id(&id))
+        {
             return Err(format!(
                 "may not add resource with an already registered id: {id}"
             ));
         }
-        self.res.push(r);
+        self.push_indexed(r);
         Ok(())
     }
 
@@ -65,13 +105,15 @@ impl Acc {
     /// Add a generated resource, merging into or replacing an existing one as its behavior asks.
     pub(crate) fn absorb(&mut self, mut r: Resource) -> Result<(), String> {
         let id = r.id();
-        let matches: Vec<usize> = self
-            .res
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| o.id().same_as(&id) || o.previous_ids().iter().any(|p| p.same_as(&id)))
-            .map(|(i, _)| i)
+        let mut matches: Vec<usize> = self
+            .named(&id.name)
+            .into_iter()
+            .filter(|i| {
+                let o = &self.res[*i];
+                o.has_id(&id) || o.previous_ids().iter().any(|p| p.same_as(&id))
+            })
             .collect();
+        matches.dedup();
         match matches.as_slice() {
             [] => match r.behavior {
                 Behavior::Merge | Behavior::Replace => {
@@ -96,6 +138,7 @@ impl Acc {
                     }
                 }
                 self.res[*i] = r;
+                self.invalidate();
                 Ok(())
             }
             _ => Err(format!(
@@ -295,8 +338,11 @@ impl<'a> Builder<'a> {
             acc = self.accumulate(&sub, acc)?;
             self.stack.pop();
         }
+        acc.invalidate();
         transform::run_builtin(self, t, &mut acc)?;
+        acc.invalidate();
         transform::run_plugins(self, t, &mut acc)?;
+        acc.invalidate();
         for v in &t.k.vars {
             acc.merge_var(v.clone()).map_err(|m| t.err(m))?;
         }

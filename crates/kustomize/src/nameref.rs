@@ -9,6 +9,24 @@ use serde_json::{Map, Value};
 
 /// Fix every back reference the configuration names.
 pub(crate) fn fix(res: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), String> {
+    // Names, namespaces and kinds do not change while references are fixed: snapshot them once.
+    let all: Vec<Cand> = res
+        .iter()
+        .enumerate()
+        .map(|(idx, r)| {
+            let id = r.id();
+            Cand {
+                idx,
+                cluster: id.gvk.is_cluster_scoped(),
+                ns: id.effective_namespace().to_string(),
+                id,
+                prev: r.previous_ids(),
+                prefixes: r.prefixes.clone(),
+                suffixes: r.suffixes.clone(),
+            }
+        })
+        .collect();
+    let orgs: Vec<ResId> = res.iter().map(Resource::org_id).collect();
     for br in backrefs {
         let target = Gvk {
             group: br.group.clone(),
@@ -17,11 +35,10 @@ pub(crate) fn fix(res: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), 
         };
         for spec in &br.field_specs {
             for i in 0..res.len() {
-                let org = res[i].org_id();
-                if !spec.applies_to(&org.gvk) {
+                if !spec.applies_to(&orgs[i].gvk) {
                     continue;
                 }
-                fix_one(res, i, spec, &target)?;
+                fix_one(res, i, spec, &target, &all)?;
             }
         }
     }
@@ -31,13 +48,28 @@ pub(crate) fn fix(res: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), 
 struct Cand {
     idx: usize,
     id: ResId,
+    cluster: bool,
+    ns: String,
     prev: Vec<ResId>,
     prefixes: Vec<String>,
     suffixes: Vec<String>,
 }
 
-fn fix_one(res: &mut [Resource], i: usize, spec: &FieldSpec, target: &Gvk) -> Result<(), String> {
-    let referrer_id = res[i].id();
+fn fix_one(
+    res: &mut [Resource],
+    i: usize,
+    spec: &FieldSpec,
+    target: &Gvk,
+    all: &[Cand],
+) -> Result<(), String> {
+    let first = fieldspec::split_path(&spec.path);
+    if first
+        .first()
+        .is_some_and(|f| !res[i].as_value().contains_key(f.trim_end_matches("[]")))
+    {
+        return Ok(());
+    }
+    let referrer_id = all[i].id.clone();
     let rb_namespaces: Vec<String> = if res[i].kind() == "RoleBinding" {
         res[i]
             .as_value()
@@ -53,24 +85,14 @@ fn fix_one(res: &mut [Resource], i: usize, spec: &FieldSpec, target: &Gvk) -> Re
     } else {
         Vec::new()
     };
-    let candidates: Vec<Cand> = res
+    let (ref_cluster, ref_ns) = (all[i].cluster, all[i].ns.as_str());
+    let candidates: Vec<&Cand> = all
         .iter()
-        .enumerate()
-        .filter(|(_, r)| {
-            if referrer_id.gvk.is_cluster_scoped() {
-                return true;
-            }
-            let id = r.id();
-            id.gvk.is_cluster_scoped()
-                || id.effective_namespace() == referrer_id.effective_namespace()
-                || rb_namespaces.iter().any(|n| *n == r.namespace())
-        })
-        .map(|(idx, r)| Cand {
-            idx,
-            id: r.id(),
-            prev: r.previous_ids(),
-            prefixes: r.prefixes.clone(),
-            suffixes: r.suffixes.clone(),
+        .filter(|c| {
+            ref_cluster
+                || c.cluster
+                || c.ns == ref_ns
+                || rb_namespaces.iter().any(|n| *n == c.id.namespace)
         })
         .collect();
     let role_ref = if spec.path.ends_with("roleRef/name") {
@@ -87,9 +109,10 @@ fn fix_one(res: &mut [Resource], i: usize, spec: &FieldSpec, target: &Gvk) -> Re
         None
     };
     let ctx = Ctx {
+        referrer_cluster: ref_cluster,
+        referrer_ns: ref_ns,
         target,
         role_ref: role_ref.as_ref(),
-        referrer: &referrer_id,
         prefixes: res[i].prefixes.clone(),
         suffixes: res[i].suffixes.clone(),
     };
@@ -131,9 +154,10 @@ fn fix_one(res: &mut [Resource], i: usize, spec: &FieldSpec, target: &Gvk) -> Re
 }
 
 struct Ctx<'a> {
+    referrer_cluster: bool,
+    referrer_ns: &'a str,
     target: &'a Gvk,
     role_ref: Option<&'a Gvk>,
-    referrer: &'a ResId,
     prefixes: Vec<String>,
     suffixes: Vec<String>,
 }
@@ -174,10 +198,10 @@ fn select<'a>(
                 .is_none_or(|rr| c.prev.iter().any(|p| sel(rr, p)))
         })
         .filter(|c| {
-            ctx.referrer.gvk.is_cluster_scoped()
-                || c.id.gvk.is_cluster_scoped()
+            ctx.referrer_cluster
+                || c.cluster
                 || c.id.gvk.kind == "ServiceAccount"
-                || c.id.effective_namespace() == ctx.referrer.effective_namespace()
+                || c.ns == ctx.referrer_ns
         })
         .collect();
     if c.len() == 1 {
@@ -203,12 +227,12 @@ fn select<'a>(
 
 fn set_scalar(
     node: &mut Value,
-    cands: &[Cand],
+    cands: &[&Cand],
     ctx: &Ctx<'_>,
     referred: &mut Vec<usize>,
 ) -> Result<(), String> {
     let old = scalar_string(node);
-    let found = select(&old, cands.iter().collect(), ctx, |c| {
+    let found = select(&old, cands.to_vec(), ctx, |c| {
         c.iter().all(|x| x.id.name == c[0].id.name)
     })?;
     if let Some(r) = found {
@@ -222,7 +246,7 @@ fn set_scalar(
 
 fn set_map(
     m: &mut Map<String, Value>,
-    cands: &[Cand],
+    cands: &[&Cand],
     ctx: &Ctx<'_>,
     referred: &mut Vec<usize>,
 ) -> Result<(), String> {
@@ -231,23 +255,21 @@ fn set_map(
     };
     let old = scalar_string(name);
     let pool: Vec<&Cand> = match m.get("namespace").map(scalar_string) {
-        None => cands.iter().collect(),
+        None => cands.to_vec(),
         Some(ns) => {
             let by_org: Vec<&Cand> = cands
                 .iter()
+                .copied()
                 .filter(|c| {
                     c.prev
                         .first()
                         .map(|p| p.namespace.as_str())
-                        .unwrap_or(c.id.effective_namespace())
+                        .unwrap_or(c.ns.as_str())
                         == ns
                 })
                 .collect();
             if by_org.is_empty() {
-                cands
-                    .iter()
-                    .filter(|c| c.id.effective_namespace() == ns)
-                    .collect()
+                cands.iter().copied().filter(|c| c.ns == ns).collect()
             } else {
                 by_org
             }

@@ -58,7 +58,11 @@ fn id_key(id: &ResId) -> String {
 }
 
 /// Sort by kind rank (custom or default first/last lists), then GVK, namespace and name.
-pub(crate) fn legacy_sort(res: &mut [Resource], first: Option<&[String]>, last: Option<&[String]>) {
+pub(crate) fn legacy_sort(
+    res: &mut Vec<Resource>,
+    first: Option<&[String]>,
+    last: Option<&[String]>,
+) {
     let rank = |kind: &str| -> i64 {
         let (f, l): (Vec<&str>, Vec<&str>) = match (first, last) {
             (Some(f), Some(l)) => (
@@ -75,8 +79,11 @@ pub(crate) fn legacy_sort(res: &mut [Resource], first: Option<&[String]>, last: 
         }
         0
     };
-    res.sort_by(|a, b| {
-        let (ia, ib) = (a.id(), b.id());
+    let mut keyed: Vec<(ResId, Resource)> = std::mem::take(res)
+        .into_iter()
+        .map(|r| (r.id(), r))
+        .collect();
+    keyed.sort_by(|(ia, _), (ib, _)| {
         if ia.gvk != ib.gvk {
             let (ra, rb) = (rank(&ia.gvk.kind), rank(&ib.gvk.kind));
             if ra != rb {
@@ -91,6 +98,7 @@ pub(crate) fn legacy_sort(res: &mut [Resource], first: Option<&[String]>, last: 
             }
             return ka.cmp(&kb);
         }
-        id_key(&ia).cmp(&id_key(&ib))
+        id_key(ia).cmp(&id_key(ib))
     });
+    *res = keyed.into_iter().map(|(_, r)| r).collect();
 }

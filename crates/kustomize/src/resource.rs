@@ -62,46 +62,29 @@ impl fmt::Display for Gvk {
 
 /// Cluster-scoped kinds of the built-in Kubernetes API (kustomize reads this from its schema).
 pub(crate) fn is_cluster_scoped_kind(group: &str, kind: &str) -> bool {
-    const CLUSTER: &[(&str, &str)] = &[
-        ("", "Namespace"),
-        ("", "Node"),
-        ("", "PersistentVolume"),
-        ("", "ComponentStatus"),
-        (
-            "admissionregistration.k8s.io",
-            "MutatingWebhookConfiguration",
-        ),
-        (
-            "admissionregistration.k8s.io",
-            "ValidatingWebhookConfiguration",
-        ),
-        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-        (
-            "admissionregistration.k8s.io",
-            "ValidatingAdmissionPolicyBinding",
-        ),
-        ("apiextensions.k8s.io", "CustomResourceDefinition"),
-        ("apiregistration.k8s.io", "APIService"),
-        ("authentication.k8s.io", "TokenReview"),
-        ("authorization.k8s.io", "SelfSubjectAccessReview"),
-        ("authorization.k8s.io", "SelfSubjectRulesReview"),
-        ("authorization.k8s.io", "SubjectAccessReview"),
-        ("certificates.k8s.io", "CertificateSigningRequest"),
-        ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
-        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
-        ("networking.k8s.io", "IngressClass"),
-        ("node.k8s.io", "RuntimeClass"),
-        ("policy", "PodSecurityPolicy"),
-        ("extensions", "PodSecurityPolicy"),
-        ("rbac.authorization.k8s.io", "ClusterRole"),
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-        ("scheduling.k8s.io", "PriorityClass"),
-        ("storage.k8s.io", "CSIDriver"),
-        ("storage.k8s.io", "CSINode"),
-        ("storage.k8s.io", "StorageClass"),
-        ("storage.k8s.io", "VolumeAttachment"),
-    ];
-    CLUSTER.iter().any(|(g, k)| *g == group && *k == kind)
+    let want = match kind {
+        "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus" => "",
+        "MutatingWebhookConfiguration"
+        | "ValidatingWebhookConfiguration"
+        | "ValidatingAdmissionPolicy"
+        | "ValidatingAdmissionPolicyBinding" => "admissionregistration.k8s.io",
+        "CustomResourceDefinition" => "apiextensions.k8s.io",
+        "APIService" => "apiregistration.k8s.io",
+        "TokenReview" => "authentication.k8s.io",
+        "SelfSubjectAccessReview" | "SelfSubjectRulesReview" | "SubjectAccessReview" => {
+            "authorization.k8s.io"
+        }
+        "CertificateSigningRequest" => "certificates.k8s.io",
+        "FlowSchema" | "PriorityLevelConfiguration" => "flowcontrol.apiserver.k8s.io",
+        "IngressClass" => "networking.k8s.io",
+        "RuntimeClass" => "node.k8s.io",
+        "PodSecurityPolicy" => return group == "policy" || group == "extensions",
+        "ClusterRole" | "ClusterRoleBinding" => "rbac.authorization.k8s.io",
+        "PriorityClass" => "scheduling.k8s.io",
+        "CSIDriver" | "CSINode" | "StorageClass" | "VolumeAttachment" => "storage.k8s.io",
+        _ => return false,
+    };
+    group == want
 }
 
 /// The identity of an object: GVK, name and namespace.
@@ -248,6 +231,29 @@ impl Resource {
             name: self.name().to_string(),
             namespace: self.namespace().to_string(),
         }
+    }
+
+    /// `true` when the current identity equals `id` (same GVK, name and effective namespace),
+    /// without building a new id.
+    pub(crate) fn has_id(&self, id: &ResId) -> bool {
+        if self.name() != id.name || self.kind() != id.gvk.kind {
+            return false;
+        }
+        let gvk = self.gvk();
+        if gvk != id.gvk {
+            return false;
+        }
+        let ns = self.namespace();
+        if gvk.is_cluster_scoped() {
+            return true;
+        }
+        let a = if ns.is_empty() { "default" } else { ns };
+        let b = if id.namespace.is_empty() {
+            "default"
+        } else {
+            id.namespace.as_str()
+        };
+        a == b
     }
 
     /// The identity the object had when it entered the build.

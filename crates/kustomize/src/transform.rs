@@ -231,7 +231,7 @@ fn patch_by_id(acc: &mut Acc, text: &str, options: &IndexMap<String, bool>) -> R
         let found: Vec<usize> = (0..acc.res.len())
             .filter(|i| {
                 let r = &acc.res[*i];
-                r.id().same_as(&id) || r.previous_ids().iter().any(|p| p.same_as(&id))
+                r.has_id(&id) || r.previous_ids().iter().any(|p| p.same_as(&id))
             })
             .collect();
         let i = match found.as_slice() {
@@ -386,8 +386,12 @@ pub(crate) fn namespace(
             Value::Object(m) => m,
             _ => Map::new(),
         };
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in &acc.res {
         let id = r.id();
-        if acc.res.iter().filter(|o| o.id().same_as(&id)).count() != 1 {
+        let key = format!("{}|{}|{}", id.gvk, id.effective_namespace(), id.name);
+        if !seen.insert(key) {
             return Err(format!(
                 "namespace transformation produces ID conflict: {id}"
             ));

@@ -26,21 +26,36 @@ struct Emitter {
 
 /// Render one object as a YAML document the way sigs.k8s.io/yaml's `JSONToYAML` does.
 pub fn to_yaml_document(value: &Value) -> String {
+    let mut out = String::new();
+    write_document(value, None, &mut out);
+    out
+}
+
+/// Append one object (given as a map) as a YAML document to `out`.
+pub fn write_object(map: &serde_json::Map<String, Value>, out: &mut String) {
+    write_document(&Value::Null, Some(map), out);
+}
+
+fn write_document(value: &Value, map: Option<&serde_json::Map<String, Value>>, out: &mut String) {
     let mut e = Emitter {
-        out: String::new(),
+        out: std::mem::take(out),
         column: 0,
         indent: -1,
         whitespace: true,
         indention: true,
         open_ended: false,
     };
-    e.node(value, false, false);
+    match map {
+        Some(m) if !m.is_empty() => e.map(m),
+        Some(_) => e.node(&Value::Object(serde_json::Map::new()), false, false),
+        None => e.node(value, false, false),
+    }
     e.write_indent();
     if e.open_ended {
         e.indicator("...", true, false, false);
         e.write_indent();
     }
-    e.out
+    *out = e.out;
 }
 
 impl Emitter {
@@ -104,18 +119,7 @@ impl Emitter {
                 self.indicator("[", true, true, false);
                 self.indicator("]", false, false, false);
             }
-            Value::Object(map) => {
-                let saved = self.increase_indent(false, false);
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort_by(|a, b| compare_keys(a, b));
-                for k in keys {
-                    self.write_indent();
-                    self.string(k, true);
-                    self.indicator(":", false, false, false);
-                    self.node(&map[k.as_str()], true, false);
-                }
-                self.indent = saved;
-            }
+            Value::Object(map) => self.map(map),
             Value::Array(items) => {
                 let indentless = mapping_context && !self.indention;
                 let saved = self.increase_indent(false, indentless);
@@ -133,6 +137,19 @@ impl Emitter {
             Value::Number(n) => self.scalar(&number_text(n), Style::Plain, simple_key),
             Value::String(s) => self.string(s, simple_key),
         }
+    }
+
+    fn map(&mut self, map: &serde_json::Map<String, Value>) {
+        let saved = self.increase_indent(false, false);
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_by(|a, b| compare_keys(a.0, b.0));
+        for (k, v) in entries {
+            self.write_indent();
+            self.string(k, true);
+            self.indicator(":", false, false, false);
+            self.node(v, true, false);
+        }
+        self.indent = saved;
     }
 
     fn string(&mut self, s: &str, simple_key: bool) {

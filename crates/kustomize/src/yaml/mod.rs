@@ -5,7 +5,7 @@
 mod emit;
 mod parse;
 
-pub use emit::{compare_keys, to_yaml_document};
+pub use emit::{compare_keys, to_yaml_document, write_object};
 pub use parse::{ScalarMode, YamlError, parse_documents, resolve_plain};
 
 use serde_json::{Number, Value};
