@@ -34,11 +34,10 @@ pub(crate) fn fix(res: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), 
             kind: br.kind.clone(),
         };
         for spec in &br.field_specs {
-            for i in 0..res.len() {
-                if !spec.applies_to(&orgs[i].gvk) {
-                    continue;
+            for (i, org) in orgs.iter().enumerate() {
+                if spec.applies_to(&org.gvk) {
+                    fix_one(res, i, spec, &target, &all)?;
                 }
-                fix_one(res, i, spec, &target, &all)?;
             }
         }
     }
@@ -89,10 +88,7 @@ fn fix_one(
     let candidates: Vec<&Cand> = all
         .iter()
         .filter(|c| {
-            ref_cluster
-                || c.cluster
-                || c.ns == ref_ns
-                || rb_namespaces.iter().any(|n| *n == c.id.namespace)
+            ref_cluster || c.cluster || c.ns == ref_ns || rb_namespaces.contains(&c.id.namespace)
         })
         .collect();
     let role_ref = if spec.path.ends_with("roleRef/name") {
