@@ -42,6 +42,12 @@ pub struct Settings {
     /// Refuse rendered artifacts larger than this many bytes.
     #[arg(long, default_value_t = 256 << 20, env = "PLUMB_MAX_ARTIFACT_SIZE")]
     pub max_artifact_size: u64,
+    /// Where to serve /metrics, /healthz and /readyz; not served when unset.
+    #[arg(long, env = "PLUMB_SYNC_OPS_ADDR")]
+    pub ops_addr: Option<std::net::SocketAddr>,
+    /// Reconcile only while holding this controller's Lease in this namespace.
+    #[arg(long, env = "PLUMB_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
 }
 
 impl Default for Settings {
@@ -53,6 +59,8 @@ impl Default for Settings {
             sync_selector: None,
             watch_namespace: None,
             max_artifact_size: 256 << 20,
+            ops_addr: None,
+            leader_election_namespace: None,
         }
     }
 }
@@ -93,6 +101,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// Flags.
     pub settings: Settings,
+    /// Reconcile and drift metrics.
+    pub metrics: SyncMetrics,
     /// Kind to resource resolution.
     pub resolver: Resolver,
     /// Watches on applied objects.
@@ -105,6 +115,43 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     states: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<SyncState>>>>,
     clients: Mutex<HashMap<String, Client>>,
+}
+
+/// The sync controller's metrics, registered in the shared registry.
+#[derive(Clone)]
+pub struct SyncMetrics {
+    /// The shared registry with reconcile durations and counts.
+    pub ops: plumb_ops::metrics::Metrics,
+    /// Drifted objects re-applied.
+    pub drift_corrections: prometheus_client::metrics::counter::Counter,
+    /// Drifted objects reported and left alone.
+    pub drift_reports: prometheus_client::metrics::counter::Counter,
+    /// Objects applied (created or changed).
+    pub applied_objects: prometheus_client::metrics::counter::Counter,
+    /// Objects pruned.
+    pub pruned_objects: prometheus_client::metrics::counter::Counter,
+    /// Rendered artifacts downloaded, bytes.
+    pub artifact_bytes: prometheus_client::metrics::counter::Counter,
+}
+
+impl SyncMetrics {
+    /// Registers the sync metrics in `ops`'s registry.
+    pub fn new(ops: plumb_ops::metrics::Metrics) -> Self {
+        let m = Self {
+            ops,
+            drift_corrections: Default::default(),
+            drift_reports: Default::default(),
+            applied_objects: Default::default(),
+            pruned_objects: Default::default(),
+            artifact_bytes: Default::default(),
+        };
+        m.ops.register("sync_drift_corrections", "Drifted objects re-applied", m.drift_corrections.clone());
+        m.ops.register("sync_drift_reports", "Drifted objects reported and not corrected", m.drift_reports.clone());
+        m.ops.register("sync_applied_objects", "Objects created or changed by apply", m.applied_objects.clone());
+        m.ops.register("sync_pruned_objects", "Objects deleted by prune", m.pruned_objects.clone());
+        m.ops.register("sync_artifact_bytes", "Bytes of rendered artifacts downloaded", m.artifact_bytes.clone());
+        m
+    }
 }
 
 /// A Sync's key.
@@ -124,6 +171,7 @@ impl Context {
         http: reqwest::Client,
         recorder: Recorder,
         settings: Settings,
+        metrics: SyncMetrics,
         watches: Watches,
         syncs: Store<Sync>,
         policies: Store<Policy>,
@@ -136,6 +184,7 @@ impl Context {
             http,
             recorder,
             settings,
+            metrics,
             watches,
             syncs,
             policies,

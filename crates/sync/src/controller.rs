@@ -14,7 +14,7 @@ use kube::{Api, Client};
 
 use plumb_api::{Policy, Sync};
 
-use crate::context::{Context, Settings, key_of};
+use crate::context::{Context, Settings, SyncMetrics, key_of};
 use crate::deps;
 use crate::reconcile::{error_policy, reconcile};
 use crate::watches::Watches;
@@ -28,20 +28,55 @@ pub enum Error {
     /// The client could not be built.
     #[error("kubernetes client: {0}")]
     Client(#[from] kube::Error),
+    /// Leadership was lost; the process should exit and be restarted.
+    #[error(transparent)]
+    Leader(#[from] plumb_ops::leader::LeaderError),
     /// The HTTP client for artifacts could not be built.
     #[error("artifact HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
 
-/// Runs the sync controller with the configuration found in the environment until Ctrl-C.
+/// Runs the sync controller with the configuration found in the environment until Ctrl-C:
+/// serves /metrics, /healthz and /readyz when asked, and reconciles only while holding the
+/// leader Lease when leader election is on.
 pub async fn run(settings: Settings) -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kube_config = kube::Config::infer().await?;
     let client = Client::try_from(kube_config.clone())?;
-    run_with(client, kube_config, settings, async {
+    let metrics = plumb_ops::metrics::Metrics::new();
+    let ready = plumb_ops::http::Readiness::default();
+    if let Some(addr) = settings.ops_addr {
+        let (metrics, ready) = (metrics.clone(), ready.clone());
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = tokio::signal::ctrl_c().await;
+            };
+            if let Err(e) = plumb_ops::http::serve_ops(addr, metrics, ready, stop).await {
+                tracing::error!(error = %e, "serving operations endpoints failed");
+            }
+        });
+    }
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    };
+    let work = run_with(client.clone(), kube_config, settings.clone(), metrics, shutdown);
+    ready.set(true);
+    match &settings.leader_election_namespace {
+        None => work.await,
+        Some(namespace) => {
+            let identity = std::env::var("POD_NAME")
+                .or_else(|_| std::env::var("HOSTNAME"))
+                .unwrap_or_else(|_| format!("plumb-sync-{}", std::process::id()));
+            let lease = plumb_ops::leader::LeaseConfig {
+                namespace: namespace.clone(),
+                name: "plumb-sync-controller".into(),
+                identity,
+                lease_duration: std::time::Duration::from_secs(15),
+                renew_period: std::time::Duration::from_secs(5),
+            };
+            plumb_ops::leader::LeaderElector::new(client, lease).run(work).await?
+        }
+    }
 }
 
 /// Runs the sync controller on `client` (built from `kube_config`, from which impersonating
@@ -50,6 +85,7 @@ pub async fn run_with(
     client: Client,
     kube_config: kube::Config,
     settings: Settings,
+    metrics: plumb_ops::metrics::Metrics,
     shutdown: impl Future<Output = ()> + Send + std::marker::Sync + 'static,
 ) -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -108,6 +144,7 @@ pub async fn run_with(
         http,
         recorder,
         settings,
+        SyncMetrics::new(metrics),
         Watches::new(client.clone(), trigger_tx),
         store.clone(),
         policies,

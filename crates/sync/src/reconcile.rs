@@ -21,6 +21,8 @@ use plumb_api::{
     condition_type, reason,
 };
 
+use plumb_ops::metrics::ReconcileResult;
+
 use crate::changeset::{self, Mode};
 use crate::context::{Context, SyncState, key_of};
 use crate::deps::{self, Key};
@@ -56,6 +58,7 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
         ctx.forget(&key);
         return Ok(Action::await_change());
     }
+    let started = Instant::now();
     let state = ctx.state(&key);
     let mut state = state.lock().await;
     let current = ours(sync.status.clone().unwrap_or_default());
@@ -66,6 +69,9 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
     if let Some(at) = requested_at(&sync) {
         next.last_handled_reconcile_at = Some(at.to_owned());
     }
+    let failed = next.conditions.get_condition(condition_type::READY).is_some_and(|c| c.status == status::FALSE);
+    let result = if failed { ReconcileResult::Error } else { ReconcileResult::Success };
+    ctx.metrics.ops.observe_reconcile("Sync", result, started);
     if next != current {
         write_status(&ctx, &key, &next).await?;
     }
@@ -342,6 +348,9 @@ async fn pass(
         state.last_full = Some(Instant::now());
     }
     record_drift(next, notes, &outcome, drift_mode);
+    ctx.metrics.drift_corrections.inc_by(outcome.corrected.len() as u64);
+    ctx.metrics.drift_reports.inc_by(outcome.reported.len() as u64);
+    ctx.metrics.applied_objects.inc_by(outcome.applied.len() as u64);
     if let Some(until) = wait_until {
         return requeue_until(until, interval);
     }
@@ -367,6 +376,7 @@ async fn pass(
         }
         let p = changeset::prune(ctx, &client, state, key, &old_entries, &new_entries).await;
         pruned = p.deleted;
+        ctx.metrics.pruned_objects.inc_by(pruned.len() as u64);
         if !p.failed.is_empty() {
             let msg = p
                 .failed

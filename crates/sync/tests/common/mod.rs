@@ -109,7 +109,7 @@ impl Harness {
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ctl_client = Client::try_from(config.clone()).expect("client");
-        tokio::spawn(plumb_sync::run_with(ctl_client, config.clone(), settings, async move {
+        tokio::spawn(plumb_sync::run_with(ctl_client, config.clone(), settings, plumb_ops::metrics::Metrics::new(), async move {
             let _ = stopped.await;
         }));
         let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
