@@ -1,6 +1,7 @@
 //! The `plumb` command line.
 
 mod build;
+mod controllers;
 mod diff;
 mod get;
 mod kube_args;
@@ -34,6 +35,8 @@ enum Command {
     Diff(diff::Args),
     /// Check rendered objects against Policies locally (`plumb policy check`).
     Policy(policy::Args),
+    /// Run the source, render and sync controllers (or `--only` some) in this process.
+    Controllers(controllers::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             Command::Build(args) => build::run(&args),
             Command::Policy(args) => return policy::run(&args),
             Command::Get(args) => get::run(&args).await,
+            Command::Controllers(args) => controllers::run(&args).await,
             Command::Reconcile(args) => reconcile::reconcile(&args).await,
             Command::Suspend(args) => reconcile::set_suspend(&args, true).await,
             Command::Resume(args) => reconcile::set_suspend(&args, false).await,

@@ -1,0 +1,157 @@
+//! `plumb controllers`: run any subset of the three controllers in one process. Each controller
+//! is configured exactly as its own binary is: its flags are given after `--source-arg`,
+//! `--render-arg` or `--sync-arg` (repeatable), so the one-process and the per-Deployment setups
+//! take the same settings.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// Flags of `plumb controllers`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Which controllers to run, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "source,render,sync")]
+    pub only: Vec<Which>,
+    /// Storage for artifacts: the source controller uses `<dir>/source`, the render controller
+    /// `<dir>/render` (unless their own `--storage-dir` is passed through).
+    #[arg(long)]
+    pub storage_dir: Option<PathBuf>,
+    /// A flag for the source controller, e.g. `--source-arg=--allow-file-sources` (repeatable).
+    #[arg(long = "source-arg", allow_hyphen_values = true)]
+    pub source_args: Vec<String>,
+    /// A flag for the render controller (repeatable).
+    #[arg(long = "render-arg", allow_hyphen_values = true)]
+    pub render_args: Vec<String>,
+    /// A flag for the sync controller (repeatable).
+    #[arg(long = "sync-arg", allow_hyphen_values = true)]
+    pub sync_args: Vec<String>,
+}
+
+/// One of the controllers.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// The source controller (GitRepository).
+    Source,
+    /// The render controller (Sync render, Policy).
+    Render,
+    /// The sync controller (apply, prune, health, drift).
+    Sync,
+}
+
+#[derive(Parser)]
+struct SourceFlags {
+    #[command(flatten)]
+    config: plumb_source::Config,
+}
+
+#[derive(Parser)]
+struct RenderFlags {
+    #[command(flatten)]
+    config: plumb_render::Config,
+}
+
+#[derive(Parser)]
+struct SyncFlags {
+    #[command(flatten)]
+    settings: plumb_sync::Settings,
+}
+
+/// The passed-through flags, with `--storage-dir=<base>/<name>` first unless given.
+fn argv(name: &str, base: Option<&PathBuf>, args: &[String]) -> Vec<String> {
+    let mut argv = vec![format!("plumb-{name}-controller")];
+    let has_storage = args.iter().any(|a| a.starts_with("--storage-dir"));
+    if let (Some(base), false) = (base, has_storage) {
+        argv.push(format!("--storage-dir={}", base.join(name).display()));
+    }
+    argv.extend(args.iter().cloned());
+    argv
+}
+
+/// Parses every selected controller's flags (so a typo fails before anything starts), then runs
+/// them together until one stops.
+pub async fn run(args: &Args) -> anyhow::Result<()> {
+    let base = args.storage_dir.as_ref();
+    let pick = |w| args.only.contains(&w);
+    let source = pick(Which::Source)
+        .then(|| SourceFlags::try_parse_from(argv("source", base, &args.source_args)))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("source controller flags: {e}"))?;
+    let render = pick(Which::Render)
+        .then(|| RenderFlags::try_parse_from(argv("render", base, &args.render_args)))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("render controller flags: {e}"))?;
+    let sync = pick(Which::Sync)
+        .then(|| SyncFlags::try_parse_from(argv("sync", None, &args.sync_args)))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("sync controller flags: {e}"))?;
+    if source.is_none() && render.is_none() && sync.is_none() {
+        anyhow::bail!("--only names no controller");
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if let Some(f) = source {
+        tasks.spawn(async move {
+            plumb_source::run(f.config)
+                .await
+                .map_err(|e| anyhow::anyhow!("source controller: {e}"))
+        });
+    }
+    if let Some(f) = render {
+        tasks.spawn(async move {
+            plumb_render::run(f.config)
+                .await
+                .map_err(|e| anyhow::anyhow!("render controller: {e}"))
+        });
+    }
+    if let Some(f) = sync {
+        tasks.spawn(async move {
+            plumb_sync::run(f.settings)
+                .await
+                .map_err(|e| anyhow::anyhow!("sync controller: {e}"))
+        });
+    }
+    // The first controller to stop ends the process: a half-running set would look healthy.
+    match tasks.join_next().await {
+        Some(Ok(result)) => result,
+        Some(Err(e)) => Err(anyhow::anyhow!("a controller panicked: {e}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_dir_is_split_per_controller_unless_passed_through() {
+        let base = PathBuf::from("/data");
+        assert_eq!(
+            argv("source", Some(&base), &[]),
+            ["plumb-source-controller", "--storage-dir=/data/source"]
+        );
+        let own = vec!["--storage-dir=/x".to_owned()];
+        assert_eq!(
+            argv("render", Some(&base), &own),
+            ["plumb-render-controller", "--storage-dir=/x"]
+        );
+        assert_eq!(argv("sync", None, &[]), ["plumb-sync-controller"]);
+    }
+
+    #[test]
+    fn every_controllers_own_flags_parse_as_in_its_binary() {
+        let source = SourceFlags::try_parse_from([
+            "s",
+            "--storage-dir=/d",
+            "--allow-file-sources",
+            "--leader-election=false",
+        ])
+        .unwrap();
+        assert!(source.config.allow_file_sources);
+        assert!(!source.config.leader_election);
+        assert!(RenderFlags::try_parse_from(["r", "--storage-dir=/d"]).is_ok());
+        assert!(SyncFlags::try_parse_from(["s"]).is_ok());
+        assert!(SourceFlags::try_parse_from(["s", "--no-such-flag"]).is_err());
+    }
+}
