@@ -145,11 +145,31 @@ impl SyncMetrics {
             pruned_objects: Default::default(),
             artifact_bytes: Default::default(),
         };
-        m.ops.register("sync_drift_corrections", "Drifted objects re-applied", m.drift_corrections.clone());
-        m.ops.register("sync_drift_reports", "Drifted objects reported and not corrected", m.drift_reports.clone());
-        m.ops.register("sync_applied_objects", "Objects created or changed by apply", m.applied_objects.clone());
-        m.ops.register("sync_pruned_objects", "Objects deleted by prune", m.pruned_objects.clone());
-        m.ops.register("sync_artifact_bytes", "Bytes of rendered artifacts downloaded", m.artifact_bytes.clone());
+        m.ops.register(
+            "sync_drift_corrections",
+            "Drifted objects re-applied",
+            m.drift_corrections.clone(),
+        );
+        m.ops.register(
+            "sync_drift_reports",
+            "Drifted objects reported and not corrected",
+            m.drift_reports.clone(),
+        );
+        m.ops.register(
+            "sync_applied_objects",
+            "Objects created or changed by apply",
+            m.applied_objects.clone(),
+        );
+        m.ops.register(
+            "sync_pruned_objects",
+            "Objects deleted by prune",
+            m.pruned_objects.clone(),
+        );
+        m.ops.register(
+            "sync_artifact_bytes",
+            "Bytes of rendered artifacts downloaded",
+            m.artifact_bytes.clone(),
+        );
         m
     }
 }

@@ -59,7 +59,13 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let work = run_with(client.clone(), kube_config, settings.clone(), metrics, shutdown);
+    let work = run_with(
+        client.clone(),
+        kube_config,
+        settings.clone(),
+        metrics,
+        shutdown,
+    );
     ready.set(true);
     match &settings.leader_election_namespace {
         None => work.await,
@@ -74,7 +80,9 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                 lease_duration: std::time::Duration::from_secs(15),
                 renew_period: std::time::Duration::from_secs(5),
             };
-            plumb_ops::leader::LeaderElector::new(client, lease).run(work).await?
+            plumb_ops::leader::LeaderElector::new(client, lease)
+                .run(work)
+                .await?
         }
     }
 }

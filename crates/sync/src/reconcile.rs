@@ -69,8 +69,15 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
     if let Some(at) = requested_at(&sync) {
         next.last_handled_reconcile_at = Some(at.to_owned());
     }
-    let failed = next.conditions.get_condition(condition_type::READY).is_some_and(|c| c.status == status::FALSE);
-    let result = if failed { ReconcileResult::Error } else { ReconcileResult::Success };
+    let failed = next
+        .conditions
+        .get_condition(condition_type::READY)
+        .is_some_and(|c| c.status == status::FALSE);
+    let result = if failed {
+        ReconcileResult::Error
+    } else {
+        ReconcileResult::Success
+    };
     ctx.metrics.ops.observe_reconcile("Sync", result, started);
     if next != current {
         write_status(&ctx, &key, &next).await?;
@@ -348,9 +355,15 @@ async fn pass(
         state.last_full = Some(Instant::now());
     }
     record_drift(next, notes, &outcome, drift_mode);
-    ctx.metrics.drift_corrections.inc_by(outcome.corrected.len() as u64);
-    ctx.metrics.drift_reports.inc_by(outcome.reported.len() as u64);
-    ctx.metrics.applied_objects.inc_by(outcome.applied.len() as u64);
+    ctx.metrics
+        .drift_corrections
+        .inc_by(outcome.corrected.len() as u64);
+    ctx.metrics
+        .drift_reports
+        .inc_by(outcome.reported.len() as u64);
+    ctx.metrics
+        .applied_objects
+        .inc_by(outcome.applied.len() as u64);
     if let Some(until) = wait_until {
         return requeue_until(until, interval);
     }

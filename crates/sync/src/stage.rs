@@ -56,12 +56,15 @@ const LAST: &[&str] = &[
 
 /// The stage of an object of `group`/`kind`.
 pub fn stage_of(group: &str, kind: &str) -> Stage {
-    let cluster = match (group, kind) {
-        ("", "Namespace") => true,
-        ("apiextensions.k8s.io", "CustomResourceDefinition") => true,
-        ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding") => true,
-        _ => false,
-    };
+    let cluster = matches!(
+        (group, kind),
+        ("", "Namespace")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+            | (
+                "rbac.authorization.k8s.io",
+                "ClusterRole" | "ClusterRoleBinding"
+            )
+    );
     if cluster {
         Stage::Cluster
     } else if kind.ends_with("Class") {

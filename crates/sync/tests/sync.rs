@@ -10,15 +10,17 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::Api;
 use serde_json::json;
 
 use common::{Harness, TestNamespace, condition, eventually, inventory, is_ready};
 
 fn cm(name: &str, data: &str) -> String {
-    format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{data}\"\n")
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{data}\"\n"
+    )
 }
 
 async fn cm_data(api: &Api<ConfigMap>, name: &str) -> Option<String> {
@@ -37,7 +39,13 @@ async fn apply_records_inventory_and_labels_every_object() {
     );
     let art = h.render(n, "app", &yaml).await;
     let s = h.wait_applied(n, "app", &art).await;
-    assert_eq!(inventory(&s), [format!("{n}_config__ConfigMap"), format!("{n}_web__Service")]);
+    assert_eq!(
+        inventory(&s),
+        [
+            format!("{n}_config__ConfigMap"),
+            format!("{n}_web__Service")
+        ]
+    );
     let st = s.status.unwrap();
     assert_eq!(st.last_applied_digest.unwrap().to_string(), art["digest"]);
     assert_eq!(st.observed_generation, s.metadata.generation);
@@ -45,7 +53,13 @@ async fn apply_records_inventory_and_labels_every_object() {
     let labels = live.metadata.labels.unwrap();
     assert_eq!(labels["sync.plumb.dev/name"], "app");
     assert_eq!(labels["sync.plumb.dev/namespace"], n);
-    assert!(live.metadata.managed_fields.unwrap().iter().any(|m| m.manager.as_deref() == Some("plumb-sync")));
+    assert!(
+        live.metadata
+            .managed_fields
+            .unwrap()
+            .iter()
+            .any(|m| m.manager.as_deref() == Some("plumb-sync"))
+    );
     // The render controller's part of the status is untouched.
     let s = h.syncs(n).get("app").await.unwrap();
     assert!(condition(&s, "Rendered").is_some());
@@ -61,20 +75,49 @@ async fn a_noop_reconcile_writes_nothing() {
     let art = h.render(n, "app", &cm("config", "one")).await;
     let s = h.wait_applied(n, "app", &art).await;
     let rv = s.metadata.resource_version.clone();
-    let cm_rv = ns.api::<ConfigMap>().get("config").await.unwrap().metadata.resource_version;
+    let cm_rv = ns
+        .api::<ConfigMap>()
+        .get("config")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
     // Ask for a full reconcile and wait until it was handled, then nothing else may change.
     let patch = json!({"metadata": {"annotations": {"plumb.dev/requested-at": "now-1"}}});
-    h.syncs(n).patch("app", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    h.syncs(n)
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     let s = h
         .wait_sync(n, "app", "requested reconcile handled", |s| {
-            s.status.as_ref().and_then(|st| st.last_handled_reconcile_at.as_deref()) == Some("now-1")
+            s.status
+                .as_ref()
+                .and_then(|st| st.last_handled_reconcile_at.as_deref())
+                == Some("now-1")
         })
         .await;
     assert_ne!(s.metadata.resource_version, rv);
     let rv = s.metadata.resource_version.clone();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(h.syncs(n).get("app").await.unwrap().metadata.resource_version, rv, "Sync was rewritten");
-    assert_eq!(ns.api::<ConfigMap>().get("config").await.unwrap().metadata.resource_version, cm_rv);
+    assert_eq!(
+        h.syncs(n)
+            .get("app")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        rv,
+        "Sync was rewritten"
+    );
+    assert_eq!(
+        ns.api::<ConfigMap>()
+            .get("config")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        cm_rv
+    );
 }
 
 #[tokio::test]
@@ -83,7 +126,9 @@ async fn prune_removes_objects_that_left_the_render() {
     let ns = TestNamespace::new("sync-prune").await.unwrap();
     let n = ns.name();
     h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2"))).await;
+    let art = h
+        .render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2")))
+        .await;
     h.wait_applied(n, "app", &art).await;
     let cms = ns.api::<ConfigMap>();
     assert!(cms.get_opt("b").await.unwrap().is_some());
@@ -91,7 +136,10 @@ async fn prune_removes_objects_that_left_the_render() {
     let s = h.wait_applied(n, "app", &art).await;
     assert_eq!(inventory(&s), [format!("{n}_a__ConfigMap")]);
     let gone = eventually(Duration::from_secs(10), || async {
-        cms.get_opt("b").await.unwrap().map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ()))
+        cms.get_opt("b")
+            .await
+            .unwrap()
+            .map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ()))
     })
     .await;
     assert!(gone.is_some(), "b was not pruned");
@@ -105,7 +153,13 @@ async fn prune_skips_objects_reowned_by_another_sync_or_opted_out() {
     let n = ns.name();
     h.create_sync(n, "app", json!({})).await;
     let keep = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    plumb.dev/prune: disabled\n";
-    let art = h.render(n, "app", &format!("{}{}{}", cm("a", "1"), cm("moved", "2"), keep)).await;
+    let art = h
+        .render(
+            n,
+            "app",
+            &format!("{}{}{}", cm("a", "1"), cm("moved", "2"), keep),
+        )
+        .await;
     h.wait_applied(n, "app", &art).await;
     let cms = ns.api::<ConfigMap>();
     // Another Sync takes `moved` over.
@@ -118,8 +172,14 @@ async fn prune_skips_objects_reowned_by_another_sync_or_opted_out() {
     let art = h.render(n, "app", &cm("a", "1")).await;
     let s = h.wait_applied(n, "app", &art).await;
     assert_eq!(inventory(&s), [format!("{n}_a__ConfigMap")]);
-    assert!(cms.get_opt("moved").await.unwrap().is_some(), "re-owned object was pruned");
-    assert!(cms.get_opt("keep").await.unwrap().is_some(), "prune: disabled object was pruned");
+    assert!(
+        cms.get_opt("moved").await.unwrap().is_some(),
+        "re-owned object was pruned"
+    );
+    assert!(
+        cms.get_opt("keep").await.unwrap().is_some(),
+        "prune: disabled object was pruned"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +188,9 @@ async fn a_failed_fetch_applies_and_prunes_nothing() {
     let ns = TestNamespace::new("sync-badfetch").await.unwrap();
     let n = ns.name();
     h.create_sync(n, "app", json!({})).await;
-    let good = h.render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2"))).await;
+    let good = h
+        .render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2")))
+        .await;
     h.wait_applied(n, "app", &good).await;
     // A render whose digest does not match the file: nothing of it may be applied.
     let mut bad = h.publish(&format!("{n}/app"), &cm("c", "3"));
@@ -137,14 +199,21 @@ async fn a_failed_fetch_applies_and_prunes_nothing() {
     h.set_render(n, "app", &bad).await;
     let s = h
         .wait_sync(n, "app", "ArtifactFailed", |s| {
-            condition(s, "Ready").is_some_and(|c| c.status == "False" && c.reason == "ArtifactFailed")
+            condition(s, "Ready")
+                .is_some_and(|c| c.status == "False" && c.reason == "ArtifactFailed")
         })
         .await;
     let msg = condition(&s, "Ready").unwrap().message;
     assert!(msg.contains("digest mismatch"), "{msg}");
     let st = s.status.unwrap();
-    assert_eq!(st.last_applied_revision.unwrap().to_string(), good["revision"]);
-    assert_eq!(st.last_attempted_revision.unwrap().to_string(), bad["revision"]);
+    assert_eq!(
+        st.last_applied_revision.unwrap().to_string(),
+        good["revision"]
+    );
+    assert_eq!(
+        st.last_attempted_revision.unwrap().to_string(),
+        bad["revision"]
+    );
     let cms = ns.api::<ConfigMap>();
     assert!(cms.get_opt("c").await.unwrap().is_none());
     assert!(cms.get_opt("a").await.unwrap().is_some());
@@ -165,7 +234,12 @@ async fn an_empty_render_prunes_nothing_unless_asked() {
             condition(s, "Stalled").is_some_and(|c| c.status == "True")
         })
         .await;
-    assert!(condition(&s, "Ready").unwrap().message.contains("pruneEmpty"));
+    assert!(
+        condition(&s, "Ready")
+            .unwrap()
+            .message
+            .contains("pruneEmpty")
+    );
     assert!(ns.api::<ConfigMap>().get_opt("a").await.unwrap().is_some());
 }
 
@@ -208,10 +282,19 @@ spec:
     let s = h.wait_applied(n, "app", &art).await;
     assert_eq!(
         inventory(&s),
-        [format!("_widgets.{group}_apiextensions.k8s.io_CustomResourceDefinition"), format!("{n}_w1_{group}_Widget")]
+        [
+            format!("_widgets.{group}_apiextensions.k8s.io_CustomResourceDefinition"),
+            format!("{n}_w1_{group}_Widget")
+        ]
     );
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, "v1", "Widget"), "widgets");
-    let w = Api::<DynamicObject>::namespaced_with(h.client.clone(), n, &ar).get("w1").await.unwrap();
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(&group, "v1", "Widget"),
+        "widgets",
+    );
+    let w = Api::<DynamicObject>::namespaced_with(h.client.clone(), n, &ar)
+        .get("w1")
+        .await
+        .unwrap();
     assert_eq!(w.data["spec"]["size"], 3);
     let _ = Api::<CustomResourceDefinition>::all(h.client.clone())
         .delete(&format!("widgets.{group}"), &DeleteParams::default())
@@ -229,20 +312,39 @@ async fn drift_edit_and_delete_are_corrected() {
     let cms = ns.api::<ConfigMap>();
     // A kubectl-edit style update of a field plumb applied.
     let edit = json!({"data": {"key": "edited"}});
-    cms.patch("config", &PatchParams { field_manager: Some("kubectl-edit".into()), ..Default::default() }, &Patch::Merge(&edit))
-        .await
-        .unwrap();
+    cms.patch(
+        "config",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&edit),
+    )
+    .await
+    .unwrap();
     let healed = eventually(Duration::from_secs(5), || async {
         (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(())
     })
     .await;
     assert!(healed.is_some(), "edit was not reverted");
-    cms.delete("config", &DeleteParams::default()).await.unwrap();
-    let back = eventually(Duration::from_secs(5), || async { cm_data(&cms, "config").await }).await;
-    assert_eq!(back.as_deref(), Some("git"), "deleted object was not recreated");
+    cms.delete("config", &DeleteParams::default())
+        .await
+        .unwrap();
+    let back = eventually(Duration::from_secs(5), || async {
+        cm_data(&cms, "config").await
+    })
+    .await;
+    assert_eq!(
+        back.as_deref(),
+        Some("git"),
+        "deleted object was not recreated"
+    );
     let s = h
         .wait_sync(n, "app", "two corrections", |s| {
-            s.status.as_ref().and_then(|st| st.drift.as_ref()).is_some_and(|d| d.corrections >= 2)
+            s.status
+                .as_ref()
+                .and_then(|st| st.drift.as_ref())
+                .is_some_and(|d| d.corrections >= 2)
         })
         .await;
     assert!(s.status.unwrap().drift.unwrap().last_corrected_at.is_some());
@@ -258,13 +360,23 @@ async fn drift_is_reported_not_corrected_without_self_heal() {
     h.wait_applied(n, "app", &art).await;
     let cms = ns.api::<ConfigMap>();
     let edit = json!({"data": {"key": "edited"}});
-    cms.patch("config", &PatchParams { field_manager: Some("kubectl-edit".into()), ..Default::default() }, &Patch::Merge(&edit))
-        .await
-        .unwrap();
+    cms.patch(
+        "config",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&edit),
+    )
+    .await
+    .unwrap();
     let id = format!("{n}_config__ConfigMap");
     let s = h
         .wait_sync(n, "app", "drift reported", |s| {
-            s.status.as_ref().and_then(|st| st.drift.as_ref()).is_some_and(|d| d.objects.contains(&id))
+            s.status
+                .as_ref()
+                .and_then(|st| st.drift.as_ref())
+                .is_some_and(|d| d.objects.contains(&id))
         })
         .await;
     let d = s.status.unwrap().drift.unwrap();
@@ -274,7 +386,10 @@ async fn drift_is_reported_not_corrected_without_self_heal() {
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(h.client.clone(), n);
     let seen = eventually(Duration::from_secs(10), || async {
         let list = events.list(&Default::default()).await.ok()?;
-        list.items.iter().any(|e| e.reason.as_deref() == Some("DriftDetected")).then_some(())
+        list.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DriftDetected"))
+            .then_some(())
     })
     .await;
     assert!(seen.is_some(), "no DriftDetected event");
@@ -295,7 +410,10 @@ async fn a_policy_ignored_path_is_left_to_its_other_owner() {
     }))
     .unwrap();
     let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
-    policies.create(&PostParams::default(), &policy).await.unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
     h.create_sync(n, "app", json!({})).await;
     let yaml = r#"---
 apiVersion: apps/v1
@@ -316,20 +434,40 @@ spec:
     let d = deps.get("web").await.unwrap();
     let plumb_owns_replicas = d.metadata.managed_fields.unwrap().iter().any(|m| {
         m.manager.as_deref() == Some("plumb-sync")
-            && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+            && m.fields_v1
+                .as_ref()
+                .is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
     });
     assert!(!plumb_owns_replicas, "plumb applied an ignored path");
     // An autoscaler sets replicas; plumb must leave it, through drift checks and full reconciles.
     let scale = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}});
-    deps.patch("web", &PatchParams::apply("hpa").force(), &Patch::Apply(&scale)).await.unwrap();
+    deps.patch(
+        "web",
+        &PatchParams::apply("hpa").force(),
+        &Patch::Apply(&scale),
+    )
+    .await
+    .unwrap();
     let patch = json!({"metadata": {"annotations": {"plumb.dev/requested-at": "hpa-1"}}});
-    h.syncs(n).patch("app", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    h.syncs(n)
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
     h.wait_sync(n, "app", "full reconcile", |s| {
-        s.status.as_ref().and_then(|st| st.last_handled_reconcile_at.as_deref()) == Some("hpa-1") && is_ready(s)
+        s.status
+            .as_ref()
+            .and_then(|st| st.last_handled_reconcile_at.as_deref())
+            == Some("hpa-1")
+            && is_ready(s)
     })
     .await;
-    assert_eq!(deps.get("web").await.unwrap().spec.unwrap().replicas, Some(3));
-    let _ = policies.delete(&format!("hpa-{n}"), &DeleteParams::default()).await;
+    assert_eq!(
+        deps.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
+    let _ = policies
+        .delete(&format!("hpa-{n}"), &DeleteParams::default())
+        .await;
 }
 
 #[tokio::test]
@@ -338,15 +476,27 @@ async fn depends_on_waits_and_is_woken_by_the_dependency() {
     let ns = TestNamespace::new("sync-deps").await.unwrap();
     let n = ns.name();
     h.create_sync(n, "db", json!({})).await;
-    h.create_sync(n, "app", json!({"dependsOn": [{"name": "db"}]})).await;
+    h.create_sync(n, "app", json!({"dependsOn": [{"name": "db"}]}))
+        .await;
     let app_art = h.render(n, "app", &cm("app", "1")).await;
     let s = h
         .wait_sync(n, "app", "DependencyNotReady", |s| {
             condition(s, "Ready").is_some_and(|c| c.reason == "DependencyNotReady")
         })
         .await;
-    assert!(condition(&s, "Ready").unwrap().message.contains(&format!("{n}/db")));
-    assert!(ns.api::<ConfigMap>().get_opt("app").await.unwrap().is_none());
+    assert!(
+        condition(&s, "Ready")
+            .unwrap()
+            .message
+            .contains(&format!("{n}/db"))
+    );
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The dependency becomes ready; the app follows without waiting for its 1h interval.
     let db_art = h.render(n, "db", &cm("db", "1")).await;
     h.wait_applied(n, "db", &db_art).await;
@@ -360,10 +510,14 @@ async fn a_dependency_cycle_stalls() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-cycle").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "a", json!({"dependsOn": [{"name": "b"}]})).await;
-    h.create_sync(n, "b", json!({"dependsOn": [{"name": "a"}]})).await;
+    h.create_sync(n, "a", json!({"dependsOn": [{"name": "b"}]}))
+        .await;
+    h.create_sync(n, "b", json!({"dependsOn": [{"name": "a"}]}))
+        .await;
     let s = h
-        .wait_sync(n, "a", "Stalled on cycle", |s| condition(s, "Stalled").is_some_and(|c| c.status == "True"))
+        .wait_sync(n, "a", "Stalled on cycle", |s| {
+            condition(s, "Stalled").is_some_and(|c| c.status == "True")
+        })
         .await;
     assert!(condition(&s, "Ready").unwrap().message.contains("cycle"));
 }
@@ -373,17 +527,33 @@ async fn impersonation_denied_by_rbac_is_a_clear_error() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-rbac").await.unwrap();
     let n = ns.name();
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "deployer"}})).unwrap();
-    ns.api::<ServiceAccount>().create(&PostParams::default(), &sa).await.unwrap();
-    h.create_sync(n, "app", json!({"serviceAccountName": "deployer"})).await;
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "deployer"}})).unwrap();
+    ns.api::<ServiceAccount>()
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    h.create_sync(n, "app", json!({"serviceAccountName": "deployer"}))
+        .await;
     h.render(n, "app", &cm("config", "1")).await;
     let s = h
-        .wait_sync(n, "app", "AccessDenied", |s| condition(s, "Ready").is_some_and(|c| c.reason == "AccessDenied"))
+        .wait_sync(n, "app", "AccessDenied", |s| {
+            condition(s, "Ready").is_some_and(|c| c.reason == "AccessDenied")
+        })
         .await;
     let msg = condition(&s, "Ready").unwrap().message;
-    assert!(msg.contains(&format!("service account {n}/deployer may not apply")), "{msg}");
+    assert!(
+        msg.contains(&format!("service account {n}/deployer may not apply")),
+        "{msg}"
+    );
     assert!(msg.contains("forbidden"), "{msg}");
-    assert!(ns.api::<ConfigMap>().get_opt("config").await.unwrap().is_none());
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("config")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -391,7 +561,8 @@ async fn a_deployment_becomes_healthy_on_the_fake_nodes() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-health").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({"wait": true, "timeout": "2m"})).await;
+    h.create_sync(n, "app", json!({"wait": true, "timeout": "2m"}))
+        .await;
     let yaml = r#"---
 apiVersion: apps/v1
 kind: Deployment
@@ -418,7 +589,8 @@ async fn an_unhealthy_object_fails_the_health_check_naming_it() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-unhealthy").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({"wait": true, "timeout": "3s"})).await;
+    h.create_sync(n, "app", json!({"wait": true, "timeout": "3s"}))
+        .await;
     // No node matches, so the pod never runs.
     let yaml = r#"---
 apiVersion: apps/v1
@@ -440,5 +612,10 @@ spec:
             condition(s, "Ready").is_some_and(|c| c.reason == "HealthCheckFailed")
         })
         .await;
-    assert!(condition(&s, "Ready").unwrap().message.contains(&format!("{n}_stuck_apps_Deployment")));
+    assert!(
+        condition(&s, "Ready")
+            .unwrap()
+            .message
+            .contains(&format!("{n}_stuck_apps_Deployment"))
+    );
 }

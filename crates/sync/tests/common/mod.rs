@@ -60,9 +60,13 @@ pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in plumb_api::crd::all() {
         let name = crd.name_any();
-        api.patch(&name, &PatchParams::apply("plumb-test").force(), &Patch::Apply(&crd))
-            .await
-            .expect("apply CRD");
+        api.patch(
+            &name,
+            &PatchParams::apply("plumb-test").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("apply CRD");
         eventually(Duration::from_secs(30), || async {
             let c = api.get(&name).await.ok()?;
             c.status?
@@ -109,14 +113,29 @@ impl Harness {
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ctl_client = Client::try_from(config.clone()).expect("client");
-        tokio::spawn(plumb_sync::run_with(ctl_client, config.clone(), settings, plumb_ops::metrics::Metrics::new(), async move {
-            let _ = stopped.await;
-        }));
+        tokio::spawn(plumb_sync::run_with(
+            ctl_client,
+            config.clone(),
+            settings,
+            plumb_ops::metrics::Metrics::new(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(serve(listener, files.clone()));
-        Harness { client, config, run_id, files, addr, stop: Some(stop) }
+        Harness {
+            client,
+            config,
+            run_id,
+            files,
+            addr,
+            stop: Some(stop),
+        }
     }
 
     /// Stores `yaml` as a rendered artifact and returns the `status.render.artifact` for it.
@@ -126,7 +145,10 @@ impl Harness {
         let bytes = enc.finish().unwrap();
         let hex = hex::encode(sha2::Sha256::digest(&bytes));
         let path = format!("/sync/{name}/{hex}.yaml.gz");
-        self.files.lock().unwrap().insert(path.clone(), bytes.clone());
+        self.files
+            .lock()
+            .unwrap()
+            .insert(path.clone(), bytes.clone());
         json!({
             "revision": format!("main@sha1:{}", &hex[..40]),
             "digest": format!("sha256:{hex}"),
@@ -138,7 +160,8 @@ impl Harness {
 
     /// Creates a Sync labelled for this test's controller.
     pub async fn create_sync(&self, ns: &str, name: &str, spec: Value) -> PlumbSync {
-        let mut full = json!({"sourceRef": {"kind": "GitRepository", "name": "repo"}, "interval": "1h"});
+        let mut full =
+            json!({"sourceRef": {"kind": "GitRepository", "name": "repo"}, "interval": "1h"});
         for (k, v) in spec.as_object().unwrap() {
             full[k] = v.clone();
         }
@@ -148,7 +171,10 @@ impl Harness {
             "spec": full,
         }))
         .unwrap();
-        self.syncs(ns).create(&PostParams::default(), &sync).await.expect("create Sync")
+        self.syncs(ns)
+            .create(&PostParams::default(), &sync)
+            .await
+            .expect("create Sync")
     }
 
     pub fn syncs(&self, ns: &str) -> Api<PlumbSync> {
@@ -166,7 +192,11 @@ impl Harness {
             }
         });
         self.syncs(ns)
-            .patch_status(name, &PatchParams::apply("plumb-render").force(), &Patch::Apply(&body))
+            .patch_status(
+                name,
+                &PatchParams::apply("plumb-render").force(),
+                &Patch::Apply(&body),
+            )
             .await
             .expect("set render status");
     }
@@ -179,7 +209,13 @@ impl Harness {
     }
 
     /// Waits until Sync `ns/name` satisfies `pred`, returning it; panics with the last status.
-    pub async fn wait_sync(&self, ns: &str, name: &str, what: &str, pred: impl Fn(&PlumbSync) -> bool) -> PlumbSync {
+    pub async fn wait_sync(
+        &self,
+        ns: &str,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&PlumbSync) -> bool,
+    ) -> PlumbSync {
         let api = self.syncs(ns);
         let last = Arc::new(Mutex::new(None));
         let found = eventually(Duration::from_secs(60), || {
@@ -198,7 +234,8 @@ impl Harness {
             Some(s) => s,
             None => panic!(
                 "Sync {ns}/{name}: timed out waiting for {what}; last status: {}",
-                serde_json::to_string_pretty(&last.lock().unwrap().as_ref().map(|s| &s.status)).unwrap()
+                serde_json::to_string_pretty(&last.lock().unwrap().as_ref().map(|s| &s.status))
+                    .unwrap()
             ),
         }
     }
@@ -207,8 +244,12 @@ impl Harness {
     pub async fn wait_applied(&self, ns: &str, name: &str, artifact: &Value) -> PlumbSync {
         let rev = artifact["revision"].as_str().unwrap().to_owned();
         self.wait_sync(ns, name, &format!("Ready at {rev}"), |s| {
-            is_ready(s) && s.status.as_ref().and_then(|st| st.last_applied_revision.as_ref()).map(ToString::to_string)
-                == Some(rev.clone())
+            is_ready(s)
+                && s.status
+                    .as_ref()
+                    .and_then(|st| st.last_applied_revision.as_ref())
+                    .map(ToString::to_string)
+                    == Some(rev.clone())
         })
         .await
     }
@@ -216,12 +257,21 @@ impl Harness {
 
 /// Whether the Sync's Ready condition is True for its generation.
 pub fn is_ready(s: &PlumbSync) -> bool {
-    condition(s, "Ready").is_some_and(|c| c.status == "True" && c.observed_generation == s.metadata.generation)
+    condition(s, "Ready")
+        .is_some_and(|c| c.status == "True" && c.observed_generation == s.metadata.generation)
 }
 
 /// A condition of a Sync.
-pub fn condition(s: &PlumbSync, type_: &str) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    s.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_).cloned()
+pub fn condition(
+    s: &PlumbSync,
+    type_: &str,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .cloned()
 }
 
 /// The inventory ids of a Sync.
@@ -236,13 +286,20 @@ pub fn inventory(s: &PlumbSync) -> Vec<String> {
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
     h.finish()
 }
 
 async fn serve(listener: tokio::net::TcpListener, files: Arc<Mutex<HashMap<String, Vec<u8>>>>) {
     loop {
-        let Ok((mut sock, _)) = listener.accept().await else { return };
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
         let files = files.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 8192];
@@ -258,11 +315,16 @@ async fn serve(listener: tokio::net::TcpListener, files: Arc<Mutex<HashMap<Strin
             let body = files.lock().unwrap().get(&path).cloned();
             let resp = match body {
                 Some(b) => {
-                    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).into_bytes();
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    )
+                    .into_bytes();
                     r.extend_from_slice(&b);
                     r
                 }
-                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_vec(),
             };
             let _ = sock.write_all(&resp).await;
             let _ = sock.shutdown().await;
