@@ -6,6 +6,7 @@ REPO_ROOT=$(cd "$CLUSTER_SRC/../.." && pwd)
 
 # Where the running cluster keeps its state: pki, etcd data, logs, pids, kubeconfigs.
 CLUSTER_DIR=${PLUMB_CLUSTER_DIR:-$REPO_ROOT/.cluster}
+[[ $CLUSTER_DIR == /* ]] || CLUSTER_DIR=$REPO_ROOT/$CLUSTER_DIR # relative to the repo, as for the Rust tests
 # Where built binaries are cached, by Kubernetes version and source hash.
 CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
 

@@ -54,8 +54,20 @@ wait_for() {
 	done
 }
 
+# ports_free NAME PORT...: fail NAME early when another process listens on one of its ports.
+ports_free() {
+	local name=$1 port
+	shift
+	for port in "$@"; do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			die "cannot start $name: port $port is already in use by another process (set PLUMB_*_PORT, see e2e/cluster/README.md)"
+		fi
+	done
+}
+
 # start NAME BINARY ARGS...: run a component in its own session, detached from
 # this shell, with its output in logs/NAME.log and its pid in pids/NAME.pid.
+# PORTS (set by the caller) are the ports it will listen on.
 start() {
 	local name=$1 binary=$2 pid
 	shift 2
@@ -63,6 +75,7 @@ start() {
 		say "$name already running (pid $pid)"
 		return
 	fi
+	ports_free "$name" "${PORTS[@]}"
 	say "starting $name (log: $LOG_DIR/$name.log)"
 	# setsid and nohup exec the binary, so $! is the component's own pid. The
 	# lock descriptors are closed: a component must not hold the lock for life.
@@ -71,6 +84,7 @@ start() {
 }
 
 start_etcd() {
+	local PORTS=("$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT")
 	start etcd "$BIN/etcd" \
 		--name=plumb \
 		--data-dir="$CLUSTER_DIR/etcd" \
@@ -86,6 +100,7 @@ start_etcd() {
 }
 
 start_apiserver() {
+	local PORTS=("$APISERVER_PORT")
 	start kube-apiserver "$BIN/kube-apiserver" \
 		--etcd-servers="http://127.0.0.1:$ETCD_CLIENT_PORT" \
 		--bind-address=127.0.0.1 \
@@ -119,6 +134,7 @@ component_healthy() {
 
 start_controller_manager() {
 	local kubeconfig=$KUBECONFIG_DIR/kube-controller-manager.kubeconfig
+	local PORTS=("$CONTROLLER_MANAGER_PORT")
 	# Controllers that need a cloud provider are off; the rest run, with one
 	# ServiceAccount each as in a real cluster.
 	start kube-controller-manager "$BIN/kube-controller-manager" \
@@ -142,6 +158,7 @@ start_controller_manager() {
 }
 
 start_scheduler() {
+	local PORTS=("$SCHEDULER_PORT")
 	local kubeconfig=$KUBECONFIG_DIR/kube-scheduler.kubeconfig
 	start kube-scheduler "$BIN/kube-scheduler" \
 		--kubeconfig="$kubeconfig" \
@@ -156,6 +173,7 @@ start_scheduler() {
 }
 
 start_kwok() {
+	local PORTS=("$KWOK_PORT")
 	# kwok reads ~/.kwok/kwok.yaml when it exists; a HOME of its own keeps a
 	# user's kwok configuration out of the test cluster.
 	mkdir -p "$CLUSTER_DIR/kwok"
@@ -240,7 +258,7 @@ EOF
 main() {
 	preflight
 	take_lock
-	if all_running && apiserver_ready && [[ -f $ADMIN_KUBECONFIG ]]; then
+	if all_running && apiserver_ready && [[ -f $ADMIN_KUBECONFIG ]] && nodes_ready; then
 		say "already up and healthy: Kubernetes $(k8s_version) at https://127.0.0.1:$APISERVER_PORT"
 		say "kubeconfig: $ADMIN_KUBECONFIG"
 		return

@@ -14,6 +14,10 @@ use crate::{Error, Result};
 /// Environment variable naming the kubeconfig tests use instead of `.cluster/kubeconfig`.
 pub const KUBECONFIG_ENV: &str = "PLUMB_TEST_KUBECONFIG";
 
+/// Environment variable that moves the local test cluster's state (and
+/// kubeconfig) out of `<repo root>/.cluster`; honoured by up.sh too.
+pub const CLUSTER_DIR_ENV: &str = "PLUMB_CLUSTER_DIR";
+
 /// How long one reachability check of the API server may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -27,13 +31,20 @@ pub fn repo_root() -> PathBuf {
     }
 }
 
-/// The kubeconfig of the local test cluster that `e2e/cluster/up.sh` writes.
+/// The kubeconfig of the local test cluster that `e2e/cluster/up.sh` writes:
+/// `<repo root>/.cluster/kubeconfig`, or `$PLUMB_CLUSTER_DIR/kubeconfig` when
+/// that variable moves the cluster elsewhere (as it does for up.sh).
 pub fn default_kubeconfig_path() -> PathBuf {
-    repo_root().join(".cluster").join("kubeconfig")
+    let cluster_dir = match std::env::var_os(CLUSTER_DIR_ENV) {
+        // Relative to the repository root, as up.sh reads it.
+        Some(dir) if !dir.is_empty() => repo_root().join(dir),
+        _ => repo_root().join(".cluster"),
+    };
+    cluster_dir.join("kubeconfig")
 }
 
 /// The kubeconfig tests use: `$PLUMB_TEST_KUBECONFIG` when set, else the local
-/// test cluster's `<repo root>/.cluster/kubeconfig`.
+/// test cluster's ([`default_kubeconfig_path`]).
 pub fn kubeconfig_path() -> PathBuf {
     match std::env::var_os(KUBECONFIG_ENV) {
         Some(path) if !path.is_empty() => PathBuf::from(path),
@@ -94,27 +105,44 @@ pub async fn connect(path: &Path) -> Result<Client> {
     })
 }
 
+/// Why the cluster could not be used; kept for the whole process so every
+/// test fails fast with the same message.
+#[derive(Clone)]
+enum Failure {
+    /// A cluster we do not manage does not answer.
+    Unreachable(String),
+    /// up.sh failed, or the cluster it started does not answer.
+    Start(String),
+}
+
 /// Makes sure the cluster of `path` answers; the outcome is remembered for the process.
 async fn ensure_cluster(path: &Path) -> Result<()> {
-    static CHECKED: OnceCell<std::result::Result<(), String>> = OnceCell::const_new();
+    static CHECKED: OnceCell<std::result::Result<(), Failure>> = OnceCell::const_new();
     let outcome = CHECKED
         .get_or_init(|| async {
-            let managed = is_local_cluster(path);
-            match probe(path).await {
-                Ok(()) => Ok(()),
-                Err(reason) if !managed => Err(Error::Unreachable { path: path.to_path_buf(), reason }.to_string()),
-                Err(reason) => {
-                    tracing::info!(%reason, "test cluster not reachable; running e2e/cluster/up.sh");
-                    start_cluster().await.map_err(|e| e.to_string())?;
-                    probe(path).await.map_err(|reason| {
-                        Error::ClusterStart(format!("up.sh succeeded but the API server does not answer: {reason}"))
-                            .to_string()
-                    })
-                }
+            let Err(reason) = probe(path).await else {
+                return Ok(());
+            };
+            if !is_local_cluster(path) {
+                return Err(Failure::Unreachable(reason));
             }
+            tracing::info!(%reason, "test cluster not reachable; running e2e/cluster/up.sh");
+            start_cluster().await.map_err(Failure::Start)?;
+            probe(path).await.map_err(|reason| {
+                Failure::Start(format!(
+                    "up.sh succeeded but the API server does not answer: {reason}"
+                ))
+            })
         })
         .await;
-    outcome.clone().map_err(Error::ClusterStart)
+    match outcome.clone() {
+        Ok(()) => Ok(()),
+        Err(Failure::Unreachable(reason)) => Err(Error::Unreachable {
+            path: path.to_path_buf(),
+            reason,
+        }),
+        Err(Failure::Start(message)) => Err(Error::ClusterStart(message)),
+    }
 }
 
 /// Whether `path` is the kubeconfig of the local cluster that up.sh manages.
@@ -146,7 +174,7 @@ async fn probe(path: &Path) -> std::result::Result<(), String> {
 
 /// Runs `e2e/cluster/up.sh`, its output going straight to the terminal (a cold
 /// build takes minutes and should show progress).
-async fn start_cluster() -> Result<()> {
+async fn start_cluster() -> std::result::Result<(), String> {
     let script = repo_root().join("e2e").join("cluster").join("up.sh");
     eprintln!(
         "plumb-e2e-support: the test cluster is not running; starting it with {}",
@@ -160,13 +188,10 @@ async fn start_cluster() -> Result<()> {
         .stderr(std::io::stderr())
         .status()
         .await
-        .map_err(|e| Error::ClusterStart(format!("could not run {}: {e}", script.display())))?;
+        .map_err(|e| format!("could not run {}: {e}", script.display()))?;
     if status.success() {
         Ok(())
     } else {
-        Err(Error::ClusterStart(format!(
-            "{} exited with {status}",
-            script.display()
-        )))
+        Err(format!("{} exited with {status}", script.display()))
     }
 }

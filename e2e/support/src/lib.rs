@@ -21,7 +21,7 @@ mod wait;
 
 pub use apply::apply_yaml;
 pub use cluster::{
-    KUBECONFIG_ENV, client, connect, default_kubeconfig_path, kubeconfig_path,
+    CLUSTER_DIR_ENV, KUBECONFIG_ENV, client, connect, default_kubeconfig_path, kubeconfig_path,
     pinned_kubernetes_version, repo_root,
 };
 pub use error::{Error, Result};
