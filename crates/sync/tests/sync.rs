@@ -619,3 +619,124 @@ spec:
             .contains(&format!("{n}_stuck_apps_Deployment"))
     );
 }
+
+#[tokio::test]
+async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-window").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    let rev1 = h.render(n, "app", &cm("config", "git")).await;
+    h.wait_applied(n, "app", &rev1).await;
+    // A deny window, open all the time, for this test's Syncs.
+    let policy: plumb_api::Policy = serde_json::from_value(json!({
+        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+        "metadata": {"name": format!("freeze-{n}")},
+        "spec": {
+            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
+        }
+    }))
+    .unwrap();
+    let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let closed = |s: &plumb_api::Sync| {
+        condition(s, "Reconciling").is_some_and(|c| c.reason == "SyncWindowClosed")
+    };
+    // A probe Sync shows the controller has seen the Policy.
+    h.create_sync(n, "probe", json!({})).await;
+    h.render(n, "probe", &cm("probe", "1")).await;
+    h.wait_sync(n, "probe", "window closed", closed).await;
+
+    let rev2 = h
+        .render(
+            n,
+            "app",
+            &format!("{}{}", cm("config", "git"), cm("new", "2")),
+        )
+        .await;
+    let s = h.wait_sync(n, "app", "window closed", closed).await;
+    let msg = condition(&s, "Reconciling").unwrap().message;
+    assert!(
+        msg.contains(rev2["revision"].as_str().unwrap()) && msg.contains("until"),
+        "{msg}"
+    );
+    assert_eq!(
+        s.status.unwrap().last_applied_revision.unwrap().to_string(),
+        rev1["revision"]
+    );
+    let cms = ns.api::<ConfigMap>();
+    assert!(
+        cms.get_opt("new").await.unwrap().is_none(),
+        "new revision applied in a closed window"
+    );
+    // Drift of the applied revision is still corrected.
+    let edit = json!({"data": {"key": "edited"}});
+    cms.patch(
+        "config",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&edit),
+    )
+    .await
+    .unwrap();
+    let healed = eventually(Duration::from_secs(5), || async {
+        (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(())
+    })
+    .await;
+    assert!(
+        healed.is_some(),
+        "drift not corrected while the window is closed"
+    );
+    // The window goes away: the new revision is applied.
+    policies
+        .delete(&format!("freeze-{n}"), &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_applied(n, "app", &rev2).await;
+    assert!(cms.get_opt("new").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn force_recreates_an_object_whose_immutable_field_changed() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-force").await.unwrap();
+    let n = ns.name();
+    let frozen = |v: &str| {
+        format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata:\n  key: \"{v}\"\n"
+        )
+    };
+    h.create_sync(n, "app", json!({})).await;
+    let art = h.render(n, "app", &frozen("1")).await;
+    h.wait_applied(n, "app", &art).await;
+    let cms = ns.api::<ConfigMap>();
+    let uid = cms.get("frozen").await.unwrap().metadata.uid;
+    h.render(n, "app", &frozen("2")).await;
+    let s = h
+        .wait_sync(n, "app", "ApplyFailed", |s| {
+            condition(s, "Ready").is_some_and(|c| c.reason == "ApplyFailed")
+        })
+        .await;
+    assert!(
+        condition(&s, "Ready")
+            .unwrap()
+            .message
+            .contains("immutable")
+    );
+    let force = json!({"spec": {"force": true}});
+    h.syncs(n)
+        .patch("app", &PatchParams::default(), &Patch::Merge(&force))
+        .await
+        .unwrap();
+    let art = h.render(n, "app", &frozen("2")).await;
+    h.wait_applied(n, "app", &art).await;
+    let live = cms.get("frozen").await.unwrap();
+    assert_ne!(live.metadata.uid, uid, "not recreated");
+    assert_eq!(live.data.unwrap()["key"], "2");
+}
