@@ -220,6 +220,24 @@ impl Context {
         states.entry(key.clone()).or_default().clone()
     }
 
+    /// Forgets every remembered Sync that is no longer in the cache (deleted, or moved out of
+    /// this controller's shard), releasing its watches.
+    pub fn forget_gone(&self) {
+        let known: Vec<Key> = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for key in known {
+            if self.sync(&key).is_none() {
+                tracing::debug!(namespace = %key.0, name = %key.1, "Sync gone; releasing its watches");
+                self.forget(&key);
+            }
+        }
+    }
+
     /// Forgets a Sync that is gone, releasing its watches.
     pub fn forget(&self, key: &Key) {
         self.states

@@ -159,6 +159,16 @@ pub async fn run_with(
         namespaces,
     ));
 
+    // Syncs deleted (or leaving the shard) release their drift watches.
+    let gc_ctx = ctx.clone();
+    let gc_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            gc_ctx.forget_gone();
+        }
+    });
+
     // A Sync whose status changes wakes the Syncs that depend on it.
     let dep_store = store.clone();
     let dependents = move |changed: Sync| {
@@ -197,6 +207,7 @@ pub async fn run_with(
         })
         .await;
     ns_task.abort();
+    gc_task.abort();
     policy_task.abort();
     Ok(())
 }

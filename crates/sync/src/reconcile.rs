@@ -584,3 +584,94 @@ async fn fetch(
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use plumb_api::ObjectId;
+    use plumb_api::sync::RenderStatus;
+
+    use super::*;
+
+    fn id(n: &str) -> ObjectId {
+        ObjectId::new("ns", n, "", "ConfigMap")
+    }
+
+    #[test]
+    fn our_part_of_status_leaves_out_render_and_rendered() {
+        let status = SyncStatus {
+            render: Some(RenderStatus::default()),
+            conditions: vec![
+                new_condition(
+                    condition_type::RENDERED,
+                    status::TRUE,
+                    reason::SUCCEEDED,
+                    "",
+                    None,
+                ),
+                new_condition(
+                    condition_type::READY,
+                    status::TRUE,
+                    reason::SUCCEEDED,
+                    "",
+                    None,
+                ),
+            ],
+            ..Default::default()
+        };
+        let ours = ours(status);
+        assert!(ours.render.is_none());
+        assert_eq!(ours.conditions.len(), 1);
+        assert_eq!(ours.conditions[0].type_, condition_type::READY);
+    }
+
+    #[test]
+    fn corrections_are_counted_and_announced() {
+        let mut next = SyncStatus::default();
+        let mut notes = Vec::new();
+        let outcome = changeset::Outcome {
+            corrected: vec![id("a"), id("b")],
+            ..Default::default()
+        };
+        record_drift(&mut next, &mut notes, &outcome, DriftMode::Correct);
+        let d = next.drift.unwrap();
+        assert_eq!(d.corrections, 2);
+        assert!(d.last_corrected_at.is_some());
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].1, "DriftCorrected");
+    }
+
+    #[test]
+    fn no_drift_writes_no_drift_status() {
+        let mut next = SyncStatus::default();
+        let mut notes = Vec::new();
+        record_drift(
+            &mut next,
+            &mut notes,
+            &changeset::Outcome::default(),
+            DriftMode::Report,
+        );
+        assert!(next.drift.is_none());
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn reported_drift_is_announced_once_and_cleared_when_gone() {
+        let mut next = SyncStatus::default();
+        let mut notes = Vec::new();
+        let outcome = changeset::Outcome {
+            reported: vec![id("a")],
+            ..Default::default()
+        };
+        record_drift(&mut next, &mut notes, &outcome, DriftMode::Report);
+        assert_eq!(next.drift.as_ref().unwrap().objects, ["ns_a__ConfigMap"]);
+        record_drift(&mut next, &mut notes, &outcome, DriftMode::Report);
+        assert_eq!(notes.len(), 1, "the same drift was announced twice");
+        record_drift(
+            &mut next,
+            &mut notes,
+            &changeset::Outcome::default(),
+            DriftMode::Report,
+        );
+        assert!(next.drift.unwrap().objects.is_empty());
+    }
+}
