@@ -496,7 +496,7 @@ async fn pass(
             notes,
             sync,
             reason::HEALTH_CHECK_FAILED,
-            format!("health check failed after {}s: {list}", waited.as_secs()),
+            format!("not healthy within {}: {list}", humantime(timeout)),
         );
     }
     next.conditions
@@ -506,6 +506,15 @@ async fn pass(
             .saturating_sub(waited)
             .max(Duration::from_millis(500)),
     )
+}
+
+fn humantime(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
 }
 
 fn requeue_until(until: Option<Timestamp>, interval: Duration) -> Action {
