@@ -41,7 +41,7 @@ say "building plumb"
 (cd "$REPO_ROOT" && cargo build --quiet --bins -p plumb-source -p plumb-render -p plumb-sync -p plumb-git-server -p plumb)
 
 say "installing the CRDs"
-kubectl apply --server-side --field-manager=plumb-demo -f "$REPO_ROOT/crds/" >/dev/null
+kubectl apply --server-side --field-manager=plumb-demo -k "$REPO_ROOT/crds/" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/gitrepositories.source.plumb.dev crd/syncs.sync.plumb.dev crd/policies.policy.plumb.dev
 
 say "serving a Git repository made from examples/ at http://127.0.0.1:$GIT_PORT/apps.git"
