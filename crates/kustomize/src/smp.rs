@@ -218,20 +218,109 @@ fn key_values(e: &Value, keys: &[&str]) -> Vec<String> {
         .collect()
 }
 
-fn find_elem<'a>(items: &'a [Value], keys: &[&str], values: &[String]) -> Option<&'a Value> {
-    items
+/// kyaml's `validateKeys`: drop keys that no value set uses.
+fn validate_keys(
+    values_list: &[Vec<String>],
+    values: &[String],
+    keys: &[&'static str],
+) -> (Vec<&'static str>, Vec<String>) {
+    let used: Vec<bool> = (0..keys.len())
+        .map(|i| {
+            values_list
+                .iter()
+                .any(|v| v.get(i).is_some_and(|x| !x.is_empty()))
+        })
+        .collect();
+    if !used.iter().any(|u| *u) {
+        return (keys.to_vec(), values.to_vec());
+    }
+    let vk = keys
         .iter()
-        .find(|e| e.is_object() && key_values(e, keys) == values)
+        .zip(&used)
+        .filter(|(_, u)| **u)
+        .map(|(k, _)| *k)
+        .collect();
+    let vv = values
+        .iter()
+        .zip(&used)
+        .filter(|(v, u)| !v.is_empty() || **u)
+        .map(|(v, _)| v.clone())
+        .collect();
+    (vk, vv)
 }
 
+/// The first map element whose fields equal the values exactly (kyaml `ElementList`).
+fn element_list(items: &[Value], keys: &[&str], values: &[String]) -> Option<usize> {
+    items.iter().position(|e| {
+        e.is_object()
+            && keys.iter().zip(values).all(|(k, v)| {
+                e.get(*k)
+                    .is_some_and(|f| !f.is_null() && scalar_string(f) == *v)
+            })
+    })
+}
+
+/// kyaml's `ElementSetter`: replace (or, without an element, delete) the elements matching the
+/// key values, appending the element when none matched; null and empty elements are dropped.
+fn element_setter(
+    list: &mut Vec<Value>,
+    element: Option<&Value>,
+    keys: &[&str],
+    values: &[String],
+) {
+    let mapping_setter =
+        !keys.is_empty() && !keys[0].is_empty() && !values.is_empty() && !values[0].is_empty();
+    let mut out = Vec::with_capacity(list.len() + 1);
+    let mut found_any = false;
+    for e in list.drain(..) {
+        if e.is_null() || e.as_object().is_some_and(Map::is_empty) {
+            continue;
+        }
+        if !e.is_object() && mapping_setter {
+            out.push(e);
+            continue;
+        }
+        let mut found = false;
+        for (j, k) in keys.iter().enumerate() {
+            let Some(v) = values.get(j) else { break };
+            let field = e.get(*k).filter(|f| !f.is_null());
+            found = field.is_some_and(|f| v.is_empty() || scalar_string(f) == *v);
+            if !found {
+                break;
+            }
+        }
+        if !found {
+            if !values.is_empty() {
+                out.push(e);
+            }
+            continue;
+        }
+        found_any = true;
+        if let Some(el) = element {
+            out.push(el.clone());
+        }
+    }
+    if let Some(el) = element
+        && !found_any
+    {
+        out.push(el.clone());
+    }
+    *list = out;
+}
+
+/// kyaml merge2's associative list merge with `ListIncreaseDirection: Prepend`.
 fn merge_keyed(
     patch: &[Value],
     dest: &[Value],
-    keys: &[&str],
+    keys: &[&'static str],
     elem_sch: Sch,
 ) -> Result<Vec<Value>, String> {
+    let mut dest: Vec<Value> = dest.to_vec();
     let mut values_list: Vec<Vec<String>> = Vec::new();
-    for e in patch.iter().chain(dest) {
+    for e in patch.iter().chain(dest.iter()) {
+        if !e.is_object() {
+            continue;
+        }
         let v = key_values(e, keys);
         if !values_list.contains(&v) {
             values_list.push(v);
@@ -247,40 +336,50 @@ fn merge_keyed(
             }
         }
     }
-    let valid: Vec<bool> = (0..keys.len())
-        .map(|i| values_list.iter().any(|v| !v[i].is_empty()))
-        .collect();
-    let any_valid = valid.iter().any(|v| *v);
-    let mut out: Vec<Value> = Vec::new();
-    let mut done: Vec<Vec<String>> = Vec::new();
+    let mut items: Vec<Value> = Vec::new();
+    let mut last_keys: Vec<&'static str> = keys.to_vec();
     for values in &values_list {
-        if done.contains(values) {
-            continue;
-        }
-        done.push(values.clone());
-        let (vk, vv): (Vec<&str>, Vec<String>) = keys
-            .iter()
-            .zip(values)
-            .enumerate()
-            .filter(|(i, _)| !any_valid || valid[*i])
-            .map(|(_, (k, v))| (*k, v.clone()))
-            .unzip();
-        let d = find_elem(dest, &vk, &vv);
-        let p = find_elem(patch, &vk, &vv);
-        let merged = walk(d, p, elem_sch)?;
-        let merged = match merged {
+        let (vk, vv) = validate_keys(&values_list, values, keys);
+        last_keys = vk.clone();
+        let (ek, ev) = validate_keys(std::slice::from_ref(values), values, keys);
+        let d = element_list(&dest, &ek, &ev);
+        let p = element_list(patch, &ek, &ev);
+        let merged = walk(d.map(|i| &dest[i]), p.map(|i| &patch[i]), elem_sch)?;
+        let mut m = match merged {
             Some(Value::Object(m)) if !m.is_empty() => m,
-            _ => continue,
+            _ => {
+                element_setter(&mut dest, None, &vk, &vv);
+                continue;
+            }
         };
-        let mut m = merged;
         for (k, v) in vk.iter().zip(&vv) {
             if !m.contains_key(*k) && !v.is_empty() {
                 m.insert((*k).to_string(), Value::String(v.clone()));
             }
         }
-        out.push(Value::Object(m));
+        let val = Value::Object(m);
+        if let Some(i) = d {
+            dest[i] = val.clone();
+        }
+        element_setter(&mut items, Some(&val), &vk, &vv);
     }
-    Ok(out)
+    if values_list.is_empty() {
+        return Ok(dest);
+    }
+    for elem in &dest {
+        let mut v = Vec::new();
+        for k in &last_keys {
+            match elem.get(*k).filter(|f| !f.is_null()) {
+                Some(f) => v.push(scalar_string(f)),
+                None => items.push(elem.clone()),
+            }
+        }
+        if last_keys.len() > 1 {
+            element_setter(&mut items, None, &last_keys, &v);
+        }
+        element_setter(&mut items, Some(elem), &last_keys, &v);
+    }
+    Ok(items)
 }
 
 fn match_values(a: &[String], b: &[String]) -> Option<Vec<String>> {

@@ -59,7 +59,7 @@ pub fn parse_documents(text: &str, mode: ScalarMode) -> Result<Vec<Value>, YamlE
         trim_final_block_scalar(last);
     }
     docs.into_iter()
-        .map(|d| d.map_or(Ok(Value::Null), |n| to_value(&n, mode)))
+        .map(|d| d.map_or(Ok(Value::Null), |n| to_value(&n, mode, Ctx::Root)))
         .collect()
 }
 
@@ -145,22 +145,60 @@ fn is_core_tag(tag: &Tag, name: &str) -> bool {
     (tag.handle == "!!" || tag.handle == "tag:yaml.org,2002:") && tag.suffix == name
 }
 
-fn to_value(node: &Node, mode: ScalarMode) -> Result<Value, YamlError> {
+/// Where a node sits in an object: kustomize rewrites an object's own annotations as strings
+/// keeping their source text, so those scalars are not resolved.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Other,
+    Root,
+    RootItems,
+    Metadata,
+    Annotations,
+}
+
+fn child_ctx(ctx: Ctx, key: &str, root_is_list: bool) -> Ctx {
+    match (ctx, key) {
+        (Ctx::Root, "metadata") => Ctx::Metadata,
+        (Ctx::Root, "items") if root_is_list => Ctx::RootItems,
+        (Ctx::Metadata, "annotations") => Ctx::Annotations,
+        _ => Ctx::Other,
+    }
+}
+
+fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError> {
     match node {
+        Node::Scalar(text, _, _) if ctx == Ctx::Annotations && mode == ScalarMode::Typed => {
+            Ok(Value::String(text.clone()))
+        }
         Node::Scalar(text, style, tag) => Ok(scalar_value(text, *style, tag.as_ref(), mode)),
         Node::Seq(items) => items
             .iter()
-            .map(|n| to_value(n, mode))
+            .map(|n| {
+                to_value(
+                    n,
+                    mode,
+                    if ctx == Ctx::RootItems {
+                        Ctx::Root
+                    } else {
+                        Ctx::Other
+                    },
+                )
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
         Node::Map(entries, line) => {
+            let root_is_list = ctx == Ctx::Root
+                && entries.iter().any(|(k, v)| {
+                    matches!(k, Node::Scalar(t, ..) if t == "kind")
+                        && matches!(v, Node::Scalar(t, ..) if t.ends_with("List"))
+                });
             let mut map = Map::new();
             let mut merged: Vec<Map<String, Value>> = Vec::new();
             for (k, v) in entries {
                 if let Node::Scalar(t, TScalarStyle::Plain, None) = k
                     && t == "<<"
                 {
-                    match to_value(v, mode)? {
+                    match to_value(v, mode, Ctx::Other)? {
                         Value::Object(m) => merged.push(m),
                         Value::Array(list) => {
                             for item in list {
@@ -183,7 +221,17 @@ fn to_value(node: &Node, mode: ScalarMode) -> Result<Value, YamlError> {
                         "mapping key \"{key}\" already defined at line {line}"
                     )));
                 }
-                map.insert(key, to_value(v, mode)?);
+                let child = if ctx == Ctx::Annotations {
+                    Ctx::Annotations
+                } else {
+                    child_ctx(ctx, &key, root_is_list)
+                };
+                let child = if ctx == Ctx::Annotations && !matches!(v, Node::Scalar(..)) {
+                    Ctx::Other
+                } else {
+                    child
+                };
+                map.insert(key, to_value(v, mode, child)?);
             }
             for m in merged {
                 for (k, v) in m {
