@@ -36,7 +36,8 @@ pub enum Error {
     Http(#[from] reqwest::Error),
 }
 
-/// Runs the sync controller with the configuration found in the environment until Ctrl-C:
+/// Runs the sync controller with the configuration found in the environment until Ctrl-C or
+/// SIGTERM:
 /// serves /metrics, /healthz and /readyz when asked, and reconciles only while holding the
 /// leader Lease when leader election is on.
 pub async fn run(settings: Settings) -> Result<(), Error> {
@@ -45,20 +46,28 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     let client = Client::try_from(kube_config.clone())?;
     let metrics = plumb_ops::metrics::Metrics::new();
     let ready = plumb_ops::http::Readiness::default();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
     if let Some(addr) = settings.ops_addr {
         let (metrics, ready) = (metrics.clone(), ready.clone());
+        let stop = stopped();
         tokio::spawn(async move {
-            let stop = async {
-                let _ = tokio::signal::ctrl_c().await;
-            };
             if let Err(e) = plumb_ops::http::serve_ops(addr, metrics, ready, stop).await {
                 tracing::error!(error = %e, "serving operations endpoints failed");
             }
         });
     }
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let shutdown = stopped();
     let work = run_with(
         client.clone(),
         kube_config,
@@ -84,6 +93,29 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
                 .run(work)
                 .await?
         }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM (how Kubernetes stops a pod).
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

@@ -8,16 +8,15 @@ use clap::Parser;
 struct Args {
     #[command(flatten)]
     settings: plumb_sync::Settings,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = plumb_ops::telemetry::LogFormat::Plain, env = "PLUMB_LOG_FORMAT")]
+    log_format: plumb_ops::telemetry::LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let args = Args::parse();
+    plumb_ops::telemetry::init_tracing(args.log_format);
     plumb_sync::run(args.settings).await?;
     Ok(())
 }
