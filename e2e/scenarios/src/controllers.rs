@@ -41,6 +41,10 @@ impl Controller {
     }
 }
 
+/// The label every scenario puts on its Syncs, valued with its namespace: the render controller
+/// of a scenario renders only the Syncs carrying its own value.
+pub const SCOPE_LABEL: &str = "e2e.plumb.dev/scope";
+
 /// Ports and directories a controller set uses; fixed for its life so restarts keep them.
 struct Layout {
     dir: tempfile::TempDir,
@@ -73,7 +77,7 @@ impl Layout {
                     port("render-http")
                 ),
                 format!("--metrics-addr=127.0.0.1:{}", port("render-metrics")),
-                format!("--namespace={}", self.namespace),
+                format!("--watch-label-selector={SCOPE_LABEL}={}", self.namespace),
             ],
             Controller::Sync => vec![format!("--watch-namespace={}", self.namespace)],
         }

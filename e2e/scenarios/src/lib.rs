@@ -5,7 +5,7 @@
 mod controllers;
 mod git;
 
-pub use controllers::{Controller, Controllers};
+pub use controllers::{Controller, Controllers, SCOPE_LABEL};
 pub use git::GitFixture;
 
 /// Why the harness could not do what a scenario asked.

@@ -79,7 +79,7 @@ async fn create_source_and_sync(ns: &TestNamespace, git: &GitFixture) {
     let syncs: Api<Sync> = ns.api();
     let sync: Sync = serde_json::from_value(json!({
         "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-        "metadata": { "name": "app" },
+        "metadata": { "name": "app", "labels": { plumb_e2e_scenarios::SCOPE_LABEL: ns.name() } },
         "spec": {
             "sourceRef": { "kind": "GitRepository", "name": "app" },
             "path": "./app", "interval": "1m", "targetNamespace": ns.name(), "prune": true
