@@ -4,6 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The label that assigns a Sync to one shard of render controllers.
+pub const SHARD_LABEL: &str = "plumb.dev/shard";
+
+/// The default `--watch-label-selector`: every Sync not assigned to a shard.
+pub const DEFAULT_WATCH_SELECTOR: &str = "!plumb.dev/shard";
+
 /// How the render controller runs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
@@ -15,7 +21,8 @@ pub struct Config {
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub artifact_addr: SocketAddr,
 
-    /// The URL under which consumers reach the artifact file server (written into status).
+    /// The URL under which consumers reach the artifact file server (written into status);
+    /// empty means `http://<the address bound>`.
     #[arg(long, default_value = "http://render-controller.plumb-system.svc")]
     pub artifact_base_url: String,
 
@@ -47,9 +54,11 @@ pub struct Config {
     #[arg(long, value_parser = parse_secs, default_value = "60")]
     pub fetch_timeout: Duration,
 
-    /// Only reconcile Syncs with these labels (a label selector, for sharding).
-    #[arg(long)]
-    pub watch_label_selector: Option<String>,
+    /// Only render Syncs matching this label selector. The default leaves Syncs labelled
+    /// `plumb.dev/shard` to the controllers started with `plumb.dev/shard=<shard>` (Flux's
+    /// sharding convention); an empty value renders every Sync.
+    #[arg(long, default_value = DEFAULT_WATCH_SELECTOR)]
+    pub watch_label_selector: String,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {

@@ -16,6 +16,7 @@ use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
 
 use crate::policy::{CompileError, CompiledPolicy, compile};
+use crate::status::Outcome;
 use crate::{Config, Error, policy_controller, sync_controller};
 
 /// The name the controller reports Events under.
@@ -43,8 +44,8 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Compiled Policies by name, with the uid and generation compiled.
     compiled: Mutex<HashMap<String, CompiledEntry>>,
-    /// The cache key of each Sync's last completed render.
-    pub rendered: Mutex<HashMap<ObjectRef<Sync>, String>>,
+    /// The cache key and verdict of each Sync's last completed render.
+    pub rendered: Mutex<HashMap<ObjectRef<Sync>, (String, Outcome)>>,
     /// Consecutive transient failures per Sync, for backoff.
     pub failures: Mutex<HashMap<ObjectRef<Sync>, u32>>,
 }
@@ -126,8 +127,17 @@ pub async fn run(config: Config) -> Result<(), Error> {
 }
 
 /// [`run`] with a given client (tests and the all-in-one `plumb` binary use this).
-pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error> {
+pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Bind first, so port 0 works and an empty base URL can name the port actually bound.
+    let artifact_listener = tokio::net::TcpListener::bind(config.artifact_addr)
+        .await
+        .map_err(Error::Serve)?;
+    let bound = artifact_listener.local_addr().map_err(Error::Serve)?;
+    if config.artifact_base_url.is_empty() {
+        config.artifact_base_url = format!("http://{bound}");
+    }
+    tracing::info!(addr = %bound, base = %config.artifact_base_url, "serving rendered artifacts");
     let storage = Storage::new(&config.storage_dir).map_err(Error::Storage)?;
     let http = reqwest::Client::builder()
         .timeout(config.fetch_timeout)
@@ -142,8 +152,8 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
     );
 
     let mut sync_watch = watcher::Config::default();
-    if let Some(sel) = &config.watch_label_selector {
-        sync_watch = sync_watch.labels(sel);
+    if !config.watch_label_selector.is_empty() {
+        sync_watch = sync_watch.labels(&config.watch_label_selector);
     }
     let policies_api: Api<Policy> = Api::all(client.clone());
     let sync_ctl = Controller::new(Api::<Sync>::all(client.clone()), sync_watch)
@@ -151,36 +161,26 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
     let policy_ctl = Controller::new(policies_api.clone(), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(2));
 
+    // The caches every reconcile reads are filled by their own reflectors, and the controllers
+    // start only once all are complete: a Sync is never judged against a partial Policy list.
+    let (policies, policy_writer) = reflector::store();
     let (ns_store, ns_writer) = reflector::store();
-    let namespaces = reflector::reflector(
-        ns_writer,
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .for_each(|_| future::ready(()));
-
     let (all_syncs_store, all_syncs_writer) = reflector::store();
-    let all_syncs = reflector::reflector(
-        all_syncs_writer,
-        watcher(
-            Api::<PartialObjectMeta<Sync>>::all(client.clone()),
-            watcher::Config::default(),
-        ),
-    )
-    .default_backoff()
-    .touched_objects()
-    .filter_map(|o| future::ready(o.ok().map(|_| ())));
+    let reflectors = Reflectors(vec![
+        spawn_reflector(policy_writer, policies_api.clone()),
+        spawn_reflector(ns_writer, Api::<PartialObjectMeta<Namespace>>::all(client.clone())),
+        spawn_reflector(all_syncs_writer, Api::<PartialObjectMeta<Sync>>::all(client.clone())),
+    ]);
+    policies.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
+    ns_store.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
+    all_syncs_store.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
 
     let ctx = Arc::new(Context {
         client: client.clone(),
         storage: storage.clone(),
         http,
         recorder,
-        policies: policy_ctl.store(),
+        policies,
         syncs: sync_ctl.store(),
         all_syncs: all_syncs_store,
         namespaces: ns_store,
@@ -231,8 +231,19 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
         });
 
     // A Sync's labels or namespace may change which Policies govern it: recount them all.
+    let policies_for_sync = ctx.policies.clone();
     let policy_loop = policy_ctl
-        .reconcile_all_on(all_syncs)
+        .watches(
+            Api::<PartialObjectMeta<Sync>>::all(client.clone()),
+            watcher::Config::default(),
+            move |_| {
+                policies_for_sync
+                    .state()
+                    .into_iter()
+                    .map(|p| ObjectRef::from_obj(p.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(policy_controller::reconcile, policy_controller::error_policy, ctx.clone())
         .for_each(|res| {
@@ -242,15 +253,17 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
             future::ready(())
         });
 
-    let addr = config.artifact_addr;
-    let server = tokio::spawn(plumb_artifact::serve::serve(addr, storage, async {
-        let _ = tokio::signal::ctrl_c().await;
-    }));
+    let server = tokio::spawn(async move {
+        axum::serve(artifact_listener, plumb_artifact::serve::router(storage))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    });
     let health = config.metrics_addr.map(|addr| tokio::spawn(serve_health(addr)));
 
     tokio::select! {
         _ = async { tokio::join!(sync_loop, policy_loop) } => {}
-        _ = namespaces => {}
         res = server => {
             if let Ok(Err(e)) = res {
                 return Err(Error::Serve(e));
@@ -260,7 +273,38 @@ pub async fn run_with_client(client: Client, config: Config) -> Result<(), Error
     if let Some(h) = health {
         h.abort();
     }
+    drop(reflectors);
     Ok(())
+}
+
+/// Reflector tasks, stopped when dropped.
+struct Reflectors(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Reflectors {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps `writer`'s store in step with every object of `api`, in a task of its own.
+fn spawn_reflector<K>(writer: reflector::store::Writer<K>, api: Api<K>) -> tokio::task::JoinHandle<()>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + std::marker::Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + std::marker::Sync,
+{
+    tokio::spawn(
+        reflector::reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .touched_objects()
+            .for_each(|res| {
+                if let Err(e) = res {
+                    tracing::warn!(error = %e, "watch failed, retrying");
+                }
+                future::ready(())
+            }),
+    )
 }
 
 /// `/healthz` and `/readyz`, until `plumb-ops` provides the shared endpoints and metrics.

@@ -24,6 +24,6 @@ pub mod policy_controller;
 pub mod status;
 pub mod sync_controller;
 
-pub use config::Config;
+pub use config::{Config, SHARD_LABEL};
 pub use controller::{run, run_with_client};
 pub use error::Error;

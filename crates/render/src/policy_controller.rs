@@ -21,7 +21,6 @@ use crate::policy::governs;
 /// Compiles one Policy and writes its status when it changed.
 #[instrument(skip(policy, ctx), fields(name = policy.name_any()))]
 pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action, Error> {
-    ctx.all_syncs.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
     let compiled = ctx.compiled(&policy);
     let generation = policy.metadata.generation;
     let current = policy.status.clone().unwrap_or_default();

@@ -34,6 +34,16 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// The same verdict, reported for Sync generation `generation`.
+    pub fn for_generation(mut self, generation: Option<i64>) -> Self {
+        if let Outcome::Published(render) = &mut self {
+            render.observed_generation = generation;
+        }
+        self
+    }
+}
+
 /// The `Rendered` condition for `outcome`, keeping the previous transition time when the status
 /// is unchanged.
 pub fn rendered_condition(sync: &Sync, outcome: &Outcome) -> Condition {

@@ -38,16 +38,17 @@ enum Next {
 /// Reconciles the render of one Sync.
 #[instrument(skip(sync, ctx), fields(namespace = sync.namespace().unwrap_or_default(), name = sync.name_any()))]
 pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    tracing::debug!("reconciling");
     if sync.spec.suspend {
         return Ok(Action::await_change());
     }
-    ctx.policies.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
     let key = ObjectRef::from_obj(sync.as_ref());
     let (outcome, next) = render_sync(&sync, &ctx).await;
     if let Some(outcome) = &outcome
         && !status_is_current(&sync, outcome)
     {
         write_status(&sync, &ctx, outcome).await?;
+        tracing::debug!("status written");
     }
     let interval = Duration::from(sync.spec.interval.clone());
     let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -94,7 +95,9 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
     }
 
     let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &src_ns);
-    let repo = match repos.get_opt(&src.name).await {
+    let got = repos.get_opt(&src.name).await;
+    tracing::debug!(found = got.as_ref().map(Option::is_some).ok(), "source read");
+    let repo = match got {
         Ok(Some(r)) => r,
         Ok(None) => {
             let msg = format!("GitRepository {src_ns}/{} not found", src.name);
@@ -134,14 +137,12 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&objref)
-        == Some(&key);
-    let current_generation = sync
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.get_condition(condition_type::RENDERED))
-        .and_then(|c| c.observed_generation);
-    if cached && current_generation == sync.metadata.generation {
-        return (None, Next::Settled);
+        .filter(|(k, _)| *k == key)
+        .map(|(_, outcome)| outcome.clone());
+    if let Some(outcome) = cached {
+        // Same inputs, same verdict: nothing is downloaded or rendered. Only the generation the
+        // verdict is reported for may move on (a change of, say, `interval`).
+        return (Some(outcome.for_generation(sync.metadata.generation)), Next::Settled);
     }
 
     let (outcome, next) = render_artifact(sync, ctx, &artifact, &compiled).await;
@@ -149,7 +150,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         ctx.rendered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(objref, key);
+            .insert(objref, (key, outcome.clone()));
     }
     announce(sync, ctx, &outcome).await;
     (Some(outcome), next)

@@ -55,9 +55,54 @@ async fn renders_an_overlay_with_the_sync_transforms_and_serves_it_by_digest() {
     assert_eq!(objs[1]["metadata"]["labels"]["env"], "prod");
 
     // Only the render controller's fields: nothing of the sync controller's part is written.
-    let status = sync.status.unwrap();
-    assert!(status.inventory.is_none() && status.last_applied_revision.is_none());
-    assert!(status.conditions.iter().all(|c| c.type_ == condition_type::RENDERED));
+    let mine = sync
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter(|m| m.manager.as_deref() == Some(plumb_api::RENDER_FIELD_MANAGER))
+        .map(|m| serde_json::to_value(&m.fields_v1).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let fields = &mine[0]["f:status"];
+    let owned: Vec<&String> = fields.as_object().unwrap().keys().collect();
+    assert_eq!(owned, ["f:conditions", "f:render"], "plumb-render owns only render and its condition");
+    let conditions: Vec<&String> = fields["f:conditions"].as_object().unwrap().keys().filter(|k| k.starts_with("k:")).collect();
+    assert_eq!(conditions, [&format!("k:{{\"type\":\"{}\"}}", condition_type::RENDERED)]);
+
+    // A spec change that does not shape the render is not rendered again: same artifact record.
+    w.apply_sync(
+        "app",
+        "app",
+        json!({"path": "./overlays/prod", "targetNamespace": w.name(), "interval": "5m",
+               "images": [{"name": "nginx", "newTag": "1.27"}]}),
+    )
+    .await;
+    let generation = sync.metadata.generation.unwrap() + 1;
+    let same = w
+        .wait_sync("app", "render reported for the new generation", |s| {
+            s.status.as_ref().and_then(|st| st.render.as_ref()).and_then(|r| r.observed_generation) == Some(generation)
+        })
+        .await;
+    assert_eq!(same.status.unwrap().render.unwrap().artifact, Some(artifact.clone()), "skipped, not re-rendered");
+
+    // `plumb.dev/requested-at` forces a fresh render: same digest, new record.
+    let syncs: Api<plumb_api::Sync> = w.ns.api();
+    syncs
+        .patch(
+            "app",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"plumb.dev/requested-at": "now"}}})),
+        )
+        .await
+        .unwrap();
+    let again = w
+        .wait_sync("app", "a fresh render after requested-at", |s| {
+            s.status.as_ref().and_then(|st| st.render.as_ref()).and_then(|r| r.artifact.as_ref())
+                .is_some_and(|a| a.last_update_time != artifact.last_update_time)
+        })
+        .await;
+    assert_eq!(again.status.unwrap().render.unwrap().artifact.unwrap().digest, artifact.digest, "deterministic");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,6 +160,16 @@ async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
     assert_eq!(warnings.len(), 1);
     assert_eq!((warnings[0].policy.as_str(), warnings[0].rule.as_str()), (policy.as_str(), "owner"));
     assert_eq!(warnings[0].object, "_web_apps_Deployment");
+    let events: Api<k8s_openapi::api::events::v1::Event> = w.ns.api();
+    plumb_e2e_support::wait_for("a PolicyWarning event", support::TIMEOUT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await?;
+            Ok::<_, kube::Error>(list.items.into_iter().find(|e| e.reason.as_deref() == Some("PolicyWarning")))
+        }
+    })
+    .await
+    .unwrap();
 
     // A new commit with :latest is blocked: nothing published, the last good artifact stays.
     w.publish_source("app", 'd', &[("web.yaml", &deployment("web", "nginx:latest"))], None).await;

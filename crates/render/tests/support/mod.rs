@@ -4,7 +4,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,8 +20,9 @@ use plumb_e2e_support::{TestNamespace, wait_for};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
-/// Label every Sync of a test carries; the test's controller watches only those.
-pub const RUN_LABEL: &str = "render.plumb.dev/test-run";
+/// Label every Sync of a test carries (the shard label, valued with the test's namespace): the
+/// test's controller renders only those, and controllers running unsharded leave them alone.
+pub const RUN_LABEL: &str = plumb_render::SHARD_LABEL;
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -55,11 +55,6 @@ pub async fn crds(client: &Client) {
     .await;
 }
 
-/// A free loopback port.
-pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
-}
-
 /// One test's world: its namespace, a running render controller, and a source artifact server.
 pub struct World {
     pub ns: TestNamespace,
@@ -72,16 +67,20 @@ pub struct World {
 impl World {
     pub async fn new(prefix: &str) -> World {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .try_init();
         let ns = TestNamespace::new(prefix).await.unwrap();
         let client = ns.client().clone();
         crds(&client).await;
 
         let storage = tempfile::tempdir().unwrap();
-        let artifact_addr = free_addr();
         let config = plumb_render::Config {
             storage_dir: storage.path().to_owned(),
-            artifact_addr,
-            artifact_base_url: format!("http://{artifact_addr}"),
+            artifact_addr: "127.0.0.1:0".parse().unwrap(),
+            artifact_base_url: String::new(),
             metrics_addr: None,
             concurrent: 4,
             no_cross_namespace_refs: false,
@@ -89,7 +88,7 @@ impl World {
             max_unpacked_size: 64 << 20,
             artifacts_to_keep: 3,
             fetch_timeout: Duration::from_secs(10),
-            watch_label_selector: Some(format!("{RUN_LABEL}={}", ns.name())),
+            watch_label_selector: format!("{RUN_LABEL}={}", ns.name()),
         };
         let controller_client = client.clone();
         tokio::spawn(async move {
