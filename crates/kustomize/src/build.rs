@@ -20,6 +20,8 @@ pub(crate) struct Acc {
     pub res: Vec<Resource>,
     pub config: TransformerConfig,
     pub vars: Vec<Var>,
+    /// Custom OpenAPI schema in force (`openapi: {path: ...}`).
+    pub schema: Option<std::sync::Arc<crate::schema::CustomSchema>>,
     /// Positions of resources by every name they have had; rebuilt after transformers ran.
     by_name: Option<std::collections::HashMap<String, Vec<usize>>>,
 }
@@ -30,6 +32,7 @@ impl Acc {
             res: Vec::new(),
             config: TransformerConfig::builtin().clone(),
             vars: Vec::new(),
+            schema: None,
             by_name: None,
         }
     }
@@ -184,6 +187,8 @@ impl Target {
 /// Builds one tree; holds the root and the stack of directories being built (for cycles).
 pub(crate) struct Builder<'a> {
     pub fs: &'a RootFs,
+    /// The first custom OpenAPI schema met (kustomize keeps one for the whole build).
+    schema: Option<std::sync::Arc<crate::schema::CustomSchema>>,
     stack: Vec<PathBuf>,
 }
 
@@ -203,6 +208,7 @@ impl<'a> Builder<'a> {
         Builder {
             fs,
             stack: Vec::new(),
+            schema: None,
         }
     }
 
@@ -259,10 +265,8 @@ impl<'a> Builder<'a> {
                 what: what.to_string(),
             })
         };
-        if k.helm_charts.is_some()
-            || k.helm_globals.is_some()
-            || k.helm_chart_inflation_generator.is_some()
-        {
+        // helmGlobals alone only configures charts, so it is inert without them.
+        if k.helm_charts.is_some() || k.helm_chart_inflation_generator.is_some() {
             return refused("helm chart inflation (helmCharts/helmGlobals)");
         }
         if !k.validators.is_empty() {
@@ -303,6 +307,19 @@ impl<'a> Builder<'a> {
     /// transformers, vars.
     pub(crate) fn accumulate(&mut self, t: &Target, mut acc: Acc) -> Result<Acc, Error> {
         self.validate(t)?;
+        if let Some(path) = t.k.openapi.get("path") {
+            if t.k.openapi.contains_key("version") {
+                return Err(t.err("builtin version and custom schema provided, cannot use both"));
+            }
+            let file = self.resolve_local_file(t, path)?;
+            let text = self.read_text(t, &file)?;
+            if self.schema.is_none() {
+                let parsed = crate::schema::CustomSchema::parse(&text)
+                    .map_err(|m| t.err(format!("openapi schema {path}: {m}")))?;
+                self.schema = Some(std::sync::Arc::new(parsed));
+            }
+        }
+        acc.schema = self.schema.clone();
         for r in &t.k.resources {
             self.accumulate_resource(t, &mut acc, r)?;
         }
@@ -339,6 +356,7 @@ impl<'a> Builder<'a> {
             self.stack.pop();
         }
         acc.invalidate();
+        acc.schema = self.schema.clone();
         transform::run_builtin(self, t, &mut acc)?;
         acc.invalidate();
         transform::run_plugins(self, t, &mut acc)?;

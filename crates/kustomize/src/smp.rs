@@ -4,30 +4,49 @@
 //! replaced.
 
 use crate::resource::scalar_string;
-use crate::schema::{self, NONE};
+use crate::schema::{self, CustomSchema, NONE};
 use serde_json::{Map, Value};
 
 /// Schema context of a node.
 #[derive(Clone, Copy, Debug)]
-enum Sch {
+enum Sch<'a> {
     None,
     Type(u16),
+    Custom(&'a CustomSchema, usize),
     List {
         merge: bool,
-        keys: &'static str,
-        elem: u16,
+        keys: &'a str,
+        elem: Elem<'a>,
     },
 }
 
-fn field_sch(sch: Sch, name: &str) -> Sch {
-    let Sch::Type(t) = sch else { return Sch::None };
-    match schema::field(t, name) {
-        Some(f) if f.list => Sch::List {
-            merge: f.strategy.split(',').any(|s| s == "merge"),
-            keys: f.keys,
-            elem: f.ty,
+/// Element type of a list.
+#[derive(Clone, Copy, Debug)]
+enum Elem<'a> {
+    Builtin(u16),
+    Custom(&'a CustomSchema, Option<usize>),
+}
+
+fn field_sch<'a>(sch: Sch<'a>, name: &str) -> Sch<'a> {
+    match sch {
+        Sch::Type(t) => match schema::field(t, name) {
+            Some(f) if f.list => Sch::List {
+                merge: f.strategy.split(',').any(|s| s == "merge"),
+                keys: f.keys,
+                elem: Elem::Builtin(f.ty),
+            },
+            Some(f) if f.ty != NONE => Sch::Type(f.ty),
+            _ => Sch::None,
         },
-        Some(f) if f.ty != NONE => Sch::Type(f.ty),
+        Sch::Custom(c, t) => match c.field(t, name) {
+            Some(f) if f.list => Sch::List {
+                merge: f.strategy.split(',').any(|s| s == "merge"),
+                keys: &f.keys,
+                elem: Elem::Custom(c, f.ty),
+            },
+            Some(f) => f.ty.map_or(Sch::None, |t| Sch::Custom(c, t)),
+            None => Sch::None,
+        },
         _ => Sch::None,
     }
 }
@@ -40,10 +59,14 @@ pub(crate) fn apply(
     group: &str,
     version: &str,
     kind: &str,
+    custom: Option<&CustomSchema>,
 ) -> Result<Option<Value>, String> {
     let sch = match schema::root_type(group, version, kind) {
         Some(t) => Sch::Type(t),
-        None => Sch::None,
+        None => match custom.and_then(|c| c.root_type(group, version, kind).map(|t| (c, t))) {
+            Some((c, t)) => Sch::Custom(c, t),
+            None => Sch::None,
+        },
     };
     walk(Some(obj), Some(patch), sch)
 }
@@ -65,7 +88,11 @@ fn kind_name(k: u8) -> &'static str {
     }
 }
 
-fn walk(dest: Option<&Value>, patch: Option<&Value>, sch: Sch) -> Result<Option<Value>, String> {
+fn walk(
+    dest: Option<&Value>,
+    patch: Option<&Value>,
+    sch: Sch<'_>,
+) -> Result<Option<Value>, String> {
     let Some(p) = patch else {
         return Ok(dest.cloned());
     };
@@ -109,7 +136,7 @@ fn map_directive(m: &mut Map<String, Value>) -> Result<&'static str, String> {
     }
 }
 
-fn walk_map(dest: Option<&Value>, patch: &Value, sch: Sch) -> Result<Option<Value>, String> {
+fn walk_map(dest: Option<&Value>, patch: &Value, sch: Sch<'_>) -> Result<Option<Value>, String> {
     if patch.is_null() {
         return Ok(None);
     }
@@ -162,7 +189,7 @@ fn list_directive(items: &mut Vec<Value>) -> Result<&'static str, String> {
     Ok(d)
 }
 
-fn walk_list(dest: Option<&Value>, patch: &Value, sch: Sch) -> Result<Option<Value>, String> {
+fn walk_list(dest: Option<&Value>, patch: &Value, sch: Sch<'_>) -> Result<Option<Value>, String> {
     let Sch::List {
         merge: true,
         keys,
@@ -190,10 +217,10 @@ fn walk_list(dest: Option<&Value>, patch: &Value, sch: Sch) -> Result<Option<Val
         }
         _ => patch.as_array().cloned().unwrap_or_default(),
     };
-    let elem_sch = if elem == NONE {
-        Sch::None
-    } else {
-        Sch::Type(elem)
+    let elem_sch = match elem {
+        Elem::Builtin(NONE) | Elem::Custom(_, None) => Sch::None,
+        Elem::Builtin(t) => Sch::Type(t),
+        Elem::Custom(c, Some(t)) => Sch::Custom(c, t),
     };
     if keys.is_empty() {
         return Ok(Some(Value::Array(merge_primitives(&p, &dest_items))));
@@ -219,11 +246,11 @@ fn key_values(e: &Value, keys: &[&str]) -> Vec<String> {
 }
 
 /// kyaml's `validateKeys`: drop keys that no value set uses.
-fn validate_keys(
+fn validate_keys<'a>(
     values_list: &[Vec<String>],
     values: &[String],
-    keys: &[&'static str],
-) -> (Vec<&'static str>, Vec<String>) {
+    keys: &[&'a str],
+) -> (Vec<&'a str>, Vec<String>) {
     let used: Vec<bool> = (0..keys.len())
         .map(|i| {
             values_list
@@ -309,11 +336,11 @@ fn element_setter(
 }
 
 /// kyaml merge2's associative list merge with `ListIncreaseDirection: Prepend`.
-fn merge_keyed(
+fn merge_keyed<'a>(
     patch: &[Value],
     dest: &[Value],
-    keys: &[&'static str],
-    elem_sch: Sch,
+    keys: &[&'a str],
+    elem_sch: Sch<'_>,
 ) -> Result<Vec<Value>, String> {
     let mut dest: Vec<Value> = dest.to_vec();
     let mut values_list: Vec<Vec<String>> = Vec::new();
@@ -337,7 +364,7 @@ fn merge_keyed(
         }
     }
     let mut items: Vec<Value> = Vec::new();
-    let mut last_keys: Vec<&'static str> = keys.to_vec();
+    let mut last_keys: Vec<&'a str> = keys.to_vec();
     for values in &values_list {
         let (vk, vv) = validate_keys(&values_list, values, keys);
         last_keys = vk.clone();
@@ -414,7 +441,7 @@ mod tests {
     fn containers_merge_by_name_with_patched_ones_first() {
         let obj = dep(json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]));
         let patch = dep(json!([{"name": "b", "image": "x"}, {"name": "n", "image": "n"}]));
-        let out = apply(&obj, &patch, "apps", "v1", "Deployment")
+        let out = apply(&obj, &patch, "apps", "v1", "Deployment", None)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -427,17 +454,19 @@ mod tests {
     fn null_deletes_and_directives_apply() {
         let obj = json!({"a": {"b": 1, "c": 2}, "d": [1, 2], "e": {"x": 1}});
         let patch = json!({"a": {"b": null}, "d": [3], "e": {"$patch": "replace", "y": 2}});
-        let out = apply(&obj, &patch, "", "v1", "Unknown").unwrap().unwrap();
+        let out = apply(&obj, &patch, "", "v1", "Unknown", None)
+            .unwrap()
+            .unwrap();
         assert_eq!(out, json!({"a": {"c": 2}, "d": [3], "e": {"y": 2}}));
         let del = json!({"$patch": "delete"});
-        assert_eq!(apply(&obj, &del, "", "v1", "Unknown").unwrap(), None);
+        assert_eq!(apply(&obj, &del, "", "v1", "Unknown", None).unwrap(), None);
     }
 
     #[test]
     fn element_delete_directive_removes_the_element() {
         let obj = dep(json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]));
         let patch = dep(json!([{"name": "a", "$patch": "delete"}]));
-        let out = apply(&obj, &patch, "apps", "v1", "Deployment")
+        let out = apply(&obj, &patch, "apps", "v1", "Deployment", None)
             .unwrap()
             .unwrap();
         assert_eq!(

@@ -196,6 +196,7 @@ pub(crate) fn apply_patch(
     match target {
         None => patch_by_id(acc, text, options),
         Some(sel) => {
+            let schema = acc.schema.clone();
             let patches = parse_resources(text)?;
             let [patch] = patches.as_slice() else {
                 return Err("Multiple Strategic-Merge Patches in one `patches` entry is not allowed to set `patches.target` field".into());
@@ -214,7 +215,12 @@ pub(crate) fn apply_patch(
                 if !p.contains_key("kind") {
                     p.insert("kind".into(), Value::String(res.kind().to_string()));
                 }
-                if !apply_sm(&mut acc.res[*i], &Value::Object(p), options)? {
+                if !apply_sm(
+                    &mut acc.res[*i],
+                    &Value::Object(p),
+                    options,
+                    schema.as_deref(),
+                )? {
                     acc.res.remove(*i);
                 }
             }
@@ -225,6 +231,7 @@ pub(crate) fn apply_patch(
 
 /// Apply strategic merge patches to the resources whose id they name.
 fn patch_by_id(acc: &mut Acc, text: &str, options: &IndexMap<String, bool>) -> Result<(), String> {
+    let schema = acc.schema.clone();
     for patch in parse_resources(text)? {
         let pr = Resource::new(patch.clone());
         let id = pr.id();
@@ -247,7 +254,12 @@ fn patch_by_id(acc: &mut Acc, text: &str, options: &IndexMap<String, bool>) -> R
                 ));
             }
         };
-        if !apply_sm(&mut acc.res[i], &Value::Object(patch), options)? {
+        if !apply_sm(
+            &mut acc.res[i],
+            &Value::Object(patch),
+            options,
+            schema.as_deref(),
+        )? {
             acc.res.remove(i);
         }
     }
@@ -259,6 +271,7 @@ fn apply_sm(
     r: &mut Resource,
     patch: &Value,
     options: &IndexMap<String, bool>,
+    acc_schema: Option<&crate::schema::CustomSchema>,
 ) -> Result<bool, String> {
     let allow_name = options.get("allowNameChange").copied().unwrap_or(false);
     let allow_kind = options.get("allowKindChange").copied().unwrap_or(false);
@@ -272,7 +285,7 @@ fn apply_sm(
     }
     let gvk = r.gvk();
     let obj = Value::Object(r.obj.clone());
-    let merged = smp::apply(&obj, patch, &gvk.group, &gvk.version, &gvk.kind)
+    let merged = smp::apply(&obj, patch, &gvk.group, &gvk.version, &gvk.kind, acc_schema)
         .map_err(|m| format!("{m} (patching {})", r.id()))?;
     let Some(Value::Object(m)) = merged else {
         return Ok(false);

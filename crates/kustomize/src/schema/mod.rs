@@ -1,6 +1,9 @@
 //! Strategic-merge metadata of the built-in Kubernetes types: which lists merge by which keys.
 
+mod custom;
 mod table;
+
+pub(crate) use custom::CustomSchema;
 
 /// A field of a built-in type that matters to strategic merge.
 #[derive(Debug)]
