@@ -1,11 +1,12 @@
-//! `crds:` files: OpenAPI definitions whose `x-kubernetes-object-ref-*` extensions declare name
-//! references from custom resources to other objects.
+//! `crds:` files: OpenAPI definitions (type name -> `{Schema, Dependencies}`) whose extensions
+//! declare how transformers treat custom resources: `x-kubernetes-object-ref-*` (name
+//! references), `x-kubernetes-annotation`, `x-kubernetes-label-selector`, `x-kubernetes-identity`.
 
 use crate::config::{NameBackRef, TransformerConfig};
 use crate::kustomization::FieldSpec;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-/// Read the name references declared in a `crds:` file.
+/// Read the transformer configuration a `crds:` file declares.
 pub(crate) fn config_from_crds(text: &str) -> Result<TransformerConfig, String> {
     let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Typed)
         .map_err(|e| e.to_string())?;
@@ -13,59 +14,88 @@ pub(crate) fn config_from_crds(text: &str) -> Result<TransformerConfig, String> 
     for doc in docs {
         let Value::Object(defs) = doc else { continue };
         for (name, def) in &defs {
+            let props = def
+                .get("Schema")
+                .and_then(|s| s.get("properties"))
+                .and_then(Value::as_object);
+            let looks_k8s = props.is_some_and(|p| {
+                ["kind", "apiVersion", "metadata"]
+                    .iter()
+                    .all(|k| p.contains_key(*k))
+            });
+            if !looks_k8s {
+                continue;
+            }
             let kind = name.rsplit('.').next().unwrap_or(name).to_string();
-            let mut path = Vec::new();
-            collect(def, &defs, &kind, &mut path, &mut cfg, 0);
+            collect(&defs, name, &kind, &mut Vec::new(), &mut cfg, 0);
         }
     }
     Ok(cfg)
 }
 
+fn spec(kind: &str, path: &[String]) -> FieldSpec {
+    FieldSpec {
+        kind: kind.to_string(),
+        path: path.join("/"),
+        ..Default::default()
+    }
+}
+
 fn collect(
-    schema: &Value,
-    defs: &serde_json::Map<String, Value>,
+    defs: &Map<String, Value>,
+    ty: &str,
     kind: &str,
     path: &mut Vec<String>,
     cfg: &mut TransformerConfig,
     depth: usize,
 ) {
-    if depth > 20 {
+    if depth > 32 {
         return;
     }
-    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+    let Some(props) = defs
+        .get(ty)
+        .and_then(|d| d.get("Schema"))
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+    else {
         return;
     };
     for (field, p) in props {
         path.push(field.clone());
-        let target_kind = p
-            .get("x-kubernetes-object-ref-kind")
-            .and_then(Value::as_str);
-        if let Some(tk) = target_kind {
-            let name_key = p
-                .get("x-kubernetes-object-ref-name-key")
-                .and_then(Value::as_str)
-                .unwrap_or("name");
-            let spec = FieldSpec {
-                kind: kind.to_string(),
-                path: format!("{}/{name_key}", path.join("/")),
-                ..Default::default()
-            };
-            match cfg.name_reference.iter_mut().find(|b| b.kind == tk) {
-                Some(b) => b.field_specs.push(spec),
+        let ext = |k: &str| p.get(k).and_then(Value::as_str);
+        if ext("x-kubernetes-annotation").is_some() {
+            cfg.common_annotations.push(spec(kind, path));
+        }
+        if ext("x-kubernetes-label-selector").is_some() {
+            cfg.common_labels.push(spec(kind, path));
+        }
+        if ext("x-kubernetes-identity").is_some() {
+            cfg.name_prefix.push(spec(kind, path));
+        }
+        if let (Some(version), Some(target)) = (
+            ext("x-kubernetes-object-ref-api-version"),
+            ext("x-kubernetes-object-ref-kind"),
+        ) {
+            let name_key = ext("x-kubernetes-object-ref-name-key").unwrap_or("name");
+            let mut p2 = path.clone();
+            p2.push(name_key.to_string());
+            let fs = spec(kind, &p2);
+            match cfg
+                .name_reference
+                .iter_mut()
+                .find(|b| b.kind == target && b.version == version)
+            {
+                Some(b) => b.field_specs.push(fs),
                 None => cfg.name_reference.push(NameBackRef {
-                    kind: tk.to_string(),
-                    field_specs: vec![spec],
+                    kind: target.to_string(),
+                    version: version.to_string(),
+                    field_specs: vec![fs],
                     ..Default::default()
                 }),
             }
         }
         if let Some(r) = p.get("$ref").and_then(Value::as_str) {
-            let target = r.trim_start_matches("#/definitions/");
-            if let Some(d) = defs.get(target) {
-                collect(d, defs, kind, path, cfg, depth + 1);
-            }
-        } else {
-            collect(p, defs, kind, path, cfg, depth + 1);
+            collect(defs, r, kind, path, cfg, depth + 1);
         }
         path.pop();
     }
