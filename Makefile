@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 KUBECONFIG_PATH := $(CURDIR)/.cluster/kubeconfig
 
-.PHONY: help build test unit-test lint fmt crds cluster-up cluster-down e2e bench demo demo-down clean
+.PHONY: help build test unit-test lint fmt crds cluster-up cluster-down e2e bench bench-kustomize bench-source bench-drift bench-loop demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -36,8 +36,20 @@ cluster-down: ## stop the local control plane and remove its data
 e2e: cluster-up ## the end-to-end scenarios: three controller processes, a git server, the cluster
 	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) test -p plumb-e2e-scenarios --no-fail-fast
 
-bench: ## print benchmark figures
-	@echo "no benchmarks yet"
+bench: bench-kustomize bench-source bench-drift bench-loop ## print every benchmark figure
+
+bench-kustomize: ## kubectl kustomize vs plumb build: a 1000-object overlay and the fixture set
+	$(CARGO) build --release -p plumb
+	$(CARGO) run --release -p plumb-kustomize --example bench
+
+bench-source: ## first clone vs no-change poll vs one-commit fetch of a repository of a few thousand files
+	$(CARGO) run --release -p plumb-source --example bench_fetch
+
+bench-drift: cluster-up ## drift edit → correction latency (p50/p99 over 100 edits), API requests of a no-op reconcile
+	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) run --release -p plumb-sync --example bench_drift
+
+bench-loop: cluster-up ## commit → applied with the webhook; 1000 Syncs to Ready with each controller's peak memory
+	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) run --release -p plumb-e2e-scenarios --example bench_loop
 
 demo: ## the main job: a local cluster, the controllers, a sample repository, Syncs Ready
 	bash e2e/demo/up.sh

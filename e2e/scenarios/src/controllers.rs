@@ -97,9 +97,18 @@ pub struct Controllers {
 }
 
 impl Controllers {
-    /// Builds the controller binaries if needed and starts all three for `namespace`.
+    /// Builds the controller binaries (debug) if needed and starts all three for `namespace`.
     pub fn start(namespace: &str) -> Result<Self> {
-        let bin_dir = build_binaries()?;
+        Self::start_with(namespace, false)
+    }
+
+    /// Like [`Controllers::start`] with release builds, for benchmarks.
+    pub fn start_release(namespace: &str) -> Result<Self> {
+        Self::start_with(namespace, true)
+    }
+
+    fn start_with(namespace: &str, release: bool) -> Result<Self> {
+        let bin_dir = build_binaries(release)?;
         let mut ports = BTreeMap::new();
         for name in [
             "source-http",
@@ -155,6 +164,11 @@ impl Controllers {
         Ok(())
     }
 
+    /// The process id of a running controller.
+    pub fn pid(&self, c: Controller) -> Option<u32> {
+        self.running.get(&c).map(Child::id)
+    }
+
     /// Kills one controller (SIGKILL: no clean shutdown, as in a crash).
     pub fn kill(&mut self, c: Controller) {
         if let Some(mut child) = self.running.remove(&c) {
@@ -208,15 +222,21 @@ fn free_port() -> Result<u16> {
 }
 
 /// Builds the three controller binaries once per process; returns the directory holding them.
-fn build_binaries() -> Result<PathBuf> {
+fn build_binaries(release: bool) -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            let profile = if release { "release" } else { "debug" };
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let root = plumb_e2e_support::repo_root();
             let out = Command::new(cargo)
                 .args([
                     "build",
+                    if release {
+                        "--release"
+                    } else {
+                        "--profile=dev"
+                    },
                     "--quiet",
                     "--bins",
                     "-p",
@@ -232,7 +252,7 @@ fn build_binaries() -> Result<PathBuf> {
             if !out.status.success() {
                 return Err(String::from_utf8_lossy(&out.stderr).into_owned());
             }
-            Ok(target_dir(&root).join("debug"))
+            Ok(target_dir(&root).join(profile))
         })
         .clone()
         .map_err(Error::Build)
