@@ -54,6 +54,18 @@ pub struct Config {
     #[arg(long, value_parser = parse_secs, default_value = "60")]
     pub fetch_timeout: Duration,
 
+    /// Reconcile only while holding the leader Lease (`--leader-election=false` to disable).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_election: bool,
+
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "plumb-system")]
+    pub leader_election_namespace: String,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = plumb_ops::LogFormat::Plain)]
+    pub log_format: plumb_ops::LogFormat,
+
     /// Only render Syncs matching this label selector. The default leaves Syncs labelled
     /// `plumb.dev/shard` to the controllers started with `plumb.dev/shard=<shard>` (Flux's
     /// sharding convention); an empty value renders every Sync.
@@ -66,4 +78,44 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
         .parse::<u64>()
         .map(Duration::from_secs)
         .map_err(|e| format!("{s:?}: expected seconds: {e}"))
+}
+
+impl Config {
+    /// The defaults of every flag, as if none were given.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: Config,
+        }
+        <Flags as clap::Parser>::parse_from(["plumb-render-controller"]).config
+    }
+
+    /// A configuration for tests and single-machine runs: artifacts under `storage_dir`, served
+    /// on a free loopback port, no leader election.
+    pub fn local(storage_dir: PathBuf) -> Self {
+        Self {
+            storage_dir,
+            artifact_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            artifact_base_url: String::new(),
+            leader_election: false,
+            ..Self::defaults()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_leave_sharded_syncs_alone_and_elect_a_leader() {
+        let c = Config::defaults();
+        assert_eq!(c.watch_label_selector, "!plumb.dev/shard");
+        assert!(c.leader_election);
+        assert_eq!(c.concurrent, 4);
+        let local = Config::local("/tmp/x".into());
+        assert!(!local.leader_election);
+        assert_eq!(local.artifact_addr.port(), 0);
+    }
 }

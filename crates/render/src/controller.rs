@@ -14,6 +14,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::policy::{CompileError, CompiledPolicy, compile};
 use crate::status::Outcome;
@@ -48,6 +52,52 @@ pub struct Context {
     pub rendered: Mutex<HashMap<ObjectRef<Sync>, (String, Outcome)>>,
     /// Consecutive transient failures per Sync, for backoff.
     pub failures: Mutex<HashMap<ObjectRef<Sync>, u32>>,
+    /// Prometheus metrics.
+    pub metrics: RenderMetrics,
+}
+
+/// The render controller's metrics, in the shared `plumb-ops` registry.
+#[derive(Clone)]
+pub struct RenderMetrics {
+    /// Reconcile durations and counts (shared by every plumb controller).
+    pub ops: plumb_ops::Metrics,
+    /// Sizes of published rendered artifacts.
+    pub artifact_size: Histogram,
+    /// Policy findings, by action.
+    pub findings: Family<FindingLabels, Counter>,
+}
+
+/// Labels of the policy findings counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    /// `deny` or `warn`.
+    pub action: String,
+}
+
+impl RenderMetrics {
+    /// Registers the render metrics in a new registry.
+    pub fn new() -> Self {
+        let ops = plumb_ops::Metrics::new();
+        let artifact_size = Histogram::new(exponential_buckets(1024.0, 4.0, 10));
+        let findings = Family::<FindingLabels, Counter>::default();
+        ops.register(
+            "render_artifact_size_bytes",
+            "Size of each published rendered artifact",
+            artifact_size.clone(),
+        );
+        ops.register(
+            "render_policy_findings",
+            "Policy findings in renders, by action",
+            findings.clone(),
+        );
+        Self { ops, artifact_size, findings }
+    }
+}
+
+impl Default for RenderMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 type CompiledEntry = (Option<String>, Option<i64>, Arc<Result<Arc<CompiledPolicy>, CompileError>>);
@@ -161,6 +211,15 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
     let policy_ctl = Controller::new(policies_api.clone(), watcher::Config::default())
         .with_config(controller::Config::default().concurrency(2));
 
+    let metrics = RenderMetrics::new();
+    let readiness = plumb_ops::Readiness::default();
+    let ops = config.metrics_addr.map(|addr| {
+        let (metrics, readiness) = (metrics.ops.clone(), readiness.clone());
+        tokio::spawn(plumb_ops::serve_ops(addr, metrics, readiness, async {
+            let _ = tokio::signal::ctrl_c().await;
+        }))
+    });
+
     // The caches every reconcile reads are filled by their own reflectors, and the controllers
     // start only once all are complete: a Sync is never judged against a partial Policy list.
     let (policies, policy_writer) = reflector::store();
@@ -174,6 +233,7 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
     policies.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
     ns_store.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
     all_syncs_store.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
+    readiness.set(true);
 
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -187,6 +247,7 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
         compiled: Mutex::default(),
         rendered: Mutex::default(),
         failures: Mutex::default(),
+        metrics,
         config: config.clone(),
     });
 
@@ -260,21 +321,51 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
             })
             .await
     });
-    let health = config.metrics_addr.map(|addr| tokio::spawn(serve_health(addr)));
 
-    tokio::select! {
-        _ = async { tokio::join!(sync_loop, policy_loop) } => {}
-        res = server => {
-            if let Ok(Err(e)) = res {
-                return Err(Error::Serve(e));
+    let controllers = async {
+        tokio::join!(sync_loop, policy_loop);
+    };
+    let work = async {
+        match leader_elector(&client, &config) {
+            Some(elector) => elector.run(controllers).await.map_err(Error::Leader),
+            None => {
+                controllers.await;
+                Ok(())
             }
         }
-    }
-    if let Some(h) = health {
+    };
+    // Artifacts are served by every replica, leader or not, so consumers never see a gap.
+    let result = tokio::select! {
+        r = work => r,
+        res = server => match res {
+            Ok(Err(e)) => Err(Error::Serve(e)),
+            _ => Ok(()),
+        },
+    };
+    if let Some(h) = ops {
         h.abort();
     }
     drop(reflectors);
-    Ok(())
+    result
+}
+
+/// The Lease elector, when leader election is on.
+fn leader_elector(client: &Client, config: &Config) -> Option<plumb_ops::LeaderElector> {
+    config.leader_election.then(|| {
+        let identity = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| format!("plumb-render-{}", std::process::id()));
+        plumb_ops::LeaderElector::new(
+            client.clone(),
+            plumb_ops::LeaseConfig {
+                namespace: config.leader_election_namespace.clone(),
+                name: "plumb-render-controller".into(),
+                identity,
+                lease_duration: Duration::from_secs(15),
+                renew_period: Duration::from_secs(5),
+            },
+        )
+    })
 }
 
 /// Reflector tasks, stopped when dropped.
@@ -305,15 +396,6 @@ where
                 future::ready(())
             }),
     )
-}
-
-/// `/healthz` and `/readyz`, until `plumb-ops` provides the shared endpoints and metrics.
-async fn serve_health(addr: std::net::SocketAddr) -> std::io::Result<()> {
-    let app = axum::Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route("/readyz", axum::routing::get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    axum::serve(listener, app).await
 }
 
 /// Exponential backoff for the `n`th consecutive failure: 2s, 4s, ... capped at `max`.

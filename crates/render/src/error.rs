@@ -15,6 +15,9 @@ pub enum Error {
     /// The artifact file server stopped.
     #[error("artifact server: {0}")]
     Serve(#[source] std::io::Error),
+    /// The leader Lease was lost; the process should exit and be restarted.
+    #[error("{0}")]
+    Leader(#[source] plumb_ops::LeaderError),
     /// A watch cache never became ready.
     #[error("watch cache not ready")]
     StoreNotReady,

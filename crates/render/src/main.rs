@@ -12,12 +12,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
-    plumb_render::run(Args::parse().config).await?;
+    let args = Args::parse();
+    plumb_ops::init_tracing(args.config.log_format);
+    plumb_render::run(args.config).await?;
     Ok(())
 }

@@ -21,6 +21,7 @@ use crate::policy::governs;
 /// Compiles one Policy and writes its status when it changed.
 #[instrument(skip(policy, ctx), fields(name = policy.name_any()))]
 pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
     let compiled = ctx.compiled(&policy);
     let generation = policy.metadata.generation;
     let current = policy.status.clone().unwrap_or_default();
@@ -76,6 +77,12 @@ pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action,
         .await
         .map_err(Error::Kube)?;
     }
+    let result = if invalid.is_none() {
+        plumb_ops::ReconcileResult::Success
+    } else {
+        plumb_ops::ReconcileResult::Error
+    };
+    ctx.metrics.ops.observe_reconcile("Policy", result, started);
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 

@@ -38,7 +38,7 @@ enum Next {
 /// Reconciles the render of one Sync.
 #[instrument(skip(sync, ctx), fields(namespace = sync.namespace().unwrap_or_default(), name = sync.name_any()))]
 pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
-    tracing::debug!("reconciling");
+    let started = std::time::Instant::now();
     if sync.spec.suspend {
         return Ok(Action::await_change());
     }
@@ -48,8 +48,10 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
         && !status_is_current(&sync, outcome)
     {
         write_status(&sync, &ctx, outcome).await?;
-        tracing::debug!("status written");
     }
+    let ok = !matches!(outcome, Some(Outcome::Failed { .. }));
+    let result = if ok { plumb_ops::ReconcileResult::Success } else { plumb_ops::ReconcileResult::Error };
+    ctx.metrics.ops.observe_reconcile("Sync", result, started);
     let interval = Duration::from(sync.spec.interval.clone());
     let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
     Ok(match next {
@@ -95,9 +97,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
     }
 
     let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &src_ns);
-    let got = repos.get_opt(&src.name).await;
-    tracing::debug!(found = got.as_ref().map(Option::is_some).ok(), "source read");
-    let repo = match got {
+    let repo = match repos.get_opt(&src.name).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             let msg = format!("GitRepository {src_ns}/{} not found", src.name);
@@ -207,6 +207,12 @@ async fn render_artifact(
         Err(e) => return (Outcome::failed(reason::BUILD_FAILED, format!("render task: {e}")), Next::Retry),
     };
 
+    for (action, n) in [("deny", report.violations.len()), ("warn", report.warnings.len())] {
+        ctx.metrics
+            .findings
+            .get_or_create(&crate::controller::FindingLabels { action: action.to_owned() })
+            .inc_by(n as u64);
+    }
     if !report.violations.is_empty() {
         let message = format!(
             "{} policy violations, nothing published: {}",
@@ -223,6 +229,7 @@ async fn render_artifact(
 
     match store(sync, ctx, &packed) {
         Ok(url) => {
+            ctx.metrics.artifact_size.observe(packed.bytes.len() as f64);
             let render = RenderStatus {
                 observed_generation: sync.metadata.generation,
                 source_revision: Some(source.revision.clone()),

@@ -3,7 +3,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ pub async fn crds(client: &Client) {
 pub struct World {
     pub ns: TestNamespace,
     pub client: Client,
-    pub files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pub files: Files,
     pub source_base: String,
     _storage: tempfile::TempDir,
 }
@@ -78,17 +78,10 @@ impl World {
 
         let storage = tempfile::tempdir().unwrap();
         let config = plumb_render::Config {
-            storage_dir: storage.path().to_owned(),
-            artifact_addr: "127.0.0.1:0".parse().unwrap(),
-            artifact_base_url: String::new(),
-            metrics_addr: None,
-            concurrent: 4,
-            no_cross_namespace_refs: false,
             max_artifact_size: 16 << 20,
-            max_unpacked_size: 64 << 20,
-            artifacts_to_keep: 3,
             fetch_timeout: Duration::from_secs(10),
             watch_label_selector: format!("{RUN_LABEL}={}", ns.name()),
+            ..plumb_render::Config::local(storage.path().to_owned())
         };
         let controller_client = client.clone();
         tokio::spawn(async move {
@@ -97,7 +90,7 @@ impl World {
             }
         });
 
-        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let files: Files = Arc::default();
         let app = axum::Router::new()
             .route("/{file}", get(serve))
             .with_state(files.clone());
@@ -255,7 +248,7 @@ fn merge(base: &mut Value, patch: Value) {
     }
 }
 
-async fn serve(State(files): State<Arc<Mutex<HashMap<String, Vec<u8>>>>>, Path(file): Path<String>) -> Result<Vec<u8>, StatusCode> {
+async fn serve(State(files): State<Files>, Path(file): Path<String>) -> Result<Vec<u8>, StatusCode> {
     files.lock().unwrap().get(&file).cloned().ok_or(StatusCode::NOT_FOUND)
 }
 
@@ -270,4 +263,5 @@ pub fn unique(prefix: &str, ns: &str) -> String {
     format!("{prefix}-{ns}")
 }
 
-pub type Labels = BTreeMap<String, String>;
+/// Source artifacts served by the test, by file name.
+pub type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
