@@ -12,6 +12,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 struct Outcome {
     name: String,
@@ -147,6 +148,68 @@ fn run_fixture(dir: &Path) -> Outcome {
     )
 }
 
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        let ft = entry.file_type()?;
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+        } else if ft.is_dir() {
+            copy_tree(&src, &dst)?;
+        } else {
+            std::fs::copy(&src, &dst)?;
+        }
+    }
+    Ok(())
+}
+
+/// `--reorder none` check: the fixture's top kustomization with `sortOptions: {order: fifo}`
+/// added, built by kubectl, must equal this engine's unsorted build of the original.
+fn fifo_check(dir: &Path, scratch: &Path, checked: &AtomicUsize) -> Option<String> {
+    let rel = read_opt(dir, "build-path").unwrap_or_default();
+    let kfile = dir.join(&rel).join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kfile).ok()?;
+    if read_opt(dir, "expect-error").is_some() || text.contains("sortOptions") {
+        return None;
+    }
+    let copy = scratch.join(dir.file_name()?);
+    let _ = std::fs::remove_dir_all(&copy);
+    if let Err(e) = copy_tree(dir, &copy) {
+        return Some(format!("copying fixture: {e}"));
+    }
+    let ktext = format!("{}\nsortOptions:\n  order: fifo\n", text.trim_end());
+    if let Err(e) = std::fs::write(copy.join(&rel).join("kustomization.yaml"), ktext) {
+        return Some(format!("writing fixture copy: {e}"));
+    }
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(copy.join(&rel))
+        .output()
+        .ok()?;
+    let _ = std::fs::remove_dir_all(&copy);
+    if !out.status.success() {
+        return None;
+    }
+    let opts = BuildOptions {
+        reorder: plumb_kustomize::Reorder::None,
+    };
+    let ours = match build(dir, &dir.join(&rel), &opts) {
+        Ok(objs) => to_yaml(&objs),
+        Err(e) => return Some(format!("plumb --reorder none failed: {e}")),
+    };
+    let theirs = String::from_utf8_lossy(&out.stdout).into_owned();
+    checked.fetch_add(1, Ordering::Relaxed);
+    match (parse(&theirs), parse(&ours)) {
+        (Ok(a), Ok(b)) if a == b => None,
+        _ => Some(format!(
+            "--reorder none differs from fifo: {}",
+            first_difference(&theirs, &ours)
+        )),
+    }
+}
+
 #[test]
 fn fixtures_match_kubectl_kustomize() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
@@ -165,6 +228,9 @@ fn fixtures_match_kubectl_kustomize() {
                 .is_some_and(|n| n.to_string_lossy().contains(&only))
         });
     }
+    let scratch_dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+    let scratch = scratch_dir.path().to_path_buf();
+    let fifo_checked = AtomicUsize::new(0);
     let queue = Mutex::new(dirs.clone());
     let results = Mutex::new(Vec::new());
     let workers = std::thread::available_parallelism()
@@ -176,7 +242,12 @@ fn fixtures_match_kubectl_kustomize() {
                 loop {
                     let next = queue.lock().map(|mut q| q.pop()).unwrap_or(None);
                     let Some(dir) = next else { break };
-                    let outcome = run_fixture(&dir);
+                    let mut outcome = run_fixture(&dir);
+                    if outcome.failure.is_none()
+                        && let Some(f) = fifo_check(&dir, &scratch, &fifo_checked)
+                    {
+                        outcome.failure = Some(f);
+                    }
                     if let Ok(mut r) = results.lock() {
                         r.push(outcome);
                     }
@@ -195,6 +266,10 @@ fn fixtures_match_kubectl_kustomize() {
         println!("FAIL {}: {}", f.name, f.failure.as_deref().unwrap_or(""));
     }
     println!("{identical}/{} fixtures byte-identical", results.len());
+    println!(
+        "{} fixtures also match with --reorder none (kubectl with sortOptions fifo)",
+        fifo_checked.load(Ordering::Relaxed)
+    );
     println!(
         "{}/{} fixtures match kubectl kustomize",
         results.len() - failures.len(),
