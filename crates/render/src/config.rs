@@ -54,8 +54,8 @@ pub struct Config {
     #[arg(long, value_parser = parse_secs, default_value = "60")]
     pub fetch_timeout: Duration,
 
-    /// Reconcile only while holding the leader Lease (`--leader-election=false` to disable).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    /// Reconcile only while holding the leader Lease (off by default: one replica needs none).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub leader_election: bool,
 
     /// Namespace of the leader Lease.
@@ -109,10 +109,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_leave_sharded_syncs_alone_and_elect_a_leader() {
+    fn defaults_leave_sharded_syncs_alone() {
         let c = Config::defaults();
         assert_eq!(c.watch_label_selector, "!plumb.dev/shard");
-        assert!(c.leader_election);
+        assert!(!c.leader_election);
         assert_eq!(c.concurrent, 4);
         let local = Config::local("/tmp/x".into());
         assert!(!local.leader_election);
