@@ -314,6 +314,7 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
             future::ready(())
         });
 
+    let sweeper = tokio::spawn(sweep_deleted(ctx.clone()));
     let server = tokio::spawn(async move {
         axum::serve(artifact_listener, plumb_artifact::serve::router(storage))
             .with_graceful_shutdown(async {
@@ -345,8 +346,57 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
     if let Some(h) = ops {
         h.abort();
     }
+    sweeper.abort();
     drop(reflectors);
     result
+}
+
+/// How often artifacts and cache entries of deleted Syncs are removed.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Removes, every [`SWEEP_INTERVAL`], the rendered artifacts and cache entries of Syncs that no
+/// longer exist, so storage does not grow with churn.
+async fn sweep_deleted(ctx: Arc<Context>) {
+    loop {
+        tokio::time::sleep(SWEEP_INTERVAL).await;
+        let live: std::collections::HashSet<(String, String)> = ctx
+            .all_syncs
+            .state()
+            .iter()
+            .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
+            .collect();
+        for (namespace, name) in stored_syncs(&ctx.storage) {
+            if live.contains(&(namespace.clone(), name.clone())) {
+                continue;
+            }
+            if let Ok(key) = plumb_artifact::ArtifactKey::new(crate::sync_controller::ARTIFACT_KIND, &namespace, &name)
+                && let Err(e) = ctx.storage.remove_all(&key)
+            {
+                tracing::warn!(error = %e, %namespace, %name, "removing artifacts of a deleted Sync");
+            }
+        }
+        let gone = |r: &ObjectRef<Sync>| !live.contains(&(r.namespace.clone().unwrap_or_default(), r.name.clone()));
+        ctx.rendered.lock().unwrap_or_else(|e| e.into_inner()).retain(|r, _| !gone(r));
+        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).retain(|r, _| !gone(r));
+    }
+}
+
+/// `(namespace, name)` of every Sync with artifacts in `storage`.
+pub fn stored_syncs(storage: &Storage) -> Vec<(String, String)> {
+    let dir = storage.root().join(crate::sync_controller::ARTIFACT_KIND);
+    let names = |d: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()
+    };
+    names(&dir)
+        .into_iter()
+        .flat_map(|ns| names(&dir.join(&ns)).into_iter().map(move |n| (ns.clone(), n)))
+        .collect()
 }
 
 /// The Lease elector, when leader election is on.
@@ -402,4 +452,33 @@ where
 pub fn backoff(n: u32, max: Duration) -> Duration {
     let secs = 2u64.saturating_pow(n.clamp(1, 16));
     Duration::from_secs(secs).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let cap = Duration::from_secs(60);
+        assert_eq!(backoff(1, cap), Duration::from_secs(2));
+        assert_eq!(backoff(3, cap), Duration::from_secs(8));
+        assert_eq!(backoff(40, cap), cap);
+    }
+
+    #[test]
+    fn stored_syncs_lists_namespace_and_name_of_each_artifact_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let storage = Storage::new(tmp.path()).unwrap();
+        for (ns, name) in [("a", "web"), ("b", "api")] {
+            let key = plumb_artifact::ArtifactKey::new("sync", ns, name).unwrap();
+            storage
+                .write_atomic::<std::io::Error>(&key, "x.yaml.gz", |w| w.write_all(b"x"))
+                .unwrap()
+                .unwrap();
+        }
+        let mut found = stored_syncs(&storage);
+        found.sort();
+        assert_eq!(found, [("a".to_owned(), "web".to_owned()), ("b".to_owned(), "api".to_owned())]);
+    }
 }
