@@ -20,6 +20,8 @@ pub(crate) struct Acc {
     pub res: Vec<Resource>,
     pub config: TransformerConfig,
     pub vars: Vec<Var>,
+    /// Record built-in transformers on resources (`buildMetadata: [transformerAnnotations]`).
+    pub track_transformers: bool,
     /// Custom OpenAPI schema in force (`openapi: {path: ...}`).
     pub schema: Option<std::sync::Arc<crate::schema::CustomSchema>>,
     /// Positions of resources by every name they have had; rebuilt after transformers ran.
@@ -32,6 +34,7 @@ impl Acc {
             res: Vec::new(),
             config: TransformerConfig::builtin().clone(),
             vars: Vec::new(),
+            track_transformers: false,
             schema: None,
             by_name: None,
         }
@@ -187,6 +190,8 @@ impl Target {
 /// Builds one tree; holds the root and the stack of directories being built (for cycles).
 pub(crate) struct Builder<'a> {
     pub fs: &'a RootFs,
+    /// `buildMetadata: [transformerAnnotations]` at the top.
+    pub track_transformers: bool,
     /// The first custom OpenAPI schema met (kustomize keeps one for the whole build).
     schema: Option<std::sync::Arc<crate::schema::CustomSchema>>,
     stack: Vec<PathBuf>,
@@ -208,6 +213,7 @@ impl<'a> Builder<'a> {
         Builder {
             fs,
             stack: Vec::new(),
+            track_transformers: false,
             schema: None,
         }
     }
@@ -357,6 +363,7 @@ impl<'a> Builder<'a> {
         }
         acc.invalidate();
         acc.schema = self.schema.clone();
+        acc.track_transformers = self.track_transformers;
         transform::run_builtin(self, t, &mut acc)?;
         acc.invalidate();
         transform::run_plugins(self, t, &mut acc)?;

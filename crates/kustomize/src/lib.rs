@@ -154,6 +154,11 @@ fn run(
     if !target.k.build_metadata.is_empty() {
         target.origin = Some(String::new());
     }
+    b.track_transformers = target
+        .k
+        .build_metadata
+        .iter()
+        .any(|m| m == "transformerAnnotations");
     b.push_root(&target.dir);
     let mut acc = b.accumulate_new(&target)?;
     for r in acc.res.iter_mut() {
@@ -220,6 +225,26 @@ fn run(
                 .or_insert_with(|| Value::Object(Default::default()));
             if let Value::Object(a) = ann {
                 a.insert("config.kubernetes.io/origin".into(), Value::String(text));
+            }
+        }
+        if b.track_transformers && !r.transformations.is_empty() {
+            let mut text = String::new();
+            for t in &r.transformations {
+                for (i, line) in t.lines().enumerate() {
+                    text.push_str(if i == 0 { "- " } else { "  " });
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+            let md = r.metadata_mut();
+            let ann = md
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Value::Object(a) = ann {
+                a.insert(
+                    "alpha.config.kubernetes.io/transformations".into(),
+                    Value::String(text),
+                );
             }
         }
         stringify_annotations(r);

@@ -154,6 +154,7 @@ pub struct Resource {
     pub(crate) needs_hash: bool,
     pub(crate) behavior: Behavior,
     pub(crate) origin: Option<String>,
+    pub(crate) transformations: Vec<String>,
 }
 
 impl Resource {
@@ -167,6 +168,7 @@ impl Resource {
             needs_hash: false,
             behavior: Behavior::Create,
             origin: None,
+            transformations: Vec::new(),
         }
     }
 

@@ -26,20 +26,31 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
         patch_by_id(acc, &text, &IndexMap::new())
             .map_err(|m| t.err(format!("patchesStrategicMerge: {m}")))?;
     }
+    if !k.patches_strategic_merge.is_empty() {
+        mark(acc, t, "PatchStrategicMergeTransformer");
+    }
     for p in &k.patches {
         apply_patch_entry(b, t, acc, p)?;
+        mark(acc, t, "PatchTransformer");
     }
     if !k.namespace.is_empty() {
         let specs = acc.config.namespace.clone();
         namespace(acc, &k.namespace, &specs, false, "").map_err(|m| t.err(m))?;
+        mark(acc, t, "NamespaceTransformer");
     }
     if !k.name_prefix.is_empty() || !k.name_suffix.is_empty() {
         let (p, s) = (
             acc.config.name_prefix.clone(),
             acc.config.name_suffix.clone(),
         );
-        prefix_suffix(acc, &k.name_prefix, "", &p);
-        prefix_suffix(acc, "", &k.name_suffix, &s);
+        if !k.name_prefix.is_empty() {
+            prefix_suffix(acc, &k.name_prefix, "", &p);
+            mark(acc, t, "PrefixTransformer");
+        }
+        if !k.name_suffix.is_empty() {
+            prefix_suffix(acc, "", &k.name_suffix, &s);
+            mark(acc, t, "SuffixTransformer");
+        }
     }
     for l in &k.labels {
         let mut specs = l.fields.clone();
@@ -60,16 +71,19 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
             );
         }
         set_entries(acc, &l.pairs, &specs).map_err(|m| t.err(format!("labels: {m}")))?;
+        mark(acc, t, "LabelTransformer");
     }
-    if !k.common_labels.is_empty() {
+    if !k.common_labels.is_empty() || !k.labels.is_empty() {
         let specs = acc.config.common_labels.clone();
         set_entries(acc, &k.common_labels, &specs)
             .map_err(|m| t.err(format!("commonLabels: {m}")))?;
+        mark(acc, t, "LabelTransformer");
     }
     if !k.common_annotations.is_empty() {
         let specs = acc.config.common_annotations.clone();
         set_entries(acc, &k.common_annotations, &specs)
             .map_err(|m| t.err(format!("commonAnnotations: {m}")))?;
+        mark(acc, t, "AnnotationsTransformer");
     }
     for p in &k.patches_json6902 {
         let text = patch_text(b, t, p)?;
@@ -78,20 +92,43 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
             .as_ref()
             .ok_or_else(|| t.err("patchesJson6902: a target is required"))?;
         patch_json(acc, &text, target).map_err(|m| t.err(format!("patchesJson6902: {m}")))?;
+        mark(acc, t, "PatchJson6902Transformer");
     }
     for r in &k.replicas {
         let specs = acc.config.replicas.clone();
         replicas(acc, r, &specs).map_err(|m| t.err(m))?;
+        mark(acc, t, "ReplicaCountTransformer");
     }
     for i in &k.images {
         let specs = acc.config.images.clone();
         images(acc, i, &specs).map_err(|m| t.err(format!("images: {m}")))?;
+        mark(acc, t, "ImageTagTransformer");
     }
     if !k.replacements.is_empty() {
         let list = load_replacements(b, t, &k.replacements)?;
         replacement::apply(&mut acc.res, &list).map_err(|m| t.err(format!("replacements: {m}")))?;
+        mark(acc, t, "ReplacementTransformer");
     }
     Ok(())
+}
+
+/// With `buildMetadata: [transformerAnnotations]`, record that a built-in transformer ran on
+/// every resource present (as kustomize does), or make it the origin of those without one.
+fn mark(acc: &mut Acc, t: &Target, kind: &str) {
+    let (true, Some(origin)) = (acc.track_transformers, &t.origin) else {
+        return;
+    };
+    let record = format!(
+        "configuredIn: {}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n",
+        crate::build::join_origin(origin, &t.file_name)
+    );
+    for r in acc.res.iter_mut() {
+        if r.origin.is_none() {
+            r.origin = Some(record.clone());
+        } else {
+            r.transformations.push(record.clone());
+        }
+    }
 }
 
 fn merge_specs(into: &mut Vec<FieldSpec>, from: &[FieldSpec]) {
