@@ -287,3 +287,67 @@ fn set_map(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TransformerConfig;
+    use serde_json::json;
+
+    fn res(v: Value) -> Resource {
+        Resource::new(v.as_object().cloned().unwrap_or_default())
+    }
+
+    fn rename(r: &mut Resource, name: &str) {
+        r.store_previous_id();
+        r.set_name(name);
+    }
+
+    #[test]
+    fn renamed_config_map_is_followed_by_its_references() {
+        let mut cm =
+            res(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}}));
+        rename(&mut cm, "cfg-abc");
+        let dep = res(
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+            "spec": {"template": {"spec": {
+                "volumes": [{"name": "v", "configMap": {"name": "cfg"}}, {"name": "w", "configMap": {"name": "other"}}],
+                "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "cfg"}}]}]}}}}),
+        );
+        let mut all = vec![cm, dep];
+        fix(&mut all, &TransformerConfig::builtin().name_reference).unwrap();
+        let spec = &all[1].as_value()["spec"]["template"]["spec"];
+        assert_eq!(spec["volumes"][0]["configMap"]["name"], json!("cfg-abc"));
+        assert_eq!(spec["volumes"][1]["configMap"]["name"], json!("other"));
+        assert_eq!(
+            spec["containers"][0]["envFrom"][0]["configMapRef"]["name"],
+            json!("cfg-abc")
+        );
+    }
+
+    #[test]
+    fn role_binding_follows_role_and_service_account_namespace() {
+        let mut role = res(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}),
+        );
+        rename(&mut role, "x-r");
+        let mut sa =
+            res(json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}}));
+        sa.store_previous_id();
+        sa.set_name("x-sa");
+        sa.set_namespace("apps");
+        let rb = res(
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "rb", "namespace": "apps"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+            "subjects": [{"kind": "ServiceAccount", "name": "sa"}]}),
+        );
+        let mut all = vec![role, sa, rb];
+        fix(&mut all, &TransformerConfig::builtin().name_reference).unwrap();
+        let rb = all[2].as_value();
+        assert_eq!(rb["roleRef"]["name"], json!("x-r"));
+        assert_eq!(
+            rb["subjects"][0],
+            json!({"kind": "ServiceAccount", "name": "x-sa", "namespace": "apps"})
+        );
+    }
+}
