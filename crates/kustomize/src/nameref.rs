@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn role_binding_follows_role_and_service_account_namespace() {
         let mut role = res(
-            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r", "namespace": "apps"}}),
         );
         rename(&mut role, "x-r");
         let mut sa =
