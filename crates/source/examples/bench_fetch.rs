@@ -21,7 +21,11 @@ fn run(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "bench@example.com")
         .output()
         .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -35,18 +39,36 @@ struct Poll {
 
 fn poll(cache: &Path, url: &str, last: Option<&str>) -> (String, Poll) {
     let started = Instant::now();
-    let remote = Remote { url: url.to_owned(), auth: Auth::default(), deadline: Instant::now() + Duration::from_secs(300), timeout: Duration::from_secs(300) };
+    let remote = Remote {
+        url: url.to_owned(),
+        auth: Auth::default(),
+        deadline: Instant::now() + Duration::from_secs(300),
+        timeout: Duration::from_secs(300),
+    };
     let repo = git::open_cache(cache).expect("cache");
     let listed = git::list_refs(&repo, &remote).expect("list");
     let target = refs::resolve(None, &listed).expect("resolve");
     let commit = target.commit.clone().expect("commit");
     if last == Some(commit.as_str()) {
-        let p = Poll { elapsed: started.elapsed(), objects: 0, bytes: 0, fetched: false, archive_bytes: 0 };
+        let p = Poll {
+            elapsed: started.elapsed(),
+            objects: 0,
+            bytes: 0,
+            fetched: false,
+            archive_bytes: 0,
+        };
         return (commit, p);
     }
     let stats = git::fetch(&repo, &remote, &target.refspecs).expect("fetch");
-    let tar = git::archive_commit(&repo, &commit, &IgnoreRules::none(), Vec::new()).expect("archive");
-    let p = Poll { elapsed: started.elapsed(), objects: stats.objects, bytes: stats.bytes, fetched: true, archive_bytes: tar.len() };
+    let tar =
+        git::archive_commit(&repo, &commit, &IgnoreRules::none(), Vec::new()).expect("archive");
+    let p = Poll {
+        elapsed: started.elapsed(),
+        objects: stats.objects,
+        bytes: stats.bytes,
+        fetched: true,
+        archive_bytes: tar.len(),
+    };
     (commit, p)
 }
 
@@ -62,7 +84,10 @@ fn report(what: &str, p: &Poll) {
 }
 
 fn main() {
-    let files: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(3000);
+    let files: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(3000);
     let tmp = tempfile::tempdir().expect("tempdir");
     let work = tmp.path().join("work");
     std::fs::create_dir_all(&work).expect("mkdir");
@@ -81,12 +106,39 @@ fn main() {
     run(&work, &["commit", "-q", "-m", "initial"]);
     let srv = tmp.path().join("srv");
     std::fs::create_dir_all(&srv).expect("mkdir");
-    run(tmp.path(), &["clone", "-q", "--bare", work.to_str().unwrap_or_default(), srv.join("repo.git").to_str().unwrap_or_default()]);
-    run(&work, &["remote", "add", "origin", srv.join("repo.git").to_str().unwrap_or_default()]);
+    run(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            work.to_str().unwrap_or_default(),
+            srv.join("repo.git").to_str().unwrap_or_default(),
+        ],
+    );
+    run(
+        &work,
+        &[
+            "remote",
+            "add",
+            "origin",
+            srv.join("repo.git").to_str().unwrap_or_default(),
+        ],
+    );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
     let mut daemon = Command::new("git")
-        .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}"), &format!("--base-path={}", srv.display())])
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            &format!("--port={port}"),
+            &format!("--base-path={}", srv.display()),
+        ])
         .arg(&srv)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -105,7 +157,11 @@ fn main() {
     report("first clone + archive", &first);
     let (_, noop) = poll(&cache, &url, Some(&c1));
     report("no-change poll (ls-refs)", &noop);
-    std::fs::write(work.join("apps/team-00/cm-0.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-0}\n").expect("write");
+    std::fs::write(
+        work.join("apps/team-00/cm-0.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-0}\n",
+    )
+    .expect("write");
     run(&work, &["commit", "-q", "-am", "change one file"]);
     run(&work, &["push", "-q", "origin", "main"]);
     let (_, incr) = poll(&cache, &url, Some(&c1));

@@ -293,6 +293,11 @@ fn classify(e: git2::Error, observed: &Observed, remote: &Remote) -> GitError {
     if e.code() == git2::ErrorCode::Auth || e.code() == git2::ErrorCode::Certificate || status_401 {
         return GitError::Auth(msg);
     }
+    if e.class() == git2::ErrorClass::Ssl {
+        return GitError::Auth(format!(
+            "TLS: {msg} (set `ca.crt` in the secret for a private CA)"
+        ));
+    }
     GitError::Other(msg)
 }
 
@@ -322,6 +327,9 @@ pub fn open_cache(path: &Path) -> Result<Repository, GitError> {
     open.map_err(|e| GitError::Other(format!("cache {}: {}", path.display(), e.message())))
 }
 
+/// A refspec no server advertises: a download with it connects and lists, and wants nothing.
+const LIST_ONLY_REFSPEC: &str = "refs/plumb/list-only/nothing:refs/plumb/list-only/nothing";
+
 /// Lists the remote's refs: one connection, no objects transferred.
 pub fn list_refs(repo: &Repository, remote: &Remote) -> Result<Vec<RemoteRef>, GitError> {
     let observed = Rc::new(RefCell::new(Observed::default()));
@@ -339,13 +347,13 @@ pub fn list_refs(repo: &Repository, remote: &Remote) -> Result<Vec<RemoteRef>, G
             .collect::<Vec<_>>()
     };
     if remote.auth.bearer.is_some() {
-        // connect() cannot send custom headers; a download with no refspecs connects with
-        // them, lists the refs and wants nothing, so no objects are transferred.
+        // connect() cannot send custom headers; a download of a refspec that matches nothing
+        // connects with them, lists the refs and wants nothing, so no objects are transferred.
         let (mut fo, headers) = fetch_options(remote, observed.clone());
         let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
         fo.custom_headers(&hs);
         let res = r
-            .download::<&str>(&[], Some(&mut fo))
+            .download(&[LIST_ONLY_REFSPEC], Some(&mut fo))
             .and_then(|()| r.list().map(to_refs));
         let _ = r.disconnect();
         return res.map_err(|e| classify(e, &observed.borrow(), remote));

@@ -209,3 +209,74 @@ async fn ssh_with_known_host_fetches_and_unknown_or_wrong_host_key_is_refused() 
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_is_trusted_through_the_secret_ca_and_refused_without_it() {
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let pki = support::TestPki::new();
+    let tls = support::TlsProxy::start(&pki, server.port);
+    let url = format!("https://127.0.0.1:{}/repo.git", tls.port);
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+
+    let trusted = Auth {
+        ca_pem: Some(pki.ca_pem.clone()),
+        ..basic("bot", "s3cret")
+    };
+    let (r, cache) = (remote(url.clone(), trusted), tempfile::tempdir().unwrap());
+    let (rev, objects) = blocking(move || poll(cache.path(), &r, None))
+        .await
+        .unwrap();
+    assert_eq!(rev, format!("main@sha1:{c1}"));
+    assert!(objects > 0);
+
+    let other_ca = support::TestPki::new().ca_pem;
+    for ca in [None, Some(other_ca)] {
+        let auth = Auth {
+            ca_pem: ca,
+            ..basic("bot", "s3cret")
+        };
+        let (r, cache) = (remote(url.clone(), auth), tempfile::tempdir().unwrap());
+        let err = blocking(move || poll(cache.path(), &r, None))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, GitError::Auth(_)),
+            "untrusted certificate must fail: {err:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_is_sent_for_listing_and_fetching() {
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server =
+        HttpGitServer::start_with_authorization(up.bare.parent().unwrap(), "Bearer tok-123".into())
+            .await;
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let auth = Auth {
+        bearer: Some("tok-123".into()),
+        ..Auth::default()
+    };
+    let (r, cache) = (
+        remote(server.url("repo.git"), auth),
+        tempfile::tempdir().unwrap(),
+    );
+    let (rev, objects) = blocking(move || poll(cache.path(), &r, None))
+        .await
+        .unwrap();
+    assert_eq!(rev, format!("main@sha1:{c1}"));
+    assert!(objects > 0);
+    let auth = Auth {
+        bearer: Some("wrong".into()),
+        ..Auth::default()
+    };
+    let (r, cache) = (
+        remote(server.url("repo.git"), auth),
+        tempfile::tempdir().unwrap(),
+    );
+    let err = blocking(move || poll(cache.path(), &r, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitError::Auth(_)), "{err:?}");
+}

@@ -119,12 +119,17 @@ struct CgiState {
 impl HttpGitServer {
     /// Serves the repositories under `root` (URL `http://127.0.0.1:<port>/<name>.git`).
     pub async fn start(root: &Path, user: &str, password: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
+        Self::start_with_authorization(root, auth).await
+    }
+
+    /// Serves `root`, accepting only requests whose `Authorization` header equals `auth`.
+    pub async fn start_with_authorization(root: &Path, auth: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
         let state = CgiState {
             root: Arc::new(root.to_path_buf()),
             auth: Arc::new(auth),
@@ -352,5 +357,149 @@ impl Drop for SshServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A certificate authority and a server certificate for 127.0.0.1 it signed (PEM).
+pub struct TestPki {
+    pub ca_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+}
+
+impl TestPki {
+    pub fn new() -> Self {
+        use openssl::asn1::Asn1Time;
+        use openssl::bn::BigNum;
+        use openssl::hash::MessageDigest;
+        use openssl::pkey::PKey;
+        use openssl::rsa::Rsa;
+        use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+        use openssl::x509::{X509Builder, X509NameBuilder};
+        let name = |cn: &str| {
+            let mut n = X509NameBuilder::new().unwrap();
+            n.append_entry_by_text("CN", cn).unwrap();
+            n.build()
+        };
+        let ca_key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut ca = X509Builder::new().unwrap();
+        ca.set_version(2).unwrap();
+        ca.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        ca.set_subject_name(&name("plumb test CA")).unwrap();
+        ca.set_issuer_name(&name("plumb test CA")).unwrap();
+        ca.set_pubkey(&ca_key).unwrap();
+        ca.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        ca.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        ca.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+            .unwrap();
+        ca.sign(&ca_key, MessageDigest::sha256()).unwrap();
+        let ca = ca.build();
+        let key = PKey::from_rsa(Rsa::generate(2048).unwrap()).unwrap();
+        let mut leaf = X509Builder::new().unwrap();
+        leaf.set_version(2).unwrap();
+        leaf.set_serial_number(&BigNum::from_u32(2).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        leaf.set_subject_name(&name("127.0.0.1")).unwrap();
+        leaf.set_issuer_name(ca.subject_name()).unwrap();
+        leaf.set_pubkey(&key).unwrap();
+        leaf.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+            .unwrap();
+        leaf.set_not_after(&Asn1Time::days_from_now(2).unwrap())
+            .unwrap();
+        let san = SubjectAlternativeName::new()
+            .ip("127.0.0.1")
+            .build(&leaf.x509v3_context(Some(&ca), None))
+            .unwrap();
+        leaf.append_extension(san).unwrap();
+        leaf.sign(&ca_key, MessageDigest::sha256()).unwrap();
+        Self {
+            ca_pem: ca.to_pem().unwrap(),
+            cert_pem: leaf.build().to_pem().unwrap(),
+            key_pem: key.private_key_to_pem_pkcs8().unwrap(),
+        }
+    }
+}
+
+/// A TLS terminator on 127.0.0.1 in front of a plain HTTP server on `backend_port`.
+pub struct TlsProxy {
+    pub port: u16,
+}
+
+impl TlsProxy {
+    pub fn start(pki: &TestPki, backend_port: u16) -> Self {
+        use openssl::ssl::{SslAcceptor, SslMethod};
+        let mut acc = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        acc.set_certificate(&openssl::x509::X509::from_pem(&pki.cert_pem).unwrap())
+            .unwrap();
+        acc.set_private_key(&openssl::pkey::PKey::private_key_from_pem(&pki.key_pem).unwrap())
+            .unwrap();
+        let acc = Arc::new(acc.build());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let acc = acc.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+                    let Ok(mut tls) = acc.accept(conn) else {
+                        return;
+                    };
+                    let Ok(mut backend) = std::net::TcpStream::connect(("127.0.0.1", backend_port))
+                    else {
+                        return;
+                    };
+                    proxy(&mut tls, &mut backend);
+                });
+            }
+        });
+        Self { port }
+    }
+}
+
+/// Copies both ways between a TLS stream and a TCP stream with short read timeouts, one
+/// thread: HTTP/1.1 is request/response, so turn-taking is enough for tests.
+fn proxy(
+    tls: &mut openssl::ssl::SslStream<std::net::TcpStream>,
+    backend: &mut std::net::TcpStream,
+) {
+    use std::io::{ErrorKind, Read, Write};
+    let short = Some(std::time::Duration::from_millis(5));
+    let _ = tls.get_ref().set_read_timeout(short);
+    let _ = backend.set_read_timeout(short);
+    let mut buf = vec![0u8; 64 << 10];
+    let idle_limit = std::time::Duration::from_secs(20);
+    let mut last = std::time::Instant::now();
+    loop {
+        let mut moved = false;
+        match tls.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if backend.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                moved = true;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+        match backend.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if tls.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                moved = true;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+        if moved {
+            last = std::time::Instant::now();
+        } else if last.elapsed() > idle_limit {
+            return;
+        }
     }
 }
