@@ -5,41 +5,10 @@
 
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Client;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use plumb_api::{GitRepository, Policy, Sync};
-use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_e2e_support::TestNamespace;
 use serde_json::json;
-
-async fn install_crds(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("plumb-test").force();
-    for crd in plumb_api::crd::all() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &pp, &Patch::Apply(&crd)).await.unwrap();
-        wait_for(
-            &format!("CRD {name} Established"),
-            Duration::from_secs(30),
-            || {
-                let crds = crds.clone();
-                let name = name.clone();
-                async move {
-                    let crd = crds.get(&name).await?;
-                    let established = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok::<_, kube::Error>(established.then_some(()))
-                }
-            },
-        )
-        .await
-        .unwrap();
-    }
-}
 
 /// Creates `obj` and returns the API server's error message, failing if it was accepted.
 async fn rejection<K>(api: &Api<K>, obj: serde_json::Value) -> String
@@ -60,7 +29,7 @@ where
 #[tokio::test(flavor = "multi_thread")]
 async fn crds_install_and_accept_a_valid_object_of_each_kind_with_defaults() {
     let ns = TestNamespace::new("api-valid").await.unwrap();
-    install_crds(ns.client()).await;
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
 
     let repos: Api<GitRepository> = ns.api();
     let repo: GitRepository = serde_json::from_value(json!({
@@ -116,7 +85,7 @@ async fn crds_install_and_accept_a_valid_object_of_each_kind_with_defaults() {
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_objects_are_rejected_with_a_message_naming_the_cause() {
     let ns = TestNamespace::new("api-invalid").await.unwrap();
-    install_crds(ns.client()).await;
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
     let repos: Api<GitRepository> = ns.api();
 
     let two_refs = rejection(&repos, json!({

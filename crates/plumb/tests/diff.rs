@@ -5,25 +5,10 @@
 
 use std::process::Command;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plumb_api::Sync;
 use plumb_e2e_support::{TestNamespace, kubeconfig_path, wait_for};
 use serde_json::json;
-
-async fn install_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("plumb-test").force();
-    for crd in plumb_api::crd::all() {
-        crds.patch(
-            crd.metadata.name.as_deref().unwrap(),
-            &pp,
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
-}
 
 fn plumb_diff(ns: &str, dir: &std::path::Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
@@ -43,7 +28,7 @@ fn plumb_diff(ns: &str, dir: &std::path::Path) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something_changes() {
     let ns = TestNamespace::new("cli-diff").await.unwrap();
-    install_crds(ns.client()).await;
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
     let name = ns.name().to_owned();
 
     // What the cluster has: a ConfigMap applied by plumb, and an inventory naming it and an old one.

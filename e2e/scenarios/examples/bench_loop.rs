@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, PostParams};
 use plumb_api::{Conditions, GitRepository, Sync, condition_type};
 use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
 use plumb_e2e_support::{TestNamespace, wait_for};
@@ -69,21 +69,6 @@ where
     })
     .await
     .unwrap();
-}
-
-async fn install_crds(client: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("plumb-bench").force();
-    for crd in plumb_api::crd::all() {
-        crds.patch(
-            crd.metadata.name.as_deref().unwrap(),
-            &pp,
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
 }
 
 async fn commit_to_applied(
@@ -274,7 +259,7 @@ async fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
     let ns = TestNamespace::new("bench-loop").await.unwrap();
-    install_crds(ns.client()).await;
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
     let git = GitFixture::new().await.unwrap();
     git.write(
         "latency/cm.yaml",

@@ -16,17 +16,6 @@ use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-async fn install_crds(client: &kube::Client) {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let pp = PatchParams::apply("plumb-test").force();
-    for crd in plumb_api::crd::all() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(&name, &pp, &Patch::Apply(&crd)).await.unwrap();
-    }
-    // An instance can be created once its CRD is Established; creating a GitRepository retries.
-}
-
 fn deployment(name: &str, image: &str) -> String {
     format!(
         "apiVersion: apps/v1
@@ -147,7 +136,7 @@ fn image_of(d: &Deployment) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn commit_bump_edit_remove_and_revert_are_applied_healed_pruned_and_rolled_back() {
     let ns = TestNamespace::new("e2e-loop").await.unwrap();
-    install_crds(ns.client()).await;
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
     let git = GitFixture::new().await.unwrap();
     git.write(
         "app/kustomization.yaml",
@@ -246,7 +235,7 @@ async fn commit_bump_edit_remove_and_revert_are_applied_healed_pruned_and_rolled
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deny_policy_blocks_the_new_revision_until_it_is_fixed() {
     let ns = TestNamespace::new("e2e-policy").await.unwrap();
-    install_crds(ns.client()).await;
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
     let git = GitFixture::new().await.unwrap();
     git.write("app/kustomization.yaml", "resources:\n  - web.yaml\n")
         .unwrap();
@@ -339,7 +328,7 @@ async fn a_deny_policy_blocks_the_new_revision_until_it_is_fixed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn git_outages_and_controller_restarts_lose_nothing() {
     let ns = TestNamespace::new("e2e-resilience").await.unwrap();
-    install_crds(ns.client()).await;
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
     let mut git = GitFixture::new().await.unwrap();
     git.write("app/kustomization.yaml", "resources:\n  - settings.yaml\n")
         .unwrap();

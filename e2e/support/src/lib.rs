@@ -15,6 +15,7 @@
 
 mod apply;
 mod cluster;
+mod crds;
 mod error;
 mod namespace;
 mod wait;
@@ -24,6 +25,7 @@ pub use cluster::{
     CLUSTER_DIR_ENV, KUBECONFIG_ENV, client, connect, default_kubeconfig_path, kubeconfig_path,
     pinned_kubernetes_version, repo_root,
 };
+pub use crds::install_crds;
 pub use error::{Error, Result};
 pub use namespace::{TEST_LABEL, TestNamespace};
 pub use wait::wait_for;
