@@ -429,7 +429,21 @@ impl<'a> Builder<'a> {
         }
         let text = self.read_text(t, &path)?;
         let objs = parse_resources(&text).map_err(|m| t.err(format!("resource {r}: {m}")))?;
+        let top_level_list = crate::yaml::parse_documents(&text, crate::yaml::ScalarMode::Text)
+            .is_ok_and(|d| d.iter().any(Value::is_array));
+        if top_level_list {
+            return Err(t.err(format!(
+                "resource {r}: missing Resource metadata (a YAML list is not an object)"
+            )));
+        }
         for obj in objs {
+            let named = obj
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .is_some_and(|n| !n.is_null() && n.as_str() != Some(""));
+            if !named {
+                return Err(t.err(format!("resource {r}: missing metadata.name in object")));
+            }
             let mut res = Resource::new(obj);
             res.origin = t.origin.as_ref().map(|o| join_origin(o, r));
             acc.append(res).map_err(|m| t.err(m))?;

@@ -34,6 +34,7 @@ enum Node {
 
 /// Parse every document of a YAML stream. Empty documents come back as `Value::Null`.
 pub fn parse_documents(text: &str, mode: ScalarMode) -> Result<Vec<Value>, YamlError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut parser = Parser::new_from_str(text);
     let mut docs: Vec<Option<Node>> = Vec::new();
     let mut anchors: Vec<(usize, Node)> = Vec::new();
@@ -258,6 +259,14 @@ fn key_text(node: &Node, mode: ScalarMode) -> Result<String, YamlError> {
 
 fn scalar_value(text: &str, style: TScalarStyle, tag: Option<&Tag>, mode: ScalarMode) -> Value {
     let explicit_str = tag.is_some_and(|t| is_core_tag(t, "str"));
+    let typed_tag = tag.is_some_and(|t| {
+        ["int", "float", "bool", "null"]
+            .iter()
+            .any(|n| is_core_tag(t, n))
+    });
+    if typed_tag && mode == ScalarMode::Typed {
+        return resolve_plain(text);
+    }
     if style != TScalarStyle::Plain || explicit_str {
         return Value::String(text.to_string());
     }
