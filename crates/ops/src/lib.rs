@@ -6,11 +6,13 @@
 //! - [`leader`]: leader election by a `coordination.k8s.io/v1` Lease.
 //! - [`telemetry`]: `tracing` initialisation, plain or JSON.
 //! - [`events`]: Kubernetes Event recording.
+//! - [`shard`]: sharding objects across controller instances by label.
 
 pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod shard;
 pub mod telemetry;
 
 pub use events::EventRecorder;

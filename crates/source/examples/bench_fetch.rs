@@ -3,6 +3,9 @@
 //! one-commit incremental fetch, each as the controller does it (list refs, fetch if needed,
 //! archive). Run: `cargo run --release -p plumb-source --example bench_fetch [-- <files>]`.
 
+// A benchmark tool: any setup failure aborts the run with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -47,6 +47,10 @@ pub struct Config {
     /// Watch only this namespace (all namespaces when unset).
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Reconcile only GitRepositories labelled `plumb.dev/shard=<key>`; without it, only those
+    /// with no shard label.
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -69,6 +73,7 @@ impl Config {
             leader_election: false,
             leader_election_namespace: "plumb-system".into(),
             namespace: None,
+            shard: None,
             log_format: LogFormat::Plain,
         }
     }

@@ -140,10 +140,10 @@ async fn cleanup(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, E
     let key = ArtifactKey::new(KIND, &ns, &name).map_err(Error::Storage)?;
     ctx.storage.remove_all(&key).map_err(Error::Storage)?;
     let cache = ctx.cache_dir(&ns, &name);
-    if let Err(e) = std::fs::remove_dir_all(&cache) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            return Err(Error::Cache(format!("{}: {e}", cache.display())));
-        }
+    if let Err(e) = std::fs::remove_dir_all(&cache)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(Error::Cache(format!("{}: {e}", cache.display())));
     }
     ctx.hooks.unregister(&ns, &name);
     tracing::info!("removed artifacts and cache of deleted GitRepository");
@@ -340,13 +340,13 @@ impl FetchJob {
         if !git::has_commit(&repo, &commit) {
             return Err(Error::Ref(RefError::NotFound(format!("commit {commit}"))));
         }
-        if let Some(tip) = &target.within_branch_tip {
-            if !git::reachable_from(&repo, &commit, tip).map_err(Error::Git)? {
-                let branch = target.revision_ref.clone().unwrap_or_default();
-                return Err(Error::Ref(RefError::NotFound(format!(
-                    "commit {commit} in branch {branch:?}"
-                ))));
-            }
+        if let Some(tip) = &target.within_branch_tip
+            && !git::reachable_from(&repo, &commit, tip).map_err(Error::Git)?
+        {
+            let branch = target.revision_ref.clone().unwrap_or_default();
+            return Err(Error::Ref(RefError::NotFound(format!(
+                "commit {commit} in branch {branch:?}"
+            ))));
         }
         let revision = target
             .revision(&commit)

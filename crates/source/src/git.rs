@@ -182,17 +182,15 @@ fn verify_with_ca(ca_pem: &[u8], leaf_der: &[u8], host: &str) -> Result<(), Stri
     let store = store.build();
     let chain = Stack::new().map_err(|e| e.to_string())?;
     let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
-    let ok = ctx
-        .init(&store, &leaf, &chain, |c| {
-            let ok = c.verify_cert()?;
-            Ok(if ok {
-                Ok(())
-            } else {
-                Err(c.error().to_string())
-            })
+    ctx.init(&store, &leaf, &chain, |c| {
+        let ok = c.verify_cert()?;
+        Ok(if ok {
+            Ok(())
+        } else {
+            Err(c.error().to_string())
         })
-        .map_err(|e| e.to_string())?;
-    ok
+    })
+    .map_err(|e| e.to_string())?
 }
 
 fn callbacks<'a>(remote: &'a Remote, observed: Rc<RefCell<Observed>>) -> RemoteCallbacks<'a> {

@@ -140,18 +140,21 @@ pub async fn run_with_client(
     let ready_flag = ready.clone();
     let controller = async move {
         ready_flag.set(true);
-        Controller::new(api, watcher::Config::default().any_semantic())
-            .with_config(
-                kube::runtime::controller::Config::default().concurrency(config.concurrency),
-            )
-            .graceful_shutdown_on(ctrl_shutdown)
-            .run(controller::reconcile, controller::error_policy, ctx)
-            .for_each(|res| async move {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "reconcile loop");
-                }
-            })
-            .await;
+        Controller::new(
+            api,
+            watcher::Config::default()
+                .labels(&plumb_ops::shard::label_selector(config.shard.as_deref()))
+                .any_semantic(),
+        )
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency))
+        .graceful_shutdown_on(ctrl_shutdown)
+        .run(controller::reconcile, controller::error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile loop");
+            }
+        })
+        .await;
     };
     let elector = config.leader_election.then(|| {
         let identity = std::env::var("POD_NAME")

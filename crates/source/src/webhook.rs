@@ -60,7 +60,10 @@ pub fn verify_delivery(headers: &HeaderMap, body: &[u8], token: &str) -> bool {
 
 /// The hooks the controller has registered: path → (namespace, name, token).
 #[derive(Clone, Default)]
-pub struct HookIndex(Arc<RwLock<HashMap<String, (String, String, String)>>>);
+pub struct HookIndex(Arc<RwLock<HashMap<String, Hook>>>);
+
+/// A registered hook: namespace, name and token of its GitRepository.
+type Hook = (String, String, String);
 
 impl HookIndex {
     /// Registers (or replaces) the hook of `namespace/name`; returns its path.

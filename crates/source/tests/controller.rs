@@ -2,6 +2,9 @@
 //! and a real `git http-backend` on loopback. Each test runs its own controller instance,
 //! watching only its own namespace, so the tests run in parallel.
 
+// Test helpers panic on setup failures by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::net::SocketAddr;
@@ -79,6 +82,8 @@ impl Running {
         config.webhook_addr = free_addr();
         config.metrics_addr = free_addr();
         config.namespace = Some(ns.name().to_owned());
+        // Other controllers may share the test cluster: a shard of our own keeps them away.
+        config.shard = Some(ns.name().to_owned());
         let webhook = config.webhook_addr;
         let metrics = Metrics::new();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -138,7 +143,7 @@ async fn create_repo(
     let obj: GitRepository = serde_json::from_value(serde_json::json!({
         "apiVersion": "source.plumb.dev/v1",
         "kind": "GitRepository",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {plumb_ops::shard::SHARD_LABEL: ns.name()}},
         "spec": spec,
     }))
     .unwrap();

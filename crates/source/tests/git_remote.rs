@@ -1,6 +1,9 @@
 //! The git layer against real servers on loopback: `git http-backend` with basic auth and an
 //! OpenSSH server with known_hosts checking. No cluster needed.
 
+// Test helpers panic on setup failures by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

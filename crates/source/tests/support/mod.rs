@@ -2,7 +2,7 @@
 //! with the `git` CLI, `git http-backend` behind a small HTTP server with basic auth, and an
 //! OpenSSH server with generated host and client keys.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
