@@ -577,6 +577,17 @@ impl Kustomization {
         if map.is_empty() {
             return Err("kustomization.yaml is empty".to_string());
         }
+        // `resources:` with nothing after it means no resources, as in Go.
+        map.retain(|_, v| !v.is_null());
+        for v in map.values_mut() {
+            if let Value::Array(items) = v {
+                for item in items.iter_mut() {
+                    if let Value::Object(m) = item {
+                        m.retain(|_, v| !v.is_null());
+                    }
+                }
+            }
+        }
         let mut k: Kustomization =
             serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
         k.fix_legacy_fields();
