@@ -7,6 +7,7 @@ use std::time::Instant;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -29,6 +30,13 @@ impl ReconcileResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ObjectLabels {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
     kind: String,
     result: String,
@@ -44,6 +52,7 @@ pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     reconcile_duration: Family<ReconcileLabels, Histogram, fn() -> Histogram>,
     reconciles: Family<ReconcileLabels, Counter>,
+    artifact_size: Family<ObjectLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -72,10 +81,17 @@ impl Metrics {
             "Reconciles, by kind and result",
             reconciles.clone(),
         );
+        let artifact_size = Family::<ObjectLabels, Gauge>::default();
+        registry.register(
+            "artifact_size_bytes",
+            "Size of the latest artifact, by kind, namespace and name",
+            artifact_size.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             reconcile_duration,
             reconciles,
+            artifact_size,
         }
     }
 
@@ -103,6 +119,16 @@ impl Metrics {
         self.reconciles.get_or_create(&labels).inc();
     }
 
+    /// Records the size of the artifact just published for an object.
+    pub fn observe_artifact_size(&self, kind: &str, namespace: &str, name: &str, bytes: i64) {
+        let labels = ObjectLabels {
+            kind: kind.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
+        self.artifact_size.get_or_create(&labels).set(bytes);
+    }
+
     /// The registry in the Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -124,7 +150,14 @@ mod tests {
         m.observe_reconcile("GitRepository", ReconcileResult::Success, Instant::now());
         m.observe_reconcile("GitRepository", ReconcileResult::Error, Instant::now());
         m.observe_reconcile("GitRepository", ReconcileResult::Error, Instant::now());
+        m.observe_artifact_size("GitRepository", "ns", "app", 1234);
         let text = m.encode();
+        assert!(
+            text.contains(
+                r#"plumb_artifact_size_bytes{kind="GitRepository",namespace="ns",name="app"} 1234"#
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(r#"plumb_reconcile_total{kind="GitRepository",result="error"} 2"#),
             "{text}"

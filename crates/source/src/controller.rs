@@ -171,7 +171,7 @@ async fn secret_data(
 
 async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
     let generation = obj.meta().generation;
-    let old = obj.status.clone().unwrap_or_default();
+    let mut old = obj.status.clone().unwrap_or_default();
     let mut status = old.clone();
     if let Some(requested) = obj.annotations().get(REQUESTED_AT_ANNOTATION) {
         status.last_handled_reconcile_at = Some(requested.clone());
@@ -180,10 +180,28 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
         write_status(&ctx, &obj, &old, &status).await?;
         return Ok(Action::await_change());
     }
+    if status.observed_generation != generation {
+        // A new spec: say so before the (possibly slow) fetch, as kstatus expects.
+        status.conditions.mark_reconciling(
+            reason::PROGRESSING,
+            "fetching the repository for the new spec",
+            generation,
+        );
+        write_status(&ctx, &obj, &old, &status).await?;
+        old = status.clone();
+    }
     let result = fetch_and_store(&obj, &ctx, &mut status).await;
     let action = match result {
         Ok(fetched) => {
             if let Fetched::New(artifact) = fetched {
+                if let Some(size) = artifact.size {
+                    ctx.metrics.observe_artifact_size(
+                        KIND,
+                        &obj.namespace().unwrap_or_default(),
+                        &obj.name_any(),
+                        size,
+                    );
+                }
                 let msg = format!("stored artifact for revision {}", artifact.revision);
                 ctx.recorder
                     .normal(obj.as_ref(), "NewArtifact", "Fetch", &msg)
