@@ -46,6 +46,9 @@ pub struct Context {
     pub hooks: HookIndex,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<ObjectRef<GitRepository>, u32>>,
+    /// Caches with a fetch still running on a blocking thread (one that outlived its timeout
+    /// keeps its cache busy until libgit2 returns).
+    busy: Arc<Mutex<std::collections::HashSet<std::path::PathBuf>>>,
 }
 
 impl Context {
@@ -70,6 +73,7 @@ impl Context {
             recorder,
             hooks,
             failures: Mutex::default(),
+            busy: Arc::default(),
         }
     }
 
@@ -301,7 +305,25 @@ async fn fetch_and_store(
         base_url: ctx.config.artifact_base_url.clone(),
         keep: ctx.config.artifacts_to_keep,
     };
-    let task = tokio::task::spawn_blocking(move || job.run());
+    let cache = job.cache.clone();
+    let lock = |b: &Mutex<std::collections::HashSet<std::path::PathBuf>>| {
+        let mut set = b.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(cache.clone())
+    };
+    if !lock(&ctx.busy) {
+        return Err(Error::Cache(
+            "a previous fetch of this repository is still running after its timeout".into(),
+        ));
+    }
+    let busy = ctx.busy.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let cache = job.cache.clone();
+        let result = job.run();
+        busy.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cache);
+        result
+    });
     match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
         Err(_) => Err(Error::Git(GitError::Timeout(timeout))),
         Ok(Err(join)) => Err(Error::Cache(format!("fetch task failed: {join}"))),

@@ -535,3 +535,50 @@ async fn polls_without_a_new_commit_write_nothing() {
     ctrl.stop().await;
     ns.delete().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_silent_server_times_out_with_git_operation_failed() {
+    let ns = TestNamespace::new("source-timeout").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    // Accepts connections and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let api = create_repo(
+        &ns,
+        "app",
+        serde_json::json!({"url": format!("http://127.0.0.1:{port}/repo.git"), "timeout": "2s"}),
+    )
+    .await;
+    let ready = wait_for("Ready=False after the timeout", WAIT, || {
+        let api = api.clone();
+        async move {
+            let s = api.get("app").await?.status.unwrap_or_default();
+            Ok::<_, kube::Error>(
+                s.conditions
+                    .get_condition("Ready")
+                    .filter(|c| c.status == "False")
+                    .cloned(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ready.reason, "GitOperationFailed");
+    assert!(ready.message.contains("timed out"), "{}", ready.message);
+    ctrl.stop().await;
+    hold.abort();
+    let _ = api
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+        )
+        .await;
+    ns.delete().await.unwrap();
+}
