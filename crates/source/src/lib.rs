@@ -89,6 +89,7 @@ pub async fn run_with_client(
             client.clone(),
             hooks.clone(),
         );
+        let hook_ns = config.namespace.clone();
         let (aa, ma, wa) = (
             config.artifact_addr,
             config.metrics_addr,
@@ -114,7 +115,7 @@ pub async fn run_with_client(
                         })
                 },
                 async {
-                    webhook::serve(wa, c, h, st3)
+                    webhook::serve(wa, c, h, hook_ns, st3)
                         .await
                         .map_err(|source| RunError::Serve {
                             what: "webhooks",

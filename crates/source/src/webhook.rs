@@ -95,13 +95,53 @@ impl HookIndex {
 struct HookState {
     client: kube::Client,
     index: HookIndex,
+    namespace: Option<String>,
 }
 
 /// The router serving `POST /hook/{id}`.
-pub fn router(client: kube::Client, index: HookIndex) -> Router {
+///
+/// Hooks are found in `index` (filled by reconciles) or, on a replica that has not reconciled
+/// the object (e.g. not the leader), by the `status.webhookPath` GitRepositories publish in
+/// `namespace` (all namespaces when None), checked against the token in their Secret.
+pub fn router(client: kube::Client, index: HookIndex, namespace: Option<String>) -> Router {
     Router::new()
         .route("/hook/{id}", post(receive))
-        .with_state(HookState { client, index })
+        .with_state(HookState {
+            client,
+            index,
+            namespace,
+        })
+}
+
+/// Finds the GitRepository whose published webhook path is `path` and whose current token
+/// still yields that path.
+async fn lookup(s: &HookState, path: &str) -> Option<Hook> {
+    if let Some(hook) = s.index.get(path) {
+        return Some(hook);
+    }
+    let api: Api<GitRepository> = match &s.namespace {
+        Some(ns) => Api::namespaced(s.client.clone(), ns),
+        None => Api::all(s.client.clone()),
+    };
+    let list = api.list(&Default::default()).await.ok()?;
+    let obj = list
+        .items
+        .into_iter()
+        .find(|o| o.status.as_ref().and_then(|st| st.webhook_path.as_deref()) == Some(path))?;
+    let namespace = obj.metadata.namespace.clone()?;
+    let name = obj.metadata.name.clone()?;
+    let secret_name = obj.spec.webhook.as_ref()?.secret_ref.name.clone();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(s.client.clone(), &namespace);
+    let secret = secrets.get_opt(&secret_name).await.ok()??;
+    let token = secret
+        .data?
+        .get("token")
+        .map(|t| String::from_utf8_lossy(&t.0).trim().to_owned())?;
+    (hook_path(&namespace, &name, &token) == path).then(|| {
+        s.index.register(&namespace, &name, &token);
+        (namespace, name, token)
+    })
 }
 
 /// Serves webhooks on `addr` until `shutdown` resolves.
@@ -109,11 +149,12 @@ pub async fn serve(
     addr: SocketAddr,
     client: kube::Client,
     index: HookIndex,
+    namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving webhooks");
-    axum::serve(listener, router(client, index))
+    axum::serve(listener, router(client, index, namespace))
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -124,7 +165,7 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let Some((namespace, name, token)) = s.index.get(&format!("/hook/{id}")) else {
+    let Some((namespace, name, token)) = lookup(&s, &format!("/hook/{id}")).await else {
         return StatusCode::NOT_FOUND;
     };
     if !verify_delivery(&headers, &body, &token) {

@@ -582,3 +582,78 @@ async fn a_silent_server_times_out_with_git_operation_failed() {
         .await;
     ns.delete().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_did_not_reconcile_still_accepts_the_webhook() {
+    use hmac::Mac;
+    let ns = TestNamespace::new("source-hook-replica").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let secrets: Api<Secret> = ns.api();
+    let hook: Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": "hook"}, "stringData": {"token": "t0k"}}),
+    )
+    .unwrap();
+    secrets
+        .patch(
+            "hook",
+            &PatchParams::apply("plumb-test").force(),
+            &Patch::Apply(&hook),
+        )
+        .await
+        .unwrap();
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let api = create_repo(&ns, "app", serde_json::json!({
+        "url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}, "webhook": {"secretRef": {"name": "hook"}},
+    }))
+    .await;
+    let obj = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let path = obj.status.unwrap().webhook_path.unwrap();
+
+    // A second webhook server, as on a non-leader replica: its index is empty.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = plumb_source::webhook::router(
+        ns.client().clone(),
+        Default::default(),
+        Some(ns.name().to_owned()),
+    );
+    let replica = tokio::spawn(async move { axum::serve(listener, app).await });
+    let c2 = up.commit(&[("a.yaml", "a: 2\n")], "second");
+    let http = reqwest::Client::new();
+    let url = format!("http://{addr}{path}");
+    let wrong = http
+        .post(&url)
+        .header("X-Gitlab-Token", "nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let unknown = http
+        .post(format!("http://{addr}/hook/{}", "a".repeat(64)))
+        .header("X-Gitlab-Token", "t0k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let ok = http
+        .post(&url)
+        .header("X-Gitlab-Token", "t0k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 202);
+    wait_revision(&api, "app", &format!("main@sha1:{c2}")).await;
+    replica.abort();
+    api.delete("app", &DeleteParams::default()).await.unwrap();
+    wait_for("deleted", WAIT, || {
+        let api = api.clone();
+        async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
+    })
+    .await
+    .unwrap();
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
