@@ -585,7 +585,6 @@ async fn a_silent_server_times_out_with_git_operation_failed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_that_did_not_reconcile_still_accepts_the_webhook() {
-    use hmac::Mac;
     let ns = TestNamespace::new("source-hook-replica").await.unwrap();
     let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
