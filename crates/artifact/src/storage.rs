@@ -197,7 +197,7 @@ impl Storage {
             let mtime = meta.modified().map_err(io_err(&dir))?;
             files.push((mtime, dirent.path()));
         }
-        files.sort_by(|a, b| b.0.cmp(&a.0));
+        files.sort_by_key(|f| std::cmp::Reverse(f.0));
         let mut deleted = Vec::new();
         for (_, path) in files.into_iter().skip(keep.saturating_sub(1)) {
             fs::remove_file(&path).map_err(io_err(&path))?;
