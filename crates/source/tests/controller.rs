@@ -656,3 +656,75 @@ async fn a_replica_that_did_not_reconcile_still_accepts_the_webhook() {
     ctrl.stop().await;
     ns.delete().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_with_known_hosts_fetches_and_an_unknown_host_key_is_refused() {
+    let ns = TestNamespace::new("source-ssh").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let sshd = support::SshServer::start();
+    let secrets: Api<Secret> = ns.api();
+    let put = |name: &'static str, known_hosts: String| {
+        let secrets = secrets.clone();
+        let identity = sshd.identity.clone();
+        async move {
+            let s: Secret = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name},
+                "stringData": {"identity": identity, "known_hosts": known_hosts},
+            }))
+            .unwrap();
+            secrets
+                .patch(
+                    name,
+                    &PatchParams::apply("plumb-test").force(),
+                    &Patch::Apply(&s),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    put("ssh-good", sshd.known_hosts.clone()).await;
+    put("ssh-unknown", "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n".into()).await;
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let url = sshd.url(&up.bare);
+    let good = create_repo(
+        &ns,
+        "good",
+        serde_json::json!({"url": url, "secretRef": {"name": "ssh-good"}}),
+    )
+    .await;
+    let bad = create_repo(
+        &ns,
+        "unknown-host",
+        serde_json::json!({"url": url, "secretRef": {"name": "ssh-unknown"}}),
+    )
+    .await;
+    wait_revision(&good, "good", &format!("main@sha1:{c1}")).await;
+    let cond = wait_for("unknown host refused", WAIT, || {
+        let api = bad.clone();
+        async move {
+            let s = api.get("unknown-host").await?.status.unwrap_or_default();
+            Ok::<_, kube::Error>(
+                s.conditions
+                    .get_condition("Ready")
+                    .filter(|c| c.status == "False")
+                    .cloned(),
+            )
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(cond.reason, "AuthenticationFailed");
+    assert!(cond.message.contains("unknown"), "{}", cond.message);
+    for (api, name) in [(&good, "good"), (&bad, "unknown-host")] {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        wait_for("deleted", WAIT, || {
+            let api = api.clone();
+            async move { Ok::<_, kube::Error>(api.get_opt(name).await?.is_none().then_some(())) }
+        })
+        .await
+        .unwrap();
+    }
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
