@@ -311,9 +311,9 @@ async fn fetch_and_store(
         set.insert(cache.clone())
     };
     if !lock(&ctx.busy) {
-        return Err(Error::Cache(
-            "a previous fetch of this repository is still running after its timeout".into(),
-        ));
+        return Err(Error::Git(GitError::Other(format!(
+            "the previous fetch timed out after {timeout:?} and is still running"
+        ))));
     }
     let busy = ctx.busy.clone();
     let task = tokio::task::spawn_blocking(move || {
