@@ -181,11 +181,17 @@ pub async fn run_with_client(
             }
         }
     };
-    tokio::pin!(shutdown);
+    // Everything runs until shutdown; a server that cannot bind or a lost Lease ends it early.
+    let all = async { tokio::try_join!(servers, work).map(|_| ()) };
+    tokio::pin!(all, shutdown);
     let result = tokio::select! {
-        r = servers => r,
-        r = work => r,
-        () = &mut shutdown => Ok(()),
+        r = &mut all => r,
+        () = &mut shutdown => {
+            // Graceful: the controller finishes in-flight reconciles, the Lease is released and
+            // the servers drain before run returns.
+            let _ = stop_tx.send(true);
+            (&mut all).await
+        }
     };
     let _ = stop_tx.send(true);
     result
