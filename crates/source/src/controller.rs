@@ -130,13 +130,15 @@ pub fn error_policy(obj: Arc<GitRepository>, err: &Error, ctx: Arc<Context>) -> 
         *n = n.saturating_add(1);
         *n
     };
-    let delay = ctx
-        .config
-        .retry_base()
-        .saturating_mul(1u32 << n.min(20).saturating_sub(1))
-        .min(Duration::from_secs(900));
+    let delay = backoff(ctx.config.retry_base(), n);
     tracing::warn!(name = obj.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
+}
+
+/// The retry delay after `failures` consecutive failures: `base` doubled per failure, at most 15m.
+pub fn backoff(base: Duration, failures: u32) -> Duration {
+    base.saturating_mul(1u32 << failures.clamp(1, 21).saturating_sub(1))
+        .min(Duration::from_secs(900))
 }
 
 async fn cleanup(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -438,4 +440,19 @@ async fn write_status(
     .await
     .map_err(Error::Kube)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_base_and_caps_at_fifteen_minutes() {
+        let base = Duration::from_millis(750);
+        assert_eq!(backoff(base, 1), base);
+        assert_eq!(backoff(base, 2), Duration::from_millis(1500));
+        assert_eq!(backoff(base, 5), Duration::from_secs(12));
+        assert_eq!(backoff(base, 30), Duration::from_secs(900));
+        assert_eq!(backoff(base, u32::MAX), Duration::from_secs(900));
+    }
 }
