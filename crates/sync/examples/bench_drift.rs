@@ -140,7 +140,7 @@ async fn main() -> anyhow::Result<()> {
         .build();
     let run_id = format!("bench-{}", std::process::id());
     let settings = plumb_sync::Settings {
-        sync_selector: Some(format!("plumb.test/run={run_id}")),
+        watch_label_selector: format!("{}={run_id}", plumb_sync::SHARD_LABEL),
         ..Default::default()
     };
     let metrics = plumb_ops::metrics::Metrics::new();
@@ -174,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
     let syncs: Api<plumb_api::Sync> = Api::namespaced(client.clone(), &n);
     let sync: plumb_api::Sync = serde_json::from_value(json!({
         "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-        "metadata": {"name": "bench", "labels": {"plumb.test/run": run_id}},
+        "metadata": {"name": "bench", "labels": {plumb_sync::SHARD_LABEL: run_id}},
         "spec": {"sourceRef": {"kind": "GitRepository", "name": "repo"}, "interval": "1h"},
     }))?;
     syncs.create(&PostParams::default(), &sync).await?;

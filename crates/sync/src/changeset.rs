@@ -34,6 +34,8 @@ pub enum Check {
     Changed,
     /// It was changed by someone else at this path.
     Drifted(String),
+    /// Its owner labels now name another Sync: it was handed over, not drifted.
+    Reowned(String),
 }
 
 /// What to do with objects that drifted.
@@ -82,6 +84,7 @@ pub async fn check(
     ctx: &Context,
     client: &Client,
     state: &mut SyncState,
+    key: &Key,
     d: &Desired,
 ) -> Result<Check, ApplyError> {
     let intent = state.intents.get(&d.id).cloned();
@@ -89,14 +92,20 @@ pub async fn check(
         return Ok(Check::Changed);
     }
     let want = intent.as_ref().map_or(&d.body, |i| &i.normalized);
-    if let Some(live) = live_in_cache(ctx, d)
-        && drift::diff(want, &live).is_none()
-    {
-        return Ok(Check::InSync);
+    let cached = ctx.watches.ready_store(&d.res).is_some();
+    match live_in_cache(ctx, d) {
+        Some(live) if drift::diff(want, &live).is_none() => return Ok(Check::InSync),
+        // Never applied by us and not among the labelled objects: create (or adopt) it without
+        // asking first.
+        None if cached && intent.is_none() => return Ok(Check::Missing),
+        _ => {}
     }
     let Some(live) = apply::get(client, &d.res, &d.id).await? else {
         return Ok(Check::Missing);
     };
+    if let Some(other) = other_owner(&live, key) {
+        return Ok(Check::Reowned(other));
+    }
     let Some(path) = drift::diff(want, &live) else {
         if intent.is_none() {
             remember(state, d, &live);
@@ -122,6 +131,14 @@ pub async fn check(
         }
         Some(path) => Ok(Check::Drifted(path)),
     }
+}
+
+/// The Sync named by `live`'s owner labels when that is not `key`.
+fn other_owner(live: &Value, key: &Key) -> Option<String> {
+    let labels = apply::labels_of(live)?;
+    let name = labels.get(plumb_api::SYNC_NAME_LABEL)?;
+    let ns = labels.get(plumb_api::SYNC_NAMESPACE_LABEL)?;
+    (*ns != key.0 || *name != key.1).then(|| format!("{ns}/{name}"))
 }
 
 fn remember(state: &mut SyncState, d: &Desired, answer: &Value) {
@@ -162,10 +179,12 @@ pub async fn apply_all(
                 .watches
                 .store(&d.res, key, Duration::from_secs(10))
                 .await;
-            let found = check(ctx, client, state, &d).await?;
+            let found = check(ctx, client, state, key, &d).await?;
             let apply_now = match &found {
                 Check::InSync => false,
                 _ if mode.new_revision => true,
+                // Handed to another Sync: taking it back is for a new revision to decide.
+                Check::Reowned(_) => false,
                 Check::Changed => true,
                 Check::Missing | Check::Drifted(_) => match mode.drift {
                     DriftMode::Correct => true,
@@ -182,6 +201,8 @@ pub async fn apply_all(
                 } else {
                     out.applied.push(d.id.clone());
                 }
+            } else if let Check::Reowned(other) = &found {
+                tracing::debug!(object = %d.id, owner = %other, "owned by another Sync; not corrected");
             } else if !matches!(found, Check::InSync) {
                 tracing::info!(object = %d.id, ?found, "drift reported");
                 out.reported.push(d.id.clone());

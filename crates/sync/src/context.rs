@@ -21,6 +21,12 @@ use crate::governance;
 use crate::manifest::Manifest;
 use crate::watches::Watches;
 
+/// The label that assigns a Sync to one shard of controllers.
+pub const SHARD_LABEL: &str = "plumb.dev/shard";
+
+/// The default `--watch-label-selector`: every Sync not assigned to a shard.
+pub const DEFAULT_WATCH_SELECTOR: &str = "!plumb.dev/shard";
+
 /// Controller settings, from flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -33,9 +39,11 @@ pub struct Settings {
     /// Refuse Syncs whose sourceRef points into another namespace.
     #[arg(long, env = "PLUMB_NO_CROSS_NAMESPACE_REFS")]
     pub no_cross_namespace_refs: bool,
-    /// Only reconcile Syncs matching this label selector (sharding).
-    #[arg(long, env = "PLUMB_SYNC_SELECTOR")]
-    pub sync_selector: Option<String>,
+    /// Only reconcile Syncs matching this label selector. The default leaves Syncs labelled
+    /// `plumb.dev/shard` to the controllers started with `plumb.dev/shard=<shard>` (Flux's
+    /// sharding convention, as the render controller has it); an empty value takes every Sync.
+    #[arg(long, default_value = DEFAULT_WATCH_SELECTOR, env = "PLUMB_WATCH_LABEL_SELECTOR")]
+    pub watch_label_selector: String,
     /// Only reconcile Syncs in this namespace.
     #[arg(long, env = "PLUMB_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -56,7 +64,7 @@ impl Default for Settings {
             concurrency: 4,
             default_service_account: None,
             no_cross_namespace_refs: false,
-            sync_selector: None,
+            watch_label_selector: DEFAULT_WATCH_SELECTOR.to_owned(),
             watch_namespace: None,
             max_artifact_size: 256 << 20,
             ops_addr: None,

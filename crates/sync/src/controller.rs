@@ -138,8 +138,8 @@ pub async fn run_with(
         None => Api::all(client.clone()),
     };
     let mut wc = watcher::Config::default();
-    if let Some(sel) = &settings.sync_selector {
-        wc = wc.labels(sel);
+    if !settings.watch_label_selector.is_empty() {
+        wc = wc.labels(&settings.watch_label_selector);
     }
 
     // Policies and Namespaces, cached for governance.

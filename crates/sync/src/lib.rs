@@ -22,5 +22,5 @@ pub mod controller;
 pub mod reconcile;
 pub mod watches;
 
-pub use context::Settings;
+pub use context::{DEFAULT_WATCH_SELECTOR, SHARD_LABEL, Settings};
 pub use controller::{Error, run, run_with};

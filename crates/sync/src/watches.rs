@@ -56,15 +56,18 @@ impl Watches {
         user: &Key,
         timeout: Duration,
     ) -> Option<Store<DynamicObject>> {
-        let store = {
+        let (store, started) = {
             let mut running = self.running.lock().ok()?;
-            let w = running
-                .entry(gvk_of(res))
-                .or_insert_with(|| self.start(res));
+            let gvk = gvk_of(res);
+            let started = !running.contains_key(&gvk);
+            let w = running.entry(gvk).or_insert_with(|| self.start(res));
             w.users.insert(user.clone());
-            w.store.clone()
+            (w.store.clone(), started)
         };
-        tokio::time::timeout(timeout, store.wait_until_ready())
+        // Only a watch started just now is waited for; one that cannot list (RBAC) must not
+        // slow every later reconcile down.
+        let wait = if started { timeout } else { Duration::ZERO };
+        tokio::time::timeout(wait, store.wait_until_ready())
             .await
             .ok()?
             .ok()?;

@@ -21,8 +21,9 @@ use tokio::sync::OnceCell;
 
 pub use plumb_e2e_support::TestNamespace;
 
-/// The label that scopes a test's Syncs to that test's controller.
-pub const RUN_LABEL: &str = "plumb.test/run";
+/// The label that scopes a test's Syncs to that test's controller (the shard label, so that other
+/// controllers running on the same cluster, e.g. a demo, leave them alone).
+pub const RUN_LABEL: &str = plumb_sync::SHARD_LABEL;
 
 /// A running controller and artifact server for one test.
 pub struct Harness {
@@ -108,7 +109,7 @@ impl Harness {
         let config = kube_config().await;
         let run_id = format!("{:x}", rand_u64());
         let settings = plumb_sync::Settings {
-            sync_selector: Some(format!("{RUN_LABEL}={run_id}")),
+            watch_label_selector: format!("{RUN_LABEL}={run_id}"),
             ..Default::default()
         };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
