@@ -321,3 +321,27 @@ pub fn unhealthy(ctx: &Context, objects: &[Desired]) -> Vec<(ObjectId, Health)> 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_object_labelled_for_another_sync_is_reowned() {
+        let key = ("ns".to_owned(), "app".to_owned());
+        let live = |name: &str, ns: &str| json!({"metadata": {"labels": {"sync.plumb.dev/name": name, "sync.plumb.dev/namespace": ns}}});
+        assert_eq!(other_owner(&live("app", "ns"), &key), None);
+        assert_eq!(
+            other_owner(&live("other", "ns"), &key).as_deref(),
+            Some("ns/other")
+        );
+        assert_eq!(
+            other_owner(&live("app", "elsewhere"), &key).as_deref(),
+            Some("elsewhere/app")
+        );
+        // Labels removed by hand are drift, not a hand-over.
+        assert_eq!(other_owner(&json!({"metadata": {}}), &key), None);
+    }
+}
