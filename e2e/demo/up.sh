@@ -59,15 +59,17 @@ if [[ ! -d $DEMO_DIR/git/apps.git ]]; then
 fi
 start git-server "$BIN/plumb-git-server" --root "$DEMO_DIR/git" --addr "127.0.0.1:$GIT_PORT"
 
+# The demo's controllers watch only its namespace, so tests can run against the same cluster.
 say "starting the controllers (each its own process)"
 start source-controller "$BIN/plumb-source-controller" \
   --storage-dir="$DEMO_DIR/source" --artifact-addr="127.0.0.1:$SOURCE_HTTP_PORT" \
   --artifact-base-url="http://127.0.0.1:$SOURCE_HTTP_PORT" --webhook-addr="127.0.0.1:$WEBHOOK_PORT" \
-  --metrics-addr=127.0.0.1:18180 --leader-election=false
+  --metrics-addr=127.0.0.1:18180 --leader-election=false --namespace="$NAMESPACE"
 start render-controller "$BIN/plumb-render-controller" \
   --storage-dir="$DEMO_DIR/render" --artifact-addr="127.0.0.1:$RENDER_HTTP_PORT" \
-  --artifact-base-url="http://127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr=127.0.0.1:18181
-start sync-controller "$BIN/plumb-sync-controller"
+  --artifact-base-url="http://127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr=127.0.0.1:18181 \
+  --watch-label-selector=plumb.dev/demo=true
+start sync-controller "$BIN/plumb-sync-controller" --watch-namespace="$NAMESPACE"
 
 say "creating the GitRepository, the Policy and the Syncs in namespace $NAMESPACE"
 kubectl apply --server-side --field-manager=plumb-demo -f - <<YAML
@@ -94,6 +96,8 @@ kind: Sync
 metadata:
   name: greeter-dev
   namespace: $NAMESPACE
+  labels:
+    plumb.dev/demo: "true"
 spec:
   sourceRef:
     kind: GitRepository
@@ -108,6 +112,8 @@ kind: Sync
 metadata:
   name: greeter-prod
   namespace: $NAMESPACE
+  labels:
+    plumb.dev/demo: "true"
 spec:
   sourceRef:
     kind: GitRepository

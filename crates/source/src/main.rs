@@ -10,9 +10,13 @@ struct Cli {
     config: plumb_source::Config,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    plumb_source::run(cli.config).await?;
+    // Process-wide libgit2 settings, before the runtime starts any thread.
+    plumb_source::git::bound_network_waits();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(plumb_source::run(cli.config))?;
     Ok(())
 }
