@@ -156,10 +156,8 @@ fn write_sync(out: &mut String, sync: &Sync, prefix: &str) {
             let _ = write!(out, ", drifted now: {}", drift.objects.join(", "));
         }
     }
-    if let Some(policy) = render.policy {
-        if !policy.warnings.is_empty() {
-            let _ = write!(out, ", {} policy warnings", policy.warnings.len());
-        }
+    if let Some(policy) = render.policy.filter(|p| !p.warnings.is_empty()) {
+        let _ = write!(out, ", {} policy warnings", policy.warnings.len());
     }
     out.push('\n');
 }
