@@ -740,3 +740,54 @@ async fn force_recreates_an_object_whose_immutable_field_changed() {
     assert_ne!(live.metadata.uid, uid, "not recreated");
     assert_eq!(live.data.unwrap()["key"], "2");
 }
+
+#[tokio::test]
+async fn cross_namespace_sources_can_be_forbidden() {
+    let h = Harness::start_with(|s| s.no_cross_namespace_refs = true).await;
+    let ns = TestNamespace::new("sync-xns").await.unwrap();
+    let n = ns.name();
+    h.create_sync(
+        n,
+        "app",
+        json!({"sourceRef": {"kind": "GitRepository", "name": "repo", "namespace": "elsewhere"}}),
+    )
+    .await;
+    h.render(n, "app", &cm("config", "1")).await;
+    let s = h
+        .wait_sync(n, "app", "Stalled AccessDenied", |s| {
+            condition(s, "Stalled").is_some_and(|c| c.reason == "AccessDenied")
+        })
+        .await;
+    assert!(
+        condition(&s, "Ready")
+            .unwrap()
+            .message
+            .contains("cross-namespace")
+    );
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("config")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_default_service_account_is_impersonated_when_none_is_named() {
+    let h = Harness::start_with(|s| s.default_service_account = Some("restricted".into())).await;
+    let ns = TestNamespace::new("sync-defsa").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    h.render(n, "app", &cm("config", "1")).await;
+    let s = h
+        .wait_sync(n, "app", "AccessDenied", |s| {
+            condition(s, "Ready").is_some_and(|c| c.reason == "AccessDenied")
+        })
+        .await;
+    let msg = condition(&s, "Ready").unwrap().message;
+    assert!(
+        msg.contains(&format!("service account {n}/restricted may not apply")),
+        "{msg}"
+    );
+}

@@ -103,15 +103,21 @@ where
 impl Harness {
     /// Starts a controller for the Syncs labelled with a fresh run id, and an artifact server.
     pub async fn start() -> Harness {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`Harness::start`], with controller settings changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut plumb_sync::Settings)) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = plumb_e2e_support::client().await.expect("test cluster");
         install_crds(&client).await;
         let config = kube_config().await;
         let run_id = format!("{:x}", rand_u64());
-        let settings = plumb_sync::Settings {
+        let mut settings = plumb_sync::Settings {
             watch_label_selector: format!("{RUN_LABEL}={run_id}"),
             ..Default::default()
         };
+        tweak(&mut settings);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ctl_client = Client::try_from(config.clone()).expect("client");
         tokio::spawn(plumb_sync::run_with(
