@@ -125,6 +125,7 @@ pub async fn check(
                 Intent {
                     body: d.body.clone(),
                     normalized,
+                    generation: generation_of(&live),
                 },
             );
             Ok(Check::InSync)
@@ -147,8 +148,13 @@ fn remember(state: &mut SyncState, d: &Desired, answer: &Value) {
         Intent {
             body: d.body.clone(),
             normalized: drift::project(&d.body, answer),
+            generation: generation_of(answer),
         },
     );
+}
+
+fn generation_of(obj: &Value) -> Option<i64> {
+    obj.pointer("/metadata/generation").and_then(Value::as_i64)
 }
 
 /// Resolves, prepares, compares and applies `manifests` in stages.
@@ -308,12 +314,17 @@ pub async fn prune(
 }
 
 /// The objects that are not healthy, judged from the watch caches (an object not seen there
-/// yet is in progress; its arrival triggers another reconcile).
-pub fn unhealthy(ctx: &Context, objects: &[Desired]) -> Vec<(ObjectId, Health)> {
+/// yet, or only at a generation older than the one applied, is in progress; its arrival
+/// triggers another reconcile).
+pub fn unhealthy(ctx: &Context, state: &SyncState, objects: &[Desired]) -> Vec<(ObjectId, Health)> {
     objects
         .iter()
         .filter_map(|d| {
+            let applied = state.intents.get(&d.id).and_then(|i| i.generation);
             let h = match live_in_cache(ctx, d) {
+                Some(live) if generation_of(&live) < applied => {
+                    Health::InProgress("not yet observed".into())
+                }
                 Some(live) => health::assess(&d.id.group, &d.id.kind, &live),
                 None => Health::InProgress("not yet observed".into()),
             };

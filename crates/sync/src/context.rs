@@ -80,6 +80,9 @@ pub struct Intent {
     pub body: Value,
     /// The fields of `body` with the values the server stored for them.
     pub normalized: Value,
+    /// `metadata.generation` the server gave the object for it; a cached copy of an older
+    /// generation has not caught up with the apply yet.
+    pub generation: Option<i64>,
 }
 
 /// What the controller remembers about one Sync between reconciles.

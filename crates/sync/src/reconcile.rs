@@ -433,7 +433,7 @@ async fn pass(
     }
 
     // Health: from the watch caches; their changes trigger the next look.
-    let unhealthy = changeset::unhealthy(ctx, &outcome.objects);
+    let unhealthy = changeset::unhealthy(ctx, state, &outcome.objects);
     if state
         .health_since
         .as_ref()
