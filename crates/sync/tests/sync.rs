@@ -791,3 +791,73 @@ async fn a_default_service_account_is_impersonated_when_none_is_named() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn status_churn_and_other_managers_fields_cause_no_writes() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-churn").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    let art = h.render(n, "app", &cm("config", "git")).await;
+    h.wait_applied(n, "app", &art).await;
+    let cms = ns.api::<ConfigMap>();
+    let plumb_time = |c: &ConfigMap| {
+        c.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .find(|m| m.manager.as_deref() == Some("plumb-sync"))
+            .and_then(|m| m.time.clone())
+    };
+    let before = plumb_time(&cms.get("config").await.unwrap());
+    let applied = h.counter("plumb_sync_applied_objects_total");
+    let corrected = h.counter("plumb_sync_drift_corrections_total");
+    let reconciles = h.counter("plumb_reconcile_total");
+    let sync_rv = h
+        .syncs(n)
+        .get("app")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    // Another manager adds a label and a data key plumb does not apply.
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "config", "labels": {"team": "x"}}, "data": {"extra": "theirs"}});
+    cms.patch(
+        "config",
+        &PatchParams::apply("someone-else"),
+        &Patch::Apply(&other),
+    )
+    .await
+    .unwrap();
+    // Every change of a managed object is looked at (within milliseconds); none may write.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let live = cms.get("config").await.unwrap();
+    assert_eq!(plumb_time(&live), before, "plumb re-applied");
+    assert_eq!(
+        h.counter("plumb_sync_applied_objects_total"),
+        applied,
+        "plumb re-applied"
+    );
+    assert_eq!(
+        h.counter("plumb_sync_drift_corrections_total"),
+        corrected,
+        "plumb corrected"
+    );
+    assert!(
+        h.counter("plumb_reconcile_total") > reconciles,
+        "the change was not looked at: {reconciles} reconciles before, metrics now:\n{}",
+        h.metrics.encode()
+    );
+    assert_eq!(live.data.unwrap()["extra"], "theirs");
+    assert_eq!(
+        h.syncs(n)
+            .get("app")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        sync_rv,
+        "Sync status rewritten"
+    );
+}

@@ -30,6 +30,7 @@ pub struct Harness {
     pub client: Client,
     pub config: kube::Config,
     pub run_id: String,
+    pub metrics: plumb_ops::metrics::Metrics,
     files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     addr: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -118,13 +119,14 @@ impl Harness {
             ..Default::default()
         };
         tweak(&mut settings);
+        let metrics = plumb_ops::metrics::Metrics::new();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let ctl_client = Client::try_from(config.clone()).expect("client");
         tokio::spawn(plumb_sync::run_with(
             ctl_client,
             config.clone(),
             settings,
-            plumb_ops::metrics::Metrics::new(),
+            metrics.clone(),
             async move {
                 let _ = stopped.await;
             },
@@ -139,10 +141,21 @@ impl Harness {
             client,
             config,
             run_id,
+            metrics,
             files,
             addr,
             stop: Some(stop),
         }
+    }
+
+    /// The sum of a counter of this test's controller, e.g. `plumb_sync_applied_objects_total`.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
     }
 
     /// Stores `yaml` as a rendered artifact and returns the `status.render.artifact` for it.
