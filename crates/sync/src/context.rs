@@ -51,7 +51,11 @@ pub struct Settings {
     #[arg(long, default_value_t = 256 << 20, env = "PLUMB_MAX_ARTIFACT_SIZE")]
     pub max_artifact_size: u64,
     /// Where to serve /metrics, /healthz and /readyz; not served when unset.
-    #[arg(long, env = "PLUMB_SYNC_OPS_ADDR")]
+    #[arg(
+        long = "metrics-addr",
+        alias = "ops-addr",
+        env = "PLUMB_SYNC_METRICS_ADDR"
+    )]
     pub ops_addr: Option<std::net::SocketAddr>,
     /// Reconcile only while holding this controller's Lease in this namespace.
     #[arg(long, env = "PLUMB_LEADER_ELECTION_NAMESPACE")]
