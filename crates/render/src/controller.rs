@@ -273,14 +273,22 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
                     .collect::<Vec<_>>()
             },
         )
-        // Any Policy change may change which Syncs it governs (before and after), so every Sync
-        // is looked at; the cache key makes that cheap for the unaffected ones.
-        .watches(policies_api, watcher::Config::default(), move |_| {
-            syncs_for_policy
-                .state()
-                .into_iter()
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect::<Vec<_>>()
+        // A Policy's spec change (or deletion) may change which Syncs it governs, before and
+        // after, so every Sync is looked at; the cache key makes that cheap for the unaffected
+        // ones. Status-only updates (the governed count moving as Syncs come and go) are not
+        // passed on: with many Syncs they would otherwise wake every Sync for each new one.
+        .watches(policies_api, watcher::Config::default(), {
+            let changes = Mutex::new(PolicyChanges::default());
+            move |policy: Policy| {
+                if !changes.lock().unwrap_or_else(|e| e.into_inner()).affects_syncs(&policy) {
+                    return Vec::new();
+                }
+                syncs_for_policy
+                    .state()
+                    .into_iter()
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            }
         })
         .shutdown_on_signal()
         .run(sync_controller::reconcile, sync_controller::error_policy, ctx.clone())
@@ -291,18 +299,29 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
             future::ready(())
         });
 
-    // A Sync's labels or namespace may change which Policies govern it: recount them all.
+    // A new, relabelled or deleted Sync may change a Policy's governed count: recount them all.
+    // A Sync's status churn cannot, so it is not passed on (deletions without a deletion
+    // timestamp are caught by the periodic recount).
     let policies_for_sync = ctx.policies.clone();
     let policy_loop = policy_ctl
         .watches(
             Api::<PartialObjectMeta<Sync>>::all(client.clone()),
             watcher::Config::default(),
-            move |_| {
-                policies_for_sync
-                    .state()
-                    .into_iter()
-                    .map(|p| ObjectRef::from_obj(p.as_ref()))
-                    .collect::<Vec<_>>()
+            {
+                let seen = Mutex::new(HashMap::<(String, String), BTreeMap<String, String>>::new());
+                move |sync: PartialObjectMeta<Sync>| {
+                    let key = (sync.namespace().unwrap_or_default(), sync.name_any());
+                    let labels = sync.labels().clone();
+                    let previous = seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, labels.clone());
+                    if previous.as_ref() == Some(&labels) && sync.metadata.deletion_timestamp.is_none() {
+                        return Vec::new();
+                    }
+                    policies_for_sync
+                        .state()
+                        .into_iter()
+                        .map(|p| ObjectRef::from_obj(p.as_ref()))
+                        .collect::<Vec<_>>()
+                }
             },
         )
         .shutdown_on_signal()
@@ -418,6 +437,28 @@ fn leader_elector(client: &Client, config: &Config) -> Option<plumb_ops::LeaderE
     })
 }
 
+/// What the Sync controller last saw of each Policy, to tell spec changes and deletions (which
+/// may change any Sync's verdict) from status-only updates (which cannot).
+#[derive(Default)]
+pub struct PolicyChanges {
+    seen: HashMap<String, (Option<i64>, Option<serde_json::Value>)>,
+}
+
+impl PolicyChanges {
+    /// Whether this watch event of `policy` may change a Sync's verdict: a new Policy, a new
+    /// generation, or an event that changes neither generation nor status (a deletion, or a
+    /// label or annotation edit). A status-only update does not.
+    pub fn affects_syncs(&mut self, policy: &Policy) -> bool {
+        let status = policy.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+        let now = (policy.metadata.generation, status);
+        match self.seen.insert(policy.name_any(), now.clone()) {
+            None => true,
+            Some((generation, _)) if generation != now.0 => true,
+            Some((_, status)) => status == now.1,
+        }
+    }
+}
+
 /// Reflector tasks, stopped when dropped.
 struct Reflectors(Vec<tokio::task::JoinHandle<()>>);
 
@@ -457,6 +498,22 @@ pub fn backoff(n: u32, max: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_only_policy_updates_do_not_wake_syncs() {
+        let mut p: Policy = serde_json::from_value(serde_json::json!({
+            "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+            "metadata": {"name": "p", "generation": 1}, "spec": {}
+        }))
+        .unwrap();
+        let mut changes = PolicyChanges::default();
+        assert!(changes.affects_syncs(&p), "new");
+        p.status = Some(plumb_api::PolicyStatus { governed_syncs: Some(3), ..Default::default() });
+        assert!(!changes.affects_syncs(&p), "status only");
+        p.metadata.generation = Some(2);
+        assert!(changes.affects_syncs(&p), "spec change");
+        assert!(changes.affects_syncs(&p), "unchanged event: a deletion or metadata edit");
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap() {

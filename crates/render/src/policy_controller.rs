@@ -83,7 +83,8 @@ pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action,
         plumb_ops::ReconcileResult::Error
     };
     ctx.metrics.ops.observe_reconcile("Policy", result, started);
-    Ok(Action::requeue(Duration::from_secs(600)))
+    // The periodic recount catches Sync deletions the watch filter does not pass on.
+    Ok(Action::requeue(Duration::from_secs(60)))
 }
 
 /// Whether two statuses say the same, transition times aside.

@@ -47,6 +47,8 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
     if let Some(outcome) = &outcome
         && !status_is_current(&sync, outcome)
     {
+        // Events and logs follow changes of the verdict, not every look at an unchanged one.
+        announce(&sync, &ctx, outcome).await;
         write_status(&sync, &ctx, outcome).await?;
     }
     let ok = !matches!(outcome, Some(Outcome::Failed { .. }));
@@ -152,7 +154,6 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             .unwrap_or_else(|e| e.into_inner())
             .insert(objref, (key, outcome.clone()));
     }
-    announce(sync, ctx, &outcome).await;
     (Some(outcome), next)
 }
 

@@ -260,6 +260,29 @@ async fn a_sync_without_source_artifact_reports_source_not_ready() {
     w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_namespace_sources_are_refused_when_forbidden_and_suspended_syncs_are_left_alone() {
+    let w = World::with_config("render-xns", |c| plumb_render::Config { no_cross_namespace_refs: true, ..c }).await;
+    w.apply_sync("app", "app", json!({"sourceRef": {"kind": "GitRepository", "name": "app", "namespace": "elsewhere"}}))
+        .await;
+    let sync = w.wait_rendered("app", "False", "AccessDenied").await;
+    assert!(support::rendered(&sync).unwrap().message.contains("elsewhere/app"));
+
+    // Suspended: nothing is rendered, whatever the source does.
+    w.publish_source("app", '2', &[("cm.yaml", CONFIG)], None).await;
+    w.apply_sync("app", "app", json!({"sourceRef": {"kind": "GitRepository", "name": "app", "namespace": null}, "suspend": true}))
+        .await;
+    let generation = w.wait_sync("app", "spec applied", |s| s.spec.suspend).await.metadata.generation;
+    w.apply_sync("idle-probe", "app", json!({})).await;
+    w.wait_rendered("idle-probe", "True", "ReconciliationSucceeded").await;
+    let sync = w.wait_sync("app", "still suspended", |s| s.metadata.generation == generation).await;
+    assert_eq!(support::rendered(&sync).unwrap().reason, "AccessDenied", "a suspended Sync is not rendered");
+
+    w.apply_sync("app", "app", json!({"sourceRef": {"kind": "GitRepository", "name": "app", "namespace": null}, "suspend": false}))
+        .await;
+    w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+}
+
 async fn support_wait_policy(w: &World, name: &str, check: impl Fn(&Policy) -> bool) -> Policy {
     let api: Api<Policy> = Api::all(w.client.clone());
     plumb_e2e_support::wait_for(&format!("Policy {name}"), support::TIMEOUT, || {

@@ -66,6 +66,11 @@ pub struct World {
 
 impl World {
     pub async fn new(prefix: &str) -> World {
+        Self::with_config(prefix, |c| c).await
+    }
+
+    /// A world whose controller runs with `tweak` applied to the test configuration.
+    pub async fn with_config(prefix: &str, tweak: impl FnOnce(plumb_render::Config) -> plumb_render::Config) -> World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -77,12 +82,12 @@ impl World {
         crds(&client).await;
 
         let storage = tempfile::tempdir().unwrap();
-        let config = plumb_render::Config {
+        let config = tweak(plumb_render::Config {
             max_artifact_size: 16 << 20,
             fetch_timeout: Duration::from_secs(10),
             watch_label_selector: format!("{RUN_LABEL}={}", ns.name()),
             ..plumb_render::Config::local(storage.path().to_owned())
-        };
+        });
         let controller_client = client.clone();
         tokio::spawn(async move {
             if let Err(e) = plumb_render::run_with_client(controller_client, config).await {
