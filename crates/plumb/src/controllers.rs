@@ -123,6 +123,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
 
     #[test]
     fn storage_dir_is_split_per_controller_unless_passed_through() {
@@ -153,5 +154,43 @@ mod tests {
         assert!(RenderFlags::try_parse_from(["r", "--storage-dir=/d"]).is_ok());
         assert!(SyncFlags::try_parse_from(["s"]).is_ok());
         assert!(SourceFlags::try_parse_from(["s", "--no-such-flag"]).is_err());
+    }
+
+    /// The args of the Deployment in `config/<name>-controller.yaml`, as the kubelet passes them.
+    fn deployment_args(name: &str) -> Vec<String> {
+        let path = format!(
+            "{}/../../config/{name}-controller.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let doc = serde_yaml::Value::deserialize(doc).unwrap();
+            if doc["kind"] == "Deployment" {
+                let args = doc["spec"]["template"]["spec"]["containers"][0]["args"]
+                    .as_sequence()
+                    .unwrap();
+                let mut argv = vec![format!("plumb-{name}-controller")];
+                argv.extend(args.iter().map(|a| {
+                    a.as_str()
+                        .unwrap()
+                        .replace("$(POD_NAMESPACE)", "plumb-system")
+                }));
+                return argv;
+            }
+        }
+        panic!("no Deployment in {path}");
+    }
+
+    #[test]
+    fn the_install_manifests_pass_flags_each_controller_accepts() {
+        let source = SourceFlags::try_parse_from(deployment_args("source")).unwrap();
+        assert!(source.config.leader_election);
+        let render = RenderFlags::try_parse_from(deployment_args("render")).unwrap();
+        assert!(render.config.leader_election);
+        let sync = SyncFlags::try_parse_from(deployment_args("sync")).unwrap();
+        assert_eq!(
+            sync.settings.leader_election_namespace.as_deref(),
+            Some("plumb-system")
+        );
     }
 }
