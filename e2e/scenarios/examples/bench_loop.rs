@@ -157,7 +157,7 @@ kind: ConfigMap
 metadata:
   name: app-${id}
 data:
-  id: \"${id}\"
+  id: \"app-${id}\"
 ---
 apiVersion: v1
 kind: Service
