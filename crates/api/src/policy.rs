@@ -1,6 +1,8 @@
 //! `Policy` (`policy.plumb.dev/v1`, cluster-scoped): guardrails for the Syncs it selects — CEL
 //! rules checked before anything is applied, how drift is handled, and when Syncs may apply.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -58,6 +60,52 @@ pub struct PolicySpec {
     /// Stop enforcing this Policy while true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub suspend: bool,
+}
+
+impl Policy {
+    /// Whether this Policy governs a Sync labelled `sync_labels` in a namespace labelled
+    /// `namespace_labels`: both selectors must match, an absent one matches everything, and a
+    /// suspended Policy governs nothing. The render and sync controllers both decide by this.
+    pub fn governs(
+        &self,
+        namespace_labels: &BTreeMap<String, String>,
+        sync_labels: &BTreeMap<String, String>,
+    ) -> bool {
+        if self.spec.suspend {
+            return false;
+        }
+        let Some(sel) = &self.spec.selector else {
+            return true;
+        };
+        selector_matches(sel.namespace_selector.as_ref(), namespace_labels)
+            && selector_matches(sel.sync_selector.as_ref(), sync_labels)
+    }
+}
+
+/// Whether `labels` match `selector` (matchLabels and matchExpressions with In, NotIn, Exists,
+/// DoesNotExist); an absent selector matches everything, an unknown operator nothing.
+pub fn selector_matches(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    let Some(sel) = selector else { return true };
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let value = labels.get(&e.key);
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
 }
 
 /// Selects the Syncs a Policy governs: both selectors must match (an absent one matches all).
@@ -200,4 +248,72 @@ pub struct PolicyStatus {
     /// How many Syncs this Policy governs now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub governed_syncs: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn policy(selector: Option<PolicySelector>, suspend: bool) -> Policy {
+        let mut spec: PolicySpec = serde_json::from_value(serde_json::json!({})).unwrap();
+        spec.selector = selector;
+        spec.suspend = suspend;
+        Policy::new("p", spec)
+    }
+
+    #[test]
+    fn a_policy_without_selector_governs_every_sync_unless_suspended() {
+        assert!(policy(None, false).governs(&labels(&[]), &labels(&[])));
+        assert!(!policy(None, true).governs(&labels(&[]), &labels(&[])));
+    }
+
+    #[test]
+    fn both_selectors_must_match() {
+        let sel = PolicySelector {
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(labels(&[("team", "a")])),
+                match_expressions: None,
+            }),
+            sync_selector: Some(LabelSelector {
+                match_labels: None,
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "tier".into(),
+                    operator: "In".into(),
+                    values: Some(vec!["web".into()]),
+                }]),
+            }),
+        };
+        let p = policy(Some(sel), false);
+        assert!(p.governs(&labels(&[("team", "a")]), &labels(&[("tier", "web")])));
+        assert!(!p.governs(&labels(&[("team", "a")]), &labels(&[("tier", "db")])));
+        assert!(!p.governs(&labels(&[("team", "b")]), &labels(&[("tier", "web")])));
+    }
+
+    #[test]
+    fn selector_operators_follow_kubernetes() {
+        let expr = |operator: &str, values: &[&str]| LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "k".into(),
+                operator: operator.into(),
+                values: Some(values.iter().map(|v| (*v).to_owned()).collect()),
+            }]),
+        };
+        let has = labels(&[("k", "v")]);
+        let none = labels(&[]);
+        assert!(selector_matches(Some(&expr("NotIn", &["x"])), &has));
+        assert!(selector_matches(Some(&expr("NotIn", &["x"])), &none));
+        assert!(!selector_matches(Some(&expr("NotIn", &["v"])), &has));
+        assert!(selector_matches(Some(&expr("Exists", &[])), &has));
+        assert!(selector_matches(Some(&expr("DoesNotExist", &[])), &none));
+        assert!(!selector_matches(Some(&expr("Sometimes", &[])), &has));
+    }
 }

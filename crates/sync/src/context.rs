@@ -17,7 +17,6 @@ use plumb_api::{Digest, ObjectId, Policy, Sync};
 
 use crate::apply::Resolver;
 use crate::deps::Key;
-use crate::governance;
 use crate::manifest::Manifest;
 use crate::watches::Watches;
 
@@ -303,7 +302,7 @@ impl Context {
             .policies
             .state()
             .into_iter()
-            .filter(|p| governance::governs(p, sync_labels, ns_labels))
+            .filter(|p| p.governs(ns_labels, sync_labels))
             .collect();
         out.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         out
