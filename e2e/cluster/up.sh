@@ -113,7 +113,7 @@ start_apiserver() {
 		--service-account-issuer=https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file="$PKI_DIR/sa.pub" \
 		--service-account-signing-key-file="$PKI_DIR/sa.key" \
-		--service-cluster-ip-range=10.0.0.0/24 \
+		--service-cluster-ip-range=10.0.0.0/16 \
 		--allow-privileged=true \
 		--requestheader-client-ca-file="$PKI_DIR/front-proxy-ca.crt" \
 		--requestheader-allowed-names=front-proxy-client \
@@ -151,7 +151,7 @@ start_controller_manager() {
 		--cluster-signing-cert-file="$PKI_DIR/ca.crt" \
 		--cluster-signing-key-file="$PKI_DIR/ca.key" \
 		--cluster-name=plumb \
-		--service-cluster-ip-range=10.0.0.0/24 \
+		--service-cluster-ip-range=10.0.0.0/16 \
 		--controllers='*,-cloud-node-lifecycle-controller,-service-lb-controller,-node-route-controller' \
 		--profiling=false
 	wait_for kube-controller-manager "healthy /healthz on port $CONTROLLER_MANAGER_PORT" component_healthy "$CONTROLLER_MANAGER_PORT"
