@@ -16,7 +16,8 @@ use crate::engine;
 use crate::substitute::{SubstituteError, substitute_objects};
 
 /// File names a kustomization may have.
-pub const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+pub const KUSTOMIZATION_FILES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 /// Why a render failed.
 #[derive(Debug, thiserror::Error)]
@@ -207,7 +208,13 @@ mod tests {
 
     fn names(objs: &[Value]) -> Vec<String> {
         objs.iter()
-            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                )
+            })
             .collect()
     }
 
@@ -288,7 +295,10 @@ mod tests {
         assert_eq!(names(&objs), ["ConfigMap/one", "ConfigMap/two"]);
         assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "prod"));
         assert_eq!(objs[1]["data"]["env"], "production");
-        assert!(!root.join("deploy/kustomization.yaml").exists(), "nothing is written");
+        assert!(
+            !root.join("deploy/kustomization.yaml").exists(),
+            "nothing is written"
+        );
     }
 
     #[test]
@@ -301,28 +311,59 @@ mod tests {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: nginx:1.0\n",
         );
         write(root, "base/cm.yaml", &cm("settings"));
-        write(root, "base/kustomization.yaml", "resources: [deploy.yaml, cm.yaml]\n");
-        write(root, "overlay/kustomization.yaml", "resources: [../base]\nnamePrefix: prod-\n");
+        write(
+            root,
+            "base/kustomization.yaml",
+            "resources: [deploy.yaml, cm.yaml]\n",
+        );
+        write(
+            root,
+            "overlay/kustomization.yaml",
+            "resources: [../base]\nnamePrefix: prod-\n",
+        );
         let mut s = spec("./overlay");
-        s.images = vec![Image { name: "nginx".into(), new_name: None, new_tag: Some("1.27".into()), digest: None }];
+        s.images = vec![Image {
+            name: "nginx".into(),
+            new_name: None,
+            new_tag: Some("1.27".into()),
+            digest: None,
+        }];
         s.patches = vec![Patch {
             patch: "- op: add\n  path: /metadata/labels\n  value: {patched: \"yes\"}".into(),
-            target: Some(PatchTarget { kind: Some("ConfigMap".into()), ..Default::default() }),
+            target: Some(PatchTarget {
+                kind: Some("ConfigMap".into()),
+                ..Default::default()
+            }),
         }];
         s.target_namespace = Some("prod".into());
         let objs = render(root, &s).unwrap();
-        assert_eq!(names(&objs), ["ConfigMap/prod-settings", "Deployment/prod-web"], "legacy order");
-        assert_eq!(objs[1]["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+        assert_eq!(
+            names(&objs),
+            ["ConfigMap/prod-settings", "Deployment/prod-web"],
+            "legacy order"
+        );
+        assert_eq!(
+            objs[1]["spec"]["template"]["spec"]["containers"][0]["image"],
+            "nginx:1.27"
+        );
         assert_eq!(objs[0]["metadata"]["labels"]["patched"], "yes");
         assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "prod"));
-        assert_eq!(fs::read_dir(root.join("overlay")).unwrap().count(), 1, "the tree is only read");
+        assert_eq!(
+            fs::read_dir(root.join("overlay")).unwrap().count(),
+            1,
+            "the tree is only read"
+        );
         assert_eq!(fs::read_dir(root.join(".plumb-render")).unwrap().count(), 0);
     }
 
     #[test]
     fn build_errors_name_the_path() {
         let tmp = tempfile::tempdir().unwrap();
-        write(tmp.path(), "app/kustomization.yaml", "resources: [missing.yaml]\n");
+        write(
+            tmp.path(),
+            "app/kustomization.yaml",
+            "resources: [missing.yaml]\n",
+        );
         let err = render(tmp.path(), &spec("app")).unwrap_err();
         assert!(matches!(err, BuildError::Kustomize { .. }), "{err}");
         assert!(err.to_string().contains("\"app\""), "{err}");

@@ -32,7 +32,10 @@ mod tests {
     use super::*;
 
     fn spec() -> SyncSpec {
-        serde_json::from_value(json!({"sourceRef": {"kind": "GitRepository", "name": "r"}, "path": "./a"})).unwrap()
+        serde_json::from_value(
+            json!({"sourceRef": {"kind": "GitRepository", "name": "r"}, "path": "./a"}),
+        )
+        .unwrap()
     }
 
     fn digest(c: char) -> Digest {
@@ -42,16 +45,35 @@ mod tests {
     #[test]
     fn key_changes_with_every_input_that_shapes_the_render() {
         let base = cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], None);
-        assert_eq!(base, cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], None));
-        assert_ne!(base, cache_key(&digest('b'), &spec(), &[("p".into(), Some(1))], None));
-        assert_ne!(base, cache_key(&digest('a'), &spec(), &[("p".into(), Some(2))], None));
+        assert_eq!(
+            base,
+            cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], None)
+        );
+        assert_ne!(
+            base,
+            cache_key(&digest('b'), &spec(), &[("p".into(), Some(1))], None)
+        );
+        assert_ne!(
+            base,
+            cache_key(&digest('a'), &spec(), &[("p".into(), Some(2))], None)
+        );
         assert_ne!(base, cache_key(&digest('a'), &spec(), &[], None));
-        assert_ne!(base, cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], Some("now")));
+        assert_ne!(
+            base,
+            cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], Some("now"))
+        );
         let mut s = spec();
         s.substitute.insert("A".into(), "1".into());
-        assert_ne!(base, cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None));
+        assert_ne!(
+            base,
+            cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None)
+        );
         let mut s = spec();
         s.interval = plumb_api::Duration::from_secs(1);
-        assert_eq!(base, cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None), "interval is not render-relevant");
+        assert_eq!(
+            base,
+            cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None),
+            "interval is not render-relevant"
+        );
     }
 }

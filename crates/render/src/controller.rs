@@ -90,7 +90,11 @@ impl RenderMetrics {
             "Policy findings in renders, by action",
             findings.clone(),
         );
-        Self { ops, artifact_size, findings }
+        Self {
+            ops,
+            artifact_size,
+            findings,
+        }
     }
 }
 
@@ -100,7 +104,11 @@ impl Default for RenderMetrics {
     }
 }
 
-type CompiledEntry = (Option<String>, Option<i64>, Arc<Result<Arc<CompiledPolicy>, CompileError>>);
+type CompiledEntry = (
+    Option<String>,
+    Option<i64>,
+    Arc<Result<Arc<CompiledPolicy>, CompileError>>,
+);
 
 impl Context {
     /// The labels of namespace `name`; empty when unknown.
@@ -129,7 +137,11 @@ impl Context {
     }
 
     /// The Policies governing a Sync with `labels` in `namespace`, sorted by name.
-    pub fn governing(&self, namespace: &str, labels: &BTreeMap<String, String>) -> Vec<Arc<Policy>> {
+    pub fn governing(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<Arc<Policy>> {
         let ns_labels = self.namespace_labels(namespace);
         let mut out: Vec<_> = self
             .policies
@@ -227,12 +239,27 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
     let (all_syncs_store, all_syncs_writer) = reflector::store();
     let reflectors = Reflectors(vec![
         spawn_reflector(policy_writer, policies_api.clone()),
-        spawn_reflector(ns_writer, Api::<PartialObjectMeta<Namespace>>::all(client.clone())),
-        spawn_reflector(all_syncs_writer, Api::<PartialObjectMeta<Sync>>::all(client.clone())),
+        spawn_reflector(
+            ns_writer,
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        ),
+        spawn_reflector(
+            all_syncs_writer,
+            Api::<PartialObjectMeta<Sync>>::all(client.clone()),
+        ),
     ]);
-    policies.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
-    ns_store.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
-    all_syncs_store.wait_until_ready().await.map_err(|_| Error::StoreNotReady)?;
+    policies
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::StoreNotReady)?;
+    ns_store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::StoreNotReady)?;
+    all_syncs_store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::StoreNotReady)?;
     readiness.set(true);
 
     let ctx = Arc::new(Context {
@@ -265,9 +292,12 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
                     .into_iter()
                     .filter(|s| {
                         s.spec.source_ref.name == name
-                            && s.spec.source_ref.namespace.as_deref().unwrap_or(
-                                s.metadata.namespace.as_deref().unwrap_or_default(),
-                            ) == ns
+                            && s.spec
+                                .source_ref
+                                .namespace
+                                .as_deref()
+                                .unwrap_or(s.metadata.namespace.as_deref().unwrap_or_default())
+                                == ns
                     })
                     .map(|s| ObjectRef::from_obj(s.as_ref()))
                     .collect::<Vec<_>>()
@@ -280,7 +310,11 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
         .watches(policies_api, watcher::Config::default(), {
             let changes = Mutex::new(PolicyChanges::default());
             move |policy: Policy| {
-                if !changes.lock().unwrap_or_else(|e| e.into_inner()).affects_syncs(&policy) {
+                if !changes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .affects_syncs(&policy)
+                {
                     return Vec::new();
                 }
                 syncs_for_policy
@@ -291,7 +325,11 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
             }
         })
         .shutdown_on_signal()
-        .run(sync_controller::reconcile, sync_controller::error_policy, ctx.clone())
+        .run(
+            sync_controller::reconcile,
+            sync_controller::error_policy,
+            ctx.clone(),
+        )
         .for_each(|res| {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "sync reconcile");
@@ -312,8 +350,13 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
                 move |sync: PartialObjectMeta<Sync>| {
                     let key = (sync.namespace().unwrap_or_default(), sync.name_any());
                     let labels = sync.labels().clone();
-                    let previous = seen.lock().unwrap_or_else(|e| e.into_inner()).insert(key, labels.clone());
-                    if previous.as_ref() == Some(&labels) && sync.metadata.deletion_timestamp.is_none() {
+                    let previous = seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, labels.clone());
+                    if previous.as_ref() == Some(&labels)
+                        && sync.metadata.deletion_timestamp.is_none()
+                    {
                         return Vec::new();
                     }
                     policies_for_sync
@@ -325,7 +368,11 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
             },
         )
         .shutdown_on_signal()
-        .run(policy_controller::reconcile, policy_controller::error_policy, ctx.clone())
+        .run(
+            policy_controller::reconcile,
+            policy_controller::error_policy,
+            ctx.clone(),
+        )
         .for_each(|res| {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "policy reconcile");
@@ -388,15 +435,26 @@ async fn sweep_deleted(ctx: Arc<Context>) {
             if live.contains(&(namespace.clone(), name.clone())) {
                 continue;
             }
-            if let Ok(key) = plumb_artifact::ArtifactKey::new(crate::sync_controller::ARTIFACT_KIND, &namespace, &name)
-                && let Err(e) = ctx.storage.remove_all(&key)
+            if let Ok(key) = plumb_artifact::ArtifactKey::new(
+                crate::sync_controller::ARTIFACT_KIND,
+                &namespace,
+                &name,
+            ) && let Err(e) = ctx.storage.remove_all(&key)
             {
                 tracing::warn!(error = %e, %namespace, %name, "removing artifacts of a deleted Sync");
             }
         }
-        let gone = |r: &ObjectRef<Sync>| !live.contains(&(r.namespace.clone().unwrap_or_default(), r.name.clone()));
-        ctx.rendered.lock().unwrap_or_else(|e| e.into_inner()).retain(|r, _| !gone(r));
-        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).retain(|r, _| !gone(r));
+        let gone = |r: &ObjectRef<Sync>| {
+            !live.contains(&(r.namespace.clone().unwrap_or_default(), r.name.clone()))
+        };
+        ctx.rendered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r, _| !gone(r));
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r, _| !gone(r));
     }
 }
 
@@ -414,7 +472,11 @@ pub fn stored_syncs(storage: &Storage) -> Vec<(String, String)> {
     };
     names(&dir)
         .into_iter()
-        .flat_map(|ns| names(&dir.join(&ns)).into_iter().map(move |n| (ns.clone(), n)))
+        .flat_map(|ns| {
+            names(&dir.join(&ns))
+                .into_iter()
+                .map(move |n| (ns.clone(), n))
+        })
         .collect()
 }
 
@@ -449,7 +511,10 @@ impl PolicyChanges {
     /// generation, or an event that changes neither generation nor status (a deletion, or a
     /// label or annotation edit). A status-only update does not.
     pub fn affects_syncs(&mut self, policy: &Policy) -> bool {
-        let status = policy.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+        let status = policy
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok());
         let now = (policy.metadata.generation, status);
         match self.seen.insert(policy.name_any(), now.clone()) {
             None => true,
@@ -471,9 +536,18 @@ impl Drop for Reflectors {
 }
 
 /// Keeps `writer`'s store in step with every object of `api`, in a task of its own.
-fn spawn_reflector<K>(writer: reflector::store::Writer<K>, api: Api<K>) -> tokio::task::JoinHandle<()>
+fn spawn_reflector<K>(
+    writer: reflector::store::Writer<K>,
+    api: Api<K>,
+) -> tokio::task::JoinHandle<()>
 where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + std::marker::Sync + 'static,
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + std::marker::Sync
+        + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + std::marker::Sync,
 {
     tokio::spawn(
@@ -508,11 +582,17 @@ mod tests {
         .unwrap();
         let mut changes = PolicyChanges::default();
         assert!(changes.affects_syncs(&p), "new");
-        p.status = Some(plumb_api::PolicyStatus { governed_syncs: Some(3), ..Default::default() });
+        p.status = Some(plumb_api::PolicyStatus {
+            governed_syncs: Some(3),
+            ..Default::default()
+        });
         assert!(!changes.affects_syncs(&p), "status only");
         p.metadata.generation = Some(2);
         assert!(changes.affects_syncs(&p), "spec change");
-        assert!(changes.affects_syncs(&p), "unchanged event: a deletion or metadata edit");
+        assert!(
+            changes.affects_syncs(&p),
+            "unchanged event: a deletion or metadata edit"
+        );
     }
 
     #[test]
@@ -536,6 +616,12 @@ mod tests {
         }
         let mut found = stored_syncs(&storage);
         found.sort();
-        assert_eq!(found, [("a".to_owned(), "web".to_owned()), ("b".to_owned(), "api".to_owned())]);
+        assert_eq!(
+            found,
+            [
+                ("a".to_owned(), "web".to_owned()),
+                ("b".to_owned(), "api".to_owned())
+            ]
+        );
     }
 }

@@ -20,10 +20,15 @@ pub fn build(root: &Path, dir: &Path) -> Result<Vec<Value>, EngineError> {
 
 /// Builds `kustomization` (given as data) as if its file were in `dir`, reading nothing outside
 /// `root`; objects in apply order.
-pub fn build_generated(root: &Path, dir: &Path, kustomization: &Value) -> Result<Vec<Value>, EngineError> {
+pub fn build_generated(
+    root: &Path,
+    dir: &Path,
+    kustomization: &Value,
+) -> Result<Vec<Value>, EngineError> {
     // JSON is YAML: the engine's own reader gives the kustomization the same meaning as a file.
     let text = serde_json::to_string(kustomization).map_err(|e| EngineError(e.to_string()))?;
-    let k = Kustomization::from_yaml(&text).map_err(|e| EngineError(format!("generated kustomization: {e}")))?;
+    let k = Kustomization::from_yaml(&text)
+        .map_err(|e| EngineError(format!("generated kustomization: {e}")))?;
     plumb_kustomize::build_kustomization(root, dir, &k, &BuildOptions::default())
         .map(|res| res.into_iter().map(|r| r.into_value()).collect())
         .map_err(|e| EngineError(e.to_string()))

@@ -11,17 +11,17 @@
 
 pub mod build;
 pub mod cache;
-pub mod engine;
-pub mod objects;
-pub mod policy;
-pub mod publish;
-pub mod substitute;
 pub mod config;
 pub mod controller;
+pub mod engine;
 pub mod error;
+pub mod objects;
+pub mod policy;
 pub mod policy_check;
 pub mod policy_controller;
+pub mod publish;
 pub mod status;
+pub mod substitute;
 pub mod sync_controller;
 
 pub use config::{Config, SHARD_LABEL};

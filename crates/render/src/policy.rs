@@ -106,7 +106,10 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, CompileError> {
 }
 
 /// Whether `selector` matches `labels`; an absent selector matches everything.
-pub fn selector_matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+pub fn selector_matches(
+    selector: Option<&LabelSelector>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     let Some(sel) = selector else { return true };
     let labels_ok = sel
         .match_labels
@@ -154,7 +157,8 @@ pub fn rule_matches(m: &RuleMatch, obj: &Value) -> bool {
             (r.group == "*" || r.group == group)
                 && (r.kinds.is_empty() || r.kinds.iter().any(|k| k == kind || k == "*"))
         });
-    let namespace_ok = m.namespaces.is_empty() || m.namespaces.iter().any(|n| n == namespace_of(obj));
+    let namespace_ok =
+        m.namespaces.is_empty() || m.namespaces.iter().any(|n| n == namespace_of(obj));
     resource_ok && namespace_ok
 }
 
@@ -288,10 +292,17 @@ mod tests {
                     "object.spec.template.spec.containers.all(c, !c.image.endsWith(':latest'))",
                     RuleAction::Deny,
                 ),
-                rule("has-team", "has(object.metadata.labels.owner)", RuleAction::Warn),
+                rule(
+                    "has-team",
+                    "has(object.metadata.labels.owner)",
+                    RuleAction::Warn,
+                ),
             ],
         );
-        let objs = vec![deployment("good", "nginx:1.27"), deployment("bad", "nginx:latest")];
+        let objs = vec![
+            deployment("good", "nginx:1.27"),
+            deployment("bad", "nginx:latest"),
+        ];
         let report = evaluate(&compiled(&p), &objs);
         assert_eq!(report.violations.len(), 1);
         assert_eq!(report.violations[0].object, "apps_bad_apps_Deployment");
@@ -352,10 +363,16 @@ mod tests {
     #[test]
     fn selectors_pick_the_governed_syncs() {
         let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
         };
         let mut p = policy("p", vec![]);
-        assert!(governs(&p, &labels(&[]), &labels(&[])), "no selector governs all");
+        assert!(
+            governs(&p, &labels(&[]), &labels(&[])),
+            "no selector governs all"
+        );
         p.spec.selector = Some(PolicySelector {
             namespace_selector: Some(LabelSelector {
                 match_labels: Some(labels(&[("env", "prod")])),
@@ -370,10 +387,26 @@ mod tests {
                 }]),
             }),
         });
-        assert!(governs(&p, &labels(&[("env", "prod")]), &labels(&[("tier", "web")])));
-        assert!(!governs(&p, &labels(&[("env", "dev")]), &labels(&[("tier", "web")])));
-        assert!(!governs(&p, &labels(&[("env", "prod")]), &labels(&[("tier", "db")])));
+        assert!(governs(
+            &p,
+            &labels(&[("env", "prod")]),
+            &labels(&[("tier", "web")])
+        ));
+        assert!(!governs(
+            &p,
+            &labels(&[("env", "dev")]),
+            &labels(&[("tier", "web")])
+        ));
+        assert!(!governs(
+            &p,
+            &labels(&[("env", "prod")]),
+            &labels(&[("tier", "db")])
+        ));
         p.spec.suspend = true;
-        assert!(!governs(&p, &labels(&[("env", "prod")]), &labels(&[("tier", "web")])));
+        assert!(!governs(
+            &p,
+            &labels(&[("env", "prod")]),
+            &labels(&[("tier", "web")])
+        ));
     }
 }

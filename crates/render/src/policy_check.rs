@@ -68,7 +68,11 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (label, findings) in [("DENY", &self.violations), ("WARN", &self.warnings)] {
             for v in findings.iter() {
-                writeln!(f, "{label} {} policy={} rule={}: {}", v.object, v.policy, v.rule, v.message)?;
+                writeln!(
+                    f,
+                    "{label} {} policy={} rule={}: {}",
+                    v.object, v.policy, v.rule, v.message
+                )?;
             }
         }
         write!(
@@ -102,7 +106,10 @@ pub fn read_policies(path: &Path) -> Result<Vec<Policy>, CheckError> {
 /// Renders `dir` (a kustomization, or a plain directory of YAML) without modifying it. Files
 /// may be read from anywhere in the enclosing Git work tree (so overlays reach their bases).
 pub fn render_dir(dir: &Path) -> Result<Vec<Value>, CheckError> {
-    let io = |source| CheckError::Read { path: dir.to_owned(), source };
+    let io = |source| CheckError::Read {
+        path: dir.to_owned(),
+        source,
+    };
     let dir = dir.canonicalize().map_err(io)?;
     let root = dir
         .ancestors()
@@ -114,7 +121,10 @@ pub fn render_dir(dir: &Path) -> Result<Vec<Value>, CheckError> {
         "sourceRef": {"kind": "GitRepository", "name": "local"},
         "path": format!("./{}", rel.display()),
     }))
-    .map_err(|e| CheckError::Parse { path: dir.clone(), message: e.to_string() })?;
+    .map_err(|e| CheckError::Parse {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
     Ok(build::render(&root, &spec)?)
 }
 
@@ -178,8 +188,15 @@ spec:
         assert_eq!(report.violations[0].rule, "no-latest");
         assert_eq!(report.violations[0].message, "images must be pinned");
         assert_eq!(report.warnings.len(), 1);
-        assert!(report.to_string().contains("DENY _web_apps_Deployment policy=guardrails rule=no-latest"));
-        assert!(!dir.join("kustomization.yaml").exists(), "the directory is left as it was");
+        assert!(
+            report
+                .to_string()
+                .contains("DENY _web_apps_Deployment policy=guardrails rule=no-latest")
+        );
+        assert!(
+            !dir.join("kustomization.yaml").exists(),
+            "the directory is left as it was"
+        );
 
         fs::write(dir.join("web.yaml"), deployment("nginx:1.27")).unwrap();
         assert!(run(&[pol], &dir).unwrap().passed());
@@ -189,8 +206,15 @@ spec:
     fn invalid_rules_are_errors_not_findings() {
         let tmp = tempfile::tempdir().unwrap();
         let pol = tmp.path().join("policy.yaml");
-        fs::write(&pol, POLICY.replace("!c.image.endsWith(':latest')", "c.image.(")).unwrap();
+        fs::write(
+            &pol,
+            POLICY.replace("!c.image.endsWith(':latest')", "c.image.("),
+        )
+        .unwrap();
         let err = run(&[pol], tmp.path()).unwrap_err();
-        assert!(matches!(err, CheckError::Compile(ref e) if e.rule == "no-latest"), "{err}");
+        assert!(
+            matches!(err, CheckError::Compile(ref e) if e.rule == "no-latest"),
+            "{err}"
+        );
     }
 }

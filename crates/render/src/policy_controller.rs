@@ -59,8 +59,13 @@ pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action,
         if let Some(msg) = &invalid
             && current.observed_generation != generation
         {
-            ctx.event(policy.as_ref(), EventType::Warning, reason::INVALID_CEL_EXPRESSION, msg.clone())
-                .await;
+            ctx.event(
+                policy.as_ref(),
+                EventType::Warning,
+                reason::INVALID_CEL_EXPRESSION,
+                msg.clone(),
+            )
+            .await;
         }
         let api: Api<Policy> = Api::all(ctx.client.clone());
         let patch = json!({
@@ -93,7 +98,15 @@ fn same_status(a: &PolicyStatus, b: &PolicyStatus) -> bool {
         let mut c: Vec<_> = s
             .conditions
             .iter()
-            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone(), c.observed_generation))
+            .map(|c| {
+                (
+                    c.type_.clone(),
+                    c.status.clone(),
+                    c.reason.clone(),
+                    c.message.clone(),
+                    c.observed_generation,
+                )
+            })
             .collect();
         c.sort();
         (s.observed_generation, s.governed_syncs, c)

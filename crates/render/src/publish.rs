@@ -4,8 +4,8 @@ use std::io::Write;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use plumb_artifact::fetch::digest_of;
 use plumb_api::Digest;
+use plumb_artifact::fetch::digest_of;
 use serde_json::Value;
 
 use crate::objects::to_yaml_stream;
@@ -58,8 +58,10 @@ mod tests {
 
     #[test]
     fn packing_is_deterministic_and_round_trips() {
-        let objs = vec![json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}),
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "a"}})];
+        let objs = vec![
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "a"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "a"}}),
+        ];
         let a = pack(&objs).unwrap();
         let b = pack(&objs).unwrap();
         assert_eq!(a.digest, b.digest);

@@ -50,10 +50,7 @@ pub fn rendered_condition(sync: &Sync, outcome: &Outcome) -> Condition {
     let generation = sync.metadata.generation;
     let cond = match outcome {
         Outcome::Published(render) => {
-            let warnings = render
-                .policy
-                .as_ref()
-                .map_or(0, |p| p.warnings.len());
+            let warnings = render.policy.as_ref().map_or(0, |p| p.warnings.len());
             let mut message = format!(
                 "rendered {} objects from {}",
                 render.objects.unwrap_or_default(),
@@ -66,11 +63,23 @@ pub fn rendered_condition(sync: &Sync, outcome: &Outcome) -> Condition {
             if warnings > 0 {
                 message.push_str(&format!(" with {warnings} policy warnings"));
             }
-            new_condition(condition_type::RENDERED, status::TRUE, reason::SUCCEEDED, message, generation)
+            new_condition(
+                condition_type::RENDERED,
+                status::TRUE,
+                reason::SUCCEEDED,
+                message,
+                generation,
+            )
         }
-        Outcome::Failed { reason, message, .. } => {
-            new_condition(condition_type::RENDERED, status::FALSE, reason, message.clone(), generation)
-        }
+        Outcome::Failed {
+            reason, message, ..
+        } => new_condition(
+            condition_type::RENDERED,
+            status::FALSE,
+            reason,
+            message.clone(),
+            generation,
+        ),
     };
     let mut conds: Vec<Condition> = sync
         .status
@@ -166,7 +175,10 @@ mod tests {
         let patch = status_patch(&sync, &outcome);
         assert_eq!(patch["status"]["render"]["objects"], 5);
         assert_eq!(patch["status"]["render"]["observedGeneration"], 3);
-        assert_eq!(patch["status"]["render"]["policy"]["violations"][0]["rule"], "r");
+        assert_eq!(
+            patch["status"]["render"]["policy"]["violations"][0]["rule"],
+            "r"
+        );
         let conds = patch["status"]["conditions"].as_array().unwrap();
         assert_eq!(conds.len(), 1, "only the Rendered condition");
         assert_eq!(conds[0]["type"], "Rendered");
@@ -178,12 +190,24 @@ mod tests {
 
     #[test]
     fn transition_time_is_kept_while_status_is_unchanged() {
-        let mut old = new_condition(condition_type::RENDERED, status::TRUE, reason::SUCCEEDED, "x", Some(1));
+        let mut old = new_condition(
+            condition_type::RENDERED,
+            status::TRUE,
+            reason::SUCCEEDED,
+            "x",
+            Some(1),
+        );
         old.last_transition_time = Time(Timestamp::UNIX_EPOCH);
         let sync = sync_with(None, vec![old]);
         let published = Outcome::Published(RenderStatus::default());
-        assert_eq!(rendered_condition(&sync, &published).last_transition_time, Time(Timestamp::UNIX_EPOCH));
+        assert_eq!(
+            rendered_condition(&sync, &published).last_transition_time,
+            Time(Timestamp::UNIX_EPOCH)
+        );
         let failed = Outcome::failed(reason::BUILD_FAILED, "bad");
-        assert_ne!(rendered_condition(&sync, &failed).last_transition_time, Time(Timestamp::UNIX_EPOCH));
+        assert_ne!(
+            rendered_condition(&sync, &failed).last_transition_time,
+            Time(Timestamp::UNIX_EPOCH)
+        );
     }
 }

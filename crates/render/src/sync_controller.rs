@@ -3,16 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::ResourceExt;
 use plumb_api::reference::Artifact;
 use plumb_api::sync::{PolicyReport, RenderStatus};
 use plumb_api::{
-    Conditions, GitRepository, RENDER_FIELD_MANAGER, REQUESTED_AT_ANNOTATION, Sync,
-    condition_type, reason,
+    Conditions, GitRepository, RENDER_FIELD_MANAGER, REQUESTED_AT_ANNOTATION, Sync, condition_type,
+    reason,
 };
 use plumb_artifact::{ArtifactKey, Storage, UnpackLimits};
 use tracing::instrument;
@@ -52,7 +52,11 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
         write_status(&sync, &ctx, outcome).await?;
     }
     let ok = !matches!(outcome, Some(Outcome::Failed { .. }));
-    let result = if ok { plumb_ops::ReconcileResult::Success } else { plumb_ops::ReconcileResult::Error };
+    let result = if ok {
+        plumb_ops::ReconcileResult::Success
+    } else {
+        plumb_ops::ReconcileResult::Error
+    };
     ctx.metrics.ops.observe_reconcile("Sync", result, started);
     let interval = Duration::from(sync.spec.interval.clone());
     let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
@@ -95,7 +99,10 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             "cross-namespace source references are not allowed: {}/{}",
             src_ns, src.name
         );
-        return (Some(Outcome::failed(reason::ACCESS_DENIED, msg)), Next::Settled);
+        return (
+            Some(Outcome::failed(reason::ACCESS_DENIED, msg)),
+            Next::Settled,
+        );
     }
 
     let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &src_ns);
@@ -103,16 +110,25 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         Ok(Some(r)) => r,
         Ok(None) => {
             let msg = format!("GitRepository {src_ns}/{} not found", src.name);
-            return (Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)), Next::Settled);
+            return (
+                Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)),
+                Next::Settled,
+            );
         }
         Err(e) => {
             let msg = format!("reading GitRepository {src_ns}/{}: {e}", src.name);
-            return (Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)), Next::Retry);
+            return (
+                Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)),
+                Next::Retry,
+            );
         }
     };
     let Some(artifact) = repo.status.as_ref().and_then(|s| s.artifact.clone()) else {
         let msg = format!("GitRepository {src_ns}/{} has no artifact yet", src.name);
-        return (Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)), Next::Settled);
+        return (
+            Some(Outcome::failed(reason::SOURCE_NOT_READY, msg)),
+            Next::Settled,
+        );
     };
 
     // Every governing Policy must compile: a Sync is never rendered unchecked.
@@ -123,7 +139,10 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             Ok(c) => compiled.push(c.clone()),
             Err(e) => {
                 let msg = format!("governing policy is invalid, not rendering: {e}");
-                return (Some(Outcome::failed(reason::POLICY_INVALID, msg)), Next::Settled);
+                return (
+                    Some(Outcome::failed(reason::POLICY_INVALID, msg)),
+                    Next::Settled,
+                );
             }
         }
     }
@@ -131,7 +150,10 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         .iter()
         .map(|p| (p.name_any(), p.metadata.generation))
         .collect();
-    let requested = sync.annotations().get(REQUESTED_AT_ANNOTATION).map(String::as_str);
+    let requested = sync
+        .annotations()
+        .get(REQUESTED_AT_ANNOTATION)
+        .map(String::as_str);
     let key = cache_key(&artifact.digest, &sync.spec, &generations, requested);
     let objref = ObjectRef::from_obj(sync);
     let cached = ctx
@@ -144,7 +166,10 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
     if let Some(outcome) = cached {
         // Same inputs, same verdict: nothing is downloaded or rendered. Only the generation the
         // verdict is reported for may move on (a change of, say, `interval`).
-        return (Some(outcome.for_generation(sync.metadata.generation)), Next::Settled);
+        return (
+            Some(outcome.for_generation(sync.metadata.generation)),
+            Next::Settled,
+        );
     }
 
     let (outcome, next) = render_artifact(sync, ctx, &artifact, &compiled).await;
@@ -173,7 +198,12 @@ async fn render_artifact(
     .await
     {
         Ok(b) => b,
-        Err(e) => return (Outcome::failed(reason::ARTIFACT_FAILED, e.to_string()), Next::Retry),
+        Err(e) => {
+            return (
+                Outcome::failed(reason::ARTIFACT_FAILED, e.to_string()),
+                Next::Retry,
+            );
+        }
     };
 
     let spec = sync.spec.clone();
@@ -183,15 +213,23 @@ async fn render_artifact(
     };
     let policies = policies.to_vec();
     let rendered = tokio::task::spawn_blocking(move || -> Result<_, Box<Outcome>> {
-        let tmp = tempfile::tempdir()
-            .map_err(|e| Box::new(Outcome::failed(reason::ARTIFACT_FAILED, format!("temp dir: {e}"))))?;
+        let tmp = tempfile::tempdir().map_err(|e| {
+            Box::new(Outcome::failed(
+                reason::ARTIFACT_FAILED,
+                format!("temp dir: {e}"),
+            ))
+        })?;
         plumb_artifact::unpack_tar_gz(bytes.as_slice(), tmp.path(), limits)
             .map_err(|e| Box::new(Outcome::failed(reason::ARTIFACT_FAILED, e.to_string())))?;
         let objects = build::render(tmp.path(), &spec)
             .map_err(|e| Box::new(Outcome::failed(reason::BUILD_FAILED, e.to_string())))?;
         let report = evaluate(&policies, &objects);
-        let packed = pack(&objects)
-            .map_err(|e| Box::new(Outcome::failed(reason::BUILD_FAILED, format!("packing: {e}"))))?;
+        let packed = pack(&objects).map_err(|e| {
+            Box::new(Outcome::failed(
+                reason::BUILD_FAILED,
+                format!("packing: {e}"),
+            ))
+        })?;
         Ok((packed, report))
     })
     .await;
@@ -205,13 +243,23 @@ async fn render_artifact(
             };
             return (outcome, next);
         }
-        Err(e) => return (Outcome::failed(reason::BUILD_FAILED, format!("render task: {e}")), Next::Retry),
+        Err(e) => {
+            return (
+                Outcome::failed(reason::BUILD_FAILED, format!("render task: {e}")),
+                Next::Retry,
+            );
+        }
     };
 
-    for (action, n) in [("deny", report.violations.len()), ("warn", report.warnings.len())] {
+    for (action, n) in [
+        ("deny", report.violations.len()),
+        ("warn", report.warnings.len()),
+    ] {
         ctx.metrics
             .findings
-            .get_or_create(&crate::controller::FindingLabels { action: action.to_owned() })
+            .get_or_create(&crate::controller::FindingLabels {
+                action: action.to_owned(),
+            })
             .inc_by(n as u64);
     }
     if !report.violations.is_empty() {
@@ -267,10 +315,12 @@ fn store(sync: &Sync, ctx: &Context, packed: &Rendered) -> Result<String, Error>
         ctx.storage
             .write_atomic(&key, &file, |w| w.write_all(&packed.bytes))
             .map_err(Error::Storage)?
-            .map_err(|e| Error::Storage(plumb_artifact::StorageError::Io {
-                path: ctx.storage.path(&key, &file),
-                source: e,
-            }))?;
+            .map_err(|e| {
+                Error::Storage(plumb_artifact::StorageError::Io {
+                    path: ctx.storage.path(&key, &file),
+                    source: e,
+                })
+            })?;
     }
     if let Err(e) = ctx.storage.gc(&key, ctx.config.artifacts_to_keep, &file) {
         tracing::warn!(error = %e, "collecting old rendered artifacts");
@@ -293,7 +343,11 @@ async fn announce(sync: &Sync, ctx: &Context, outcome: &Outcome) {
                 let note = format!(
                     "rendered {} objects from {}",
                     render.objects.unwrap_or_default(),
-                    render.source_revision.as_ref().map(ToString::to_string).unwrap_or_default()
+                    render
+                        .source_revision
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
                 );
                 tracing::info!(%note);
                 ctx.event(sync, EventType::Normal, "Rendered", note).await;
@@ -301,12 +355,21 @@ async fn announce(sync: &Sync, ctx: &Context, outcome: &Outcome) {
             if let Some(PolicyReport { warnings, .. }) = &render.policy
                 && !warnings.is_empty()
             {
-                ctx.event(sync, EventType::Warning, "PolicyWarning", describe(warnings)).await;
+                ctx.event(
+                    sync,
+                    EventType::Warning,
+                    "PolicyWarning",
+                    describe(warnings),
+                )
+                .await;
             }
         }
-        Outcome::Failed { reason, message, .. } => {
+        Outcome::Failed {
+            reason, message, ..
+        } => {
             tracing::warn!(%reason, %message, "render failed");
-            ctx.event(sync, EventType::Warning, reason, message.clone()).await;
+            ctx.event(sync, EventType::Warning, reason, message.clone())
+                .await;
         }
     }
 }
@@ -314,14 +377,21 @@ async fn announce(sync: &Sync, ctx: &Context, outcome: &Outcome) {
 /// Whether the Sync already says what `outcome` would write (transition times aside), so a
 /// repeated verdict costs no API write.
 fn status_is_current(sync: &Sync, outcome: &Outcome) -> bool {
-    let Some(status) = &sync.status else { return false };
+    let Some(status) = &sync.status else {
+        return false;
+    };
     let want = rendered_condition(sync, outcome);
     let same_condition = status
         .conditions
         .get_condition(condition_type::RENDERED)
         .is_some_and(|c| {
             (&c.status, &c.reason, &c.message, c.observed_generation)
-                == (&want.status, &want.reason, &want.message, want.observed_generation)
+                == (
+                    &want.status,
+                    &want.reason,
+                    &want.message,
+                    want.observed_generation,
+                )
         });
     same_condition && status.render.as_ref() == Some(&render_status(sync, outcome))
 }
@@ -330,8 +400,12 @@ fn status_is_current(sync: &Sync, outcome: &Outcome) -> bool {
 async fn write_status(sync: &Sync, ctx: &Context, outcome: &Outcome) -> Result<(), Error> {
     let api: Api<Sync> = Api::namespaced(ctx.client.clone(), &sync.namespace().unwrap_or_default());
     let params = PatchParams::apply(RENDER_FIELD_MANAGER).force();
-    api.patch_status(&sync.name_any(), &params, &Patch::Apply(status_patch(sync, outcome)))
-        .await
-        .map_err(Error::Kube)?;
+    api.patch_status(
+        &sync.name_any(),
+        &params,
+        &Patch::Apply(status_patch(sync, outcome)),
+    )
+    .await
+    .map_err(Error::Kube)?;
     Ok(())
 }

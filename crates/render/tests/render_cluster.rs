@@ -4,14 +4,15 @@
 
 mod support;
 
+use kube::Api;
 use plumb_api::Policy;
 use plumb_api::condition_type;
-use kube::Api;
 use serde_json::json;
 use support::{World, deployment, names, unique};
 
 const BASE_KUSTOMIZATION: &str = "resources: [deployment.yaml, config.yaml]\n";
-const CONFIG: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: base\n";
+const CONFIG: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  mode: base\n";
 const OVERLAY: &str = "resources: [../../base]\nnamePrefix: prod-\ncommonLabels: {env: prod}\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,19 +40,38 @@ async fn renders_an_overlay_with_the_sync_transforms_and_serves_it_by_digest() {
     )
     .await;
 
-    let sync = w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+    let sync = w
+        .wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
     let render = sync.status.as_ref().unwrap().render.clone().unwrap();
     assert_eq!(render.source_digest.as_ref(), Some(&source));
-    assert_eq!(render.source_revision.as_ref().unwrap().to_string(), format!("main@sha1:{}", "a".repeat(40)));
+    assert_eq!(
+        render.source_revision.as_ref().unwrap().to_string(),
+        format!("main@sha1:{}", "a".repeat(40))
+    );
     assert_eq!(render.objects, Some(2));
     assert_eq!(render.observed_generation, sync.metadata.generation);
     let artifact = render.artifact.clone().unwrap();
-    assert!(artifact.url.ends_with(&format!("/sync/{}/app/{}.yaml.gz", w.name(), artifact.digest.hex())), "{}", artifact.url);
+    assert!(
+        artifact.url.ends_with(&format!(
+            "/sync/{}/app/{}.yaml.gz",
+            w.name(),
+            artifact.digest.hex()
+        )),
+        "{}",
+        artifact.url
+    );
 
     let objs = w.rendered_objects(&sync).await;
-    assert_eq!(names(&objs), ["ConfigMap/prod-settings", "Deployment/prod-web"]);
+    assert_eq!(
+        names(&objs),
+        ["ConfigMap/prod-settings", "Deployment/prod-web"]
+    );
     assert!(objs.iter().all(|o| o["metadata"]["namespace"] == w.name()));
-    assert_eq!(objs[1]["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:1.27");
+    assert_eq!(
+        objs[1]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
     assert_eq!(objs[1]["metadata"]["labels"]["env"], "prod");
 
     // Only the render controller's fields: nothing of the sync controller's part is written.
@@ -66,9 +86,21 @@ async fn renders_an_overlay_with_the_sync_transforms_and_serves_it_by_digest() {
     assert_eq!(mine.len(), 1, "{mine:?}");
     let fields = &mine[0]["f:status"];
     let owned: Vec<&String> = fields.as_object().unwrap().keys().collect();
-    assert_eq!(owned, ["f:conditions", "f:render"], "plumb-render owns only render and its condition");
-    let conditions: Vec<&String> = fields["f:conditions"].as_object().unwrap().keys().filter(|k| k.starts_with("k:")).collect();
-    assert_eq!(conditions, [&format!("k:{{\"type\":\"{}\"}}", condition_type::RENDERED)]);
+    assert_eq!(
+        owned,
+        ["f:conditions", "f:render"],
+        "plumb-render owns only render and its condition"
+    );
+    let conditions: Vec<&String> = fields["f:conditions"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("k:"))
+        .collect();
+    assert_eq!(
+        conditions,
+        [&format!("k:{{\"type\":\"{}\"}}", condition_type::RENDERED)]
+    );
 
     // A spec change that does not shape the render is not rendered again: same artifact record.
     w.apply_sync(
@@ -81,10 +113,18 @@ async fn renders_an_overlay_with_the_sync_transforms_and_serves_it_by_digest() {
     let generation = sync.metadata.generation.unwrap() + 1;
     let same = w
         .wait_sync("app", "render reported for the new generation", |s| {
-            s.status.as_ref().and_then(|st| st.render.as_ref()).and_then(|r| r.observed_generation) == Some(generation)
+            s.status
+                .as_ref()
+                .and_then(|st| st.render.as_ref())
+                .and_then(|r| r.observed_generation)
+                == Some(generation)
         })
         .await;
-    assert_eq!(same.status.unwrap().render.unwrap().artifact, Some(artifact.clone()), "skipped, not re-rendered");
+    assert_eq!(
+        same.status.unwrap().render.unwrap().artifact,
+        Some(artifact.clone()),
+        "skipped, not re-rendered"
+    );
 
     // `plumb.dev/requested-at` forces a fresh render: same digest, new record.
     let syncs: Api<plumb_api::Sync> = w.ns.api();
@@ -92,17 +132,33 @@ async fn renders_an_overlay_with_the_sync_transforms_and_serves_it_by_digest() {
         .patch(
             "app",
             &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {"plumb.dev/requested-at": "now"}}})),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"annotations": {"plumb.dev/requested-at": "now"}}}),
+            ),
         )
         .await
         .unwrap();
     let again = w
         .wait_sync("app", "a fresh render after requested-at", |s| {
-            s.status.as_ref().and_then(|st| st.render.as_ref()).and_then(|r| r.artifact.as_ref())
+            s.status
+                .as_ref()
+                .and_then(|st| st.render.as_ref())
+                .and_then(|r| r.artifact.as_ref())
                 .is_some_and(|a| a.last_update_time != artifact.last_update_time)
         })
         .await;
-    assert_eq!(again.status.unwrap().render.unwrap().artifact.unwrap().digest, artifact.digest, "deterministic");
+    assert_eq!(
+        again
+            .status
+            .unwrap()
+            .render
+            .unwrap()
+            .artifact
+            .unwrap()
+            .digest,
+        artifact.digest,
+        "deterministic"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,23 +170,58 @@ async fn renders_a_plain_directory_with_substitution_and_reports_missing_variabl
     w.publish_source(
         "plain",
         'b',
-        &[("deploy/env.yaml", cm), ("deploy/apps/api.yaml", replicas), ("deploy/apps/script.yml", script), ("deploy/README.md", "# not yaml")],
+        &[
+            ("deploy/env.yaml", cm),
+            ("deploy/apps/api.yaml", replicas),
+            ("deploy/apps/script.yml", script),
+            ("deploy/README.md", "# not yaml"),
+        ],
         None,
     )
     .await;
-    w.apply_sync("plain", "plain", json!({"path": "deploy", "substitute": {"CLUSTER": "blue"}})).await;
+    w.apply_sync(
+        "plain",
+        "plain",
+        json!({"path": "deploy", "substitute": {"CLUSTER": "blue"}}),
+    )
+    .await;
 
     // REPLICAS has no value and no default: the error names the object and the variable.
     let sync = w.wait_rendered("plain", "False", "BuildFailed").await;
     let msg = &support::rendered(&sync).unwrap().message;
-    assert!(msg.contains("_api_apps_Deployment") && msg.contains("REPLICAS"), "{msg}");
-    assert!(sync.status.as_ref().unwrap().render.as_ref().and_then(|r| r.artifact.as_ref()).is_none(), "nothing published");
+    assert!(
+        msg.contains("_api_apps_Deployment") && msg.contains("REPLICAS"),
+        "{msg}"
+    );
+    assert!(
+        sync.status
+            .as_ref()
+            .unwrap()
+            .render
+            .as_ref()
+            .and_then(|r| r.artifact.as_ref())
+            .is_none(),
+        "nothing published"
+    );
 
-    w.apply_sync("plain", "plain", json!({"path": "deploy", "substitute": {"CLUSTER": "blue", "REPLICAS": "3"}})).await;
-    let sync = w.wait_rendered("plain", "True", "ReconciliationSucceeded").await;
+    w.apply_sync(
+        "plain",
+        "plain",
+        json!({"path": "deploy", "substitute": {"CLUSTER": "blue", "REPLICAS": "3"}}),
+    )
+    .await;
+    let sync = w
+        .wait_rendered("plain", "True", "ReconciliationSucceeded")
+        .await;
     let objs = w.rendered_objects(&sync).await;
-    assert_eq!(names(&objs), ["ConfigMap/env", "ConfigMap/script", "Deployment/api"]);
-    assert_eq!(objs[0]["data"], json!({"cluster": "blue", "region": "eu-1", "literal": "${CLUSTER}"}));
+    assert_eq!(
+        names(&objs),
+        ["ConfigMap/env", "ConfigMap/script", "Deployment/api"]
+    );
+    assert_eq!(
+        objs[0]["data"],
+        json!({"cluster": "blue", "region": "eu-1", "literal": "${CLUSTER}"})
+    );
     assert_eq!(objs[1]["data"]["run.sh"], "echo ${HOME}");
     assert_eq!(objs[2]["spec"]["replicas"], 3);
 }
@@ -152,40 +243,78 @@ async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
     .await;
 
     // A pinned image passes the Deny rule; the Warn rule records a finding and lets it through.
-    w.publish_source("app", 'c', &[("web.yaml", &deployment("web", "nginx:1.27"))], None).await;
+    w.publish_source(
+        "app",
+        'c',
+        &[("web.yaml", &deployment("web", "nginx:1.27"))],
+        None,
+    )
+    .await;
     w.apply_sync("app", "app", json!({})).await;
-    let good = w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+    let good = w
+        .wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
     let good_render = good.status.as_ref().unwrap().render.clone().unwrap();
     let warnings = good_render.policy.clone().unwrap().warnings;
     assert_eq!(warnings.len(), 1);
-    assert_eq!((warnings[0].policy.as_str(), warnings[0].rule.as_str()), (policy.as_str(), "owner"));
+    assert_eq!(
+        (warnings[0].policy.as_str(), warnings[0].rule.as_str()),
+        (policy.as_str(), "owner")
+    );
     assert_eq!(warnings[0].object, "_web_apps_Deployment");
     let events: Api<k8s_openapi::api::events::v1::Event> = w.ns.api();
     plumb_e2e_support::wait_for("a PolicyWarning event", support::TIMEOUT, || {
         let events = events.clone();
         async move {
             let list = events.list(&Default::default()).await?;
-            Ok::<_, kube::Error>(list.items.into_iter().find(|e| e.reason.as_deref() == Some("PolicyWarning")))
+            Ok::<_, kube::Error>(
+                list.items
+                    .into_iter()
+                    .find(|e| e.reason.as_deref() == Some("PolicyWarning")),
+            )
         }
     })
     .await
     .unwrap();
 
     // A new commit with :latest is blocked: nothing published, the last good artifact stays.
-    w.publish_source("app", 'd', &[("web.yaml", &deployment("web", "nginx:latest"))], None).await;
+    w.publish_source(
+        "app",
+        'd',
+        &[("web.yaml", &deployment("web", "nginx:latest"))],
+        None,
+    )
+    .await;
     let blocked = w.wait_rendered("app", "False", "PolicyViolation").await;
     let msg = &support::rendered(&blocked).unwrap().message;
-    for part in ["_web_apps_Deployment", &policy, "no-latest", "images must be pinned"] {
+    for part in [
+        "_web_apps_Deployment",
+        &policy,
+        "no-latest",
+        "images must be pinned",
+    ] {
         assert!(msg.contains(part), "{part} not in {msg}");
     }
     let render = blocked.status.as_ref().unwrap().render.clone().unwrap();
-    assert_eq!(render.artifact, good_render.artifact, "the last good artifact stays");
+    assert_eq!(
+        render.artifact, good_render.artifact,
+        "the last good artifact stays"
+    );
     assert_eq!(render.source_revision, good_render.source_revision);
     assert_eq!(render.policy.unwrap().violations[0].rule, "no-latest");
 
     let policies: Api<Policy> = Api::all(w.client.clone());
-    let p = support_wait_policy(&w, &policy, |p| p.status.as_ref().and_then(|s| s.governed_syncs) == Some(1)).await;
-    assert!(p.status.unwrap().conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let p = support_wait_policy(&w, &policy, |p| {
+        p.status.as_ref().and_then(|s| s.governed_syncs) == Some(1)
+    })
+    .await;
+    assert!(
+        p.status
+            .unwrap()
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    );
 
     // Fixing the policy (the rule now allows the mirror's latest tag only as a warning) renders again.
     w.apply_policy(
@@ -196,13 +325,21 @@ async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
         ]),
     )
     .await;
-    let fixed = w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+    let fixed = w
+        .wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
     let render = fixed.status.as_ref().unwrap().render.clone().unwrap();
     assert_eq!(render.source_revision.unwrap().commit(), "d".repeat(40));
     assert_ne!(render.artifact, good_render.artifact);
-    assert_eq!(render.policy.unwrap().warnings[0].message, "images should be pinned");
+    assert_eq!(
+        render.policy.unwrap().warnings[0].message,
+        "images should be pinned"
+    );
     let objs = w.rendered_objects(&fixed).await;
-    assert_eq!(objs[0]["spec"]["template"]["spec"]["containers"][0]["image"], "nginx:latest");
+    assert_eq!(
+        objs[0]["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:latest"
+    );
     policies.delete(&policy, &Default::default()).await.unwrap();
 }
 
@@ -210,26 +347,56 @@ async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
 async fn invalid_cel_makes_the_policy_not_ready_and_its_syncs_unrendered() {
     let w = World::new("render-badcel").await;
     let policy = unique("broken", w.name());
-    w.apply_policy(&policy, json!([{"name": "typo", "expression": "object.metadata.(name"}])).await;
+    w.apply_policy(
+        &policy,
+        json!([{"name": "typo", "expression": "object.metadata.(name"}]),
+    )
+    .await;
     let p = support_wait_policy(&w, &policy, |p| {
-        p.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "False"))
+        p.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "False")
+        })
     })
     .await;
     let status = p.status.unwrap();
-    let ready = status.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
     assert_eq!(ready.reason, "InvalidCELExpression");
     assert!(ready.message.contains("rule typo"), "{}", ready.message);
-    assert!(status.conditions.iter().any(|c| c.type_ == "Stalled" && c.status == "True"));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Stalled" && c.status == "True")
+    );
 
-    w.publish_source("app", 'e', &[("cm.yaml", CONFIG)], None).await;
+    w.publish_source("app", 'e', &[("cm.yaml", CONFIG)], None)
+        .await;
     w.apply_sync("app", "app", json!({})).await;
     let sync = w.wait_rendered("app", "False", "PolicyInvalid").await;
     assert!(support::rendered(&sync).unwrap().message.contains(&policy));
-    assert!(sync.status.unwrap().render.and_then(|r| r.artifact).is_none(), "never rendered unchecked");
+    assert!(
+        sync.status
+            .unwrap()
+            .render
+            .and_then(|r| r.artifact)
+            .is_none(),
+        "never rendered unchecked"
+    );
 
     // Fixing the expression lets the Sync render.
-    w.apply_policy(&policy, json!([{"name": "typo", "expression": "has(object.metadata.name)"}])).await;
-    w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+    w.apply_policy(
+        &policy,
+        json!([{"name": "typo", "expression": "has(object.metadata.name)"}]),
+    )
+    .await;
+    w.wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
     w.delete_policy(&policy).await;
 }
 
@@ -237,16 +404,25 @@ async fn invalid_cel_makes_the_policy_not_ready_and_its_syncs_unrendered() {
 async fn a_source_artifact_with_the_wrong_digest_is_refused_and_nothing_is_published() {
     let w = World::new("render-digest").await;
     let wrong = plumb_api::Digest::from_sha256_hex(&"0".repeat(64)).unwrap();
-    w.publish_source("app", 'f', &[("cm.yaml", CONFIG)], Some(wrong)).await;
+    w.publish_source("app", 'f', &[("cm.yaml", CONFIG)], Some(wrong))
+        .await;
     w.apply_sync("app", "app", json!({})).await;
     let sync = w.wait_rendered("app", "False", "ArtifactFailed").await;
     let msg = &support::rendered(&sync).unwrap().message;
     assert!(msg.contains("digest mismatch"), "{msg}");
-    assert!(sync.status.unwrap().render.and_then(|r| r.artifact).is_none());
+    assert!(
+        sync.status
+            .unwrap()
+            .render
+            .and_then(|r| r.artifact)
+            .is_none()
+    );
 
     // The source controller publishes the right digest: the render goes through.
-    w.publish_source("app", 'f', &[("cm.yaml", CONFIG)], None).await;
-    w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+    w.publish_source("app", 'f', &[("cm.yaml", CONFIG)], None)
+        .await;
+    w.wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,33 +430,68 @@ async fn a_sync_without_source_artifact_reports_source_not_ready() {
     let w = World::new("render-nosource").await;
     w.apply_sync("app", "missing", json!({})).await;
     let sync = w.wait_rendered("app", "False", "SourceNotReady").await;
-    assert!(support::rendered(&sync).unwrap().message.contains("missing"));
+    assert!(
+        support::rendered(&sync)
+            .unwrap()
+            .message
+            .contains("missing")
+    );
     // The source appears: the GitRepository watch wakes the Sync.
-    w.publish_source("missing", '1', &[("cm.yaml", CONFIG)], None).await;
-    w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+    w.publish_source("missing", '1', &[("cm.yaml", CONFIG)], None)
+        .await;
+    w.wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_namespace_sources_are_refused_when_forbidden_and_suspended_syncs_are_left_alone() {
-    let w = World::with_config("render-xns", |c| plumb_render::Config { no_cross_namespace_refs: true, ..c }).await;
-    w.apply_sync("app", "app", json!({"sourceRef": {"kind": "GitRepository", "name": "app", "namespace": "elsewhere"}}))
-        .await;
+    let w = World::with_config("render-xns", |c| plumb_render::Config {
+        no_cross_namespace_refs: true,
+        ..c
+    })
+    .await;
+    w.apply_sync(
+        "app",
+        "app",
+        json!({"sourceRef": {"kind": "GitRepository", "name": "app", "namespace": "elsewhere"}}),
+    )
+    .await;
     let sync = w.wait_rendered("app", "False", "AccessDenied").await;
-    assert!(support::rendered(&sync).unwrap().message.contains("elsewhere/app"));
+    assert!(
+        support::rendered(&sync)
+            .unwrap()
+            .message
+            .contains("elsewhere/app")
+    );
 
     // Suspended: nothing is rendered, whatever the source does.
-    w.publish_source("app", '2', &[("cm.yaml", CONFIG)], None).await;
+    w.publish_source("app", '2', &[("cm.yaml", CONFIG)], None)
+        .await;
     w.apply_sync("app", "app", json!({"sourceRef": {"kind": "GitRepository", "name": "app", "namespace": null}, "suspend": true}))
         .await;
-    let generation = w.wait_sync("app", "spec applied", |s| s.spec.suspend).await.metadata.generation;
+    let generation = w
+        .wait_sync("app", "spec applied", |s| s.spec.suspend)
+        .await
+        .metadata
+        .generation;
     w.apply_sync("idle-probe", "app", json!({})).await;
-    w.wait_rendered("idle-probe", "True", "ReconciliationSucceeded").await;
-    let sync = w.wait_sync("app", "still suspended", |s| s.metadata.generation == generation).await;
-    assert_eq!(support::rendered(&sync).unwrap().reason, "AccessDenied", "a suspended Sync is not rendered");
+    w.wait_rendered("idle-probe", "True", "ReconciliationSucceeded")
+        .await;
+    let sync = w
+        .wait_sync("app", "still suspended", |s| {
+            s.metadata.generation == generation
+        })
+        .await;
+    assert_eq!(
+        support::rendered(&sync).unwrap().reason,
+        "AccessDenied",
+        "a suspended Sync is not rendered"
+    );
 
     w.apply_sync("app", "app", json!({"sourceRef": {"kind": "GitRepository", "name": "app", "namespace": null}, "suspend": false}))
         .await;
-    w.wait_rendered("app", "True", "ReconciliationSucceeded").await;
+    w.wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
 }
 
 async fn support_wait_policy(w: &World, name: &str, check: impl Fn(&Policy) -> bool) -> Policy {

@@ -35,15 +35,23 @@ pub async fn crds(client: &Client) {
         let api: Api<CustomResourceDefinition> = Api::all(client);
         for crd in plumb_api::crd::all() {
             let name = crd.name_any();
-            api.patch(&name, &PatchParams::apply("plumb-render-test").force(), &Patch::Apply(&crd))
-                .await
-                .unwrap();
+            api.patch(
+                &name,
+                &PatchParams::apply("plumb-render-test").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+            .unwrap();
             wait_for(&format!("CRD {name} Established"), TIMEOUT, || {
                 let api = api.clone();
                 let name = name.clone();
                 async move {
                     let crd = api.get(&name).await?;
-                    let ok = crd.status.and_then(|s| s.conditions).unwrap_or_default().iter()
+                    let ok = crd
+                        .status
+                        .and_then(|s| s.conditions)
+                        .unwrap_or_default()
+                        .iter()
                         .any(|c| c.type_ == "Established" && c.status == "True");
                     Ok::<_, kube::Error>(ok.then_some(()))
                 }
@@ -70,7 +78,17 @@ impl World {
     }
 
     /// A world whose controller runs with `tweak` applied to the test configuration.
-    pub async fn with_config(prefix: &str, tweak: impl FnOnce(plumb_render::Config) -> plumb_render::Config) -> World {
+    pub async fn with_config(
+        prefix: &str,
+        tweak: impl FnOnce(plumb_render::Config) -> plumb_render::Config,
+    ) -> World {
+        let w = Self::without_controller(prefix).await;
+        w.start_controller(tweak);
+        w
+    }
+
+    /// The namespace and the source server, with no render controller running yet.
+    pub async fn without_controller(prefix: &str) -> World {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -80,20 +98,7 @@ impl World {
         let ns = TestNamespace::new(prefix).await.unwrap();
         let client = ns.client().clone();
         crds(&client).await;
-
         let storage = tempfile::tempdir().unwrap();
-        let config = tweak(plumb_render::Config {
-            max_artifact_size: 16 << 20,
-            fetch_timeout: Duration::from_secs(10),
-            watch_label_selector: format!("{RUN_LABEL}={}", ns.name()),
-            ..plumb_render::Config::local(storage.path().to_owned())
-        });
-        let controller_client = client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = plumb_render::run_with_client(controller_client, config).await {
-                panic!("render controller stopped: {e}");
-            }
-        });
 
         let files: Files = Arc::default();
         let app = axum::Router::new()
@@ -103,7 +108,32 @@ impl World {
         let source_base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
 
-        World { ns, client, files, source_base, _storage: storage }
+        World {
+            ns,
+            client,
+            files,
+            source_base,
+            _storage: storage,
+        }
+    }
+
+    /// Starts this test's render controller, with `tweak` applied to the test configuration.
+    pub fn start_controller(
+        &self,
+        tweak: impl FnOnce(plumb_render::Config) -> plumb_render::Config,
+    ) {
+        let config = tweak(plumb_render::Config {
+            max_artifact_size: 16 << 20,
+            fetch_timeout: Duration::from_secs(10),
+            watch_label_selector: format!("{RUN_LABEL}={}", self.ns.name()),
+            ..plumb_render::Config::local(self._storage.path().to_owned())
+        });
+        let controller_client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = plumb_render::run_with_client(controller_client, config).await {
+                panic!("render controller stopped: {e}");
+            }
+        });
     }
 
     pub fn name(&self) -> &str {
@@ -113,15 +143,29 @@ impl World {
     /// Publishes `tree` (path → content) as a source artifact of GitRepository `repo`, exactly as
     /// the source controller does: a deterministic tar.gz served over HTTP and `status.artifact`.
     /// `digest` overrides the published digest (to test verification).
-    pub async fn publish_source(&self, repo: &str, commit: char, tree: &[(&str, &str)], digest: Option<Digest>) -> Digest {
+    pub async fn publish_source(
+        &self,
+        repo: &str,
+        commit: char,
+        tree: &[(&str, &str)],
+        digest: Option<Digest>,
+    ) -> Digest {
         let entries = tree
             .iter()
-            .map(|(p, c)| FileEntry { path: (*p).to_owned(), executable: false, handle: c.as_bytes().to_vec() })
+            .map(|(p, c)| FileEntry {
+                path: (*p).to_owned(),
+                executable: false,
+                handle: c.as_bytes().to_vec(),
+            })
             .collect();
-        let bytes = plumb_artifact::write_tar_gz(Vec::new(), entries, |h: &Vec<u8>| Ok(h.clone())).unwrap();
+        let bytes =
+            plumb_artifact::write_tar_gz(Vec::new(), entries, |h: &Vec<u8>| Ok(h.clone())).unwrap();
         let actual = plumb_artifact::fetch::digest_of(&bytes);
         let file = format!("{}.tar.gz", actual.hex());
-        self.files.lock().unwrap().insert(file.clone(), bytes.clone());
+        self.files
+            .lock()
+            .unwrap()
+            .insert(file.clone(), bytes.clone());
 
         let repos: Api<GitRepository> = self.ns.api();
         repos
@@ -149,7 +193,11 @@ impl World {
             }},
         });
         repos
-            .patch_status(repo, &PatchParams::apply(plumb_api::SOURCE_FIELD_MANAGER).force(), &Patch::Apply(status))
+            .patch_status(
+                repo,
+                &PatchParams::apply(plumb_api::SOURCE_FIELD_MANAGER).force(),
+                &Patch::Apply(status),
+            )
             .await
             .unwrap();
         actual
@@ -210,18 +258,40 @@ impl World {
 
     /// Waits until the Sync's Rendered condition has `status` and `reason` for its generation.
     pub async fn wait_rendered(&self, name: &str, status: &str, reason: &str) -> Sync {
-        self.wait_sync(name, &format!("Sync {name} Rendered={status} ({reason})"), |s| {
-            rendered(s).is_some_and(|c| {
-                c.status == status && c.reason == reason && c.observed_generation == s.metadata.generation
-            })
-        })
+        self.wait_sync(
+            name,
+            &format!("Sync {name} Rendered={status} ({reason})"),
+            |s| {
+                rendered(s).is_some_and(|c| {
+                    c.status == status
+                        && c.reason == reason
+                        && c.observed_generation == s.metadata.generation
+                })
+            },
+        )
         .await
     }
 
     /// Downloads the Sync's rendered artifact, verifies its digest, and returns its objects.
     pub async fn rendered_objects(&self, sync: &Sync) -> Vec<Value> {
-        let artifact = sync.status.as_ref().unwrap().render.as_ref().unwrap().artifact.clone().unwrap();
-        let bytes = reqwest::get(&artifact.url).await.unwrap().error_for_status().unwrap().bytes().await.unwrap();
+        let artifact = sync
+            .status
+            .as_ref()
+            .unwrap()
+            .render
+            .as_ref()
+            .unwrap()
+            .artifact
+            .clone()
+            .unwrap();
+        let bytes = reqwest::get(&artifact.url)
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
         plumb_artifact::verify_digest(&bytes, &artifact.digest).unwrap();
         plumb_render::publish::unpack(&bytes).unwrap()
     }
@@ -233,12 +303,22 @@ impl World {
 }
 
 pub fn rendered(s: &Sync) -> Option<&Condition> {
-    s.status.as_ref()?.conditions.iter().find(|c| c.type_ == "Rendered")
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Rendered")
 }
 
 pub fn names(objs: &[Value]) -> Vec<String> {
     objs.iter()
-        .map(|o| format!("{}/{}", o["kind"].as_str().unwrap(), o["metadata"]["name"].as_str().unwrap()))
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
@@ -253,8 +333,16 @@ fn merge(base: &mut Value, patch: Value) {
     }
 }
 
-async fn serve(State(files): State<Files>, Path(file): Path<String>) -> Result<Vec<u8>, StatusCode> {
-    files.lock().unwrap().get(&file).cloned().ok_or(StatusCode::NOT_FOUND)
+async fn serve(
+    State(files): State<Files>,
+    Path(file): Path<String>,
+) -> Result<Vec<u8>, StatusCode> {
+    files
+        .lock()
+        .unwrap()
+        .get(&file)
+        .cloned()
+        .ok_or(StatusCode::NOT_FOUND)
 }
 
 /// A Deployment manifest with `image`.
