@@ -455,6 +455,27 @@ pub fn archive_commit<W: Write>(
     .map_err(|e| GitError::Other(format!("archiving {commit}: {e}")))
 }
 
+/// How long libgit2 waits for a git server to accept a connection.
+const CONNECT_TIMEOUT_MS: i32 = 30_000;
+/// How long libgit2 waits for a git server to send or accept data on an open connection.
+const IO_TIMEOUT_MS: i32 = 60_000;
+
+/// Bounds libgit2's socket waits, so a server that accepts a connection and then says nothing
+/// cannot hold a fetch thread forever (`spec.timeout` abandons the reconcile, but only these
+/// settings end the blocked socket read). Call it once at start-up, before any thread exists.
+pub fn bound_network_waits() {
+    // SAFETY: libgit2 keeps these options in unsynchronised C globals; callers run this before
+    // spawning any thread (see the controller's `main`), so nothing reads them concurrently.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS)
+            .and_then(|()| git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS))
+    };
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not bound git network waits");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -573,26 +594,5 @@ mod tests {
             archive_paths(&c),
             [("apps/a.yaml".into(), 0o644), ("z.yaml".into(), 0o644)]
         );
-    }
-}
-
-/// How long libgit2 waits for a git server to accept a connection.
-const CONNECT_TIMEOUT_MS: i32 = 30_000;
-/// How long libgit2 waits for a git server to send or accept data on an open connection.
-const IO_TIMEOUT_MS: i32 = 60_000;
-
-/// Bounds libgit2's socket waits, so a server that accepts a connection and then says nothing
-/// cannot hold a fetch thread forever (`spec.timeout` abandons the reconcile, but only these
-/// settings end the blocked socket read). Call it once at start-up, before any thread exists.
-pub fn bound_network_waits() {
-    // SAFETY: libgit2 keeps these options in unsynchronised C globals; callers run this before
-    // spawning any thread (see the controller's `main`), so nothing reads them concurrently.
-    #[allow(unsafe_code)]
-    let result = unsafe {
-        git2::opts::set_server_connect_timeout_in_milliseconds(CONNECT_TIMEOUT_MS)
-            .and_then(|()| git2::opts::set_server_timeout_in_milliseconds(IO_TIMEOUT_MS))
-    };
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "could not bound git network waits");
     }
 }
