@@ -494,6 +494,46 @@ async fn cross_namespace_sources_are_refused_when_forbidden_and_suspended_syncs_
         .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_sources_neither_block_other_syncs_nor_hang_forever() {
+    let w = World::with_config("render-slow", |c| plumb_render::Config {
+        concurrent: 3,
+        fetch_timeout: std::time::Duration::from_secs(8),
+        ..c
+    })
+    .await;
+    w.publish_hanging_source("stuck-1").await;
+    w.publish_hanging_source("stuck-2").await;
+    w.apply_sync("stuck-1", "stuck-1", json!({})).await;
+    w.apply_sync("stuck-2", "stuck-2", json!({})).await;
+    w.publish_source("app", '3', &[("cm.yaml", CONFIG)], None)
+        .await;
+    w.apply_sync("app", "app", json!({})).await;
+
+    w.wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
+    // The hanging downloads are still under way: the good Sync did not wait for them.
+    let syncs: Api<plumb_api::Sync> = w.ns.api();
+    for name in ["stuck-1", "stuck-2"] {
+        let stuck = syncs.get(name).await.unwrap();
+        assert!(
+            support::rendered(&stuck).is_none(),
+            "{name} already finished: {:?}",
+            support::rendered(&stuck)
+        );
+    }
+    for name in ["stuck-1", "stuck-2"] {
+        let sync = w.wait_rendered(name, "False", "ArtifactFailed").await;
+        assert!(
+            sync.status
+                .unwrap()
+                .render
+                .and_then(|r| r.artifact)
+                .is_none()
+        );
+    }
+}
+
 async fn support_wait_policy(w: &World, name: &str, check: impl Fn(&Policy) -> bool) -> Policy {
     let api: Api<Policy> = Api::all(w.client.clone());
     plumb_e2e_support::wait_for(&format!("Policy {name}"), support::TIMEOUT, || {

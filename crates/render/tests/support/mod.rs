@@ -203,6 +203,41 @@ impl World {
         actual
     }
 
+    /// Points GitRepository `repo` at an artifact whose server never answers.
+    pub async fn publish_hanging_source(&self, repo: &str) {
+        let repos: Api<GitRepository> = self.ns.api();
+        let params = PatchParams::apply("plumb-render-test").force();
+        let meta = json!({"name": repo});
+        repos
+            .patch(
+                repo,
+                &params,
+                &Patch::Apply(json!({
+                    "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository", "metadata": meta,
+                    "spec": {"url": "https://git.example.invalid/app.git"},
+                })),
+            )
+            .await
+            .unwrap();
+        let status = json!({
+            "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository", "metadata": meta,
+            "status": {"artifact": {
+                "revision": format!("main@sha1:{}", "9".repeat(40)),
+                "digest": format!("sha256:{}", "9".repeat(64)),
+                "url": format!("{}/hang-{repo}.tar.gz", self.source_base),
+                "lastUpdateTime": jiff::Timestamp::now().to_string(),
+            }},
+        });
+        repos
+            .patch_status(
+                repo,
+                &PatchParams::apply(plumb_api::SOURCE_FIELD_MANAGER).force(),
+                &Patch::Apply(status),
+            )
+            .await
+            .unwrap();
+    }
+
     /// Applies a Sync of `repo` labelled for this test's controller; `spec` is merged over
     /// `{sourceRef, path}`.
     pub async fn apply_sync(&self, name: &str, repo: &str, spec: Value) {
@@ -337,6 +372,10 @@ async fn serve(
     State(files): State<Files>,
     Path(file): Path<String>,
 ) -> Result<Vec<u8>, StatusCode> {
+    if file.starts_with("hang-") {
+        // A source server that accepts the request and never answers.
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
     files
         .lock()
         .unwrap()
