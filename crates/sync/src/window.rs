@@ -33,118 +33,37 @@ pub enum Verdict {
     },
 }
 
-/// A parsed five-field cron schedule: minute, hour, day of month, month, day of week.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schedule {
-    minute: Vec<bool>,
-    hour: Vec<bool>,
-    dom: Vec<bool>,
-    month: Vec<bool>,
-    dow: Vec<bool>,
-    dom_any: bool,
-    dow_any: bool,
-}
-
-const MONTHS: [&str; 12] = [
-    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-];
-const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-
-fn parse_value(s: &str, names: &[&str], offset: u32) -> Option<u32> {
-    s.parse().ok().or_else(|| {
-        names
-            .iter()
-            .position(|n| n.eq_ignore_ascii_case(s))
-            .map(|i| i as u32 + offset)
-    })
-}
-
-fn parse_field(
-    field: &str,
-    min: u32,
-    max: u32,
-    names: &[&str],
-    offset: u32,
-) -> Result<Vec<bool>, String> {
-    let mut set = vec![false; max as usize + 1];
-    for part in field.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (
-                r,
-                s.parse::<u32>()
-                    .map_err(|_| format!("bad step in {part:?}"))?,
-            ),
-            None => (part, 1),
-        };
-        if step == 0 {
-            return Err(format!("zero step in {part:?}"));
-        }
-        let (lo, hi) = if range == "*" {
-            (min, max)
-        } else if let Some((a, b)) = range.split_once('-') {
-            let a =
-                parse_value(a, names, offset).ok_or_else(|| format!("bad value in {part:?}"))?;
-            let b =
-                parse_value(b, names, offset).ok_or_else(|| format!("bad value in {part:?}"))?;
-            (a, b)
-        } else {
-            let a = parse_value(range, names, offset)
-                .ok_or_else(|| format!("bad value in {part:?}"))?;
-            (a, if part.contains('/') { max } else { a })
-        };
-        if lo < min || hi > max || lo > hi {
-            return Err(format!("{part:?} is outside {min}-{max}"));
-        }
-        for v in (lo..=hi).step_by(step as usize) {
-            set[v as usize] = true;
-        }
-    }
-    Ok(set)
-}
+/// A five-field cron schedule (minute, hour, day of month, month, day of week; lists, ranges,
+/// steps and names), parsed and evaluated by the `croner` crate. As in cron, when both the day of
+/// month and the day of week are restricted, either one matching is enough.
+#[derive(Debug, Clone)]
+pub struct Schedule(croner::Cron);
 
 impl Schedule {
-    /// Parses `minute hour day-of-month month day-of-week` (lists, ranges, steps, names).
+    /// Parses `minute hour day-of-month month day-of-week`.
     pub fn parse(text: &str) -> Result<Self, WindowError> {
         let err = |reason: String| WindowError::Schedule {
             schedule: text.to_owned(),
             reason,
         };
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        let [mi, h, dom, mo, dow] = fields[..] else {
-            return Err(err(format!("expected 5 fields, found {}", fields.len())));
-        };
-        let mut dow_set = parse_field(dow, 0, 7, &DAYS, 0).map_err(err)?;
-        if dow_set[7] {
-            dow_set[0] = true;
+        let fields = text.split_whitespace().count();
+        if fields != 5 {
+            return Err(err(format!("expected 5 fields, found {fields}")));
         }
-        Ok(Self {
-            minute: parse_field(mi, 0, 59, &[], 0).map_err(err)?,
-            hour: parse_field(h, 0, 23, &[], 0).map_err(err)?,
-            dom: parse_field(dom, 1, 31, &[], 0).map_err(err)?,
-            month: parse_field(mo, 1, 12, &MONTHS, 1).map_err(err)?,
-            dow: dow_set,
-            dom_any: dom.starts_with('*'),
-            dow_any: dow.starts_with('*'),
-        })
+        text.parse::<croner::Cron>()
+            .map(Self)
+            .map_err(|e| err(e.to_string()))
     }
 
     /// Whether the schedule fires at the minute of `t`.
     pub fn matches(&self, t: &Zoned) -> bool {
-        let day_ok = {
-            let dom = self.dom[t.day() as usize];
-            let dow = self.dow[t.weekday().to_sunday_zero_offset() as usize];
-            match (self.dom_any, self.dow_any) {
-                (true, true) => true,
-                (true, false) => dow,
-                (false, true) => dom,
-                // Both restricted: cron fires when either matches.
-                (false, false) => dom || dow,
-            }
-        };
-        self.minute[t.minute() as usize]
-            && self.hour[t.hour() as usize]
-            && self.month[t.month() as usize]
-            && day_ok
+        let minute = t.with().second(0).subsec_nanosecond(0).build();
+        minute.is_ok_and(|m| self.0.is_time_matching(&m).unwrap_or(false))
+    }
+
+    /// The first time after `t` at which the schedule fires.
+    pub fn next_after(&self, t: &Zoned) -> Option<Zoned> {
+        self.0.find_next_occurrence(t, false).ok()
     }
 }
 
@@ -192,10 +111,14 @@ fn active_until(w: &Parsed, now: Timestamp) -> Option<Timestamp> {
 
 /// The next time after `now` at which `w` opens, looking at most a year ahead.
 fn next_start(w: &Parsed, now: Timestamp) -> Option<Timestamp> {
-    let start = minute_floor(now);
-    (1..=366 * 24 * 60)
-        .filter_map(|m| start.checked_add((m as i64).minutes()).ok())
-        .find(|s| w.schedule.matches(&s.to_zoned(w.tz.clone())))
+    let next = w
+        .schedule
+        .next_after(&now.to_zoned(w.tz.clone()))?
+        .timestamp();
+    let horizon = now
+        .checked_add(jiff::SignedDuration::from_hours(366 * 24))
+        .ok()?;
+    (next <= horizon).then_some(next)
 }
 
 /// Whether `windows` let a new revision be applied at `now`: never inside a deny window; with
