@@ -1,4 +1,4 @@
-//! The shell around the pure core: watches, the shared [`Context`], and [`run`].
+//! The shell around the pure core: watches, caches and servers, started by [`run`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -8,176 +8,15 @@ use futures::{StreamExt, future};
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
-use crate::policy::{CompileError, CompiledPolicy, compile};
-use crate::status::Outcome;
+use crate::context::{CONTROLLER_NAME, Context, RenderMetrics};
 use crate::{Config, Error, policy_controller, sync_controller};
-
-/// The name the controller reports Events under.
-pub const CONTROLLER_NAME: &str = "plumb-render";
-
-/// What every reconcile shares: the client, config, stores and caches. Nothing global.
-pub struct Context {
-    /// The Kubernetes client.
-    pub client: Client,
-    /// The settings.
-    pub config: Config,
-    /// Rendered artifact storage.
-    pub storage: Storage,
-    /// HTTP client for source artifacts.
-    pub http: reqwest::Client,
-    /// Publishes Events.
-    pub recorder: Recorder,
-    /// Every Policy (cluster-scoped).
-    pub policies: Store<Policy>,
-    /// Every Sync the controller watches (its shard, when a label selector is set).
-    pub syncs: Store<Sync>,
-    /// Every Sync in the cluster, metadata only: a Policy's governed count spans all shards.
-    pub all_syncs: Store<PartialObjectMeta<Sync>>,
-    /// Namespace labels, for Policy namespace selectors.
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    /// Compiled Policies by name, with the uid and generation compiled.
-    compiled: Mutex<HashMap<String, CompiledEntry>>,
-    /// The cache key and verdict of each Sync's last completed render.
-    pub rendered: Mutex<HashMap<ObjectRef<Sync>, (String, Outcome)>>,
-    /// Consecutive transient failures per Sync, for backoff.
-    pub failures: Mutex<HashMap<ObjectRef<Sync>, u32>>,
-    /// Prometheus metrics.
-    pub metrics: RenderMetrics,
-}
-
-/// The render controller's metrics, in the shared `plumb-ops` registry.
-#[derive(Clone)]
-pub struct RenderMetrics {
-    /// Reconcile durations and counts (shared by every plumb controller).
-    pub ops: plumb_ops::Metrics,
-    /// Sizes of published rendered artifacts.
-    pub artifact_size: Histogram,
-    /// Policy findings, by action.
-    pub findings: Family<FindingLabels, Counter>,
-}
-
-/// Labels of the policy findings counter.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FindingLabels {
-    /// `deny` or `warn`.
-    pub action: String,
-}
-
-impl RenderMetrics {
-    /// Registers the render metrics in a new registry.
-    pub fn new() -> Self {
-        let ops = plumb_ops::Metrics::new();
-        let artifact_size = Histogram::new(exponential_buckets(1024.0, 4.0, 10));
-        let findings = Family::<FindingLabels, Counter>::default();
-        ops.register(
-            "render_artifact_size_bytes",
-            "Size of each published rendered artifact",
-            artifact_size.clone(),
-        );
-        ops.register(
-            "render_policy_findings",
-            "Policy findings in renders, by action",
-            findings.clone(),
-        );
-        Self {
-            ops,
-            artifact_size,
-            findings,
-        }
-    }
-}
-
-impl Default for RenderMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-type CompiledEntry = (
-    Option<String>,
-    Option<i64>,
-    Arc<Result<Arc<CompiledPolicy>, CompileError>>,
-);
-
-impl Context {
-    /// The labels of namespace `name`; empty when unknown.
-    pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
-        self.namespaces
-            .get(&ObjectRef::new(name))
-            .map(|ns| ns.labels().clone())
-            .unwrap_or_default()
-    }
-
-    /// `policy` compiled, from the cache when its uid and generation are unchanged.
-    pub fn compiled(&self, policy: &Policy) -> Arc<Result<Arc<CompiledPolicy>, CompileError>> {
-        let name = policy.name_any();
-        let uid = policy.metadata.uid.clone();
-        let generation = policy.metadata.generation;
-        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((u, g, c)) = cache.get(&name)
-            && *u == uid
-            && *g == generation
-        {
-            return c.clone();
-        }
-        let result = Arc::new(compile(policy).map(Arc::new));
-        cache.insert(name, (uid, generation, result.clone()));
-        result
-    }
-
-    /// The Policies governing a Sync with `labels` in `namespace`, sorted by name.
-    pub fn governing(
-        &self,
-        namespace: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Vec<Arc<Policy>> {
-        let ns_labels = self.namespace_labels(namespace);
-        let mut out: Vec<_> = self
-            .policies
-            .state()
-            .into_iter()
-            .filter(|p| crate::policy::governs(p, &ns_labels, labels))
-            .collect();
-        out.sort_by_key(|p| p.name_any());
-        out
-    }
-
-    /// Publishes an Event about `obj`; failures are logged, never fatal.
-    pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, note: String)
-    where
-        K: Resource<DynamicType = ()>,
-    {
-        let mut note = note;
-        if note.len() > 1000 {
-            let mut cut = 1000;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-        }
-        let ev = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Render".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, "publishing event");
-        }
-    }
-}
 
 /// Runs the render controller until the process is asked to stop: the Sync and Policy
 /// controllers, the artifact file server, and the health endpoints.
@@ -380,7 +219,7 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
             future::ready(())
         });
 
-    let sweeper = tokio::spawn(sweep_deleted(ctx.clone()));
+    let sweeper = tokio::spawn(crate::sweep::sweep_deleted(ctx.clone()));
     let server = tokio::spawn(async move {
         axum::serve(artifact_listener, plumb_artifact::serve::router(storage))
             .with_graceful_shutdown(async {
@@ -415,69 +254,6 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
     sweeper.abort();
     drop(reflectors);
     result
-}
-
-/// How often artifacts and cache entries of deleted Syncs are removed.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
-
-/// Removes, every [`SWEEP_INTERVAL`], the rendered artifacts and cache entries of Syncs that no
-/// longer exist, so storage does not grow with churn.
-async fn sweep_deleted(ctx: Arc<Context>) {
-    loop {
-        tokio::time::sleep(SWEEP_INTERVAL).await;
-        let live: std::collections::HashSet<(String, String)> = ctx
-            .all_syncs
-            .state()
-            .iter()
-            .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
-            .collect();
-        for (namespace, name) in stored_syncs(&ctx.storage) {
-            if live.contains(&(namespace.clone(), name.clone())) {
-                continue;
-            }
-            if let Ok(key) = plumb_artifact::ArtifactKey::new(
-                crate::sync_controller::ARTIFACT_KIND,
-                &namespace,
-                &name,
-            ) && let Err(e) = ctx.storage.remove_all(&key)
-            {
-                tracing::warn!(error = %e, %namespace, %name, "removing artifacts of a deleted Sync");
-            }
-        }
-        let gone = |r: &ObjectRef<Sync>| {
-            !live.contains(&(r.namespace.clone().unwrap_or_default(), r.name.clone()))
-        };
-        ctx.rendered
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|r, _| !gone(r));
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|r, _| !gone(r));
-    }
-}
-
-/// `(namespace, name)` of every Sync with artifacts in `storage`.
-pub fn stored_syncs(storage: &Storage) -> Vec<(String, String)> {
-    let dir = storage.root().join(crate::sync_controller::ARTIFACT_KIND);
-    let names = |d: &std::path::Path| -> Vec<String> {
-        std::fs::read_dir(d)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect()
-    };
-    names(&dir)
-        .into_iter()
-        .flat_map(|ns| {
-            names(&dir.join(&ns))
-                .into_iter()
-                .map(move |n| (ns.clone(), n))
-        })
-        .collect()
 }
 
 /// The Lease elector, when leader election is on.
@@ -601,27 +377,5 @@ mod tests {
         assert_eq!(backoff(1, cap), Duration::from_secs(2));
         assert_eq!(backoff(3, cap), Duration::from_secs(8));
         assert_eq!(backoff(40, cap), cap);
-    }
-
-    #[test]
-    fn stored_syncs_lists_namespace_and_name_of_each_artifact_directory() {
-        let tmp = tempfile::tempdir().unwrap();
-        let storage = Storage::new(tmp.path()).unwrap();
-        for (ns, name) in [("a", "web"), ("b", "api")] {
-            let key = plumb_artifact::ArtifactKey::new("sync", ns, name).unwrap();
-            storage
-                .write_atomic::<std::io::Error>(&key, "x.yaml.gz", |w| w.write_all(b"x"))
-                .unwrap()
-                .unwrap();
-        }
-        let mut found = stored_syncs(&storage);
-        found.sort();
-        assert_eq!(
-            found,
-            [
-                ("a".to_owned(), "web".to_owned()),
-                ("b".to_owned(), "api".to_owned())
-            ]
-        );
     }
 }

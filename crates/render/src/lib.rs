@@ -12,6 +12,7 @@
 pub mod build;
 pub mod cache;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod engine;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod policy_controller;
 pub mod publish;
 pub mod status;
 pub mod substitute;
+pub mod sweep;
 pub mod sync_controller;
 
 pub use config::{Config, SHARD_LABEL};

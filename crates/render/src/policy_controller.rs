@@ -15,7 +15,7 @@ use serde_json::json;
 use tracing::instrument;
 
 use crate::Error;
-use crate::controller::Context;
+use crate::context::Context;
 use crate::policy::governs;
 
 /// Compiles one Policy and writes its status when it changed.

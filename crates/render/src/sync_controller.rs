@@ -18,7 +18,8 @@ use plumb_artifact::{ArtifactKey, Storage, UnpackLimits};
 use tracing::instrument;
 
 use crate::cache::cache_key;
-use crate::controller::{Context, backoff};
+use crate::context::Context;
+use crate::controller::backoff;
 use crate::policy::{CompiledPolicy, describe, evaluate};
 use crate::publish::{Rendered, pack};
 use crate::status::{Outcome, render_status, rendered_condition, status_patch};
@@ -257,7 +258,7 @@ async fn render_artifact(
     ] {
         ctx.metrics
             .findings
-            .get_or_create(&crate::controller::FindingLabels {
+            .get_or_create(&crate::context::FindingLabels {
                 action: action.to_owned(),
             })
             .inc_by(n as u64);

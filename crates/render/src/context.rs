@@ -1,0 +1,176 @@
+//! The [`Context`] every reconcile shares, and the render controller's metrics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Client, Resource, ResourceExt};
+use plumb_api::{Policy, Sync};
+use plumb_artifact::Storage;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+
+use crate::Config;
+use crate::policy::{CompileError, CompiledPolicy, compile};
+use crate::status::Outcome;
+
+/// The name the controller reports Events under.
+pub const CONTROLLER_NAME: &str = "plumb-render";
+
+/// What every reconcile shares: the client, config, stores and caches. Nothing global.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// The settings.
+    pub config: Config,
+    /// Rendered artifact storage.
+    pub storage: Storage,
+    /// HTTP client for source artifacts.
+    pub http: reqwest::Client,
+    /// Publishes Events.
+    pub recorder: Recorder,
+    /// Every Policy (cluster-scoped).
+    pub policies: Store<Policy>,
+    /// Every Sync the controller watches (its shard, when a label selector is set).
+    pub syncs: Store<Sync>,
+    /// Every Sync in the cluster, metadata only: a Policy's governed count spans all shards.
+    pub all_syncs: Store<PartialObjectMeta<Sync>>,
+    /// Namespace labels, for Policy namespace selectors.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Compiled Policies by name, with the uid and generation compiled.
+    pub(crate) compiled: Mutex<HashMap<String, CompiledEntry>>,
+    /// The cache key and verdict of each Sync's last completed render.
+    pub rendered: Mutex<HashMap<ObjectRef<Sync>, (String, Outcome)>>,
+    /// Consecutive transient failures per Sync, for backoff.
+    pub failures: Mutex<HashMap<ObjectRef<Sync>, u32>>,
+    /// Prometheus metrics.
+    pub metrics: RenderMetrics,
+}
+
+/// The render controller's metrics, in the shared `plumb-ops` registry.
+#[derive(Clone)]
+pub struct RenderMetrics {
+    /// Reconcile durations and counts (shared by every plumb controller).
+    pub ops: plumb_ops::Metrics,
+    /// Sizes of published rendered artifacts.
+    pub artifact_size: Histogram,
+    /// Policy findings, by action.
+    pub findings: Family<FindingLabels, Counter>,
+}
+
+/// Labels of the policy findings counter.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    /// `deny` or `warn`.
+    pub action: String,
+}
+
+impl RenderMetrics {
+    /// Registers the render metrics in a new registry.
+    pub fn new() -> Self {
+        let ops = plumb_ops::Metrics::new();
+        let artifact_size = Histogram::new(exponential_buckets(1024.0, 4.0, 10));
+        let findings = Family::<FindingLabels, Counter>::default();
+        ops.register(
+            "render_artifact_size_bytes",
+            "Size of each published rendered artifact",
+            artifact_size.clone(),
+        );
+        ops.register(
+            "render_policy_findings",
+            "Policy findings in renders, by action",
+            findings.clone(),
+        );
+        Self {
+            ops,
+            artifact_size,
+            findings,
+        }
+    }
+}
+
+impl Default for RenderMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+type CompiledEntry = (
+    Option<String>,
+    Option<i64>,
+    Arc<Result<Arc<CompiledPolicy>, CompileError>>,
+);
+
+impl Context {
+    /// The labels of namespace `name`; empty when unknown.
+    pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|ns| ns.labels().clone())
+            .unwrap_or_default()
+    }
+
+    /// `policy` compiled, from the cache when its uid and generation are unchanged.
+    pub fn compiled(&self, policy: &Policy) -> Arc<Result<Arc<CompiledPolicy>, CompileError>> {
+        let name = policy.name_any();
+        let uid = policy.metadata.uid.clone();
+        let generation = policy.metadata.generation;
+        let mut cache = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((u, g, c)) = cache.get(&name)
+            && *u == uid
+            && *g == generation
+        {
+            return c.clone();
+        }
+        let result = Arc::new(compile(policy).map(Arc::new));
+        cache.insert(name, (uid, generation, result.clone()));
+        result
+    }
+
+    /// The Policies governing a Sync with `labels` in `namespace`, sorted by name.
+    pub fn governing(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Vec<Arc<Policy>> {
+        let ns_labels = self.namespace_labels(namespace);
+        let mut out: Vec<_> = self
+            .policies
+            .state()
+            .into_iter()
+            .filter(|p| crate::policy::governs(p, &ns_labels, labels))
+            .collect();
+        out.sort_by_key(|p| p.name_any());
+        out
+    }
+
+    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let mut note = note;
+        if note.len() > 1000 {
+            let mut cut = 1000;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            note.truncate(cut);
+        }
+        let ev = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Render".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, "publishing event");
+        }
+    }
+}
