@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use plumb_api::{Conditions, GitRepository, REQUESTED_AT_ANNOTATION};
@@ -24,33 +23,9 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Applies the plumb CRDs (idempotent server-side apply) and waits until they are served.
 async fn ensure_crds(client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in plumb_api::crd::all() {
-        let name = crd.name_any();
-        crds.patch(
-            &name,
-            &PatchParams::apply("plumb-test").force(),
-            &Patch::Apply(&crd),
-        )
+    plumb_e2e_support::install_crds(client)
         .await
-        .expect("apply CRD");
-        wait_for(&format!("CRD {name} established"), WAIT, || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let crd = crds.get(&name).await?;
-                let established = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok::<_, kube::Error>(established.then_some(()))
-            }
-        })
-        .await
-        .unwrap();
-    }
+        .expect("install CRDs");
 }
 
 fn free_addr() -> SocketAddr {

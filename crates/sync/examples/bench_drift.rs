@@ -116,18 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let client = plumb_e2e_support::client().await?;
     let kc = Kubeconfig::read_from(plumb_e2e_support::kubeconfig_path())?;
     let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
-        Api::all(client.clone());
-    for crd in plumb_api::crd::all() {
-        let name = crd.metadata.name.clone().unwrap_or_default();
-        crds.patch(
-            &name,
-            &PatchParams::apply("plumb-bench").force(),
-            &Patch::Apply(&crd),
-        )
-        .await?;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    plumb_e2e_support::install_crds(&client).await?;
 
     // The controller, its client counted.
     let counts: Counts = Arc::default();

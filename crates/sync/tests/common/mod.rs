@@ -9,10 +9,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use plumb_api::Sync as PlumbSync;
 use serde_json::{Value, json};
 use sha2::Digest as _;
@@ -59,27 +58,9 @@ pub async fn install_crds(client: &Client) {
     if DONE.initialized() {
         return;
     }
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in plumb_api::crd::all() {
-        let name = crd.name_any();
-        api.patch(
-            &name,
-            &PatchParams::apply("plumb-test").force(),
-            &Patch::Apply(&crd),
-        )
+    plumb_e2e_support::install_crds(client)
         .await
-        .expect("apply CRD");
-        eventually(Duration::from_secs(30), || async {
-            let c = api.get(&name).await.ok()?;
-            c.status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-                .then_some(())
-        })
-        .await
-        .expect("CRD established");
-    }
+        .expect("install CRDs");
     let _ = DONE.set(());
 }
 
