@@ -1,7 +1,9 @@
 # plumb — entry points. `make help` lists them.
 SHELL := /bin/bash
 CARGO ?= cargo
-KUBECONFIG_PATH := $(CURDIR)/.cluster/kubeconfig
+# The local cluster's state; PLUMB_CLUSTER_DIR moves it (e2e/cluster/README.md).
+CLUSTER_DIR := $(or $(PLUMB_CLUSTER_DIR),$(CURDIR)/.cluster)
+KUBECONFIG_PATH := $(CLUSTER_DIR)/kubeconfig
 
 .PHONY: help build test unit-test lint fmt crds cluster-up cluster-down e2e bench bench-kustomize bench-source bench-drift bench-loop demo demo-down clean
 
