@@ -133,15 +133,33 @@ impl Context {
     }
 
     /// The Policies governing a Sync with `labels` in `namespace`, sorted by name.
-    pub fn governing(
+    ///
+    /// When a Policy selects by namespace labels, they are read fresh from the API server (the
+    /// namespace watch that woke this reconcile may be ahead of the cache); otherwise no request
+    /// is made.
+    pub async fn governing(
         &self,
         namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> Vec<Arc<Policy>> {
-        let ns_labels = self.namespace_labels(namespace);
-        let mut out: Vec<_> = self
-            .policies
-            .state()
+        let policies = self.policies.state();
+        let by_namespace = policies.iter().any(|p| {
+            !p.spec.suspend
+                && p.spec
+                    .selector
+                    .as_ref()
+                    .is_some_and(|s| s.namespace_selector.is_some())
+        });
+        let ns_labels = if by_namespace {
+            let api: kube::Api<PartialObjectMeta<Namespace>> = kube::Api::all(self.client.clone());
+            match api.get_metadata_opt(namespace).await {
+                Ok(Some(ns)) => ns.labels().clone(),
+                _ => self.namespace_labels(namespace),
+            }
+        } else {
+            BTreeMap::new()
+        };
+        let mut out: Vec<_> = policies
             .into_iter()
             .filter(|p| crate::policy::governs(p, &ns_labels, labels))
             .collect();

@@ -163,6 +163,32 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
                     .collect::<Vec<_>>()
             }
         })
+        // A namespace relabelled may come under (or leave) a Policy's namespace selector.
+        .watches(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+            {
+                let seen = Mutex::new(HashMap::<String, BTreeMap<String, String>>::new());
+                let syncs = ctx.syncs.clone();
+                move |ns: PartialObjectMeta<Namespace>| {
+                    let name = ns.name_any();
+                    let labels = ns.labels().clone();
+                    let previous = seen
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(name.clone(), labels.clone());
+                    if previous.is_none() || previous.as_ref() == Some(&labels) {
+                        return Vec::new();
+                    }
+                    syncs
+                        .state()
+                        .into_iter()
+                        .filter(|s| s.namespace().as_deref() == Some(name.as_str()))
+                        .map(|s| ObjectRef::from_obj(s.as_ref()))
+                        .collect::<Vec<_>>()
+                }
+            },
+        )
         .shutdown_on_signal()
         .run(
             sync_controller::reconcile,

@@ -133,7 +133,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
     };
 
     // Every governing Policy must compile: a Sync is never rendered unchecked.
-    let governing = ctx.governing(&namespace, sync.labels());
+    let governing = ctx.governing(&namespace, sync.labels()).await;
     let mut compiled: Vec<Arc<CompiledPolicy>> = Vec::new();
     for p in &governing {
         match ctx.compiled(p).as_ref() {

@@ -534,6 +534,56 @@ async fn hanging_sources_neither_block_other_syncs_nor_hang_forever() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabelling_a_namespace_brings_its_syncs_under_a_namespace_selected_policy() {
+    let w = World::new("render-nssel").await;
+    let policy = unique("frozen", w.name());
+    let policies: Api<Policy> = Api::all(w.client.clone());
+    let params = kube::api::PatchParams::apply("plumb-render-test").force();
+    policies
+        .patch(
+            &policy,
+            &params,
+            &kube::api::Patch::Apply(json!({
+                "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+                "metadata": {"name": policy},
+                "spec": {
+                    "selector": {"namespaceSelector": {"matchLabels": {"render-test/frozen": w.name()}}},
+                    "rules": [{"name": "no-configmaps", "message": "this namespace is frozen",
+                               "match": {"resources": [{"group": "", "kinds": ["ConfigMap"]}]},
+                               "expression": "false"}],
+                },
+            })),
+        )
+        .await
+        .unwrap();
+    w.publish_source("app", '4', &[("cm.yaml", CONFIG)], None)
+        .await;
+    w.apply_sync("app", "app", json!({})).await;
+    w.wait_rendered("app", "True", "ReconciliationSucceeded")
+        .await;
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(w.client.clone());
+    namespaces
+        .patch(
+            w.name(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(
+                json!({"metadata": {"labels": {"render-test/frozen": w.name()}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let sync = w.wait_rendered("app", "False", "PolicyViolation").await;
+    assert!(
+        support::rendered(&sync)
+            .unwrap()
+            .message
+            .contains("this namespace is frozen")
+    );
+    policies.delete(&policy, &Default::default()).await.unwrap();
+}
+
 async fn support_wait_policy(w: &World, name: &str, check: impl Fn(&Policy) -> bool) -> Policy {
     let api: Api<Policy> = Api::all(w.client.clone());
     plumb_e2e_support::wait_for(&format!("Policy {name}"), support::TIMEOUT, || {
