@@ -161,7 +161,7 @@ impl Context {
         };
         let mut out: Vec<_> = policies
             .into_iter()
-            .filter(|p| crate::policy::governs(p, &ns_labels, labels))
+            .filter(|p| p.governs(&ns_labels, labels))
             .collect();
         out.sort_by_key(|p| p.name_any());
         out

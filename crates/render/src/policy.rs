@@ -8,11 +8,9 @@
 //! An expression that fails to evaluate (e.g. a missing field without `has()`) counts as false,
 //! so a rule never lets an object through by accident.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use cel::{Context, Env, Program, Value as CelValue};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use plumb_api::Policy;
 use plumb_api::policy::{Rule, RuleAction, RuleMatch};
 use plumb_api::sync::{PolicyFinding, PolicyReport};
@@ -105,49 +103,6 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, CompileError> {
     })
 }
 
-/// Whether `selector` matches `labels`; an absent selector matches everything.
-pub fn selector_matches(
-    selector: Option<&LabelSelector>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    let Some(sel) = selector else { return true };
-    let labels_ok = sel
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
-        let values = e.values.as_deref().unwrap_or_default();
-        let value = labels.get(&e.key);
-        match e.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
-            "Exists" => value.is_some(),
-            "DoesNotExist" => value.is_none(),
-            // An unknown operator matches nothing, the safe side for a selector.
-            _ => false,
-        }
-    });
-    labels_ok && exprs_ok
-}
-
-/// Whether `policy` governs a Sync with `sync_labels` in a namespace with `namespace_labels`.
-/// Suspended Policies govern nothing.
-pub fn governs(
-    policy: &Policy,
-    namespace_labels: &BTreeMap<String, String>,
-    sync_labels: &BTreeMap<String, String>,
-) -> bool {
-    if policy.spec.suspend {
-        return false;
-    }
-    let Some(sel) = &policy.spec.selector else {
-        return true;
-    };
-    selector_matches(sel.namespace_selector.as_ref(), namespace_labels)
-        && selector_matches(sel.sync_selector.as_ref(), sync_labels)
-}
-
 /// Whether a rule's `match` selects `obj`.
 pub fn rule_matches(m: &RuleMatch, obj: &Value) -> bool {
     let group = group_of_object(obj);
@@ -228,8 +183,7 @@ pub fn describe(findings: &[PolicyFinding]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-    use plumb_api::policy::{PolicySelector, PolicySpec, ResourceMatch};
+    use plumb_api::policy::{PolicySpec, ResourceMatch};
     use serde_json::json;
 
     fn rule(name: &str, expr: &str, action: RuleAction) -> Rule {
@@ -358,55 +312,5 @@ mod tests {
         let report = evaluate(&compiled(&p), &[cm, other_ns, deployment("y", "i")]);
         assert_eq!(report.violations.len(), 1);
         assert_eq!(report.violations[0].object, "apps_y_apps_Deployment");
-    }
-
-    #[test]
-    fn selectors_pick_the_governed_syncs() {
-        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect()
-        };
-        let mut p = policy("p", vec![]);
-        assert!(
-            governs(&p, &labels(&[]), &labels(&[])),
-            "no selector governs all"
-        );
-        p.spec.selector = Some(PolicySelector {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(labels(&[("env", "prod")])),
-                match_expressions: None,
-            }),
-            sync_selector: Some(LabelSelector {
-                match_labels: None,
-                match_expressions: Some(vec![LabelSelectorRequirement {
-                    key: "tier".into(),
-                    operator: "In".into(),
-                    values: Some(vec!["web".into(), "api".into()]),
-                }]),
-            }),
-        });
-        assert!(governs(
-            &p,
-            &labels(&[("env", "prod")]),
-            &labels(&[("tier", "web")])
-        ));
-        assert!(!governs(
-            &p,
-            &labels(&[("env", "dev")]),
-            &labels(&[("tier", "web")])
-        ));
-        assert!(!governs(
-            &p,
-            &labels(&[("env", "prod")]),
-            &labels(&[("tier", "db")])
-        ));
-        p.spec.suspend = true;
-        assert!(!governs(
-            &p,
-            &labels(&[("env", "prod")]),
-            &labels(&[("tier", "web")])
-        ));
     }
 }

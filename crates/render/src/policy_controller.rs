@@ -16,7 +16,6 @@ use tracing::instrument;
 
 use crate::Error;
 use crate::context::Context;
-use crate::policy::governs;
 
 /// Compiles one Policy and writes its status when it changed.
 #[instrument(skip(policy, ctx), fields(name = policy.name_any()))]
@@ -43,8 +42,7 @@ pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action,
         .state()
         .iter()
         .filter(|s| {
-            governs(
-                &policy,
+            policy.governs(
                 &ctx.namespace_labels(&s.namespace().unwrap_or_default()),
                 s.labels(),
             )
