@@ -5,7 +5,7 @@ CARGO ?= cargo
 CLUSTER_DIR := $(or $(PLUMB_CLUSTER_DIR),$(CURDIR)/.cluster)
 KUBECONFIG_PATH := $(CLUSTER_DIR)/kubeconfig
 
-.PHONY: help build test unit-test lint fmt crds cluster-up cluster-down e2e bench bench-kustomize bench-source bench-drift bench-loop demo demo-down clean
+.PHONY: help build test unit-test lint fmt crds cluster-up cluster-down e2e bench bench-kustomize bench-source bench-render bench-drift bench-loop demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -38,7 +38,7 @@ cluster-down: ## stop the local control plane and remove its data
 e2e: cluster-up ## the end-to-end scenarios: three controller processes, a git server, the cluster
 	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) test -p plumb-e2e-scenarios --no-fail-fast
 
-bench: bench-kustomize bench-source bench-drift bench-loop ## print every benchmark figure
+bench: bench-kustomize bench-source bench-render bench-drift bench-loop ## print every benchmark figure
 
 bench-kustomize: ## kubectl kustomize vs plumb build: a 1000-object overlay and the fixture set
 	$(CARGO) build --release -p plumb
@@ -46,6 +46,9 @@ bench-kustomize: ## kubectl kustomize vs plumb build: a 1000-object overlay and 
 
 bench-source: ## first clone vs no-change poll vs one-commit fetch of a repository of a few thousand files
 	$(CARGO) run --release -p plumb-source --example bench_fetch
+
+bench-render: cluster-up ## Syncs rendered per second by the render controller (RENDER_SYNCS, RENDER_WORKERS)
+	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) test --release -p plumb-render --test render_bench -- --ignored --nocapture
 
 bench-drift: cluster-up ## drift edit → correction latency (p50/p99 over 100 edits), API requests of a no-op reconcile
 	KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH) $(CARGO) run --release -p plumb-sync --example bench_drift
