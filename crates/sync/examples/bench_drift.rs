@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -23,7 +23,6 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use sha2::Digest as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 type Counts = Arc<Mutex<BTreeMap<String, u64>>>;
 
@@ -66,40 +65,6 @@ fn reconciles(metrics: &plumb_ops::metrics::Metrics) -> u64 {
         .filter(|l| l.starts_with("plumb_reconcile_total{") && l.contains("kind=\"Sync\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
-}
-
-async fn serve(listener: tokio::net::TcpListener, files: Arc<Mutex<HashMap<String, Vec<u8>>>>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            return;
-        };
-        let files = files.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut n = 0;
-            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                match sock.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(m) => n += m,
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            let body = files
-                .lock()
-                .unwrap()
-                .get(&path)
-                .cloned()
-                .unwrap_or_default();
-            let mut r = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            )
-            .into_bytes();
-            r.extend_from_slice(&body);
-            let _ = sock.write_all(&r).await;
-        });
-    }
 }
 
 #[tokio::main]
@@ -154,11 +119,9 @@ async fn main() -> anyhow::Result<()> {
     enc.write_all(yaml.as_bytes())?;
     let bytes = enc.finish()?;
     let hex = hex::encode(sha2::Sha256::digest(&bytes));
-    let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-    files.lock().unwrap().insert("/a.yaml.gz".into(), bytes);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/a.yaml.gz", listener.local_addr()?);
-    tokio::spawn(serve(listener, files));
+    let files = plumb_e2e_support::FileServer::start().await?;
+    files.put("/a.yaml.gz", bytes);
+    let url = files.url("/a.yaml.gz");
 
     let syncs: Api<plumb_api::Sync> = Api::namespaced(client.clone(), &n);
     let sync: plumb_api::Sync = serde_json::from_value(json!({

@@ -57,6 +57,9 @@ pub enum Error {
         /// What was wrong with it.
         message: String,
     },
+    /// A local I/O operation of the test support failed (binding a port, reading a file).
+    #[error("{0}")]
+    Io(String),
     /// A condition did not hold within its time limit.
     #[error("timed out after {waited:?} waiting for {what}{}", last.as_deref().map(|l| format!(" (last: {l})")).unwrap_or_default())]
     Timeout {

@@ -17,6 +17,7 @@ mod apply;
 mod cluster;
 mod crds;
 mod error;
+mod files;
 mod namespace;
 mod wait;
 
@@ -27,5 +28,6 @@ pub use cluster::{
 };
 pub use crds::install_crds;
 pub use error::{Error, Result};
+pub use files::FileServer;
 pub use namespace::{TEST_LABEL, TestNamespace};
 pub use wait::wait_for;

@@ -4,7 +4,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,7 +14,6 @@ use kube::{Api, Client};
 use plumb_api::Sync as PlumbSync;
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 
 pub use plumb_e2e_support::TestNamespace;
@@ -30,8 +28,7 @@ pub struct Harness {
     pub config: kube::Config,
     pub run_id: String,
     pub metrics: plumb_ops::metrics::Metrics,
-    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
-    addr: std::net::SocketAddr,
+    files: plumb_e2e_support::FileServer,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -112,19 +109,15 @@ impl Harness {
                 let _ = stopped.await;
             },
         ));
-        let files: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        let files = plumb_e2e_support::FileServer::start()
             .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve(listener, files.clone()));
+            .expect("artifact server");
         Harness {
             client,
             config,
             run_id,
             metrics,
             files,
-            addr,
             stop: Some(stop),
         }
     }
@@ -146,14 +139,11 @@ impl Harness {
         let bytes = enc.finish().unwrap();
         let hex = hex::encode(sha2::Sha256::digest(&bytes));
         let path = format!("/sync/{name}/{hex}.yaml.gz");
-        self.files
-            .lock()
-            .unwrap()
-            .insert(path.clone(), bytes.clone());
+        self.files.put(&path, bytes.clone());
         json!({
             "revision": format!("main@sha1:{}", &hex[..40]),
             "digest": format!("sha256:{hex}"),
-            "url": format!("http://{}{path}", self.addr),
+            "url": self.files.url(&path),
             "size": bytes.len(),
             "lastUpdateTime": "2026-01-01T00:00:00Z",
         })
@@ -294,41 +284,4 @@ fn rand_u64() -> u64 {
             .as_nanos(),
     );
     h.finish()
-}
-
-async fn serve(listener: tokio::net::TcpListener, files: Arc<Mutex<HashMap<String, Vec<u8>>>>) {
-    loop {
-        let Ok((mut sock, _)) = listener.accept().await else {
-            return;
-        };
-        let files = files.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 8192];
-            let mut n = 0;
-            while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") && n < buf.len() {
-                match sock.read(&mut buf[n..]).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(m) => n += m,
-                }
-            }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let path = head.split_whitespace().nth(1).unwrap_or("/").to_owned();
-            let body = files.lock().unwrap().get(&path).cloned();
-            let resp = match body {
-                Some(b) => {
-                    let mut r = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        b.len()
-                    )
-                    .into_bytes();
-                    r.extend_from_slice(&b);
-                    r
-                }
-                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_vec(),
-            };
-            let _ = sock.write_all(&resp).await;
-            let _ = sock.shutdown().await;
-        });
-    }
 }
