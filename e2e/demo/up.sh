@@ -136,7 +136,9 @@ kubectl wait --for=condition=Available --timeout=120s -n greeter-dev deployment/
 kubectl wait --for=condition=Available --timeout=120s -n greeter-prod deployment/greeter
 
 say "done"
-kubectl get gitrepositories,policies -A
+kubectl get gitrepositories -n "$NAMESPACE"
+echo
+kubectl get policy demo-guardrails
 echo
 kubectl get syncs -n "$NAMESPACE"
 echo
