@@ -188,9 +188,7 @@ mod tests {
         let render = RenderFlags::try_parse_from(deployment_args("render")).unwrap();
         assert!(render.config.leader_election);
         let sync = SyncFlags::try_parse_from(deployment_args("sync")).unwrap();
-        assert_eq!(
-            sync.settings.leader_election_namespace.as_deref(),
-            Some("plumb-system")
-        );
+        assert!(sync.settings.leader_election);
+        assert_eq!(sync.settings.leader_election_namespace, "plumb-system");
     }
 }

@@ -38,8 +38,8 @@ pub struct Config {
     /// Artifacts kept per GitRepository (the current one included); older ones are deleted.
     #[arg(long, default_value_t = 3)]
     pub artifacts_to_keep: usize,
-    /// Reconcile only while holding the leader Lease (`--leader-election=false` to disable).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    /// Reconcile only while holding the leader Lease (`config/` turns it on; one replica needs none).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub leader_election: bool,
     /// Namespace of the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "plumb-system")]

@@ -56,9 +56,12 @@ pub struct Settings {
         env = "PLUMB_SYNC_METRICS_ADDR"
     )]
     pub ops_addr: Option<std::net::SocketAddr>,
-    /// Reconcile only while holding this controller's Lease in this namespace.
-    #[arg(long, env = "PLUMB_LEADER_ELECTION_NAMESPACE")]
-    pub leader_election_namespace: Option<String>,
+    /// Reconcile only while holding the leader Lease (as the source and render controllers).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "plumb-system")]
+    pub leader_election_namespace: String,
 }
 
 impl Default for Settings {
@@ -71,7 +74,8 @@ impl Default for Settings {
             watch_namespace: None,
             max_artifact_size: 256 << 20,
             ops_addr: None,
-            leader_election_namespace: None,
+            leader_election: false,
+            leader_election_namespace: "plumb-system".to_owned(),
         }
     }
 }

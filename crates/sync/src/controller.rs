@@ -76,7 +76,10 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         shutdown,
     );
     ready.set(true);
-    match &settings.leader_election_namespace {
+    match settings
+        .leader_election
+        .then_some(&settings.leader_election_namespace)
+    {
         None => work.await,
         Some(namespace) => {
             let identity = std::env::var("POD_NAME")
