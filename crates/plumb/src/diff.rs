@@ -58,22 +58,34 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     let objects = render_local(&args.path, &sync)?;
     let mut summary = Summary::default();
     let mut rendered_ids = BTreeSet::new();
+    let default_ns = sync
+        .spec
+        .target_namespace
+        .clone()
+        .unwrap_or_else(|| ns.clone());
     for mut obj in objects {
         label(&mut obj, &args.name, &ns);
         let (resource, caps) = resolve(&client, &obj).await?;
-        let namespace = obj
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
         let name = obj
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let api: Api<DynamicObject> = match (&caps.scope, &namespace) {
-            (Scope::Namespaced, Some(n)) => Api::namespaced_with(client.clone(), n, &resource),
-            (Scope::Namespaced, None) => Api::namespaced_with(client.clone(), &ns, &resource),
-            (Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
+        // Where the sync controller applies it: its own namespace, else the Sync's
+        // targetNamespace, else the Sync's namespace; cluster-scoped objects have none.
+        let namespace = match caps.scope {
+            Scope::Namespaced => Some(
+                obj.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| default_ns.clone()),
+            ),
+            Scope::Cluster => None,
+        };
+        let api: Api<DynamicObject> = match &namespace {
+            Some(n) => Api::namespaced_with(client.clone(), n, &resource),
+            None => Api::all_with(client.clone(), &resource),
         };
         let id = ObjectId::new(
             namespace.as_deref().unwrap_or_default(),

@@ -43,7 +43,7 @@ async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something
     let syncs: Api<Sync> = ns.api();
     let sync: Sync = serde_json::from_value(json!({
         "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "metadata": { "name": "app" },
-        "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./app", "targetNamespace": name }
+        "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./app" }
     }))
     .unwrap();
     wait_for(
