@@ -7,7 +7,7 @@ use std::process::Command;
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plumb_api::Sync;
-use plumb_e2e_support::{TestNamespace, kubeconfig_path, wait_for};
+use plumb_e2e_support::{TestNamespace, kubeconfig_path};
 use serde_json::json;
 
 fn plumb_diff(ns: &str, dir: &std::path::Path) -> (i32, String) {
@@ -46,23 +46,8 @@ async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something
         "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./app" }
     }))
     .unwrap();
-    wait_for(
-        "the Sync CRD to serve",
-        std::time::Duration::from_secs(30),
-        || {
-            let syncs = syncs.clone();
-            let sync = sync.clone();
-            async move {
-                match syncs.create(&PostParams::default(), &sync).await {
-                    Ok(_) => Ok(Some(())),
-                    Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
-                    Err(e) => Err(e),
-                }
-            }
-        },
-    )
-    .await
-    .unwrap();
+    // install_crds waited for Established, so the kind is served.
+    syncs.create(&PostParams::default(), &sync).await.unwrap();
     let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": { "inventory": [
         { "id": format!("{name}_settings__ConfigMap"), "v": "v1" },
         { "id": format!("{name}_old__ConfigMap"), "v": "v1" }

@@ -56,19 +56,7 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
     let obj: K = serde_json::from_value(value).unwrap();
-    wait_for("the object to be accepted", Duration::from_secs(60), || {
-        let api = api.clone();
-        let obj = obj.clone();
-        async move {
-            match api.create(&PostParams::default(), &obj).await {
-                Ok(_) => Ok(Some(())),
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
 }
 
 async fn commit_to_applied(

@@ -52,19 +52,8 @@ async fn create_source_and_sync(ns: &TestNamespace, git: &GitFixture) {
         "spec": { "url": git.url(), "ref": { "branch": "main" }, "interval": "3s", "timeout": "10s" }
     }))
     .unwrap();
-    wait_for("the GitRepository to be accepted", WAIT, || {
-        let repos = repos.clone();
-        let repo = repo.clone();
-        async move {
-            match repos.create(&PostParams::default(), &repo).await {
-                Ok(_) => Ok(Some(())),
-                Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
-                Err(e) => Err(e),
-            }
-        }
-    })
-    .await
-    .unwrap();
+    // install_crds waited for Established, so the kinds are served.
+    repos.create(&PostParams::default(), &repo).await.unwrap();
     let syncs: Api<Sync> = ns.api();
     let sync: Sync = serde_json::from_value(json!({
         "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
