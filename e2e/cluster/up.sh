@@ -177,8 +177,13 @@ start_kwok() {
 	# kwok reads ~/.kwok/kwok.yaml when it exists; a HOME of its own keeps a
 	# user's kwok configuration out of the test cluster.
 	mkdir -p "$CLUSTER_DIR/kwok"
+	# Node leases: without them the node lifecycle controller judges every fake Node unhealthy
+	# after its grace period and sets every Pod NotReady. Our pod stages (kwok-stages.yaml) also
+	# make such a Pod Ready again should a Node ever be judged unhealthy.
 	HOME=$CLUSTER_DIR/kwok start kwok "$BIN/kwok" \
 		--kubeconfig="$KUBECONFIG_DIR/kwok.kubeconfig" \
+		--config="$CLUSTER_SRC/kwok-stages.yaml" \
+		--node-lease-duration-seconds=40 \
 		--manage-all-nodes=true \
 		--server-address="127.0.0.1:$KWOK_PORT" \
 		--cidr=10.244.0.0/16 \
