@@ -18,6 +18,11 @@ pub const KUBECONFIG_ENV: &str = "PLUMB_TEST_KUBECONFIG";
 /// kubeconfig) out of `<repo root>/.cluster`; honoured by up.sh too.
 pub const CLUSTER_DIR_ENV: &str = "PLUMB_CLUSTER_DIR";
 
+/// Environment variable `make unit-test` sets: no test may use the cluster. A test that needs it
+/// and runs anyway was not marked as a cluster test, and [`client`] refuses it with a message
+/// saying how to mark it.
+pub const NO_CLUSTER_ENV: &str = "PLUMB_NO_CLUSTER";
+
 /// How long one reachability check of the API server may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -82,6 +87,7 @@ pub fn pinned_kubernetes_version() -> &'static str {
 /// Each call returns a new client: a `kube::Client` is bound to the Tokio
 /// runtime that created it, and every `#[tokio::test]` has its own.
 pub async fn client() -> Result<Client> {
+    refuse_when_no_cluster()?;
     let path = kubeconfig_path();
     ensure_cluster(&path).await?;
     connect(&path).await
@@ -89,6 +95,7 @@ pub async fn client() -> Result<Client> {
 
 /// A client from the kubeconfig at `path`, without checking that the cluster answers.
 pub async fn connect(path: &Path) -> Result<Client> {
+    refuse_when_no_cluster()?;
     let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
         path: path.to_path_buf(),
         source,
@@ -103,6 +110,16 @@ pub async fn connect(path: &Path) -> Result<Client> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Fails when [`NO_CLUSTER_ENV`] says this run must not use the cluster (`make unit-test`): the
+/// calling test needs the cluster but its test target lacks `required-features =
+/// ["cluster-tests"]`, so it would have started a cluster in the fast loop.
+fn refuse_when_no_cluster() -> Result<()> {
+    match std::env::var_os(NO_CLUSTER_ENV) {
+        Some(value) if !value.is_empty() && value != "0" => Err(Error::ClusterTestNotMarked),
+        _ => Ok(()),
+    }
 }
 
 /// Why the cluster could not be used; kept for the whole process so every
