@@ -6,6 +6,7 @@ set -euo pipefail
 DEMO_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$DEMO_SRC/../.." && pwd)
 CLUSTER_DIR=${PLUMB_CLUSTER_DIR:-$REPO_ROOT/.cluster}
+[[ $CLUSTER_DIR == /* ]] || CLUSTER_DIR=$REPO_ROOT/$CLUSTER_DIR # relative to the repo, as for up.sh
 DEMO_DIR=$CLUSTER_DIR/demo
 GIT_PORT=${PLUMB_DEMO_GIT_PORT:-18080}
 SOURCE_HTTP_PORT=${PLUMB_DEMO_SOURCE_PORT:-18090}
@@ -57,6 +58,9 @@ if [[ ! -d $DEMO_DIR/git/apps.git ]]; then
   git -C "$DEMO_DIR/work" remote add origin "$DEMO_DIR/git/apps.git"
   git -C "$DEMO_DIR/work" push -q origin main
 fi
+# The "Try next" commits work without a git identity configured on the machine.
+git -C "$DEMO_DIR/work" config user.name "plumb demo"
+git -C "$DEMO_DIR/work" config user.email demo@plumb.dev
 start git-server "$BIN/plumb-git-server" --root "$DEMO_DIR/git" --addr "127.0.0.1:$GIT_PORT"
 
 # The demo's controllers watch only its namespace, so tests can run against the same cluster.
@@ -145,15 +149,19 @@ echo
 kubectl get deployments -A -l "sync.plumb.dev/namespace=$NAMESPACE"
 cat <<NEXT
 
-Try next (KUBECONFIG=$KUBECONFIG):
-  - Commit a change:   cd $DEMO_DIR/work && sed -i 's/GREETING=hello$/GREETING=hi/' overlays/prod/kustomization.yaml \\
-                         && git commit -qam 'say hi' && git push -q origin main
-                       then: kubectl annotate -n $NAMESPACE gitrepository/apps --overwrite plumb.dev/requested-at=\$(date +%s)
+Try next (export KUBECONFIG=$KUBECONFIG; e2e/scenarios/tests/demo_try_next.rs runs these steps):
+  - Commit a change:   cd $DEMO_DIR/work
+                       sed -i 's/GREETING=hello\$/GREETING=hi/' overlays/prod/kustomization.yaml
+                       git commit -qam 'say hi' && git push -q origin main
+                       kubectl annotate -n $NAMESPACE gitrepository/apps --overwrite plumb.dev/requested-at=\$(date +%s)
                        (or wait for the 30s interval) and watch: kubectl get syncs -n $NAMESPACE -w
   - Heal drift:        kubectl scale -n greeter-prod deployment/greeter --replicas=7
-                       kubectl get -n greeter-prod deployment/greeter   (back to 3 within a second)
-  - Roll back:         cd $DEMO_DIR/work && git revert --no-edit HEAD && git push -q origin main
-  - Be blocked:        set an image tag to latest in overlays/dev and commit: the Policy demo-guardrails
-                       denies it, and kubectl get syncs -n $NAMESPACE says which object broke which rule.
+                       kubectl get -n greeter-prod deployment/greeter   (back to 3 replicas at once)
+  - Roll back:         git revert --no-edit HEAD && git push -q origin main   (then annotate as above)
+  - Be blocked:        sed -i 's/newTag: 1.1.0/newTag: latest/' overlays/dev/kustomization.yaml
+                       git commit -qam 'greeter: latest' && git push -q origin main   (then annotate)
+                       kubectl get syncs -n $NAMESPACE: greeter-dev is not Ready, and its Status names
+                       the rule pinned-images of the Policy demo-guardrails; prod keeps running 1.0.0.
+                       Undo it with git revert as above.
   - Stop:              make demo-down
 NEXT

@@ -32,6 +32,15 @@ impl Controller {
         }
     }
 
+    /// The name of its Deployment and ServiceAccount in `config/`.
+    pub fn deployment(self) -> &'static str {
+        match self {
+            Controller::Source => "source-controller",
+            Controller::Render => "render-controller",
+            Controller::Sync => "sync-controller",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Controller::Source => "source",
@@ -50,10 +59,56 @@ struct Layout {
     dir: tempfile::TempDir,
     namespace: String,
     ports: BTreeMap<&'static str, u16>,
+    installed: Option<Installed>,
+}
+
+/// How `config/` runs the controllers: its arguments, and a kubeconfig per controller.
+struct Installed {
+    args: BTreeMap<Controller, Vec<String>>,
+    kubeconfigs: BTreeMap<Controller, PathBuf>,
+    shard: String,
 }
 
 impl Layout {
     fn flags(&self, c: Controller) -> Vec<String> {
+        match &self.installed {
+            Some(installed) => self.installed_flags(installed, c),
+            None => self.scoped_flags(c),
+        }
+    }
+
+    /// `config/`'s arguments, with the addresses and directories of this machine in place of
+    /// the Pod's, and the controllers limited to one shard (`plumb.dev/shard`) so they leave
+    /// other tests' objects alone while watching the whole cluster, as installed ones do.
+    fn installed_flags(&self, installed: &Installed, c: Controller) -> Vec<String> {
+        let local: BTreeMap<String, String> = self
+            .scoped_flags(c)
+            .into_iter()
+            .filter_map(|f| {
+                let (name, value) = f.split_once('=')?;
+                Some((name.to_owned(), value.to_owned()))
+            })
+            .filter(|(name, _)| {
+                name.ends_with("-addr") || name.ends_with("-dir") || name.ends_with("-url")
+            })
+            .collect();
+        let mut flags: Vec<String> = installed.args[&c]
+            .iter()
+            .map(|arg| match arg.split_once('=') {
+                Some((name, _)) if local.contains_key(name) => format!("{name}={}", local[name]),
+                _ => arg.clone(),
+            })
+            .collect();
+        flags.push(match c {
+            Controller::Source => format!("--shard={}", installed.shard),
+            Controller::Render | Controller::Sync => {
+                format!("--watch-label-selector=plumb.dev/shard={}", installed.shard)
+            }
+        });
+        flags
+    }
+
+    fn scoped_flags(&self, c: Controller) -> Vec<String> {
         let port = |name: &str| self.ports[name];
         let storage = self.dir.path().join(c.name()).join("storage");
         match c {
@@ -79,7 +134,10 @@ impl Layout {
                 format!("--metrics-addr=127.0.0.1:{}", port("render-metrics")),
                 format!("--watch-label-selector={SCOPE_LABEL}={}", self.namespace),
             ],
-            Controller::Sync => vec![format!("--watch-namespace={}", self.namespace)],
+            Controller::Sync => vec![
+                format!("--watch-namespace={}", self.namespace),
+                format!("--metrics-addr=127.0.0.1:{}", port("sync-metrics")),
+            ],
         }
     }
 
@@ -107,7 +165,32 @@ impl Controllers {
         Self::start_with(namespace, true)
     }
 
+    /// Starts the three controllers as `config/` runs them (see [`crate::Install`]): with its
+    /// arguments, each authenticated by its own kubeconfig, reconciling only the objects
+    /// labelled `plumb.dev/shard=<shard>`, and with `POD_NAMESPACE` set to the install's
+    /// namespace (where the leader Leases live).
+    pub fn start_installed(
+        install: &crate::Install,
+        kubeconfigs: BTreeMap<Controller, PathBuf>,
+        shard: &str,
+    ) -> Result<Self> {
+        let mut args = BTreeMap::new();
+        for c in Controller::ALL {
+            args.insert(c, install.args(c)?);
+        }
+        let installed = Installed {
+            args,
+            kubeconfigs,
+            shard: shard.to_owned(),
+        };
+        Self::start_layout(shard, false, Some(installed))
+    }
+
     fn start_with(namespace: &str, release: bool) -> Result<Self> {
+        Self::start_layout(namespace, release, None)
+    }
+
+    fn start_layout(namespace: &str, release: bool, installed: Option<Installed>) -> Result<Self> {
         let bin_dir = build_binaries(release)?;
         let mut ports = BTreeMap::new();
         for name in [
@@ -116,6 +199,7 @@ impl Controllers {
             "source-webhook",
             "render-http",
             "render-metrics",
+            "sync-metrics",
         ] {
             ports.insert(name, free_port()?);
         }
@@ -123,6 +207,7 @@ impl Controllers {
             dir: tempfile::tempdir().map_err(io("creating the controllers' dir"))?,
             namespace: namespace.to_owned(),
             ports,
+            installed,
         };
         let mut controllers = Self {
             layout,
@@ -148,9 +233,17 @@ impl Controllers {
             .open(self.layout.log(c))
             .map_err(io("opening a controller log"))?;
         let err = log.try_clone().map_err(io("opening a controller log"))?;
-        let child = Command::new(self.bin_dir.join(c.binary()))
+        let kubeconfig = match &self.layout.installed {
+            Some(installed) => &installed.kubeconfigs[&c],
+            None => &self.kubeconfig,
+        };
+        let mut command = Command::new(self.bin_dir.join(c.binary()));
+        if self.layout.installed.is_some() {
+            command.env("POD_NAMESPACE", crate::install::NAMESPACE);
+        }
+        let child = command
             .args(self.layout.flags(c))
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 std::env::var("PLUMB_E2E_LOG").unwrap_or_else(|_| "info".into()),

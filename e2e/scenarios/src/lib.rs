@@ -4,9 +4,11 @@
 
 mod controllers;
 mod git;
+mod install;
 
 pub use controllers::{Controller, Controllers, SCOPE_LABEL};
 pub use git::GitFixture;
+pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
 
 /// Why the harness could not do what a scenario asked.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,21 @@ pub enum Error {
     /// The git server could not start.
     #[error(transparent)]
     GitServer(#[from] plumb_git_server::Error),
+    /// `config/` could not be rendered or does not hold what a controller needs, or a
+    /// kubeconfig for it could not be written.
+    #[error("{0}")]
+    Config(String),
+    /// A Kubernetes API call failed.
+    #[error("{what}: {source}")]
+    Kube {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: kube::Error,
+    },
+    /// The test support failed (applying objects, waiting).
+    #[error(transparent)]
+    Support(#[from] plumb_e2e_support::Error),
 }
 
 /// The harness's result type.

@@ -1,0 +1,324 @@
+//! The demo's "Try next" steps, as `make demo` prints them (e2e/demo/up.sh), run as a user would
+//! run them (the same git, sed and kubectl command lines) on the demo's own objects, at least two
+//! minutes after the demo came up: a commit is applied, `kubectl scale` is healed, `git revert`
+//! rolls back, and an image tagged `latest` is blocked with the rule named in `kubectl get syncs`.
+//!
+//! The demo runs on the local cluster (`PLUMB_CLUSTER_DIR`). A demo already running is used and
+//! left running, back in the state it was in; one this test starts is stopped at the end (its
+//! processes only: the cluster stays).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{Api, Client};
+use plumb_api::{Conditions, Sync, condition_type};
+use plumb_e2e_support::wait_for;
+
+const NAMESPACE: &str = "plumb-demo";
+const WAIT: Duration = Duration::from_secs(120);
+/// How long the demo must have been up before the steps run: the time after which, on a flapping
+/// cluster, its Syncs used to stop being Ready.
+const SETTLED: Duration = Duration::from_secs(120);
+const PROCESSES: [&str; 4] = [
+    "git-server",
+    "source-controller",
+    "render-controller",
+    "sync-controller",
+];
+
+/// The demo's state directory: `<cluster dir>/demo`, next to the cluster's kubeconfig.
+fn demo_dir() -> PathBuf {
+    let kubeconfig = plumb_e2e_support::default_kubeconfig_path();
+    kubeconfig.parent().unwrap().join("demo")
+}
+
+/// Whether every demo process recorded in `dir` is alive.
+fn demo_running(dir: &Path) -> bool {
+    PROCESSES.iter().all(|name| {
+        std::fs::read_to_string(dir.join(format!("{name}.pid")))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    })
+}
+
+/// Runs a script of the repository, its output going to the test's output.
+fn run_script(script: &str, args: &[&str]) {
+    let root = plumb_e2e_support::repo_root();
+    let status = Command::new("bash")
+        .arg(root.join(script))
+        .args(args)
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .stdout(std::io::stderr())
+        .stderr(std::io::stderr())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script} {args:?} failed: {status}");
+}
+
+/// Runs one "Try next" command line with bash in `dir`, as a user would in a terminal with
+/// KUBECONFIG exported; returns what it printed.
+fn user(dir: &Path, line: &str) -> String {
+    let kubeconfig = plumb_e2e_support::default_kubeconfig_path();
+    let out = Command::new("bash")
+        .args(["-c", line])
+        .current_dir(dir)
+        .env("KUBECONFIG", kubeconfig)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "`{line}` failed: {}\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// The "annotate" step: reconcile the GitRepository now instead of at its 30 s interval.
+fn request_fetch(work: &Path) {
+    user(
+        work,
+        "kubectl annotate -n plumb-demo gitrepository/apps --overwrite plumb.dev/requested-at=$(date +%s%N)",
+    );
+}
+
+fn head(work: &Path) -> String {
+    user(work, "git rev-parse HEAD").trim().to_owned()
+}
+
+/// Waits until Sync `name` is Ready with `commit` applied.
+async fn wait_applied(client: &Client, name: &str, commit: &str) {
+    let syncs: Api<Sync> = Api::namespaced(client.clone(), NAMESPACE);
+    let what = format!("Sync {NAMESPACE}/{name} Ready at {commit}");
+    wait_for(&what, WAIT, || {
+        let syncs = syncs.clone();
+        async move {
+            let status = syncs.get(name).await?.status.unwrap_or_default();
+            let applied = status
+                .last_applied_revision
+                .as_ref()
+                .is_some_and(|r| r.commit() == commit);
+            let ready = status.conditions.is_true(condition_type::READY);
+            Ok::<_, kube::Error>((applied && ready).then_some(()))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", demo_logs()));
+}
+
+/// The value of `key` in the ConfigMap the prod Deployment takes its environment from.
+async fn prod_env(client: &Client, key: &str) -> Option<String> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "greeter-prod");
+    let greeter = deployments.get("greeter").await.unwrap();
+    let pod = greeter.spec.unwrap().template.spec.unwrap();
+    let config_map = pod.containers[0].env_from.as_ref()?[0]
+        .config_map_ref
+        .as_ref()?
+        .name
+        .clone();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "greeter-prod");
+    config_maps
+        .get(&config_map)
+        .await
+        .unwrap()
+        .data?
+        .get(key)
+        .cloned()
+}
+
+async fn image(client: &Client, namespace: &str) -> String {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let greeter = deployments.get("greeter").await.unwrap();
+    greeter.spec.unwrap().template.spec.unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+/// The last lines of the demo's controller logs, for failure messages.
+fn demo_logs() -> String {
+    let mut out = String::new();
+    for name in PROCESSES {
+        let log =
+            std::fs::read_to_string(demo_dir().join(format!("{name}.log"))).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        out.push_str(&format!("--- {name}.log (last 20 lines)\n"));
+        for line in &lines[lines.len().saturating_sub(20)..] {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Waits until the demo's Syncs have been Ready for [`SETTLED`], and checks they still are.
+async fn wait_settled(client: &Client) {
+    let syncs: Api<Sync> = Api::namespaced(client.clone(), NAMESPACE);
+    for name in ["greeter-dev", "greeter-prod"] {
+        let sync = syncs.get(name).await.unwrap();
+        let ready = sync
+            .status
+            .unwrap_or_default()
+            .conditions
+            .get_condition(condition_type::READY)
+            .cloned()
+            .unwrap_or_else(|| panic!("Sync {name} has no Ready condition"));
+        assert_eq!(ready.status, "True", "Sync {name}: {}", ready.message);
+        let since = ready.last_transition_time.0;
+        let up_for = jiff::Timestamp::now().duration_since(since);
+        let left = SETTLED.saturating_sub(Duration::try_from(up_for).unwrap_or_default());
+        if !left.is_zero() {
+            eprintln!(
+                "demo: Sync {name} Ready for {up_for:#}; waiting {left:?} more before the steps"
+            );
+            tokio::time::sleep(left).await;
+        }
+    }
+    for name in ["greeter-dev", "greeter-prod"] {
+        let sync = syncs.get(name).await.unwrap();
+        let conditions = sync.status.unwrap_or_default().conditions;
+        assert!(
+            conditions.is_true(condition_type::READY),
+            "Sync {name} is no longer Ready after {SETTLED:?}: {:?}\n{}",
+            conditions.get_condition(condition_type::READY),
+            demo_logs()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_try_next_steps_apply_heal_roll_back_and_block() {
+    let kubeconfig = plumb_e2e_support::default_kubeconfig_path();
+    let tests_kubeconfig = plumb_e2e_support::kubeconfig_path();
+    assert_eq!(
+        std::fs::canonicalize(&tests_kubeconfig).ok(),
+        std::fs::canonicalize(&kubeconfig).ok(),
+        "the demo runs on the local cluster ({}); PLUMB_TEST_KUBECONFIG names another",
+        kubeconfig.display()
+    );
+    // The cluster (started if need be), then the demo on it; both idempotent.
+    let client = plumb_e2e_support::client().await.unwrap();
+    let dir = demo_dir();
+    let was_running = demo_running(&dir);
+    run_script("e2e/demo/up.sh", &[]);
+    let work = dir.join("work");
+    wait_settled(&client).await;
+
+    // Start from the demo's own content, should an earlier run have stopped half-way.
+    let examples = plumb_e2e_support::repo_root().join("examples/apps");
+    user(&work, &format!("cp -r {}/. .", examples.display()));
+    if !user(&work, "git status --porcelain").trim().is_empty() {
+        user(
+            &work,
+            "git add -A && git commit -qm 'back to examples/apps' && git push -q origin main",
+        );
+        request_fetch(&work);
+    }
+    wait_applied(&client, "greeter-dev", &head(&work)).await;
+    wait_applied(&client, "greeter-prod", &head(&work)).await;
+    assert_eq!(
+        prod_env(&client, "GREETING").await.as_deref(),
+        Some("hello")
+    );
+
+    // Commit a change → applied.
+    user(
+        &work,
+        "sed -i 's/GREETING=hello$/GREETING=hi/' overlays/prod/kustomization.yaml \
+         && git commit -qam 'say hi' && git push -q origin main",
+    );
+    request_fetch(&work);
+    wait_applied(&client, "greeter-prod", &head(&work)).await;
+    assert_eq!(prod_env(&client, "GREETING").await.as_deref(), Some("hi"));
+
+    // Heal drift → back to the replicas Git declares.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "greeter-prod");
+    let scaled = Instant::now();
+    user(
+        &work,
+        "kubectl scale -n greeter-prod deployment/greeter --replicas=7",
+    );
+    wait_for("greeter-prod healed back to 3 replicas", WAIT, || {
+        let deployments = deployments.clone();
+        async move {
+            let replicas = deployments
+                .get("greeter")
+                .await?
+                .spec
+                .and_then(|s| s.replicas);
+            Ok::<_, kube::Error>((replicas == Some(3)).then_some(()))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", demo_logs()));
+    eprintln!("demo: kubectl scale healed in {:?}", scaled.elapsed());
+
+    // Roll back → the previous state.
+    user(
+        &work,
+        "git revert --no-edit HEAD && git push -q origin main",
+    );
+    request_fetch(&work);
+    wait_applied(&client, "greeter-prod", &head(&work)).await;
+    assert_eq!(
+        prod_env(&client, "GREETING").await.as_deref(),
+        Some("hello")
+    );
+
+    // Be blocked → kubectl get syncs names the rule in greeter-dev's row; nothing is applied.
+    user(
+        &work,
+        "sed -i 's/newTag: 1.1.0/newTag: latest/' overlays/dev/kustomization.yaml \
+         && git commit -qam 'greeter: latest' && git push -q origin main",
+    );
+    request_fetch(&work);
+    let row = wait_for(
+        "kubectl get syncs to show greeter-dev blocked by pinned-images",
+        WAIT,
+        || {
+            let work = work.clone();
+            async move {
+                let table = user(&work, "kubectl get syncs -n plumb-demo");
+                let row = table
+                    .lines()
+                    .find(|l| l.starts_with("greeter-dev "))
+                    .map(str::to_owned);
+                Ok::<_, std::convert::Infallible>(row.filter(|r| r.contains("pinned-images")))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", demo_logs()));
+    let ready_column = row.split_whitespace().nth(2);
+    assert_eq!(ready_column, Some("False"), "greeter-dev row: {row}");
+    assert_eq!(
+        image(&client, "greeter-dev").await,
+        "registry.example.com/greeter:1.1.0"
+    );
+    assert_eq!(
+        image(&client, "greeter-prod").await,
+        "registry.example.com/greeter:1.0.0"
+    );
+
+    // Undo it: both Syncs Ready again, the demo as it was.
+    user(
+        &work,
+        "git revert --no-edit HEAD && git push -q origin main",
+    );
+    request_fetch(&work);
+    wait_applied(&client, "greeter-dev", &head(&work)).await;
+    wait_applied(&client, "greeter-prod", &head(&work)).await;
+
+    if !was_running {
+        run_script("e2e/demo/down.sh", &["--keep-cluster"]);
+    }
+}
