@@ -95,6 +95,23 @@ fn head(work: &Path) -> String {
     user(work, "git rev-parse HEAD").trim().to_owned()
 }
 
+/// Runs a "Try next" line that commits and pushes, then the annotate step; returns the commit.
+fn push(work: &Path, line: &str) -> String {
+    user(work, line);
+    request_fetch(work);
+    head(work)
+}
+
+/// Waits until both demo Syncs are Ready at `commit` and prod greets with `greeting`.
+async fn wait_both_applied(client: &Client, commit: &str, greeting: &str) {
+    wait_applied(client, "greeter-dev", commit).await;
+    wait_applied(client, "greeter-prod", commit).await;
+    assert_eq!(
+        prod_env(client, "GREETING").await.as_deref(),
+        Some(greeting)
+    );
+}
+
 /// Waits until Sync `name` is Ready with `commit` applied.
 async fn wait_applied(client: &Client, name: &str, commit: &str) {
     let syncs: Api<Sync> = Api::namespaced(client.clone(), NAMESPACE);
@@ -216,29 +233,22 @@ async fn the_demo_try_next_steps_apply_heal_roll_back_and_block() {
     // Start from the demo's own content, should an earlier run have stopped half-way.
     let examples = plumb_e2e_support::repo_root().join("examples/apps");
     user(&work, &format!("cp -r {}/. .", examples.display()));
-    if !user(&work, "git status --porcelain").trim().is_empty() {
-        user(
-            &work,
-            "git add -A && git commit -qm 'back to examples/apps' && git push -q origin main",
-        );
-        request_fetch(&work);
-    }
-    wait_applied(&client, "greeter-dev", &head(&work)).await;
-    wait_applied(&client, "greeter-prod", &head(&work)).await;
-    assert_eq!(
-        prod_env(&client, "GREETING").await.as_deref(),
-        Some("hello")
-    );
+    let start = if user(&work, "git status --porcelain").trim().is_empty() {
+        head(&work)
+    } else {
+        let restore =
+            "git add -A && git commit -qm 'back to examples/apps' && git push -q origin main";
+        push(&work, restore)
+    };
+    wait_both_applied(&client, &start, "hello").await;
 
     // Commit a change → applied.
-    user(
+    let hi = push(
         &work,
         "sed -i 's/GREETING=hello$/GREETING=hi/' overlays/prod/kustomization.yaml \
          && git commit -qam 'say hi' && git push -q origin main",
     );
-    request_fetch(&work);
-    wait_applied(&client, "greeter-prod", &head(&work)).await;
-    assert_eq!(prod_env(&client, "GREETING").await.as_deref(), Some("hi"));
+    wait_both_applied(&client, &hi, "hi").await;
 
     // Heal drift → back to the replicas Git declares.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "greeter-prod");
@@ -250,11 +260,8 @@ async fn the_demo_try_next_steps_apply_heal_roll_back_and_block() {
     wait_for("greeter-prod healed back to 3 replicas", WAIT, || {
         let deployments = deployments.clone();
         async move {
-            let replicas = deployments
-                .get("greeter")
-                .await?
-                .spec
-                .and_then(|s| s.replicas);
+            let greeter = deployments.get("greeter").await?;
+            let replicas = greeter.spec.and_then(|s| s.replicas);
             Ok::<_, kube::Error>((replicas == Some(3)).then_some(()))
         }
     })
@@ -263,24 +270,18 @@ async fn the_demo_try_next_steps_apply_heal_roll_back_and_block() {
     eprintln!("demo: kubectl scale healed in {:?}", scaled.elapsed());
 
     // Roll back → the previous state.
-    user(
+    let reverted = push(
         &work,
         "git revert --no-edit HEAD && git push -q origin main",
     );
-    request_fetch(&work);
-    wait_applied(&client, "greeter-prod", &head(&work)).await;
-    assert_eq!(
-        prod_env(&client, "GREETING").await.as_deref(),
-        Some("hello")
-    );
+    wait_both_applied(&client, &reverted, "hello").await;
 
     // Be blocked → kubectl get syncs names the rule in greeter-dev's row; nothing is applied.
-    user(
+    push(
         &work,
         "sed -i 's/newTag: 1.1.0/newTag: latest/' overlays/dev/kustomization.yaml \
          && git commit -qam 'greeter: latest' && git push -q origin main",
     );
-    request_fetch(&work);
     let row = wait_for(
         "kubectl get syncs to show greeter-dev blocked by pinned-images",
         WAIT,
@@ -310,13 +311,11 @@ async fn the_demo_try_next_steps_apply_heal_roll_back_and_block() {
     );
 
     // Undo it: both Syncs Ready again, the demo as it was.
-    user(
+    let undone = push(
         &work,
         "git revert --no-edit HEAD && git push -q origin main",
     );
-    request_fetch(&work);
-    wait_applied(&client, "greeter-dev", &head(&work)).await;
-    wait_applied(&client, "greeter-prod", &head(&work)).await;
+    wait_both_applied(&client, &undone, "hello").await;
 
     if !was_running {
         run_script("e2e/demo/down.sh", &["--keep-cluster"]);
