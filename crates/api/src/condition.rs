@@ -67,6 +67,12 @@ pub mod reason {
     pub const WINDOW_CLOSED: &str = "SyncWindowClosed";
     /// The controller is not allowed to do what the spec asks (impersonation, cross-namespace ref).
     pub const ACCESS_DENIED: &str = "AccessDenied";
+    /// An input crossed a named limit (YAML size, alias expansion, nesting, render time, ...);
+    /// the message names the object, the file and the limit.
+    pub const LIMIT_EXCEEDED: &str = "LimitExceeded";
+    /// The source asks for something plumb refuses on purpose (remote bases, helm charts in a
+    /// kustomization, exec functions, non-builtin plugins).
+    pub const UNSUPPORTED: &str = "Unsupported";
 }
 
 /// Condition status values.

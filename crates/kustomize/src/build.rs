@@ -2,13 +2,17 @@
 //! transformers, in kustomize's order.
 
 use crate::config::TransformerConfig;
-use crate::error::Error;
+use crate::error::{ConflictError, Error};
 use crate::fs::{FsError, RootFs};
 use crate::kustomization::{Kustomization, Var};
+use crate::limits::{KUSTOMIZATION_DEPTH_CEILING, Limit, Limits};
 use crate::resource::{Behavior, Resource};
+use crate::yaml::YamlError;
 use crate::{generators, transform, yaml};
 use serde_json::{Map, Value};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// File names a kustomization may have, in the order kustomize looks for them.
 pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
@@ -18,7 +22,9 @@ pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
 #[derive(Default)]
 pub(crate) struct Acc {
     pub res: Vec<Resource>,
-    pub config: TransformerConfig,
+    /// Shared until a kustomization changes it (`configurations`, `crds`), so the many
+    /// accumulators of a large tree cost no copies of the built-in configuration.
+    pub config: std::sync::Arc<TransformerConfig>,
     pub vars: Vec<Var>,
     /// Record built-in transformers on resources (`buildMetadata: [transformerAnnotations]`).
     pub track_transformers: bool,
@@ -32,7 +38,7 @@ impl Acc {
     pub(crate) fn new() -> Self {
         Acc {
             res: Vec::new(),
-            config: TransformerConfig::builtin().clone(),
+            config: TransformerConfig::builtin_shared(),
             vars: Vec::new(),
             track_transformers: false,
             schema: None,
@@ -74,23 +80,21 @@ impl Acc {
         self.res.push(r);
     }
 
-    pub(crate) fn append(&mut self, r: Resource) -> Result<(), String> {
+    pub(crate) fn append(&mut self, r: Resource) -> Result<(), ConflictError> {
         let id = r.id();
         if self
             .named(&id.name)
             .into_iter()
             .any(|i| self.res[i].has_id(&id))
         {
-            return Err(format!(
-                "may not add resource with an already registered id: {id}"
-            ));
+            return Err(ConflictError::DuplicateId(id.to_string()));
         }
         self.push_indexed(r);
         Ok(())
     }
 
-    fn merge(&mut self, other: Acc) -> Result<(), String> {
-        self.config.merge(&other.config)?;
+    fn merge(&mut self, other: Acc) -> Result<(), ConflictError> {
+        self.merge_config(&other.config)?;
         for v in other.vars {
             self.merge_var(v)?;
         }
@@ -100,16 +104,27 @@ impl Acc {
         Ok(())
     }
 
-    fn merge_var(&mut self, v: Var) -> Result<(), String> {
+    /// Add another configuration's specs (copying this one only when that changes it).
+    pub(crate) fn merge_config(
+        &mut self,
+        other: &std::sync::Arc<TransformerConfig>,
+    ) -> Result<(), ConflictError> {
+        if std::sync::Arc::ptr_eq(&self.config, other) || self.config == *other {
+            return Ok(());
+        }
+        std::sync::Arc::make_mut(&mut self.config).merge(other)
+    }
+
+    fn merge_var(&mut self, v: Var) -> Result<(), ConflictError> {
         if self.vars.iter().any(|e| e.name == v.name) {
-            return Err(format!("var '{}' already encountered", v.name));
+            return Err(ConflictError::DuplicateVar(v.name));
         }
         self.vars.push(v);
         Ok(())
     }
 
     /// Add a generated resource, merging into or replacing an existing one as its behavior asks.
-    pub(crate) fn absorb(&mut self, mut r: Resource) -> Result<(), String> {
+    pub(crate) fn absorb(&mut self, mut r: Resource) -> Result<(), ConflictError> {
         let id = r.id();
         let mut matches: Vec<usize> = self
             .named(&id.name)
@@ -123,7 +138,7 @@ impl Acc {
         match matches.as_slice() {
             [] => match r.behavior {
                 Behavior::Merge | Behavior::Replace => {
-                    Err(format!("id {id} does not exist; cannot merge or replace"))
+                    Err(ConflictError::NothingToMerge(id.to_string()))
                 }
                 Behavior::Create => self.append(r),
             },
@@ -131,7 +146,7 @@ impl Acc {
                 let old = &self.res[*i];
                 match r.behavior {
                     Behavior::Create => {
-                        return Err(format!("id {id} exists; behavior must be merge or replace"));
+                        return Err(ConflictError::AlreadyExists(id.to_string()));
                     }
                     Behavior::Replace => generators::copy_merge_metadata(&mut r, old),
                     Behavior::Merge => {
@@ -147,9 +162,7 @@ impl Acc {
                 self.invalidate();
                 Ok(())
             }
-            _ => Err(format!(
-                "found multiple objects that could accept merge of {id}"
-            )),
+            _ => Err(ConflictError::ManyMergeTargets(id.to_string())),
         }
     }
 }
@@ -177,14 +190,85 @@ impl Target {
     }
 
     pub(crate) fn fs_err(&self, e: FsError) -> Error {
+        let kustomization = self.file.clone();
         match e {
             FsError::Outside(path) => Error::OutsideRoot {
-                kustomization: self.file.clone(),
+                kustomization,
                 path,
             },
-            other => self.err(other.to_string()),
+            FsError::NotFound(path) => Error::NotFound {
+                kustomization,
+                path,
+            },
+            FsError::Io(path, source) => Error::Io {
+                kustomization,
+                path,
+                source,
+            },
+            FsError::TooLarge { path, size, max } => Error::Limit {
+                kustomization,
+                file: path,
+                limit: Limit::FileBytes { size, max },
+            },
         }
     }
+
+    /// A YAML error in `what` (`resource x.yaml`, `inline patch`, ...): a crossed limit names the
+    /// limit, anything else is a YAML error.
+    pub(crate) fn yaml_err(&self, what: impl Into<String>, e: YamlError) -> Error {
+        match e {
+            YamlError::Limit(limit) => self.limit_err(what, limit),
+            source => Error::Yaml {
+                kustomization: self.file.clone(),
+                what: what.into(),
+                source,
+            },
+        }
+    }
+
+    /// A limit crossed while reading or building `file`.
+    pub(crate) fn limit_err(&self, file: impl Into<String>, limit: Limit) -> Error {
+        Error::Limit {
+            kustomization: self.file.clone(),
+            file: file.into(),
+            limit,
+        }
+    }
+
+    /// Resources, vars or field specs collided while `step` added them.
+    pub(crate) fn conflict_err(
+        &self,
+        step: impl Into<String>,
+    ) -> impl FnOnce(ConflictError) -> Error + '_ {
+        let step = step.into();
+        move |source| Error::Conflict {
+            kustomization: self.file.clone(),
+            step,
+            source,
+        }
+    }
+
+    /// A transformer step failed.
+    pub(crate) fn transform_err(
+        &self,
+        step: impl Into<String>,
+    ) -> impl FnOnce(crate::error::TransformError) -> Error + '_ {
+        let step = step.into();
+        move |source| Error::Transform {
+            kustomization: self.file.clone(),
+            step,
+            source,
+        }
+    }
+}
+
+/// What a build has spent so far, against its [`Limits`].
+struct Budget {
+    limits: Limits,
+    files: Cell<usize>,
+    bytes: Cell<u64>,
+    started: Instant,
+    timeout: Option<Duration>,
 }
 
 /// Builds one tree; holds the root and the stack of directories being built (for cycles).
@@ -195,6 +279,7 @@ pub(crate) struct Builder<'a> {
     /// The first custom OpenAPI schema met (kustomize keeps one for the whole build).
     schema: Option<std::sync::Arc<crate::schema::CustomSchema>>,
     stack: Vec<PathBuf>,
+    budget: Budget,
 }
 
 /// `true` for resource strings kustomize would fetch over the network.
@@ -209,13 +294,81 @@ pub(crate) fn is_remote(s: &str) -> bool {
 }
 
 impl<'a> Builder<'a> {
-    pub(crate) fn new(fs: &'a RootFs) -> Self {
+    pub(crate) fn new(fs: &'a RootFs, limits: &Limits, timeout: Option<Duration>) -> Self {
         Builder {
             fs,
             stack: Vec::new(),
             track_transformers: false,
             schema: None,
+            budget: Budget {
+                limits: limits.clone(),
+                files: Cell::new(0),
+                bytes: Cell::new(0),
+                started: Instant::now(),
+                timeout,
+            },
         }
+    }
+
+    /// The limits of this build.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.budget.limits
+    }
+
+    /// Fail once the build has run past its deadline; called at every file read and step.
+    pub(crate) fn check_deadline(&self, t: &Target) -> Result<(), Error> {
+        match self.budget.timeout {
+            Some(after) if self.budget.started.elapsed() > after => {
+                Err(t.limit_err(t.file.clone(), Limit::Deadline { after }))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Read a resolved file, counting it against the build's file and byte limits; at most
+    /// `max` bytes (besides the per-file limit) when given.
+    pub(crate) fn read_bytes(
+        &self,
+        t: &Target,
+        path: &Path,
+        max: Option<u64>,
+    ) -> Result<Vec<u8>, Error> {
+        self.check_deadline(t)?;
+        let b = &self.budget;
+        let files = b.files.get() + 1;
+        b.files.set(files);
+        if files > b.limits.max_files {
+            return Err(t.limit_err(
+                self.fs.show(path),
+                Limit::Files {
+                    max: b.limits.max_files,
+                },
+            ));
+        }
+        let left = b.limits.max_read_bytes.saturating_sub(b.bytes.get());
+        let file_max = max.map_or(b.limits.max_file_bytes, |m| m.min(b.limits.max_file_bytes));
+        let bytes = match self.fs.read(path, file_max.min(left)) {
+            Err(FsError::TooLarge { path, .. }) if left < file_max => {
+                return Err(t.limit_err(
+                    path,
+                    Limit::ReadBytes {
+                        max: b.limits.max_read_bytes,
+                    },
+                ));
+            }
+            Err(FsError::TooLarge { path, size, .. }) => {
+                return Err(t.limit_err(
+                    path,
+                    Limit::FileBytes {
+                        size,
+                        max: file_max,
+                    },
+                ));
+            }
+            other => other.map_err(|e| t.fs_err(e))?,
+        };
+        b.bytes.set(b.bytes.get() + bytes.len() as u64);
+        Ok(bytes)
     }
 
     /// Find and parse the kustomization file of `dir`.
@@ -233,33 +386,29 @@ impl<'a> Builder<'a> {
             }
             [one] => *one,
             _ => {
-                return Err(Error::Build {
-                    kustomization: self.fs.show(dir),
-                    message: format!("found multiple kustomization files: {}", present.join(", ")),
+                return Err(Error::MultipleKustomizations {
+                    dir: self.fs.show(dir),
+                    files: present.join(", "),
                 });
             }
         };
-        let file = self.fs.show(&dir.join(name));
-        let path = self.fs.resolve(dir, name).map_err(|e| Error::OutsideRoot {
-            kustomization: file.clone(),
-            path: e.to_string(),
-        })?;
-        let bytes = self.fs.read(&path).map_err(|e| Error::Build {
-            kustomization: file.clone(),
-            message: e.to_string(),
-        })?;
-        let text = String::from_utf8_lossy(&bytes);
-        let k = Kustomization::from_yaml(&text).map_err(|m| Error::Build {
-            kustomization: file.clone(),
-            message: format!("invalid kustomization: {m}"),
-        })?;
-        Ok(Target {
+        let mut target = Target {
             dir: dir.to_path_buf(),
-            file,
+            file: self.fs.show(&dir.join(name)),
             file_name: name.to_string(),
-            k,
+            k: Kustomization::default(),
             origin: None,
-        })
+        };
+        let path = self.fs.resolve(dir, name).map_err(|e| target.fs_err(e))?;
+        let bytes = self.read_bytes(&target, &path, None)?;
+        let text = String::from_utf8_lossy(&bytes);
+        target.k = Kustomization::from_yaml(&text).map_err(|e| match e {
+            crate::kustomization::ParseError::Yaml(y) => {
+                target.yaml_err("invalid kustomization", y)
+            }
+            other => target.err(format!("invalid kustomization: {other}")),
+        })?;
+        Ok(target)
     }
 
     /// Check a target for what this engine refuses and for malformed kind/apiVersion.
@@ -321,27 +470,30 @@ impl<'a> Builder<'a> {
             let text = self.read_text(t, &file)?;
             if self.schema.is_none() {
                 let parsed = crate::schema::CustomSchema::parse(&text)
-                    .map_err(|m| t.err(format!("openapi schema {path}: {m}")))?;
+                    .map_err(|e| t.yaml_err(format!("openapi schema {path}"), e))?;
                 self.schema = Some(std::sync::Arc::new(parsed));
             }
         }
         acc.schema = self.schema.clone();
         for r in &t.k.resources {
+            self.check_deadline(t)?;
             self.accumulate_resource(t, &mut acc, r)?;
         }
         for c in &t.k.configurations {
             let path = self.fs.resolve(&t.dir, c).map_err(|e| t.fs_err(e))?;
             let text = self.read_text(t, &path)?;
             let cfg = TransformerConfig::from_yaml(&text)
-                .map_err(|m| t.err(format!("configuration {c}: {m}")))?;
-            acc.config.merge(&cfg).map_err(|m| t.err(m))?;
+                .map_err(|e| t.yaml_err(format!("configuration {c}"), e))?;
+            acc.merge_config(&std::sync::Arc::new(cfg))
+                .map_err(t.conflict_err(""))?;
         }
         for c in &t.k.crds {
             let path = self.fs.resolve(&t.dir, c).map_err(|e| t.fs_err(e))?;
             let text = self.read_text(t, &path)?;
             let cfg = crate::crds::config_from_crds(&text)
-                .map_err(|m| t.err(format!("crds {c}: {m}")))?;
-            acc.config.merge(&cfg).map_err(|m| t.err(m))?;
+                .map_err(|e| t.yaml_err(format!("crds {c}"), e))?;
+            acc.merge_config(&std::sync::Arc::new(cfg))
+                .map_err(t.conflict_err(""))?;
         }
         generators::run(self, t, &mut acc)?;
         for c in &t.k.components {
@@ -369,12 +521,20 @@ impl<'a> Builder<'a> {
         transform::run_plugins(self, t, &mut acc)?;
         acc.invalidate();
         for v in &t.k.vars {
-            acc.merge_var(v.clone()).map_err(|m| t.err(m))?;
+            acc.merge_var(v.clone()).map_err(t.conflict_err(""))?;
         }
         Ok(acc)
     }
 
     fn enter(&mut self, t: &Target, dir: &Path) -> Result<Target, Error> {
+        let max = self
+            .budget
+            .limits
+            .max_kustomization_depth
+            .min(KUSTOMIZATION_DEPTH_CEILING);
+        if self.stack.len() >= max {
+            return Err(t.limit_err(self.fs.show(dir), Limit::KustomizationDepth { max }));
+        }
         if self.stack.iter().any(|d| d == dir) {
             return Err(t.err(format!(
                 "cycle detected: {} is already being built",
@@ -391,7 +551,7 @@ impl<'a> Builder<'a> {
     }
 
     pub(crate) fn read_text(&self, t: &Target, path: &Path) -> Result<String, Error> {
-        let bytes = self.fs.read(path).map_err(|e| t.fs_err(e))?;
+        let bytes = self.read_bytes(t, path, None)?;
         String::from_utf8(bytes).map_err(|_| t.err(format!("{} is not UTF-8", self.fs.show(path))))
     }
 
@@ -399,10 +559,11 @@ impl<'a> Builder<'a> {
     pub(crate) fn resolve_local_file(&self, t: &Target, rel: &str) -> Result<PathBuf, Error> {
         let path = self.fs.resolve(&t.dir, rel).map_err(|e| t.fs_err(e))?;
         if !path.starts_with(&t.dir) {
-            return Err(t.err(format!(
-                "security; file '{rel}' is not in or below '{}'",
-                self.fs.show(&t.dir)
-            )));
+            return Err(Error::NotLocal {
+                kustomization: t.file.clone(),
+                file: rel.to_string(),
+                dir: self.fs.show(&t.dir),
+            });
         }
         Ok(path)
     }
@@ -418,17 +579,18 @@ impl<'a> Builder<'a> {
             sub.origin = t.origin.as_ref().map(|o| join_origin(o, r));
             let sub_acc = self.accumulate_new(&sub);
             self.stack.pop();
-            acc.merge(sub_acc?).map_err(|m| t.err(m))?;
+            acc.merge(sub_acc?).map_err(t.conflict_err(""))?;
             return Ok(());
         }
         if !path.starts_with(&t.dir) {
-            return Err(t.err(format!(
-                "security; file '{r}' is not in or below '{}'",
-                self.fs.show(&t.dir)
-            )));
+            return Err(Error::NotLocal {
+                kustomization: t.file.clone(),
+                file: r.to_string(),
+                dir: self.fs.show(&t.dir),
+            });
         }
         let text = self.read_text(t, &path)?;
-        let objs = parse_resources(&text).map_err(|m| t.err(format!("resource {r}: {m}")))?;
+        let objs = parse_resources(&text).map_err(|e| t.yaml_err(format!("resource {r}"), e))?;
         let top_level_list = crate::yaml::parse_documents(&text, crate::yaml::ScalarMode::Text)
             .is_ok_and(|d| d.iter().any(Value::is_array));
         if top_level_list {
@@ -446,7 +608,7 @@ impl<'a> Builder<'a> {
             }
             let mut res = Resource::new(obj);
             res.origin = t.origin.as_ref().map(|o| join_origin(o, r));
-            acc.append(res).map_err(|m| t.err(m))?;
+            acc.append(res).map_err(t.conflict_err(""))?;
         }
         Ok(())
     }
@@ -473,8 +635,8 @@ pub(crate) fn join_origin(base: &str, rel: &str) -> String {
 }
 
 /// Parse a stream of resources: skip empty documents, expand `*List` kinds.
-pub(crate) fn parse_resources(text: &str) -> Result<Vec<Map<String, Value>>, String> {
-    let docs = yaml::parse_documents(text, yaml::ScalarMode::Typed).map_err(|e| e.to_string())?;
+pub(crate) fn parse_resources(text: &str) -> Result<Vec<Map<String, Value>>, YamlError> {
+    let docs = yaml::parse_documents(text, yaml::ScalarMode::Typed)?;
     let mut out = Vec::new();
     for doc in docs {
         match doc {
@@ -486,17 +648,21 @@ pub(crate) fn parse_resources(text: &str) -> Result<Vec<Map<String, Value>>, Str
                     match item {
                         Value::Object(m) => push_object(m, &mut out)?,
                         Value::Null => {}
-                        _ => return Err("expected a mapping in the list".to_string()),
+                        _ => {
+                            return Err(YamlError::Structure(
+                                "expected a mapping in the list".into(),
+                            ));
+                        }
                     }
                 }
             }
-            _ => return Err("expected a YAML mapping".to_string()),
+            _ => return Err(YamlError::Structure("expected a YAML mapping".into())),
         }
     }
     Ok(out)
 }
 
-fn push_object(m: Map<String, Value>, out: &mut Vec<Map<String, Value>>) -> Result<(), String> {
+fn push_object(m: Map<String, Value>, out: &mut Vec<Map<String, Value>>) -> Result<(), YamlError> {
     let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind.ends_with("List") && m.contains_key("items") {
         if let Some(Value::Array(items)) = m.get("items") {
@@ -509,7 +675,7 @@ fn push_object(m: Map<String, Value>, out: &mut Vec<Map<String, Value>>) -> Resu
         return Ok(());
     }
     if !m.contains_key("kind") {
-        return Err("missing kind in object".to_string());
+        return Err(YamlError::Structure("missing kind in object".into()));
     }
     out.push(m);
     Ok(())

@@ -1,6 +1,7 @@
 //! Transformer configuration: which fields of which kinds the built-in transformers touch.
 //! The defaults mirror kustomize's built-in configuration; `configurations:` files add to them.
 
+use crate::error::ConflictError;
 use crate::kustomization::FieldSpec;
 use crate::resource::Gvk;
 use serde::Deserialize;
@@ -59,19 +60,26 @@ impl TransformerConfig {
         })
     }
 
+    /// The built-in configuration, shared.
+    pub(crate) fn builtin_shared() -> std::sync::Arc<TransformerConfig> {
+        static SHARED: OnceLock<std::sync::Arc<TransformerConfig>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| std::sync::Arc::new(TransformerConfig::builtin().clone()))
+            .clone()
+    }
+
     /// Parse a `configurations:` file.
-    pub(crate) fn from_yaml(text: &str) -> Result<TransformerConfig, String> {
-        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Text)
-            .map_err(|e| e.to_string())?;
+    pub(crate) fn from_yaml(text: &str) -> Result<TransformerConfig, crate::yaml::YamlError> {
+        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Text)?;
         let doc = docs.into_iter().next().unwrap_or(Value::Null);
         if doc.is_null() {
             return Ok(TransformerConfig::default());
         }
-        serde_json::from_value(doc).map_err(|e| e.to_string())
+        serde_json::from_value(doc).map_err(|e| crate::yaml::YamlError::Structure(e.to_string()))
     }
 
     /// Add another configuration's specs, refusing specs that contradict existing ones.
-    pub(crate) fn merge(&mut self, other: &TransformerConfig) -> Result<(), String> {
+    pub(crate) fn merge(&mut self, other: &TransformerConfig) -> Result<(), ConflictError> {
         merge_specs(&mut self.name_prefix, &other.name_prefix)?;
         merge_specs(&mut self.name_suffix, &other.name_suffix)?;
         merge_specs(&mut self.common_labels, &other.common_labels)?;
@@ -96,16 +104,16 @@ impl TransformerConfig {
     }
 }
 
-fn merge_specs(into: &mut Vec<FieldSpec>, from: &[FieldSpec]) -> Result<(), String> {
+fn merge_specs(into: &mut Vec<FieldSpec>, from: &[FieldSpec]) -> Result<(), ConflictError> {
     for fs in from {
         match into.iter().find(|e| {
             e.group == fs.group && e.version == fs.version && e.kind == fs.kind && e.path == fs.path
         }) {
             Some(e) if e.create != fs.create => {
-                return Err(format!(
-                    "conflicting fieldspecs for path {} of kind {:?}",
-                    fs.path, fs.kind
-                ));
+                return Err(ConflictError::FieldSpecs {
+                    path: fs.path.clone(),
+                    kind: fs.kind.clone(),
+                });
             }
             Some(_) => {}
             None => into.push(fs.clone()),

@@ -7,9 +7,8 @@ use crate::kustomization::FieldSpec;
 use serde_json::{Map, Value};
 
 /// Read the transformer configuration a `crds:` file declares.
-pub(crate) fn config_from_crds(text: &str) -> Result<TransformerConfig, String> {
-    let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Typed)
-        .map_err(|e| e.to_string())?;
+pub(crate) fn config_from_crds(text: &str) -> Result<TransformerConfig, crate::yaml::YamlError> {
+    let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Typed)?;
     let mut cfg = TransformerConfig::default();
     for doc in docs {
         let Value::Object(defs) = doc else { continue };

@@ -1,7 +1,7 @@
 //! File access confined to a root directory: nothing outside it is read, whether reached by
 //! `..` or by a symlink.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 /// What went wrong reaching a file.
@@ -13,6 +13,15 @@ pub(crate) enum FsError {
     NotFound(String),
     /// Any other I/O failure.
     Io(String, io::Error),
+    /// The file is larger than the caller allows.
+    TooLarge {
+        /// The file, relative to the root.
+        path: String,
+        /// Its size (at least; a growing file may be larger).
+        size: u64,
+        /// What the caller allowed.
+        max: u64,
+    },
 }
 
 impl std::fmt::Display for FsError {
@@ -21,6 +30,9 @@ impl std::fmt::Display for FsError {
             FsError::Outside(p) => write!(f, "{p} is outside the build root"),
             FsError::NotFound(p) => write!(f, "{p} does not exist"),
             FsError::Io(p, e) => write!(f, "{p}: {e}"),
+            FsError::TooLarge { path, size, max } => {
+                write!(f, "{path}: {size} bytes, more than {max}")
+            }
         }
     }
 }
@@ -86,9 +98,34 @@ impl RootFs {
         }
     }
 
-    /// Read a file already resolved by [`RootFs::resolve`].
-    pub(crate) fn read(&self, path: &Path) -> Result<Vec<u8>, FsError> {
-        std::fs::read(path).map_err(|e| FsError::Io(self.show(path), e))
+    /// Read a file already resolved by [`RootFs::resolve`], refusing one of more than `max`
+    /// bytes before reading it (and while reading, should it grow).
+    pub(crate) fn read(&self, path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
+        let io_err = |e: io::Error| {
+            if e.kind() == io::ErrorKind::NotFound {
+                FsError::NotFound(self.show(path))
+            } else {
+                FsError::Io(self.show(path), e)
+            }
+        };
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        let size = file.metadata().map_err(io_err)?.len();
+        let too_large = |size| FsError::TooLarge {
+            path: self.show(path),
+            size,
+            max,
+        };
+        if size > max {
+            return Err(too_large(size));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        file.take(max.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() as u64 > max {
+            return Err(too_large(bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 }
 
@@ -136,5 +173,26 @@ mod tests {
                 Err(FsError::Outside(_))
             ));
         }
+    }
+
+    #[test]
+    fn files_over_the_allowed_size_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), "0123456789").unwrap();
+        let fs = RootFs::new(dir.path()).unwrap();
+        let f = fs.root().join("f");
+        assert_eq!(fs.read(&f, 10).unwrap().len(), 10);
+        assert!(matches!(
+            fs.read(&f, 9),
+            Err(FsError::TooLarge {
+                size: 10,
+                max: 9,
+                ..
+            })
+        ));
+        assert!(matches!(
+            fs.read(&fs.root().join("missing"), 9),
+            Err(FsError::NotFound(_))
+        ));
     }
 }

@@ -3,6 +3,7 @@
 use crate::build::{Acc, Builder, Target};
 use crate::error::Error;
 use crate::kustomization::{GeneratorArgs, GeneratorOptions};
+use crate::limits::Limit;
 use crate::resource::{Behavior, Resource};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -14,12 +15,12 @@ pub(crate) fn run(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<(), Erro
     for g in &t.k.config_map_generator {
         let r = generate(b, t, g, false)?;
         acc.absorb(r)
-            .map_err(|m| t.err(format!("configMapGenerator {}: {m}", g.name)))?;
+            .map_err(t.conflict_err(format!("configMapGenerator {}", g.name)))?;
     }
     for g in &t.k.secret_generator {
         let r = generate(b, t, g, true)?;
         acc.absorb(r)
-            .map_err(|m| t.err(format!("secretGenerator {}: {m}", g.name)))?;
+            .map_err(t.conflict_err(format!("secretGenerator {}", g.name)))?;
     }
     crate::transform::run_generator_plugins(b, t, acc)
 }
@@ -45,12 +46,42 @@ fn merged_options(
     out
 }
 
-/// Key/value pairs from env files, literals and files, in kustomize's order.
-fn pairs(b: &Builder<'_>, t: &Target, g: &GeneratorArgs) -> Result<Vec<(String, Vec<u8>)>, Error> {
+/// Key/value pairs from env files, literals and files, in kustomize's order, holding no more
+/// than the API server stores in one object.
+fn pairs(
+    b: &Builder<'_>,
+    t: &Target,
+    g: &GeneratorArgs,
+    kind: &'static str,
+) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    let max = b.limits().max_generated_bytes;
+    let too_large = |size: u64| {
+        t.limit_err(
+            format!("{} {}", kind_field(kind), g.name),
+            Limit::GeneratedBytes {
+                kind,
+                name: g.name.clone(),
+                size,
+                max,
+            },
+        )
+    };
+    // A source larger than the object may hold is refused before it is read.
+    let read_capped = |path: &std::path::Path| {
+        b.read_bytes(t, path, Some(max)).map_err(|e| match e {
+            Error::Limit {
+                limit: Limit::FileBytes { size, .. },
+                ..
+            } => too_large(size),
+            other => other,
+        })
+    };
     let mut out = Vec::new();
     for env in &g.envs {
         let path = b.resolve_local_file(t, env)?;
-        let text = b.read_text(t, &path)?;
+        let bytes = read_capped(&path)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| t.err(format!("{} is not UTF-8", b.fs.show(&path))))?;
         for (i, line) in text.lines().enumerate() {
             let line = if i == 0 {
                 line.trim_start_matches('\u{feff}')
@@ -99,8 +130,12 @@ fn pairs(b: &Builder<'_>, t: &Target, g: &GeneratorArgs) -> Result<Vec<(String, 
         if path.is_dir() {
             return Err(t.err(format!("file source {file} is a directory")));
         }
-        let bytes = b.fs.read(&path).map_err(|e| t.fs_err(e))?;
+        let bytes = read_capped(&path)?;
         out.push((key, bytes));
+    }
+    let size: u64 = out.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum();
+    if size > max {
+        return Err(too_large(size));
     }
     let mut seen = std::collections::HashSet::new();
     for (k, _) in &out {
@@ -118,6 +153,15 @@ fn pairs(b: &Builder<'_>, t: &Target, g: &GeneratorArgs) -> Result<Vec<(String, 
         }
     }
     Ok(out)
+}
+
+/// The kustomization field of a generator kind, for messages.
+fn kind_field(kind: &str) -> &'static str {
+    if kind == "Secret" {
+        "secretGenerator"
+    } else {
+        "configMapGenerator"
+    }
 }
 
 fn remove_quotes(s: &str) -> &str {
@@ -175,7 +219,8 @@ fn generate(
     }
     let mut data = Map::new();
     let mut binary = Map::new();
-    for (k, v) in pairs(b, t, g)? {
+    let kind = if secret { "Secret" } else { "ConfigMap" };
+    for (k, v) in pairs(b, t, g, kind)? {
         if secret {
             data.insert(k, Value::String(wrapped_base64(&v)));
         } else {

@@ -1,20 +1,23 @@
 //! RFC 6902 JSON patches (add, remove, replace, move, copy, test) over JSON values.
 
+use crate::yaml::YamlError;
 use serde_json::Value;
 
 /// Parse a JSON patch given as JSON or YAML text into its operations.
-pub(crate) fn parse(text: &str) -> Result<Vec<Value>, String> {
+pub(crate) fn parse(text: &str) -> Result<Vec<Value>, YamlError> {
     let trimmed = text.trim_start();
     let doc = if trimmed.starts_with('[') {
-        serde_json::from_str(trimmed).map_err(|e| e.to_string())?
+        // JSON nests no deeper than YAML may: serde_json stops at 128 levels.
+        serde_json::from_str(trimmed).map_err(|e| YamlError::Syntax(e.to_string()))?
     } else {
-        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Typed)
-            .map_err(|e| e.to_string())?;
+        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Typed)?;
         docs.into_iter().next().unwrap_or(Value::Null)
     };
     match doc {
         Value::Array(ops) => Ok(ops),
-        _ => Err("a JSON patch must be a list of operations".to_string()),
+        _ => Err(YamlError::Structure(
+            "a JSON patch must be a list of operations".into(),
+        )),
     }
 }
 

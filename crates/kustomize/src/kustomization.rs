@@ -551,16 +551,32 @@ const FIELDS: &[&str] = &[
     "buildMetadata",
 ];
 
+/// Why a kustomization's text is not a kustomization.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// Not YAML, or YAML over the [`limits`](crate::limits).
+    #[error("{0}")]
+    Yaml(#[from] crate::yaml::YamlError),
+    /// The document is a list or a scalar.
+    #[error("kustomization must be a YAML mapping")]
+    NotAMapping,
+    /// The document has no fields.
+    #[error("kustomization.yaml is empty")]
+    Empty,
+    /// A field is unknown or has the wrong type.
+    #[error("{0}")]
+    Field(String),
+}
+
 impl Kustomization {
     /// Read a kustomization from its YAML text.
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Text)
-            .map_err(|e| e.to_string())?;
+    pub fn from_yaml(text: &str) -> Result<Self, ParseError> {
+        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Text)?;
         let doc = docs.into_iter().next().unwrap_or(Value::Null);
         let mut map = match doc {
             Value::Object(m) => m,
             Value::Null => serde_json::Map::new(),
-            _ => return Err("kustomization must be a YAML mapping".to_string()),
+            _ => return Err(ParseError::NotAMapping),
         };
         let keys: Vec<String> = map.keys().cloned().collect();
         for k in keys {
@@ -575,7 +591,7 @@ impl Kustomization {
             }
         }
         if map.is_empty() {
-            return Err("kustomization.yaml is empty".to_string());
+            return Err(ParseError::Empty);
         }
         // `resources:` with nothing after it means no resources, as in Go.
         map.retain(|_, v| !v.is_null());
@@ -588,8 +604,8 @@ impl Kustomization {
                 }
             }
         }
-        let mut k: Kustomization =
-            serde_json::from_value(Value::Object(map)).map_err(|e| e.to_string())?;
+        let mut k: Kustomization = serde_json::from_value(Value::Object(map))
+            .map_err(|e| ParseError::Field(e.to_string()))?;
         k.fix_legacy_fields();
         Ok(k)
     }

@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Remote bases, helm charts, exec/container functions and non-builtin plugins are refused.
-//! Builds share no state, so any number may run in parallel.
+//! Builds share no state, so any number may run in parallel. Each runs on a thread of its own
+//! with a known stack ([`limits::BUILD_STACK_BYTES`]) and is held to the [`limits`] in its
+//! options, so a hostile tree costs an [`Error`] naming the limit, never the process.
 
 mod build;
 mod config;
@@ -22,8 +24,11 @@ mod error;
 mod fieldspec;
 mod fs;
 mod generators;
+#[cfg(feature = "hostile-trees")]
+pub mod hostile;
 mod jsonpatch;
 mod kustomization;
+pub mod limits;
 mod nameref;
 mod order;
 mod replacement;
@@ -35,17 +40,19 @@ mod transform;
 mod vars;
 pub mod yaml;
 
-pub use error::Error;
+pub use error::{Error, TransformError};
 pub use kustomization::{
     FieldOptions, FieldSpec, GeneratorArgs, GeneratorOptions, Image, Kustomization, Label,
-    LegacySortOptions, Patch, ReplacementField, ReplacementSource, ReplacementTarget, Replica,
-    Selector, SortOptions, Var, VarField, VarTarget,
+    LegacySortOptions, ParseError, Patch, ReplacementField, ReplacementSource, ReplacementTarget,
+    Replica, Selector, SortOptions, Var, VarField, VarTarget,
 };
+pub use limits::{Limit, Limits};
 pub use resource::{Gvk, ResId, Resource};
 
 use build::{Builder, Target};
 use serde_json::Value;
 use std::path::Path;
+use std::time::Duration;
 
 /// Output order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,15 +69,55 @@ pub enum Reorder {
 pub struct BuildOptions {
     /// Output order when the kustomization has no `sortOptions`.
     pub reorder: Reorder,
+    /// What the build may read and expand.
+    pub limits: Limits,
+    /// How long the build may run (checked at every file read and step); none by default.
+    pub timeout: Option<Duration>,
 }
 
 /// Build the kustomization in directory `path`, reading nothing outside `root`.
 pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Resource>, Error> {
-    let fs = root_fs(root)?;
-    let dir = resolve_dir(&fs, path)?;
-    let mut b = Builder::new(&fs);
-    let target = b.load_target(&dir)?;
-    run(&mut b, target, opts)
+    on_build_thread(path, opts, || {
+        let fs = root_fs(root)?;
+        let dir = resolve_dir(&fs, path)?;
+        let mut b = Builder::new(&fs, &opts.limits, opts.timeout);
+        let target = b.load_target(&dir)?;
+        run(&mut b, target, opts)
+    })
+}
+
+/// Run a build on a thread with a stack of [`limits::BUILD_STACK_BYTES`] and the build's alias
+/// budget; a panic (a bug) becomes an error rather than taking the caller down.
+fn on_build_thread(
+    path: &Path,
+    opts: &BuildOptions,
+    f: impl FnOnce() -> Result<Vec<Resource>, Error> + Send,
+) -> Result<Vec<Resource>, Error> {
+    let shown = path.display().to_string();
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("kustomize-build".into())
+            .stack_size(limits::BUILD_STACK_BYTES)
+            .spawn_scoped(s, || {
+                yaml::with_alias_budget(opts.limits.max_alias_nodes, f)
+            })
+            .map_err(|source| Error::Io {
+                kustomization: shown.clone(),
+                path: "(build thread)".into(),
+                source,
+            })?;
+        handle.join().unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(Error::Build {
+                kustomization: shown.clone(),
+                message: format!("the build failed unexpectedly: {what}"),
+            })
+        })
+    })
 }
 
 /// Build a kustomization given as data, as if its file were in directory `dir` (inside `root`).
@@ -82,21 +129,22 @@ pub fn build_kustomization(
     kustomization: &Kustomization,
     opts: &BuildOptions,
 ) -> Result<Vec<Resource>, Error> {
-    let fs = root_fs(root)?;
-    let dir = resolve_dir(&fs, dir)?;
-    let mut k = kustomization.clone();
-    k.fix_legacy_fields();
-    let b = Builder::new(&fs);
-    let file = format!("{} (generated)", fs.show(&dir.join("kustomization.yaml")));
-    let target = Target {
-        dir,
-        file,
-        file_name: "kustomization.yaml".into(),
-        k,
-        origin: None,
-    };
-    let mut b = b;
-    run(&mut b, target, opts)
+    on_build_thread(dir, opts, || {
+        let fs = root_fs(root)?;
+        let dir = resolve_dir(&fs, dir)?;
+        let mut k = kustomization.clone();
+        k.fix_legacy_fields();
+        let mut b = Builder::new(&fs, &opts.limits, opts.timeout);
+        let file = format!("{} (generated)", fs.show(&dir.join("kustomization.yaml")));
+        let target = Target {
+            dir,
+            file,
+            file_name: "kustomization.yaml".into(),
+            k,
+            origin: None,
+        };
+        run(&mut b, target, opts)
+    })
 }
 
 fn root_fs(root: &Path) -> Result<fs::RootFs, Error> {

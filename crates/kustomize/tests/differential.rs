@@ -194,6 +194,7 @@ fn fifo_check(dir: &Path, scratch: &Path, checked: &AtomicUsize) -> Option<Strin
     }
     let opts = BuildOptions {
         reorder: plumb_kustomize::Reorder::None,
+        ..BuildOptions::default()
     };
     let ours = match build(dir, &dir.join(&rel), &opts) {
         Ok(objs) => to_yaml(&objs),

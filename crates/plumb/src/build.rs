@@ -45,6 +45,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             Order::Legacy => Reorder::Legacy,
             Order::None => Reorder::None,
         },
+        ..BuildOptions::default()
     };
     let objects = plumb_kustomize::build(&root, &dir, &opts)?;
     let out = plumb_kustomize::to_yaml(&objects);

@@ -8,8 +8,10 @@
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use plumb_api::SyncSpec;
+use plumb_kustomize::{BuildOptions, Limits};
 use serde_json::{Value, json};
 
 use crate::engine;
@@ -43,12 +45,98 @@ pub enum BuildError {
     Kustomize {
         /// The path as written in the spec.
         path: String,
-        /// The engine's message.
-        source: engine::EngineError,
+        /// The engine's error.
+        source: Box<engine::EngineError>,
     },
     /// Variable substitution failed.
     #[error("substitution: {0}")]
     Substitute(#[from] SubstituteError),
+    /// The rendered objects are larger than [`RenderOptions::max_output_bytes`].
+    #[error(
+        "rendered objects take more than {max} bytes (limit max-rendered-size); nothing is published"
+    )]
+    OutputTooLarge {
+        /// The limit.
+        max: u64,
+    },
+}
+
+impl BuildError {
+    /// The engine's error, when kustomize failed.
+    pub fn kustomize(&self) -> Option<&engine::EngineError> {
+        match self {
+            BuildError::Kustomize { source, .. } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// Whether the failure may pass by itself (I/O on the unpacked tree, a build that ran out of
+    /// time on a busy machine): such a verdict is retried, never remembered as the render's.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BuildError::Io { .. } => true,
+            BuildError::Kustomize { source, .. } => {
+                matches!(source.as_ref(), engine::EngineError::Kustomize(e) if e.is_transient())
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether a limit was crossed (of kustomize, YAML, or the render's output).
+    pub fn is_limit(&self) -> bool {
+        matches!(self, BuildError::OutputTooLarge { .. })
+            || self
+                .kustomize()
+                .and_then(engine::EngineError::limit)
+                .is_some()
+    }
+}
+
+/// What a render may read, spend and produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// The kustomize build's limits.
+    pub limits: Limits,
+    /// How long the kustomize build may run.
+    pub timeout: Option<Duration>,
+    /// The largest rendered output, counted as the objects' JSON bytes.
+    pub max_output_bytes: u64,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            timeout: None,
+            max_output_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Counts bytes written, keeping none.
+struct Counter(u64);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Refuses objects whose JSON takes more than `max` bytes.
+fn check_output_size(objects: &[Value], max: u64) -> Result<(), BuildError> {
+    let mut counter = Counter(0);
+    for o in objects {
+        // Writing to a counter cannot fail; a failure would only undercount.
+        let _ = serde_json::to_writer(&mut counter, o);
+        if counter.0 > max {
+            return Err(BuildError::OutputTooLarge { max });
+        }
+    }
+    Ok(())
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
@@ -154,17 +242,31 @@ pub fn generated_kustomization(spec: &SyncSpec, resources: &[String]) -> Value {
 /// Sync's transforms over a directory with its own kustomization.
 const WRAPPER_DIR: &str = ".plumb-render";
 
+/// Renders `spec` over the unpacked source tree at `root` with the default [`RenderOptions`].
+pub fn render(root: &Path, spec: &SyncSpec) -> Result<Vec<Value>, BuildError> {
+    render_with(root, spec, &RenderOptions::default())
+}
+
 /// Renders `spec` over the unpacked source tree at `root`. Files are only read; an empty
 /// [`WRAPPER_DIR`] may be created when the Sync transforms a kustomization.
-pub fn render(root: &Path, spec: &SyncSpec) -> Result<Vec<Value>, BuildError> {
+pub fn render_with(
+    root: &Path,
+    spec: &SyncSpec,
+    opts: &RenderOptions,
+) -> Result<Vec<Value>, BuildError> {
+    let build_opts = BuildOptions {
+        limits: opts.limits.clone(),
+        timeout: opts.timeout,
+        ..BuildOptions::default()
+    };
     let root = root.canonicalize().map_err(io_err(root))?;
     let dir = resolve_path(&root, &spec.path)?;
     let kustomize_err = |source| BuildError::Kustomize {
         path: spec.path.clone(),
-        source,
+        source: Box::new(source),
     };
     let objects = match (has_kustomization(&dir), needs_wrapper(spec)) {
-        (true, false) => engine::build(&root, &dir).map_err(kustomize_err)?,
+        (true, false) => engine::build(&root, &dir, &build_opts).map_err(kustomize_err)?,
         (true, true) => {
             // The Sync's transforms go into a kustomization over the directory's own, placed in
             // an empty directory beside the tree (the engine refuses `.` as a cycle).
@@ -173,18 +275,21 @@ pub fn render(root: &Path, spec: &SyncSpec) -> Result<Vec<Value>, BuildError> {
             let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
             let resource = Path::new("..").join(rel).to_string_lossy().into_owned();
             let k = generated_kustomization(spec, &[resource]);
-            engine::build_generated(&root, &wrapper, &k).map_err(kustomize_err)?
+            engine::build_generated(&root, &wrapper, &k, &build_opts).map_err(kustomize_err)?
         }
         (false, _) => {
             let k = generated_kustomization(spec, &plain_resources(&dir)?);
-            engine::build_generated(&root, &dir, &k).map_err(kustomize_err)?
+            engine::build_generated(&root, &dir, &k, &build_opts).map_err(kustomize_err)?
         }
     };
+    check_output_size(&objects, opts.max_output_bytes)?;
     if spec.substitute.is_empty() {
         // As in Flux, substitution runs only when the Sync asks for it.
         return Ok(objects);
     }
-    Ok(substitute_objects(objects, &spec.substitute)?)
+    let objects = substitute_objects(objects, &spec.substitute)?;
+    check_output_size(&objects, opts.max_output_bytes)?;
+    Ok(objects)
 }
 
 #[cfg(test)]

@@ -54,6 +54,35 @@ pub struct Config {
     #[arg(long, value_parser = parse_secs, default_value = "60")]
     pub fetch_timeout: Duration,
 
+    /// The largest file a render reads, in bytes (limit max-file-size).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_file_size: u64,
+
+    /// The most bytes one render reads, summed over its files (limit max-render-input-size).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_render_input_size: u64,
+
+    /// The most file reads in one render (limit max-render-files).
+    #[arg(long, default_value_t = 10_000)]
+    pub max_render_files: usize,
+
+    /// The longest chain of kustomizations including one another (limit
+    /// max-kustomization-depth; at most 200).
+    #[arg(long, default_value_t = 50)]
+    pub max_kustomization_depth: usize,
+
+    /// The largest rendered output, as JSON bytes of its objects (limit max-rendered-size).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub max_rendered_size: u64,
+
+    /// How long a render may take, before the allowance per MiB of source (limit render-timeout).
+    #[arg(long, value_parser = parse_secs, default_value = "10")]
+    pub render_timeout: Duration,
+
+    /// How much longer a render may take per MiB of unpacked source.
+    #[arg(long, value_parser = parse_secs, default_value = "1")]
+    pub render_timeout_per_mib: Duration,
+
     /// Reconcile only while holding the leader Lease (off by default: one replica needs none).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub leader_election: bool,
@@ -81,6 +110,25 @@ fn parse_secs(s: &str) -> Result<Duration, String> {
 }
 
 impl Config {
+    /// The limits of one render over a source that unpacked to `source_bytes`.
+    pub fn render_options(&self, source_bytes: u64) -> crate::build::RenderOptions {
+        let mib = u32::try_from(source_bytes.div_ceil(1 << 20)).unwrap_or(u32::MAX);
+        let timeout = self
+            .render_timeout
+            .saturating_add(self.render_timeout_per_mib.saturating_mul(mib));
+        crate::build::RenderOptions {
+            limits: plumb_kustomize::Limits {
+                max_file_bytes: self.max_file_size,
+                max_read_bytes: self.max_render_input_size,
+                max_files: self.max_render_files,
+                max_kustomization_depth: self.max_kustomization_depth,
+                ..plumb_kustomize::Limits::default()
+            },
+            timeout: Some(timeout),
+            max_output_bytes: self.max_rendered_size,
+        }
+    }
+
     /// The defaults of every flag, as if none were given.
     pub fn defaults() -> Self {
         #[derive(clap::Parser)]
@@ -117,5 +165,16 @@ mod tests {
         let local = Config::local("/tmp/x".into());
         assert!(!local.leader_election);
         assert_eq!(local.artifact_addr.port(), 0);
+    }
+
+    #[test]
+    fn render_limits_follow_the_flags_and_the_source_size() {
+        let c = Config::defaults();
+        let opts = c.render_options(0);
+        assert_eq!(opts.limits, plumb_kustomize::Limits::default());
+        assert_eq!(opts.timeout, Some(Duration::from_secs(10)));
+        assert_eq!(opts.max_output_bytes, 64 << 20);
+        let big = c.render_options((5 << 20) + 1);
+        assert_eq!(big.timeout, Some(Duration::from_secs(16)), "6 MiB started");
     }
 }

@@ -28,4 +28,4 @@ pub mod sync_controller;
 
 pub use config::{Config, SHARD_LABEL};
 pub use controller::{run, run_with_client};
-pub use error::Error;
+pub use error::{Error, build_reason};

@@ -23,7 +23,7 @@ use crate::controller::backoff;
 use crate::policy::{CompiledPolicy, describe, evaluate};
 use crate::publish::{Rendered, pack};
 use crate::status::{Outcome, render_status, rendered_condition, status_patch};
-use crate::{Error, build};
+use crate::{Error, build, build_reason};
 
 /// The artifact kind segment of rendered artifacts: `<base>/sync/<namespace>/<name>/<file>`.
 pub const ARTIFACT_KIND: &str = "sync";
@@ -213,22 +213,32 @@ async fn render_artifact(
         ..UnpackLimits::default()
     };
     let policies = policies.to_vec();
-    let rendered = tokio::task::spawn_blocking(move || -> Result<_, Box<Outcome>> {
-        let tmp = tempfile::tempdir().map_err(|e| {
-            Box::new(Outcome::failed(
-                reason::ARTIFACT_FAILED,
-                format!("temp dir: {e}"),
+    let config = ctx.config.clone();
+    // An error comes with whether to retry it (a transient failure is never cached).
+    let rendered = tokio::task::spawn_blocking(move || -> Result<_, Box<(Outcome, Next)>> {
+        let artifact_failed = |message: String| {
+            Box::new((
+                Outcome::failed(reason::ARTIFACT_FAILED, message),
+                Next::Retry,
             ))
+        };
+        let tmp = tempfile::tempdir().map_err(|e| artifact_failed(format!("temp dir: {e}")))?;
+        let unpacked = plumb_artifact::unpack_tar_gz(bytes.as_slice(), tmp.path(), limits)
+            .map_err(|e| artifact_failed(e.to_string()))?;
+        let opts = config.render_options(unpacked);
+        let objects = build::render_with(tmp.path(), &spec, &opts).map_err(|e| {
+            let next = if e.is_transient() {
+                Next::Retry
+            } else {
+                Next::Settled
+            };
+            Box::new((Outcome::failed(build_reason(&e), e.to_string()), next))
         })?;
-        plumb_artifact::unpack_tar_gz(bytes.as_slice(), tmp.path(), limits)
-            .map_err(|e| Box::new(Outcome::failed(reason::ARTIFACT_FAILED, e.to_string())))?;
-        let objects = build::render(tmp.path(), &spec)
-            .map_err(|e| Box::new(Outcome::failed(reason::BUILD_FAILED, e.to_string())))?;
         let report = evaluate(&policies, &objects);
         let packed = pack(&objects).map_err(|e| {
-            Box::new(Outcome::failed(
-                reason::BUILD_FAILED,
-                format!("packing: {e}"),
+            Box::new((
+                Outcome::failed(reason::BUILD_FAILED, format!("packing: {e}")),
+                Next::Settled,
             ))
         })?;
         Ok((packed, report))
@@ -236,14 +246,7 @@ async fn render_artifact(
     .await;
     let (packed, report) = match rendered {
         Ok(Ok(r)) => r,
-        Ok(Err(outcome)) => {
-            let outcome = *outcome;
-            let next = match &outcome {
-                Outcome::Failed { reason, .. } if *reason == reason::ARTIFACT_FAILED => Next::Retry,
-                _ => Next::Settled,
-            };
-            return (outcome, next);
-        }
+        Ok(Err(failed)) => return *failed,
         Err(e) => {
             return (
                 Outcome::failed(reason::BUILD_FAILED, format!("render task: {e}")),

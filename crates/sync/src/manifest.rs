@@ -21,6 +21,9 @@ pub enum ManifestError {
         /// The parser's error.
         source: serde_yaml::Error,
     },
+    /// The YAML crosses a limit every YAML plumb reads is held to (nesting, alias expansion).
+    #[error("rendered artifact: {0}")]
+    Limit(#[source] plumb_kustomize::Limit),
     /// A document is not a Kubernetes object.
     #[error("rendered artifact, document {index}: {reason}")]
     NotAnObject {
@@ -94,6 +97,7 @@ pub fn parse_gzip(bytes: &[u8]) -> Result<Vec<Manifest>, ManifestError> {
 
 /// Reads multi-document YAML into its objects, in order; empty documents are skipped.
 pub fn parse_yaml(text: &str) -> Result<Vec<Manifest>, ManifestError> {
+    plumb_kustomize::yaml::check_limits(text).map_err(ManifestError::Limit)?;
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let index = i + 1;
@@ -130,6 +134,14 @@ mod tests {
             err.to_string(),
             "rendered artifact, document 1: metadata.name is missing"
         );
+    }
+
+    #[test]
+    fn yaml_past_the_shared_limits_is_refused() {
+        let deep = format!("{}{}", "[".repeat(150), "]".repeat(150));
+        let err = parse_yaml(&deep).unwrap_err();
+        assert!(matches!(err, ManifestError::Limit(_)), "{err}");
+        assert!(err.to_string().contains("yaml-max-depth"), "{err}");
     }
 
     #[test]

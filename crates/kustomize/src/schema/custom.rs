@@ -40,14 +40,15 @@ fn ref_name(v: &Value) -> Option<&str> {
 
 impl CustomSchema {
     /// Parse a schema document (JSON or YAML) with a `definitions` map.
-    pub(crate) fn parse(text: &str) -> Result<CustomSchema, String> {
-        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Typed)
-            .map_err(|e| e.to_string())?;
+    pub(crate) fn parse(text: &str) -> Result<CustomSchema, crate::yaml::YamlError> {
+        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Typed)?;
         let doc = docs.into_iter().next().unwrap_or(Value::Null);
         let defs = doc
             .get("definitions")
             .and_then(Value::as_object)
-            .ok_or("the schema has no definitions")?;
+            .ok_or_else(|| {
+                crate::yaml::YamlError::Structure("the schema has no definitions".into())
+            })?;
         let names: Vec<&String> = defs.keys().collect();
         let index = |n: &str| names.iter().position(|x| x.as_str() == n);
         let mut out = CustomSchema::default();

@@ -1,6 +1,10 @@
 //! YAML text to JSON values, resolving plain scalars the way go-yaml v3 does
 //! (which is what kustomize reads resources with).
 
+use std::cell::Cell;
+use std::rc::Rc;
+
+use crate::limits::{Limit, YAML_MAX_ALIAS_NODES, YAML_MAX_DEPTH};
 use serde_json::{Map, Number, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::TScalarStyle;
@@ -14,46 +18,97 @@ pub enum ScalarMode {
     Text,
 }
 
-/// A YAML syntax or structure error, with the position it was found at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct YamlError(pub String);
+/// Why YAML text could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum YamlError {
+    /// Not valid YAML; the message carries the position.
+    #[error("{0}")]
+    Syntax(String),
+    /// Valid YAML that cannot become JSON data (a non-scalar key, a bad merge, a repeated key).
+    #[error("{0}")]
+    Structure(String),
+    /// The text crosses one of the [`limits`](crate::limits) every YAML text is held to.
+    #[error("{0}")]
+    Limit(Limit),
+}
 
-impl std::fmt::Display for YamlError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl YamlError {
+    /// The limit crossed, when that is why.
+    pub fn limit(&self) -> Option<&Limit> {
+        match self {
+            YamlError::Limit(l) => Some(l),
+            _ => None,
+        }
     }
 }
 
-/// A parsed node before scalar resolution, so anchors can be replayed.
+/// A parsed node before scalar resolution. Children are shared, so an alias costs a pointer
+/// while parsing; its size counts against the alias limits, since resolution copies it.
 #[derive(Clone, Debug)]
 enum Node {
     Scalar(String, TScalarStyle, Option<Tag>),
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>, usize),
+    Seq(Vec<Rc<Node>>),
+    Map(Vec<(Rc<Node>, Rc<Node>)>, usize),
+}
+
+thread_local! {
+    /// Alias nodes left to the build running on this thread (builds run on a thread of their
+    /// own; see [`with_alias_budget`]). `None` outside a build.
+    static BUILD_ALIAS_BUDGET: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
+}
+
+/// Run `f` with a budget of `max` alias-expanded nodes shared by every YAML text parsed on this
+/// thread meanwhile: a build's budget.
+pub(crate) fn with_alias_budget<R>(max: usize, f: impl FnOnce() -> R) -> R {
+    let before = BUILD_ALIAS_BUDGET.with(|b| b.replace(Some((0, max))));
+    let out = f();
+    BUILD_ALIAS_BUDGET.with(|b| b.set(before));
+    out
+}
+
+fn charge_build_budget(nodes: usize) -> Result<(), YamlError> {
+    BUILD_ALIAS_BUDGET.with(|b| match b.get() {
+        None => Ok(()),
+        Some((used, max)) => {
+            let used = used.saturating_add(nodes);
+            b.set(Some((used, max)));
+            if used > max {
+                Err(YamlError::Limit(Limit::BuildAliasNodes { max }))
+            } else {
+                Ok(())
+            }
+        }
+    })
 }
 
 /// Parse every document of a YAML stream. Empty documents come back as `Value::Null`.
+/// Every document is held to [`YAML_MAX_DEPTH`] and [`YAML_MAX_ALIAS_NODES`].
 pub fn parse_documents(text: &str, mode: ScalarMode) -> Result<Vec<Value>, YamlError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut parser = Parser::new_from_str(text);
-    let mut docs: Vec<Option<Node>> = Vec::new();
-    let mut anchors: Vec<(usize, Node)> = Vec::new();
+    let mut reader = Reader {
+        parser: Parser::new_from_str(text),
+        anchors: Vec::new(),
+        expanded: 0,
+    };
+    let mut docs: Vec<Option<Rc<Node>>> = Vec::new();
     loop {
-        let (ev, _) = parser.next_token().map_err(|e| YamlError(e.to_string()))?;
+        let (ev, _) = reader.next()?;
         match ev {
             Event::StreamEnd => break,
             Event::DocumentStart => {
-                anchors.clear();
-                let (first, _) = parser.next_token().map_err(|e| YamlError(e.to_string()))?;
+                reader.anchors.clear();
+                reader.expanded = 0;
+                let (first, _) = reader.next()?;
                 if matches!(first, Event::DocumentEnd) {
                     docs.push(None);
                     continue;
                 }
-                docs.push(Some(read_node(&mut parser, first, &mut anchors)?));
+                docs.push(Some(reader.read_node(first, 0)?.node));
             }
             _ => {}
         }
     }
+    drop(reader);
     if !text.ends_with('\n')
         && let Some(Some(last)) = docs.last_mut()
     {
@@ -64,10 +119,43 @@ pub fn parse_documents(text: &str, mode: ScalarMode) -> Result<Vec<Value>, YamlE
         .collect()
 }
 
+/// Check `text` against the YAML limits without resolving values: for readers of YAML that use
+/// another parser (rendered artifacts), so every YAML plumb reads is held to the same limits.
+/// Syntax errors are left to that parser to report.
+pub fn check_limits(text: &str) -> Result<(), Limit> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut reader = Reader {
+        parser: Parser::new_from_str(text),
+        anchors: Vec::new(),
+        expanded: 0,
+    };
+    let scan = |reader: &mut Reader<'_>| -> Result<(), YamlError> {
+        loop {
+            let (ev, _) = reader.next()?;
+            match ev {
+                Event::StreamEnd => return Ok(()),
+                Event::DocumentStart => {
+                    reader.anchors.clear();
+                    reader.expanded = 0;
+                    let (first, _) = reader.next()?;
+                    if !matches!(first, Event::DocumentEnd) {
+                        reader.read_node(first, 0)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    match scan(&mut reader) {
+        Err(YamlError::Limit(limit)) => Err(limit),
+        _ => Ok(()),
+    }
+}
+
 /// A block scalar running to the end of input has no final line break to keep (the scanner adds
 /// one); only the last document's rightmost leaf can be such a scalar.
-fn trim_final_block_scalar(node: &mut Node) {
-    match node {
+fn trim_final_block_scalar(node: &mut Rc<Node>) {
+    match Rc::make_mut(node) {
         Node::Scalar(v, TScalarStyle::Literal | TScalarStyle::Folded, _) => {
             if v.ends_with('\n') {
                 v.pop();
@@ -87,59 +175,139 @@ fn trim_final_block_scalar(node: &mut Node) {
     }
 }
 
-fn next(parser: &mut Parser<std::str::Chars<'_>>) -> Result<(Event, usize), YamlError> {
-    let (ev, mark) = parser.next_token().map_err(|e| YamlError(e.to_string()))?;
-    Ok((ev, mark.line()))
+/// A node with what the limits need to know about it.
+struct Read {
+    node: Rc<Node>,
+    /// Nodes in it, counting what its aliases stand for.
+    size: usize,
+    /// Collection levels in it (0 for a scalar).
+    height: usize,
 }
 
-fn read_node(
-    parser: &mut Parser<std::str::Chars<'_>>,
-    ev: Event,
-    anchors: &mut Vec<(usize, Node)>,
-) -> Result<Node, YamlError> {
-    let (node, anchor) = match ev {
-        Event::Scalar(v, style, anchor, tag) => (Node::Scalar(v, style, tag), anchor),
-        Event::Alias(id) => {
-            let found = anchors.iter().rev().find(|(a, _)| *a == id);
-            return found
-                .map(|(_, n)| n.clone())
-                .ok_or_else(|| YamlError("unknown anchor referenced".into()));
-        }
-        Event::SequenceStart(anchor, _) => {
-            let mut items = Vec::new();
-            loop {
-                let (ev, _) = next(parser)?;
-                if matches!(ev, Event::SequenceEnd) {
-                    break;
-                }
-                items.push(read_node(parser, ev, anchors)?);
+/// An anchored node, replayed by its aliases.
+struct Anchor {
+    id: usize,
+    node: Rc<Node>,
+    size: usize,
+    height: usize,
+}
+
+struct Reader<'a> {
+    parser: Parser<std::str::Chars<'a>>,
+    anchors: Vec<Anchor>,
+    /// Nodes aliases added to the current document.
+    expanded: usize,
+}
+
+impl Reader<'_> {
+    fn next(&mut self) -> Result<(Event, usize), YamlError> {
+        let (ev, mark) = self.parser.next_token().map_err(|e| {
+            // The scanner runs ahead of the events and stops flow nesting at 255 levels itself.
+            if e.info() == "recursion limit exceeded" {
+                YamlError::Limit(Limit::YamlDepth {
+                    max: YAML_MAX_DEPTH,
+                })
+            } else {
+                YamlError::Syntax(e.to_string())
             }
-            (Node::Seq(items), anchor)
-        }
-        Event::MappingStart(anchor, _) => {
-            let mut entries = Vec::new();
-            let mut line = 0;
-            loop {
-                let (ev, l) = next(parser)?;
-                if line == 0 {
-                    line = l;
-                }
-                if matches!(ev, Event::MappingEnd) {
-                    break;
-                }
-                let key = read_node(parser, ev, anchors)?;
-                let (ev, _) = next(parser)?;
-                let value = read_node(parser, ev, anchors)?;
-                entries.push((key, value));
-            }
-            (Node::Map(entries, line), anchor)
-        }
-        other => return Err(YamlError(format!("unexpected YAML event {other:?}"))),
-    };
-    if anchor > 0 {
-        anchors.push((anchor, node.clone()));
+        })?;
+        Ok((ev, mark.line()))
     }
-    Ok(node)
+
+    /// Read the node `ev` starts, inside `level` enclosing collections.
+    fn read_node(&mut self, ev: Event, level: usize) -> Result<Read, YamlError> {
+        let depth_err = || {
+            YamlError::Limit(Limit::YamlDepth {
+                max: YAML_MAX_DEPTH,
+            })
+        };
+        let (read, anchor) = match ev {
+            Event::Scalar(v, style, anchor, tag) => (
+                Read {
+                    node: Rc::new(Node::Scalar(v, style, tag)),
+                    size: 1,
+                    height: 0,
+                },
+                anchor,
+            ),
+            Event::Alias(id) => {
+                let a = self
+                    .anchors
+                    .iter()
+                    .rev()
+                    .find(|a| a.id == id)
+                    .ok_or_else(|| YamlError::Structure("unknown anchor referenced".into()))?;
+                if level + a.height > YAML_MAX_DEPTH {
+                    return Err(depth_err());
+                }
+                let (node, size, height) = (a.node.clone(), a.size, a.height);
+                self.expanded = self.expanded.saturating_add(size);
+                if self.expanded > YAML_MAX_ALIAS_NODES {
+                    return Err(YamlError::Limit(Limit::YamlAliasNodes {
+                        max: YAML_MAX_ALIAS_NODES,
+                    }));
+                }
+                charge_build_budget(size)?;
+                return Ok(Read { node, size, height });
+            }
+            Event::SequenceStart(anchor, _) => {
+                if level + 1 > YAML_MAX_DEPTH {
+                    return Err(depth_err());
+                }
+                let (mut items, mut size, mut height) = (Vec::new(), 1usize, 1);
+                loop {
+                    let (ev, _) = self.next()?;
+                    if matches!(ev, Event::SequenceEnd) {
+                        break;
+                    }
+                    let item = self.read_node(ev, level + 1)?;
+                    size = size.saturating_add(item.size);
+                    height = height.max(item.height + 1);
+                    items.push(item.node);
+                }
+                let node = Rc::new(Node::Seq(items));
+                (Read { node, size, height }, anchor)
+            }
+            Event::MappingStart(anchor, _) => {
+                if level + 1 > YAML_MAX_DEPTH {
+                    return Err(depth_err());
+                }
+                let (mut entries, mut size, mut height) = (Vec::new(), 1usize, 1);
+                let mut line = 0;
+                loop {
+                    let (ev, l) = self.next()?;
+                    if line == 0 {
+                        line = l;
+                    }
+                    if matches!(ev, Event::MappingEnd) {
+                        break;
+                    }
+                    let key = self.read_node(ev, level + 1)?;
+                    let (ev, _) = self.next()?;
+                    let value = self.read_node(ev, level + 1)?;
+                    size = size.saturating_add(key.size).saturating_add(value.size);
+                    height = height.max(key.height + 1).max(value.height + 1);
+                    entries.push((key.node, value.node));
+                }
+                let node = Rc::new(Node::Map(entries, line));
+                (Read { node, size, height }, anchor)
+            }
+            other => {
+                return Err(YamlError::Structure(format!(
+                    "unexpected YAML event {other:?}"
+                )));
+            }
+        };
+        if anchor > 0 {
+            self.anchors.push(Anchor {
+                id: anchor,
+                node: read.node.clone(),
+                size: read.size,
+                height: read.height,
+            });
+        }
+        Ok(read)
+    }
 }
 
 fn is_core_tag(tag: &Tag, name: &str) -> bool {
@@ -190,13 +358,13 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
         Node::Map(entries, line) => {
             let root_is_list = ctx == Ctx::Root
                 && entries.iter().any(|(k, v)| {
-                    matches!(k, Node::Scalar(t, ..) if t == "kind")
-                        && matches!(v, Node::Scalar(t, ..) if t.ends_with("List"))
+                    matches!(&**k, Node::Scalar(t, ..) if t == "kind")
+                        && matches!(&**v, Node::Scalar(t, ..) if t.ends_with("List"))
                 });
             let mut map = Map::new();
             let mut merged: Vec<Map<String, Value>> = Vec::new();
             for (k, v) in entries {
-                if let Node::Scalar(t, TScalarStyle::Plain, None) = k
+                if let Node::Scalar(t, TScalarStyle::Plain, None) = &**k
                     && t == "<<"
                 {
                     match to_value(v, mode, Ctx::Other)? {
@@ -209,7 +377,7 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
                             }
                         }
                         _ => {
-                            return Err(YamlError(
+                            return Err(YamlError::Structure(
                                 "map merge requires map or sequence of maps as the value".into(),
                             ));
                         }
@@ -218,7 +386,7 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
                 }
                 let key = key_text(k, mode)?;
                 if map.contains_key(&key) {
-                    return Err(YamlError(format!(
+                    return Err(YamlError::Structure(format!(
                         "mapping key \"{key}\" already defined at line {line}"
                     )));
                 }
@@ -227,7 +395,7 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
                 } else {
                     child_ctx(ctx, &key, root_is_list)
                 };
-                let child = if ctx == Ctx::Annotations && !matches!(v, Node::Scalar(..)) {
+                let child = if ctx == Ctx::Annotations && !matches!(&**v, Node::Scalar(..)) {
                     Ctx::Other
                 } else {
                     child
@@ -253,7 +421,7 @@ fn key_text(node: &Node, mode: ScalarMode) -> Result<String, YamlError> {
                 other => other.to_string(),
             })
         }
-        _ => Err(YamlError("mapping keys must be scalars".into())),
+        _ => Err(YamlError::Structure("mapping keys must be scalars".into())),
     }
 }
 

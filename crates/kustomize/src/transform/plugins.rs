@@ -1,0 +1,280 @@
+//! Built-in plugin configurations given in `transformers:` and `generators:`: each is run by
+//! the transformer or generator of its kind; anything but a built-in kind is refused.
+
+use super::{
+    images, is_inline, labels, load, load_replacements, names, namespace, patch, replicas,
+};
+use crate::build::{Acc, Builder, Target, parse_resources};
+use crate::error::{Error, TransformError};
+use crate::kustomization::{
+    FieldSpec, GeneratorArgs, Image, Patch, ReplacementField, Replica, Selector,
+};
+use crate::replacement;
+use crate::resource::scalar_string;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Built-in plugin configurations named in `transformers:`.
+pub(crate) fn run_plugins(b: &mut Builder<'_>, t: &Target, acc: &mut Acc) -> Result<(), Error> {
+    for entry in &t.k.transformers {
+        for cfg in plugin_configs(b, t, entry)? {
+            transformer_plugin(b, t, acc, &cfg)?;
+        }
+    }
+    Ok(())
+}
+
+/// Built-in plugin configurations named in `generators:`.
+pub(crate) fn run_generator_plugins(
+    b: &Builder<'_>,
+    t: &Target,
+    acc: &mut Acc,
+) -> Result<(), Error> {
+    for entry in &t.k.generators {
+        for cfg in plugin_configs(b, t, entry)? {
+            let kind = cfg
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            check_builtin(t, &cfg)?;
+            let secret = match kind.as_str() {
+                "ConfigMapGenerator" => false,
+                "SecretGenerator" => true,
+                other => {
+                    return Err(Error::Refused {
+                        kustomization: t.file.clone(),
+                        what: format!("generator plugin kind {other}"),
+                    });
+                }
+            };
+            let mut m = cfg.clone();
+            let md = m.remove("metadata").unwrap_or(Value::Null);
+            for k in ["apiVersion", "kind"] {
+                m.remove(k);
+            }
+            let mut args: GeneratorArgs = serde_json::from_value(Value::Object(m))
+                .map_err(|e| t.err(format!("{kind} config: {e}")))?;
+            if args.name.is_empty() {
+                args.name = md.get("name").map(scalar_string).unwrap_or_default();
+            }
+            if args.namespace.is_empty() {
+                args.namespace = md.get("namespace").map(scalar_string).unwrap_or_default();
+            }
+            let mut sub = crate::kustomization::Kustomization::default();
+            if secret {
+                sub.secret_generator.push(args);
+            } else {
+                sub.config_map_generator.push(args);
+            }
+            let st = Target {
+                dir: t.dir.clone(),
+                file: t.file.clone(),
+                file_name: t.file_name.clone(),
+                k: sub,
+                origin: t.origin.clone(),
+            };
+            crate::generators::run(b, &st, acc)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_builtin(t: &Target, cfg: &Map<String, Value>) -> Result<(), Error> {
+    let api = cfg.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let md = cfg.get("metadata");
+    let annotations = md
+        .and_then(|m| m.get("annotations"))
+        .and_then(Value::as_object);
+    if annotations.is_some_and(|a| {
+        a.contains_key("config.kubernetes.io/function") || a.contains_key("config.k8s.io/function")
+    }) {
+        return Err(Error::Refused {
+            kustomization: t.file.clone(),
+            what: "KRM functions (exec or container)".into(),
+        });
+    }
+    if api != "builtin" && !api.is_empty() {
+        let kind = cfg.get("kind").and_then(Value::as_str).unwrap_or("");
+        return Err(Error::Refused {
+            kustomization: t.file.clone(),
+            what: format!("plugin {api}/{kind} (only builtin plugins are supported)"),
+        });
+    }
+    Ok(())
+}
+
+fn plugin_configs(
+    b: &Builder<'_>,
+    t: &Target,
+    entry: &str,
+) -> Result<Vec<Map<String, Value>>, Error> {
+    if is_inline(entry) {
+        return parse_resources(entry).map_err(|e| t.yaml_err("inline plugin config", e));
+    }
+    if crate::build::is_remote(entry) {
+        return Err(Error::Refused {
+            kustomization: t.file.clone(),
+            what: format!("remote plugin config {entry}"),
+        });
+    }
+    let path = b.fs.resolve(&t.dir, entry).map_err(|e| t.fs_err(e))?;
+    if path.is_dir() {
+        return Err(Error::Refused {
+            kustomization: t.file.clone(),
+            what: format!("plugin configs from a kustomization directory ({entry})"),
+        });
+    }
+    let text = b.read_text(t, &path)?;
+    parse_resources(&text).map_err(|e| t.yaml_err(format!("plugin config {entry}"), e))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PluginFields {
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    suffix: String,
+    #[serde(default)]
+    field_specs: Option<Vec<FieldSpec>>,
+    #[serde(default)]
+    labels: IndexMap<String, Value>,
+    #[serde(default)]
+    annotations: IndexMap<String, Value>,
+    #[serde(default)]
+    unset_only: Option<Value>,
+    #[serde(default)]
+    set_role_binding_subjects: String,
+    #[serde(default)]
+    image_tag: Option<Image>,
+    #[serde(default)]
+    replica: Option<Replica>,
+    #[serde(default)]
+    replacements: Vec<ReplacementField>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    patch: String,
+    #[serde(default)]
+    target: Option<Selector>,
+    #[serde(default)]
+    options: IndexMap<String, Value>,
+    #[serde(default)]
+    paths: Vec<String>,
+    #[serde(default)]
+    patches: String,
+    #[serde(default)]
+    json_op: String,
+}
+
+fn str_map(m: &IndexMap<String, Value>) -> IndexMap<String, String> {
+    m.iter()
+        .map(|(k, v)| (k.clone(), scalar_string(v)))
+        .collect()
+}
+
+fn transformer_plugin(
+    b: &mut Builder<'_>,
+    t: &Target,
+    acc: &mut Acc,
+    cfg: &Map<String, Value>,
+) -> Result<(), Error> {
+    check_builtin(t, cfg)?;
+    let kind = cfg
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let md = cfg.get("metadata").cloned().unwrap_or(Value::Null);
+    let mut fields = cfg.clone();
+    for k in ["apiVersion", "kind", "metadata"] {
+        fields.remove(k);
+    }
+    let p: PluginFields = serde_json::from_value(Value::Object(fields))
+        .map_err(|e| t.err(format!("{kind} config: {e}")))?;
+    let specs = p.field_specs.clone().unwrap_or_default();
+    let wrap = |e: TransformError| match e {
+        TransformError::Yaml(y) => t.yaml_err(kind.clone(), y),
+        other => t.transform_err(kind.clone())(other),
+    };
+    match kind.as_str() {
+        "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
+            names::prefix_suffix(acc, &p.prefix, "", &specs);
+            names::prefix_suffix(acc, "", &p.suffix, &specs);
+        }
+        "LabelTransformer" => {
+            labels::set_entries(acc, &str_map(&p.labels), &specs).map_err(wrap)?
+        }
+        "AnnotationsTransformer" => {
+            labels::set_entries(acc, &str_map(&p.annotations), &specs).map_err(wrap)?
+        }
+        "NamespaceTransformer" => {
+            let ns = md.get("namespace").map(scalar_string).unwrap_or_default();
+            let unset_only = p
+                .unset_only
+                .as_ref()
+                .is_some_and(|v| scalar_string(v) == "true");
+            if !ns.is_empty() {
+                namespace::set(acc, &ns, &specs, unset_only, &p.set_role_binding_subjects)
+                    .map_err(wrap)?;
+            }
+        }
+        "ImageTagTransformer" => {
+            let img = p.image_tag.clone().unwrap_or_default();
+            images::set(acc, &img, &specs).map_err(wrap)?;
+        }
+        "ReplicaCountTransformer" => {
+            let rep = p.replica.clone().unwrap_or_default();
+            replicas::set(acc, &rep, &specs).map_err(wrap)?;
+        }
+        "ReplacementTransformer" => {
+            let list = load_replacements(b, t, &p.replacements)?;
+            replacement::apply(&mut acc.res, &list)
+                .map_err(|m| wrap(TransformError::Replacement(m)))?;
+        }
+        "PatchTransformer" => {
+            let options: IndexMap<String, bool> = p
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), scalar_string(v) == "true"))
+                .collect();
+            let patch = Patch {
+                path: p.path.clone(),
+                patch: p.patch.clone(),
+                target: p.target.clone(),
+                options,
+            };
+            patch::apply_entry(b, t, acc, &patch)?;
+        }
+        "PatchStrategicMergeTransformer" => {
+            for path in &p.paths {
+                let text = load(b, t, path)?;
+                patch::by_id(acc, &text, &IndexMap::new()).map_err(wrap)?;
+            }
+            if !p.patches.is_empty() {
+                patch::by_id(acc, &p.patches, &IndexMap::new()).map_err(wrap)?;
+            }
+        }
+        "PatchJson6902Transformer" => {
+            let text = if p.path.is_empty() {
+                p.json_op.clone()
+            } else {
+                load(b, t, &p.path)?
+            };
+            let target = p
+                .target
+                .clone()
+                .ok_or_else(|| t.err(format!("{kind}: a target is required")))?;
+            patch::json(acc, &text, &target).map_err(wrap)?;
+        }
+        other => {
+            return Err(Error::Refused {
+                kustomization: t.file.clone(),
+                what: format!("transformer plugin kind {other}"),
+            });
+        }
+    }
+    Ok(())
+}
