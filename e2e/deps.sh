@@ -14,7 +14,8 @@ set -euo pipefail
 # sshd, ssh-keygen and ssh: the source controller's SSH tests run a real sshd. git: the test
 # repositories and the demo. libssl-dev, pkg-config, cmake: building libgit2/libssh2 with OpenSSL.
 # curl: the cluster scripts' health checks. util-linux: flock and setsid (cluster scripts).
-PACKAGES=(git openssl openssh-server openssh-client libssl-dev pkg-config cmake make ca-certificates curl util-linux)
+# time: GNU time measures peak memory of `plumb build` on hostile trees (crates/plumb/tests).
+PACKAGES=(git openssl openssh-server openssh-client libssl-dev pkg-config cmake make ca-certificates curl util-linux time)
 
 need_go=1
 for arg in "$@"; do
