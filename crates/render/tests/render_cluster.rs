@@ -425,6 +425,63 @@ async fn a_source_artifact_with_the_wrong_digest_is_refused_and_nothing_is_publi
         .await;
 }
 
+/// A "billion laughs" document (10^9 nodes if its aliases were expanded).
+fn alias_bomb(indent: &str) -> String {
+    let mut out = format!("{indent}l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..9 {
+        let refs = vec![format!("*l{}", i - 1); 10].join(", ");
+        out.push_str(&format!("{indent}l{i}: &l{i} [{refs}]\n"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_fails_only_its_own_sync_with_the_limit_named() {
+    let w = World::new("render-hostile").await;
+    let bomb = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bomb\ndata:\n{}",
+        alias_bomb("  ")
+    );
+    w.publish_source(
+        "bombed",
+        'a',
+        &[
+            ("app/kustomization.yaml", "resources: [bomb.yaml]\n"),
+            ("app/bomb.yaml", &bomb),
+        ],
+        None,
+    )
+    .await;
+    w.publish_source("good", 'b', &[("app/cm.yaml", CONFIG)], None)
+        .await;
+    w.apply_sync("bombed", "bombed", json!({"path": "app"}))
+        .await;
+    // The Sync's own patches are YAML a tenant writes: held to the same limits.
+    let patch = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n{}",
+        alias_bomb("  ")
+    );
+    w.apply_sync(
+        "patched",
+        "good",
+        json!({"path": "app", "patches": [{"patch": patch}]}),
+    )
+    .await;
+    w.apply_sync("good", "good", json!({"path": "app"})).await;
+
+    let sync = w.wait_rendered("bombed", "False", "LimitExceeded").await;
+    let msg = &support::rendered(&sync).unwrap().message;
+    assert!(
+        msg.contains("bomb.yaml") && msg.contains("yaml-max-alias-nodes"),
+        "{msg}"
+    );
+    let sync = w.wait_rendered("patched", "False", "LimitExceeded").await;
+    let msg = &support::rendered(&sync).unwrap().message;
+    assert!(msg.contains("yaml-max-alias-nodes"), "{msg}");
+    w.wait_rendered("good", "True", "ReconciliationSucceeded")
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_without_source_artifact_reports_source_not_ready() {
     let w = World::new("render-nosource").await;
