@@ -191,11 +191,14 @@ async fn wait_settled(client: &Client) {
             .unwrap_or_else(|| panic!("Sync {name} has no Ready condition"));
         assert_eq!(ready.status, "True", "Sync {name}: {}", ready.message);
         let since = ready.last_transition_time.0;
-        let up_for = jiff::Timestamp::now().duration_since(since);
-        let left = SETTLED.saturating_sub(Duration::try_from(up_for).unwrap_or_default());
+        let up_for =
+            Duration::try_from(jiff::Timestamp::now().duration_since(since)).unwrap_or_default();
+        let left = SETTLED.saturating_sub(up_for);
         if !left.is_zero() {
             eprintln!(
-                "demo: Sync {name} Ready for {up_for:#}; waiting {left:?} more before the steps"
+                "demo: Sync {name} Ready for {}s; waiting {}s more before the steps",
+                up_for.as_secs(),
+                left.as_secs()
             );
             tokio::time::sleep(left).await;
         }

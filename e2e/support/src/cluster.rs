@@ -112,12 +112,20 @@ pub async fn connect(path: &Path) -> Result<Client> {
     })
 }
 
+/// What a cluster test that is not marked as one is told under `make unit-test`.
+const NOT_MARKED: &str = "this test needs the cluster, but PLUMB_NO_CLUSTER is set (make \
+     unit-test runs only tests that need none): mark its test target as a cluster test in its \
+     crate's Cargo.toml with [[test]] name = \"<file name>\", required-features = \
+     [\"cluster-tests\"] (see e2e/cluster/README.md)";
+
 /// Fails when [`NO_CLUSTER_ENV`] says this run must not use the cluster (`make unit-test`): the
 /// calling test needs the cluster but its test target lacks `required-features =
 /// ["cluster-tests"]`, so it would have started a cluster in the fast loop.
 fn refuse_when_no_cluster() -> Result<()> {
     match std::env::var_os(NO_CLUSTER_ENV) {
-        Some(value) if !value.is_empty() && value != "0" => Err(Error::ClusterTestNotMarked),
+        Some(value) if !value.is_empty() && value != "0" => {
+            Err(Error::ClusterTestNotMarked(NOT_MARKED))
+        }
         _ => Ok(()),
     }
 }

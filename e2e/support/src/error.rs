@@ -40,14 +40,10 @@ pub enum Error {
         "starting the test cluster failed: {0} (up.sh printed which component and its log above)"
     )]
     ClusterStart(String),
-    /// A test that needs the cluster ran where none may be used (`make unit-test`).
-    #[error(
-        "this test needs the cluster, but PLUMB_NO_CLUSTER is set (make unit-test runs only \
-         tests that need none): mark its test target as a cluster test in its crate's Cargo.toml \
-         ([[test]] name = \"...\", required-features = [\"cluster-tests\"]; see \
-         e2e/cluster/README.md)"
-    )]
-    ClusterTestNotMarked,
+    /// A test that needs the cluster ran where none may be used (`make unit-test`); the text
+    /// says how to mark it (kept in the variant so that `unwrap()` prints it too).
+    #[error("{0}")]
+    ClusterTestNotMarked(&'static str),
     /// A Kubernetes API call failed.
     #[error("{action}: {source}")]
     Kube {
