@@ -72,6 +72,11 @@ pub fn trees() -> Vec<HostileTree> {
             expect: "yaml-max-depth",
         },
         HostileTree {
+            name: "replacement creating a deeply nested field",
+            write: deep_replacement,
+            expect: "yaml-max-depth",
+        },
+        HostileTree {
             name: "long chain of bases",
             write: long_bases_chain,
             expect: "max-kustomization-depth",
@@ -273,6 +278,20 @@ fn deep_kustomization_file(root: &Path) -> io::Result<PathBuf> {
         &root.join("kustomization.yaml"),
         &format!("metadata: {}{}\n", "{a: ".repeat(n), "}".repeat(n)),
     )?;
+    Ok(root.to_path_buf())
+}
+
+/// A replacement with `create: true` and a 10 000-segment field path: no input nests deeply,
+/// the built object would.
+fn deep_replacement(root: &Path) -> io::Result<PathBuf> {
+    let path = vec!["a"; 10_000].join(".");
+    write(
+        &root.join("kustomization.yaml"),
+        &format!(
+            "resources: [cm.yaml]\nreplacements:\n- source: {{kind: ConfigMap, name: cm, fieldPath: data.k}}\n  targets:\n  - select: {{kind: ConfigMap}}\n    fieldPaths: [data.{path}]\n    options: {{create: true}}\n"
+        ),
+    )?;
+    write(&root.join("cm.yaml"), &config_map("cm", "  k: v\n"))?;
     Ok(root.to_path_buf())
 }
 

@@ -297,7 +297,40 @@ fn run(
         }
         stringify_annotations(r);
     }
+    // Transformers can nest deeper than any input did (a replacement or field spec creating a
+    // long path); such an object would overflow the stacks of whoever reads it next.
+    for r in &acc.res {
+        if depth(r.as_value()) > limits::YAML_MAX_DEPTH {
+            return Err(Error::Limit {
+                kustomization: target.file.clone(),
+                file: r.id().to_string(),
+                limit: Limit::ObjectDepth {
+                    max: limits::YAML_MAX_DEPTH,
+                },
+            });
+        }
+    }
     Ok(acc.res)
+}
+
+/// How deep an object nests (an object of scalars is 1), without recursion.
+fn depth(obj: &serde_json::Map<String, Value>) -> usize {
+    let mut deepest = 1;
+    let mut stack: Vec<(&Value, usize)> = obj.values().map(|v| (v, 1)).collect();
+    while let Some((v, level)) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                deepest = deepest.max(level + 1);
+                stack.extend(m.values().map(|c| (c, level + 1)));
+            }
+            Value::Array(items) => {
+                deepest = deepest.max(level + 1);
+                stack.extend(items.iter().map(|c| (c, level + 1)));
+            }
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// kustomize rewrites annotations as strings when it removes its internal ones.

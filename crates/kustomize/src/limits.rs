@@ -66,6 +66,12 @@ pub enum Limit {
         /// The limit.
         max: usize,
     },
+    /// A built object nests deeper than [`YAML_MAX_DEPTH`] (transformers made it so).
+    #[error("the built object nests deeper than {max} levels (limit yaml-max-depth)")]
+    ObjectDepth {
+        /// The limit.
+        max: usize,
+    },
     /// Alias expansion in one document adds more than [`YAML_MAX_ALIAS_NODES`] nodes.
     #[error(
         "YAML alias expansion adds more than {max} nodes to one document (limit yaml-max-alias-nodes)"
