@@ -73,6 +73,11 @@ pub mod reason {
     /// The source asks for something plumb refuses on purpose (remote bases, helm charts in a
     /// kustomization, exec functions, non-builtin plugins).
     pub const UNSUPPORTED: &str = "Unsupported";
+    /// An object of the render is applied by another Sync; taking it over needs
+    /// `plumb.dev/takeover: enabled` on the object.
+    pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
+    /// Deleting a Sync's objects (its `deletionPolicy`) failed or timed out.
+    pub const DELETION_FAILED: &str = "DeletionFailed";
 }
 
 /// Condition status values.

@@ -127,6 +127,42 @@ pub struct SyncSpec {
     /// overrides it.
     #[serde(default = "default_true")]
     pub self_heal: bool,
+
+    /// What happens to the applied objects when the Sync is deleted.
+    #[serde(default, skip_serializing_if = "DeletionPolicy::is_default")]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// What happens to a Sync's objects when the Sync is deleted. Deletion treats objects as prune
+/// does: only those in the inventory whose owner labels still name the Sync, never those
+/// annotated `plumb.dev/prune: disabled` or `plumb.dev/reconcile: disabled`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Delete the objects when `spec.prune` is true, else leave them (as Flux does).
+    #[default]
+    MirrorPrune,
+    /// Delete the objects.
+    Delete,
+    /// Delete the objects and wait until they are gone, at most the Sync's `timeout`.
+    WaitForTermination,
+    /// Leave the objects in the cluster.
+    Orphan,
+}
+
+impl DeletionPolicy {
+    /// Whether this is the default, [`DeletionPolicy::MirrorPrune`].
+    pub fn is_default(&self) -> bool {
+        *self == DeletionPolicy::MirrorPrune
+    }
+
+    /// Whether deleting a Sync with `prune` set as given deletes its objects.
+    pub fn deletes(&self, prune: bool) -> bool {
+        match self {
+            DeletionPolicy::MirrorPrune => prune,
+            DeletionPolicy::Delete | DeletionPolicy::WaitForTermination => true,
+            DeletionPolicy::Orphan => false,
+        }
+    }
 }
 
 fn default_path() -> String {
@@ -258,6 +294,30 @@ pub struct SyncStatus {
     /// The `plumb.dev/requested-at` annotation value handled last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+
+    /// The last few reconciliations that ended (newest first): one entry each time the result
+    /// or the artifact changed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<ReconcileRecord>,
+}
+
+/// One reconciliation in `status.history`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcileRecord {
+    /// The source revision reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<Revision>,
+    /// The digest of the rendered artifact reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// The result: the Ready condition's reason (`ReconciliationSucceeded`, `ApplyFailed`, ...).
+    pub result: String,
+    /// How long the reconciliation took.
+    pub duration: Duration,
+    /// When it ended.
+    #[schemars(with = "String")]
+    pub time: Timestamp,
 }
 
 /// The render controller's part of a Sync's status.

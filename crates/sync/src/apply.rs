@@ -144,8 +144,10 @@ pub struct Desired {
     pub version: String,
     /// Its resource.
     pub res: Resolved,
-    /// The body sent with server-side apply.
+    /// The body sent with server-side apply, without the paths of `ignored`.
     pub body: Value,
+    /// The JSON pointers a governing Policy's `drift.ignore` leaves out of the apply.
+    pub ignored: Vec<String>,
 }
 
 impl Desired {
@@ -188,15 +190,14 @@ pub fn prepare(
             labels.insert(SYNC_NAMESPACE_LABEL.into(), json!(sync_ns));
         }
     }
-    drift::remove_paths(
-        &mut body,
-        &drift::ignored_paths(ignores, m.group(), &m.kind),
-    );
+    let ignored = drift::ignored_paths(ignores, m.group(), &m.kind);
+    drift::remove_paths(&mut body, &ignored);
     Desired {
         id: ObjectId::new(&namespace, &m.name, m.group(), &m.kind),
         version: m.version().to_owned(),
         res,
         body,
+        ignored,
     }
 }
 
@@ -315,11 +316,6 @@ pub async fn apply_or_recreate(
 /// The labels of a live object.
 pub fn labels_of(obj: &Value) -> Option<BTreeMap<String, String>> {
     serde_json::from_value(obj.pointer("/metadata/labels")?.clone()).ok()
-}
-
-/// The annotations of a live object.
-pub fn annotations_of(obj: &Value) -> Option<BTreeMap<String, String>> {
-    serde_json::from_value(obj.pointer("/metadata/annotations")?.clone()).ok()
 }
 
 #[cfg(test)]

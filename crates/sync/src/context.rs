@@ -1,23 +1,22 @@
 //! What every reconcile shares: clients, caches of Syncs, Policies and Namespaces, the drift
-//! watches, and the per-Sync memory of what was applied.
+//! watches, and the per-Sync [memory](crate::memory) of what was applied.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::Resource;
-use kube::core::{GroupVersionKind, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
-use serde_json::Value;
 
-use plumb_api::{Digest, ObjectId, Policy, Sync};
+use plumb_api::{Policy, Sync};
 
 use crate::apply::Resolver;
 use crate::deps::Key;
-use crate::manifest::Manifest;
+pub use crate::deps::key_of;
+use crate::memory::Memories;
 use crate::watches::Watches;
 
 /// The label that assigns a Sync to one shard of controllers.
@@ -80,33 +79,6 @@ impl Default for Settings {
     }
 }
 
-/// What plumb applied for one object, normalized by the server's answer.
-#[derive(Debug, Clone)]
-pub struct Intent {
-    /// The body that was applied.
-    pub body: Value,
-    /// The fields of `body` with the values the server stored for them.
-    pub normalized: Value,
-    /// `metadata.generation` the server gave the object for it; a cached copy of an older
-    /// generation has not caught up with the apply yet.
-    pub generation: Option<i64>,
-}
-
-/// What the controller remembers about one Sync between reconciles.
-#[derive(Debug, Default)]
-pub struct SyncState {
-    /// The last rendered artifact fetched, by digest.
-    pub artifact: Option<(Digest, Arc<Vec<Manifest>>)>,
-    /// What was applied, per object.
-    pub intents: HashMap<ObjectId, Intent>,
-    /// When the last full (safety-net) reconcile ran.
-    pub last_full: Option<Instant>,
-    /// Since when the health of the applied digest has been awaited.
-    pub health_since: Option<(Digest, Instant)>,
-    /// The kinds in the inventory, whose watches this Sync holds.
-    pub kinds: HashSet<GroupVersionKind>,
-}
-
 /// Shared by all reconciles.
 pub struct Context {
     /// The controller's own client.
@@ -131,7 +103,8 @@ pub struct Context {
     pub policies: Store<Policy>,
     /// Every Namespace's metadata (for Policy namespace selectors).
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
-    states: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<SyncState>>>>,
+    /// What is remembered about each Sync between reconciles.
+    pub memories: Memories,
     clients: Mutex<HashMap<String, Client>>,
 }
 
@@ -192,14 +165,6 @@ impl SyncMetrics {
     }
 }
 
-/// A Sync's key.
-pub fn key_of(sync: &Sync) -> Key {
-    (
-        sync.metadata.namespace.clone().unwrap_or_default(),
-        sync.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
 impl Context {
     /// Builds the context.
     #[allow(clippy::too_many_arguments)]
@@ -227,42 +192,77 @@ impl Context {
             syncs,
             policies,
             namespaces,
-            states: Mutex::default(),
+            memories: Memories::default(),
             clients: Mutex::default(),
         }
-    }
-
-    /// The remembered state of a Sync.
-    pub fn state(&self, key: &Key) -> Arc<tokio::sync::Mutex<SyncState>> {
-        let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
-        states.entry(key.clone()).or_default().clone()
     }
 
     /// Forgets every remembered Sync that is no longer in the cache (deleted, or moved out of
     /// this controller's shard), releasing its watches.
     pub fn forget_gone(&self) {
-        let known: Vec<Key> = self
-            .states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .keys()
-            .cloned()
-            .collect();
-        for key in known {
+        for key in self.memories.keys() {
             if self.sync(&key).is_none() {
                 tracing::debug!(namespace = %key.0, name = %key.1, "Sync gone; releasing its watches");
+                self.abandoned(&key);
                 self.forget(&key);
             }
         }
     }
 
+    /// Warns when Sync `key` went away (its finalizer removed by hand) while the deletion of its
+    /// objects was under way: what was left stays in the cluster, and a person must know.
+    fn abandoned(&self, key: &Key) {
+        let memory = self.memories.of(key);
+        let Ok(memory) = memory.try_lock() else {
+            return;
+        };
+        let Some(left) = memory.left_by_deletion() else {
+            return;
+        };
+        let ids: Vec<&str> = left.iter().map(|e| e.id.as_str()).collect();
+        let note = format!(
+            "Sync {}/{} went away before its objects were deleted (its finalizer was removed); \
+             left in the cluster with its owner labels: {}",
+            key.0,
+            key.1,
+            ids.join(", ")
+        );
+        tracing::warn!(namespace = %key.0, name = %key.1, left = ?ids, "deletion abandoned");
+        let recorder = self.recorder.clone();
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some("sync.plumb.dev/v1".into()),
+            kind: Some("Sync".into()),
+            namespace: Some(key.0.clone()),
+            name: Some(key.1.clone()),
+            ..Default::default()
+        };
+        tokio::spawn(async move {
+            let ev = Event {
+                type_: EventType::Warning,
+                reason: "DeletionAbandoned".into(),
+                note: Some(note.chars().take(1000).collect()),
+                action: "Delete".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, "publishing event failed");
+            }
+        });
+    }
+
     /// Forgets a Sync that is gone, releasing its watches.
     pub fn forget(&self, key: &Key) {
-        self.states
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.memories.forget(key);
         self.watches.retain(key, &HashSet::new());
+    }
+
+    /// Whether the Policy and Namespace caches have listed once, waiting at most `timeout`.
+    pub async fn caches_ready(&self, timeout: std::time::Duration) -> bool {
+        let both = async {
+            self.policies.wait_until_ready().await.is_ok()
+                && self.namespaces.wait_until_ready().await.is_ok()
+        };
+        tokio::time::timeout(timeout, both).await.unwrap_or(false)
     }
 
     /// The client to apply with for a Sync in `namespace`: impersonating `service_account`

@@ -8,6 +8,14 @@ use plumb_api::{Conditions, Sync, condition_type};
 /// A Sync's identity: `(namespace, name)`.
 pub type Key = (String, String);
 
+/// A Sync's key.
+pub fn key_of(sync: &Sync) -> Key {
+    (
+        sync.metadata.namespace.clone().unwrap_or_default(),
+        sync.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
 /// The keys of the Syncs `sync` depends on (namespace defaults to the Sync's own).
 pub fn dependencies(sync: &Sync) -> Vec<Key> {
     let own = sync.metadata.namespace.clone().unwrap_or_default();

@@ -49,6 +49,124 @@ pub fn remove_paths(obj: &mut Value, pointers: &[String]) {
     }
 }
 
+fn unescape(segment: &str) -> String {
+    segment.replace("~1", "/").replace("~0", "~")
+}
+
+/// Sets the field at `pointer` in `obj` to `value`, creating the maps on the way; a pointer
+/// through a list or a scalar is left alone.
+pub fn set_path(obj: &mut Value, pointer: &str, value: Value) {
+    let mut segments: Vec<String> = pointer.split('/').skip(1).map(unescape).collect();
+    let Some(last) = segments.pop() else { return };
+    let mut at = obj;
+    for seg in segments {
+        let Some(map) = at.as_object_mut() else {
+            return;
+        };
+        at = map.entry(seg).or_insert_with(|| Value::Object(Map::new()));
+    }
+    if let Some(map) = at.as_object_mut() {
+        map.insert(last, value);
+    }
+}
+
+/// The `fieldsV1` of the `Apply` entry of `manager` in `live`'s managed fields.
+fn applied_fields<'a>(live: &'a Value, manager: &str) -> Option<&'a Value> {
+    live.pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .find(|m| {
+            m.get("manager").and_then(Value::as_str) == Some(manager)
+                && m.get("operation").and_then(Value::as_str) == Some("Apply")
+                && m.get("subresource").is_none_or(|s| s.as_str() == Some(""))
+        })?
+        .get("fieldsV1")
+}
+
+/// Whether `manager` owns the field at `pointer` of `live` (a path through a list counts as
+/// owned when the field has a value: what cannot be told apart is kept).
+pub fn owns_field(live: &Value, manager: &str, pointer: &str) -> bool {
+    let Some(mut at) = applied_fields(live, manager) else {
+        return false;
+    };
+    for seg in pointer.split('/').skip(1) {
+        if seg.parse::<usize>().is_ok() {
+            return live.pointer(pointer).is_some();
+        }
+        match at.get(format!("f:{}", unescape(seg))) {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Puts the live value of every ignored path that `manager` owns into `body`: leaving such a
+/// field out of an apply would make the API server delete it, and ignored paths keep their live
+/// value. Paths `manager` does not own stay out, so their other owner keeps them alone.
+pub fn keep_owned_ignored(body: &mut Value, ignored: &[String], live: &Value, manager: &str) {
+    for path in ignored {
+        if let Some(value) = live.pointer(path)
+            && owns_field(live, manager, path)
+        {
+            set_path(body, path, value.clone());
+        }
+    }
+}
+
+/// The JSON pointers of the fields of `live` that managers other than `manager` own (their map
+/// fields; list items are told apart by keys and are left to server-side apply), for
+/// `plumb.dev/ssa: Merge`.
+pub fn fields_owned_by_others(live: &Value, manager: &str) -> Vec<String> {
+    fn walk(fields: &Value, path: &mut String, out: &mut Vec<String>) {
+        let Some(map) = fields.as_object() else {
+            return;
+        };
+        let children: Vec<_> = map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
+        if children.is_empty() {
+            if !path.is_empty() {
+                out.push(path.clone());
+            }
+            return;
+        }
+        for (k, v) in children {
+            let len = path.len();
+            path.push('/');
+            path.push_str(&k[2..].replace('~', "~0").replace('/', "~1"));
+            walk(v, path, out);
+            path.truncate(len);
+        }
+    }
+    let mut out = Vec::new();
+    let entries = live
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    for m in entries {
+        let own = m.get("manager").and_then(Value::as_str) == Some(manager);
+        let status = m
+            .get("subresource")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if own || status {
+            continue;
+        }
+        if let Some(fields) = m.get("fieldsV1") {
+            walk(fields, &mut String::new(), &mut out);
+        }
+    }
+    out.retain(|p| {
+        !p.starts_with("/metadata/")
+            || p.starts_with("/metadata/labels/")
+            || p.starts_with("/metadata/annotations/")
+    });
+    out.retain(|p| !p.starts_with("/metadata/labels/sync.plumb.dev~1"));
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Whether `m` selects objects of `group`/`kind` (`*` any group, no kinds any kind).
 pub fn resource_matches(m: &ResourceMatch, group: &str, kind: &str) -> bool {
     (m.group == "*" || m.group == group)
@@ -262,6 +380,57 @@ mod tests {
         );
         assert!(d.pointer("/spec/replicas").is_none());
         assert!(d.pointer("/spec/template").is_some());
+    }
+
+    fn managed(manager: &str, operation: &str, fields: Value) -> Value {
+        json!({"manager": manager, "operation": operation, "fieldsV1": fields})
+    }
+
+    #[test]
+    fn an_ignored_path_plumb_owns_keeps_its_live_value() {
+        let live = json!({
+            "metadata": {"managedFields": [
+                managed("plumb-sync", "Apply", json!({"f:spec": {"f:replicas": {}, "f:paused": {}}})),
+                managed("hpa", "Update", json!({"f:spec": {"f:minReadySeconds": {}}})),
+            ]},
+            "spec": {"replicas": 7, "paused": false, "minReadySeconds": 3}
+        });
+        let cases = [
+            // owned by plumb: the live value goes into the apply, so it is not deleted
+            ("/spec/replicas", Some(json!(7))),
+            // owned by another manager only: left out, its owner keeps it
+            ("/spec/minReadySeconds", None),
+            // not live at all: nothing to keep
+            ("/spec/strategy", None),
+        ];
+        for (path, want) in cases {
+            let mut body = json!({"spec": {}});
+            keep_owned_ignored(&mut body, &[path.to_owned()], &live, "plumb-sync");
+            assert_eq!(body.pointer(path).cloned(), want, "{path}");
+        }
+    }
+
+    #[test]
+    fn set_path_creates_maps_on_the_way() {
+        let mut v = json!({});
+        set_path(&mut v, "/spec/template/x~1y", json!(1));
+        assert_eq!(v, json!({"spec": {"template": {"x/y": 1}}}));
+        let mut list = json!({"a": [1]});
+        set_path(&mut list, "/a/0/b", json!(2));
+        assert_eq!(list, json!({"a": [1]}));
+    }
+
+    #[test]
+    fn fields_of_other_managers_are_listed_for_merge() {
+        let live = json!({"metadata": {"managedFields": [
+            managed("plumb-sync", "Apply", json!({"f:data": {"f:a": {}}})),
+            managed("cert-manager", "Update", json!({"f:data": {"f:tls.crt": {}}, "f:metadata": {"f:annotations": {"f:issuer": {}}}})),
+            managed("kube-controller-manager", "Update", json!({"f:status": {"f:x": {}}})).as_object().cloned().map(|mut m| { m.insert("subresource".into(), json!("status")); Value::Object(m) }).unwrap(),
+        ]}});
+        assert_eq!(
+            fields_owned_by_others(&live, "plumb-sync"),
+            ["/data/tls.crt", "/metadata/annotations/issuer"]
+        );
     }
 
     #[test]

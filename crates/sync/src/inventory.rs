@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use plumb_api::inventory::InventoryEntry;
-use plumb_api::{ObjectId, PRUNE_ANNOTATION, SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL};
+use plumb_api::{SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL};
 
 /// The entries of the objects prune should delete: those in `old` but not in `new`, in reverse
 /// apply order (the inventory is kept in apply order), so dependents go before what they need.
@@ -32,13 +32,6 @@ pub fn owned_by(labels: Option<&BTreeMap<String, String>>, namespace: &str, name
     })
 }
 
-/// Whether an object asks to be kept out of pruning (`plumb.dev/prune: disabled`).
-pub fn prune_disabled(annotations: Option<&BTreeMap<String, String>>) -> bool {
-    annotations
-        .and_then(|a| a.get(PRUNE_ANNOTATION))
-        .is_some_and(|v| v.eq_ignore_ascii_case("disabled"))
-}
-
 /// Why prune must not run now, if it must not.
 pub fn prune_blocked(
     new_is_empty: bool,
@@ -47,14 +40,6 @@ pub fn prune_blocked(
 ) -> Option<&'static str> {
     (new_is_empty && !old_is_empty && !prune_empty)
         .then_some("the render is empty; set spec.pruneEmpty to prune everything")
-}
-
-/// The parsed ids of an inventory, skipping entries that do not parse (written by hand).
-pub fn ids(entries: &[InventoryEntry]) -> Vec<(ObjectId, String)> {
-    entries
-        .iter()
-        .filter_map(|e| Some((e.object_id().ok()?, e.v.clone())))
-        .collect()
 }
 
 #[cfg(test)]
@@ -95,14 +80,6 @@ mod tests {
         assert!(owned_by(Some(&labels), "ns", "other"));
         assert!(!owned_by(Some(&labels), "elsewhere", "other"));
         assert!(!owned_by(None, "ns", "other"));
-    }
-
-    #[test]
-    fn prune_disabled_annotation_keeps_an_object() {
-        let mut a = BTreeMap::new();
-        assert!(!prune_disabled(Some(&a)));
-        a.insert(PRUNE_ANNOTATION.to_owned(), "disabled".to_owned());
-        assert!(prune_disabled(Some(&a)));
     }
 
     #[test]

@@ -2,25 +2,35 @@
 //! with server-side apply, prunes what left it, assesses health, waits for dependencies, and
 //! corrects drift of what it applied within a second of seeing it.
 //!
-//! The decisions are plain functions over plain data ([`inventory`], [`stage`], [`health`],
-//! [`drift`], [`window`], [`deps`], [`governance`]); the modules that talk to the API server
-//! ([`apply`], [`watches`], [`reconcile`]) only gather inputs, call them, and write the results.
+//! The decisions are plain functions over plain data: the gates (`gate`: cross-namespace
+//! references, dependencies, the render's verdict, windows), which object to apply, skip or report
+//! (`manager::decide`), what to prune (`inventory`), health (`health`), drift (`drift`), and
+//! the status and Events of a reconcile (`status`). The apply engine (`manager`) and the
+//! reconcile's steps (`reconcile`) only gather inputs, call them, and write the results.
+//!
+//! The public surface is what the binaries, `plumb` and the tests use: [`run`], [`run_with`],
+//! [`Settings`] and the shard label.
 
-pub mod deps;
-pub mod drift;
-pub mod governance;
-pub mod health;
-pub mod inventory;
-pub mod manifest;
-pub mod stage;
-pub mod window;
-
-pub mod apply;
-pub mod changeset;
-pub mod context;
-pub mod controller;
-pub mod reconcile;
-pub mod watches;
+mod apply;
+mod context;
+mod controller;
+mod controls;
+mod deps;
+mod drift;
+mod error;
+mod finalize;
+mod gate;
+mod governance;
+mod health;
+mod inventory;
+mod manager;
+mod manifest;
+mod memory;
+mod reconcile;
+mod stage;
+mod status;
+mod watches;
+mod window;
 
 pub use context::{DEFAULT_WATCH_SELECTOR, SHARD_LABEL, Settings};
 pub use controller::{Error, run, run_with};

@@ -1,7 +1,7 @@
-//! The reconcile of one Sync: gather inputs (render status, artifact, dependencies, policies),
-//! run one pass of [`changeset`](crate::changeset), and write status only when it changed.
+//! The reconcile of one Sync, as named steps over the pure core: the [gates](crate::gate), then
+//! apply → prune → assess with the [`ResourceManager`], each step adding to one [`Outcome`];
+//! [`status_for`] and [`events_for`] turn that into the status to write and the Events to send.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,66 +9,63 @@ use jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use serde_json::json;
 
-use plumb_api::condition::{new_condition, status};
-use plumb_api::policy::DriftMode;
+use plumb_api::condition::status;
+use plumb_api::policy::{DriftIgnore, DriftMode, SyncWindow};
 use plumb_api::reference::Artifact;
-use plumb_api::sync::DriftStatus;
 use plumb_api::{
-    ConditionExt, Conditions, REQUESTED_AT_ANNOTATION, SYNC_FIELD_MANAGER, Sync, SyncStatus,
+    Conditions, REQUESTED_AT_ANNOTATION, SYNC_FIELD_MANAGER, Sync, SyncSpec, SyncStatus,
     condition_type, reason,
 };
-
 use plumb_ops::metrics::ReconcileResult;
 
-use crate::changeset::{self, Mode};
-use crate::context::{Context, SyncState, key_of};
-use crate::deps::{self, Key};
+use crate::context::{Context, key_of};
+use crate::deps::Key;
+use crate::error::Error;
+use crate::finalize;
+use crate::gate;
 use crate::governance;
+use crate::health::Health;
 use crate::inventory;
-use crate::manifest;
-use crate::window::{self, Verdict};
+use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
+use crate::manifest::{self, Manifest};
+use crate::memory::SyncMemory;
+use crate::status::{DriftSeen, HealthReport, Outcome, Verdict, events_for, status_for};
 
-/// Why a reconcile could not finish; status write failures only — everything else becomes a
-/// condition.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Writing the Sync's status failed.
-    #[error("writing status of Sync {namespace}/{name}: {source}")]
-    Status {
-        /// The Sync's namespace.
-        namespace: String,
-        /// The Sync's name.
-        name: String,
-        /// The API error.
-        source: kube::Error,
-    },
-}
-
-/// An event to publish after the status is written.
-struct Note(EventType, &'static str, String);
-
-/// Reconciles one Sync.
+/// Reconciles one Sync: once the Policy and Namespace caches are complete (a pass before that
+/// would ignore windows and drift settings), applies it, or deletes what it applied when it is
+/// being deleted ([`finalize`]).
 #[tracing::instrument(skip_all, fields(namespace = %key_of(&sync).0, name = %key_of(&sync).1))]
 pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if !ctx.caches_ready(CACHE_WAIT).await {
+        tracing::info!("waiting for the Policy and Namespace caches");
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    finalize::with_finalizer(sync, ctx, apply).await
+}
+
+/// How long one reconcile waits for the Policy and Namespace caches before trying again.
+const CACHE_WAIT: Duration = Duration::from_secs(10);
+
+/// Reconciles a Sync that is not being deleted.
+async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = key_of(&sync);
-    if sync.metadata.deletion_timestamp.is_some() {
-        ctx.forget(&key);
-        return Ok(Action::await_change());
-    }
     let started = Instant::now();
-    let state = ctx.state(&key);
-    let mut state = state.lock().await;
+    let memory = ctx.memories.of(&key);
+    let mut memory = memory.lock().await;
     let current = ours(sync.status.clone().unwrap_or_default());
-    let mut next = current.clone();
-    let mut notes = Vec::new();
-    let action = pass(&sync, &ctx, &mut state, &key, &mut next, &mut notes).await;
-    next.observed_generation = sync.metadata.generation;
-    if let Some(at) = requested_at(&sync) {
-        next.last_handled_reconcile_at = Some(at.to_owned());
+    let mut outcome = Pass {
+        sync: &sync,
+        ctx: &ctx,
+        memory: &mut memory,
+        key: key.clone(),
     }
+    .run(&current)
+    .await;
+    outcome.requested_at = requested_at(&sync).map(str::to_owned);
+    outcome.took = started.elapsed();
+    let next = status_for(&current, &outcome, Timestamp::now());
     let failed = next
         .conditions
         .get_condition(condition_type::READY)
@@ -82,10 +79,11 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
     if next != current {
         write_status(&ctx, &key, &next).await?;
     }
-    for Note(type_, reason, note) in notes {
-        ctx.event(&sync, type_, reason, note).await;
+    for note in events_for(&current, &next, &outcome) {
+        ctx.event(&sync, note.type_, &note.reason, note.message)
+            .await;
     }
-    Ok(action)
+    Ok(action_for(&sync.spec, &outcome))
 }
 
 /// Backs off after an unexpected error.
@@ -120,7 +118,7 @@ async fn write_status(ctx: &Context, key: &Key, status: &SyncStatus) -> Result<(
         &Patch::Apply(&body),
     )
     .await
-    .map_err(|source| Error::Status {
+    .map_err(|source| Error::Write {
         namespace: key.0.clone(),
         name: key.1.clone(),
         source,
@@ -128,384 +126,22 @@ async fn write_status(ctx: &Context, key: &Key, status: &SyncStatus) -> Result<(
     Ok(())
 }
 
-fn retry(sync: &Sync) -> Action {
-    Action::requeue(
-        sync.spec
-            .retry_interval
-            .as_ref()
-            .unwrap_or(&sync.spec.interval)
-            .get(),
-    )
-}
-
-fn fail(
-    next: &mut SyncStatus,
-    notes: &mut Vec<Note>,
-    sync: &Sync,
-    reason: &'static str,
-    msg: String,
-) -> Action {
-    let generation = sync.metadata.generation;
-    let changed = next
-        .conditions
-        .get_condition(condition_type::READY)
-        .is_none_or(|c| c.message != msg);
-    next.conditions.mark_failed(reason, &msg, generation);
-    if changed {
-        notes.push(Note(EventType::Warning, reason, msg));
-    }
-    retry(sync)
-}
-
-fn stall(
-    next: &mut SyncStatus,
-    notes: &mut Vec<Note>,
-    sync: &Sync,
-    reason: &'static str,
-    msg: String,
-) -> Action {
-    let changed = next
-        .conditions
-        .get_condition(condition_type::READY)
-        .is_none_or(|c| c.message != msg);
-    next.conditions
-        .mark_stalled(reason, &msg, sync.metadata.generation);
-    if changed {
-        notes.push(Note(EventType::Warning, reason, msg));
-    }
-    Action::await_change()
-}
-
-async fn pass(
-    sync: &Sync,
-    ctx: &Context,
-    state: &mut SyncState,
-    key: &Key,
-    next: &mut SyncStatus,
-    notes: &mut Vec<Note>,
-) -> Action {
-    let spec = &sync.spec;
-    let generation = sync.metadata.generation;
-    if spec.suspend {
-        return Action::await_change();
-    }
-    if ctx.settings.no_cross_namespace_refs
-        && spec
-            .source_ref
-            .namespace
-            .as_ref()
-            .is_some_and(|ns| *ns != key.0)
-    {
-        let msg = format!(
-            "sourceRef points into namespace {:?}; cross-namespace references are disabled",
-            spec.source_ref.namespace.as_deref().unwrap_or_default()
-        );
-        return stall(next, notes, sync, reason::ACCESS_DENIED, msg);
-    }
-
-    // Dependencies: a cycle needs a person; a dependency not ready wakes us when its status changes.
-    let edges: BTreeMap<Key, Vec<Key>> = ctx
-        .syncs
-        .state()
-        .iter()
-        .map(|s| (key_of(s), deps::dependencies(s)))
-        .collect();
-    if let Some(cycle) = deps::cycle_through(key, &edges) {
-        let msg = format!("dependency cycle: {}", deps::show_cycle(&cycle));
-        return stall(next, notes, sync, reason::DEPENDENCY_NOT_READY, msg);
-    }
-    let waiting = {
-        let all = ctx.syncs.state();
-        deps::not_ready(sync, |k| {
-            all.iter().find(|s| key_of(s) == *k).map(|s| s.as_ref())
-        })
-    };
-    if !waiting.is_empty() {
-        let msg = format!("dependencies not ready: {}", waiting.join(", "));
-        return fail(next, notes, sync, reason::DEPENDENCY_NOT_READY, msg);
-    }
-
-    // The render controller's artifact.
-    let Some(artifact) = sync
-        .status
-        .as_ref()
-        .and_then(|s| s.render.as_ref())
-        .and_then(|r| r.artifact.clone())
-    else {
-        let msg = "waiting for the render controller to publish a rendered artifact".to_owned();
-        next.conditions
-            .mark_reconciling(reason::RENDER_NOT_READY, &msg, generation);
-        return Action::await_change();
-    };
-    next.last_attempted_revision = Some(artifact.revision.clone());
-    let manifests = match fetch(ctx, state, &artifact).await {
-        Ok(m) => m,
-        Err(msg) => return fail(next, notes, sync, reason::ARTIFACT_FAILED, msg),
-    };
-
-    // What the governing Policies decide.
-    let policies = ctx.governing(sync);
-    let policy_refs: Vec<_> = policies.iter().map(|p| p.as_ref()).collect();
-    let gov = governance::combine(&policy_refs);
-    let drift_mode = governance::drift_mode(gov.drift_mode, spec.self_heal);
-
-    let new_revision = next.last_applied_digest.as_ref() != Some(&artifact.digest)
-        || sync.status.as_ref().and_then(|s| s.observed_generation) != generation
-        || requested_at(sync)
-            .is_some_and(|at| next.last_handled_reconcile_at.as_deref() != Some(at));
+/// When to look at the Sync again after `outcome`.
+fn action_for(spec: &SyncSpec, outcome: &Outcome) -> Action {
     let interval = spec.interval.get();
-    let periodic = state.last_full.is_none_or(|t| t.elapsed() >= interval);
-    let timeout = spec.timeout.as_ref().unwrap_or(&spec.interval).get();
-
-    let mut wait_until = None;
-    let mut manifests = manifests;
-    let mut new_revision = new_revision;
-    if new_revision && next.last_applied_digest.as_ref() != Some(&artifact.digest) {
-        match window::verdict(&gov.windows, Timestamp::now()) {
-            Err(e) => {
-                return stall(
-                    next,
-                    notes,
-                    sync,
-                    reason::INVALID_SPEC,
-                    format!("governing policy: {e}"),
-                );
-            }
-            Ok(Verdict::Closed { until }) => {
-                let when = until.map_or("a window opens".to_owned(), |t| t.to_string());
-                let msg = format!(
-                    "revision {} waits for a sync window until {when}",
-                    artifact.revision
-                );
-                next.conditions
-                    .mark_reconciling(reason::WINDOW_CLOSED, &msg, generation);
-                wait_until = Some(until);
-                // Keep correcting the revision already applied, if we still have it.
-                match &state.artifact {
-                    Some((d, m)) if Some(d) == next.last_applied_digest.as_ref() => {
-                        manifests = m.clone();
-                        new_revision = false;
-                    }
-                    _ => return requeue_until(until, interval),
-                }
-            }
-            Ok(Verdict::Open) => {}
+    match &outcome.verdict {
+        Verdict::Suspended => Action::await_change(),
+        Verdict::Waiting { .. } => outcome
+            .requeue
+            .map_or_else(Action::await_change, Action::requeue),
+        Verdict::Failed(e) if e.stalls() => Action::await_change(),
+        Verdict::Failed(_) => {
+            Action::requeue(spec.retry_interval.as_ref().unwrap_or(&spec.interval).get())
+        }
+        Verdict::Progressing(_) | Verdict::Ready(_) => {
+            Action::requeue(outcome.requeue.unwrap_or(interval))
         }
     }
-    if wait_until.is_none() {
-        state.artifact = Some((artifact.digest.clone(), manifests.clone()));
-    }
-
-    let ns = &key.0;
-    let client = match ctx.client_for(ns, spec.service_account_name.as_deref()) {
-        Ok(c) => c,
-        Err(e) => {
-            return fail(
-                next,
-                notes,
-                sync,
-                reason::ACCESS_DENIED,
-                format!("impersonation client: {e}"),
-            );
-        }
-    };
-    let default_ns = spec.target_namespace.clone().unwrap_or_else(|| ns.clone());
-    let mode = Mode {
-        new_revision,
-        periodic,
-        drift: drift_mode,
-        force: spec.force,
-        timeout,
-    };
-    let outcome = match changeset::apply_all(
-        ctx,
-        &client,
-        state,
-        key,
-        &default_ns,
-        &gov.ignores,
-        &manifests,
-        mode,
-    )
-    .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            let sa = spec
-                .service_account_name
-                .as_deref()
-                .or(ctx.settings.default_service_account.as_deref());
-            return if e.is_forbidden() {
-                let who = sa.map_or("the controller".to_owned(), |sa| {
-                    format!("service account {ns}/{sa}")
-                });
-                fail(
-                    next,
-                    notes,
-                    sync,
-                    reason::ACCESS_DENIED,
-                    format!("{who} may not apply: {e}"),
-                )
-            } else {
-                fail(next, notes, sync, reason::APPLY_FAILED, e.to_string())
-            };
-        }
-    };
-    if periodic || new_revision {
-        state.last_full = Some(Instant::now());
-    }
-    record_drift(next, notes, &outcome, drift_mode);
-    ctx.metrics
-        .drift_corrections
-        .inc_by(outcome.corrected.len() as u64);
-    ctx.metrics
-        .drift_reports
-        .inc_by(outcome.reported.len() as u64);
-    ctx.metrics
-        .applied_objects
-        .inc_by(outcome.applied.len() as u64);
-    if let Some(until) = wait_until {
-        return requeue_until(until, interval);
-    }
-
-    // Prune, never when the render came out empty unless asked.
-    let new_entries = changeset::entries(&outcome.objects);
-    let old_entries = next.inventory.clone().unwrap_or_default();
-    let mut inventory = new_entries.clone();
-    let mut pruned = Vec::new();
-    if spec.prune && new_revision {
-        if let Some(why) = inventory::prune_blocked(
-            new_entries.is_empty(),
-            old_entries.is_empty(),
-            spec.prune_empty,
-        ) {
-            return stall(
-                next,
-                notes,
-                sync,
-                reason::PRUNE_FAILED,
-                format!("nothing pruned: {why}"),
-            );
-        }
-        let p = changeset::prune(ctx, &client, state, key, &old_entries, &new_entries).await;
-        pruned = p.deleted;
-        ctx.metrics.pruned_objects.inc_by(pruned.len() as u64);
-        if !p.failed.is_empty() {
-            let msg = p
-                .failed
-                .iter()
-                .map(|(e, err)| format!("{}: {err}", e.id))
-                .collect::<Vec<_>>()
-                .join("; ");
-            inventory = inventory::with_leftovers(
-                inventory,
-                p.failed.into_iter().map(|(e, _)| e).collect(),
-            );
-            next.inventory = Some(inventory);
-            return fail(
-                next,
-                notes,
-                sync,
-                reason::PRUNE_FAILED,
-                format!("prune failed: {msg}"),
-            );
-        }
-    } else if !new_revision {
-        inventory = old_entries.clone();
-    }
-    let kinds = changeset::kinds(&outcome.objects);
-    ctx.watches.retain(key, &kinds);
-    state.kinds = kinds;
-    next.inventory = Some(inventory);
-    next.last_applied_revision = Some(artifact.revision.clone());
-    next.last_applied_digest = Some(artifact.digest.clone());
-    if !outcome.applied.is_empty() || !pruned.is_empty() {
-        let mut note = format!(
-            "revision {}: {} applied",
-            artifact.revision,
-            outcome.applied.len()
-        );
-        if !pruned.is_empty() {
-            let names: Vec<_> = pruned.iter().map(ToString::to_string).collect();
-            note.push_str(&format!(", pruned {}", names.join(", ")));
-        }
-        notes.push(Note(EventType::Normal, reason::SUCCEEDED, note));
-    }
-
-    // Health: from the watch caches; their changes trigger the next look.
-    let unhealthy = changeset::unhealthy(ctx, state, &outcome.objects);
-    if state
-        .health_since
-        .as_ref()
-        .is_none_or(|(d, _)| *d != artifact.digest)
-    {
-        state.health_since = Some((artifact.digest.clone(), Instant::now()));
-    }
-    let waited = state
-        .health_since
-        .as_ref()
-        .map_or(Duration::ZERO, |(_, t)| t.elapsed());
-    let failed = unhealthy
-        .iter()
-        .any(|(_, h)| matches!(h, crate::health::Health::Failed(_)));
-    let applied_msg = format!("Applied revision: {}", artifact.revision);
-    if unhealthy.is_empty() {
-        let n = outcome.objects.len();
-        next.conditions.set_condition(new_condition(
-            condition_type::HEALTHY,
-            status::TRUE,
-            reason::SUCCEEDED,
-            format!("{n} object{} healthy", if n == 1 { "" } else { "s" }),
-            generation,
-        ));
-        next.conditions
-            .mark_ready(reason::SUCCEEDED, &applied_msg, generation);
-        return Action::requeue(interval);
-    }
-    let list = unhealthy
-        .iter()
-        .map(|(id, h)| match h {
-            crate::health::Health::InProgress(m) | crate::health::Health::Failed(m) => {
-                format!("{id} ({m})")
-            }
-            crate::health::Health::Current => id.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let timed_out = waited >= timeout;
-    let (health_reason, health_msg) = if failed || timed_out {
-        (reason::HEALTH_CHECK_FAILED, format!("unhealthy: {list}"))
-    } else {
-        (reason::PROGRESSING, format!("waiting for: {list}"))
-    };
-    next.conditions.set_condition(new_condition(
-        condition_type::HEALTHY,
-        status::FALSE,
-        health_reason,
-        health_msg.clone(),
-        generation,
-    ));
-    if !spec.wait {
-        next.conditions
-            .mark_ready(reason::SUCCEEDED, &applied_msg, generation);
-        return Action::requeue(interval);
-    }
-    if failed || timed_out {
-        return fail(
-            next,
-            notes,
-            sync,
-            reason::HEALTH_CHECK_FAILED,
-            format!("not healthy within {}: {list}", humantime(timeout)),
-        );
-    }
-    next.conditions
-        .mark_reconciling(reason::PROGRESSING, &health_msg, generation);
-    Action::requeue(
-        timeout
-            .saturating_sub(waited)
-            .max(Duration::from_millis(500)),
-    )
 }
 
 fn humantime(d: Duration) -> String {
@@ -517,93 +153,400 @@ fn humantime(d: Duration) -> String {
     }
 }
 
-fn requeue_until(until: Option<Timestamp>, interval: Duration) -> Action {
-    let wait = until
+/// How long to wait for a window to open: until it does, at most `interval`, at least a second.
+fn until_open(until: Option<Timestamp>, interval: Duration) -> Duration {
+    until
         .and_then(|t| t.duration_since(Timestamp::now()).try_into().ok())
         .unwrap_or(interval)
         .min(interval)
-        .max(Duration::from_secs(1));
-    Action::requeue(wait)
+        .max(Duration::from_secs(1))
 }
 
-/// Records drift seen in this pass in `status.drift`, with an Event when something new was seen.
-fn record_drift(
-    next: &mut SyncStatus,
-    notes: &mut Vec<Note>,
-    outcome: &changeset::Outcome,
-    mode: DriftMode,
-) {
-    let now = Timestamp::now();
-    let old = next.drift.clone();
-    let mut d = old.clone().unwrap_or_default();
-    if !outcome.corrected.is_empty() {
-        d.corrections += outcome.corrected.len() as i64;
-        d.last_corrected_at = Some(now);
-        d.last_detected_at = Some(now);
-        let names: Vec<_> = outcome.corrected.iter().map(ToString::to_string).collect();
-        notes.push(Note(
-            EventType::Normal,
-            "DriftCorrected",
-            format!("drift corrected: {}", names.join(", ")),
-        ));
-    }
-    let reported: Vec<String> = outcome.reported.iter().map(ToString::to_string).collect();
-    if mode == DriftMode::Report || !reported.is_empty() || !d.objects.is_empty() {
-        let mut sorted = reported.clone();
-        sorted.sort();
-        if sorted != d.objects {
-            if !sorted.is_empty() {
-                d.last_detected_at = Some(now);
-                notes.push(Note(
-                    EventType::Warning,
-                    "DriftDetected",
-                    format!(
-                        "drift detected (mode {mode:?}, not corrected): {}",
-                        sorted.join(", ")
-                    ),
-                ));
-            }
-            d.objects = sorted;
+/// What the governing Policies and the Sync's history decide for this pass.
+struct Inputs {
+    artifact: Artifact,
+    render_failure: Option<Error>,
+    /// Dependencies not ready: new revisions wait, drift of the applied one is still healed.
+    dependencies: Option<Error>,
+    drift: DriftMode,
+    ignores: Vec<DriftIgnore>,
+    windows: Vec<SyncWindow>,
+    new_revision: bool,
+    periodic: bool,
+    timeout: Duration,
+}
+
+/// Why a new revision waits, and when to look again.
+struct Hold {
+    verdict: Verdict,
+    requeue: Option<Duration>,
+}
+
+/// One reconcile of one Sync, step by step.
+struct Pass<'a> {
+    sync: &'a Sync,
+    ctx: &'a Context,
+    memory: &'a mut SyncMemory,
+    key: Key,
+}
+
+impl Pass<'_> {
+    async fn run(mut self, current: &SyncStatus) -> Outcome {
+        let generation = self.sync.metadata.generation;
+        let mut outcome = Outcome::new(generation, Verdict::Suspended);
+        if self.sync.spec.suspend {
+            return outcome;
         }
+        let inputs = match self.gather(current) {
+            Ok(Ok(inputs)) => inputs,
+            Ok(Err(waiting)) => {
+                outcome.verdict = waiting;
+                return outcome;
+            }
+            Err(e) => {
+                outcome.verdict = Verdict::Failed(e);
+                return outcome;
+            }
+        };
+        if inputs.dependencies.is_none() {
+            outcome.attempted = Some(inputs.artifact.clone());
+        }
+        if let Err(e) = self.steps(current, inputs, &mut outcome).await {
+            outcome.verdict = Verdict::Failed(e);
+        }
+        outcome
     }
-    if old.is_some() || d != DriftStatus::default() {
-        next.drift = Some(d);
-    }
-}
 
-async fn fetch(
-    ctx: &Context,
-    state: &SyncState,
-    artifact: &Artifact,
-) -> Result<Arc<Vec<manifest::Manifest>>, String> {
-    if let Some((digest, m)) = &state.artifact
-        && *digest == artifact.digest
-    {
-        return Ok(m.clone());
+    /// Gates and inputs: `Err` for a failed gate, `Ok(Err(verdict))` when there is nothing to
+    /// apply yet.
+    fn gather(&self, current: &SyncStatus) -> Result<Result<Inputs, Verdict>, Error> {
+        let sync = self.sync;
+        let spec = &sync.spec;
+        gate::cross_namespace(self.ctx.settings.no_cross_namespace_refs, sync)?;
+        let dependencies = match gate::dependencies(sync, &self.ctx.syncs.state()) {
+            Ok(()) => None,
+            // Nothing applied yet: nothing to heal either.
+            Err(e) if current.last_applied_digest.is_none() => return Err(e),
+            Err(e @ Error::DependencyCycle { .. }) => return Err(e),
+            Err(e) => Some(e),
+        };
+        let render = gate::render(sync);
+        let Some(artifact) = render.artifact else {
+            return match render.failure {
+                Some(e) => Err(e),
+                None => Ok(Err(Verdict::Waiting {
+                    reason: reason::RENDER_NOT_READY,
+                    message: "waiting for the render controller to publish a rendered artifact"
+                        .to_owned(),
+                })),
+            };
+        };
+        let policies = self.ctx.governing(sync);
+        let refs: Vec<_> = policies.iter().map(|p| p.as_ref()).collect();
+        let gov = governance::combine(&refs);
+        let new_revision = current.last_applied_digest.as_ref() != Some(&artifact.digest)
+            || current.observed_generation != sync.metadata.generation
+            || requested_at(sync)
+                .is_some_and(|at| current.last_handled_reconcile_at.as_deref() != Some(at));
+        Ok(Ok(Inputs {
+            render_failure: render.failure,
+            dependencies,
+            drift: governance::drift_mode(gov.drift_mode, spec.self_heal),
+            ignores: gov.ignores.into_iter().cloned().collect(),
+            windows: gov.windows.into_iter().cloned().collect(),
+            new_revision,
+            periodic: self.memory.full_pass_due(spec.interval.get()),
+            timeout: spec.timeout.as_ref().unwrap_or(&spec.interval).get(),
+            artifact,
+        }))
     }
-    let bytes = plumb_artifact::fetch::fetch_verified(
-        &ctx.http,
-        &artifact.url,
-        &artifact.digest,
-        ctx.settings.max_artifact_size,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    manifest::parse_gzip(&bytes)
-        .map(Arc::new)
-        .map_err(|e| e.to_string())
+
+    /// Hold (dependencies, windows) → fetch → apply → prune → assess.
+    async fn steps(
+        &mut self,
+        current: &SyncStatus,
+        mut inputs: Inputs,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
+        if let Some(hold) = self.hold(current, &mut inputs)? {
+            outcome.requeue = hold.requeue;
+            outcome.verdict = hold.verdict;
+            // Keep correcting the revision already applied, if its objects are at hand.
+            if let Some(manifests) = self.applied_manifests(current, &inputs.artifact).await? {
+                self.apply(&manifests, &inputs, outcome).await?;
+            }
+            return Ok(());
+        }
+        let manifests = self.fetch(&inputs.artifact).await?;
+        self.memory
+            .keep_manifests(inputs.artifact.digest.clone(), manifests.clone());
+        let changes = self.apply(&manifests, &inputs, outcome).await?;
+        self.prune(current, &inputs, &changes, outcome).await?;
+        self.assess(&inputs, &changes, outcome);
+        if !changes.conflicts.is_empty() {
+            return Err(Error::OwnershipConflict(changes.conflicts));
+        }
+        if let Some(e) = inputs.render_failure {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The artifact's objects, from memory when it is the one remembered.
+    async fn fetch(&self, artifact: &Artifact) -> Result<Arc<Vec<Manifest>>, Error> {
+        if let Some(m) = self.memory.manifests(&artifact.digest) {
+            return Ok(m);
+        }
+        let bytes = plumb_artifact::fetch::fetch_verified(
+            &self.ctx.http,
+            &artifact.url,
+            &artifact.digest,
+            self.ctx.settings.max_artifact_size,
+        )
+        .await?;
+        Ok(Arc::new(manifest::parse_gzip(&bytes)?))
+    }
+
+    /// The objects of the revision last applied: remembered, or fetched when the render still
+    /// points at it; `None` when neither (after a restart, while a newer render waits).
+    async fn applied_manifests(
+        &self,
+        current: &SyncStatus,
+        render: &Artifact,
+    ) -> Result<Option<Arc<Vec<Manifest>>>, Error> {
+        let Some(applied) = current.last_applied_digest.as_ref() else {
+            return Ok(None);
+        };
+        if *applied == render.digest {
+            return self.fetch(render).await.map(Some);
+        }
+        Ok(self.memory.manifests(applied))
+    }
+
+    /// Whether a new revision must wait: for dependencies that are not ready, or for a sync
+    /// window. Either way the pass then only corrects drift of the revision already applied.
+    fn hold(&self, current: &SyncStatus, inputs: &mut Inputs) -> Result<Option<Hold>, Error> {
+        if let Some(e) = inputs.dependencies.take() {
+            inputs.new_revision = false;
+            return Ok(Some(Hold {
+                verdict: Verdict::Failed(e),
+                requeue: None,
+            }));
+        }
+        let applied = current.last_applied_digest.as_ref();
+        if !inputs.new_revision || applied == Some(&inputs.artifact.digest) {
+            return Ok(None);
+        }
+        let windows: Vec<&SyncWindow> = inputs.windows.iter().collect();
+        let Some(until) = gate::window(&windows, Timestamp::now())? else {
+            return Ok(None);
+        };
+        let when = until.map_or("a window opens".to_owned(), |t| t.to_string());
+        inputs.new_revision = false;
+        Ok(Some(Hold {
+            verdict: Verdict::Waiting {
+                reason: reason::WINDOW_CLOSED,
+                message: format!(
+                    "revision {} waits for a sync window until {when}",
+                    inputs.artifact.revision
+                ),
+            },
+            requeue: Some(until_open(until, self.sync.spec.interval.get())),
+        }))
+    }
+
+    /// Applies the objects that need it, with the Sync's client.
+    async fn apply(
+        &mut self,
+        manifests: &[Manifest],
+        inputs: &Inputs,
+        outcome: &mut Outcome,
+    ) -> Result<ChangeSet, Error> {
+        let (ns, spec) = (&self.key.0, &self.sync.spec);
+        let sa = spec.service_account_name.as_deref().or(self
+            .ctx
+            .settings
+            .default_service_account
+            .as_deref());
+        let client = self
+            .ctx
+            .client_for(ns, spec.service_account_name.as_deref())
+            .map_err(Error::Impersonation)?;
+        let opts = ApplyOptions {
+            mode: Mode {
+                new_revision: inputs.new_revision,
+                periodic: inputs.periodic,
+                drift: inputs.drift,
+            },
+            force: spec.force,
+            timeout: inputs.timeout,
+            default_namespace: spec.target_namespace.clone().unwrap_or_else(|| ns.clone()),
+            ignores: inputs.ignores.clone(),
+        };
+        let ctx = self.ctx;
+        let mut manager = ResourceManager::new(
+            &ctx.resolver,
+            &ctx.watches,
+            client,
+            self.key.clone(),
+            &mut *self.memory,
+        );
+        let changes = manager.apply_all(manifests, &opts).await.map_err(|e| {
+            Error::from_apply(e, || {
+                sa.map_or("the controller".to_owned(), |sa| {
+                    format!("service account {ns}/{sa}")
+                })
+            })
+        })?;
+        if inputs.periodic || inputs.new_revision {
+            self.memory.full_pass_done();
+        }
+        let m = &ctx.metrics;
+        m.drift_corrections.inc_by(changes.corrected.len() as u64);
+        m.drift_reports.inc_by(changes.reported.len() as u64);
+        m.applied_objects.inc_by(changes.applied.len() as u64);
+        outcome.drift = Some(DriftSeen {
+            corrected: changes.corrected.clone(),
+            reported: changes.reported.clone(),
+            mode: Some(inputs.drift),
+        });
+        outcome.applied = changes.applied.clone();
+        Ok(changes)
+    }
+
+    /// Prunes what left the render (only for a new revision), and records the new inventory.
+    async fn prune(
+        &mut self,
+        current: &SyncStatus,
+        inputs: &Inputs,
+        changes: &ChangeSet,
+        outcome: &mut Outcome,
+    ) -> Result<(), Error> {
+        let spec = &self.sync.spec;
+        let new_entries = changes.entries();
+        let old_entries = current.inventory.clone().unwrap_or_default();
+        let mut inventory = new_entries.clone();
+        if spec.prune && inputs.new_revision {
+            if let Some(why) = inventory::prune_blocked(
+                new_entries.is_empty(),
+                old_entries.is_empty(),
+                spec.prune_empty,
+            ) {
+                return Err(Error::PruneBlocked(why));
+            }
+            let client = self
+                .ctx
+                .client_for(&self.key.0, spec.service_account_name.as_deref())
+                .map_err(Error::Impersonation)?;
+            let ctx = self.ctx;
+            let mut manager = ResourceManager::new(
+                &ctx.resolver,
+                &ctx.watches,
+                client,
+                self.key.clone(),
+                self.memory,
+            );
+            let p = manager.prune(&old_entries, &new_entries).await;
+            ctx.metrics.pruned_objects.inc_by(p.deleted.len() as u64);
+            outcome.pruned = p.deleted;
+            if !p.failed.is_empty() {
+                let leftovers = p.failed.iter().map(|(e, _)| e.clone()).collect();
+                outcome.inventory = Some(inventory::with_leftovers(inventory, leftovers));
+                let failures = p
+                    .failed
+                    .into_iter()
+                    .filter_map(|(e, err)| Some((e.object_id().ok()?, err)))
+                    .collect();
+                return Err(Error::Prune(failures));
+            }
+        } else if !inputs.new_revision {
+            inventory = old_entries;
+        }
+        let kinds = changes.kinds();
+        self.ctx.watches.retain(&self.key, &kinds);
+        self.memory.set_kinds(kinds);
+        outcome.inventory = Some(inventory);
+        outcome.landed = true;
+        Ok(())
+    }
+
+    /// Health from the watch caches (their changes trigger the next look): the `Healthy`
+    /// condition, and the verdict — Ready, Progressing or HealthCheckFailed with `spec.wait`.
+    fn assess(&mut self, inputs: &Inputs, changes: &ChangeSet, outcome: &mut Outcome) {
+        let spec = &self.sync.spec;
+        let ctx = self.ctx;
+        let client = ctx.client.clone();
+        let manager = ResourceManager::new(
+            &ctx.resolver,
+            &ctx.watches,
+            client,
+            self.key.clone(),
+            &mut *self.memory,
+        );
+        let unhealthy = manager.unhealthy(changes);
+        let waited = self.memory.health_waited(&inputs.artifact.digest);
+        let applied_msg = format!("Applied revision: {}", inputs.artifact.revision);
+        if unhealthy.is_empty() {
+            let n = changes.objects.len() - changes.unmanaged.len();
+            outcome.health = Some(HealthReport {
+                healthy: true,
+                reason: reason::SUCCEEDED,
+                message: format!("{n} object{} healthy", if n == 1 { "" } else { "s" }),
+            });
+            outcome.verdict = Verdict::Ready(applied_msg);
+            return;
+        }
+        let failed = unhealthy
+            .iter()
+            .any(|(_, h)| matches!(h, Health::Failed(_)));
+        let list = unhealthy
+            .iter()
+            .map(|(id, h)| match h {
+                Health::InProgress(m) | Health::Failed(m) => format!("{id} ({m})"),
+                Health::Current => id.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let timed_out = waited >= inputs.timeout;
+        outcome.health = Some(if failed || timed_out {
+            HealthReport {
+                healthy: false,
+                reason: reason::HEALTH_CHECK_FAILED,
+                message: format!("unhealthy: {list}"),
+            }
+        } else {
+            HealthReport {
+                healthy: false,
+                reason: reason::PROGRESSING,
+                message: format!("waiting for: {list}"),
+            }
+        });
+        outcome.verdict = if !spec.wait {
+            Verdict::Ready(applied_msg)
+        } else if failed || timed_out {
+            Verdict::Failed(Error::Unhealthy {
+                timeout: humantime(inputs.timeout),
+                unhealthy: list,
+            })
+        } else {
+            outcome.requeue = Some(
+                inputs
+                    .timeout
+                    .saturating_sub(waited)
+                    .max(Duration::from_millis(500)),
+            );
+            Verdict::Progressing(format!("waiting for: {list}"))
+        };
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use plumb_api::ObjectId;
+    use plumb_api::condition::new_condition;
     use plumb_api::sync::RenderStatus;
+    use serde_json::json;
 
     use super::*;
-
-    fn id(n: &str) -> ObjectId {
-        ObjectId::new("ns", n, "", "ConfigMap")
-    }
 
     #[test]
     fn our_part_of_status_leaves_out_render_and_rendered() {
@@ -634,53 +577,53 @@ mod tests {
     }
 
     #[test]
-    fn corrections_are_counted_and_announced() {
-        let mut next = SyncStatus::default();
-        let mut notes = Vec::new();
-        let outcome = changeset::Outcome {
-            corrected: vec![id("a"), id("b")],
-            ..Default::default()
+    fn each_verdict_decides_when_to_look_again() {
+        let spec: SyncSpec = serde_json::from_value(json!({
+            "sourceRef": {"kind": "GitRepository", "name": "r"},
+            "interval": "10m", "retryInterval": "1m",
+        }))
+        .unwrap();
+        let with = |verdict, requeue| {
+            let mut o = Outcome::new(None, verdict);
+            o.requeue = requeue;
+            o
         };
-        record_drift(&mut next, &mut notes, &outcome, DriftMode::Correct);
-        let d = next.drift.unwrap();
-        assert_eq!(d.corrections, 2);
-        assert!(d.last_corrected_at.is_some());
-        assert_eq!(notes.len(), 1);
-        assert_eq!(notes[0].1, "DriftCorrected");
-    }
-
-    #[test]
-    fn no_drift_writes_no_drift_status() {
-        let mut next = SyncStatus::default();
-        let mut notes = Vec::new();
-        record_drift(
-            &mut next,
-            &mut notes,
-            &changeset::Outcome::default(),
-            DriftMode::Report,
-        );
-        assert!(next.drift.is_none());
-        assert!(notes.is_empty());
-    }
-
-    #[test]
-    fn reported_drift_is_announced_once_and_cleared_when_gone() {
-        let mut next = SyncStatus::default();
-        let mut notes = Vec::new();
-        let outcome = changeset::Outcome {
-            reported: vec![id("a")],
-            ..Default::default()
+        let waiting = || Verdict::Waiting {
+            reason: reason::RENDER_NOT_READY,
+            message: String::new(),
         };
-        record_drift(&mut next, &mut notes, &outcome, DriftMode::Report);
-        assert_eq!(next.drift.as_ref().unwrap().objects, ["ns_a__ConfigMap"]);
-        record_drift(&mut next, &mut notes, &outcome, DriftMode::Report);
-        assert_eq!(notes.len(), 1, "the same drift was announced twice");
-        record_drift(
-            &mut next,
-            &mut notes,
-            &changeset::Outcome::default(),
-            DriftMode::Report,
-        );
-        assert!(next.drift.unwrap().objects.is_empty());
+        let cases = [
+            (with(Verdict::Suspended, None), Action::await_change()),
+            (with(waiting(), None), Action::await_change()),
+            (
+                with(waiting(), Some(Duration::from_secs(30))),
+                Action::requeue(Duration::from_secs(30)),
+            ),
+            (
+                with(Verdict::Ready(String::new()), None),
+                Action::requeue(Duration::from_secs(600)),
+            ),
+            (
+                with(Verdict::Failed(Error::PruneBlocked("x")), None),
+                Action::await_change(),
+            ),
+            (
+                with(
+                    Verdict::Failed(Error::DependenciesNotReady { waiting: vec![] }),
+                    None,
+                ),
+                Action::requeue(Duration::from_secs(60)),
+            ),
+            (
+                with(
+                    Verdict::Progressing(String::new()),
+                    Some(Duration::from_secs(5)),
+                ),
+                Action::requeue(Duration::from_secs(5)),
+            ),
+        ];
+        for (outcome, want) in cases {
+            assert_eq!(action_for(&spec, &outcome), want, "{:?}", outcome.verdict);
+        }
     }
 }

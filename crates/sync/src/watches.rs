@@ -105,16 +105,6 @@ impl Watches {
         });
     }
 
-    /// How many watches are running.
-    pub fn len(&self) -> usize {
-        self.running.lock().map(|r| r.len()).unwrap_or(0)
-    }
-
-    /// Whether no watch is running.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn start(&self, res: &Resolved) -> Watch {
         tracing::debug!(kind = %res.ar.kind, group = %res.ar.group, "starting drift watch");
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &res.ar);

@@ -1,0 +1,290 @@
+//! The gates a Sync passes before anything is applied, as plain functions over plain data:
+//! cross-namespace references, dependencies, the render controller's verdict, and sync windows.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use plumb_api::condition::status;
+use plumb_api::policy::SyncWindow;
+use plumb_api::reference::Artifact;
+use plumb_api::{Conditions, Sync, condition_type};
+
+use crate::deps::{self, Key};
+use crate::error::Error;
+use crate::window::{self, Verdict};
+
+/// Refuses a `sourceRef` into another namespace when the controller is told to.
+pub fn cross_namespace(refuse: bool, sync: &Sync) -> Result<(), Error> {
+    let own = sync.metadata.namespace.as_deref().unwrap_or_default();
+    match sync.spec.source_ref.namespace.as_deref() {
+        Some(ns) if refuse && ns != own => Err(Error::CrossNamespaceRef {
+            namespace: ns.to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Whether every Sync of `sync`'s `dependsOn` is Ready at its latest revision, among `all` (the
+/// Syncs this controller knows); a cycle through `sync` is an error of its own.
+pub fn dependencies(sync: &Sync, all: &[Arc<Sync>]) -> Result<(), Error> {
+    let key = deps::key_of(sync);
+    let edges: BTreeMap<Key, Vec<Key>> = all
+        .iter()
+        .map(|s| (deps::key_of(s), deps::dependencies(s)))
+        .collect();
+    if let Some(cycle) = deps::cycle_through(&key, &edges) {
+        return Err(Error::DependencyCycle {
+            cycle: deps::show_cycle(&cycle),
+        });
+    }
+    let waiting = deps::not_ready(sync, |k| {
+        all.iter()
+            .find(|s| deps::key_of(s) == *k)
+            .map(|s| s.as_ref())
+    });
+    if waiting.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::DependenciesNotReady { waiting })
+    }
+}
+
+/// What the render controller has to offer: the artifact it last published, and why its last
+/// render failed, if it did (the artifact is then the last good one, if any).
+#[derive(Debug)]
+pub struct Render {
+    /// The rendered artifact to apply.
+    pub artifact: Option<Artifact>,
+    /// The last render's failure (`Rendered=False`), carried into `Ready`.
+    pub failure: Option<Error>,
+}
+
+/// The render controller's verdict on `sync`, from its part of the status.
+pub fn render(sync: &Sync) -> Render {
+    let status = sync.status.as_ref();
+    let failure = status
+        .and_then(|s| s.conditions.get_condition(condition_type::RENDERED))
+        .filter(|c| c.status == status::FALSE)
+        .map(|c| Error::RenderFailed {
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        });
+    Render {
+        artifact: status
+            .and_then(|s| s.render.as_ref())
+            .and_then(|r| r.artifact.clone()),
+        failure,
+    }
+}
+
+/// Whether a new revision may be applied now under `windows`: `Ok(None)` when it may, else
+/// `Ok(Some(until))` with when the hold ends, if known.
+pub fn window(windows: &[&SyncWindow], now: Timestamp) -> Result<Option<Option<Timestamp>>, Error> {
+    match window::verdict(windows, now)? {
+        Verdict::Open => Ok(None),
+        Verdict::Closed { until } => Ok(Some(until)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use plumb_api::SyncStatus;
+    use plumb_api::condition::new_condition;
+    use plumb_api::sync::RenderStatus;
+    use serde_json::json;
+
+    use super::*;
+
+    fn sync(spec: serde_json::Value) -> Sync {
+        let mut full = json!({"sourceRef": {"kind": "GitRepository", "name": "repo"}});
+        for (k, v) in spec.as_object().unwrap() {
+            full[k] = v.clone();
+        }
+        let mut s: Sync = serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "metadata": {"name": "app", "namespace": "team", "generation": 1},
+            "spec": full,
+        }))
+        .unwrap();
+        s.status = Some(SyncStatus::default());
+        s
+    }
+
+    fn ready(mut s: Sync) -> Sync {
+        let status = s.status.get_or_insert_with(Default::default);
+        status.observed_generation = Some(1);
+        status.conditions.push(new_condition(
+            condition_type::READY,
+            status::TRUE,
+            "ReconciliationSucceeded",
+            "",
+            Some(1),
+        ));
+        s
+    }
+
+    fn named(name: &str, spec: serde_json::Value) -> Sync {
+        let mut s = sync(spec);
+        s.metadata.name = Some(name.into());
+        s
+    }
+
+    #[test]
+    fn cross_namespace_gate() {
+        let cases = [
+            (json!({}), true, None),
+            (
+                json!({"sourceRef": {"kind": "GitRepository", "name": "r", "namespace": "team"}}),
+                true,
+                None,
+            ),
+            (
+                json!({"sourceRef": {"kind": "GitRepository", "name": "r", "namespace": "other"}}),
+                false,
+                None,
+            ),
+            (
+                json!({"sourceRef": {"kind": "GitRepository", "name": "r", "namespace": "other"}}),
+                true,
+                Some("AccessDenied"),
+            ),
+        ];
+        for (spec, refuse, want) in cases {
+            let got = cross_namespace(refuse, &sync(spec.clone())).err();
+            assert_eq!(
+                got.as_ref().map(Error::reason),
+                want,
+                "{spec} refuse={refuse}"
+            );
+        }
+    }
+
+    #[test]
+    fn dependency_gate() {
+        let app = named("app", json!({"dependsOn": [{"name": "db"}]}));
+        let db_ready = Arc::new(ready(named("db", json!({}))));
+        let db_not_ready = Arc::new(named("db", json!({})));
+        let db_cyclic = Arc::new(ready(named("db", json!({"dependsOn": [{"name": "app"}]}))));
+        type Case<'a> = (&'a str, Vec<Arc<Sync>>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            ("ready", vec![db_ready], None),
+            (
+                "not ready",
+                vec![db_not_ready],
+                Some("dependencies not ready: team/db (not ready)"),
+            ),
+            (
+                "missing",
+                vec![],
+                Some("dependencies not ready: team/db (not found)"),
+            ),
+            (
+                "cycle",
+                vec![db_cyclic],
+                Some("dependency cycle: team/app -> team/db -> team/app"),
+            ),
+        ];
+        for (what, others, want) in cases {
+            let mut all = others;
+            all.push(Arc::new(app.clone()));
+            let got = dependencies(&app, &all).err().map(|e| e.to_string());
+            assert_eq!(got.as_deref(), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn render_gate_carries_a_failed_render_with_or_without_an_artifact() {
+        let artifact: Artifact = serde_json::from_value(json!({
+            "revision": format!("main@sha1:{}", "a".repeat(40)),
+            "digest": format!("sha256:{}", "b".repeat(64)),
+            "url": "http://x/a.tar.gz", "size": 1, "lastUpdateTime": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        let rendered = |status_: &str, reason: &str| {
+            new_condition(
+                condition_type::RENDERED,
+                status_,
+                reason,
+                "rule no-latest denies team_web_apps_Deployment",
+                Some(1),
+            )
+        };
+        let with = |artifact: Option<Artifact>, conds: Vec<_>| {
+            let mut s = sync(json!({}));
+            s.status = Some(SyncStatus {
+                render: artifact.map(|a| RenderStatus {
+                    artifact: Some(a),
+                    ..Default::default()
+                }),
+                conditions: conds,
+                ..Default::default()
+            });
+            s
+        };
+        let cases = [
+            ("nothing yet", with(None, vec![]), false, None),
+            (
+                "published",
+                with(
+                    Some(artifact.clone()),
+                    vec![rendered("True", "ReconciliationSucceeded")],
+                ),
+                true,
+                None,
+            ),
+            (
+                "first render denied",
+                with(None, vec![rendered("False", "PolicyViolation")]),
+                false,
+                Some("PolicyViolation"),
+            ),
+            (
+                "later render denied",
+                with(
+                    Some(artifact.clone()),
+                    vec![rendered("False", "PolicyViolation")],
+                ),
+                true,
+                Some("PolicyViolation"),
+            ),
+            (
+                "build failed",
+                with(None, vec![rendered("False", "BuildFailed")]),
+                false,
+                Some("BuildFailed"),
+            ),
+            (
+                "in progress",
+                with(None, vec![rendered("Unknown", "Progressing")]),
+                false,
+                None,
+            ),
+        ];
+        for (what, s, has_artifact, failure) in cases {
+            let r = render(&s);
+            assert_eq!(r.artifact.is_some(), has_artifact, "{what}");
+            assert_eq!(r.failure.as_ref().map(Error::reason), failure, "{what}");
+            if let Some(f) = r.failure {
+                assert!(f.to_string().contains("no-latest"), "{what}: {f}");
+            }
+        }
+    }
+
+    #[test]
+    fn window_gate() {
+        let deny: SyncWindow = serde_json::from_value(
+            json!({"action": "deny", "schedule": "* * * * *", "duration": "1h"}),
+        )
+        .unwrap();
+        let bad: SyncWindow = serde_json::from_value(
+            json!({"action": "deny", "schedule": "not a schedule", "duration": "1h"}),
+        )
+        .unwrap();
+        let now: Timestamp = "2026-01-01T00:00:30Z".parse().unwrap();
+        assert_eq!(window(&[], now).unwrap(), None);
+        assert!(window(&[&deny], now).unwrap().is_some());
+        assert_eq!(window(&[&bad], now).unwrap_err().reason(), "InvalidSpec");
+    }
+}

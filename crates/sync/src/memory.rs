@@ -1,0 +1,201 @@
+//! What the sync controller remembers about each Sync between reconciles, and its one owner.
+//!
+//! # Restart story
+//!
+//! Everything here is a cache of what the cluster already says; the Sync's status (inventory,
+//! last applied revision and digest) is the record that counts. On a restart or a leader change
+//! all of it is lost, and that is safe:
+//!
+//! - **The fetched artifact** is downloaded again by digest on the next pass. While a window or a
+//!   dependency holds a new revision back, the revision applied before can be healed only if the
+//!   render still points at it; otherwise healing waits until the hold ends (nothing wrong is
+//!   applied, drift is only healed later).
+//! - **Intents** (what was applied, normalized by the server): the first look at an object after a
+//!   restart reads it and, if it differs, asks the server for its normal form with a dry run before
+//!   calling it drift. That costs requests, never a wrong apply.
+//! - **When the last full pass ran**: the first pass after a start is a full one, which is what
+//!   the safety net is for.
+//! - **Since when health has been awaited**: the health timeout counts again from the restart, so
+//!   a Sync may wait up to one more `timeout` before reporting `HealthCheckFailed` (it errs on the
+//!   side of waiting).
+//! - **The kinds whose watches the Sync holds**: watches start again as objects are looked at.
+//! - **A deletion under way**: the Sync's finalizer and its status inventory say what is left, so
+//!   the next controller carries on; only the warning for a finalizer removed by hand in the
+//!   middle of a deletion needs the memory (see `finalize`).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::core::GroupVersionKind;
+use serde_json::Value;
+
+use plumb_api::inventory::InventoryEntry;
+use plumb_api::{Digest, ObjectId};
+
+use crate::deps::Key;
+use crate::manifest::Manifest;
+
+/// What plumb applied for one object, normalized by the server's answer.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    /// The body that was applied.
+    pub body: Value,
+    /// The fields of `body` with the values the server stored for them.
+    pub normalized: Value,
+    /// `metadata.generation` the server gave the object for it; a cached copy of an older
+    /// generation has not caught up with the apply yet.
+    pub generation: Option<i64>,
+}
+
+/// What the controller remembers about one Sync between reconciles (see the module docs for
+/// what a restart loses).
+#[derive(Debug, Default)]
+pub struct SyncMemory {
+    artifact: Option<(Digest, Arc<Vec<Manifest>>)>,
+    intents: HashMap<ObjectId, Intent>,
+    last_full: Option<Instant>,
+    health_since: Option<(Digest, Instant)>,
+    kinds: HashSet<GroupVersionKind>,
+    deleting: Option<Vec<InventoryEntry>>,
+}
+
+impl SyncMemory {
+    /// The objects of the artifact with `digest`, if it is the one remembered.
+    pub fn manifests(&self, digest: &Digest) -> Option<Arc<Vec<Manifest>>> {
+        self.artifact
+            .as_ref()
+            .filter(|(d, _)| d == digest)
+            .map(|(_, m)| m.clone())
+    }
+
+    /// Remembers the objects of the artifact with `digest` (the one being applied).
+    pub fn keep_manifests(&mut self, digest: Digest, manifests: Arc<Vec<Manifest>>) {
+        self.artifact = Some((digest, manifests));
+    }
+
+    /// What was applied for `id`.
+    pub fn intent(&self, id: &ObjectId) -> Option<&Intent> {
+        self.intents.get(id)
+    }
+
+    /// Records what was applied for `id`.
+    pub fn record_intent(&mut self, id: ObjectId, intent: Intent) {
+        self.intents.insert(id, intent);
+    }
+
+    /// Forgets `id` (pruned or deleted).
+    pub fn forget_intent(&mut self, id: &ObjectId) {
+        self.intents.remove(id);
+    }
+
+    /// Whether the safety-net full pass is due (never ran, or `interval` ago).
+    pub fn full_pass_due(&self, interval: Duration) -> bool {
+        self.last_full.is_none_or(|t| t.elapsed() >= interval)
+    }
+
+    /// Records that a full pass ran now.
+    pub fn full_pass_done(&mut self) {
+        self.last_full = Some(Instant::now());
+    }
+
+    /// How long the health of `digest` has been awaited; the clock starts on a new digest.
+    pub fn health_waited(&mut self, digest: &Digest) -> Duration {
+        match &self.health_since {
+            Some((d, since)) if d == digest => since.elapsed(),
+            _ => {
+                self.health_since = Some((digest.clone(), Instant::now()));
+                Duration::ZERO
+            }
+        }
+    }
+
+    /// Whether a deletion of the Sync's objects is under way.
+    pub fn deleting(&self) -> bool {
+        self.deleting.is_some()
+    }
+
+    /// Records the objects a deletion still has to delete (`None` once done).
+    pub fn set_deleting(&mut self, left: Option<Vec<InventoryEntry>>) {
+        self.deleting = left;
+    }
+
+    /// The objects a deletion had left, if it was under way.
+    pub fn left_by_deletion(&self) -> Option<&[InventoryEntry]> {
+        self.deleting.as_deref()
+    }
+
+    /// Records the kinds of the applied objects (whose watches the Sync holds).
+    pub fn set_kinds(&mut self, kinds: HashSet<GroupVersionKind>) {
+        self.kinds = kinds;
+    }
+}
+
+/// Every Sync's memory, each behind its own lock so one Sync's reconcile never waits on another's.
+#[derive(Default)]
+pub struct Memories {
+    by_sync: Mutex<HashMap<Key, Arc<tokio::sync::Mutex<SyncMemory>>>>,
+}
+
+impl Memories {
+    /// The memory of Sync `key`, empty the first time.
+    pub fn of(&self, key: &Key) -> Arc<tokio::sync::Mutex<SyncMemory>> {
+        let mut map = self.by_sync.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(key.clone()).or_default().clone()
+    }
+
+    /// Forgets Sync `key`.
+    pub fn forget(&self, key: &Key) {
+        self.by_sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// The Syncs remembered.
+    pub fn keys(&self) -> Vec<Key> {
+        self.by_sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(c: char) -> Digest {
+        format!("sha256:{}", c.to_string().repeat(64))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn manifests_are_served_only_for_their_digest() {
+        let mut m = SyncMemory::default();
+        m.keep_manifests(digest('a'), Arc::new(vec![]));
+        assert!(m.manifests(&digest('a')).is_some());
+        assert!(m.manifests(&digest('b')).is_none());
+    }
+
+    #[test]
+    fn the_health_clock_restarts_on_a_new_digest() {
+        let mut m = SyncMemory::default();
+        assert_eq!(m.health_waited(&digest('a')), Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(m.health_waited(&digest('a')) > Duration::ZERO);
+        assert_eq!(m.health_waited(&digest('b')), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_full_pass_is_due_first_and_after_the_interval() {
+        let mut m = SyncMemory::default();
+        assert!(m.full_pass_due(Duration::from_secs(60)));
+        m.full_pass_done();
+        assert!(!m.full_pass_due(Duration::from_secs(60)));
+        assert!(m.full_pass_due(Duration::ZERO));
+    }
+}

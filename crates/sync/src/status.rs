@@ -1,0 +1,492 @@
+//! The sync controller's part of a Sync's status, and the Events of a reconcile, as pure
+//! functions of what the reconcile found ([`Outcome`]): [`status_for`] and [`events_for`].
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use kube::runtime::events::EventType;
+
+use plumb_api::condition::{new_condition, status};
+use plumb_api::inventory::InventoryEntry;
+use plumb_api::policy::DriftMode;
+use plumb_api::reference::Artifact;
+use plumb_api::sync::{DriftStatus, ReconcileRecord};
+use plumb_api::{ConditionExt, Conditions, ObjectId, SyncStatus, condition_type, reason};
+
+use crate::error::Error;
+
+/// How many reconciliations `status.history` keeps.
+pub const HISTORY_LENGTH: usize = 5;
+
+/// How a reconcile ended.
+#[derive(Debug)]
+pub enum Verdict {
+    /// `spec.suspend`: nothing was looked at.
+    Suspended,
+    /// Nothing new could be applied yet (no render, a closed window); `Ready=Unknown`.
+    Waiting {
+        /// The condition reason.
+        reason: &'static str,
+        /// What is awaited.
+        message: String,
+    },
+    /// Applied; waiting for the objects to become healthy (`spec.wait`).
+    Progressing(String),
+    /// Applied (and healthy, when awaited).
+    Ready(String),
+    /// Failed: retried, or stalled until a person changes something.
+    Failed(Error),
+}
+
+/// What apply did to drift, for `status.drift` and Events.
+#[derive(Debug, Clone, Default)]
+pub struct DriftSeen {
+    /// Drifted objects re-applied.
+    pub corrected: Vec<ObjectId>,
+    /// Drifted objects left as they are.
+    pub reported: Vec<ObjectId>,
+    /// The drift mode in force.
+    pub mode: Option<DriftMode>,
+}
+
+/// The `Healthy` condition to set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// Whether every object is healthy.
+    pub healthy: bool,
+    /// The condition reason.
+    pub reason: &'static str,
+    /// Which objects, and why.
+    pub message: String,
+}
+
+/// What one reconcile found and did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The Sync's generation.
+    pub generation: Option<i64>,
+    /// The `plumb.dev/requested-at` value handled.
+    pub requested_at: Option<String>,
+    /// The rendered artifact tried, if any.
+    pub attempted: Option<Artifact>,
+    /// Drift seen by apply, when apply ran.
+    pub drift: Option<DriftSeen>,
+    /// Objects created or changed for the revision.
+    pub applied: Vec<ObjectId>,
+    /// Objects pruned.
+    pub pruned: Vec<ObjectId>,
+    /// The new inventory, when it changed.
+    pub inventory: Option<Vec<InventoryEntry>>,
+    /// Whether the attempted artifact is now applied in full.
+    pub landed: bool,
+    /// The `Healthy` condition, when health was assessed.
+    pub health: Option<HealthReport>,
+    /// How it ended.
+    pub verdict: Verdict,
+    /// When to look again, when sooner than the verdict implies.
+    pub requeue: Option<Duration>,
+    /// How long the reconcile took.
+    pub took: Duration,
+}
+
+impl Outcome {
+    /// An outcome with nothing done yet and `verdict`.
+    pub fn new(generation: Option<i64>, verdict: Verdict) -> Self {
+        Self {
+            generation,
+            requested_at: None,
+            attempted: None,
+            drift: None,
+            applied: Vec::new(),
+            pruned: Vec::new(),
+            inventory: None,
+            landed: false,
+            health: None,
+            verdict,
+            requeue: None,
+            took: Duration::ZERO,
+        }
+    }
+}
+
+/// An Event to publish after the status is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Normal or Warning.
+    pub type_: EventType,
+    /// The reason, as in conditions.
+    pub reason: String,
+    /// The message.
+    pub message: String,
+}
+
+/// The sync controller's status after `outcome`, from `current` (its part of the status).
+pub fn status_for(current: &SyncStatus, outcome: &Outcome, now: Timestamp) -> SyncStatus {
+    let mut next = current.clone();
+    let generation = outcome.generation;
+    next.observed_generation = generation;
+    if let Some(at) = &outcome.requested_at {
+        next.last_handled_reconcile_at = Some(at.clone());
+    }
+    if let Some(a) = &outcome.attempted {
+        next.last_attempted_revision = Some(a.revision.clone());
+    }
+    if let Some(drift) = &outcome.drift {
+        next.drift = drift_status(current.drift.as_ref(), drift, now);
+    }
+    if let Some(inventory) = &outcome.inventory {
+        next.inventory = Some(inventory.clone());
+    }
+    if outcome.landed
+        && let Some(a) = &outcome.attempted
+    {
+        next.last_applied_revision = Some(a.revision.clone());
+        next.last_applied_digest = Some(a.digest.clone());
+    }
+    if let Some(h) = &outcome.health {
+        let s = if h.healthy {
+            status::TRUE
+        } else {
+            status::FALSE
+        };
+        next.conditions.set_condition(new_condition(
+            condition_type::HEALTHY,
+            s,
+            h.reason,
+            h.message.clone(),
+            generation,
+        ));
+    }
+    let c = &mut next.conditions;
+    let result = match &outcome.verdict {
+        Verdict::Suspended => None,
+        Verdict::Waiting { reason, message } => {
+            c.mark_reconciling(reason, message, generation);
+            None
+        }
+        Verdict::Progressing(message) => {
+            c.mark_reconciling(reason::PROGRESSING, message, generation);
+            None
+        }
+        Verdict::Ready(message) => {
+            c.mark_ready(reason::SUCCEEDED, message, generation);
+            Some(reason::SUCCEEDED)
+        }
+        Verdict::Failed(e) if e.stalls() => {
+            c.mark_stalled(e.reason(), &e.to_string(), generation);
+            Some(e.reason())
+        }
+        Verdict::Failed(e) => {
+            c.mark_failed(e.reason(), &e.to_string(), generation);
+            Some(e.reason())
+        }
+    };
+    if let Some(result) = result {
+        record_history(&mut next.history, outcome, result, now);
+    }
+    next
+}
+
+/// Adds a record to `history` (newest first) when the result or the artifact changed; a
+/// reconcile that ends as the one before writes nothing.
+fn record_history(
+    history: &mut Vec<ReconcileRecord>,
+    outcome: &Outcome,
+    result: &str,
+    now: Timestamp,
+) {
+    let digest = outcome.attempted.as_ref().map(|a| a.digest.clone());
+    if history
+        .first()
+        .is_some_and(|r| r.digest == digest && r.result == result)
+    {
+        return;
+    }
+    let Ok(duration) = format!("{}ms", outcome.took.as_millis()).parse() else {
+        return;
+    };
+    history.insert(
+        0,
+        ReconcileRecord {
+            revision: outcome.attempted.as_ref().map(|a| a.revision.clone()),
+            digest,
+            result: result.to_owned(),
+            duration,
+            time: now,
+        },
+    );
+    history.truncate(HISTORY_LENGTH);
+}
+
+fn sorted_ids(ids: &[ObjectId]) -> Vec<String> {
+    let mut out: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    out.sort();
+    out
+}
+
+/// `status.drift` after `seen`.
+fn drift_status(
+    old: Option<&DriftStatus>,
+    seen: &DriftSeen,
+    now: Timestamp,
+) -> Option<DriftStatus> {
+    let mut d = old.cloned().unwrap_or_default();
+    if !seen.corrected.is_empty() {
+        d.corrections += seen.corrected.len() as i64;
+        d.last_corrected_at = Some(now);
+        d.last_detected_at = Some(now);
+    }
+    let reported = sorted_ids(&seen.reported);
+    if reported != d.objects {
+        if !reported.is_empty() {
+            d.last_detected_at = Some(now);
+        }
+        d.objects = reported;
+    }
+    (old.is_some() || d != DriftStatus::default()).then_some(d)
+}
+
+/// The Events of a reconcile that took `current` to `next` with `outcome`: drift corrected or
+/// newly seen, a revision applied or objects pruned, and a failure whose message is new.
+pub fn events_for(current: &SyncStatus, next: &SyncStatus, outcome: &Outcome) -> Vec<Note> {
+    let mut notes = Vec::new();
+    let note = |type_, reason: &str, message: String| Note {
+        type_,
+        reason: reason.to_owned(),
+        message,
+    };
+    if let Some(drift) = &outcome.drift {
+        if !drift.corrected.is_empty() {
+            let names: Vec<_> = drift.corrected.iter().map(ToString::to_string).collect();
+            notes.push(note(
+                EventType::Normal,
+                "DriftCorrected",
+                format!("drift corrected: {}", names.join(", ")),
+            ));
+        }
+        let reported = sorted_ids(&drift.reported);
+        let before = current.drift.as_ref().map(|d| d.objects.clone());
+        if !reported.is_empty() && before.as_ref() != Some(&reported) {
+            notes.push(note(
+                EventType::Warning,
+                "DriftDetected",
+                format!(
+                    "drift detected (mode {:?}, not corrected): {}",
+                    drift.mode.unwrap_or(DriftMode::Report),
+                    reported.join(", ")
+                ),
+            ));
+        }
+    }
+    if outcome.landed
+        && (!outcome.applied.is_empty() || !outcome.pruned.is_empty())
+        && let Some(a) = &outcome.attempted
+    {
+        let mut message = format!("revision {}: {} applied", a.revision, outcome.applied.len());
+        if !outcome.pruned.is_empty() {
+            let names: Vec<_> = outcome.pruned.iter().map(ToString::to_string).collect();
+            message.push_str(&format!(", pruned {}", names.join(", ")));
+        }
+        notes.push(note(EventType::Normal, reason::SUCCEEDED, message));
+    }
+    if let Verdict::Failed(e) = &outcome.verdict {
+        let before = current.conditions.get_condition(condition_type::READY);
+        let after = next.conditions.get_condition(condition_type::READY);
+        if before.map(|c| &c.message) != after.map(|c| &c.message) {
+            notes.push(note(EventType::Warning, e.reason(), e.to_string()));
+        }
+    }
+    notes
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn id(n: &str) -> ObjectId {
+        ObjectId::new("ns", n, "", "ConfigMap")
+    }
+
+    fn artifact(c: char) -> Artifact {
+        serde_json::from_value(json!({
+            "revision": format!("main@sha1:{}", c.to_string().repeat(40)),
+            "digest": format!("sha256:{}", c.to_string().repeat(64)),
+            "url": "http://x/a.tar.gz", "size": 1, "lastUpdateTime": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    fn now() -> Timestamp {
+        "2026-01-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn ready_of(s: &SyncStatus) -> (String, String, String) {
+        let c = s.conditions.get_condition(condition_type::READY).unwrap();
+        (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn ready_reflects_each_verdict() {
+        type Case<'a> = (&'a str, Verdict, (&'a str, &'a str), Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "waiting for the render",
+                Verdict::Waiting {
+                    reason: reason::RENDER_NOT_READY,
+                    message: "waiting".into(),
+                },
+                ("Unknown", "RenderNotReady"),
+                Some("Reconciling"),
+            ),
+            (
+                "applied",
+                Verdict::Ready("Applied revision: x".into()),
+                ("True", "ReconciliationSucceeded"),
+                None,
+            ),
+            (
+                "progressing",
+                Verdict::Progressing("waiting for: a".into()),
+                ("Unknown", "Progressing"),
+                Some("Reconciling"),
+            ),
+            (
+                "first render denied",
+                Verdict::Failed(Error::RenderFailed {
+                    reason: "PolicyViolation".into(),
+                    message: "rule no-latest: team_web_apps_Deployment".into(),
+                }),
+                ("False", "PolicyViolation"),
+                Some("Reconciling"),
+            ),
+            (
+                "cycle",
+                Verdict::Failed(Error::DependencyCycle {
+                    cycle: "a -> a".into(),
+                }),
+                ("False", "DependencyNotReady"),
+                Some("Stalled"),
+            ),
+        ];
+        for (what, verdict, (st, why), other) in cases {
+            let outcome = Outcome::new(Some(3), verdict);
+            let next = status_for(&SyncStatus::default(), &outcome, now());
+            let (s, r, _) = ready_of(&next);
+            assert_eq!((s.as_str(), r.as_str()), (st, why), "{what}");
+            for t in ["Reconciling", "Stalled"] {
+                assert_eq!(
+                    next.conditions.get_condition(t).is_some(),
+                    other == Some(t),
+                    "{what}: {t}"
+                );
+            }
+            assert_eq!(next.observed_generation, Some(3), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_denied_render_names_the_rule_in_ready() {
+        let outcome = Outcome::new(
+            Some(1),
+            Verdict::Failed(Error::RenderFailed {
+                reason: "PolicyViolation".into(),
+                message: "policy p: rule no-latest denies team_web_apps_Deployment".into(),
+            }),
+        );
+        let next = status_for(&SyncStatus::default(), &outcome, now());
+        let (_, _, message) = ready_of(&next);
+        assert!(message.contains("no-latest") && message.contains("team_web_apps_Deployment"));
+        let notes = events_for(&SyncStatus::default(), &next, &outcome);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].reason, "PolicyViolation");
+        // The same failure again is not announced again.
+        assert!(events_for(&next, &status_for(&next, &outcome, now()), &outcome).is_empty());
+    }
+
+    #[test]
+    fn a_landed_revision_moves_applied_revision_inventory_and_history() {
+        let mut outcome = Outcome::new(Some(1), Verdict::Ready("Applied revision: a".into()));
+        outcome.attempted = Some(artifact('a'));
+        outcome.landed = true;
+        outcome.applied = vec![id("a")];
+        outcome.pruned = vec![id("old")];
+        outcome.inventory = Some(vec![InventoryEntry::new(&id("a"), "v1")]);
+        outcome.took = Duration::from_millis(1500);
+        let next = status_for(&SyncStatus::default(), &outcome, now());
+        assert_eq!(next.last_applied_digest, Some(artifact('a').digest));
+        assert_eq!(next.last_attempted_revision, Some(artifact('a').revision));
+        assert_eq!(next.inventory.as_ref().unwrap().len(), 1);
+        assert_eq!(next.history.len(), 1);
+        assert_eq!(next.history[0].result, "ReconciliationSucceeded");
+        assert_eq!(next.history[0].duration.get(), Duration::from_millis(1500));
+        let notes = events_for(&SyncStatus::default(), &next, &outcome);
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0]
+                .message
+                .contains("1 applied, pruned ns_old__ConfigMap")
+        );
+
+        // A failed attempt of another artifact leaves what was applied as it was.
+        let mut failed = Outcome::new(Some(1), Verdict::Failed(Error::PruneBlocked("empty")));
+        failed.attempted = Some(artifact('b'));
+        let after = status_for(&next, &failed, now());
+        assert_eq!(after.last_applied_digest, Some(artifact('a').digest));
+        assert_eq!(after.last_attempted_revision, Some(artifact('b').revision));
+        assert_eq!(after.history.len(), 2);
+        assert_eq!(after.history[0].result, "PruneFailed");
+    }
+
+    #[test]
+    fn history_records_changes_only_and_keeps_the_last_few() {
+        let mut status = SyncStatus::default();
+        for (i, c) in "abcdef0".chars().enumerate() {
+            let mut o = Outcome::new(Some(1), Verdict::Ready("ok".into()));
+            o.attempted = Some(artifact(c));
+            status = status_for(&status, &o, now());
+            assert_eq!(status.history.len(), (i + 1).min(HISTORY_LENGTH));
+            // The same result for the same artifact writes nothing new.
+            let again = status_for(&status, &o, now());
+            assert_eq!(again, status);
+        }
+        assert_eq!(status.history[0].digest, Some(artifact('0').digest));
+    }
+
+    #[test]
+    fn drift_is_counted_announced_once_and_cleared_when_gone() {
+        let seen = |corrected: Vec<ObjectId>, reported: Vec<ObjectId>| {
+            let mut o = Outcome::new(Some(1), Verdict::Ready("ok".into()));
+            o.drift = Some(DriftSeen {
+                corrected,
+                reported,
+                mode: Some(DriftMode::Report),
+            });
+            o
+        };
+        let quiet = seen(vec![], vec![]);
+        let none = status_for(&SyncStatus::default(), &quiet, now());
+        assert!(none.drift.is_none(), "no drift writes no drift status");
+        assert!(events_for(&SyncStatus::default(), &none, &quiet).is_empty());
+
+        let corrected = seen(vec![id("a"), id("b")], vec![]);
+        let s = status_for(&SyncStatus::default(), &corrected, now());
+        assert_eq!(s.drift.as_ref().unwrap().corrections, 2);
+        assert!(s.drift.as_ref().unwrap().last_corrected_at.is_some());
+        let notes = events_for(&SyncStatus::default(), &s, &corrected);
+        assert_eq!(notes[0].reason, "DriftCorrected");
+
+        let reported = seen(vec![], vec![id("a")]);
+        let s1 = status_for(&SyncStatus::default(), &reported, now());
+        assert_eq!(s1.drift.as_ref().unwrap().objects, ["ns_a__ConfigMap"]);
+        assert_eq!(events_for(&SyncStatus::default(), &s1, &reported).len(), 1);
+        let s2 = status_for(&s1, &reported, now());
+        assert!(
+            events_for(&s1, &s2, &reported).is_empty(),
+            "announced twice"
+        );
+        let s3 = status_for(&s2, &quiet, now());
+        assert!(s3.drift.unwrap().objects.is_empty());
+    }
+}
