@@ -149,9 +149,39 @@ fn delete_blocking(kubeconfig: &std::path::Path, name: &str) -> Result<()> {
 async fn delete_namespace(client: &Client, name: &str) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(Error::kube(format!("delete namespace {name}"), e)),
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+        Err(e) => return Err(Error::kube(format!("delete namespace {name}"), e)),
+    }
+    release_syncs(client, name).await;
+    Ok(())
+}
+
+/// Removes the sync controller's finalizer from the Syncs of a namespace being deleted: the
+/// test's controller stops with the test, and the namespace goes with everything in it anyway.
+async fn release_syncs(client: &Client, namespace: &str) {
+    let syncs: Api<plumb_api::Sync> = Api::namespaced(client.clone(), namespace);
+    let Ok(list) = syncs.list(&ListParams::default()).await else {
+        return;
+    };
+    for s in list {
+        let kept: Vec<String> = s
+            .finalizers()
+            .iter()
+            .filter(|f| !f.starts_with("sync.plumb.dev/"))
+            .cloned()
+            .collect();
+        if kept.len() == s.finalizers().len() {
+            continue;
+        }
+        let patch = serde_json::json!({"metadata": {"finalizers": kept}});
+        let _ = syncs
+            .patch(
+                &s.name_any(),
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&patch),
+            )
+            .await;
     }
 }
 

@@ -29,7 +29,9 @@ pub struct Harness {
     pub run_id: String,
     pub metrics: plumb_ops::metrics::Metrics,
     files: plumb_e2e_support::FileServer,
+    settings: plumb_sync::Settings,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<ControllerTask>,
 }
 
 impl Drop for Harness {
@@ -98,17 +100,7 @@ impl Harness {
         };
         tweak(&mut settings);
         let metrics = plumb_ops::metrics::Metrics::new();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let ctl_client = Client::try_from(config.clone()).expect("client");
-        tokio::spawn(plumb_sync::run_with(
-            ctl_client,
-            config.clone(),
-            settings,
-            metrics.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let (stop, task) = spawn_controller(&config, settings.clone(), metrics.clone());
         let files = plumb_e2e_support::FileServer::start()
             .await
             .expect("artifact server");
@@ -118,8 +110,29 @@ impl Harness {
             run_id,
             metrics,
             files,
+            settings,
             stop: Some(stop),
+            task: Some(task),
         }
+    }
+
+    /// Stops this test's controller and waits until it has stopped.
+    pub async fn stop_controller(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts a new controller for this test's Syncs, with empty caches (a restart or a leader
+    /// change after [`Harness::stop_controller`]).
+    pub fn start_controller(&mut self) {
+        let (stop, task) =
+            spawn_controller(&self.config, self.settings.clone(), self.metrics.clone());
+        self.stop = Some(stop);
+        self.task = Some(task);
     }
 
     /// The sum of a counter of this test's controller, e.g. `plumb_sync_applied_objects_total`.
@@ -244,6 +257,27 @@ impl Harness {
         })
         .await
     }
+}
+
+type ControllerTask = tokio::task::JoinHandle<Result<(), plumb_sync::Error>>;
+
+fn spawn_controller(
+    config: &kube::Config,
+    settings: plumb_sync::Settings,
+    metrics: plumb_ops::metrics::Metrics,
+) -> (tokio::sync::oneshot::Sender<()>, ControllerTask) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let ctl_client = Client::try_from(config.clone()).expect("client");
+    let task = tokio::spawn(plumb_sync::run_with(
+        ctl_client,
+        config.clone(),
+        settings,
+        metrics,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (stop, task)
 }
 
 /// Whether the Sync's Ready condition is True for its generation.

@@ -1,0 +1,407 @@
+//! The sync controller's lifecycle against a real API server: what `kubectl delete sync` does
+//! (deletionPolicy, finalizer), Ready when a render fails, status history, healing while a
+//! dependency is not ready, and a restart under a deny window.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+
+use common::{Harness, TestNamespace, condition, eventually, is_ready};
+
+fn cm(name: &str, data: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{data}\"\n"
+    )
+}
+
+async fn cm_data(api: &Api<ConfigMap>, name: &str) -> Option<String> {
+    api.get_opt(name).await.ok()??.data?.get("key").cloned()
+}
+
+/// Writes the render controller's `Rendered` condition (and artifact, when given) as it does.
+async fn set_rendered(
+    h: &Harness,
+    ns: &str,
+    name: &str,
+    artifact: Option<&Value>,
+    ok: bool,
+    reason: &str,
+    message: &str,
+) {
+    let mut render = json!({});
+    if let Some(a) = artifact {
+        render = json!({"artifact": a, "sourceRevision": a["revision"]});
+    }
+    let body = json!({
+        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+        "status": {
+            "render": render,
+            "conditions": [{"type": "Rendered", "status": if ok { "True" } else { "False" },
+                "reason": reason, "message": message, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        }
+    });
+    h.syncs(ns)
+        .patch_status(
+            name,
+            &PatchParams::apply("plumb-render").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .expect("set render status");
+}
+
+/// Edits `key` of ConfigMap `name` as another tool would.
+async fn edit(cms: &Api<ConfigMap>, name: &str, value: &str) {
+    let patch = json!({"data": {"key": value}});
+    cms.patch(
+        name,
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
+}
+
+async fn event_reasons(ns: &TestNamespace, sync: &str) -> Vec<String> {
+    ns.api::<Event>()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(sync))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+#[tokio::test]
+async fn ready_names_the_rule_when_the_first_render_is_denied_and_any_later_render_fails() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-ready-deny").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    let denial = format!(
+        "policy pinned: rule no-latest denies {n}_web_apps_Deployment: images must be pinned"
+    );
+    set_rendered(&h, n, "app", None, false, "PolicyViolation", &denial).await;
+    let s = h
+        .wait_sync(n, "app", "Ready=False PolicyViolation", |s| {
+            condition(s, "Ready")
+                .is_some_and(|c| c.status == "False" && c.reason == "PolicyViolation")
+        })
+        .await;
+    let ready = condition(&s, "Ready").unwrap();
+    assert!(
+        ready.message.contains("no-latest")
+            && ready.message.contains(&format!("{n}_web_apps_Deployment")),
+        "{}",
+        ready.message
+    );
+
+    // A good render is applied; a later build failure shows in Ready while the last good
+    // revision stays applied.
+    let good = h.render(n, "app", &cm("config", "1")).await;
+    h.wait_applied(n, "app", &good).await;
+    set_rendered(
+        &h,
+        n,
+        "app",
+        Some(&good),
+        false,
+        "BuildFailed",
+        "kustomization.yaml: resource web.yaml not found",
+    )
+    .await;
+    let s = h
+        .wait_sync(n, "app", "Ready=False BuildFailed", |s| {
+            condition(s, "Ready").is_some_and(|c| c.status == "False" && c.reason == "BuildFailed")
+        })
+        .await;
+    assert!(
+        condition(&s, "Ready")
+            .unwrap()
+            .message
+            .contains("web.yaml not found")
+    );
+    assert_eq!(
+        s.status.unwrap().last_applied_revision.unwrap().to_string(),
+        good["revision"]
+    );
+    assert_eq!(cm_data(&ns.api(), "config").await.as_deref(), Some("1"));
+    // Fixed: Ready again.
+    h.set_render(n, "app", &good).await;
+    h.wait_applied(n, "app", &good).await;
+}
+
+#[tokio::test]
+async fn deleting_a_sync_deletes_what_it_applied_from_its_last_inventory() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-delete").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    let keep = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    plumb.dev/prune: disabled\n";
+    let art = h
+        .render(
+            n,
+            "app",
+            &format!("{}{}{}", cm("a", "1"), cm("b", "2"), keep),
+        )
+        .await;
+    let s = h.wait_applied(n, "app", &art).await;
+    assert!(
+        s.finalizers()
+            .iter()
+            .any(|f| f == "sync.plumb.dev/finalizer"),
+        "{:?}",
+        s.finalizers()
+    );
+    let history = s.status.as_ref().unwrap().history.clone();
+    assert_eq!(history[0].result, "ReconciliationSucceeded");
+    assert_eq!(
+        history[0].digest.as_ref().unwrap().to_string(),
+        art["digest"]
+    );
+    assert_eq!(
+        history[0].revision.as_ref().unwrap().to_string(),
+        art["revision"]
+    );
+    let cms = ns.api::<ConfigMap>();
+    // Another Sync takes `b` over; deletion leaves it to its new owner.
+    cms.patch("b", &PatchParams::apply("other-sync").force(), &Patch::Apply(&json!({
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b", "labels": {"sync.plumb.dev/name": "other"}}
+    })))
+    .await
+    .unwrap();
+    // The render goes away (its artifact cannot be fetched): deletion needs only the inventory.
+    let mut gone = art.clone();
+    gone["url"] = json!(format!(
+        "{}/missing.tar.gz",
+        art["url"].as_str().unwrap().rsplit_once('/').unwrap().0
+    ));
+    gone["digest"] = json!(format!("sha256:{}", "9".repeat(64)));
+    h.set_render(n, "app", &gone).await;
+    h.wait_sync(n, "app", "ArtifactFailed", |s| {
+        condition(s, "Ready").is_some_and(|c| c.reason == "ArtifactFailed")
+    })
+    .await;
+
+    h.syncs(n)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted = eventually(Duration::from_secs(30), || async {
+        h.syncs(n)
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        deleted.is_some(),
+        "the Sync was not released by its finalizer"
+    );
+    let a_gone = eventually(Duration::from_secs(10), || async {
+        cms.get_opt("a")
+            .await
+            .unwrap()
+            .map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ()))
+    })
+    .await;
+    assert!(a_gone.is_some(), "a was not deleted with its Sync");
+    assert!(
+        cms.get_opt("keep").await.unwrap().is_some(),
+        "prune: disabled object was deleted"
+    );
+    assert!(
+        cms.get_opt("b").await.unwrap().is_some(),
+        "another Sync's object was deleted"
+    );
+    let reasons = event_reasons(&ns, "app").await;
+    assert!(reasons.iter().any(|r| r == "Deleting"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "Deleted"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn orphan_leaves_objects_and_wait_for_termination_waits_until_they_are_gone() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-delpolicy").await.unwrap();
+    let n = ns.name();
+    let cms = ns.api::<ConfigMap>();
+    h.create_sync(n, "orphan", json!({"deletionPolicy": "Orphan"}))
+        .await;
+    let art = h.render(n, "orphan", &cm("orphaned", "1")).await;
+    h.wait_applied(n, "orphan", &art).await;
+    h.syncs(n)
+        .delete("orphan", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deleted = eventually(Duration::from_secs(30), || async {
+        h.syncs(n)
+            .get_opt("orphan")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(deleted.is_some(), "the Orphan Sync was not released");
+    let left = cms.get("orphaned").await.unwrap();
+    assert!(
+        left.metadata.deletion_timestamp.is_none(),
+        "Orphan deleted an object"
+    );
+
+    // An object held by a finalizer of its own: the Sync waits for it, then goes.
+    h.create_sync(
+        n,
+        "waits",
+        json!({"deletionPolicy": "WaitForTermination", "timeout": "2s"}),
+    )
+    .await;
+    let art = h.render(n, "waits", &cm("held", "1")).await;
+    h.wait_applied(n, "waits", &art).await;
+    let hold = json!({"metadata": {"finalizers": ["example.com/hold"]}});
+    cms.patch("held", &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .unwrap();
+    h.syncs(n)
+        .delete("waits", &DeleteParams::default())
+        .await
+        .unwrap();
+    let s = h
+        .wait_sync(n, "waits", "DeletionFailed", |s| {
+            condition(s, "Ready").is_some_and(|c| c.reason == "DeletionFailed")
+        })
+        .await;
+    let msg = condition(&s, "Ready").unwrap().message;
+    assert!(
+        msg.contains(&format!("{n}_held__ConfigMap")) && msg.contains("was not deleted"),
+        "{msg}"
+    );
+    assert!(
+        cms.get("held")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let deleted = eventually(Duration::from_secs(30), || async {
+        h.syncs(n)
+            .get_opt("waits")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        deleted.is_some(),
+        "the Sync did not go once its objects were gone"
+    );
+}
+
+#[tokio::test]
+async fn drift_is_healed_while_a_dependency_is_not_ready() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-heal-deps").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    let art = h.render(n, "app", &cm("config", "git")).await;
+    h.wait_applied(n, "app", &art).await;
+    let patch = json!({"spec": {"dependsOn": [{"name": "db"}]}});
+    h.syncs(n)
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    h.wait_sync(n, "app", "DependencyNotReady", |s| {
+        condition(s, "Ready").is_some_and(|c| {
+            c.reason == "DependencyNotReady" && c.observed_generation == s.metadata.generation
+        })
+    })
+    .await;
+    let cms = ns.api::<ConfigMap>();
+    edit(&cms, "config", "edited").await;
+    let healed = eventually(Duration::from_secs(10), || async {
+        (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(())
+    })
+    .await;
+    assert!(healed.is_some(), "drift waited for the dependency");
+    let s = h.syncs(n).get("app").await.unwrap();
+    assert_eq!(condition(&s, "Ready").unwrap().reason, "DependencyNotReady");
+}
+
+#[tokio::test]
+async fn a_restarted_controller_honours_a_deny_window_from_its_first_pass() {
+    let mut h = Harness::start().await;
+    let ns = TestNamespace::new("sync-restart-window").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    let rev1 = h.render(n, "app", &cm("config", "1")).await;
+    h.wait_applied(n, "app", &rev1).await;
+    let policy: plumb_api::Policy = serde_json::from_value(json!({
+        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+        "metadata": {"name": format!("freeze-{n}")},
+        "spec": {
+            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
+        }
+    }))
+    .unwrap();
+    let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    // While the controller is down, a new revision is rendered.
+    h.stop_controller().await;
+    let rev2 = h
+        .render(
+            n,
+            "app",
+            &format!("{}{}", cm("config", "2"), cm("new", "2")),
+        )
+        .await;
+    h.start_controller();
+    let s = h
+        .wait_sync(n, "app", "window closed", |s| {
+            condition(s, "Reconciling").is_some_and(|c| c.reason == "SyncWindowClosed")
+        })
+        .await;
+    assert_eq!(
+        s.status.unwrap().last_applied_revision.unwrap().to_string(),
+        rev1["revision"]
+    );
+    let cms = ns.api::<ConfigMap>();
+    assert!(
+        cms.get_opt("new").await.unwrap().is_none(),
+        "applied in a closed window after a restart"
+    );
+    assert_eq!(cm_data(&cms, "config").await.as_deref(), Some("1"));
+    policies
+        .delete(&format!("freeze-{n}"), &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_applied(n, "app", &rev2).await;
+    assert!(is_ready(&h.syncs(n).get("app").await.unwrap()));
+}
