@@ -129,17 +129,8 @@ async fn cleanup(sync: &Sync, ctx: &Context) -> Result<Action, Error> {
         ctx.event(sync, EventType::Normal, "Deleting", note).await;
     }
     memory.set_deleting(Some(inventory.clone()));
-    let client = ctx
-        .client_for(&key.0, spec.service_account_name.as_deref())
-        .map_err(Error::Impersonation)?;
     let timeout = spec.timeout.as_ref().unwrap_or(&spec.interval).get();
-    let mut manager = ResourceManager::new(
-        &ctx.resolver,
-        &ctx.watches,
-        client,
-        key.clone(),
-        &mut memory,
-    );
+    let mut manager = ResourceManager::for_sync(ctx, sync, &mut memory)?;
     let done = manager
         .delete_all(&inventory, wait.then_some(timeout))
         .await;

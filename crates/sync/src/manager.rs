@@ -15,9 +15,10 @@ use serde_json::Value;
 
 use plumb_api::inventory::InventoryEntry;
 use plumb_api::policy::{DriftIgnore, DriftMode};
-use plumb_api::{ObjectId, SYNC_FIELD_MANAGER};
+use plumb_api::{ObjectId, SYNC_FIELD_MANAGER, Sync};
 
 use crate::apply::{self, ApplyError, Desired, Resolver};
+use crate::context::Context;
 use crate::controls::{self, Controls, Ssa};
 use crate::deps::Key;
 use crate::drift;
@@ -178,6 +179,20 @@ impl<'a> ResourceManager<'a> {
             owner,
             memory,
         }
+    }
+
+    /// The engine of `sync`, applying with its client (impersonating its service account, or
+    /// the default one, when set).
+    pub fn for_sync(
+        ctx: &'a Context,
+        sync: &Sync,
+        memory: &'a mut SyncMemory,
+    ) -> Result<Self, crate::error::Error> {
+        let key = crate::deps::key_of(sync);
+        let client = ctx
+            .client_for(&key.0, sync.spec.service_account_name.as_deref())
+            .map_err(crate::error::Error::Impersonation)?;
+        Ok(Self::new(&ctx.resolver, &ctx.watches, client, key, memory))
     }
 
     fn cached(&self, d: &Desired) -> Option<Value> {

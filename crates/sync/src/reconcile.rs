@@ -368,10 +368,6 @@ impl Pass<'_> {
             .settings
             .default_service_account
             .as_deref());
-        let client = self
-            .ctx
-            .client_for(ns, spec.service_account_name.as_deref())
-            .map_err(Error::Impersonation)?;
         let opts = ApplyOptions {
             mode: Mode {
                 new_revision: inputs.new_revision,
@@ -384,13 +380,7 @@ impl Pass<'_> {
             ignores: inputs.ignores.clone(),
         };
         let ctx = self.ctx;
-        let mut manager = ResourceManager::new(
-            &ctx.resolver,
-            &ctx.watches,
-            client,
-            self.key.clone(),
-            &mut *self.memory,
-        );
+        let mut manager = ResourceManager::for_sync(ctx, self.sync, self.memory)?;
         let changes = manager.apply_all(manifests, &opts).await.map_err(|e| {
             Error::from_apply(e, || {
                 sa.map_or("the controller".to_owned(), |sa| {
@@ -434,18 +424,8 @@ impl Pass<'_> {
             ) {
                 return Err(Error::PruneBlocked(why));
             }
-            let client = self
-                .ctx
-                .client_for(&self.key.0, spec.service_account_name.as_deref())
-                .map_err(Error::Impersonation)?;
             let ctx = self.ctx;
-            let mut manager = ResourceManager::new(
-                &ctx.resolver,
-                &ctx.watches,
-                client,
-                self.key.clone(),
-                self.memory,
-            );
+            let mut manager = ResourceManager::for_sync(ctx, self.sync, self.memory)?;
             let p = manager.prune(&old_entries, &new_entries).await;
             ctx.metrics.pruned_objects.inc_by(p.deleted.len() as u64);
             outcome.pruned = p.deleted;
@@ -475,13 +455,12 @@ impl Pass<'_> {
     fn assess(&mut self, inputs: &Inputs, changes: &ChangeSet, outcome: &mut Outcome) {
         let spec = &self.sync.spec;
         let ctx = self.ctx;
-        let client = ctx.client.clone();
         let manager = ResourceManager::new(
             &ctx.resolver,
             &ctx.watches,
-            client,
+            ctx.client.clone(),
             self.key.clone(),
-            &mut *self.memory,
+            self.memory,
         );
         let unhealthy = manager.unhealthy(changes);
         let waited = self.memory.health_waited(&inputs.artifact.digest);

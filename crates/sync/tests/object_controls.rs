@@ -14,23 +14,13 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-use common::{Harness, TestNamespace, condition, eventually};
-
-fn cm(name: &str, data: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{data}\"\n"
-    )
-}
+use common::{Harness, TestNamespace, cm, cm_data, condition, edit_cm, eventually};
 
 /// A ConfigMap with one annotation.
 fn cm_annotated(name: &str, data: &str, annotation: &str, value: &str) -> String {
     format!(
         "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    {annotation}: {value}\ndata:\n  key: \"{data}\"\n"
     )
-}
-
-async fn cm_data(api: &Api<ConfigMap>, name: &str) -> Option<String> {
-    api.get_opt(name).await.ok()??.data?.get("key").cloned()
 }
 
 async fn owner(api: &Api<ConfigMap>, name: &str) -> Option<String> {
@@ -41,21 +31,6 @@ async fn owner(api: &Api<ConfigMap>, name: &str) -> Option<String> {
         .labels?
         .get("sync.plumb.dev/name")
         .cloned()
-}
-
-/// Edits `key` of ConfigMap `name` as another tool would (a merge patch under its own manager).
-async fn edit(cms: &Api<ConfigMap>, name: &str, value: &str) {
-    let patch = json!({"data": {"key": value}});
-    cms.patch(
-        name,
-        &PatchParams {
-            field_manager: Some("kubectl-edit".into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&patch),
-    )
-    .await
-    .unwrap();
 }
 
 /// Waits until ConfigMap `name` holds `value` (drift corrected), or panics.
@@ -160,7 +135,7 @@ async fn per_object_annotations_disable_create_once_ignore_merge_and_force() {
     cms.patch("manual", &PatchParams::default(), &Patch::Merge(&disable))
         .await
         .unwrap();
-    edit(&cms, "manual", "by hand").await;
+    edit_cm(&cms, "manual", "by hand").await;
     // Merge: a field another tool took over stays theirs.
     let theirs = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "merged"}, "data": {"key": "theirs"}});
     cms.patch(
@@ -170,7 +145,7 @@ async fn per_object_annotations_disable_create_once_ignore_merge_and_force() {
     )
     .await
     .unwrap();
-    edit(&cms, "plain", "drifted").await;
+    edit_cm(&cms, "plain", "drifted").await;
     wait_data(&cms, "plain", "1").await;
 
     // A new revision: IfNotPresent objects stay as created, the disabled one as edited, the
@@ -233,7 +208,7 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
         .await
         .unwrap();
     let cms = ns.api::<ConfigMap>();
-    edit(&cms, "probe", "edited").await;
+    edit_cm(&cms, "probe", "edited").await;
     h.wait_sync(n, "app", "the Policy's Report mode", |s| {
         s.status
             .as_ref()

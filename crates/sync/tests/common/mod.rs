@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
@@ -306,6 +307,34 @@ pub fn inventory(s: &PlumbSync) -> Vec<String> {
         .and_then(|st| st.inventory.as_ref())
         .map(|inv| inv.iter().map(|e| e.id.clone()).collect())
         .unwrap_or_default()
+}
+
+/// A rendered ConfigMap `name` with `data.key: <data>`.
+pub fn cm(name: &str, data: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{data}\"\n"
+    )
+}
+
+/// `data.key` of ConfigMap `name`, if it exists.
+pub async fn cm_data(api: &Api<ConfigMap>, name: &str) -> Option<String> {
+    api.get_opt(name).await.ok()??.data?.get("key").cloned()
+}
+
+/// Sets `data.key` of ConfigMap `name` as another tool would (a merge patch under the field
+/// manager `kubectl-edit`).
+pub async fn edit_cm(cms: &Api<ConfigMap>, name: &str, value: &str) {
+    let patch = json!({"data": {"key": value}});
+    cms.patch(
+        name,
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .unwrap();
 }
 
 fn rand_u64() -> u64 {
