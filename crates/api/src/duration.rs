@@ -1,4 +1,8 @@
 //! [`Duration`]: a Go-style duration string such as `30s`, `1m30s` or `1.5h`, as Flux users write it.
+//!
+//! Every duration a user sets is clamped to [`MAX_DURATION`] when it is parsed, so no value a
+//! tenant writes can overflow deadline arithmetic (`Instant + timeout`) in a controller: the
+//! schema pattern admits `3000000000000000h`, and before the clamp that panicked a reconcile.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +13,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The schema pattern every duration field is validated against by the API server.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$";
 
+/// The longest duration plumb honours: 30 days. Longer values (up to any number of digits the
+/// schema admits) are read as this, so `Instant::now() + d` and timers never overflow.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
 /// Why a duration string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -18,7 +26,8 @@ pub struct ParseDurationError(String);
 
 /// A length of time written the way Kubernetes and Flux users write it (`10m`, `1h30m`, `500ms`).
 ///
-/// The text is kept as written so that it round-trips unchanged; comparisons use the value.
+/// The text is kept as written so that it round-trips unchanged; comparisons use the value, which
+/// is clamped to [`MAX_DURATION`].
 #[derive(Debug, Clone)]
 pub struct Duration {
     text: String,
@@ -31,12 +40,17 @@ impl Duration {
         self.value
     }
 
-    /// A duration of `secs` seconds, written as `<secs>s`.
+    /// A duration of `secs` seconds, written as `<secs>s` (clamped to [`MAX_DURATION`]).
     pub fn from_secs(secs: u64) -> Self {
         Self {
             text: format!("{secs}s"),
-            value: std::time::Duration::from_secs(secs),
+            value: std::time::Duration::from_secs(secs).min(MAX_DURATION),
         }
+    }
+
+    /// Whether the written value was longer than [`MAX_DURATION`] and is read as it.
+    pub fn is_clamped(&self) -> bool {
+        self.value == MAX_DURATION && self.text.parse::<Unclamped>().is_ok_and(|u| u.0 > MAX_DURATION.as_secs_f64())
     }
 }
 
@@ -60,7 +74,10 @@ impl fmt::Display for Duration {
     }
 }
 
-impl FromStr for Duration {
+/// The written value in seconds before clamping (possibly infinite for absurd digit runs).
+struct Unclamped(f64);
+
+impl FromStr for Unclamped {
     type Err = ParseDurationError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -93,7 +110,22 @@ impl FromStr for Duration {
             total += n * unit_secs;
             rest = &after[unit_len..];
         }
-        let value = std::time::Duration::try_from_secs_f64(total).map_err(|_| err())?;
+        Ok(Unclamped(total))
+    }
+}
+
+impl FromStr for Duration {
+    type Err = ParseDurationError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let Unclamped(secs) = s.parse()?;
+        // NaN cannot occur (no negative or NaN literals pass the grammar); +inf and anything
+        // past the cap become the cap.
+        let value = if secs >= MAX_DURATION.as_secs_f64() {
+            MAX_DURATION
+        } else {
+            std::time::Duration::try_from_secs_f64(secs).unwrap_or(MAX_DURATION)
+        };
         Ok(Self {
             text: s.to_owned(),
             value,
@@ -158,6 +190,29 @@ mod tests {
         for bad in ["", "10", "m", "10d", "1.m", ".5s", "-1s", "1 m", "10mss"] {
             assert!(bad.parse::<Duration>().is_err(), "{bad:?} parsed");
         }
+    }
+
+    #[test]
+    fn huge_values_are_clamped_so_deadline_arithmetic_cannot_overflow() {
+        let digits = format!("{}h", "9".repeat(400));
+        for text in ["3000000000000000h", "720h1ms", digits.as_str(), "99999999999999999999ms"] {
+            let d: Duration = text.parse().unwrap();
+            assert_eq!(d.get(), MAX_DURATION, "{text}");
+            assert!(d.is_clamped(), "{text}");
+            assert_eq!(d.to_string(), text, "the text is kept as written");
+            assert!(std::time::Instant::now().checked_add(d.get()).is_some());
+        }
+        let month: Duration = "720h".parse().unwrap();
+        assert_eq!(month.get(), MAX_DURATION);
+        assert!(!month.is_clamped());
+        assert!(!"10m".parse::<Duration>().unwrap().is_clamped());
+        assert_eq!(Duration::from_secs(u64::MAX).get(), MAX_DURATION);
+    }
+
+    #[test]
+    fn deserializing_a_huge_value_succeeds_clamped() {
+        let d: Duration = serde_json::from_str("\"3000000000000000h\"").unwrap();
+        assert_eq!(d.get(), MAX_DURATION);
     }
 
     #[test]
