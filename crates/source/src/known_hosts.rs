@@ -28,17 +28,42 @@ pub fn host_label(host: &str, port: u16) -> String {
     }
 }
 
+/// OpenSSH-style wildcard match (`*` any run, `?` one character, ASCII case-insensitive).
+///
+/// Greedy with a single backtrack point (the last `*`): a later `*` supersedes an earlier one,
+/// so the work is at most pattern length × host length, never exponential, whatever run of `*`
+/// a tenant's known_hosts holds.
 fn glob(pattern: &str, text: &str) -> bool {
-    fn rec(p: &[u8], t: &[u8]) -> bool {
-        match (p.first(), t.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => rec(&p[1..], t) || (!t.is_empty() && rec(p, &t[1..])),
-            (Some(b'?'), Some(_)) => rec(&p[1..], &t[1..]),
-            (Some(a), Some(b)) if a.eq_ignore_ascii_case(b) => rec(&p[1..], &t[1..]),
-            _ => false,
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and the text position it currently stands for the end of.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(b'?') => {
+                pi += 1;
+                ti += 1;
+            }
+            Some(c) if c.eq_ignore_ascii_case(&t[ti]) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                // Let the last `*` swallow one more character and retry after it.
+                Some((sp, st)) => {
+                    star = Some((sp, st + 1));
+                    pi = sp + 1;
+                    ti = st + 1;
+                }
+                None => return false,
+            },
         }
     }
-    rec(pattern.as_bytes(), text.as_bytes())
+    p[pi..].iter().all(|&c| c == b'*')
 }
 
 fn hashed_matches(pattern: &str, label: &str) -> bool {
@@ -174,6 +199,40 @@ mod tests {
         assert_eq!(
             verify(&kh, "github.com", 22, "ssh-rsa", &key()),
             HostKeyVerdict::Mismatch
+        );
+    }
+
+    #[test]
+    fn glob_matches_wildcards_like_openssh() {
+        for (p, t, want) in [
+            ("*", "", true),
+            ("*", "github.com", true),
+            ("*.example.com", "git.example.com", true),
+            ("*.example.com", "example.com", false),
+            ("git?.example.com", "git1.example.com", true),
+            ("git?.example.com", "git.example.com", false),
+            ("GitHub.COM", "github.com", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("[127.0.0.1]:*", "[127.0.0.1]:2222", true),
+            ("**a", "a", true),
+            ("", "a", false),
+            ("a", "", false),
+        ] {
+            assert_eq!(glob(p, t), want, "{p:?} vs {t:?}");
+        }
+    }
+
+    #[test]
+    fn glob_on_star_runs_finishes_quickly() {
+        // The recursive matcher took exponential time here; this one does |p|·|t| steps at most.
+        let pattern = format!("{}b", "*a".repeat(2000));
+        let host = "a".repeat(255);
+        assert!(!glob(&pattern, &host));
+        let kh = format!("{pattern} ssh-ed25519 {KEY}\n").repeat(200);
+        assert_eq!(
+            verify(&kh, &host, 22, "ssh-ed25519", &key()),
+            HostKeyVerdict::Unknown
         );
     }
 
