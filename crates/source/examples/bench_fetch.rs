@@ -47,6 +47,7 @@ fn poll(cache: &Path, url: &str, last: Option<&str>) -> (String, Poll) {
         auth: Auth::default(),
         deadline: Instant::now() + Duration::from_secs(300),
         timeout: Duration::from_secs(300),
+        limits: git::FetchLimits::default(),
     };
     let repo = git::open_cache(cache).expect("cache");
     let listed = git::list_refs(&repo, &remote).expect("list");
@@ -64,7 +65,7 @@ fn poll(cache: &Path, url: &str, last: Option<&str>) -> (String, Poll) {
     }
     let stats = git::fetch(&repo, &remote, &target.refspecs).expect("fetch");
     let tar =
-        git::archive_commit(&repo, &commit, &IgnoreRules::none(), Vec::new()).expect("archive");
+        git::archive_commit(&repo, &commit, &IgnoreRules::none(), &git::ArchiveBounds::unbounded_in_time(), Vec::new()).expect("archive");
     let p = Poll {
         elapsed: started.elapsed(),
         objects: stats.objects,

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use plumb_ops::LogFormat;
 
+use crate::git::FetchLimits;
+
 /// Flags of `plumb-source-controller`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -51,6 +53,18 @@ pub struct Config {
     /// with no shard label.
     #[arg(long)]
     pub shard: Option<String>,
+    /// The most pack data one fetch may receive, in bytes; a fetch crossing it stops at once.
+    #[arg(long, default_value_t = FetchLimits::default().max_fetch_bytes)]
+    pub max_fetch_size: u64,
+    /// The largest single file a repository's tree may hold, in bytes.
+    #[arg(long, default_value_t = FetchLimits::default().max_blob_bytes)]
+    pub max_blob_size: u64,
+    /// The most entries (files and directories) a repository's tree may hold.
+    #[arg(long, default_value_t = FetchLimits::default().max_tree_entries)]
+    pub max_tree_entries: u64,
+    /// The largest artifact (compressed tarball) stored for a GitRepository, in bytes.
+    #[arg(long, default_value_t = FetchLimits::default().max_artifact_bytes)]
+    pub max_artifact_size: u64,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
     pub log_format: LogFormat,
@@ -74,7 +88,21 @@ impl Config {
             leader_election_namespace: "plumb-system".into(),
             namespace: None,
             shard: None,
+            max_fetch_size: FetchLimits::default().max_fetch_bytes,
+            max_blob_size: FetchLimits::default().max_blob_bytes,
+            max_tree_entries: FetchLimits::default().max_tree_entries,
+            max_artifact_size: FetchLimits::default().max_artifact_bytes,
             log_format: LogFormat::Plain,
+        }
+    }
+
+    /// The size limits every fetch and archive is held to.
+    pub fn fetch_limits(&self) -> FetchLimits {
+        FetchLimits {
+            max_fetch_bytes: self.max_fetch_size,
+            max_blob_bytes: self.max_blob_size,
+            max_tree_entries: self.max_tree_entries,
+            max_artifact_bytes: self.max_artifact_size,
         }
     }
 

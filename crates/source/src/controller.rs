@@ -30,6 +30,10 @@ pub const FINALIZER: &str = "source.plumb.dev/finalizer";
 
 const KIND: &str = "GitRepository";
 
+/// The shortest poll interval honoured: `interval: 0s` would otherwise poll the remote in a hot
+/// loop, costing every tenant of the controller.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// What every reconcile shares: the client, storage, metrics, events and settings.
 pub struct Context {
     /// The Kubernetes client.
@@ -229,7 +233,7 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&ObjectRef::from_obj(obj.as_ref()));
-            Ok(Action::requeue(obj.spec.interval.get()))
+            Ok(Action::requeue(obj.spec.interval.get().max(MIN_INTERVAL)))
         }
         Err(e) => {
             let (why, stalled) = e.reason();
@@ -285,12 +289,16 @@ async fn fetch_and_store(
         Some(r) => Auth::from_secret_data(&secret_data(ctx, &ns, &r.name).await?),
         None => Auth::default(),
     };
+    // The API type clamps durations, so these additions cannot overflow; checked anyway, as a
+    // tenant writes the value.
     let timeout = spec.timeout.get();
+    let now = Instant::now();
     let remote = Remote {
         url: spec.url.clone(),
         auth,
-        deadline: Instant::now() + timeout,
+        deadline: now.checked_add(timeout).unwrap_or(now),
         timeout,
+        limits: ctx.config.fetch_limits(),
     };
     let key = ArtifactKey::new(KIND, &ns, &name).map_err(Error::Storage)?;
     let job = FetchJob {
@@ -326,7 +334,7 @@ async fn fetch_and_store(
             .remove(&cache);
         result
     });
-    match tokio::time::timeout(timeout + Duration::from_secs(1), task).await {
+    match tokio::time::timeout(timeout.saturating_add(Duration::from_secs(1)), task).await {
         Err(_) => Err(Error::Git(GitError::Timeout(timeout))),
         Ok(Err(join)) => Err(Error::Cache(format!("fetch task failed: {join}"))),
         Ok(Ok(r)) => r,
@@ -394,10 +402,14 @@ impl FetchJob {
             .revision(&commit)
             .map_err(|e| Error::Ref(RefError::NotFound(e.to_string())))?;
         let file = file_of(&commit);
+        let bounds = git::ArchiveBounds {
+            limits: self.remote.limits,
+            deadline: Some((self.remote.deadline, self.remote.timeout)),
+        };
         let stored = self
             .storage
             .write_atomic(&self.key, &file, |w| {
-                git::archive_commit(&repo, &commit, &self.ignore, w).map(|_| ())
+                git::archive_commit(&repo, &commit, &self.ignore, &bounds, w).map(|_| ())
             })
             .map_err(Error::Storage)?
             .map_err(Error::Git)?;

@@ -43,6 +43,8 @@ impl Error {
         match self {
             Error::Git(GitError::Auth(_)) => (reason::AUTHENTICATION_FAILED, false),
             Error::Git(GitError::Url(_)) => (reason::INVALID_SPEC, true),
+            // Not stalled: a new commit can bring the repository back under the limit.
+            Error::Git(GitError::Limit(_)) => (reason::LIMIT_EXCEEDED, false),
             Error::Git(_) | Error::Cache(_) => (reason::GIT_OPERATION_FAILED, false),
             Error::Ref(RefError::InvalidSemver { .. }) => (reason::INVALID_SPEC, true),
             Error::Ref(_) => (reason::REF_NOT_FOUND, false),

@@ -79,12 +79,74 @@ pub enum GitError {
     /// The operation exceeded `spec.timeout`.
     #[error("git operation timed out after {0:?}")]
     Timeout(std::time::Duration),
+    /// The repository crossed one of the controller's [`FetchLimits`]; the operation stopped
+    /// there.
+    #[error("{0}")]
+    Limit(LimitExceeded),
     /// The URL is not allowed (e.g. file:// without the controller flag).
     #[error("{0}")]
     Url(String),
     /// Any other git or transport failure.
     #[error("git: {0}")]
     Other(String),
+}
+
+/// Bounds on what one GitRepository may make the controller download, hold and store. Each is
+/// checked while the work happens, so crossing one stops the fetch or archive at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FetchLimits {
+    /// Bytes of pack data one fetch may receive (`--max-fetch-size`).
+    pub max_fetch_bytes: u64,
+    /// Size of any single file in the archived tree (`--max-blob-size`).
+    pub max_blob_bytes: u64,
+    /// Entries (files and directories) in the archived tree (`--max-tree-entries`).
+    pub max_tree_entries: u64,
+    /// Bytes of the compressed artifact (`--max-artifact-size`).
+    pub max_artifact_bytes: u64,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        Self {
+            max_fetch_bytes: 512 << 20,
+            max_blob_bytes: 64 << 20,
+            max_tree_entries: 100_000,
+            max_artifact_bytes: 256 << 20,
+        }
+    }
+}
+
+/// Which limit was crossed, with what was seen; the message names the flag that raises it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    /// The fetch received more pack data than `--max-fetch-size`.
+    #[error("fetch stopped: the remote sent more than {limit} bytes (limit --max-fetch-size)")]
+    FetchSize {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A file in the tree is larger than `--max-blob-size`.
+    #[error("file {path:?} is {size} bytes, over the limit of {limit} (--max-blob-size)")]
+    BlobSize {
+        /// The file's path in the tree.
+        path: String,
+        /// Its size in bytes.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The tree has more entries than `--max-tree-entries`.
+    #[error("the tree has more than {limit} entries (limit --max-tree-entries)")]
+    TreeEntries {
+        /// The limit.
+        limit: u64,
+    },
+    /// The compressed artifact grew past `--max-artifact-size`.
+    #[error("the artifact grew past {limit} bytes (limit --max-artifact-size)")]
+    ArtifactSize {
+        /// The limit in bytes.
+        limit: u64,
+    },
 }
 
 /// Where to fetch from and with what.
@@ -98,6 +160,8 @@ pub struct Remote {
     pub deadline: Instant,
     /// The timeout, for the error message.
     pub timeout: std::time::Duration,
+    /// Size bounds enforced while fetching.
+    pub limits: FetchLimits,
 }
 
 /// What a fetch transferred.
@@ -150,7 +214,24 @@ pub fn check_url(url: &str, allow_file: bool) -> Result<(), GitError> {
             "file:// URLs are not allowed by this controller (--allow-file-sources)".into(),
         ))
     } else {
-        Err(GitError::Url(format!("unsupported URL scheme in {url:?}")))
+        Err(GitError::Url(format!(
+            "unsupported URL scheme in {:?}",
+            redact_userinfo(url)
+        )))
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`, for messages: credentials written into
+/// a URL must not reach status, Events or logs.
+pub fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((s, r)) => (format!("{s}://"), r),
+        None => return url.to_owned(),
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
     }
 }
 
@@ -160,6 +241,7 @@ struct Observed {
     auth_failure: Option<String>,
     cred_attempts: u32,
     timed_out: bool,
+    exceeded: Option<LimitExceeded>,
 }
 
 fn verify_with_ca(ca_pem: &[u8], leaf_der: &[u8], host: &str) -> Result<(), String> {
@@ -265,26 +347,51 @@ fn callbacks<'a>(remote: &'a Remote, observed: Rc<RefCell<Observed>>) -> RemoteC
         }
         Ok(CertificateCheckStatus::CertificatePassthrough)
     });
+    // Returning false from a progress callback makes libgit2 stop the transfer at once, so a
+    // limit or the deadline ends the fetch where it is, not when the socket next times out.
     let deadline = remote.deadline;
-    let obs = observed;
-    cb.transfer_progress(move |_| {
-        let late = Instant::now() > deadline;
-        if late {
-            obs.borrow_mut().timed_out = true;
+    let max_fetch = remote.limits.max_fetch_bytes;
+    let obs = observed.clone();
+    cb.transfer_progress(move |progress| {
+        let mut o = obs.borrow_mut();
+        if progress.received_bytes() as u64 > max_fetch {
+            o.exceeded = Some(LimitExceeded::FetchSize { limit: max_fetch });
+            return false;
         }
+        let late = Instant::now() > deadline;
+        o.timed_out |= late;
+        !late
+    });
+    let obs = observed;
+    cb.sideband_progress(move |_| {
+        let late = Instant::now() > deadline;
+        obs.borrow_mut().timed_out |= late;
         !late
     });
     cb
 }
 
 fn classify(e: git2::Error, observed: &Observed, remote: &Remote) -> GitError {
+    if let Some(limit) = &observed.exceeded {
+        return GitError::Limit(limit.clone());
+    }
     if observed.timed_out || Instant::now() > remote.deadline {
         return GitError::Timeout(remote.timeout);
     }
     if let Some(why) = &observed.auth_failure {
         return GitError::Auth(why.clone());
     }
-    let msg = e.message().to_owned();
+    let mut msg = e.message().to_owned();
+    if let Some(userinfo) = remote
+        .url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo)
+        .filter(|u| !u.is_empty())
+    {
+        msg = msg.replace(userinfo, "***");
+    }
     let status_401 = msg.contains("401")
         || msg.contains("403")
         || msg.to_ascii_lowercase().contains("authentication");
@@ -401,15 +508,62 @@ pub fn reachable_from(repo: &Repository, commit: &str, tip: &str) -> Result<bool
             .map_err(|e| GitError::Other(e.message().to_owned()))?)
 }
 
+/// What bounds an archive: the size limits and, when set, the instant to give up at.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveBounds {
+    /// Blob, entry and artifact size limits.
+    pub limits: FetchLimits,
+    /// Stop with [`GitError::Timeout`] after this instant (and the timeout it stands for).
+    pub deadline: Option<(Instant, std::time::Duration)>,
+}
+
+impl ArchiveBounds {
+    /// The default limits and no deadline (tests, benchmarks).
+    pub fn unbounded_in_time() -> Self {
+        Self {
+            limits: FetchLimits::default(),
+            deadline: None,
+        }
+    }
+}
+
+/// A writer that refuses to grow past `limit` bytes, noting that it did.
+struct Capped<W> {
+    inner: W,
+    written: u64,
+    limit: u64,
+    exceeded: Rc<RefCell<bool>>,
+}
+
+impl<W: Write> Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written + buf.len() as u64 > self.limit {
+            *self.exceeded.borrow_mut() = true;
+            return Err(std::io::Error::other("artifact size limit"));
+        }
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Writes the deterministic tar.gz of `commit`'s tree to `out`, leaving out what `ignore`
-/// excludes, symlinks and submodules. Reads blobs straight from the object database.
+/// excludes, symlinks and submodules. Reads blobs straight from the object database; stops as
+/// soon as the tree, a file or the artifact crosses a limit in `bounds`, or its deadline passes.
 pub fn archive_commit<W: Write>(
     repo: &Repository,
     commit: &str,
     ignore: &IgnoreRules,
+    bounds: &ArchiveBounds,
     out: W,
 ) -> Result<W, GitError> {
     let other = |e: git2::Error| GitError::Other(e.message().to_owned());
+    let limits = bounds.limits;
+    let late = || bounds.deadline.filter(|(at, _)| Instant::now() > *at);
     let oid = git2::Oid::from_str(commit).map_err(other)?;
     let tree = repo
         .find_commit(oid)
@@ -418,7 +572,16 @@ pub fn archive_commit<W: Write>(
         .map_err(other)?;
     let mut entries = Vec::new();
     let mut bad_name = None;
+    let mut seen = 0u64;
+    let mut stop: Option<GitError> = None;
     tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        seen += 1;
+        if seen > limits.max_tree_entries {
+            stop = Some(GitError::Limit(LimitExceeded::TreeEntries {
+                limit: limits.max_tree_entries,
+            }));
+            return git2::TreeWalkResult::Abort;
+        }
         let Some(name) = entry.name() else {
             bad_name = Some(format!("{dir}<non UTF-8 name>"));
             return git2::TreeWalkResult::Abort;
@@ -443,16 +606,59 @@ pub fn archive_commit<W: Write>(
             _ => git2::TreeWalkResult::Ok,
         }
     })
+    .or_else(|e| if stop.is_some() { Ok(()) } else { Err(e) })
     .map_err(other)?;
+    if let Some(e) = stop {
+        return Err(e);
+    }
     if let Some(name) = bad_name {
         return Err(GitError::Other(format!("file name is not UTF-8: {name}")));
     }
-    write_tar_gz(out, entries, |oid| {
+    let odb = repo.odb().map_err(other)?;
+    // The path of each blob, to name a file that crosses the blob limit.
+    let paths: std::collections::HashMap<git2::Oid, String> =
+        entries.iter().map(|e| (e.handle, e.path.clone())).collect();
+    let stop = RefCell::new(None);
+    let exceeded = Rc::new(RefCell::new(false));
+    let capped = Capped {
+        inner: out,
+        written: 0,
+        limit: limits.max_artifact_bytes,
+        exceeded: exceeded.clone(),
+    };
+    let result = write_tar_gz(capped, entries, |oid| {
+        let fail = |e: GitError| {
+            let msg = e.to_string();
+            *stop.borrow_mut() = Some(e);
+            std::io::Error::other(msg)
+        };
+        if let Some((_, timeout)) = late() {
+            return Err(fail(GitError::Timeout(timeout)));
+        }
+        // The header gives the size without inflating the object.
+        let (size, _) = odb
+            .read_header(*oid)
+            .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
+        if size as u64 > limits.max_blob_bytes {
+            return Err(fail(GitError::Limit(LimitExceeded::BlobSize {
+                path: paths.get(oid).cloned().unwrap_or_default(),
+                size: size as u64,
+                limit: limits.max_blob_bytes,
+            })));
+        }
         repo.find_blob(*oid)
             .map(|b| b.content().to_vec())
             .map_err(|e| std::io::Error::other(e.message().to_owned()))
-    })
-    .map_err(|e| GitError::Other(format!("archiving {commit}: {e}")))
+    });
+    match result {
+        Ok(capped) => Ok(capped.inner),
+        Err(_) if *exceeded.borrow() => Err(GitError::Limit(LimitExceeded::ArtifactSize {
+            limit: limits.max_artifact_bytes,
+        })),
+        Err(e) => Err(stop
+            .into_inner()
+            .unwrap_or_else(|| GitError::Other(format!("archiving {commit}: {e}")))),
+    }
 }
 
 /// How long libgit2 waits for a git server to accept a connection.
@@ -499,6 +705,17 @@ mod tests {
             Some(("::1".into(), 2200))
         );
         assert_eq!(ssh_host_port("https://github.com/org/repo"), None);
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted_from_messages() {
+        assert_eq!(
+            redact_userinfo("https://bot:hunter2@git.example.com/r.git"),
+            "https://***@git.example.com/r.git"
+        );
+        assert_eq!(redact_userinfo("https://git.example.com/a@b"), "https://git.example.com/a@b");
+        let err = check_url("ftp://bot:hunter2@x/y", false).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
@@ -563,6 +780,80 @@ mod tests {
             .collect()
     }
 
+    fn bounds(limits: FetchLimits) -> ArchiveBounds {
+        ArchiveBounds {
+            limits,
+            deadline: None,
+        }
+    }
+
+    #[test]
+    fn archiving_stops_at_each_limit_and_names_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let big = vec![7u8; 4096];
+        let files: Vec<(String, &[u8], i32)> = (0..10)
+            .map(|i| (format!("d/f{i}.yaml"), b"a: 1\n".as_slice(), 0o100644))
+            .chain([("big.bin".to_owned(), big.as_slice(), 0o100644)])
+            .collect();
+        let refs: Vec<(&str, &[u8], i32)> =
+            files.iter().map(|(p, d, m)| (p.as_str(), *d, *m)).collect();
+        let c = commit_tree(&repo, &refs);
+        let none = IgnoreRules::none();
+        let limited = |l: FetchLimits| archive_commit(&repo, &c, &none, &bounds(l), Vec::new());
+
+        let err = limited(FetchLimits {
+            max_blob_bytes: 4095,
+            ..FetchLimits::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(&err, GitError::Limit(LimitExceeded::BlobSize { path, size: 4096, .. }) if path == "big.bin"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("--max-blob-size"));
+
+        // 12 entries: the directory `d`, its 10 files and big.bin.
+        let err = limited(FetchLimits {
+            max_tree_entries: 11,
+            ..FetchLimits::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, GitError::Limit(LimitExceeded::TreeEntries { limit: 11 })),
+            "{err:?}"
+        );
+        assert!(limited(FetchLimits {
+            max_tree_entries: 12,
+            ..FetchLimits::default()
+        })
+        .is_ok());
+
+        let err = limited(FetchLimits {
+            max_artifact_bytes: 64,
+            ..FetchLimits::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, GitError::Limit(LimitExceeded::ArtifactSize { limit: 64 })),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn archiving_past_the_deadline_is_a_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let c = commit_tree(&repo, &[("a.yaml", b"a: 1", 0o100644)]);
+        let past = ArchiveBounds {
+            limits: FetchLimits::default(),
+            deadline: Some((Instant::now(), std::time::Duration::from_secs(5))),
+        };
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let err = archive_commit(&repo, &c, &IgnoreRules::none(), &past, Vec::new()).unwrap_err();
+        assert!(matches!(err, GitError::Timeout(_)), "{err:?}");
+    }
+
     #[test]
     fn archive_of_a_commit_is_deterministic_and_applies_ignore() {
         let dir = tempfile::tempdir().unwrap();
@@ -576,8 +867,8 @@ mod tests {
         ];
         let c1 = commit_tree(&repo, files);
         let none = IgnoreRules::none();
-        let a = archive_commit(&repo, &c1, &none, Vec::new()).unwrap();
-        let b = archive_commit(&repo, &c1, &none, Vec::new()).unwrap();
+        let a = archive_commit(&repo, &c1, &none, &ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
+        let b = archive_commit(&repo, &c1, &none, &ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
         assert_eq!(a, b, "same commit, same bytes");
         assert_eq!(
             archive_paths(&a),
@@ -589,7 +880,7 @@ mod tests {
             ]
         );
         let ignore = IgnoreRules::parse("docs/\n*.sh").unwrap();
-        let c = archive_commit(&repo, &c1, &ignore, Vec::new()).unwrap();
+        let c = archive_commit(&repo, &c1, &ignore, &ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
         assert_eq!(
             archive_paths(&c),
             [("apps/a.yaml".into(), 0o644), ("z.yaml".into(), 0o644)]

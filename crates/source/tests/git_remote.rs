@@ -21,6 +21,7 @@ fn remote(url: String, auth: Auth) -> Remote {
         auth,
         deadline: Instant::now() + timeout,
         timeout,
+        limits: git::FetchLimits::default(),
     }
 }
 
@@ -91,6 +92,52 @@ async fn http_basic_auth_fetches_incrementally_and_lists_only_when_unchanged() {
     );
 }
 
+/// `len` hex digits that do not repeat, so their pack is about half their length.
+fn hex_noise(len: usize) -> String {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from_digit((x & 0xf) as u32, 16).unwrap()
+        })
+        .collect()
+}
+
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fetch_over_the_size_limit_stops_mid_transfer_and_names_the_limit() {
+    // About 2 MiB of pack; the limit is 256 KiB.
+    let noise = hex_noise(4 << 20);
+    let up = Upstream::new(&[("noise.txt", noise.as_str())]);
+    let server = HttpGitServer::start(up.bare.parent().unwrap(), "u", "p").await;
+    let mut r = remote(server.url("repo.git"), basic("u", "p"));
+    r.limits.max_fetch_bytes = 256 << 10;
+    let cache = tempfile::tempdir().unwrap();
+    let path = cache.path().to_path_buf();
+    let err = blocking(move || poll(&path, &r, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, GitError::Limit(git::LimitExceeded::FetchSize { limit }) if limit == 256 << 10),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--max-fetch-size"), "{err}");
+    let kept = dir_bytes(&cache.path().join("objects/pack"));
+    assert!(kept < 1 << 20, "the stopped fetch left {kept} bytes of pack");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn http_wrong_or_missing_password_is_an_authentication_failure() {
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
@@ -159,7 +206,7 @@ async fn tags_and_semver_ranges_select_the_right_commit() {
             let repo = git::open_cache(cache.path()).unwrap();
             let commit = rev.rsplit(':').next().unwrap().to_owned();
             let tar =
-                git::archive_commit(&repo, &commit, &IgnoreRules::none(), Vec::new()).unwrap();
+                git::archive_commit(&repo, &commit, &IgnoreRules::none(), &git::ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
             (rev, tar)
         })
         .await;
