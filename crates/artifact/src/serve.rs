@@ -30,9 +30,23 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, root = %storage.root().display(), "serving artifacts");
-    axum::serve(listener, router(storage))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_on(listener, storage, shutdown).await
+}
+
+/// Serves `storage` on an already bound `listener` until `shutdown` resolves, with the
+/// connection, time and body limits every plumb server has.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    storage: Storage,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    plumb_ops::server::serve(
+        listener,
+        router(storage),
+        plumb_ops::ServerLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 async fn serve_file(

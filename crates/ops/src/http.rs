@@ -53,9 +53,13 @@ pub async fn serve_ops(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
-    axum::serve(listener, ops_router(metrics, ready))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::server::serve(
+        listener,
+        ops_router(metrics, ready),
+        crate::server::ServerLimits::default(),
+        shutdown,
+    )
+    .await
 }
 
 async fn metrics_handler(State(s): State<OpsState>) -> impl IntoResponse {

@@ -247,11 +247,10 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
 
     let sweeper = tokio::spawn(crate::sweep::sweep_deleted(ctx.clone()));
     let server = tokio::spawn(async move {
-        axum::serve(artifact_listener, plumb_artifact::serve::router(storage))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
+        plumb_artifact::serve::serve_on(artifact_listener, storage, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
     });
 
     let controllers = async {

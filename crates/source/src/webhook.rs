@@ -13,8 +13,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use hmac::{Hmac, Mac};
+use futures::StreamExt;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use plumb_api::{GitRepository, REQUESTED_AT_ANNOTATION};
 use sha2::{Digest as _, Sha256};
 
@@ -96,13 +98,32 @@ struct HookState {
     client: kube::Client,
     index: HookIndex,
     namespace: Option<String>,
+    published: Arc<tokio::sync::OnceCell<Published>>,
 }
+
+/// A watch-fed cache of GitRepositories (for their `status.webhookPath`); the watch stops when
+/// the last router holding it is dropped.
+struct Published {
+    store: reflector::Store<GitRepository>,
+    watch: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Published {
+    fn drop(&mut self) {
+        self.watch.abort();
+    }
+}
+
+/// How long a delivery waits for the GitRepository cache's first listing.
+const CACHE_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The router serving `POST /hook/{id}`.
 ///
 /// Hooks are found in `index` (filled by reconciles) or, on a replica that has not reconciled
 /// the object (e.g. not the leader), by the `status.webhookPath` GitRepositories publish in
-/// `namespace` (all namespaces when None), checked against the token in their Secret.
+/// `namespace` (all namespaces when None), checked against the token in their Secret. That
+/// second lookup reads a watch-fed cache started on first need: no request ever lists objects,
+/// so unknown paths cost the API server nothing.
 pub fn router(client: kube::Client, index: HookIndex, namespace: Option<String>) -> Router {
     Router::new()
         .route("/hook/{id}", post(receive))
@@ -110,7 +131,38 @@ pub fn router(client: kube::Client, index: HookIndex, namespace: Option<String>)
             client,
             index,
             namespace,
+            published: Arc::default(),
         })
+}
+
+/// Whether `id` can be a hook id at all: 64 lowercase hex digits (see [`hook_path`]).
+fn plausible_id(id: &str) -> bool {
+    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl HookState {
+    async fn published(&self) -> Option<&reflector::Store<GitRepository>> {
+        let published = self
+            .published
+            .get_or_init(|| async {
+                let api: Api<GitRepository> = match &self.namespace {
+                    Some(ns) => Api::namespaced(self.client.clone(), ns),
+                    None => Api::all(self.client.clone()),
+                };
+                let (store, writer) = reflector::store();
+                let stream = watcher(api, watcher::Config::default().any_semantic())
+                    .default_backoff()
+                    .reflect(writer)
+                    .for_each(|_| futures::future::ready(()));
+                Published {
+                    store,
+                    watch: tokio::spawn(stream),
+                }
+            })
+            .await;
+        let ready = tokio::time::timeout(CACHE_READY_TIMEOUT, published.store.wait_until_ready());
+        matches!(ready.await, Ok(Ok(()))).then_some(&published.store)
+    }
 }
 
 /// Finds the GitRepository whose published webhook path is `path` and whose current token
@@ -119,13 +171,10 @@ async fn lookup(s: &HookState, path: &str) -> Option<Hook> {
     if let Some(hook) = s.index.get(path) {
         return Some(hook);
     }
-    let api: Api<GitRepository> = match &s.namespace {
-        Some(ns) => Api::namespaced(s.client.clone(), ns),
-        None => Api::all(s.client.clone()),
-    };
-    let list = api.list(&Default::default()).await.ok()?;
-    let obj = list
-        .items
+    let obj = s
+        .published()
+        .await?
+        .state()
         .into_iter()
         .find(|o| o.status.as_ref().and_then(|st| st.webhook_path.as_deref()) == Some(path))?;
     let namespace = obj.metadata.namespace.clone()?;
@@ -154,9 +203,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving webhooks");
-    axum::serve(listener, router(client, index, namespace))
-        .with_graceful_shutdown(shutdown)
-        .await
+    plumb_ops::server::serve(
+        listener,
+        router(client, index, namespace),
+        plumb_ops::ServerLimits::webhooks(),
+        shutdown,
+    )
+    .await
 }
 
 async fn receive(
@@ -165,6 +218,9 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
+    if !plausible_id(&id) {
+        return StatusCode::NOT_FOUND;
+    }
     let Some((namespace, name, token)) = lookup(&s, &format!("/hook/{id}")).await else {
         return StatusCode::NOT_FOUND;
     };
@@ -226,6 +282,16 @@ mod tests {
         assert!(verify_delivery(&h, b"", "s3cret"));
         assert!(!verify_delivery(&h, b"", "s3cret2"));
         assert!(!verify_delivery(&HeaderMap::new(), b"", "s3cret"));
+    }
+
+    #[test]
+    fn only_hex_ids_of_the_right_length_are_looked_up() {
+        let path = hook_path("ns", "app", "t");
+        assert!(plausible_id(path.trim_start_matches("/hook/")));
+        assert!(!plausible_id("abc"));
+        assert!(!plausible_id(&"g".repeat(64)));
+        assert!(!plausible_id(&"A".repeat(64)));
+        assert!(!plausible_id(&"a".repeat(65)));
     }
 
     #[test]
