@@ -46,6 +46,33 @@ pub enum UnpackError {
     TooLarge(String),
 }
 
+/// The most archive bytes read between two entries: headers, GNU long names, pax extensions
+/// and the data of skipped entries. The tar reader holds a long name or pax record in memory
+/// whole, so without this a small gzip of a huge "long name" would exhaust memory.
+pub const MAX_ENTRY_METADATA: u64 = 1 << 20;
+
+/// A reader that fails once more than its budget has been read since the budget was last reset.
+struct Metered<R> {
+    inner: R,
+    left: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left.get();
+        if left == 0 {
+            return Err(io::Error::other(format!(
+                "more than {MAX_ENTRY_METADATA} bytes of headers, names or skipped data between \
+                 two entries"
+            )));
+        }
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
+}
+
 /// Lexically normalizes a relative entry path, refusing absolute paths and `..`.
 fn safe_relative(path: &Path) -> Option<PathBuf> {
     let mut out = PathBuf::new();
@@ -111,10 +138,24 @@ pub fn unpack_tar_gz(
     limits: UnpackLimits,
 ) -> Result<u64, UnpackError> {
     fs::create_dir_all(dest)?;
-    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    let left = std::rc::Rc::new(std::cell::Cell::new(MAX_ENTRY_METADATA));
+    let metered = Metered {
+        inner: flate2::read::GzDecoder::new(archive),
+        left: left.clone(),
+    };
+    let mut ar = tar::Archive::new(metered);
     let (mut total, mut count, mut files) = (0u64, 0u64, 0u64);
     for entry in ar.entries()? {
-        let mut entry = entry?;
+        let mut entry = entry.map_err(|e| {
+            let why = e.to_string();
+            if why.contains("between two entries") {
+                UnpackError::TooLarge(why)
+            } else {
+                UnpackError::Io(e)
+            }
+        })?;
+        // The entry's own data is bounded by the size limit below, not by the metadata budget.
+        left.set(u64::MAX);
         count += 1;
         if count > limits.max_entries {
             return Err(UnpackError::TooLarge(format!(
@@ -168,6 +209,7 @@ pub fn unpack_tar_gz(
             | tar::EntryType::GNULongName => {}
             _ => return Err(UnpackError::UnsupportedEntry(shown)),
         }
+        left.set(MAX_ENTRY_METADATA);
     }
     Ok(files)
 }
