@@ -111,8 +111,11 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
                 println!("+ {title} would be created");
             }
             Some(live) => {
-                let before = comparable(&serde_json::to_value(&live)?);
-                let after = comparable(&serde_json::to_value(&planned)?);
+                let mut before = comparable(&serde_json::to_value(&live)?);
+                let mut after = comparable(&serde_json::to_value(&planned)?);
+                if resource.group.is_empty() && resource.kind == "Secret" {
+                    mask_secret(&mut before, &mut after);
+                }
                 if before != after {
                     summary.changed += 1;
                     print_diff(&title, &before, &after)?;
@@ -229,6 +232,67 @@ fn comparable(obj: &Value) -> Value {
     obj
 }
 
+/// What a Secret value shows as in a diff, as `kubectl diff` writes it.
+const MASK: &str = "***";
+/// A changed Secret value on the live side.
+const MASK_BEFORE: &str = "*** (before)";
+/// A changed Secret value on the planned side.
+const MASK_AFTER: &str = "*** (after)";
+/// The annotation `kubectl apply` keeps the whole object in, Secret values included.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Replaces the values of a Secret's `data` and `stringData` (and kubectl's last-applied copy
+/// of the object) by placeholders, as `kubectl diff` does: a value the same on both sides shows
+/// as `***` on both, a changed one as `*** (before)` and `*** (after)`, so the diff says which
+/// keys change without showing any value.
+fn mask_secret(before: &mut Value, after: &mut Value) {
+    for field in ["data", "stringData"] {
+        let b = before.get(field).and_then(Value::as_object).cloned();
+        let a = after.get(field).and_then(Value::as_object).cloned();
+        let none = serde_json::Map::new();
+        if let Some(b_map) = &b {
+            before[field] = masked(b_map, a.as_ref().unwrap_or(&none), MASK_BEFORE);
+        }
+        if let Some(a_map) = &a {
+            after[field] = masked(a_map, b.as_ref().unwrap_or(&none), MASK_AFTER);
+        }
+    }
+    let annotation = |obj: &Value| {
+        obj.pointer("/metadata/annotations")
+            .and_then(|a| a.get(LAST_APPLIED))
+            .cloned()
+    };
+    let (b, a) = (annotation(before), annotation(after));
+    let changed = b.is_some() && a.is_some() && b != a;
+    for (obj, changed_mask) in [(before, MASK_BEFORE), (after, MASK_AFTER)] {
+        if let Some(value) = obj
+            .pointer_mut("/metadata/annotations")
+            .and_then(|a| a.get_mut(LAST_APPLIED))
+        {
+            *value = Value::String(if changed { changed_mask } else { MASK }.to_owned());
+        }
+    }
+}
+
+/// `mine` with every value replaced: `changed` where `theirs` holds another value for the key,
+/// `***` otherwise.
+fn masked(
+    mine: &serde_json::Map<String, Value>,
+    theirs: &serde_json::Map<String, Value>,
+    changed: &str,
+) -> Value {
+    mine.iter()
+        .map(|(k, v)| {
+            let shown = match theirs.get(k) {
+                Some(other) if other != v => changed,
+                _ => MASK,
+            };
+            (k.clone(), Value::String(shown.to_owned()))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 fn print_diff(title: &str, before: &Value, after: &Value) -> anyhow::Result<()> {
     let before = serde_yaml::to_string(before)?;
     let after = serde_yaml::to_string(after)?;
@@ -259,6 +323,34 @@ mod tests {
             comparable(&obj),
             json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "a", "labels": { "x": "y" } }, "data": { "k": "v" } })
         );
+    }
+
+    #[test]
+    fn secret_values_are_masked_like_kubectl_diff() {
+        let mut before = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "annotations": {LAST_APPLIED: "{\"data\":{\"a\":\"czNjcmV0\"}}"}},
+            "data": {"same": "c2FtZQ==", "changed": "b2xk", "gone": "Z29uZQ=="}});
+        let mut after = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "annotations": {LAST_APPLIED: "{\"data\":{\"a\":\"bmV3\"}}"}},
+            "data": {"same": "c2FtZQ==", "changed": "bmV3", "new": "bmV3"},
+            "stringData": {"plain": "hunter2"}});
+        mask_secret(&mut before, &mut after);
+        assert_eq!(
+            before["data"],
+            json!({"same": "***", "changed": "*** (before)", "gone": "***"})
+        );
+        assert_eq!(
+            after["data"],
+            json!({"same": "***", "changed": "*** (after)", "new": "***"})
+        );
+        assert_eq!(after["stringData"], json!({"plain": "***"}));
+        assert!(before.get("stringData").is_none());
+        assert_eq!(before["metadata"]["annotations"][LAST_APPLIED], "*** (before)");
+        assert_eq!(after["metadata"]["annotations"][LAST_APPLIED], "*** (after)");
+        let shown = format!("{before}{after}");
+        for secret in ["c2FtZQ==", "b2xk", "bmV3", "Z29uZQ==", "hunter2", "czNjcmV0"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
     }
 
     #[test]

@@ -29,23 +29,29 @@ pub enum SubstituteError {
         /// The variable name.
         var: String,
     },
-    /// `${...}` holds something that is not a variable reference plumb understands.
-    #[error("{object}: invalid variable reference ${{{text}}}: {why}")]
+    /// `${...}` holds something that is not a variable reference plumb understands. The text
+    /// itself is never quoted: the object may be a Secret, and its values must not reach
+    /// status, Events or logs.
+    #[error("{object}: invalid variable reference at line {line} of the object's YAML: {why}")]
     Invalid {
         /// The object, as an inventory id.
         object: String,
-        /// What stood between the braces.
-        text: String,
+        /// The line of the object's YAML (as plumb writes it) where the reference starts.
+        line: usize,
         /// What is wrong with it.
         why: &'static str,
     },
-    /// The object no longer parses after substitution (a value broke its YAML).
-    #[error("{object}: not valid YAML after substitution: {message}")]
+    /// The object no longer parses after substitution (a value broke its YAML). Only the
+    /// position is reported, never the text around it, which may hold substituted secrets.
+    #[error(
+        "{object}: not valid YAML after substitution (at {position}); a substituted value \
+         holding YAML syntax must be quoted"
+    )]
     Yaml {
         /// The object, as an inventory id.
         object: String,
-        /// The parser's message.
-        message: String,
+        /// Where the parser stopped, `line L column C`, or `unknown position`.
+        position: String,
     },
 }
 
@@ -85,7 +91,7 @@ pub fn substitute_object(
     let id = object_id(&obj).to_string();
     let text = serde_yaml::to_string(&obj).map_err(|e| SubstituteError::Yaml {
         object: id.clone(),
-        message: e.to_string(),
+        position: position(&e),
     })?;
     if !text.contains("${") {
         return Ok(obj);
@@ -93,8 +99,16 @@ pub fn substitute_object(
     let out = substitute_text(&text, vars).map_err(|e| e.for_object(&id))?;
     serde_yaml::from_str(&out).map_err(|e| SubstituteError::Yaml {
         object: id,
-        message: e.to_string(),
+        position: position(&e),
     })
+}
+
+/// Where a YAML error happened, without the parser's words (which can quote the input).
+fn position(e: &serde_yaml::Error) -> String {
+    e.location().map_or_else(
+        || "unknown position".to_owned(),
+        |l| format!("line {} column {}", l.line(), l.column()),
+    )
 }
 
 /// A substitution error before it is tied to an object.
@@ -102,8 +116,13 @@ pub fn substitute_object(
 pub enum TextError {
     /// A variable has no value and no default.
     Missing(String),
-    /// A malformed reference: its text and what is wrong.
-    Invalid(String, &'static str),
+    /// A malformed reference: the line it starts on (1-based) and what is wrong.
+    Invalid {
+        /// The line of the text where the reference starts.
+        line: usize,
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 impl TextError {
@@ -111,7 +130,7 @@ impl TextError {
         let object = object.to_owned();
         match self {
             TextError::Missing(var) => SubstituteError::Missing { object, var },
-            TextError::Invalid(text, why) => SubstituteError::Invalid { object, text, why },
+            TextError::Invalid { line, why } => SubstituteError::Invalid { object, line, why },
         }
     }
 }
@@ -128,10 +147,15 @@ pub fn substitute_text(text: &str, vars: &BTreeMap<String, String>) -> Result<St
             out.push_str("${");
             rest = escaped;
         } else if let Some(inner) = after.strip_prefix('{') {
-            let end = inner
-                .find('}')
-                .ok_or_else(|| TextError::Invalid(inner.to_owned(), "no closing brace"))?;
-            out.push_str(&expand(&inner[..end], vars)?);
+            let line = || text[..text.len() - rest.len() + pos].matches('\n').count() + 1;
+            let end = inner.find('}').ok_or_else(|| TextError::Invalid {
+                line: line(),
+                why: "no closing brace",
+            })?;
+            out.push_str(&expand(&inner[..end], vars).map_err(|e| match e {
+                TextError::Invalid { why, .. } => TextError::Invalid { line: line(), why },
+                missing => missing,
+            })?);
             rest = &inner[end + 1..];
         } else {
             out.push('$');
@@ -149,10 +173,10 @@ fn expand(reference: &str, vars: &BTreeMap<String, String>) -> Result<String, Te
         None => (reference, None),
     };
     if !valid_name(name) {
-        return Err(TextError::Invalid(
-            reference.to_owned(),
-            "a variable name must match ^[_a-zA-Z][_a-zA-Z0-9]*$",
-        ));
+        return Err(TextError::Invalid {
+            line: 0,
+            why: "a variable name must match ^[_a-zA-Z][_a-zA-Z0-9]*$",
+        });
     }
     match (vars.get(name), default) {
         (Some(v), _) if !v.is_empty() || default.is_none() => Ok(v.clone()),
@@ -216,7 +240,7 @@ mod tests {
             assert!(
                 matches!(
                     substitute_text(bad, &vars(&[])),
-                    Err(TextError::Invalid(..))
+                    Err(TextError::Invalid { .. })
                 ),
                 "{bad}"
             );
@@ -245,6 +269,28 @@ mod tests {
         );
         assert!(err.to_string().contains("apps_web_apps_Deployment"));
         assert!(err.to_string().contains("REPLICAS"));
+    }
+
+    #[test]
+    fn errors_never_quote_the_object_text() {
+        // A Secret whose value holds an unclosed or malformed reference: the error must name
+        // the object and where, never the value.
+        for value in ["hunter2-${ unclosed hunter2", "${hunter2 hunter2}", "${1hunter2}"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "db", "namespace": "apps"},
+                "stringData": {"password": value}});
+            let err = substitute_object(obj, &vars(&[])).unwrap_err().to_string();
+            assert!(err.contains("apps_db__Secret"), "{err}");
+            assert!(err.contains("line 7"), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        // A substituted value that breaks the YAML: its text is not echoed either.
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c"}, "data": {"k": "${V}"}});
+        let err = substitute_object(obj, &vars(&[("V", "[hunter2")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("_c__ConfigMap") && !err.contains("hunter2"), "{err}");
     }
 
     #[test]
