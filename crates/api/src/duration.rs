@@ -50,7 +50,11 @@ impl Duration {
 
     /// Whether the written value was longer than [`MAX_DURATION`] and is read as it.
     pub fn is_clamped(&self) -> bool {
-        self.value == MAX_DURATION && self.text.parse::<Unclamped>().is_ok_and(|u| u.0 > MAX_DURATION.as_secs_f64())
+        self.value == MAX_DURATION
+            && self
+                .text
+                .parse::<Unclamped>()
+                .is_ok_and(|u| u.0 > MAX_DURATION.as_secs_f64())
     }
 }
 
@@ -195,7 +199,12 @@ mod tests {
     #[test]
     fn huge_values_are_clamped_so_deadline_arithmetic_cannot_overflow() {
         let digits = format!("{}h", "9".repeat(400));
-        for text in ["3000000000000000h", "720h1ms", digits.as_str(), "99999999999999999999ms"] {
+        for text in [
+            "3000000000000000h",
+            "720h1ms",
+            digits.as_str(),
+            "99999999999999999999ms",
+        ] {
             let d: Duration = text.parse().unwrap();
             assert_eq!(d.get(), MAX_DURATION, "{text}");
             assert!(d.is_clamped(), "{text}");

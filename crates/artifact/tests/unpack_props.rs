@@ -2,6 +2,8 @@
 //! (never panics), writes nothing outside its destination, leaves no link pointing out of it,
 //! and writes no more than its limits allow.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
@@ -45,7 +47,9 @@ fn entry() -> impl Strategy<Value = RawEntry> {
     (
         raw_path(),
         // Regular, hard link, symlink, char, block, dir, fifo, contiguous, pax, GNU long name.
-        prop::sample::select(vec![b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'7', b'x', b'L']),
+        prop::sample::select(vec![
+            b'0', b'1', b'2', b'3', b'4', b'5', b'6', b'7', b'x', b'L',
+        ]),
         raw_path(),
         prop::collection::vec(any::<u8>(), 0..2048),
         prop::sample::select(vec![0o644u32, 0o755, 0o4777, 0]),
@@ -247,11 +251,17 @@ fn compression_bombs_are_stopped_with_bounded_memory() {
         let err = unpack_tar_gz(gz.as_slice(), &dir.path().join("out"), limits)
             .expect_err(name)
             .to_string();
-        assert!(err.contains("limit") || err.contains("between two entries"), "{name}: {err}");
+        assert!(
+            err.contains("limit") || err.contains("between two entries"),
+            "{name}: {err}"
+        );
         if let (Some(before), Some(peak)) = (before, status_kib("VmHWM:")) {
             let grew = peak.saturating_sub(before);
             println!("{name} bomb: peak resident set grew by {grew} KiB");
-            assert!(grew < 16 << 10, "{name} bomb: peak resident set grew by {grew} KiB");
+            assert!(
+                grew < 16 << 10,
+                "{name} bomb: peak resident set grew by {grew} KiB"
+            );
         }
     }
 }

@@ -123,10 +123,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(app.clone()),
-        );
+        let conn =
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
         let conn = graceful.watch(conn);
         let lifetime = limits.max_connection_lifetime;
         tokio::spawn(async move {
@@ -156,9 +154,10 @@ mod tests {
     use tokio::net::TcpStream;
 
     async fn start(limits: ServerLimits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-        let router = Router::new()
-            .route("/", get(|| async { "ok" }))
-            .route("/echo", post(|body: axum::body::Bytes| async move { body.len().to_string() }));
+        let router = Router::new().route("/", get(|| async { "ok" })).route(
+            "/echo",
+            post(|body: axum::body::Bytes| async move { body.len().to_string() }),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -244,9 +243,11 @@ mod tests {
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
-        let pending =
-            tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
-        assert!(pending.is_err(), "the second connection was served while the first held the slot");
+        let pending = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+        assert!(
+            pending.is_err(),
+            "the second connection was served while the first held the slot"
+        );
         drop(first);
         let answer = read_to_close(&mut second).await;
         assert!(answer.contains("200 OK"), "{answer}");

@@ -345,10 +345,18 @@ mod tests {
         );
         assert_eq!(after["stringData"], json!({"plain": "***"}));
         assert!(before.get("stringData").is_none());
-        assert_eq!(before["metadata"]["annotations"][LAST_APPLIED], "*** (before)");
-        assert_eq!(after["metadata"]["annotations"][LAST_APPLIED], "*** (after)");
+        assert_eq!(
+            before["metadata"]["annotations"][LAST_APPLIED],
+            "*** (before)"
+        );
+        assert_eq!(
+            after["metadata"]["annotations"][LAST_APPLIED],
+            "*** (after)"
+        );
         let shown = format!("{before}{after}");
-        for secret in ["c2FtZQ==", "b2xk", "bmV3", "Z29uZQ==", "hunter2", "czNjcmV0"] {
+        for secret in [
+            "c2FtZQ==", "b2xk", "bmV3", "Z29uZQ==", "hunter2", "czNjcmV0",
+        ] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
     }

@@ -275,7 +275,11 @@ mod tests {
     fn errors_never_quote_the_object_text() {
         // A Secret whose value holds an unclosed or malformed reference: the error must name
         // the object and where, never the value.
-        for value in ["hunter2-${ unclosed hunter2", "${hunter2 hunter2}", "${1hunter2}"] {
+        for value in [
+            "hunter2-${ unclosed hunter2",
+            "${hunter2 hunter2}",
+            "${1hunter2}",
+        ] {
             let obj = json!({"apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": "db", "namespace": "apps"},
                 "stringData": {"password": value}});
@@ -290,7 +294,10 @@ mod tests {
         let err = substitute_object(obj, &vars(&[("V", "[hunter2")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("_c__ConfigMap") && !err.contains("hunter2"), "{err}");
+        assert!(
+            err.contains("_c__ConfigMap") && !err.contains("hunter2"),
+            "{err}"
+        );
     }
 
     #[test]

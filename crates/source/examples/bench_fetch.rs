@@ -64,8 +64,14 @@ fn poll(cache: &Path, url: &str, last: Option<&str>) -> (String, Poll) {
         return (commit, p);
     }
     let stats = git::fetch(&repo, &remote, &target.refspecs).expect("fetch");
-    let tar =
-        git::archive_commit(&repo, &commit, &IgnoreRules::none(), &git::ArchiveBounds::unbounded_in_time(), Vec::new()).expect("archive");
+    let tar = git::archive_commit(
+        &repo,
+        &commit,
+        &IgnoreRules::none(),
+        &git::ArchiveBounds::unbounded_in_time(),
+        Vec::new(),
+    )
+    .expect("archive");
     let p = Poll {
         elapsed: started.elapsed(),
         objects: stats.objects,

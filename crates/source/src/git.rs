@@ -713,8 +713,13 @@ mod tests {
             redact_userinfo("https://bot:hunter2@git.example.com/r.git"),
             "https://***@git.example.com/r.git"
         );
-        assert_eq!(redact_userinfo("https://git.example.com/a@b"), "https://git.example.com/a@b");
-        let err = check_url("ftp://bot:hunter2@x/y", false).unwrap_err().to_string();
+        assert_eq!(
+            redact_userinfo("https://git.example.com/a@b"),
+            "https://git.example.com/a@b"
+        );
+        let err = check_url("ftp://bot:hunter2@x/y", false)
+            .unwrap_err()
+            .to_string();
         assert!(!err.contains("hunter2"), "{err}");
     }
 
@@ -820,14 +825,19 @@ mod tests {
         })
         .unwrap_err();
         assert!(
-            matches!(err, GitError::Limit(LimitExceeded::TreeEntries { limit: 11 })),
+            matches!(
+                err,
+                GitError::Limit(LimitExceeded::TreeEntries { limit: 11 })
+            ),
             "{err:?}"
         );
-        assert!(limited(FetchLimits {
-            max_tree_entries: 12,
-            ..FetchLimits::default()
-        })
-        .is_ok());
+        assert!(
+            limited(FetchLimits {
+                max_tree_entries: 12,
+                ..FetchLimits::default()
+            })
+            .is_ok()
+        );
 
         let err = limited(FetchLimits {
             max_artifact_bytes: 64,
@@ -835,7 +845,10 @@ mod tests {
         })
         .unwrap_err();
         assert!(
-            matches!(err, GitError::Limit(LimitExceeded::ArtifactSize { limit: 64 })),
+            matches!(
+                err,
+                GitError::Limit(LimitExceeded::ArtifactSize { limit: 64 })
+            ),
             "{err:?}"
         );
     }
@@ -867,8 +880,22 @@ mod tests {
         ];
         let c1 = commit_tree(&repo, files);
         let none = IgnoreRules::none();
-        let a = archive_commit(&repo, &c1, &none, &ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
-        let b = archive_commit(&repo, &c1, &none, &ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
+        let a = archive_commit(
+            &repo,
+            &c1,
+            &none,
+            &ArchiveBounds::unbounded_in_time(),
+            Vec::new(),
+        )
+        .unwrap();
+        let b = archive_commit(
+            &repo,
+            &c1,
+            &none,
+            &ArchiveBounds::unbounded_in_time(),
+            Vec::new(),
+        )
+        .unwrap();
         assert_eq!(a, b, "same commit, same bytes");
         assert_eq!(
             archive_paths(&a),
@@ -880,7 +907,14 @@ mod tests {
             ]
         );
         let ignore = IgnoreRules::parse("docs/\n*.sh").unwrap();
-        let c = archive_commit(&repo, &c1, &ignore, &ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
+        let c = archive_commit(
+            &repo,
+            &c1,
+            &ignore,
+            &ArchiveBounds::unbounded_in_time(),
+            Vec::new(),
+        )
+        .unwrap();
         assert_eq!(
             archive_paths(&c),
             [("apps/a.yaml".into(), 0o644), ("z.yaml".into(), 0o644)]

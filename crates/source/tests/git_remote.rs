@@ -126,16 +126,17 @@ async fn a_fetch_over_the_size_limit_stops_mid_transfer_and_names_the_limit() {
     r.limits.max_fetch_bytes = 256 << 10;
     let cache = tempfile::tempdir().unwrap();
     let path = cache.path().to_path_buf();
-    let err = blocking(move || poll(&path, &r, None))
-        .await
-        .unwrap_err();
+    let err = blocking(move || poll(&path, &r, None)).await.unwrap_err();
     assert!(
         matches!(err, GitError::Limit(git::LimitExceeded::FetchSize { limit }) if limit == 256 << 10),
         "{err:?}"
     );
     assert!(err.to_string().contains("--max-fetch-size"), "{err}");
     let kept = dir_bytes(&cache.path().join("objects/pack"));
-    assert!(kept < 1 << 20, "the stopped fetch left {kept} bytes of pack");
+    assert!(
+        kept < 1 << 20,
+        "the stopped fetch left {kept} bytes of pack"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -205,8 +206,14 @@ async fn tags_and_semver_ranges_select_the_right_commit() {
             let (rev, _) = poll(cache.path(), &r2, Some(&reference)).unwrap();
             let repo = git::open_cache(cache.path()).unwrap();
             let commit = rev.rsplit(':').next().unwrap().to_owned();
-            let tar =
-                git::archive_commit(&repo, &commit, &IgnoreRules::none(), &git::ArchiveBounds::unbounded_in_time(), Vec::new()).unwrap();
+            let tar = git::archive_commit(
+                &repo,
+                &commit,
+                &IgnoreRules::none(),
+                &git::ArchiveBounds::unbounded_in_time(),
+                Vec::new(),
+            )
+            .unwrap();
             (rev, tar)
         })
         .await;
