@@ -256,6 +256,13 @@ impl Context {
         self.watches.retain(key, &HashSet::new());
     }
 
+    /// Whether namespace `name` is being deleted (from the Namespace cache).
+    pub fn namespace_terminating(&self, name: &str) -> bool {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+    }
+
     /// Whether the Policy and Namespace caches have listed once, waiting at most `timeout`.
     pub async fn caches_ready(&self, timeout: std::time::Duration) -> bool {
         let both = async {

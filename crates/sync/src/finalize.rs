@@ -7,7 +7,10 @@
 //! nothing. While the controller is not running the finalizer simply holds the Sync until it is.
 //!
 //! A failed deletion keeps the finalizer, writes `Ready=False` with reason `DeletionFailed`, keeps
-//! what is left in the inventory and retries. If a person removes the finalizer by hand, the
+//! what is left in the inventory and retries, except while the Sync's own namespace is being
+//! deleted: its ServiceAccount or RBAC may be gone already, and holding the Sync would hold the
+//! namespace forever, so the controller gives up with a `DeletionAbandoned` Event naming what was
+//! left. If a person removes the finalizer by hand, the
 //! Sync goes at once and what was not deleted stays in the cluster; that is never silent: the
 //! `Deleting` Event names every object of the inventory before anything is deleted, each object
 //! left keeps its owner labels (`sync.plumb.dev/name`, `sync.plumb.dev/namespace`), and a
@@ -152,6 +155,21 @@ async fn cleanup(sync: &Sync, ctx: &Context) -> Result<Action, Error> {
         .filter_map(|(e, err)| Some((e.object_id().ok()?, err)))
         .collect();
     let error = Error::Deletion(failures);
+    if ctx.namespace_terminating(&key.0) {
+        // Its ServiceAccount or RBAC may be gone already: holding the Sync would hold the
+        // namespace forever. Give up, and say so.
+        memory.set_deleting(None);
+        let ids: Vec<&str> = left.iter().map(|e| e.id.as_str()).collect();
+        let note = format!(
+            "namespace {} is being deleted; gave up deleting the Sync's objects ({error}); left in \
+             the cluster with their owner labels: {}",
+            key.0,
+            ids.join(", ")
+        );
+        ctx.event(sync, EventType::Warning, "DeletionAbandoned", note)
+            .await;
+        return Ok(Action::await_change());
+    }
     let mut next = status.clone();
     next.render = None;
     next.conditions

@@ -385,3 +385,86 @@ async fn a_restarted_controller_honours_a_deny_window_from_its_first_pass() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_deletion_refused_by_rbac_retries_but_never_holds_its_namespace() {
+    use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-del-rbac").await.unwrap();
+    let n = ns.name();
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "deployer"}})).unwrap();
+    ns.api::<ServiceAccount>()
+        .create(&PostParams::default(), &sa)
+        .await
+        .unwrap();
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "deployer"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]
+    }))
+    .unwrap();
+    ns.api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "deployer"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "deployer"},
+        "subjects": [{"kind": "ServiceAccount", "name": "deployer", "namespace": n}]
+    }))
+    .unwrap();
+    ns.api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    h.create_sync(n, "app", json!({"serviceAccountName": "deployer"}))
+        .await;
+    let art = h.render(n, "app", &cm("config", "1")).await;
+    h.wait_applied(n, "app", &art).await;
+
+    // The RBAC goes first: deletion is refused, retried, and the Sync says why.
+    ns.api::<RoleBinding>()
+        .delete("deployer", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.syncs(n)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    let s = h
+        .wait_sync(n, "app", "DeletionFailed", |s| {
+            condition(s, "Ready").is_some_and(|c| c.reason == "DeletionFailed")
+        })
+        .await;
+    let msg = condition(&s, "Ready").unwrap().message;
+    assert!(msg.contains(&format!("{n}_config__ConfigMap")), "{msg}");
+    assert!(
+        ns.api::<ConfigMap>()
+            .get("config")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none()
+    );
+
+    // Its namespace is deleted: the controller gives up instead of holding it.
+    Api::<Namespace>::all(h.client.clone())
+        .delete(n, &DeleteParams::default())
+        .await
+        .unwrap();
+    let released = eventually(Duration::from_secs(30), || async {
+        h.syncs(n)
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        released.is_some(),
+        "the Sync held its terminating namespace"
+    );
+}
