@@ -163,5 +163,8 @@ Try next (export KUBECONFIG=$KUBECONFIG; e2e/scenarios/tests/demo_try_next.rs ru
                        kubectl get syncs -n $NAMESPACE: greeter-dev is not Ready, and its Status names
                        the rule pinned-images of the Policy demo-guardrails; prod keeps running 1.0.0.
                        Undo it with git revert as above.
+  - Delete a Sync:     kubectl delete sync -n $NAMESPACE greeter-prod
+                       what it applied goes with it (prune is on; spec.deletionPolicy decides):
+                       kubectl get -n greeter-prod deployment/greeter   (NotFound); make demo brings it back
   - Stop:              make demo-down
 NEXT

@@ -1,7 +1,8 @@
 //! The demo's "Try next" steps, as `make demo` prints them (e2e/demo/up.sh), run as a user would
 //! run them (the same git, sed and kubectl command lines) on the demo's own objects, at least two
 //! minutes after the demo came up: a commit is applied, `kubectl scale` is healed, `git revert`
-//! rolls back, and an image tagged `latest` is blocked with the rule named in `kubectl get syncs`.
+//! rolls back, an image tagged `latest` is blocked with the rule named in `kubectl get syncs`, and
+//! `kubectl delete sync` removes what the Sync applied (`make demo` then brings it back).
 //!
 //! The demo runs on the local cluster (`PLUMB_CLUSTER_DIR`). A demo already running is used and
 //! left running, back in the state it was in; one this test starts is stopped at the end (its
@@ -216,7 +217,7 @@ async fn wait_settled(client: &Client) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_demo_try_next_steps_apply_heal_roll_back_and_block() {
+async fn the_demo_try_next_steps_apply_heal_roll_back_block_and_delete() {
     let kubeconfig = plumb_e2e_support::default_kubeconfig_path();
     let tests_kubeconfig = plumb_e2e_support::kubeconfig_path();
     assert_eq!(
@@ -318,6 +319,24 @@ async fn the_demo_try_next_steps_apply_heal_roll_back_and_block() {
         &work,
         "git revert --no-edit HEAD && git push -q origin main",
     );
+    wait_both_applied(&client, &undone, "hello").await;
+
+    // Delete a Sync → what it applied is deleted with it; `make demo` brings it back.
+    user(&work, "kubectl delete sync -n plumb-demo greeter-prod");
+    wait_for(
+        "greeter-prod's Deployment deleted with its Sync",
+        WAIT,
+        || {
+            let deployments = deployments.clone();
+            async move {
+                let greeter = deployments.get_opt("greeter").await?;
+                Ok::<_, kube::Error>(greeter.is_none().then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", demo_logs()));
+    run_script("e2e/demo/up.sh", &[]);
     wait_both_applied(&client, &undone, "hello").await;
 
     if !was_running {
