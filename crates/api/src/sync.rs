@@ -165,6 +165,19 @@ impl DeletionPolicy {
     }
 }
 
+impl Sync {
+    /// Where the sync controller puts the Sync's objects that name no namespace: the
+    /// `targetNamespace`, else the Sync's own namespace. Policy rules judge such objects (and
+    /// cluster-scoped ones) as applied there.
+    pub fn placement_namespace(&self) -> String {
+        self.spec
+            .target_namespace
+            .clone()
+            .or_else(|| self.metadata.namespace.clone())
+            .unwrap_or_default()
+    }
+}
+
 fn default_path() -> String {
     "./".to_owned()
 }

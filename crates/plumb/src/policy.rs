@@ -19,6 +19,11 @@ pub enum PolicyCommand {
         /// A file of Policy documents (repeatable).
         #[arg(long = "policy", required = true)]
         policies: Vec<PathBuf>,
+        /// The namespace the objects would be applied into (the Sync's `targetNamespace`, else
+        /// its namespace): rules' `match.namespaces` judge objects without a namespace, and
+        /// cluster-scoped ones, as applied there.
+        #[arg(long, short = 'n', default_value = "default")]
+        namespace: String,
         /// The directory to render (a kustomization or a plain directory of YAML).
         dir: PathBuf,
     },
@@ -26,8 +31,12 @@ pub enum PolicyCommand {
 
 /// Runs the check and prints every finding; exit code 1 when a Deny rule was broken.
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
-    let PolicyCommand::Check { policies, dir } = &args.command;
-    let report = plumb_render::policy_check::run(policies, dir)?;
+    let PolicyCommand::Check {
+        policies,
+        namespace,
+        dir,
+    } = &args.command;
+    let report = plumb_render::policy_check::run(policies, dir, namespace)?;
     println!("{report}");
     Ok(if report.passed() {
         ExitCode::SUCCESS

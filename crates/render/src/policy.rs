@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 
 use cel::{Context, Env, Program, Value as CelValue};
 use plumb_api::Policy;
-use plumb_api::policy::{Rule, RuleAction, RuleMatch};
+use plumb_api::policy::{Rule, RuleAction, RuleMatch, judged_namespace};
+use plumb_kustomize::Gvk;
 use plumb_api::sync::{PolicyFinding, PolicyReport};
 use serde_json::Value;
 
@@ -103,18 +104,22 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, CompileError> {
     })
 }
 
-/// Whether a rule's `match` selects `obj`.
-pub fn rule_matches(m: &RuleMatch, obj: &Value) -> bool {
+/// Whether a rule's `match` selects `obj`, rendered by a Sync whose namespace-less objects are
+/// applied into `placement` (see [`plumb_api::policy::judged_namespace`]).
+pub fn rule_matches(m: &RuleMatch, obj: &Value, placement: &str) -> bool {
     let group = group_of_object(obj);
     let kind = kind_of(obj);
-    let resource_ok = m.resources.is_empty()
-        || m.resources.iter().any(|r| {
-            (r.group == "*" || r.group == group)
-                && (r.kinds.is_empty() || r.kinds.iter().any(|k| k == kind || k == "*"))
-        });
-    let namespace_ok =
-        m.namespaces.is_empty() || m.namespaces.iter().any(|n| n == namespace_of(obj));
-    resource_ok && namespace_ok
+    let cluster_scoped = Gvk {
+        group: group.to_owned(),
+        version: String::new(),
+        kind: kind.to_owned(),
+    }
+    .is_cluster_scoped();
+    m.matches(
+        group,
+        kind,
+        judged_namespace(namespace_of(obj), cluster_scoped, placement),
+    )
 }
 
 /// What one rule says about one object: `None` when allowed, else why not.
@@ -131,15 +136,21 @@ fn verdict(rule: &CompiledRule, ctx: &Context) -> Option<String> {
     }
 }
 
-/// Evaluates every rule of every policy over every object it matches.
-pub fn evaluate(policies: &[Arc<CompiledPolicy>], objects: &[Value]) -> PolicyReport {
+/// Evaluates every rule of every policy over every object it matches; objects without a
+/// namespace are judged as applied into `placement` (the Sync's targetNamespace, else its
+/// namespace).
+pub fn evaluate(
+    policies: &[Arc<CompiledPolicy>],
+    objects: &[Value],
+    placement: &str,
+) -> PolicyReport {
     let mut report = PolicyReport::default();
     let env = env();
     for obj in objects {
         let applicable: Vec<(&CompiledPolicy, &CompiledRule)> = policies
             .iter()
             .flat_map(|p| p.rules.iter().map(move |r| (p.as_ref(), r)))
-            .filter(|(_, r)| rule_matches(&r.matches, obj))
+            .filter(|(_, r)| rule_matches(&r.matches, obj, placement))
             .collect();
         if applicable.is_empty() {
             continue;
@@ -257,7 +268,7 @@ mod tests {
             deployment("good", "nginx:1.27"),
             deployment("bad", "nginx:latest"),
         ];
-        let report = evaluate(&compiled(&p), &objs);
+        let report = evaluate(&compiled(&p), &objs, "apps");
         assert_eq!(report.violations.len(), 1);
         assert_eq!(report.violations[0].object, "apps_bad_apps_Deployment");
         assert_eq!(report.violations[0].rule, "no-latest");
@@ -280,7 +291,7 @@ mod tests {
             "!has(object.spec.paused) && 'team' in object.metadata.labels",
         ] {
             let p = policy("helpers", vec![rule("r", expr, RuleAction::Deny)]);
-            let report = evaluate(&compiled(&p), std::slice::from_ref(&obj));
+            let report = evaluate(&compiled(&p), std::slice::from_ref(&obj), "apps");
             assert!(report.violations.is_empty(), "{expr}: {report:?}");
         }
     }
@@ -290,7 +301,7 @@ mod tests {
         let obj = deployment("web", "nginx:1");
         for expr in ["object.spec.missing == 1", "object.metadata.name"] {
             let p = policy("p", vec![rule("r", expr, RuleAction::Deny)]);
-            let report = evaluate(&compiled(&p), std::slice::from_ref(&obj));
+            let report = evaluate(&compiled(&p), std::slice::from_ref(&obj), "apps");
             assert_eq!(report.violations.len(), 1, "{expr}");
         }
     }
@@ -309,8 +320,31 @@ mod tests {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "apps"}});
         let mut other_ns = deployment("x", "i");
         other_ns["metadata"]["namespace"] = json!("other");
-        let report = evaluate(&compiled(&p), &[cm, other_ns, deployment("y", "i")]);
+        let report = evaluate(&compiled(&p), &[cm, other_ns, deployment("y", "i")], "apps");
         assert_eq!(report.violations.len(), 1);
         assert_eq!(report.violations[0].object, "apps_y_apps_Deployment");
+    }
+
+    /// A rule written for a tenant's namespace applies to what that tenant's Sync renders
+    /// without a namespace, and to its cluster-scoped objects, wherever they would go.
+    #[test]
+    fn namespace_less_and_cluster_scoped_objects_are_judged_where_they_are_applied() {
+        let mut r = rule("no-objects-here", "false", RuleAction::Deny);
+        r.match_ = Some(RuleMatch {
+            resources: vec![],
+            namespaces: vec!["team-a".into()],
+        });
+        let p = policy("p", vec![r]);
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": "r", "namespace": "elsewhere"}});
+        let placed_elsewhere = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "d", "namespace": "team-b"}});
+        let objs = [cm, role, placed_elsewhere];
+        let in_a = evaluate(&compiled(&p), &objs, "team-a");
+        let ids: Vec<_> = in_a.violations.iter().map(|f| f.object.as_str()).collect();
+        assert_eq!(ids, ["_c__ConfigMap", "elsewhere_r_rbac.authorization.k8s.io_ClusterRole"]);
+        let in_b = evaluate(&compiled(&p), &objs, "team-b");
+        assert!(in_b.violations.is_empty(), "{in_b:?}");
     }
 }

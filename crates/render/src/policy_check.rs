@@ -128,8 +128,9 @@ pub fn render_dir(dir: &Path) -> Result<Vec<Value>, CheckError> {
     Ok(build::render(&root, &spec)?)
 }
 
-/// Renders `dir` and evaluates every Policy in `policy_files` over it.
-pub fn run(policy_files: &[PathBuf], dir: &Path) -> Result<Report, CheckError> {
+/// Renders `dir` and evaluates every Policy in `policy_files` over it, judging objects without
+/// a namespace (and cluster-scoped ones) as applied into `placement`.
+pub fn run(policy_files: &[PathBuf], dir: &Path, placement: &str) -> Result<Report, CheckError> {
     let mut compiled = Vec::new();
     for file in policy_files {
         for p in read_policies(file)? {
@@ -137,7 +138,7 @@ pub fn run(policy_files: &[PathBuf], dir: &Path) -> Result<Report, CheckError> {
         }
     }
     let objects = render_dir(dir)?;
-    let report = evaluate(&compiled, &objects);
+    let report = evaluate(&compiled, &objects, placement);
     Ok(Report {
         objects: objects.len(),
         policies: compiled.len(),
@@ -182,7 +183,7 @@ spec:
         fs::create_dir(&dir).unwrap();
         fs::write(dir.join("web.yaml"), deployment("nginx:latest")).unwrap();
 
-        let report = run(std::slice::from_ref(&pol), &dir).unwrap();
+        let report = run(std::slice::from_ref(&pol), &dir, "default").unwrap();
         assert!(!report.passed());
         assert_eq!(report.objects, 1);
         assert_eq!(report.violations[0].rule, "no-latest");
@@ -199,7 +200,7 @@ spec:
         );
 
         fs::write(dir.join("web.yaml"), deployment("nginx:1.27")).unwrap();
-        assert!(run(&[pol], &dir).unwrap().passed());
+        assert!(run(&[pol], &dir, "default").unwrap().passed());
     }
 
     #[test]
@@ -211,7 +212,7 @@ spec:
             POLICY.replace("!c.image.endsWith(':latest')", "c.image.("),
         )
         .unwrap();
-        let err = run(&[pol], tmp.path()).unwrap_err();
+        let err = run(&[pol], tmp.path(), "default").unwrap_err();
         assert!(
             matches!(err, CheckError::Compile(ref e) if e.rule == "no-latest"),
             "{err}"

@@ -27,7 +27,10 @@ pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action,
     let mut conditions: Vec<Condition> = current.conditions.clone();
     let invalid = match compiled.as_ref() {
         Ok(c) => {
-            let msg = format!("{} rules compiled", c.rules.len());
+            let mut msg = format!("{} rules compiled", c.rules.len());
+            if let Some(why) = policy.ignored_sync_selector() {
+                msg = format!("{msg}; {why}");
+            }
             conditions.mark_ready(reason::SUCCEEDED, &msg, generation);
             None
         }

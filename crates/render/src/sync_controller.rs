@@ -208,6 +208,7 @@ async fn render_artifact(
     };
 
     let spec = sync.spec.clone();
+    let placement = sync.placement_namespace();
     let limits = UnpackLimits {
         max_bytes: ctx.config.max_unpacked_size,
         ..UnpackLimits::default()
@@ -234,7 +235,7 @@ async fn render_artifact(
             };
             Box::new((Outcome::failed(build_reason(&e), e.to_string()), next))
         })?;
-        let report = evaluate(&policies, &objects);
+        let report = evaluate(&policies, &objects, &placement);
         let packed = pack(&objects).map_err(|e| {
             Box::new((
                 Outcome::failed(reason::BUILD_FAILED, format!("packing: {e}")),

@@ -404,7 +404,7 @@ async fn a_policy_ignored_path_is_left_to_its_other_owner() {
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("hpa-{n}")},
         "spec": {
-            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
             "drift": {"ignore": [{"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]}]}
         }
     }))
@@ -633,7 +633,7 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("freeze-{n}")},
         "spec": {
-            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
             "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
         }
     }))

@@ -267,7 +267,8 @@ impl World {
                 "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
                 "metadata": {"name": name},
                 "spec": {
-                    "selector": {"syncSelector": {"matchLabels": {RUN_LABEL: self.name()}}},
+                    // The test's namespace: tenants cannot relabel their Syncs out of it.
+                    "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.name()}}},
                     "rules": rules,
                 },
             })),
