@@ -5,17 +5,20 @@
 //! - [`storage`]: the on-disk store `<root>/<kind>/<namespace>/<name>/<file>`, written atomically
 //!   (temp file, fsync, rename), with garbage collection of old files per object.
 //! - [`serve`]: the HTTP file server, `GET /<kind>/<namespace>/<name>/<file>`.
+//! - [`auth`]: the bearer token the controllers share, so only they can download artifacts.
 //! - [`fetch`]: download with a size limit and digest verification.
 //! - [`unpack`]: extraction that refuses absolute paths, `..`, links leaving the root and
 //!   archives over a size limit.
 
 pub mod archive;
+pub mod auth;
 pub mod fetch;
 pub mod serve;
 pub mod storage;
 pub mod unpack;
 
 pub use archive::{FileEntry, IgnoreRules, write_tar_gz};
+pub use auth::{ArtifactToken, TokenSecret};
 pub use fetch::{FetchError, fetch_verified, verify_digest};
 pub use storage::{ArtifactKey, Storage, StorageError, Stored};
 pub use unpack::{UnpackError, UnpackLimits, unpack_tar_gz};

@@ -1,7 +1,8 @@
 //! The artifact file server: `GET /<kind>/<namespace>/<name>/<file>` from a [`Storage`].
 //!
 //! Only regular files at exactly that depth are served; segments starting with `.` are refused,
-//! so temporary files and private state under the same root stay private.
+//! so temporary files and private state under the same root stay private. With a token, only
+//! requests carrying it are answered (see [`crate::auth`]).
 
 use std::net::SocketAddr;
 
@@ -13,36 +14,41 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::io::ReaderStream;
 
+use crate::auth::{self, ArtifactToken};
 use crate::storage::{Storage, valid_segment};
 
-/// The router serving `storage`; mount it at the root of the artifact base URL.
-pub fn router(storage: Storage) -> Router {
-    Router::new()
+/// The router serving `storage` to holders of `token` (to everyone when `None`); mount it at
+/// the root of the artifact base URL.
+pub fn router(storage: Storage, token: Option<ArtifactToken>) -> Router {
+    let files = Router::new()
         .route("/{kind}/{namespace}/{name}/{file}", get(serve_file))
-        .with_state(storage)
+        .with_state(storage);
+    auth::require(files, token)
 }
 
-/// Serves `storage` on `addr` until `shutdown` resolves.
+/// Serves `storage` on `addr` to holders of `token` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     storage: Storage,
+    token: Option<ArtifactToken>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, root = %storage.root().display(), "serving artifacts");
-    serve_on(listener, storage, shutdown).await
+    tracing::info!(%addr, root = %storage.root().display(), authenticated = token.is_some(), "serving artifacts");
+    serve_on(listener, storage, token, shutdown).await
 }
 
-/// Serves `storage` on an already bound `listener` until `shutdown` resolves, with the
-/// connection, time and body limits every plumb server has.
+/// Serves `storage` to holders of `token` on an already bound `listener` until `shutdown`
+/// resolves, with the connection, time and body limits every plumb server has.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     storage: Storage,
+    token: Option<ArtifactToken>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     plumb_ops::server::serve(
         listener,
-        router(storage),
+        router(storage, token),
         plumb_ops::ServerLimits::default(),
         shutdown,
     )

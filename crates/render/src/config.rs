@@ -26,6 +26,13 @@ pub struct Config {
     #[arg(long, default_value = "http://render-controller.plumb-system.svc")]
     pub artifact_base_url: String,
 
+    /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) holding the bearer
+    /// token the plumb controllers share for artifact downloads; created with a random token
+    /// when missing. Without it, artifacts are served and fetched without credentials (local
+    /// use only: a rendered artifact may contain Secrets).
+    #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
+    pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
+
     /// The address of `/healthz` and `/readyz`; none when unset.
     #[arg(long)]
     pub metrics_addr: Option<SocketAddr>,

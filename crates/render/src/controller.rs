@@ -40,7 +40,8 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
     }
     tracing::info!(addr = %bound, base = %config.artifact_base_url, "serving rendered artifacts");
     let storage = Storage::new(&config.storage_dir).map_err(Error::Storage)?;
-    let http = reqwest::Client::builder()
+    let token = plumb_artifact::auth::load(&client, config.artifact_token_secret.as_ref()).await?;
+    let http = plumb_artifact::auth::client_builder(token.as_ref())
         .timeout(config.fetch_timeout)
         .build()
         .map_err(Error::Http)?;
@@ -247,7 +248,7 @@ pub async fn run_with_client(client: Client, mut config: Config) -> Result<(), E
 
     let sweeper = tokio::spawn(crate::sweep::sweep_deleted(ctx.clone()));
     let server = tokio::spawn(async move {
-        plumb_artifact::serve::serve_on(artifact_listener, storage, async {
+        plumb_artifact::serve::serve_on(artifact_listener, storage, token, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

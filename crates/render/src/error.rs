@@ -18,6 +18,9 @@ pub enum Error {
     /// The leader Lease was lost; the process should exit and be restarted.
     #[error("{0}")]
     Leader(#[source] plumb_ops::LeaderError),
+    /// The artifact token could not be had.
+    #[error(transparent)]
+    Token(#[from] plumb_artifact::auth::AuthError),
     /// A watch cache never became ready.
     #[error("watch cache not ready")]
     StoreNotReady,

@@ -13,8 +13,8 @@ use std::sync::{Arc, OnceLock};
 use cel::{Context, Env, Program, Value as CelValue};
 use plumb_api::Policy;
 use plumb_api::policy::{Rule, RuleAction, RuleMatch, judged_namespace};
-use plumb_kustomize::Gvk;
 use plumb_api::sync::{PolicyFinding, PolicyReport};
+use plumb_kustomize::Gvk;
 use serde_json::Value;
 
 use crate::objects::{group_of_object, kind_of, namespace_of, object_id};
@@ -343,7 +343,13 @@ mod tests {
         let objs = [cm, role, placed_elsewhere];
         let in_a = evaluate(&compiled(&p), &objs, "team-a");
         let ids: Vec<_> = in_a.violations.iter().map(|f| f.object.as_str()).collect();
-        assert_eq!(ids, ["_c__ConfigMap", "elsewhere_r_rbac.authorization.k8s.io_ClusterRole"]);
+        assert_eq!(
+            ids,
+            [
+                "_c__ConfigMap",
+                "elsewhere_r_rbac.authorization.k8s.io_ClusterRole"
+            ]
+        );
         let in_b = evaluate(&compiled(&p), &objs, "team-b");
         assert!(in_b.violations.is_empty(), "{in_b:?}");
     }

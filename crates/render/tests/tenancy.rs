@@ -49,7 +49,11 @@ async fn apply_labelled_sync(w: &World, name: &str, labels: serde_json::Value) {
         .unwrap();
 }
 
-async fn policy_with(w: &World, name: &str, spec: serde_json::Value) -> Result<Policy, kube::Error> {
+async fn policy_with(
+    w: &World,
+    name: &str,
+    spec: serde_json::Value,
+) -> Result<Policy, kube::Error> {
     let api: Api<Policy> = Api::all(w.client.clone());
     let policy: Policy = serde_json::from_value(json!({
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
@@ -127,8 +131,12 @@ async fn tenant_labels_and_namespace_less_objects_do_not_escape_a_deny_rule() {
 
     // A Sync with a targetNamespace is judged there: the same tree, placed into another
     // namespace, is not this Policy's business.
-    w.apply_sync("elsewhere", "app", json!({"targetNamespace": unique("other", w.name())}))
-        .await;
+    w.apply_sync(
+        "elsewhere",
+        "app",
+        json!({"targetNamespace": unique("other", w.name())}),
+    )
+    .await;
     let placed = w
         .wait_rendered("elsewhere", "True", "ReconciliationSucceeded")
         .await;
@@ -156,7 +164,11 @@ async fn a_sync_selector_needs_consent_and_then_lets_tenants_opt_out() {
     match refused {
         kube::Error::Api(status) => {
             assert_eq!(status.code, 422, "{status:?}");
-            assert!(status.message.contains("allowTenantOptOut"), "{}", status.message);
+            assert!(
+                status.message.contains("allowTenantOptOut"),
+                "{}",
+                status.message
+            );
         }
         other => panic!("expected a validation error, got {other}"),
     }
@@ -179,7 +191,12 @@ async fn a_sync_selector_needs_consent_and_then_lets_tenants_opt_out() {
     w.wait_rendered("exempt", "True", "ReconciliationSucceeded")
         .await;
     let blocked = w.wait_rendered("plain", "False", "PolicyViolation").await;
-    assert!(support::rendered(&blocked).unwrap().message.contains("no-configmaps"));
+    assert!(
+        support::rendered(&blocked)
+            .unwrap()
+            .message
+            .contains("no-configmaps")
+    );
     governed_syncs(&w, &opt_in, 1).await;
 
     let api: Api<Policy> = Api::all(w.client.clone());

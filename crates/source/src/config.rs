@@ -25,6 +25,12 @@ pub struct Config {
         default_value = "http://plumb-source.plumb-system.svc.cluster.local."
     )]
     pub artifact_base_url: String,
+    /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) holding the bearer
+    /// token the plumb controllers share for artifact downloads; created with a random token
+    /// when missing. Without it, artifacts are served and fetched without credentials (local
+    /// use only: a rendered artifact may contain Secrets).
+    #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
+    pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
     /// Address of `/metrics`, `/healthz` and `/readyz`.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
@@ -79,6 +85,7 @@ impl Config {
             storage_dir,
             artifact_addr: any,
             artifact_base_url,
+            artifact_token_secret: None,
             metrics_addr: any,
             webhook_addr: any,
             concurrency: 2,

@@ -49,6 +49,9 @@ pub enum RunError {
     /// The leader Lease was lost.
     #[error(transparent)]
     Leader(#[from] plumb_ops::LeaderError),
+    /// The artifact token could not be had.
+    #[error(transparent)]
+    Token(#[from] plumb_artifact::auth::AuthError),
 }
 
 /// Runs the source controller with the in-cluster or kubeconfig client until SIGTERM/ctrl-c.
@@ -72,6 +75,7 @@ pub async fn run_with_client(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let storage = Storage::new(&config.storage_dir)?;
+    let token = plumb_artifact::auth::load(&client, config.artifact_token_secret.as_ref()).await?;
     let hooks = webhook::HookIndex::default();
     let ready = Readiness::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -99,7 +103,7 @@ pub async fn run_with_client(
         async move {
             tokio::try_join!(
                 async {
-                    plumb_artifact::serve::serve(aa, s, st1)
+                    plumb_artifact::serve::serve(aa, s, token, st1)
                         .await
                         .map_err(|source| RunError::Serve {
                             what: "artifacts",

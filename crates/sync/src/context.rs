@@ -48,6 +48,12 @@ pub struct Settings {
     /// Refuse rendered artifacts larger than this many bytes.
     #[arg(long, default_value_t = 256 << 20, env = "PLUMB_MAX_ARTIFACT_SIZE")]
     pub max_artifact_size: u64,
+    /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) holding the bearer
+    /// token the plumb controllers share for artifact downloads; created with a random token
+    /// when missing. Without it, artifacts are served and fetched without credentials (local
+    /// use only: a rendered artifact may contain Secrets).
+    #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
+    pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
     /// Where to serve /metrics, /healthz and /readyz; not served when unset.
     #[arg(
         long = "metrics-addr",
@@ -72,6 +78,7 @@ impl Default for Settings {
             watch_label_selector: DEFAULT_WATCH_SELECTOR.to_owned(),
             watch_namespace: None,
             max_artifact_size: 256 << 20,
+            artifact_token_secret: None,
             ops_addr: None,
             leader_election: false,
             leader_election_namespace: "plumb-system".to_owned(),

@@ -34,6 +34,9 @@ pub enum Error {
     /// The HTTP client for artifacts could not be built.
     #[error("artifact HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    /// The artifact token could not be had.
+    #[error(transparent)]
+    Token(#[from] plumb_artifact::auth::AuthError),
 }
 
 /// Runs the sync controller with the configuration found in the environment until Ctrl-C or
@@ -132,7 +135,9 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + std::marker::Sync + 'static,
 ) -> Result<(), Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = reqwest::Client::builder()
+    let token =
+        plumb_artifact::auth::load(&client, settings.artifact_token_secret.as_ref()).await?;
+    let http = plumb_artifact::auth::client_builder(token.as_ref())
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(120))
         .build()?;

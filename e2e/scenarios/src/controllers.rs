@@ -54,6 +54,10 @@ impl Controller {
 /// of a scenario renders only the Syncs carrying its own value.
 pub const SCOPE_LABEL: &str = "e2e.plumb.dev/scope";
 
+/// The Secret, in the scenario's namespace, holding the token the controllers share for
+/// artifact downloads.
+pub const ARTIFACT_TOKEN_SECRET: &str = "plumb-artifact-token";
+
 /// Ports and directories a controller set uses; fixed for its life so restarts keep them.
 struct Layout {
     dir: tempfile::TempDir,
@@ -111,7 +115,13 @@ impl Layout {
     fn scoped_flags(&self, c: Controller) -> Vec<String> {
         let port = |name: &str| self.ports[name];
         let storage = self.dir.path().join(c.name()).join("storage");
-        match c {
+        // As config/ runs them: artifacts only for holders of the shared token, whose Secret
+        // lives in the scenario's namespace (the controllers create it).
+        let token = format!(
+            "--artifact-token-secret={}/{ARTIFACT_TOKEN_SECRET}",
+            self.namespace
+        );
+        let mut flags = match c {
             Controller::Source => vec![
                 format!("--storage-dir={}", storage.display()),
                 format!("--artifact-addr=127.0.0.1:{}", port("source-http")),
@@ -138,7 +148,9 @@ impl Layout {
                 format!("--watch-namespace={}", self.namespace),
                 format!("--metrics-addr=127.0.0.1:{}", port("sync-metrics")),
             ],
-        }
+        };
+        flags.push(token);
+        flags
     }
 
     fn log(&self, c: Controller) -> PathBuf {

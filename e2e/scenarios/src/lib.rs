@@ -6,7 +6,7 @@ mod controllers;
 mod git;
 mod install;
 
-pub use controllers::{Controller, Controllers, SCOPE_LABEL};
+pub use controllers::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL};
 pub use git::GitFixture;
 pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
 

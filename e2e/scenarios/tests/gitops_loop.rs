@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
-use plumb_e2e_scenarios::{Controller, Controllers, GitFixture};
+use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture};
 use plumb_e2e_support::{TestNamespace, wait_for};
 use serde_json::json;
 
@@ -375,4 +375,75 @@ async fn git_outages_and_controller_restarts_lose_nothing() {
         config_maps.get("other").await.unwrap().data.unwrap()["value"],
         "x"
     );
+}
+
+/// A rendered artifact may hold Secrets: the artifact servers answer only requests carrying the
+/// token the controllers share (from a Secret the first of them created), and the loop, whose
+/// controllers all run with it, applies as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn artifact_servers_answer_only_requests_carrying_the_controllers_token() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ns = TestNamespace::new("e2e-auth").await.unwrap();
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+    let git = GitFixture::new().await.unwrap();
+    git.write("app/settings.yaml", &config_map("settings", "private"))
+        .unwrap();
+    let commit = git.commit("settings").unwrap();
+    let controllers = Controllers::start(ns.name()).unwrap();
+    create_source_and_sync(&ns, &git).await;
+    let sync = wait_applied(&ns, &controllers, &commit).await;
+
+    let secrets: Api<Secret> = ns.api();
+    let secret = secrets.get(ARTIFACT_TOKEN_SECRET).await.unwrap();
+    assert_eq!(secret.immutable, Some(true));
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    assert_eq!(token.len(), 64, "a generated token is 32 random bytes, hex");
+
+    let repos: Api<GitRepository> = ns.api();
+    let source = repos
+        .get("app")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .artifact
+        .unwrap();
+    let rendered = sync.status.unwrap().render.unwrap().artifact.unwrap();
+    let http = reqwest::Client::new();
+    for (what, url, digest) in [
+        ("source", &source.url, &source.digest),
+        ("rendered", &rendered.url, &rendered.digest),
+    ] {
+        let anonymous = http.get(url).send().await.unwrap();
+        assert_eq!(
+            anonymous.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "{what} {url}"
+        );
+        let body = anonymous.bytes().await.unwrap();
+        assert!(
+            !body.starts_with(&[0x1f, 0x8b])
+                && plumb_artifact::verify_digest(&body, digest).is_err(),
+            "{what}: the 401 carries no artifact"
+        );
+        let wrong = http
+            .get(url)
+            .bearer_auth("0".repeat(64))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            wrong.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "{what} {url}"
+        );
+        let authorized = http.get(url).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(authorized.status(), reqwest::StatusCode::OK, "{what} {url}");
+        let bytes = authorized.bytes().await.unwrap();
+        plumb_artifact::verify_digest(&bytes, digest)
+            .unwrap_or_else(|actual| panic!("{what}: got {actual}, want {digest}"));
+    }
+    let config_maps: Api<ConfigMap> = ns.api();
+    let applied = config_maps.get("settings").await.unwrap();
+    assert_eq!(applied.data.unwrap()["value"], "private");
 }
