@@ -338,7 +338,7 @@ async fn a_restarted_controller_honours_a_deny_window_from_its_first_pass() {
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("freeze-{n}")},
         "spec": {
-            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
             "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
         }
     }))

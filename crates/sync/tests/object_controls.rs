@@ -197,7 +197,7 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("hpa-{n}")},
         "spec": {
-            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
             "drift": {"mode": "Report", "ignore": [{"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]}]}
         }
     }))
