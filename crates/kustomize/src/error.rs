@@ -144,6 +144,10 @@ impl Error {
                 source: TransformError::Yaml(y),
                 ..
             } => y.limit(),
+            Error::Transform {
+                source: TransformError::Limit(l),
+                ..
+            } => Some(l),
             _ => None,
         }
     }
@@ -241,4 +245,17 @@ pub enum TransformError {
     /// A replacement could not be carried out.
     #[error("{0}")]
     Replacement(String),
+    /// A copy (JSON patch `copy`, a replacement) crossed the build's limit.
+    #[error("{0}")]
+    Limit(Limit),
+}
+
+impl TransformError {
+    /// A replacement's failure: the limit a copy crossed, or its message.
+    pub(crate) fn replacement(message: String) -> Self {
+        match crate::yaml::take_crossed_limit() {
+            Some(l) => TransformError::Limit(l),
+            None => TransformError::Replacement(message),
+        }
+    }
 }

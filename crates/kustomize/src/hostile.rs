@@ -77,6 +77,16 @@ pub fn trees() -> Vec<HostileTree> {
             expect: "yaml-max-depth",
         },
         HostileTree {
+            name: "JSON patch copying a field into itself, doubling",
+            write: doubling_json_patch,
+            expect: "max-alias-nodes",
+        },
+        HostileTree {
+            name: "replacements copying a field into itself, doubling",
+            write: doubling_replacements,
+            expect: "max-alias-nodes",
+        },
+        HostileTree {
             name: "long chain of bases",
             write: long_bases_chain,
             expect: "max-kustomization-depth",
@@ -291,6 +301,34 @@ fn deep_replacement(root: &Path) -> io::Result<PathBuf> {
             "resources: [cm.yaml]\nreplacements:\n- source: {{kind: ConfigMap, name: cm, fieldPath: data.k}}\n  targets:\n  - select: {{kind: ConfigMap}}\n    fieldPaths: [data.{path}]\n    options: {{create: true}}\n"
         ),
     )?;
+    write(&root.join("cm.yaml"), &config_map("cm", "  k: v\n"))?;
+    Ok(root.to_path_buf())
+}
+
+/// 60 `copy` operations, each copying the data into itself: 2^60 nodes if carried out.
+fn doubling_json_patch(root: &Path) -> io::Result<PathBuf> {
+    write(
+        &root.join("kustomization.yaml"),
+        "resources: [cm.yaml]\npatches:\n- path: ops.yaml\n  target: {kind: ConfigMap}\n",
+    )?;
+    write(&root.join("cm.yaml"), &config_map("cm", "  k: v\n"))?;
+    let ops: String = (0..60)
+        .map(|i| format!("- op: copy\n  from: /data\n  path: /data/c{i}\n"))
+        .collect();
+    write(&root.join("ops.yaml"), &ops)?;
+    Ok(root.to_path_buf())
+}
+
+/// 60 replacements, each copying the data into a new field of itself.
+fn doubling_replacements(root: &Path) -> io::Result<PathBuf> {
+    let mut k = String::from("resources: [cm.yaml]\nreplacements:\n");
+    for i in 0..60 {
+        let _ = write!(
+            k,
+            "- source: {{kind: ConfigMap, name: cm, fieldPath: data}}\n  targets:\n  - select: {{kind: ConfigMap}}\n    fieldPaths: [data.c{i}]\n    options: {{create: true}}\n"
+        );
+    }
+    write(&root.join("kustomization.yaml"), &k)?;
     write(&root.join("cm.yaml"), &config_map("cm", "  k: v\n"))?;
     Ok(root.to_path_buf())
 }

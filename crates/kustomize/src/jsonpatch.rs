@@ -167,7 +167,9 @@ pub(crate) fn apply(doc: &mut Value, ops: &[Value]) -> Result<(), String> {
                 add(doc, path, v)?;
             }
             "copy" => {
-                let v = get(doc, from()?)?.clone();
+                let v = get(doc, from()?)?;
+                crate::yaml::charge_copy(v)?;
+                let v = v.clone();
                 add(doc, path, v)?;
             }
             "test" => {

@@ -39,8 +39,8 @@ pub struct Limits {
     pub max_kustomization_depth: usize,
     /// Largest data of one generated ConfigMap or Secret: the API server stores no more.
     pub max_generated_bytes: u64,
-    /// Most nodes alias expansion may add over a whole build (each document is also held to
-    /// [`YAML_MAX_ALIAS_NODES`]).
+    /// Most nodes alias expansion and transformer copies (JSON patch `copy`, replacements) may
+    /// add over a whole build (each document is also held to [`YAML_MAX_ALIAS_NODES`]).
     pub max_alias_nodes: usize,
 }
 
@@ -80,9 +80,10 @@ pub enum Limit {
         /// The limit.
         max: usize,
     },
-    /// Alias expansion over the whole build adds more than [`Limits::max_alias_nodes`] nodes.
+    /// Alias expansion and copies over the whole build add more than
+    /// [`Limits::max_alias_nodes`] nodes.
     #[error(
-        "YAML alias expansion adds more than {max} nodes to this build (limit max-alias-nodes)"
+        "YAML alias expansion and copies (JSON patch copy, replacements) add more than {max} nodes to this build (limit max-alias-nodes)"
     )]
     BuildAliasNodes {
         /// The limit.

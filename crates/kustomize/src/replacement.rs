@@ -197,6 +197,7 @@ fn refine(value: Value, opts: Option<&FieldOptions>) -> Result<Value, String> {
 }
 
 fn set_value(target: &mut Value, value: &Value, opts: Option<&FieldOptions>) -> Result<(), String> {
+    crate::yaml::charge_copy(value)?;
     let mut value = value.clone();
     if let Some(o) = opts.filter(|o| !o.delimiter.is_empty()) {
         if target.is_object() || target.is_array() {
@@ -263,16 +264,22 @@ pub(crate) fn apply(res: &mut [Resource], list: &[ReplacementField]) -> Result<(
         } else {
             &source.field_path
         };
-        let src_doc = Value::Object(src.as_value().clone());
-        let value = lookup(&src_doc, &split_dotted(fp))
+        // Looked up in place: a copy of the whole source would cost more than the value.
+        let parts = split_dotted(fp);
+        let found = match parts.split_first() {
+            Some((first, rest)) => src.as_value().get(first).and_then(|v| lookup(v, rest)),
+            None => None,
+        };
+        let value = found
             .filter(|v| !(v.is_null() || v.as_object().is_some_and(Map::is_empty)))
-            .cloned()
             .ok_or_else(|| {
                 format!(
                     "fieldPath `{fp}` is missing for replacement source {}",
                     describe(&sel)
                 )
             })?;
+        crate::yaml::charge_copy(value)?;
+        let value = value.clone();
         let value = refine(value, source.options.as_ref())?;
         for t in &r.targets {
             let Some(select) = &t.select else {

@@ -116,7 +116,7 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
         b.check_deadline(t)?;
         let list = load_replacements(b, t, &k.replacements)?;
         replacement::apply(&mut acc.res, &list)
-            .map_err(|m| t.transform_err("replacements")(TransformError::Replacement(m)))?;
+            .map_err(|m| t.transform_err("replacements")(TransformError::replacement(m)))?;
         mark(acc, t, "ReplacementTransformer");
     }
     Ok(())

@@ -181,9 +181,12 @@ pub(super) fn json(acc: &mut Acc, text: &str, target: &Selector) -> Result<(), T
         let mut doc = Value::Object(std::mem::take(&mut r.obj));
         let result = jsonpatch::apply(&mut doc, &ops);
         r.obj = restore(doc);
-        result.map_err(|message| TransformError::Patch {
-            object: r.id().to_string(),
-            message,
+        result.map_err(|message| match crate::yaml::take_crossed_limit() {
+            Some(l) => TransformError::Limit(l),
+            None => TransformError::Patch {
+                object: r.id().to_string(),
+                message,
+            },
         })?;
     }
     Ok(())

@@ -232,7 +232,7 @@ fn transformer_plugin(
         "ReplacementTransformer" => {
             let list = load_replacements(b, t, &p.replacements)?;
             replacement::apply(&mut acc.res, &list)
-                .map_err(|m| wrap(TransformError::Replacement(m)))?;
+                .map_err(|m| wrap(TransformError::replacement(m)))?;
         }
         "PatchTransformer" => {
             let options: IndexMap<String, bool> = p

@@ -66,6 +66,38 @@ pub(crate) fn with_alias_budget<R>(max: usize, f: impl FnOnce() -> R) -> R {
     out
 }
 
+thread_local! {
+    /// The limit a transformer's copy crossed, for the layer that turns its error into one.
+    static CROSSED: Cell<Option<Limit>> = const { Cell::new(None) };
+}
+
+/// Charge `value`'s nodes, about to be copied by a transformer (JSON patch `copy`, a
+/// replacement), to the build's budget: copies repeated on their own output grow exponentially
+/// as alias bombs do. On failure the limit is kept for [`take_crossed_limit`].
+pub(crate) fn charge_copy(value: &Value) -> Result<(), String> {
+    let mut nodes = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        nodes += 1;
+        match v {
+            Value::Object(m) => stack.extend(m.values()),
+            Value::Array(items) => stack.extend(items.iter()),
+            _ => {}
+        }
+    }
+    charge_build_budget(nodes).map_err(|e| {
+        if let YamlError::Limit(l) = &e {
+            CROSSED.with(|c| c.set(Some(l.clone())));
+        }
+        e.to_string()
+    })
+}
+
+/// The limit a copy crossed since last asked, if any.
+pub(crate) fn take_crossed_limit() -> Option<Limit> {
+    CROSSED.with(Cell::take)
+}
+
 fn charge_build_budget(nodes: usize) -> Result<(), YamlError> {
     BUILD_ALIAS_BUDGET.with(|b| match b.get() {
         None => Ok(()),
