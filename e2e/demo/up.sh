@@ -68,7 +68,7 @@ say "starting the controllers (each its own process)"
 start source-controller "$BIN/plumb-source-controller" \
   --storage-dir="$DEMO_DIR/source" --artifact-addr="127.0.0.1:$SOURCE_HTTP_PORT" \
   --artifact-base-url="http://127.0.0.1:$SOURCE_HTTP_PORT" --webhook-addr="127.0.0.1:$WEBHOOK_PORT" \
-  --metrics-addr=127.0.0.1:18180 --leader-election=false --namespace="$NAMESPACE"
+  --metrics-addr=127.0.0.1:18180 --watch-namespace="$NAMESPACE"
 start render-controller "$BIN/plumb-render-controller" \
   --storage-dir="$DEMO_DIR/render" --artifact-addr="127.0.0.1:$RENDER_HTTP_PORT" \
   --artifact-base-url="http://127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr=127.0.0.1:18181 \

@@ -2,7 +2,24 @@
 //! failure to record one is logged and never fails a reconcile.
 
 use kube::Resource;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, Recorder, Reporter};
+
+pub use kube::runtime::events::EventType;
+
+/// The longest note the API server accepts, in bytes.
+const NOTE_LIMIT: usize = 1024;
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
 
 /// Records Events as one controller (`reportingController` = its name).
 #[derive(Clone)]
@@ -21,6 +38,11 @@ impl EventRecorder {
         Self {
             recorder: Recorder::new(client, reporter),
         }
+    }
+
+    /// The kube-runtime recorder underneath, for Events about object references.
+    pub fn kube_recorder(&self) -> Recorder {
+        self.recorder.clone()
     }
 
     /// Records a Normal event (`reason` in PascalCase, `note` for people).
@@ -47,7 +69,8 @@ impl EventRecorder {
             .await;
     }
 
-    async fn publish<K: Resource<DynamicType = ()>>(
+    /// Records an event of `type_`; `note` is cut to the API's 1 kB limit.
+    pub async fn publish<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         type_: EventType,
@@ -58,12 +81,27 @@ impl EventRecorder {
         let event = Event {
             type_,
             reason: reason.to_owned(),
-            note: Some(note.chars().take(1024).collect()),
+            note: Some(truncate(note, NOTE_LIMIT).to_owned()),
             action: action.to_owned(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "recording event failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_to_the_byte_limit_on_a_character_boundary() {
+        assert_eq!(truncate("short", 1024), "short");
+        let long = "é".repeat(600);
+        let cut = truncate(&long, NOTE_LIMIT);
+        assert_eq!(cut.len(), 1024);
+        let odd = format!("a{long}");
+        assert_eq!(truncate(&odd, NOTE_LIMIT).len(), 1023);
     }
 }

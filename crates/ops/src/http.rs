@@ -1,7 +1,6 @@
 //! The operations HTTP server: `/metrics` (Prometheus text), `/healthz` (the process is alive)
 //! and `/readyz` (the controller has started and is serving).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -13,11 +12,17 @@ use axum::routing::get;
 
 use crate::metrics::Metrics;
 
-/// A flag a controller sets once it is ready to do its work; `/readyz` reports it.
+/// Whether every controller in the process is ready: each registers a [`ReadyGate`] and sets
+/// it once it can do its work; `/readyz` answers ok when at least one gate exists and all are
+/// set.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>);
 
-impl Readiness {
+/// One controller's share of [`Readiness`].
+#[derive(Debug, Clone)]
+pub struct ReadyGate(Arc<AtomicBool>);
+
+impl ReadyGate {
     /// Marks the controller ready (or not).
     pub fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::SeqCst);
@@ -26,6 +31,24 @@ impl Readiness {
     /// Whether the controller is ready.
     pub fn get(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Readiness {
+    /// A new gate, not ready yet.
+    pub fn gate(&self) -> ReadyGate {
+        let gate = Arc::new(AtomicBool::new(false));
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(gate.clone());
+        ReadyGate(gate)
+    }
+
+    /// Whether some controller registered and every one is ready.
+    pub fn get(&self) -> bool {
+        let gates = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        !gates.is_empty() && gates.iter().all(|g| g.load(Ordering::SeqCst))
     }
 }
 
@@ -44,15 +67,16 @@ pub fn ops_router(metrics: Metrics, ready: Readiness) -> Router {
         .with_state(OpsState { metrics, ready })
 }
 
-/// Serves the operations endpoints on `addr` until `shutdown` resolves.
+/// Serves the operations endpoints on `listener` until `shutdown` resolves.
 pub async fn serve_ops(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     metrics: Metrics,
     ready: Readiness,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
+    }
     crate::server::serve(
         listener,
         ops_router(metrics, ready),
@@ -77,5 +101,24 @@ async fn readyz(State(s): State<OpsState>) -> impl IntoResponse {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_every_gate_is_set() {
+        let r = Readiness::default();
+        assert!(!r.get(), "nothing registered yet");
+        let a = r.gate();
+        let b = r.gate();
+        a.set(true);
+        assert!(!r.get());
+        b.set(true);
+        assert!(r.get());
+        a.set(false);
+        assert!(!r.get());
     }
 }

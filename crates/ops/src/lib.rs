@@ -1,25 +1,37 @@
-//! Controller plumbing every plumb controller needs, so each controller crate is only its
-//! reconcile logic:
+//! The runtime every plumb controller starts in, and the plumbing it is made of, so each
+//! controller crate is only its watches and reconcile logic:
 //!
+//! - [`runtime`]: [`Runtime`] owns the client, shutdown, the ops server, leader election and
+//!   Event recorders; every controller is started as `run(&Runtime, Config)`.
+//! - [`scope`]: which objects a controller watches (`--watch-namespace`,
+//!   `--watch-label-selector`, sharding by `plumb.dev/shard`).
+//! - [`leader`]: leader election by a `coordination.k8s.io/v1` Lease.
 //! - [`metrics`]: the Prometheus registry with reconcile durations and counts per kind and result.
 //! - [`http`]: the operations server with `/metrics`, `/healthz` and `/readyz`.
 //! - [`server`]: serving any router with connection, time and body limits.
-//! - [`leader`]: leader election by a `coordination.k8s.io/v1` Lease.
-//! - [`telemetry`]: `tracing` initialisation, plain or JSON.
+//! - [`retry`]: exponential backoff after failures.
+//! - [`telemetry`]: `tracing` initialisation, console or JSON.
 //! - [`events`]: Kubernetes Event recording.
-//! - [`shard`]: sharding objects across controller instances by label.
+//! - [`watch`]: one shared watch per kind, and change filters for triggers.
 
 pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod retry;
+pub mod runtime;
+pub mod scope;
 pub mod server;
-pub mod shard;
 pub mod telemetry;
+pub mod watch;
 
-pub use events::EventRecorder;
-pub use http::{Readiness, serve_ops};
-pub use leader::{LeaderElector, LeaderError, LeaseConfig};
+pub use events::{EventRecorder, EventType};
+pub use http::{Readiness, ReadyGate};
+pub use leader::{LeaderElectionFlags, LeaderElector, LeaderError, LeaseConfig, parse_duration};
 pub use metrics::{Metrics, ReconcileResult};
+pub use retry::{Failures, backoff};
+pub use runtime::{Runtime, RuntimeError, RuntimeFlags, Started};
+pub use scope::{SHARD_LABEL, WatchScope};
 pub use server::ServerLimits;
 pub use telemetry::{LogFormat, init_tracing};
+pub use watch::{SharedWatch, changed};

@@ -5,8 +5,9 @@ use tracing_subscriber::EnvFilter;
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines (`console`, Flux's name; `plain` is the old one).
     #[default]
+    #[value(name = "console", alias = "plain")]
     Plain,
     /// One JSON object per line, for log collectors.
     Json,

@@ -1,5 +1,9 @@
 //! Lease leader election against the real test apiserver.
 
+// Test helpers panic on setup failures by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -12,7 +16,8 @@ fn config(ns: &str, identity: &str) -> LeaseConfig {
         name: "plumb-test".to_owned(),
         identity: identity.to_owned(),
         lease_duration: Duration::from_secs(3),
-        renew_period: Duration::from_millis(500),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(500),
     }
 }
 
@@ -48,7 +53,10 @@ async fn one_holder_at_a_time_and_release_hands_over() {
 #[tokio::test(flavor = "multi_thread")]
 async fn work_stops_with_lost_when_another_candidate_takes_the_lease() {
     let ns = TestNamespace::new("ops-lease-lost").await.unwrap();
-    let a = LeaderElector::new(ns.client().clone(), config(ns.name(), "a"));
+    let a = Arc::new(LeaderElector::new(
+        ns.client().clone(),
+        config(ns.name(), "a"),
+    ));
     let leases: kube::Api<Lease> = ns.api();
     let runner = {
         let a = a.clone();
@@ -81,5 +89,228 @@ async fn work_stops_with_lost_when_another_candidate_takes_the_lease() {
         .expect("work stopped")
         .unwrap();
     assert!(matches!(out, Err(LeaderError::Lost(_))), "{out:?}");
+    ns.delete().await.unwrap();
+}
+
+/// Who held leadership when, as the work itself saw it (by this process's monotonic clock).
+#[derive(Default)]
+struct Terms {
+    active: std::sync::Mutex<(usize, usize)>,
+    log: std::sync::Mutex<Vec<(String, &'static str, tokio::time::Instant)>>,
+}
+
+impl Terms {
+    fn enter(&self, who: &str) {
+        let mut a = self.active.lock().unwrap();
+        a.0 += 1;
+        a.1 = a.1.max(a.0);
+        self.log
+            .lock()
+            .unwrap()
+            .push((who.to_owned(), "start", tokio::time::Instant::now()));
+    }
+
+    fn leave(&self, who: &str) {
+        self.active.lock().unwrap().0 -= 1;
+        self.log
+            .lock()
+            .unwrap()
+            .push((who.to_owned(), "end", tokio::time::Instant::now()));
+    }
+
+    /// The most leaders that ever worked at once.
+    fn most_at_once(&self) -> usize {
+        self.active.lock().unwrap().1
+    }
+
+    fn started(&self, who: &str) -> Option<tokio::time::Instant> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .find(|(w, what, _)| w == who && *what == "start")
+            .map(|e| e.2)
+    }
+
+    fn ended(&self, who: &str) -> Option<tokio::time::Instant> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .find(|(w, what, _)| w == who && *what == "end")
+            .map(|e| e.2)
+    }
+
+    fn leaders(&self) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|(_, what, _)| *what == "start")
+            .map(|e| e.0.clone())
+            .collect()
+    }
+}
+
+/// Work that records its term in `terms` until it is dropped (leadership lost, or the process
+/// killed).
+async fn lead(terms: Arc<Terms>, who: String) {
+    struct Term(Arc<Terms>, String);
+    impl Drop for Term {
+        fn drop(&mut self) {
+            self.0.leave(&self.1);
+        }
+    }
+    terms.enter(&who);
+    let _term = Term(terms, who);
+    std::future::pending::<()>().await;
+}
+
+fn replica(
+    client: kube::Client,
+    ns: &str,
+    who: &str,
+    terms: &Arc<Terms>,
+) -> tokio::task::JoinHandle<Result<(), LeaderError>> {
+    let elector = LeaderElector::new(client, config(ns, who));
+    let work = lead(terms.clone(), who.to_owned());
+    tokio::spawn(async move { elector.run(work).await })
+}
+
+async fn wait_for_leaders(terms: &Terms, n: usize) -> Vec<String> {
+    plumb_e2e_support::wait_for(
+        &format!("{n} leadership terms"),
+        Duration::from_secs(60),
+        || async {
+            let leaders = terms.leaders();
+            Ok::<_, kube::Error>((leaders.len() >= n).then_some(leaders))
+        },
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_replica_takes_over_after_the_leader_is_killed_and_never_two_lead_at_once() {
+    let ns = TestNamespace::new("ops-lease-kill").await.unwrap();
+    let terms = Arc::new(Terms::default());
+    let mut replicas: std::collections::BTreeMap<String, _> = ["a", "b", "c"]
+        .into_iter()
+        .map(|who| {
+            (
+                who.to_owned(),
+                replica(ns.client().clone(), ns.name(), who, &terms),
+            )
+        })
+        .collect();
+    let first = wait_for_leaders(&terms, 1).await.remove(0);
+    let leases: kube::Api<Lease> = ns.api();
+    let before = leases.get("plumb-test").await.unwrap().spec.unwrap();
+    assert_eq!(before.holder_identity.as_deref(), Some(first.as_str()));
+
+    // Kill the leader: no release, its Lease stays as it was last renewed.
+    let killed_at = tokio::time::Instant::now();
+    replicas.remove(&first).unwrap().abort();
+    let leaders = wait_for_leaders(&terms, 2).await;
+    let second = leaders[1].clone();
+    assert_ne!(second, first, "another replica took over");
+    let after = leases.get("plumb-test").await.unwrap().spec.unwrap();
+    assert_eq!(after.holder_identity.as_deref(), Some(second.as_str()));
+    assert_eq!(
+        after.lease_transitions,
+        before.lease_transitions.map(|t| t + 1)
+    );
+    assert_eq!(terms.most_at_once(), 1, "never two leaders at once");
+    let took = terms.started(&second).unwrap() - killed_at;
+    println!(
+        "replica {second} took over {took:?} after leader {first} was killed (lease duration {:?}, retry period {:?})",
+        config(ns.name(), "").lease_duration,
+        config(ns.name(), "").retry_period
+    );
+    for (_, task) in replicas {
+        task.abort();
+    }
+    ns.delete().await.unwrap();
+}
+
+/// A TCP proxy to the API server that can be cut: afterwards it holds every connection open
+/// without forwarding a byte, as a network partition does.
+struct Partition {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Partition {
+    async fn to(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let (c, l) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let cut = c.clone();
+                let upstream = upstream.clone();
+                let link = tokio::spawn(async move {
+                    if cut.load(std::sync::atomic::Ordering::SeqCst) {
+                        // Partitioned: keep the socket, answer nothing.
+                        std::future::pending::<()>().await;
+                    }
+                    if let Ok(mut up) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                    }
+                });
+                l.lock().unwrap().push(link);
+            }
+        });
+        Self { addr, cut, links }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_cut_off_from_the_api_server_stops_before_another_takes_over() {
+    let ns = TestNamespace::new("ops-lease-cut").await.unwrap();
+    let terms = Arc::new(Terms::default());
+    let config = plumb_e2e_support::kube_config().await.unwrap();
+    let upstream = format!(
+        "{}:{}",
+        config.cluster_url.host().unwrap(),
+        config.cluster_url.port_u16().unwrap_or(443)
+    );
+    let partition = Partition::to(upstream).await;
+    let mut via_proxy = config.clone();
+    let mut parts = config.cluster_url.clone().into_parts();
+    parts.authority = Some(partition.addr.to_string().parse().unwrap());
+    via_proxy.cluster_url = http::Uri::from_parts(parts).unwrap();
+    if via_proxy.tls_server_name.is_none() {
+        via_proxy.tls_server_name = config.cluster_url.host().map(str::to_owned);
+    }
+    let cut_off = kube::Client::try_from(via_proxy).unwrap();
+
+    let a = replica(cut_off, ns.name(), "a", &terms);
+    assert_eq!(wait_for_leaders(&terms, 1).await, ["a"]);
+    let b = replica(ns.client().clone(), ns.name(), "b", &terms);
+    // b sees the Lease held and renewed; then a loses the API server.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let cut_at = tokio::time::Instant::now();
+    partition.cut();
+    let out = tokio::time::timeout(Duration::from_secs(60), a)
+        .await
+        .expect("the cut-off leader stops")
+        .unwrap();
+    assert!(matches!(out, Err(LeaderError::Lost(_))), "{out:?}");
+    assert_eq!(wait_for_leaders(&terms, 2).await, ["a", "b"]);
+    let (a_end, b_start) = (terms.ended("a").unwrap(), terms.started("b").unwrap());
+    assert!(a_end < b_start, "a stopped before b started");
+    assert_eq!(terms.most_at_once(), 1, "never two leaders at once");
+    println!(
+        "cut-off leader stopped {:?} after the cut; the other took over {:?} after that ({:?} after the cut)",
+        a_end - cut_at,
+        b_start - a_end,
+        b_start - cut_at
+    );
+    b.abort();
     ns.delete().await.unwrap();
 }

@@ -1,7 +1,9 @@
-//! `plumb controllers`: run any subset of the three controllers in one process. Each controller
-//! is configured exactly as its own binary is: its flags are given after `--source-arg`,
-//! `--render-arg` or `--sync-arg` (repeatable), so the one-process and the per-Deployment setups
-//! take the same settings.
+//! `plumb controllers`: run any subset of the three controllers in one process, in one
+//! [`plumb_ops::Runtime`]. The runtime's flags (`--metrics-addr`, `--enable-leader-election`,
+//! `--log-encoding`, ...) are given once, as to any controller binary; each controller's own
+//! flags follow `--source-arg`, `--render-arg` or `--sync-arg` (repeatable), spelled exactly as
+//! its binary takes them, so the one-process and the per-Deployment setups take the same
+//! settings.
 
 use std::path::PathBuf;
 
@@ -17,6 +19,9 @@ pub struct Args {
     /// `<dir>/render` (unless their own `--storage-dir` is passed through).
     #[arg(long)]
     pub storage_dir: Option<PathBuf>,
+    /// The runtime the controllers share: metrics address, leader election, logs.
+    #[command(flatten)]
+    pub runtime: plumb_ops::RuntimeFlags,
     /// A flag for the source controller, e.g. `--source-arg=--allow-file-sources` (repeatable).
     #[arg(long = "source-arg", allow_hyphen_values = true)]
     pub source_args: Vec<String>,
@@ -54,7 +59,7 @@ struct RenderFlags {
 #[derive(Parser)]
 struct SyncFlags {
     #[command(flatten)]
-    settings: plumb_sync::Settings,
+    config: plumb_sync::Config,
 }
 
 /// The passed-through flags, with `--storage-dir=<base>/<name>` first unless given.
@@ -88,26 +93,29 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     if source.is_none() && render.is_none() && sync.is_none() {
         anyhow::bail!("--only names no controller");
     }
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = plumb_ops::Runtime::start(args.runtime.clone()).await?;
 
     let mut tasks = tokio::task::JoinSet::new();
     if let Some(f) = source {
+        let rt = runtime.clone();
         tasks.spawn(async move {
-            plumb_source::run(f.config)
+            plumb_source::run(&rt, f.config)
                 .await
                 .map_err(|e| anyhow::anyhow!("source controller: {e}"))
         });
     }
     if let Some(f) = render {
+        let rt = runtime.clone();
         tasks.spawn(async move {
-            plumb_render::run(f.config)
+            plumb_render::run(&rt, f.config)
                 .await
                 .map_err(|e| anyhow::anyhow!("render controller: {e}"))
         });
     }
     if let Some(f) = sync {
+        let rt = runtime.clone();
         tasks.spawn(async move {
-            plumb_sync::run(f.settings)
+            plumb_sync::run(&rt, f.config)
                 .await
                 .map_err(|e| anyhow::anyhow!("sync controller: {e}"))
         });
@@ -140,9 +148,19 @@ mod tests {
         assert_eq!(argv("sync", None, &[]), ["plumb-sync-controller"]);
     }
 
+    /// A controller binary's command line: the runtime's flags and the controller's own, as in
+    /// each `main.rs`.
+    #[derive(Parser)]
+    struct Binary<C: clap::Args> {
+        #[command(flatten)]
+        runtime: plumb_ops::RuntimeFlags,
+        #[command(flatten)]
+        config: C,
+    }
+
     #[test]
     fn every_controllers_own_flags_parse_as_in_its_binary() {
-        let source = SourceFlags::try_parse_from([
+        let source = Binary::<plumb_source::Config>::try_parse_from([
             "s",
             "--storage-dir=/d",
             "--allow-file-sources",
@@ -150,10 +168,66 @@ mod tests {
         ])
         .unwrap();
         assert!(source.config.allow_file_sources);
-        assert!(!source.config.leader_election);
+        assert!(!source.runtime.leader_election.enabled);
+        let own =
+            SourceFlags::try_parse_from(["s", "--storage-dir=/d", "--allow-file-sources"]).unwrap();
+        assert!(own.config.allow_file_sources);
         assert!(RenderFlags::try_parse_from(["r", "--storage-dir=/d"]).is_ok());
         assert!(SyncFlags::try_parse_from(["s"]).is_ok());
         assert!(SourceFlags::try_parse_from(["s", "--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn one_spelling_per_idea_and_the_old_ones_still_parse() {
+        let new = [
+            "c",
+            "--watch-namespace=team",
+            "--watch-label-selector=plumb.dev/shard=a",
+            "--concurrent=7",
+            "--metrics-addr=127.0.0.1:8080",
+            "--enable-leader-election",
+            "--log-encoding=json",
+        ];
+        let source = Binary::<plumb_source::Config>::try_parse_from(new).unwrap();
+        let render = Binary::<plumb_render::Config>::try_parse_from(new).unwrap();
+        let sync = Binary::<plumb_sync::Config>::try_parse_from(new).unwrap();
+        assert_eq!(source.runtime, render.runtime);
+        assert_eq!(render.runtime, sync.runtime);
+        assert_eq!(source.config.scope, render.config.scope);
+        assert_eq!(render.config.scope, sync.config.scope);
+        assert_eq!(
+            (
+                source.config.concurrent,
+                render.config.concurrent,
+                sync.config.concurrency
+            ),
+            (7, 7, 7)
+        );
+        assert!(sync.runtime.leader_election.enabled);
+
+        let old_source = Binary::<plumb_source::Config>::try_parse_from([
+            "s",
+            "--namespace=team",
+            "--shard=a",
+            "--concurrency=7",
+            "--leader-election=true",
+            "--log-format=plain",
+        ])
+        .unwrap();
+        assert_eq!(old_source.config.scope.namespace.as_deref(), Some("team"));
+        assert_eq!(old_source.config.scope.selector(), "plumb.dev/shard=a");
+        assert_eq!(old_source.config.concurrent, 7);
+        assert!(old_source.runtime.leader_election.enabled);
+        let old_sync = Binary::<plumb_sync::Config>::try_parse_from([
+            "s",
+            "--watch-namespace=team",
+            "--ops-addr=127.0.0.1:1",
+            "--concurrency=2",
+        ])
+        .unwrap();
+        assert_eq!(old_sync.config.scope.namespace.as_deref(), Some("team"));
+        assert!(old_sync.runtime.metrics_addr.is_some());
+        assert_eq!(old_sync.config.concurrency, 2);
     }
 
     /// The args of the Deployment in `config/<name>-controller.yaml`, as the kubelet passes them.
@@ -183,12 +257,14 @@ mod tests {
 
     #[test]
     fn the_install_manifests_pass_flags_each_controller_accepts() {
-        let source = SourceFlags::try_parse_from(deployment_args("source")).unwrap();
-        assert!(source.config.leader_election);
-        let render = RenderFlags::try_parse_from(deployment_args("render")).unwrap();
-        assert!(render.config.leader_election);
-        let sync = SyncFlags::try_parse_from(deployment_args("sync")).unwrap();
-        assert!(sync.settings.leader_election);
-        assert_eq!(sync.settings.leader_election_namespace, "plumb-system");
+        let source =
+            Binary::<plumb_source::Config>::try_parse_from(deployment_args("source")).unwrap();
+        assert!(source.runtime.leader_election.enabled);
+        let render =
+            Binary::<plumb_render::Config>::try_parse_from(deployment_args("render")).unwrap();
+        assert!(render.runtime.leader_election.enabled);
+        let sync = Binary::<plumb_sync::Config>::try_parse_from(deployment_args("sync")).unwrap();
+        assert!(sync.runtime.leader_election.enabled);
+        assert_eq!(sync.runtime.leader_election.namespace, "plumb-system");
     }
 }

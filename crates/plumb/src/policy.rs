@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         namespace,
         dir,
     } = &args.command;
-    let report = plumb_render::policy_check::run(policies, dir, namespace)?;
+    let report = plumb_render::check_policies(policies, dir, namespace)?;
     println!("{report}");
     Ok(if report.passed() {
         ExitCode::SUCCESS

@@ -1,14 +1,12 @@
 //! The render controller's settings, as command-line flags (also embeddable in the `plumb` CLI).
+//! The flags every controller shares (metrics address, leader election, logs) are the
+//! runtime's: [`plumb_ops::RuntimeFlags`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// The label that assigns a Sync to one shard of render controllers.
-pub const SHARD_LABEL: &str = "plumb.dev/shard";
-
-/// The default `--watch-label-selector`: every Sync not assigned to a shard.
-pub const DEFAULT_WATCH_SELECTOR: &str = "!plumb.dev/shard";
+use plumb_ops::WatchScope;
 
 /// How the render controller runs.
 #[derive(clap::Args, Debug, Clone)]
@@ -33,12 +31,8 @@ pub struct Config {
     #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
     pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
 
-    /// The address of `/healthz` and `/readyz`; none when unset.
-    #[arg(long)]
-    pub metrics_addr: Option<SocketAddr>,
-
     /// How many Syncs are rendered at once.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long = "concurrent", alias = "concurrency", default_value_t = 4)]
     pub concurrent: u16,
 
     /// Refuse Syncs whose sourceRef names another namespace.
@@ -54,11 +48,15 @@ pub struct Config {
     pub max_unpacked_size: u64,
 
     /// How many rendered artifacts to keep per Sync.
-    #[arg(long, default_value_t = 3)]
+    #[arg(
+        long = "artifact-retention-records",
+        alias = "artifacts-to-keep",
+        default_value_t = 3
+    )]
     pub artifacts_to_keep: usize,
 
     /// How long a source download may take.
-    #[arg(long, value_parser = parse_secs, default_value = "60")]
+    #[arg(long, value_parser = plumb_ops::parse_duration, default_value = "60s")]
     pub fetch_timeout: Duration,
 
     /// The largest file a render reads, in bytes (limit max-file-size).
@@ -83,37 +81,16 @@ pub struct Config {
     pub max_rendered_size: u64,
 
     /// How long a render may take, before the allowance per MiB of source (limit render-timeout).
-    #[arg(long, value_parser = parse_secs, default_value = "10")]
+    #[arg(long, value_parser = plumb_ops::parse_duration, default_value = "10")]
     pub render_timeout: Duration,
 
     /// How much longer a render may take per MiB of unpacked source.
-    #[arg(long, value_parser = parse_secs, default_value = "1")]
+    #[arg(long, value_parser = plumb_ops::parse_duration, default_value = "1")]
     pub render_timeout_per_mib: Duration,
 
-    /// Reconcile only while holding the leader Lease (off by default: one replica needs none).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub leader_election: bool,
-
-    /// Namespace of the leader Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "plumb-system")]
-    pub leader_election_namespace: String,
-
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = plumb_ops::LogFormat::Plain)]
-    pub log_format: plumb_ops::LogFormat,
-
-    /// Only render Syncs matching this label selector. The default leaves Syncs labelled
-    /// `plumb.dev/shard` to the controllers started with `plumb.dev/shard=<shard>` (Flux's
-    /// sharding convention); an empty value renders every Sync.
-    #[arg(long, default_value = DEFAULT_WATCH_SELECTOR)]
-    pub watch_label_selector: String,
-}
-
-fn parse_secs(s: &str) -> Result<Duration, String> {
-    s.trim_end_matches('s')
-        .parse::<u64>()
-        .map(Duration::from_secs)
-        .map_err(|e| format!("{s:?}: expected seconds: {e}"))
+    /// Which Syncs to render (Policies are cluster-wide).
+    #[command(flatten)]
+    pub scope: WatchScope,
 }
 
 impl Config {
@@ -147,13 +124,12 @@ impl Config {
     }
 
     /// A configuration for tests and single-machine runs: artifacts under `storage_dir`, served
-    /// on a free loopback port, no leader election.
+    /// on a free loopback port.
     pub fn local(storage_dir: PathBuf) -> Self {
         Self {
             storage_dir,
             artifact_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             artifact_base_url: String::new(),
-            leader_election: false,
             ..Self::defaults()
         }
     }
@@ -166,11 +142,9 @@ mod tests {
     #[test]
     fn defaults_leave_sharded_syncs_alone() {
         let c = Config::defaults();
-        assert_eq!(c.watch_label_selector, "!plumb.dev/shard");
-        assert!(!c.leader_election);
+        assert_eq!(c.scope.selector(), "!plumb.dev/shard");
         assert_eq!(c.concurrent, 4);
         let local = Config::local("/tmp/x".into());
-        assert!(!local.leader_election);
         assert_eq!(local.artifact_addr.port(), 0);
     }
 

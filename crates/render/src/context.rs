@@ -5,11 +5,11 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use plumb_api::{Policy, Sync};
 use plumb_artifact::Storage;
+use plumb_ops::{EventRecorder, EventType, Failures};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,7 +33,7 @@ pub struct Context {
     /// HTTP client for source artifacts.
     pub http: reqwest::Client,
     /// Publishes Events.
-    pub recorder: Recorder,
+    pub recorder: EventRecorder,
     /// Every Policy (cluster-scoped).
     pub policies: Store<Policy>,
     /// Every Sync the controller watches (its shard, when a label selector is set).
@@ -47,7 +47,7 @@ pub struct Context {
     /// The cache key and verdict of each Sync's last completed render.
     pub rendered: Mutex<HashMap<ObjectRef<Sync>, (String, Outcome)>>,
     /// Consecutive transient failures per Sync, for backoff.
-    pub failures: Mutex<HashMap<ObjectRef<Sync>, u32>>,
+    pub failures: Failures<ObjectRef<Sync>>,
     /// Prometheus metrics.
     pub metrics: RenderMetrics,
 }
@@ -71,9 +71,8 @@ pub struct FindingLabels {
 }
 
 impl RenderMetrics {
-    /// Registers the render metrics in a new registry.
-    pub fn new() -> Self {
-        let ops = plumb_ops::Metrics::new();
+    /// Registers the render metrics in `ops`'s registry.
+    pub fn new(ops: plumb_ops::Metrics) -> Self {
         let artifact_size = Histogram::new(exponential_buckets(1024.0, 4.0, 10));
         let findings = Family::<FindingLabels, Counter>::default();
         ops.register(
@@ -91,12 +90,6 @@ impl RenderMetrics {
             artifact_size,
             findings,
         }
-    }
-}
-
-impl Default for RenderMetrics {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -172,23 +165,8 @@ impl Context {
     where
         K: Resource<DynamicType = ()>,
     {
-        let mut note = note;
-        if note.len() > 1000 {
-            let mut cut = 1000;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            note.truncate(cut);
-        }
-        let ev = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note),
-            action: "Render".to_owned(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
-            tracing::warn!(error = %e, "publishing event");
-        }
+        self.recorder
+            .publish(obj, type_, reason, "Render", &note)
+            .await;
     }
 }

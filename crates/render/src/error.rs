@@ -15,15 +15,12 @@ pub enum Error {
     /// The artifact file server stopped.
     #[error("artifact server: {0}")]
     Serve(#[source] std::io::Error),
-    /// The leader Lease was lost; the process should exit and be restarted.
+    /// The runtime stopped the controller (a lost leader Lease).
     #[error("{0}")]
-    Leader(#[source] plumb_ops::LeaderError),
+    Runtime(#[source] plumb_ops::RuntimeError),
     /// The artifact token could not be had.
     #[error(transparent)]
     Token(#[from] plumb_artifact::auth::AuthError),
-    /// A watch cache never became ready.
-    #[error("watch cache not ready")]
-    StoreNotReady,
 }
 
 /// The `Rendered` condition reason for a render that failed to build: the one place a build

@@ -6,26 +6,36 @@
 //! publishes a gzip of multi-document YAML that the sync controller applies. It writes only
 //! `status.render` and the `Rendered` condition of a Sync, and the status of Policies.
 //!
-//! The core is pure and tested without a cluster: [`substitute`], [`policy`], [`build`],
-//! [`cache`], [`publish`]. [`policy_check`] is `plumb policy check`.
+//! The public surface is what the binaries, `plumb` and the tests use: [`run`] with its
+//! [`Config`], [`render`] (`plumb build`/`plumb diff`), [`check_policies`]
+//! (`plumb policy check`) and [`unpack`] (reading a rendered artifact back).
+//!
+//! Inside, the core is pure and tested without a cluster (`build`, `substitute`, `policy`,
+//! `cache`, `publish`, `status`); `wiring` starts the watches (`watches`: change filters and
+//! trigger mappers) and the two reconcilers, `reconcile_sync` (a Sync's render) and
+//! `reconcile_policy` (a Policy's status).
 
-pub mod build;
-pub mod cache;
-pub mod config;
-pub mod context;
-pub mod controller;
-pub mod engine;
-pub mod error;
-pub mod objects;
-pub mod policy;
-pub mod policy_check;
-pub mod policy_controller;
-pub mod publish;
-pub mod status;
-pub mod substitute;
-pub mod sweep;
-pub mod sync_controller;
+mod build;
+mod cache;
+mod config;
+mod context;
+mod engine;
+mod error;
+mod objects;
+mod policy;
+mod policy_check;
+mod publish;
+mod reconcile_policy;
+mod reconcile_sync;
+mod status;
+mod substitute;
+mod sweep;
+mod watches;
+mod wiring;
 
-pub use config::{Config, SHARD_LABEL};
-pub use controller::{run, run_with_client};
-pub use error::{Error, build_reason};
+pub use build::{BuildError, render};
+pub use config::Config;
+pub use error::Error;
+pub use policy_check::{CheckError, Report, run as check_policies};
+pub use publish::unpack;
+pub use wiring::{LEASE_NAME, run};

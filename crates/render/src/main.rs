@@ -1,19 +1,21 @@
-//! `plumb-render-controller`: renders Syncs and evaluates Policies.
+//! `plumb-render-controller`: the render controller as its own process.
 
 use clap::Parser;
 
-/// The plumb render controller.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
+/// Renders Syncs and evaluates Policies.
+#[derive(Parser)]
+#[command(name = "plumb-render-controller", version)]
+struct Cli {
+    #[command(flatten)]
+    runtime: plumb_ops::RuntimeFlags,
     #[command(flatten)]
     config: plumb_render::Config,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    plumb_ops::init_tracing(args.config.log_format);
-    plumb_render::run(args.config).await?;
+    let cli = Cli::parse();
+    let runtime = plumb_ops::Runtime::start(cli.runtime).await?;
+    plumb_render::run(&runtime, cli.config).await?;
     Ok(())
 }

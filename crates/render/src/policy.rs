@@ -63,8 +63,6 @@ pub struct CompiledRule {
 pub struct CompiledPolicy {
     /// The Policy's name.
     pub name: String,
-    /// The generation compiled.
-    pub generation: Option<i64>,
     /// The rules, in spec order.
     pub rules: Vec<CompiledRule>,
 }
@@ -97,11 +95,7 @@ pub fn compile(policy: &Policy) -> Result<CompiledPolicy, CompileError> {
         .iter()
         .map(|r| compile_rule(&name, r))
         .collect::<Result<_, _>>()?;
-    Ok(CompiledPolicy {
-        name,
-        generation: policy.metadata.generation,
-        rules,
-    })
+    Ok(CompiledPolicy { name, rules })
 }
 
 /// Whether a rule's `match` selects `obj`, rendered by a Sync whose namespace-less objects are

@@ -29,7 +29,7 @@ pub async fn sweep_deleted(ctx: Arc<Context>) {
                 continue;
             }
             if let Ok(key) = plumb_artifact::ArtifactKey::new(
-                crate::sync_controller::ARTIFACT_KIND,
+                crate::reconcile_sync::ARTIFACT_KIND,
                 &namespace,
                 &name,
             ) && let Err(e) = ctx.storage.remove_all(&key)
@@ -44,16 +44,13 @@ pub async fn sweep_deleted(ctx: Arc<Context>) {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|r, _| !gone(r));
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|r, _| !gone(r));
+        ctx.failures.retain(|r| !gone(r));
     }
 }
 
 /// `(namespace, name)` of every Sync with artifacts in `storage`.
 pub fn stored_syncs(storage: &Storage) -> Vec<(String, String)> {
-    let dir = storage.root().join(crate::sync_controller::ARTIFACT_KIND);
+    let dir = storage.root().join(crate::reconcile_sync::ARTIFACT_KIND);
     let names = |d: &std::path::Path| -> Vec<String> {
         std::fs::read_dir(d)
             .into_iter()

@@ -55,7 +55,8 @@ async fn bench_render_many_syncs() {
     w.start_controller(|c| plumb_render::Config {
         concurrent: workers,
         ..c
-    });
+    })
+    .await;
     let api: Api<plumb_api::Sync> = w.ns.api();
     plumb_e2e_support::wait_for("every Sync rendered", Duration::from_secs(600), || {
         let api = api.clone();

@@ -1,11 +1,12 @@
 //! The source controller's settings, as command-line flags (also embeddable in the `plumb`
-//! binary with `#[command(flatten)]`).
+//! binary with `#[command(flatten)]`). The flags every controller shares (metrics address,
+//! leader election, logs) are the runtime's: [`plumb_ops::RuntimeFlags`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use plumb_ops::LogFormat;
+use plumb_ops::WatchScope;
 
 use crate::git::FetchLimits;
 
@@ -31,34 +32,22 @@ pub struct Config {
     /// use only: a rendered artifact may contain Secrets).
     #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
     pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
-    /// Address of `/metrics`, `/healthz` and `/readyz`.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    pub metrics_addr: SocketAddr,
     /// Address of the push webhook receiver.
     #[arg(long, default_value = "0.0.0.0:9292")]
     pub webhook_addr: SocketAddr,
     /// GitRepositories reconciled at the same time.
-    #[arg(long, default_value_t = 2)]
-    pub concurrency: u16,
+    #[arg(long = "concurrent", alias = "concurrency", default_value_t = 2)]
+    pub concurrent: u16,
     /// Allow `file://` URLs (tests and single-machine setups only: they read the controller's disk).
     #[arg(long)]
     pub allow_file_sources: bool,
     /// Artifacts kept per GitRepository (the current one included); older ones are deleted.
-    #[arg(long, default_value_t = 3)]
+    #[arg(
+        long = "artifact-retention-records",
+        alias = "artifacts-to-keep",
+        default_value_t = 3
+    )]
     pub artifacts_to_keep: usize,
-    /// Reconcile only while holding the leader Lease (`config/` turns it on; one replica needs none).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub leader_election: bool,
-    /// Namespace of the leader Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "plumb-system")]
-    pub leader_election_namespace: String,
-    /// Watch only this namespace (all namespaces when unset).
-    #[arg(long)]
-    pub namespace: Option<String>,
-    /// Reconcile only GitRepositories labelled `plumb.dev/shard=<key>`; without it, only those
-    /// with no shard label.
-    #[arg(long)]
-    pub shard: Option<String>,
     /// The most pack data one fetch may receive, in bytes; a fetch crossing it stops at once.
     #[arg(long, default_value_t = FetchLimits::default().max_fetch_bytes)]
     pub max_fetch_size: u64,
@@ -71,14 +60,14 @@ pub struct Config {
     /// The largest artifact (compressed tarball) stored for a GitRepository, in bytes.
     #[arg(long, default_value_t = FetchLimits::default().max_artifact_bytes)]
     pub max_artifact_size: u64,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Plain)]
-    pub log_format: LogFormat,
+    /// Which GitRepositories to reconcile.
+    #[command(flatten)]
+    pub scope: WatchScope,
 }
 
 impl Config {
-    /// A configuration for tests and embedding: everything on loopback with OS-chosen ports is
-    /// up to the caller; this fills the rest with defaults.
+    /// A configuration for tests and embedding: artifacts under `storage_dir` published with
+    /// `artifact_base_url`, servers on OS-chosen loopback ports unless the caller sets them.
     pub fn for_storage(storage_dir: PathBuf, artifact_base_url: String) -> Self {
         let any = SocketAddr::from(([127, 0, 0, 1], 0));
         Self {
@@ -86,20 +75,15 @@ impl Config {
             artifact_addr: any,
             artifact_base_url,
             artifact_token_secret: None,
-            metrics_addr: any,
             webhook_addr: any,
-            concurrency: 2,
+            concurrent: 2,
             allow_file_sources: false,
             artifacts_to_keep: 3,
-            leader_election: false,
-            leader_election_namespace: "plumb-system".into(),
-            namespace: None,
-            shard: None,
             max_fetch_size: FetchLimits::default().max_fetch_bytes,
             max_blob_size: FetchLimits::default().max_blob_bytes,
             max_tree_entries: FetchLimits::default().max_tree_entries,
             max_artifact_size: FetchLimits::default().max_artifact_bytes,
-            log_format: LogFormat::Plain,
+            scope: WatchScope::default(),
         }
     }
 

@@ -1,7 +1,6 @@
 //! The GitRepository reconciler: list refs, fetch only when the wanted commit changed, archive,
 //! publish `status.artifact` by server-side apply, and say why in conditions and Events.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use plumb_api::{
     SOURCE_FIELD_MANAGER, reason,
 };
 use plumb_artifact::{ArtifactKey, IgnoreRules, Storage};
-use plumb_ops::{EventRecorder, Metrics, ReconcileResult};
+use plumb_ops::{EventRecorder, Failures, Metrics, ReconcileResult, Runtime};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -49,34 +48,23 @@ pub struct Context {
     /// Registered webhooks.
     pub hooks: HookIndex,
     /// Consecutive failures per object, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<GitRepository>, u32>>,
+    failures: Failures<ObjectRef<GitRepository>>,
     /// Caches with a fetch still running on a blocking thread (one that outlived its timeout
     /// keeps its cache busy until libgit2 returns).
     busy: Arc<Mutex<std::collections::HashSet<std::path::PathBuf>>>,
 }
 
 impl Context {
-    /// A context over the given parts.
-    pub fn new(
-        client: kube::Client,
-        storage: Storage,
-        config: Config,
-        metrics: Metrics,
-        hooks: HookIndex,
-    ) -> Self {
-        let recorder = EventRecorder::new(
-            client.clone(),
-            SOURCE_FIELD_MANAGER,
-            std::env::var("POD_NAME").ok(),
-        );
+    /// A context in `runtime` over the given parts.
+    pub fn new(runtime: &Runtime, storage: Storage, config: Config, hooks: HookIndex) -> Self {
         Self {
-            client,
+            client: runtime.client().clone(),
             storage,
             config,
-            metrics,
-            recorder,
+            metrics: runtime.metrics().clone(),
+            recorder: runtime.recorder(SOURCE_FIELD_MANAGER),
             hooks,
-            failures: Mutex::default(),
+            failures: Failures::default(),
             busy: Arc::default(),
         }
     }
@@ -126,24 +114,14 @@ pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Act
 
 /// Backs off exponentially per object after consecutive failures (750ms doubling, up to 15m).
 pub fn error_policy(obj: Arc<GitRepository>, err: &Error, ctx: Arc<Context>) -> Action {
-    let n = {
-        let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures
-            .entry(ObjectRef::from_obj(obj.as_ref()))
-            .or_insert(0);
-        *n = n.saturating_add(1);
-        *n
-    };
-    let delay = backoff(ctx.config.retry_base(), n);
+    let n = ctx.failures.record(ObjectRef::from_obj(obj.as_ref()));
+    let delay = plumb_ops::backoff(ctx.config.retry_base(), n, MAX_RETRY_DELAY);
     tracing::warn!(name = obj.name_any(), error = %err, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
-/// The retry delay after `failures` consecutive failures: `base` doubled per failure, at most 15m.
-pub fn backoff(base: Duration, failures: u32) -> Duration {
-    base.saturating_mul(1u32 << failures.clamp(1, 21).saturating_sub(1))
-        .min(Duration::from_secs(900))
-}
+/// The longest wait before retrying a failed GitRepository.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(900);
 
 async fn cleanup(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
     let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
@@ -229,10 +207,7 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
                 generation,
             );
             status.observed_generation = generation;
-            ctx.failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&ObjectRef::from_obj(obj.as_ref()));
+            ctx.failures.clear(&ObjectRef::from_obj(obj.as_ref()));
             Ok(Action::requeue(obj.spec.interval.get().max(MIN_INTERVAL)))
         }
         Err(e) => {
@@ -452,19 +427,4 @@ async fn write_status(
     .await
     .map_err(Error::Kube)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_from_the_base_and_caps_at_fifteen_minutes() {
-        let base = Duration::from_millis(750);
-        assert_eq!(backoff(base, 1), base);
-        assert_eq!(backoff(base, 2), Duration::from_millis(1500));
-        assert_eq!(backoff(base, 5), Duration::from_secs(12));
-        assert_eq!(backoff(base, 30), Duration::from_secs(900));
-        assert_eq!(backoff(base, u32::MAX), Duration::from_secs(900));
-    }
 }

@@ -7,6 +7,8 @@ use clap::Parser;
 #[command(name = "plumb-source-controller", version)]
 struct Cli {
     #[command(flatten)]
+    runtime: plumb_ops::RuntimeFlags,
+    #[command(flatten)]
     config: plumb_source::Config,
 }
 
@@ -17,6 +19,9 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(plumb_source::run(cli.config))?;
+        .block_on(async {
+            let runtime = plumb_ops::Runtime::start(cli.runtime).await?;
+            plumb_source::run(&runtime, cli.config).await
+        })?;
     Ok(())
 }

@@ -4,7 +4,6 @@
 //! once; an invalid one gets 401 and changes nothing.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
@@ -193,15 +192,15 @@ async fn lookup(s: &HookState, path: &str) -> Option<Hook> {
     })
 }
 
-/// Serves webhooks on `addr` until `shutdown` resolves.
+/// Serves webhooks on `listener` (bound by the caller) until `shutdown` resolves.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     client: kube::Client,
     index: HookIndex,
     namespace: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving webhooks");
     plumb_ops::server::serve(
         listener,

@@ -15,7 +15,7 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use plumb_api::{Conditions, GitRepository, REQUESTED_AT_ANNOTATION};
 use plumb_e2e_support::{TestNamespace, wait_for};
-use plumb_ops::Metrics;
+use plumb_ops::{Metrics, Runtime, WatchScope};
 use plumb_source::Config;
 use support::{HttpGitServer, Upstream};
 
@@ -41,8 +41,8 @@ struct Running {
     webhook: SocketAddr,
     metrics: Metrics,
     storage: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    runtime: Runtime,
+    task: Option<tokio::task::JoinHandle<Result<(), plumb_source::RunError>>>,
 }
 
 impl Running {
@@ -55,39 +55,40 @@ impl Running {
         let mut config = Config::for_storage(storage.path().to_path_buf(), base_url.clone());
         config.artifact_addr = artifact;
         config.webhook_addr = free_addr();
-        config.metrics_addr = free_addr();
-        config.namespace = Some(ns.name().to_owned());
         // Other controllers may share the test cluster: a shard of our own keeps them away.
-        config.shard = Some(ns.name().to_owned());
+        config.scope = WatchScope {
+            namespace: Some(ns.name().to_owned()),
+            ..WatchScope::shard(ns.name())
+        };
         let webhook = config.webhook_addr;
-        let metrics = Metrics::new();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let client = ns.client().clone();
-        let m = metrics.clone();
-        let task = tokio::spawn(async move {
-            let shutdown = async {
-                let _ = rx.await;
-            };
-            if let Err(e) = plumb_source::run_with_client(client, config, m, shutdown).await {
-                panic!("controller stopped: {e}");
-            }
-        });
+        let runtime = Runtime::with_client(
+            ns.client().clone(),
+            plumb_e2e_support::kube_config().await.unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        let metrics = runtime.metrics().clone();
+        let rt = runtime.clone();
+        let task = runtime
+            .spawn(async move { plumb_source::run(&rt, config).await })
+            .await
+            .expect("source controller starts");
         Self {
             base_url,
             webhook,
             metrics,
             storage,
-            stop: Some(tx),
+            runtime,
             task: Some(task),
         }
     }
 
     async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
+        self.runtime.shutdown();
         if let Some(t) = self.task.take() {
-            t.await.expect("controller task");
+            t.await
+                .expect("controller task")
+                .expect("controller stops cleanly");
         }
     }
 }
@@ -118,7 +119,7 @@ async fn create_repo(
     let obj: GitRepository = serde_json::from_value(serde_json::json!({
         "apiVersion": "source.plumb.dev/v1",
         "kind": "GitRepository",
-        "metadata": {"name": name, "labels": {plumb_ops::shard::SHARD_LABEL: ns.name()}},
+        "metadata": {"name": name, "labels": {plumb_ops::SHARD_LABEL: ns.name()}},
         "spec": spec,
     }))
     .unwrap();

@@ -58,7 +58,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn reconciles(metrics: &plumb_ops::metrics::Metrics) -> u64 {
+fn reconciles(metrics: &plumb_ops::Metrics) -> u64 {
     metrics
         .encode()
         .lines()
@@ -93,18 +93,16 @@ async fn main() -> anyhow::Result<()> {
         }))
         .build();
     let run_id = format!("bench-{}", std::process::id());
-    let settings = plumb_sync::Settings {
-        watch_label_selector: format!("{}={run_id}", plumb_sync::SHARD_LABEL),
+    let settings = plumb_sync::Config {
+        scope: plumb_ops::WatchScope::shard(&run_id),
         ..Default::default()
     };
-    let metrics = plumb_ops::metrics::Metrics::new();
-    tokio::spawn(plumb_sync::run_with(
-        counted,
-        config,
-        settings,
-        metrics.clone(),
-        std::future::pending(),
-    ));
+    let runtime = plumb_ops::Runtime::with_client(counted, config, Default::default())?;
+    let metrics = runtime.metrics().clone();
+    let rt = runtime.clone();
+    runtime
+        .spawn(async move { plumb_sync::run(&rt, settings).await })
+        .await?;
 
     // The rendered artifact.
     let ns = plumb_e2e_support::TestNamespace::new("bench-drift").await?;
@@ -126,7 +124,7 @@ async fn main() -> anyhow::Result<()> {
     let syncs: Api<plumb_api::Sync> = Api::namespaced(client.clone(), &n);
     let sync: plumb_api::Sync = serde_json::from_value(json!({
         "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-        "metadata": {"name": "bench", "labels": {plumb_sync::SHARD_LABEL: run_id}},
+        "metadata": {"name": "bench", "labels": {plumb_ops::SHARD_LABEL: run_id}},
         "spec": {"sourceRef": {"kind": "GitRepository", "name": "repo"}, "interval": "1h"},
     }))?;
     syncs.create(&PostParams::default(), &sync).await?;

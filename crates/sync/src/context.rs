@@ -14,77 +14,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use plumb_api::{Policy, Sync};
 
 use crate::apply::Resolver;
+use crate::config::Config;
 use crate::deps::Key;
 pub use crate::deps::key_of;
 use crate::memory::Memories;
 use crate::watches::Watches;
-
-/// The label that assigns a Sync to one shard of controllers.
-pub const SHARD_LABEL: &str = "plumb.dev/shard";
-
-/// The default `--watch-label-selector`: every Sync not assigned to a shard.
-pub const DEFAULT_WATCH_SELECTOR: &str = "!plumb.dev/shard";
-
-/// Controller settings, from flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Settings {
-    /// How many Syncs are reconciled at once.
-    #[arg(long, default_value_t = 4, env = "PLUMB_SYNC_CONCURRENCY")]
-    pub concurrency: u16,
-    /// Apply as this ServiceAccount (of the Sync's namespace) when a Sync names none.
-    #[arg(long, env = "PLUMB_DEFAULT_SERVICE_ACCOUNT")]
-    pub default_service_account: Option<String>,
-    /// Refuse Syncs whose sourceRef points into another namespace.
-    #[arg(long, env = "PLUMB_NO_CROSS_NAMESPACE_REFS")]
-    pub no_cross_namespace_refs: bool,
-    /// Only reconcile Syncs matching this label selector. The default leaves Syncs labelled
-    /// `plumb.dev/shard` to the controllers started with `plumb.dev/shard=<shard>` (Flux's
-    /// sharding convention, as the render controller has it); an empty value takes every Sync.
-    #[arg(long, default_value = DEFAULT_WATCH_SELECTOR, env = "PLUMB_WATCH_LABEL_SELECTOR")]
-    pub watch_label_selector: String,
-    /// Only reconcile Syncs in this namespace.
-    #[arg(long, env = "PLUMB_WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
-    /// Refuse rendered artifacts larger than this many bytes.
-    #[arg(long, default_value_t = 256 << 20, env = "PLUMB_MAX_ARTIFACT_SIZE")]
-    pub max_artifact_size: u64,
-    /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) holding the bearer
-    /// token the plumb controllers share for artifact downloads; created with a random token
-    /// when missing. Without it, artifacts are served and fetched without credentials (local
-    /// use only: a rendered artifact may contain Secrets).
-    #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
-    pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
-    /// Where to serve /metrics, /healthz and /readyz; not served when unset.
-    #[arg(
-        long = "metrics-addr",
-        alias = "ops-addr",
-        env = "PLUMB_SYNC_METRICS_ADDR"
-    )]
-    pub ops_addr: Option<std::net::SocketAddr>,
-    /// Reconcile only while holding the leader Lease (as the source and render controllers).
-    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub leader_election: bool,
-    /// Namespace of the leader Lease.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "plumb-system")]
-    pub leader_election_namespace: String,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            concurrency: 4,
-            default_service_account: None,
-            no_cross_namespace_refs: false,
-            watch_label_selector: DEFAULT_WATCH_SELECTOR.to_owned(),
-            watch_namespace: None,
-            max_artifact_size: 256 << 20,
-            artifact_token_secret: None,
-            ops_addr: None,
-            leader_election: false,
-            leader_election_namespace: "plumb-system".to_owned(),
-        }
-    }
-}
 
 /// Shared by all reconciles.
 pub struct Context {
@@ -97,7 +31,7 @@ pub struct Context {
     /// Publishes Events on Syncs.
     pub recorder: Recorder,
     /// Flags.
-    pub settings: Settings,
+    pub settings: Config,
     /// Reconcile and drift metrics.
     pub metrics: SyncMetrics,
     /// Kind to resource resolution.
@@ -180,7 +114,7 @@ impl Context {
         kube_config: kube::Config,
         http: reqwest::Client,
         recorder: Recorder,
-        settings: Settings,
+        settings: Config,
         metrics: SyncMetrics,
         watches: Watches,
         syncs: Store<Sync>,

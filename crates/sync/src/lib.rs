@@ -12,6 +12,7 @@
 //! [`Settings`] and the shard label.
 
 mod apply;
+mod config;
 mod context;
 mod controller;
 mod controls;
@@ -32,5 +33,5 @@ mod status;
 mod watches;
 mod window;
 
-pub use context::{DEFAULT_WATCH_SELECTOR, SHARD_LABEL, Settings};
-pub use controller::{Error, run, run_with};
+pub use config::Config;
+pub use controller::{Error, LEASE_NAME, run};

@@ -3,20 +3,19 @@
 use clap::Parser;
 
 /// Applies what the render controller rendered, prunes, checks health and corrects drift.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Args {
+#[derive(Parser)]
+#[command(name = "plumb-sync-controller", version)]
+struct Cli {
     #[command(flatten)]
-    settings: plumb_sync::Settings,
-    /// Log line format.
-    #[arg(long, value_enum, default_value_t = plumb_ops::telemetry::LogFormat::Plain, env = "PLUMB_LOG_FORMAT")]
-    log_format: plumb_ops::telemetry::LogFormat,
+    runtime: plumb_ops::RuntimeFlags,
+    #[command(flatten)]
+    config: plumb_sync::Config,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    plumb_ops::telemetry::init_tracing(args.log_format);
-    plumb_sync::run(args.settings).await?;
+    let cli = Cli::parse();
+    let runtime = plumb_ops::Runtime::start(cli.runtime).await?;
+    plumb_sync::run(&runtime, cli.config).await?;
     Ok(())
 }

@@ -131,8 +131,8 @@ impl Layout {
                 ),
                 format!("--metrics-addr=127.0.0.1:{}", port("source-metrics")),
                 format!("--webhook-addr=127.0.0.1:{}", port("source-webhook")),
-                "--leader-election=false".into(),
-                format!("--namespace={}", self.namespace),
+                "--enable-leader-election=false".into(),
+                format!("--watch-namespace={}", self.namespace),
             ],
             Controller::Render => vec![
                 format!("--storage-dir={}", storage.display()),

@@ -93,19 +93,30 @@ pub async fn client() -> Result<Client> {
     connect(&path).await
 }
 
-/// A client from the kubeconfig at `path`, without checking that the cluster answers.
-pub async fn connect(path: &Path) -> Result<Client> {
+/// The client configuration of the test cluster ([`kubeconfig_path`]), e.g. for a controller
+/// runtime that derives impersonating clients from it.
+pub async fn kube_config() -> Result<Config> {
     refuse_when_no_cluster()?;
+    read_config(&kubeconfig_path()).await
+}
+
+async fn read_config(path: &Path) -> Result<Config> {
     let kubeconfig = Kubeconfig::read_from(path).map_err(|source| Error::Kubeconfig {
         path: path.to_path_buf(),
         source,
     })?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .map_err(|source| Error::Kubeconfig {
             path: path.to_path_buf(),
             source,
-        })?;
+        })
+}
+
+/// A client from the kubeconfig at `path`, without checking that the cluster answers.
+pub async fn connect(path: &Path) -> Result<Client> {
+    refuse_when_no_cluster()?;
+    let config = read_config(path).await?;
     Client::try_from(config).map_err(|source| Error::Client {
         path: path.to_path_buf(),
         source,

@@ -24,7 +24,7 @@ mod wait;
 pub use apply::apply_yaml;
 pub use cluster::{
     CLUSTER_DIR_ENV, KUBECONFIG_ENV, NO_CLUSTER_ENV, client, connect, default_kubeconfig_path,
-    kubeconfig_path, pinned_kubernetes_version, repo_root,
+    kube_config, kubeconfig_path, pinned_kubernetes_version, repo_root,
 };
 pub use crds::install_crds;
 pub use error::{Error, Result};

@@ -22,7 +22,7 @@ use tokio::sync::OnceCell;
 
 /// Label every Sync of a test carries (the shard label, valued with the test's namespace): the
 /// test's controller renders only those, and controllers running unsharded leave them alone.
-pub const RUN_LABEL: &str = plumb_render::SHARD_LABEL;
+pub const RUN_LABEL: &str = plumb_ops::SHARD_LABEL;
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -83,7 +83,7 @@ impl World {
         tweak: impl FnOnce(plumb_render::Config) -> plumb_render::Config,
     ) -> World {
         let w = Self::without_controller(prefix).await;
-        w.start_controller(tweak);
+        w.start_controller(tweak).await;
         w
     }
 
@@ -117,23 +117,29 @@ impl World {
         }
     }
 
-    /// Starts this test's render controller, with `tweak` applied to the test configuration.
-    pub fn start_controller(
+    /// Starts this test's render controller, with `tweak` applied to the test configuration;
+    /// returns once its caches are in (a controller that cannot start fails the test here).
+    pub async fn start_controller(
         &self,
         tweak: impl FnOnce(plumb_render::Config) -> plumb_render::Config,
     ) {
         let config = tweak(plumb_render::Config {
             max_artifact_size: 16 << 20,
             fetch_timeout: Duration::from_secs(10),
-            watch_label_selector: format!("{RUN_LABEL}={}", self.ns.name()),
+            scope: plumb_ops::WatchScope::shard(self.ns.name()),
             ..plumb_render::Config::local(self._storage.path().to_owned())
         });
-        let controller_client = self.client.clone();
-        tokio::spawn(async move {
-            if let Err(e) = plumb_render::run_with_client(controller_client, config).await {
-                panic!("render controller stopped: {e}");
-            }
-        });
+        let runtime = plumb_ops::Runtime::with_client(
+            self.client.clone(),
+            plumb_e2e_support::kube_config().await.unwrap(),
+            Default::default(),
+        )
+        .unwrap();
+        let rt = runtime.clone();
+        runtime
+            .spawn(async move { plumb_render::run(&rt, config).await })
+            .await
+            .expect("render controller starts");
     }
 
     pub fn name(&self) -> &str {
@@ -329,7 +335,7 @@ impl World {
             .await
             .unwrap();
         plumb_artifact::verify_digest(&bytes, &artifact.digest).unwrap();
-        plumb_render::publish::unpack(&bytes).unwrap()
+        plumb_render::unpack(&bytes).unwrap()
     }
 
     pub async fn delete_policy(&self, name: &str) {

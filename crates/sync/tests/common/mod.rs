@@ -21,24 +21,24 @@ pub use plumb_e2e_support::TestNamespace;
 
 /// The label that scopes a test's Syncs to that test's controller (the shard label, so that other
 /// controllers running on the same cluster, e.g. a demo, leave them alone).
-pub const RUN_LABEL: &str = plumb_sync::SHARD_LABEL;
+pub const RUN_LABEL: &str = plumb_ops::SHARD_LABEL;
 
 /// A running controller and artifact server for one test.
 pub struct Harness {
     pub client: Client,
     pub config: kube::Config,
     pub run_id: String,
-    pub metrics: plumb_ops::metrics::Metrics,
+    pub metrics: plumb_ops::Metrics,
     files: plumb_e2e_support::FileServer,
-    settings: plumb_sync::Settings,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    settings: plumb_sync::Config,
+    stop: Option<plumb_ops::Runtime>,
     task: Option<ControllerTask>,
 }
 
 impl Drop for Harness {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.shutdown();
         }
     }
 }
@@ -89,18 +89,18 @@ impl Harness {
     }
 
     /// Like [`Harness::start`], with controller settings changed by `tweak`.
-    pub async fn start_with(tweak: impl FnOnce(&mut plumb_sync::Settings)) -> Harness {
+    pub async fn start_with(tweak: impl FnOnce(&mut plumb_sync::Config)) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = plumb_e2e_support::client().await.expect("test cluster");
         install_crds(&client).await;
         let config = kube_config().await;
         let run_id = format!("{:x}", rand_u64());
-        let mut settings = plumb_sync::Settings {
-            watch_label_selector: format!("{RUN_LABEL}={run_id}"),
+        let mut settings = plumb_sync::Config {
+            scope: plumb_ops::WatchScope::shard(&run_id),
             ..Default::default()
         };
         tweak(&mut settings);
-        let metrics = plumb_ops::metrics::Metrics::new();
+        let metrics = plumb_ops::Metrics::new();
         let (stop, task) = spawn_controller(&config, settings.clone(), metrics.clone());
         let files = plumb_e2e_support::FileServer::start()
             .await
@@ -120,7 +120,7 @@ impl Harness {
     /// Stops this test's controller and waits until it has stopped.
     pub async fn stop_controller(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.shutdown();
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -264,21 +264,16 @@ type ControllerTask = tokio::task::JoinHandle<Result<(), plumb_sync::Error>>;
 
 fn spawn_controller(
     config: &kube::Config,
-    settings: plumb_sync::Settings,
-    metrics: plumb_ops::metrics::Metrics,
-) -> (tokio::sync::oneshot::Sender<()>, ControllerTask) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    settings: plumb_sync::Config,
+    metrics: plumb_ops::Metrics,
+) -> (plumb_ops::Runtime, ControllerTask) {
     let ctl_client = Client::try_from(config.clone()).expect("client");
-    let task = tokio::spawn(plumb_sync::run_with(
-        ctl_client,
-        config.clone(),
-        settings,
-        metrics,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    (stop, task)
+    let runtime = plumb_ops::Runtime::with_client(ctl_client, config.clone(), Default::default())
+        .expect("runtime")
+        .with_metrics(metrics);
+    let rt = runtime.clone();
+    let task = tokio::spawn(async move { plumb_sync::run(&rt, settings).await });
+    (runtime, task)
 }
 
 /// Whether the Sync's Ready condition is True for its generation.

@@ -15,18 +15,25 @@ use plumb_api::{
     reason,
 };
 use plumb_artifact::{ArtifactKey, Storage, UnpackLimits};
+use plumb_ops::backoff;
 use tracing::instrument;
 
 use crate::cache::cache_key;
 use crate::context::Context;
-use crate::controller::backoff;
+use crate::error::build_reason;
 use crate::policy::{CompiledPolicy, describe, evaluate};
 use crate::publish::{Rendered, pack};
 use crate::status::{Outcome, render_status, rendered_condition, status_patch};
-use crate::{Error, build, build_reason};
+use crate::{Error, build};
 
 /// The artifact kind segment of rendered artifacts: `<base>/sync/<namespace>/<name>/<file>`.
 pub const ARTIFACT_KIND: &str = "sync";
+
+/// The first retry delay after a transient failure; doubled per failure in a row.
+const RETRY_BASE: Duration = Duration::from_secs(2);
+
+/// The longest retry delay when the Sync sets no `retryInterval`.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// How a finished reconcile wants to be called again.
 enum Next {
@@ -60,22 +67,19 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
     };
     ctx.metrics.ops.observe_reconcile("Sync", result, started);
     let interval = Duration::from(sync.spec.interval.clone());
-    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
     Ok(match next {
         Next::Settled => {
-            failures.remove(&key);
+            ctx.failures.clear(&key);
             Action::requeue(interval)
         }
         Next::Retry => {
-            let n = failures.entry(key).or_insert(0);
-            *n += 1;
             let max = sync
                 .spec
                 .retry_interval
                 .clone()
                 .map(Duration::from)
-                .unwrap_or(Duration::from_secs(300));
-            Action::requeue(backoff(*n, max))
+                .unwrap_or(MAX_RETRY_DELAY);
+            Action::requeue(backoff(RETRY_BASE, ctx.failures.record(key), max))
         }
     })
 }
@@ -83,11 +87,8 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
 /// Backs off after an API error (status write, store).
 pub fn error_policy(sync: Arc<Sync>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %err, namespace = sync.namespace(), name = sync.name_any(), "render reconcile failed");
-    let key = ObjectRef::from_obj(sync.as_ref());
-    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
-    let n = failures.entry(key).or_insert(0);
-    *n += 1;
-    Action::requeue(backoff(*n, Duration::from_secs(300)))
+    let n = ctx.failures.record(ObjectRef::from_obj(sync.as_ref()));
+    Action::requeue(backoff(RETRY_BASE, n, MAX_RETRY_DELAY))
 }
 
 /// Decides what to write: `None` when the last render is still current.

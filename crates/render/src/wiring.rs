@@ -1,0 +1,206 @@
+//! The shell around the pure core, started by [`run`]: one shared watch per kind, the Sync
+//! render controller and the Policy controller over them, and the artifact file server.
+//!
+//! Watches: the Syncs this controller renders (its scope), every Sync's metadata (a Policy's
+//! governed count spans all shards), Policies, Namespaces' metadata and GitRepositories. Each
+//! is watched once; the controllers share the caches and take their triggers from the same
+//! streams, filtered by kube-runtime predicates ([`crate::watches`]).
+
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt, future};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PartialObjectMeta};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::watcher;
+use plumb_api::{GitRepository, Policy, Sync};
+use plumb_artifact::Storage;
+use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
+
+use crate::context::{CONTROLLER_NAME, Context, RenderMetrics};
+use crate::{Config, Error, reconcile_policy, reconcile_sync, watches};
+
+/// The name of the render controller's leader Lease (with the watch scope appended when
+/// sharded).
+pub const LEASE_NAME: &str = "plumb-render-controller";
+
+/// Runs the render controller in `runtime` until it shuts down: the artifact file server (on
+/// every replica, so consumers never see a gap), and the Sync and Policy controllers (under
+/// the leader Lease when leader election is on). Storage, the address and the HTTP client are
+/// checked before anything runs, so a controller that cannot start says why at once.
+pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), Error> {
+    // Bind first, so port 0 works and an empty base URL can name the port actually bound.
+    let artifact_listener = tokio::net::TcpListener::bind(config.artifact_addr)
+        .await
+        .map_err(Error::Serve)?;
+    let bound = artifact_listener.local_addr().map_err(Error::Serve)?;
+    if config.artifact_base_url.is_empty() {
+        config.artifact_base_url = format!("http://{bound}");
+    }
+    tracing::info!(addr = %bound, base = %config.artifact_base_url, "serving rendered artifacts");
+    let storage = Storage::new(&config.storage_dir).map_err(Error::Storage)?;
+    let token =
+        plumb_artifact::auth::load(runtime.client(), config.artifact_token_secret.as_ref()).await?;
+    let http = plumb_artifact::auth::client_builder(token.as_ref())
+        .timeout(config.fetch_timeout)
+        .build()
+        .map_err(Error::Http)?;
+    let server = plumb_artifact::serve::serve_on(
+        artifact_listener,
+        storage.clone(),
+        token,
+        runtime.stopped(),
+    );
+    let server = async { server.await.map_err(Error::Serve) };
+    let scope = config.scope.clone();
+    let parts = Parts {
+        storage,
+        http,
+        config,
+    };
+    let work = async {
+        runtime
+            .lead(LEASE_NAME, &scope, |ready| {
+                controllers(runtime, parts, ready)
+            })
+            .await
+            .map_err(Error::Runtime)
+    };
+    let result = tokio::try_join!(server, work).map(|_| ());
+    runtime.shutdown();
+    result
+}
+
+/// What [`run`] prepared for the controllers.
+struct Parts {
+    storage: Storage,
+    http: reqwest::Client,
+    config: Config,
+}
+
+/// The watches and the two controllers, until shutdown.
+async fn controllers(
+    runtime: &Runtime,
+    parts: Parts,
+    ready: ReadyGate,
+) -> Result<(), RuntimeError> {
+    let client = runtime.client().clone();
+    let scope = parts.config.scope.clone();
+    let mut policies = SharedWatch::<Policy>::new();
+    let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new();
+    let mut all_syncs = SharedWatch::<PartialObjectMeta<Sync>>::new();
+    let syncs = SharedWatch::<Sync>::new();
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        storage: parts.storage,
+        http: parts.http,
+        recorder: runtime.recorder(CONTROLLER_NAME),
+        policies: policies.store(),
+        syncs: syncs.store(),
+        all_syncs: all_syncs.store(),
+        namespaces: namespaces.store(),
+        compiled: Mutex::default(),
+        rendered: Mutex::default(),
+        failures: Default::default(),
+        metrics: RenderMetrics::new(runtime.metrics().clone()),
+        config: parts.config,
+    });
+
+    let sync_store = ctx.syncs.clone();
+    let (for_source, for_policy, for_namespace) =
+        (sync_store.clone(), sync_store.clone(), sync_store.clone());
+    let sync_loop = Controller::for_shared_stream(syncs.subscribe(), sync_store)
+        .with_config(controller::Config::default().concurrency(ctx.config.concurrent.max(1)))
+        .watches(
+            scope.api::<GitRepository>(client.clone()),
+            watcher::Config::default(),
+            move |repo| watches::syncs_of_source(&for_source.state(), &repo),
+        )
+        .watches_shared_stream(
+            watches::policy_spec_changes(policies.subscribe()),
+            move |_| watches::every_sync(&for_policy.state()),
+        )
+        .reconcile_all_on(policies.deletions())
+        .watches_shared_stream(
+            watches::namespace_relabels(namespaces.subscribe()),
+            move |ns| {
+                watches::syncs_in_namespace(
+                    &for_namespace.state(),
+                    &ns.metadata.name.clone().unwrap_or_default(),
+                )
+            },
+        )
+        .graceful_shutdown_on(runtime.stopped())
+        .run(
+            reconcile_sync::reconcile,
+            reconcile_sync::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|res| {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "sync reconcile");
+            }
+            future::ready(())
+        });
+
+    let policy_store = ctx.policies.clone();
+    let for_syncs = policy_store.clone();
+    let policy_loop = Controller::for_shared_stream(policies.subscribe(), policy_store)
+        .with_config(controller::Config::default().concurrency(2))
+        .watches_shared_stream(watches::sync_relabels(all_syncs.subscribe()), move |_| {
+            watches::every_policy(&for_syncs.state())
+        })
+        .reconcile_all_on(all_syncs.deletions())
+        .graceful_shutdown_on(runtime.stopped())
+        .run(
+            reconcile_policy::reconcile,
+            reconcile_policy::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|res| {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "policy reconcile");
+            }
+            future::ready(())
+        });
+
+    let feeds = async {
+        tokio::join!(
+            policies.run(Api::all(client.clone()), watcher::Config::default()),
+            namespaces.run(Api::all(client.clone()), watcher::Config::default()),
+            all_syncs.run(Api::all(client.clone()), watcher::Config::default()),
+            syncs.run(scope.api(client.clone()), scope.watcher_config()),
+        );
+    };
+    let caches = async {
+        // The controllers start only once every cache is complete: a Sync is never judged
+        // against a partial Policy list.
+        let all = futures::future::try_join4(
+            ctx.policies.wait_until_ready(),
+            ctx.namespaces.wait_until_ready(),
+            ctx.all_syncs.wait_until_ready(),
+            ctx.syncs.wait_until_ready(),
+        );
+        tokio::select! {
+            r = all => r.is_ok(),
+            () = runtime.stopped() => false,
+        }
+    };
+    let controllers = async {
+        if !caches.await {
+            return;
+        }
+        ready.set(true);
+        let sweeper = crate::sweep::sweep_deleted(ctx.clone());
+        tokio::select! {
+            _ = future::join(sync_loop, policy_loop) => {}
+            () = sweeper => {}
+        }
+    };
+    // The watches feed the caches and the controllers; they end with the controllers.
+    tokio::select! {
+        () = controllers => {}
+        () = feeds => {}
+    }
+    Ok(())
+}

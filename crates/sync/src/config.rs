@@ -1,0 +1,49 @@
+//! The sync controller's settings, as command-line flags (also embeddable in the `plumb` CLI).
+//! The flags every controller shares (metrics address, leader election, logs) are the
+//! runtime's: [`plumb_ops::RuntimeFlags`].
+
+use plumb_ops::WatchScope;
+
+/// Flags of `plumb-sync-controller`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// How many Syncs are reconciled at once.
+    #[arg(
+        long = "concurrent",
+        alias = "concurrency",
+        default_value_t = 4,
+        env = "PLUMB_SYNC_CONCURRENCY"
+    )]
+    pub concurrency: u16,
+    /// Apply as this ServiceAccount (of the Sync's namespace) when a Sync names none.
+    #[arg(long, env = "PLUMB_DEFAULT_SERVICE_ACCOUNT")]
+    pub default_service_account: Option<String>,
+    /// Refuse Syncs whose sourceRef points into another namespace.
+    #[arg(long, env = "PLUMB_NO_CROSS_NAMESPACE_REFS")]
+    pub no_cross_namespace_refs: bool,
+    /// Refuse rendered artifacts larger than this many bytes.
+    #[arg(long, default_value_t = 256 << 20, env = "PLUMB_MAX_ARTIFACT_SIZE")]
+    pub max_artifact_size: u64,
+    /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) holding the bearer
+    /// token the plumb controllers share for artifact downloads; created with a random token
+    /// when missing. Without it, artifacts are served and fetched without credentials (local
+    /// use only: a rendered artifact may contain Secrets).
+    #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
+    pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
+    /// Which Syncs to reconcile.
+    #[command(flatten)]
+    pub scope: WatchScope,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            default_service_account: None,
+            no_cross_namespace_refs: false,
+            max_artifact_size: 256 << 20,
+            artifact_token_secret: None,
+            scope: WatchScope::default(),
+        }
+    }
+}
