@@ -263,7 +263,7 @@ async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
     );
     assert_eq!(warnings[0].object, "_web_apps_Deployment");
     let events: Api<k8s_openapi::api::events::v1::Event> = w.ns.api();
-    plumb_e2e_support::wait_for("a PolicyWarning event", support::TIMEOUT, || {
+    w.wait("a PolicyWarning event", support::TIMEOUT, || {
         let events = events.clone();
         async move {
             let list = events.list(&Default::default()).await?;
@@ -274,8 +274,7 @@ async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
             )
         }
     })
-    .await
-    .unwrap();
+    .await;
 
     // A new commit with :latest is blocked: nothing published, the last good artifact stays.
     w.publish_source(
@@ -595,25 +594,18 @@ async fn hanging_sources_neither_block_other_syncs_nor_hang_forever() {
 async fn relabelling_a_namespace_brings_its_syncs_under_a_namespace_selected_policy() {
     let w = World::new("render-nssel").await;
     let policy = unique("frozen", w.name());
-    let policies: Api<Policy> = Api::all(w.client.clone());
-    let params = kube::api::PatchParams::apply("plumb-render-test").force();
-    policies
-        .patch(
-            &policy,
-            &params,
-            &kube::api::Patch::Apply(json!({
-                "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-                "metadata": {"name": policy},
-                "spec": {
-                    "selector": {"namespaceSelector": {"matchLabels": {"render-test/frozen": w.name()}}},
-                    "rules": [{"name": "no-configmaps", "message": "this namespace is frozen",
-                               "match": {"resources": [{"group": "", "kinds": ["ConfigMap"]}]},
-                               "expression": "false"}],
-                },
-            })),
-        )
-        .await
-        .unwrap();
+    w.ns.apply_cluster::<Policy>(json!({
+        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+        "metadata": {"name": policy},
+        "spec": {
+            "selector": {"namespaceSelector": {"matchLabels": {"render-test/frozen": w.name()}}},
+            "rules": [{"name": "no-configmaps", "message": "this namespace is frozen",
+                       "match": {"resources": [{"group": "", "kinds": ["ConfigMap"]}]},
+                       "expression": "false"}],
+        },
+    }))
+    .await
+    .unwrap();
     w.publish_source("app", '4', &[("cm.yaml", CONFIG)], None)
         .await;
     w.apply_sync("app", "app", json!({})).await;
@@ -638,12 +630,11 @@ async fn relabelling_a_namespace_brings_its_syncs_under_a_namespace_selected_pol
             .message
             .contains("this namespace is frozen")
     );
-    policies.delete(&policy, &Default::default()).await.unwrap();
 }
 
 async fn support_wait_policy(w: &World, name: &str, check: impl Fn(&Policy) -> bool) -> Policy {
     let api: Api<Policy> = Api::all(w.client.clone());
-    plumb_e2e_support::wait_for(&format!("Policy {name}"), support::TIMEOUT, || {
+    w.wait(&format!("Policy {name}"), support::TIMEOUT, || {
         let api = api.clone();
         let check = &check;
         async move {
@@ -652,5 +643,4 @@ async fn support_wait_policy(w: &World, name: &str, check: impl Fn(&Policy) -> b
         }
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}"))
 }

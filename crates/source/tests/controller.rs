@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use plumb_api::{Conditions, GitRepository, REQUESTED_AT_ANNOTATION};
-use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_e2e_support::{ControllerTask, TestNamespace, wait_for_while};
 use plumb_ops::{Metrics, Runtime, WatchScope};
 use plumb_source::Config;
-use support::{HttpGitServer, Upstream};
+use support::Upstream;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -41,8 +41,25 @@ struct Running {
     webhook: SocketAddr,
     metrics: Metrics,
     storage: tempfile::TempDir,
+    namespace: String,
     runtime: Runtime,
-    task: Option<tokio::task::JoinHandle<Result<(), plumb_source::RunError>>>,
+    task: Option<ControllerTask>,
+}
+
+impl Drop for Running {
+    /// A test that failed half-way still tears down as a user would: its GitRepositories are
+    /// deleted while the controller runs, so their finalizer does not keep the namespace.
+    fn drop(&mut self) {
+        if self.task.as_ref().is_some_and(|t| t.check().is_ok())
+            && let Err(e) = plumb_e2e_support::delete_plumb_objects_blocking(
+                &plumb_e2e_support::kubeconfig_path(),
+                &self.namespace,
+                WAIT,
+            )
+        {
+            eprintln!("tearing down {}: {e}", self.namespace);
+        }
+    }
 }
 
 impl Running {
@@ -69,26 +86,58 @@ impl Running {
         .unwrap();
         let metrics = runtime.metrics().clone();
         let rt = runtime.clone();
-        let task = runtime
+        let handle = runtime
             .spawn(async move { plumb_source::run(&rt, config).await })
             .await
             .expect("source controller starts");
+        // Its error or panic after the start fails the test's next wait at once.
+        let task = ControllerTask::spawn("source controller", async move {
+            match handle.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(join) => Err(join.to_string()),
+            }
+        });
         Self {
             base_url,
             webhook,
             metrics,
             storage,
+            namespace: ns.name().to_owned(),
             runtime,
             task: Some(task),
         }
     }
 
+    /// Waits (at most [`WAIT`]) until `condition` returns `Ok(Some(value))`; fails at once if
+    /// the controller stopped.
+    async fn wait<T, E, F, Fut>(&self, what: &str, condition: F) -> plumb_e2e_support::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: std::fmt::Display,
+    {
+        let running: Vec<&ControllerTask> = self.task.iter().collect();
+        wait_for_while(what, WAIT, &running, condition).await
+    }
+
+    /// Deletes the GitRepository `name` and waits until it is gone: the running controller's
+    /// finalizer removes its artifacts first, as for a user.
+    async fn delete(&self, api: &Api<GitRepository>, name: &str) {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+        self.wait(&format!("GitRepository {name} deleted"), || {
+            let api = api.clone();
+            async move { Ok::<_, kube::Error>(api.get_opt(name).await?.is_none().then_some(())) }
+        })
+        .await
+        .unwrap();
+    }
+
     async fn stop(mut self) {
         self.runtime.shutdown();
-        if let Some(t) = self.task.take() {
-            t.await
-                .expect("controller task")
-                .expect("controller stops cleanly");
+        if let Some(task) = self.task.take() {
+            task.stop()
+                .await
+                .expect("the source controller stops cleanly");
         }
     }
 }
@@ -130,8 +179,13 @@ async fn create_repo(
 }
 
 /// Waits until the GitRepository's artifact has `revision` and Ready is True.
-async fn wait_revision(api: &Api<GitRepository>, name: &str, revision: &str) -> GitRepository {
-    wait_for(&format!("{name} at {revision}"), WAIT, || {
+async fn wait_revision(
+    ctrl: &Running,
+    api: &Api<GitRepository>,
+    name: &str,
+    revision: &str,
+) -> GitRepository {
+    ctrl.wait(&format!("{name} at {revision}"), || {
         let api = api.clone();
         let (name, revision) = (name.to_owned(), revision.to_owned());
         async move {
@@ -179,7 +233,7 @@ async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifact
         ("app/cm.yaml", "kind: ConfigMap\n"),
         ("README.md", "docs\n"),
     ]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(&ns, "app", serde_json::json!({
@@ -187,7 +241,7 @@ async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifact
     }))
     .await;
 
-    let first = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let first = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
     let a1 = first.status.clone().unwrap().artifact.unwrap();
     assert!(
         a1.url.starts_with(&ctrl.base_url)
@@ -224,7 +278,7 @@ async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifact
     );
 
     let c2 = up.commit(&[("app/cm.yaml", "kind: ConfigMap\ndata: {}\n")], "second");
-    let second = wait_revision(&api, "app", &format!("main@sha1:{c2}")).await;
+    let second = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c2}")).await;
     let a2 = second.status.clone().unwrap().artifact.unwrap();
     assert_ne!(a1.digest, a2.digest);
     assert_eq!(
@@ -240,7 +294,7 @@ async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifact
         .join("app");
     assert!(dir.join(format!("{c2}.tar.gz")).is_file());
     api.delete("app", &DeleteParams::default()).await.unwrap();
-    wait_for("GitRepository app deleted", WAIT, || {
+    ctrl.wait("GitRepository app deleted", || {
         let api = api.clone();
         async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
     })
@@ -266,7 +320,7 @@ async fn wrong_password_is_authentication_failed_and_the_old_artifact_stays() {
     let ns = TestNamespace::new("source-auth").await.unwrap();
     let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(
@@ -277,27 +331,28 @@ async fn wrong_password_is_authentication_failed_and_the_old_artifact_stays() {
         }),
     )
     .await;
-    let good = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let good = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
     let artifact = good.status.unwrap().artifact.unwrap();
 
     basic_auth_secret(&ns, "git-auth", "bot", "wrong").await;
     up.commit(&[("a.yaml", "a: 2\n")], "second");
     set_requested_at(&api, "app", "now-1").await;
-    let failed = wait_for("Ready=False AuthenticationFailed", WAIT, || {
-        let api = api.clone();
-        async move {
-            let obj = api.get("app").await?;
-            let status = obj.status.clone().unwrap_or_default();
-            let ready = status.conditions.get_condition("Ready").cloned();
-            Ok::<_, kube::Error>(
-                ready
-                    .filter(|c| c.status == "False" && c.reason == "AuthenticationFailed")
-                    .map(|_| status),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let failed = ctrl
+        .wait("Ready=False AuthenticationFailed", || {
+            let api = api.clone();
+            async move {
+                let obj = api.get("app").await?;
+                let status = obj.status.clone().unwrap_or_default();
+                let ready = status.conditions.get_condition("Ready").cloned();
+                Ok::<_, kube::Error>(
+                    ready
+                        .filter(|c| c.status == "False" && c.reason == "AuthenticationFailed")
+                        .map(|_| status),
+                )
+            }
+        })
+        .await
+        .unwrap();
     assert_eq!(
         failed.artifact.as_ref(),
         Some(&artifact),
@@ -306,7 +361,7 @@ async fn wrong_password_is_authentication_failed_and_the_old_artifact_stays() {
     assert_eq!(failed.last_handled_reconcile_at.as_deref(), Some("now-1"));
     assert!(failed.conditions.is_true("Reconciling"), "retrying");
     let events: Api<k8s_openapi::api::events::v1::Event> = ns.api();
-    wait_for("AuthenticationFailed event", WAIT, || {
+    ctrl.wait("AuthenticationFailed event", || {
         let events = events.clone();
         async move {
             let list = events.list(&Default::default()).await?;
@@ -320,15 +375,9 @@ async fn wrong_password_is_authentication_failed_and_the_old_artifact_stays() {
     })
     .await
     .unwrap();
+    // Torn down as a user would: deleted while its controller runs, which releases the finalizer.
+    ctrl.delete(&api, "app").await;
     ctrl.stop().await;
-    // The finalizer needs a controller; remove it so the namespace can go.
-    let _ = api
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
     ns.delete().await.unwrap();
 }
 
@@ -342,13 +391,13 @@ async fn tag_and_semver_refs_select_through_the_controller() {
     let c140 = up.tag("v1.4.0");
     up.commit(&[("v", "2.0.0")], "2.0");
     up.tag("v2.0.0");
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
     let url = server.url("repo.git");
     let tag = create_repo(&ns, "by-tag", serde_json::json!({"url": url, "ref": {"tag": "v1.0.0"}, "secretRef": {"name": "git-auth"}})).await;
     let semver = create_repo(&ns, "by-semver", serde_json::json!({"url": url, "ref": {"semver": ">=1.0.0, <2.0.0"}, "secretRef": {"name": "git-auth"}})).await;
-    wait_revision(&tag, "by-tag", &format!("v1.0.0@sha1:{c100}")).await;
-    let obj = wait_revision(&semver, "by-semver", &format!("v1.4.0@sha1:{c140}")).await;
+    wait_revision(&ctrl, &tag, "by-tag", &format!("v1.0.0@sha1:{c100}")).await;
+    let obj = wait_revision(&ctrl, &semver, "by-semver", &format!("v1.4.0@sha1:{c140}")).await;
     let tree = download_and_unpack(&obj).await;
     assert_eq!(
         std::fs::read_to_string(tree.path().join("v")).unwrap(),
@@ -356,7 +405,7 @@ async fn tag_and_semver_refs_select_through_the_controller() {
     );
     // A range no tag satisfies leaves the object not ready with RefNotFound.
     let none = create_repo(&ns, "none", serde_json::json!({"url": url, "ref": {"semver": ">=5"}, "secretRef": {"name": "git-auth"}})).await;
-    wait_for("RefNotFound", WAIT, || {
+    ctrl.wait("RefNotFound", || {
         let api = none.clone();
         async move {
             let s = api.get("none").await?.status.unwrap_or_default();
@@ -374,7 +423,7 @@ async fn tag_and_semver_refs_select_through_the_controller() {
         api.delete(name, &DeleteParams::default()).await.unwrap();
     }
     for (api, name) in [(&tag, "by-tag"), (&semver, "by-semver"), (&none, "none")] {
-        wait_for("deleted", WAIT, || {
+        ctrl.wait("deleted", || {
             let api = api.clone();
             async move { Ok::<_, kube::Error>(api.get_opt(name).await?.is_none().then_some(())) }
         })
@@ -391,7 +440,7 @@ async fn webhook_refuses_bad_signatures_and_valid_push_triggers_a_fetch() {
     let ns = TestNamespace::new("source-hook").await.unwrap();
     let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
     let secrets: Api<Secret> = ns.api();
     let hook: Secret = serde_json::from_value(
@@ -411,7 +460,7 @@ async fn webhook_refuses_bad_signatures_and_valid_push_triggers_a_fetch() {
         "url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}, "webhook": {"secretRef": {"name": "hook"}},
     }))
     .await;
-    let obj = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let obj = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
     let path = obj
         .status
         .unwrap()
@@ -459,9 +508,9 @@ async fn webhook_refuses_bad_signatures_and_valid_push_triggers_a_fetch() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 202);
-    wait_revision(&api, "app", &format!("main@sha1:{c2}")).await;
+    wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c2}")).await;
     api.delete("app", &DeleteParams::default()).await.unwrap();
-    wait_for("deleted", WAIT, || {
+    ctrl.wait("deleted", || {
         let api = api.clone();
         async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
     })
@@ -476,11 +525,11 @@ async fn polls_without_a_new_commit_write_nothing() {
     let ns = TestNamespace::new("source-noop").await.unwrap();
     let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(&ns, "app", serde_json::json!({"url": server.url("repo.git"), "interval": "1s", "secretRef": {"name": "git-auth"}})).await;
-    let obj = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let obj = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
     let rv = obj.resource_version();
     let reconciles = |m: &Metrics| -> u64 {
         m.encode()
@@ -490,7 +539,7 @@ async fn polls_without_a_new_commit_write_nothing() {
             .unwrap_or(0)
     };
     let before = reconciles(&ctrl.metrics);
-    wait_for("three more polls", WAIT, || {
+    ctrl.wait("three more polls", || {
         let n = reconciles(&ctrl.metrics);
         async move { Ok::<_, std::convert::Infallible>((n >= before + 3).then_some(())) }
     })
@@ -502,7 +551,7 @@ async fn polls_without_a_new_commit_write_nothing() {
         "no-change polls wrote nothing"
     );
     api.delete("app", &DeleteParams::default()).await.unwrap();
-    wait_for("deleted", WAIT, || {
+    ctrl.wait("deleted", || {
         let api = api.clone();
         async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
     })
@@ -531,31 +580,26 @@ async fn a_silent_server_times_out_with_git_operation_failed() {
         serde_json::json!({"url": format!("http://127.0.0.1:{port}/repo.git"), "timeout": "2s"}),
     )
     .await;
-    let ready = wait_for("Ready=False after the timeout", WAIT, || {
-        let api = api.clone();
-        async move {
-            let s = api.get("app").await?.status.unwrap_or_default();
-            Ok::<_, kube::Error>(
-                s.conditions
-                    .get_condition("Ready")
-                    .filter(|c| c.status == "False")
-                    .cloned(),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    let ready = ctrl
+        .wait("Ready=False after the timeout", || {
+            let api = api.clone();
+            async move {
+                let s = api.get("app").await?.status.unwrap_or_default();
+                Ok::<_, kube::Error>(
+                    s.conditions
+                        .get_condition("Ready")
+                        .filter(|c| c.status == "False")
+                        .cloned(),
+                )
+            }
+        })
+        .await
+        .unwrap();
     assert_eq!(ready.reason, "GitOperationFailed");
     assert!(ready.message.contains("timed out"), "{}", ready.message);
+    ctrl.delete(&api, "app").await;
     ctrl.stop().await;
     hold.abort();
-    let _ = api
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-        )
-        .await;
     ns.delete().await.unwrap();
 }
 
@@ -564,7 +608,7 @@ async fn a_replica_that_did_not_reconcile_still_accepts_the_webhook() {
     let ns = TestNamespace::new("source-hook-replica").await.unwrap();
     let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
     let secrets: Api<Secret> = ns.api();
     let hook: Secret = serde_json::from_value(
@@ -584,7 +628,7 @@ async fn a_replica_that_did_not_reconcile_still_accepts_the_webhook() {
         "url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}, "webhook": {"secretRef": {"name": "hook"}},
     }))
     .await;
-    let obj = wait_revision(&api, "app", &format!("main@sha1:{c1}")).await;
+    let obj = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
     let path = obj.status.unwrap().webhook_path.unwrap();
 
     // A second webhook server, as on a non-leader replica: its index is empty.
@@ -620,10 +664,10 @@ async fn a_replica_that_did_not_reconcile_still_accepts_the_webhook() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 202);
-    wait_revision(&api, "app", &format!("main@sha1:{c2}")).await;
+    wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c2}")).await;
     replica.abort();
     api.delete("app", &DeleteParams::default()).await.unwrap();
-    wait_for("deleted", WAIT, || {
+    ctrl.wait("deleted", || {
         let api = api.clone();
         async move { Ok::<_, kube::Error>(api.get_opt("app").await?.is_none().then_some(())) }
     })
@@ -675,32 +719,203 @@ async fn ssh_with_known_hosts_fetches_and_an_unknown_host_key_is_refused() {
         serde_json::json!({"url": url, "secretRef": {"name": "ssh-unknown"}}),
     )
     .await;
-    wait_revision(&good, "good", &format!("main@sha1:{c1}")).await;
-    let cond = wait_for("unknown host refused", WAIT, || {
-        let api = bad.clone();
-        async move {
-            let s = api.get("unknown-host").await?.status.unwrap_or_default();
-            Ok::<_, kube::Error>(
-                s.conditions
-                    .get_condition("Ready")
-                    .filter(|c| c.status == "False")
-                    .cloned(),
-            )
-        }
-    })
-    .await
-    .unwrap();
+    wait_revision(&ctrl, &good, "good", &format!("main@sha1:{c1}")).await;
+    let cond = ctrl
+        .wait("unknown host refused", || {
+            let api = bad.clone();
+            async move {
+                let s = api.get("unknown-host").await?.status.unwrap_or_default();
+                Ok::<_, kube::Error>(
+                    s.conditions
+                        .get_condition("Ready")
+                        .filter(|c| c.status == "False")
+                        .cloned(),
+                )
+            }
+        })
+        .await
+        .unwrap();
     assert_eq!(cond.reason, "AuthenticationFailed");
     assert!(cond.message.contains("unknown"), "{}", cond.message);
     for (api, name) in [(&good, "good"), (&bad, "unknown-host")] {
         api.delete(name, &DeleteParams::default()).await.unwrap();
-        wait_for("deleted", WAIT, || {
+        ctrl.wait("deleted", || {
             let api = api.clone();
             async move { Ok::<_, kube::Error>(api.get_opt(name).await?.is_none().then_some(())) }
         })
         .await
         .unwrap();
     }
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
+
+/// Waits until the GitRepository's Ready condition is False for its generation; returns it.
+async fn wait_not_ready(
+    ctrl: &Running,
+    api: &Api<GitRepository>,
+    name: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    ctrl.wait(&format!("{name} Ready=False"), || {
+        let api = api.clone();
+        async move {
+            let obj = api.get(name).await?;
+            let status = obj.status.unwrap_or_default();
+            Ok::<_, kube::Error>(
+                status
+                    .conditions
+                    .get_condition("Ready")
+                    .filter(|c| {
+                        c.status == "False" && c.observed_generation == obj.metadata.generation
+                    })
+                    .cloned(),
+            )
+        }
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_or_incomplete_credentials_secret_is_named_in_the_condition() {
+    let ns = TestNamespace::new("source-secret").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+
+    // No such Secret.
+    let api = create_repo(
+        &ns,
+        "app",
+        serde_json::json!({"url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}}),
+    )
+    .await;
+    let missing = wait_not_ready(&ctrl, &api, "app").await;
+    assert_eq!(missing.reason, "AuthenticationFailed", "{missing:?}");
+    assert!(
+        missing.message.contains("git-auth") && missing.message.contains("not found"),
+        "{}",
+        missing.message
+    );
+    assert!(
+        api.get("app")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.artifact)
+            .is_none(),
+        "nothing fetched without credentials"
+    );
+
+    // The Secret appears with a user name and no password: it names the missing key.
+    let secrets: Api<Secret> = ns.api();
+    let partial: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "git-auth"},
+        "stringData": {"username": "bot"},
+    }))
+    .unwrap();
+    secrets
+        .patch(
+            "git-auth",
+            &PatchParams::apply("plumb-test").force(),
+            &Patch::Apply(&partial),
+        )
+        .await
+        .unwrap();
+    set_requested_at(&api, "app", "incomplete").await;
+    let incomplete = ctrl
+        .wait("the condition to name the missing password", || {
+            let api = api.clone();
+            async move {
+                let s = api.get("app").await?.status.unwrap_or_default();
+                let handled = s.last_handled_reconcile_at.as_deref() == Some("incomplete");
+                Ok::<_, kube::Error>(
+                    s.conditions
+                        .get_condition("Ready")
+                        .filter(|c| {
+                            handled && c.status == "False" && !c.message.contains("not found")
+                        })
+                        .cloned(),
+                )
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(incomplete.reason, "AuthenticationFailed", "{incomplete:?}");
+    assert!(
+        incomplete.message.contains("git-auth") && incomplete.message.contains("password"),
+        "the condition must name the Secret and the missing key: {}",
+        incomplete.message
+    );
+
+    // Complete: fetched.
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    set_requested_at(&api, "app", "complete").await;
+    wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
+    ctrl.delete(&api, "app").await;
+    ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_suspended_git_repository_fetches_nothing_until_resumed() {
+    let ns = TestNamespace::new("source-suspend").await.unwrap();
+    let ctrl = Running::start(&ns).await;
+    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
+    let api = create_repo(
+        &ns,
+        "app",
+        serde_json::json!({"url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}}),
+    )
+    .await;
+    let before = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
+    let artifact = before.status.unwrap().artifact;
+
+    let suspend = |on: bool| serde_json::json!({"spec": {"suspend": on}});
+    api.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(&suspend(true)),
+    )
+    .await
+    .unwrap();
+    let c2 = up.commit(&[("a.yaml", "a: 2\n")], "second");
+    // A reconcile asked for after the suspension is handled, and fetches nothing.
+    set_requested_at(&api, "app", "while-suspended").await;
+    let handled = ctrl
+        .wait("the request to be handled while suspended", || {
+            let api = api.clone();
+            async move {
+                let obj = api.get("app").await?;
+                let done = obj
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.last_handled_reconcile_at.as_deref())
+                    == Some("while-suspended");
+                Ok::<_, kube::Error>(done.then_some(obj))
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        handled.status.unwrap().artifact,
+        artifact,
+        "a suspended GitRepository fetched"
+    );
+
+    api.patch(
+        "app",
+        &PatchParams::default(),
+        &Patch::Merge(&suspend(false)),
+    )
+    .await
+    .unwrap();
+    wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c2}")).await;
+    ctrl.delete(&api, "app").await;
     ctrl.stop().await;
     ns.delete().await.unwrap();
 }

@@ -12,7 +12,7 @@ use plumb_api::source::GitRepositoryRef;
 use plumb_artifact::IgnoreRules;
 use plumb_source::git::{self, Auth, GitError, Remote};
 use plumb_source::refs;
-use support::{HttpGitServer, SshServer, Upstream};
+use support::{SshServer, Upstream};
 
 fn remote(url: String, auth: Auth) -> Remote {
     let timeout = Duration::from_secs(30);
@@ -56,7 +56,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn http_basic_auth_fetches_incrementally_and_lists_only_when_unchanged() {
     let up = Upstream::new(&[("app/deploy.yaml", "kind: Deployment\n")]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     let r = remote(server.url("repo.git"), basic("bot", "s3cret"));
     let cache = tempfile::tempdir().unwrap();
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
@@ -142,7 +142,7 @@ async fn a_fetch_over_the_size_limit_stops_mid_transfer_and_names_the_limit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http_wrong_or_missing_password_is_an_authentication_failure() {
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     for auth in [basic("bot", "wrong"), Auth::default()] {
         let r = remote(server.url("repo.git"), auth);
         let cache = tempfile::tempdir().unwrap();
@@ -161,7 +161,7 @@ async fn tags_and_semver_ranges_select_the_right_commit() {
     let c110 = up.tag("v1.1.0");
     up.commit(&[("v", "2.0.0")], "2.0");
     let c200 = up.tag("v2.0.0");
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "u", "p").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "u", "p").await;
     let r = remote(server.url("repo.git"), basic("u", "p"));
     let cases = [
         (
@@ -270,9 +270,9 @@ async fn ssh_with_known_host_fetches_and_unknown_or_wrong_host_key_is_refused() 
 #[tokio::test(flavor = "multi_thread")]
 async fn https_is_trusted_through_the_secret_ca_and_refused_without_it() {
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "bot", "s3cret").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
     let pki = support::TestPki::new();
-    let tls = support::TlsProxy::start(&pki, server.port);
+    let tls = support::TlsProxy::start(&pki, server.addr().port());
     let url = format!("https://127.0.0.1:{}/repo.git", tls.port);
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
 
@@ -307,9 +307,11 @@ async fn https_is_trusted_through_the_secret_ca_and_refused_without_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bearer_token_is_sent_for_listing_and_fetching() {
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server =
-        HttpGitServer::start_with_authorization(up.bare.parent().unwrap(), "Bearer tok-123".into())
-            .await;
+    let server = support::serve(
+        up.bare.parent().unwrap(),
+        support::Auth::Bearer("tok-123".into()),
+    )
+    .await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let auth = Auth {
         bearer: Some("tok-123".into()),

@@ -8,14 +8,14 @@ mod common;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
-use common::{Harness, TestNamespace, condition, eventually, inventory, is_ready};
+use common::{Harness, TestNamespace, condition, inventory, is_ready};
 
 fn cm(name: &str, data: &str) -> String {
     format!(
@@ -25,6 +25,19 @@ fn cm(name: &str, data: &str) -> String {
 
 async fn cm_data(api: &Api<ConfigMap>, name: &str) -> Option<String> {
     api.get_opt(name).await.ok()??.data?.get("key").cloned()
+}
+
+/// How long a drift watch may take to heal: far below the Syncs' 1h interval, so a heal within
+/// it was the watch's doing, not the periodic reconcile's.
+const HEAL_WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits at most [`HEAL_WITHIN`] for `condition`; fails at once if the controller stopped.
+async fn heal_wait<T, F, Fut>(h: &Harness, what: &str, condition: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, kube::Error>>,
+{
+    h.wait_within(what, HEAL_WITHIN, condition).await
 }
 
 #[tokio::test]
@@ -97,18 +110,12 @@ async fn a_noop_reconcile_writes_nothing() {
         })
         .await;
     assert_ne!(s.metadata.resource_version, rv);
-    let rv = s.metadata.resource_version.clone();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(
-        h.syncs(n)
-            .get("app")
-            .await
-            .unwrap()
-            .metadata
-            .resource_version,
-        rv,
-        "Sync was rewritten"
-    );
+    // Every later reconcile finds nothing to do, and so must write nothing.
+    let (status, written) = (s.status.clone(), status_written_at(&s));
+    h.settle(n, "app").await;
+    let now = h.syncs(n).get("app").await.unwrap();
+    assert_eq!(now.status, status, "Sync status rewritten");
+    assert_eq!(status_written_at(&now), written, "Sync status rewritten");
     assert_eq!(
         ns.api::<ConfigMap>()
             .get("config")
@@ -118,6 +125,20 @@ async fn a_noop_reconcile_writes_nothing() {
             .resource_version,
         cm_rv
     );
+}
+
+/// When the sync controller last changed the Sync's status (its managed-fields entry).
+fn status_written_at(
+    s: &plumb_api::Sync,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+    s.metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| {
+            m.manager.as_deref() == Some("plumb-sync") && m.subresource.as_deref() == Some("status")
+        })
+        .and_then(|m| m.time.clone())
 }
 
 #[tokio::test]
@@ -135,14 +156,11 @@ async fn prune_removes_objects_that_left_the_render() {
     let art = h.render(n, "app", &cm("a", "1")).await;
     let s = h.wait_applied(n, "app", &art).await;
     assert_eq!(inventory(&s), [format!("{n}_a__ConfigMap")]);
-    let gone = eventually(Duration::from_secs(10), || async {
-        cms.get_opt("b")
-            .await
-            .unwrap()
-            .map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ()))
+    h.wait("b to be pruned", || async {
+        let b = cms.get_opt("b").await?;
+        Ok::<_, kube::Error>(b.map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ())))
     })
     .await;
-    assert!(gone.is_some(), "b was not pruned");
     assert!(cms.get_opt("a").await.unwrap().is_some());
 }
 
@@ -249,6 +267,9 @@ async fn crd_and_its_instances_in_one_render() {
     let ns = TestNamespace::new("sync-crd").await.unwrap();
     let n = ns.name();
     let group = format!("{n}.plumb.test");
+    // Labelled as a test object and deleted with the namespace, whatever the outcome.
+    ns.delete_with_namespace::<CustomResourceDefinition>(&format!("widgets.{group}"));
+    let labels = serde_json::to_string(&ns.test_labels()).unwrap();
     let yaml = format!(
         r#"---
 apiVersion: {group}/v1
@@ -262,6 +283,7 @@ apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
 metadata:
   name: widgets.{group}
+  labels: {labels}
 spec:
   group: {group}
   scope: Namespaced
@@ -296,9 +318,6 @@ spec:
         .await
         .unwrap();
     assert_eq!(w.data["spec"]["size"], 3);
-    let _ = Api::<CustomResourceDefinition>::all(h.client.clone())
-        .delete(&format!("widgets.{group}"), &DeleteParams::default())
-        .await;
 }
 
 #[tokio::test]
@@ -322,23 +341,21 @@ async fn drift_edit_and_delete_are_corrected() {
     )
     .await
     .unwrap();
-    let healed = eventually(Duration::from_secs(5), || async {
-        (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(())
+    // The Sync's interval is 1h: only a watch can heal within the bound.
+    heal_wait(&h, "the edit to be reverted", || async {
+        Ok::<_, kube::Error>(
+            (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(()),
+        )
     })
     .await;
-    assert!(healed.is_some(), "edit was not reverted");
     cms.delete("config", &DeleteParams::default())
         .await
         .unwrap();
-    let back = eventually(Duration::from_secs(5), || async {
-        cm_data(&cms, "config").await
+    let back = heal_wait(&h, "the deleted object to be recreated", || async {
+        Ok::<_, kube::Error>(cm_data(&cms, "config").await)
     })
     .await;
-    assert_eq!(
-        back.as_deref(),
-        Some("git"),
-        "deleted object was not recreated"
-    );
+    assert_eq!(back, "git", "deleted object was not recreated as in Git");
     let s = h
         .wait_sync(n, "app", "two corrections", |s| {
             s.status
@@ -384,15 +401,16 @@ async fn drift_is_reported_not_corrected_without_self_heal() {
     assert!(d.last_detected_at.is_some());
     assert_eq!(cm_data(&cms, "config").await.as_deref(), Some("edited"));
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(h.client.clone(), n);
-    let seen = eventually(Duration::from_secs(10), || async {
-        let list = events.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DriftDetected"))
-            .then_some(())
+    h.wait("a DriftDetected event", || async {
+        let list = events.list(&Default::default()).await?;
+        Ok::<_, kube::Error>(
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("DriftDetected"))
+                .then_some(()),
+        )
     })
     .await;
-    assert!(seen.is_some(), "no DriftDetected event");
 }
 
 #[tokio::test]
@@ -400,7 +418,7 @@ async fn a_policy_ignored_path_is_left_to_its_other_owner() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-hpa").await.unwrap();
     let n = ns.name();
-    let policy: plumb_api::Policy = serde_json::from_value(json!({
+    ns.apply_cluster::<plumb_api::Policy>(json!({
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("hpa-{n}")},
         "spec": {
@@ -408,12 +426,8 @@ async fn a_policy_ignored_path_is_left_to_its_other_owner() {
             "drift": {"ignore": [{"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]}]}
         }
     }))
+    .await
     .unwrap();
-    let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
     h.create_sync(n, "app", json!({})).await;
     let yaml = r#"---
 apiVersion: apps/v1
@@ -465,9 +479,6 @@ spec:
         deps.get("web").await.unwrap().spec.unwrap().replicas,
         Some(3)
     );
-    let _ = policies
-        .delete(&format!("hpa-{n}"), &DeleteParams::default())
-        .await;
 }
 
 #[tokio::test]
@@ -629,7 +640,7 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
     let rev1 = h.render(n, "app", &cm("config", "git")).await;
     h.wait_applied(n, "app", &rev1).await;
     // A deny window, open all the time, for this test's Syncs.
-    let policy: plumb_api::Policy = serde_json::from_value(json!({
+    ns.apply_cluster::<plumb_api::Policy>(json!({
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("freeze-{n}")},
         "spec": {
@@ -637,12 +648,9 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
             "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
         }
     }))
+    .await
     .unwrap();
     let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
     let closed = |s: &plumb_api::Sync| {
         condition(s, "Reconciling").is_some_and(|c| c.reason == "SyncWindowClosed")
     };
@@ -685,14 +693,12 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
     )
     .await
     .unwrap();
-    let healed = eventually(Duration::from_secs(5), || async {
-        (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(())
+    heal_wait(&h, "drift corrected while the window is closed", || async {
+        Ok::<_, kube::Error>(
+            (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(()),
+        )
     })
     .await;
-    assert!(
-        healed.is_some(),
-        "drift not corrected while the window is closed"
-    );
     // The window goes away: the new revision is applied.
     policies
         .delete(&format!("freeze-{n}"), &DeleteParams::default())
@@ -813,13 +819,7 @@ async fn status_churn_and_other_managers_fields_cause_no_writes() {
     let applied = h.counter("plumb_sync_applied_objects_total");
     let corrected = h.counter("plumb_sync_drift_corrections_total");
     let reconciles = h.counter("plumb_reconcile_total");
-    let sync_rv = h
-        .syncs(n)
-        .get("app")
-        .await
-        .unwrap()
-        .metadata
-        .resource_version;
+    let sync_before = h.syncs(n).get("app").await.unwrap();
     // Another manager adds a label and a data key plumb does not apply.
     let other = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "config", "labels": {"team": "x"}}, "data": {"extra": "theirs"}});
@@ -830,8 +830,14 @@ async fn status_churn_and_other_managers_fields_cause_no_writes() {
     )
     .await
     .unwrap();
-    // Every change of a managed object is looked at (within milliseconds); none may write.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every change of a managed object is looked at: its drift watch makes a reconcile.
+    h.wait("a reconcile after the other manager's change", || {
+        let counted = h.counter("plumb_reconcile_total");
+        async move { Ok::<_, String>((counted > reconciles).then_some(())) }
+    })
+    .await;
+    // None may write: wait until a reconcile that started after the change has returned.
+    h.settle(n, "app").await;
     let live = cms.get("config").await.unwrap();
     assert_eq!(plumb_time(&live), before, "plumb re-applied");
     assert_eq!(
@@ -844,20 +850,260 @@ async fn status_churn_and_other_managers_fields_cause_no_writes() {
         corrected,
         "plumb corrected"
     );
-    assert!(
-        h.counter("plumb_reconcile_total") > reconciles,
-        "the change was not looked at: {reconciles} reconciles before, metrics now:\n{}",
-        h.metrics.encode()
-    );
     assert_eq!(live.data.unwrap()["extra"], "theirs");
+    let now = h.syncs(n).get("app").await.unwrap();
+    assert_eq!(now.status, sync_before.status, "Sync status rewritten");
     assert_eq!(
-        h.syncs(n)
-            .get("app")
-            .await
-            .unwrap()
-            .metadata
-            .resource_version,
-        sync_rv,
+        status_written_at(&now),
+        status_written_at(&sync_before),
         "Sync status rewritten"
     );
+}
+
+#[tokio::test]
+async fn a_namespace_and_the_objects_in_it_are_applied_from_one_render() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-newns").await.unwrap();
+    let n = ns.name();
+    // The most common layout: the render brings its own namespace. Nobody creates it first.
+    let app_ns = format!("{n}-app");
+    ns.delete_with_namespace::<Namespace>(&app_ns);
+    let labels = serde_json::to_string(&ns.test_labels()).unwrap();
+    let yaml = format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {app_ns}\ndata:\n  key: \"in-new-ns\"\n\
+         ---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {app_ns}\n  labels: {labels}\n"
+    );
+    h.create_sync(n, "app", json!({})).await;
+    let art = h.render(n, "app", &yaml).await;
+    let s = h.wait_applied(n, "app", &art).await;
+    assert_eq!(
+        inventory(&s),
+        [
+            format!("_{app_ns}__Namespace"),
+            format!("{app_ns}_settings__ConfigMap")
+        ]
+    );
+    let cms: Api<ConfigMap> = Api::namespaced(h.client.clone(), &app_ns);
+    assert_eq!(
+        cm_data(&cms, "settings").await.as_deref(),
+        Some("in-new-ns")
+    );
+    let created = Api::<Namespace>::all(h.client.clone())
+        .get(&app_ns)
+        .await
+        .unwrap();
+    assert_eq!(
+        created.metadata.labels.unwrap()["sync.plumb.dev/name"],
+        "app",
+        "the namespace is the Sync's own"
+    );
+}
+
+#[tokio::test]
+async fn prune_false_keeps_objects_that_left_the_render() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-noprune").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({"prune": false})).await;
+    let art = h
+        .render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2")))
+        .await;
+    h.wait_applied(n, "app", &art).await;
+    let art = h.render(n, "app", &cm("a", "1")).await;
+    // Pruning would happen before the new revision is recorded as applied.
+    let s = h.wait_applied(n, "app", &art).await;
+    assert_eq!(inventory(&s), [format!("{n}_a__ConfigMap")]);
+    let b = ns.api::<ConfigMap>().get("b").await.unwrap();
+    assert!(b.metadata.deletion_timestamp.is_none(), "b was pruned");
+    assert_eq!(h.counter("plumb_sync_pruned_objects_total"), 0);
+}
+
+#[tokio::test]
+async fn a_failed_prune_keeps_the_object_in_the_inventory_until_it_succeeds() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-prunefail").await.unwrap();
+    let n = ns.name();
+    // The Sync applies as a ServiceAccount that may do everything to ConfigMaps but delete them.
+    let verbs = |delete: bool| {
+        let mut v = vec!["get", "list", "watch", "create", "update", "patch"];
+        if delete {
+            v.push("delete");
+        }
+        v
+    };
+    let rbac = |delete: bool| {
+        format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: deployer}}\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {{name: deployer}}\n\
+             rules: [{{apiGroups: [\"\"], resources: [configmaps], verbs: {}}}]\n---\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: deployer}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: deployer}}\n\
+             subjects: [{{kind: ServiceAccount, name: deployer, namespace: {n}}}]\n",
+            serde_json::to_string(&verbs(delete)).unwrap()
+        )
+    };
+    ns.apply_yaml(&rbac(false), "plumb-test").await.unwrap();
+    h.create_sync(
+        n,
+        "app",
+        json!({"serviceAccountName": "deployer", "retryInterval": "2s"}),
+    )
+    .await;
+    let art = h
+        .render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2")))
+        .await;
+    h.wait_applied(n, "app", &art).await;
+
+    let art = h.render(n, "app", &cm("a", "1")).await;
+    let s = h
+        .wait_sync(n, "app", "PruneFailed", |s| {
+            condition(s, "Ready").is_some_and(|c| c.status == "False" && c.reason == "PruneFailed")
+        })
+        .await;
+    let msg = condition(&s, "Ready").unwrap().message;
+    assert!(msg.contains(&format!("{n}_b__ConfigMap")), "{msg}");
+    assert!(msg.contains("forbidden"), "{msg}");
+    assert_eq!(
+        inventory(&s),
+        [format!("{n}_a__ConfigMap"), format!("{n}_b__ConfigMap")],
+        "the object that could not be pruned stays in the inventory"
+    );
+    let cms = ns.api::<ConfigMap>();
+    assert!(cms.get_opt("b").await.unwrap().is_some());
+
+    // Allowed to delete, the retry prunes it and the inventory lets it go.
+    ns.apply_yaml(&rbac(true), "plumb-test").await.unwrap();
+    let s = h.wait_applied(n, "app", &art).await;
+    assert_eq!(inventory(&s), [format!("{n}_a__ConfigMap")]);
+    h.wait("b to be pruned", || async {
+        let b = cms.get_opt("b").await?;
+        Ok::<_, kube::Error>(b.map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ())))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drift_mode_ignore_leaves_an_edit_until_the_next_full_reconcile() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-ignore").await.unwrap();
+    let n = ns.name();
+    ns.apply_cluster::<plumb_api::Policy>(json!({
+        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+        "metadata": {"name": format!("ignore-{n}")},
+        "spec": {
+            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "drift": {"mode": "Ignore"}
+        }
+    }))
+    .await
+    .unwrap();
+    // selfHeal is on: only the Policy's mode keeps the edit.
+    h.create_sync(n, "app", json!({"selfHeal": true})).await;
+    let art = h.render(n, "app", &cm("config", "git")).await;
+    h.wait_applied(n, "app", &art).await;
+    let cms = ns.api::<ConfigMap>();
+    let corrected = h.counter("plumb_sync_drift_corrections_total");
+    cms.patch(
+        "config",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&json!({"data": {"key": "edited"}})),
+    )
+    .await
+    .unwrap();
+    // A reconcile that started after the edit has returned: the edit is still there.
+    h.settle(n, "app").await;
+    assert_eq!(cm_data(&cms, "config").await.as_deref(), Some("edited"));
+    assert_eq!(
+        h.counter("plumb_sync_drift_corrections_total"),
+        corrected,
+        "drift corrected in mode Ignore"
+    );
+    let s = h.syncs(n).get("app").await.unwrap();
+    assert_eq!(
+        s.status.unwrap().drift.map_or(0, |d| d.corrections),
+        0,
+        "a correction recorded in mode Ignore"
+    );
+
+    // A full reconcile applies Git's state again.
+    let patch = json!({"metadata": {"annotations": {"plumb.dev/requested-at": "full-1"}}});
+    h.syncs(n)
+        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    h.wait("the full reconcile to restore Git's value", || async {
+        Ok::<_, kube::Error>(
+            (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(()),
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_suspended_sync_applies_and_heals_nothing_until_resumed() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-suspend").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({})).await;
+    let rev1 = h.render(n, "app", &cm("config", "git")).await;
+    h.wait_applied(n, "app", &rev1).await;
+
+    let suspend = |on: bool| json!({"spec": {"suspend": on}});
+    h.syncs(n)
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(&suspend(true)),
+        )
+        .await
+        .unwrap();
+    let rev2 = h
+        .render(
+            n,
+            "app",
+            &format!("{}{}", cm("config", "git"), cm("new", "2")),
+        )
+        .await;
+    let cms = ns.api::<ConfigMap>();
+    cms.patch(
+        "config",
+        &PatchParams {
+            field_manager: Some("kubectl-edit".into()),
+            ..Default::default()
+        },
+        &Patch::Merge(&json!({"data": {"key": "edited"}})),
+    )
+    .await
+    .unwrap();
+    // Reconciles after the suspension changed nothing: no new revision, no healing.
+    h.settle(n, "app").await;
+    let s = h.syncs(n).get("app").await.unwrap();
+    assert_eq!(
+        s.status.unwrap().last_applied_revision.unwrap().to_string(),
+        rev1["revision"]
+    );
+    assert!(
+        cms.get_opt("new").await.unwrap().is_none(),
+        "a suspended Sync applied a new revision"
+    );
+    assert_eq!(
+        cm_data(&cms, "config").await.as_deref(),
+        Some("edited"),
+        "a suspended Sync corrected drift"
+    );
+
+    h.syncs(n)
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(&suspend(false)),
+        )
+        .await
+        .unwrap();
+    h.wait_applied(n, "app", &rev2).await;
+    assert!(cms.get_opt("new").await.unwrap().is_some());
+    assert_eq!(cm_data(&cms, "config").await.as_deref(), Some("git"));
 }

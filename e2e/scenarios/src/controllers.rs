@@ -158,7 +158,15 @@ impl Layout {
     }
 }
 
-/// The three controllers, each its own process, watching only one namespace; killed on drop.
+/// How long stopping the controllers waits for the namespace's plumb objects to be finalized.
+const TEARDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The three controllers, each its own process, watching only one namespace.
+///
+/// Dropping them tears down as a user would: the namespace's Syncs and GitRepositories are
+/// deleted and waited for while the controllers still run (so their finalizers are released),
+/// and only then are the processes killed. Otherwise the namespace would stay `Terminating` for
+/// good, its GitRepository holding a finalizer no controller is left to remove.
 pub struct Controllers {
     layout: Layout,
     bin_dir: PathBuf,
@@ -311,6 +319,19 @@ impl Controllers {
 
 impl Drop for Controllers {
     fn drop(&mut self) {
+        if !self.running.is_empty()
+            && let Err(e) = plumb_e2e_support::delete_plumb_objects_blocking(
+                &self.kubeconfig,
+                &self.layout.namespace,
+                TEARDOWN_TIMEOUT,
+            )
+        {
+            eprintln!(
+                "plumb-e2e: tearing down namespace {}: {e}\n{}",
+                self.layout.namespace,
+                self.logs_tail(20)
+            );
+        }
         for c in Controller::ALL {
             self.kill(c);
         }

@@ -12,9 +12,13 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
 use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture};
 use plumb_e2e_support::{TestNamespace, wait_for};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
+
+/// How long a drift watch may take to heal an edit or a deletion. The Syncs' interval is 1h, so
+/// a heal within this bound was a watch's doing, not the periodic reconcile's.
+const HEAL_WITHIN: Duration = Duration::from_secs(30);
 
 fn deployment(name: &str, image: &str) -> String {
     format!(
@@ -45,26 +49,53 @@ fn config_map(name: &str, value: &str) -> String {
 
 /// The scenario's objects: a GitRepository for the fixture and a Sync of `./app` into `ns`.
 async fn create_source_and_sync(ns: &TestNamespace, git: &GitFixture) {
+    create_source_and_sync_with(ns, git, json!({}), json!({})).await;
+}
+
+/// Like [`create_source_and_sync`], with `repo_spec` and `sync_spec` merged over the defaults
+/// (a GitRepository polled every 3s; a Sync whose periodic reconcile, every hour, never happens
+/// within a scenario, so whatever a scenario sees was caused by a watch or a new revision).
+async fn create_source_and_sync_with(
+    ns: &TestNamespace,
+    git: &GitFixture,
+    repo_spec: Value,
+    sync_spec: Value,
+) {
     let repos: Api<GitRepository> = ns.api();
+    let mut spec = json!({ "url": git.url(), "ref": { "branch": "main" }, "interval": "3s", "timeout": "10s" });
+    merge(&mut spec, repo_spec);
     let repo: GitRepository = serde_json::from_value(json!({
         "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
         "metadata": { "name": "app" },
-        "spec": { "url": git.url(), "ref": { "branch": "main" }, "interval": "3s", "timeout": "10s" }
+        "spec": spec
     }))
     .unwrap();
     // install_crds waited for Established, so the kinds are served.
     repos.create(&PostParams::default(), &repo).await.unwrap();
     let syncs: Api<Sync> = ns.api();
+    let mut spec = json!({
+        "sourceRef": { "kind": "GitRepository", "name": "app" },
+        "path": "./app", "interval": "1h", "targetNamespace": ns.name(), "prune": true
+    });
+    merge(&mut spec, sync_spec);
     let sync: Sync = serde_json::from_value(json!({
         "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
         "metadata": { "name": "app", "labels": { plumb_e2e_scenarios::SCOPE_LABEL: ns.name() } },
-        "spec": {
-            "sourceRef": { "kind": "GitRepository", "name": "app" },
-            "path": "./app", "interval": "1m", "targetNamespace": ns.name(), "prune": true
-        }
+        "spec": spec
     }))
     .unwrap();
     syncs.create(&PostParams::default(), &sync).await.unwrap();
+}
+
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
 }
 
 /// Waits until the Sync is Ready with `commit` applied.
@@ -172,7 +203,7 @@ async fn commit_bump_edit_remove_and_revert_are_applied_healed_pruned_and_rolled
     config_maps.patch("settings", &PatchParams::apply("kubectl-edit").force(), &Patch::Apply(&json!({
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "settings" }, "data": edit["data"]
     }))).await.unwrap();
-    wait_for("the hand edit to be reverted", WAIT, || {
+    wait_for("the hand edit to be reverted", HEAL_WITHIN, || {
         let config_maps = config_maps.clone();
         async move {
             let cm = config_maps.get("settings").await?;
@@ -188,7 +219,7 @@ async fn commit_bump_edit_remove_and_revert_are_applied_healed_pruned_and_rolled
         .delete("web", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("the deleted Deployment to come back", WAIT, || {
+    wait_for("the deleted Deployment to come back", HEAL_WITHIN, || {
         let deployments = deployments.clone();
         async move {
             let web = deployments.get_opt("web").await?;
@@ -235,9 +266,9 @@ async fn a_deny_policy_blocks_the_new_revision_until_it_is_fixed() {
     .unwrap();
     let good = git.commit("pinned image").unwrap();
 
-    let policies: Api<Policy> = Api::all(ns.client().clone());
+    // Deleted with the namespace, whether the scenario passes or not.
     let policy_name = format!("{}-pinned", ns.name());
-    let policy: Policy = serde_json::from_value(json!({
+    ns.apply_cluster::<Policy>(json!({
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": { "name": policy_name },
         "spec": {
@@ -251,11 +282,8 @@ async fn a_deny_policy_blocks_the_new_revision_until_it_is_fixed() {
             }]
         }
     }))
+    .await
     .unwrap();
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
     let controllers = Controllers::start(ns.name()).unwrap();
     create_source_and_sync(&ns, &git).await;
     wait_applied(&ns, &controllers, &good).await;
@@ -308,10 +336,6 @@ async fn a_deny_policy_blocks_the_new_revision_until_it_is_fixed() {
         image_of(&deployments.get("web").await.unwrap()),
         "registry.example.com/web:1.2.0"
     );
-    policies
-        .delete(&policy_name, &DeleteParams::default())
-        .await
-        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -374,6 +398,75 @@ async fn git_outages_and_controller_restarts_lose_nothing() {
     assert_eq!(
         config_maps.get("other").await.unwrap().data.unwrap()["value"],
         "x"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_push_brings_a_substituted_commit_to_the_cluster() {
+    let ns = TestNamespace::new("e2e-webhook").await.unwrap();
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+    let git = GitFixture::new().await.unwrap();
+    git.write("app/kustomization.yaml", "resources:\n  - greeting.yaml\n")
+        .unwrap();
+    git.write(
+        "app/greeting.yaml",
+        &config_map("greeting", "${GREETING} from ${CLUSTER}"),
+    )
+    .unwrap();
+    let first = git.commit("greeting").unwrap();
+    let secrets: Api<Secret> = ns.api();
+    let hook: Secret = serde_json::from_value(
+        json!({ "metadata": { "name": "hook" }, "stringData": { "token": "e2e-hook-token" } }),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &hook).await.unwrap();
+    let controllers = Controllers::start(ns.name()).unwrap();
+    // Polled once an hour: within the scenario, only the webhook can bring a new commit.
+    create_source_and_sync_with(
+        &ns,
+        &git,
+        json!({ "interval": "1h", "webhook": { "secretRef": { "name": "hook" } } }),
+        json!({ "substitute": { "GREETING": "hello", "CLUSTER": "e2e" } }),
+    )
+    .await;
+
+    // The render substituted the variables, and the sync controller applied the result.
+    wait_applied(&ns, &controllers, &first).await;
+    let config_maps: Api<ConfigMap> = ns.api();
+    let value = |cm: ConfigMap| cm.data.unwrap_or_default().remove("value");
+    assert_eq!(
+        value(config_maps.get("greeting").await.unwrap()).as_deref(),
+        Some("hello from e2e")
+    );
+
+    let repos: Api<GitRepository> = ns.api();
+    let path = repos
+        .get("app")
+        .await
+        .unwrap()
+        .status
+        .and_then(|s| s.webhook_path)
+        .expect("the GitRepository publishes its webhook path");
+    git.write(
+        "app/greeting.yaml",
+        &config_map("greeting", "${GREETING} again from ${CLUSTER}"),
+    )
+    .unwrap();
+    let second = git.commit("greeting again").unwrap();
+    let url = format!("{}{path}", controllers.webhook_base_url());
+    let response = reqwest::Client::new()
+        .post(&url)
+        .header("X-Gitlab-Token", "e2e-hook-token")
+        .header("X-Gitlab-Event", "Push Hook")
+        .body(r#"{"ref":"refs/heads/main"}"#)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+    assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    wait_applied(&ns, &controllers, &second).await;
+    assert_eq!(
+        value(config_maps.get("greeting").await.unwrap()).as_deref(),
+        Some("hello again from e2e")
     );
 }
 

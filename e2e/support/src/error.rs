@@ -64,6 +64,14 @@ pub enum Error {
     /// A local I/O operation of the test support failed (binding a port, reading a file).
     #[error("{0}")]
     Io(String),
+    /// A controller the test depends on ended while the test was waiting for it.
+    #[error("the {name} stopped: {reason}")]
+    ControllerStopped {
+        /// The controller, as the test named it.
+        name: String,
+        /// Its error, or the message of its panic.
+        reason: String,
+    },
     /// A condition did not hold within its time limit.
     #[error("timed out after {waited:?} waiting for {what}{}", last.as_deref().map(|l| format!(" (last: {l})")).unwrap_or_default())]
     Timeout {

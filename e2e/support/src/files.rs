@@ -10,7 +10,16 @@ use axum::http::{StatusCode, Uri};
 
 use crate::{Error, Result};
 
-type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+/// What the server answers for a path.
+#[derive(Clone)]
+enum Entry {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// Nothing, ever: the request is accepted and left hanging.
+    Hang,
+}
+
+type Files = Arc<Mutex<HashMap<String, Entry>>>;
 
 /// Serves the bytes put at each path with `GET`; 404 for anything else. Stops when dropped.
 pub struct FileServer {
@@ -41,7 +50,16 @@ impl FileServer {
         self.files
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(path.to_owned(), bytes);
+            .insert(path.to_owned(), Entry::Bytes(bytes));
+    }
+
+    /// Accepts requests for `path` (which starts with `/`) and never answers them, as a server
+    /// that hangs does.
+    pub fn hang(&self, path: &str) {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), Entry::Hang);
     }
 
     /// Stops serving `path`.
@@ -70,6 +88,14 @@ impl Drop for FileServer {
 }
 
 async fn get(State(files): State<Files>, uri: Uri) -> Result<Vec<u8>, StatusCode> {
-    let files = files.lock().unwrap_or_else(PoisonError::into_inner);
-    files.get(uri.path()).cloned().ok_or(StatusCode::NOT_FOUND)
+    let entry = files
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(uri.path())
+        .cloned();
+    match entry {
+        Some(Entry::Bytes(bytes)) => Ok(bytes),
+        Some(Entry::Hang) => std::future::pending().await,
+        None => Err(StatusCode::NOT_FOUND),
+    }
 }

@@ -19,6 +19,8 @@ mod crds;
 mod error;
 mod files;
 mod namespace;
+mod task;
+mod teardown;
 mod wait;
 
 pub use apply::apply_yaml;
@@ -29,5 +31,7 @@ pub use cluster::{
 pub use crds::install_crds;
 pub use error::{Error, Result};
 pub use files::FileServer;
-pub use namespace::{TEST_LABEL, TestNamespace};
-pub use wait::wait_for;
+pub use namespace::{OWNER_LABEL, TEST_LABEL, TestNamespace};
+pub use task::{ControllerTask, Shutdown};
+pub use teardown::{delete_plumb_objects, delete_plumb_objects_blocking};
+pub use wait::{wait_for, wait_for_while};

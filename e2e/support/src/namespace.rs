@@ -2,13 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
+    PostParams,
+};
 use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
 
@@ -21,6 +26,11 @@ pub const TEST_LABEL: &str = "plumb.dev/test";
 const PID_LABEL: &str = "plumb.dev/test-pid";
 /// Label holding the host of that process (a remote cluster may serve several machines).
 const HOST_LABEL: &str = "plumb.dev/test-host";
+/// Label naming the test namespace a cluster-scoped test object belongs to.
+pub const OWNER_LABEL: &str = "plumb.dev/test-namespace";
+
+/// Field manager under which the support crate applies test objects.
+const FIELD_MANAGER: &str = "plumb-test";
 
 /// How long dropping a [`TestNamespace`] waits for its delete request to be sent.
 const DROP_DELETE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -29,14 +39,24 @@ const DROP_DELETE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `plumb.dev/test=true`, and a client for the cluster it lives in.
 ///
 /// Dropping it requests deletion of the namespace (best effort; the namespace
-/// controller then removes its content in the background). Namespaces left
-/// behind by a test process that crashed are deleted by the next test process
-/// on the same host.
+/// controller then removes its content in the background) and of the
+/// cluster-scoped objects the test registered with it ([`TestNamespace::apply_cluster`],
+/// [`TestNamespace::delete_with_namespace`]). Namespaces and cluster-scoped test
+/// objects left behind by a test process that crashed are deleted by the next
+/// test process on the same host.
 pub struct TestNamespace {
     client: Client,
     name: String,
     kubeconfig: PathBuf,
     deleted: bool,
+    cluster_objects: Mutex<Vec<ClusterObject>>,
+}
+
+/// A cluster-scoped object that goes when its test namespace goes.
+#[derive(Clone)]
+struct ClusterObject {
+    resource: ApiResource,
+    name: String,
 }
 
 impl TestNamespace {
@@ -72,6 +92,7 @@ impl TestNamespace {
             name,
             kubeconfig: kubeconfig_path(),
             deleted: false,
+            cluster_objects: Mutex::default(),
         })
     }
 
@@ -100,12 +121,91 @@ impl TestNamespace {
         apply::apply_documents(&self.client, yaml, field_manager, &self.name).await
     }
 
-    /// Requests deletion of the namespace now and returns without waiting for
-    /// it to disappear (it is Terminating until the namespace controller has
-    /// removed its content).
+    /// The labels that mark an object as this test's: the sweep of a later test
+    /// process deletes cluster-scoped objects carrying them once this process is
+    /// gone. Put them on every cluster-scoped object a test creates (a rendered
+    /// Namespace or CRD included) and register it with
+    /// [`TestNamespace::delete_with_namespace`].
+    pub fn test_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = own_labels();
+        labels.insert(OWNER_LABEL.to_owned(), self.name.clone());
+        labels
+    }
+
+    /// Deletes the cluster-scoped `K` named `name` together with this namespace
+    /// (when it is dropped or [`TestNamespace::delete`]d), whether the test
+    /// passed or not. Deleting an object that is already gone is not an error.
+    pub fn delete_with_namespace<K>(&self, name: &str)
+    where
+        K: Resource<Scope = ClusterResourceScope>,
+        K::DynamicType: Default,
+    {
+        let object = ClusterObject {
+            resource: ApiResource::erase::<K>(&K::DynamicType::default()),
+            name: name.to_owned(),
+        };
+        let mut objects = self
+            .cluster_objects
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !objects
+            .iter()
+            .any(|o| o.name == object.name && o.resource.kind == object.resource.kind)
+        {
+            objects.push(object);
+        }
+    }
+
+    /// Server-side applies the cluster-scoped `object` (a full manifest with
+    /// `apiVersion`, `kind` and `metadata.name`) with [`TestNamespace::test_labels`]
+    /// added, registers it for deletion with this namespace, and returns it as the
+    /// API server stored it. Applying again updates it.
+    pub async fn apply_cluster<K>(&self, mut object: serde_json::Value) -> Result<K>
+    where
+        K: Resource<Scope = ClusterResourceScope> + Clone + DeserializeOwned + Serialize,
+        K: std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let kind = K::kind(&K::DynamicType::default()).into_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| Error::Yaml {
+                index: 0,
+                message: format!("{kind} without metadata.name"),
+            })?
+            .to_owned();
+        for (key, value) in self.test_labels() {
+            object["metadata"]["labels"][key] = serde_json::Value::String(value);
+        }
+        self.delete_with_namespace::<K>(&name);
+        let api: Api<K> = Api::all(self.client.clone());
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(|e| Error::kube(format!("apply {kind} {name}"), e))
+    }
+
+    /// Requests deletion of the namespace (and of the cluster-scoped objects
+    /// registered with it) now and returns without waiting for it to disappear
+    /// (it is Terminating until the namespace controller has removed its content).
     pub async fn delete(mut self) -> Result<()> {
         self.deleted = true;
+        for object in self.take_cluster_objects() {
+            delete_cluster_object(&self.client, &object).await?;
+        }
         delete_namespace(&self.client, &self.name).await
+    }
+
+    fn take_cluster_objects(&self) -> Vec<ClusterObject> {
+        std::mem::take(
+            &mut *self
+                .cluster_objects
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 }
 
@@ -117,9 +217,10 @@ impl Drop for TestNamespace {
         // The test's client is bound to its runtime, which is shutting down;
         // send the request from a thread with a runtime and client of its own.
         let (name, kubeconfig) = (self.name.clone(), self.kubeconfig.clone());
+        let objects = self.take_cluster_objects();
         let (done, finished) = mpsc::channel();
         let spawned = std::thread::Builder::new().name(format!("delete-{name}")).spawn(move || {
-            let outcome = delete_blocking(&kubeconfig, &name);
+            let outcome = delete_blocking(&kubeconfig, &name, &objects);
             if let Err(e) = &outcome {
                 tracing::warn!(namespace = %name, error = %e, "could not delete test namespace");
             }
@@ -133,7 +234,11 @@ impl Drop for TestNamespace {
     }
 }
 
-fn delete_blocking(kubeconfig: &std::path::Path, name: &str) -> Result<()> {
+fn delete_blocking(
+    kubeconfig: &std::path::Path,
+    name: &str,
+    objects: &[ClusterObject],
+) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -142,8 +247,23 @@ fn delete_blocking(kubeconfig: &std::path::Path, name: &str) -> Result<()> {
         })?;
     runtime.block_on(async {
         let client = connect(kubeconfig).await?;
+        for object in objects {
+            delete_cluster_object(&client, object).await?;
+        }
         delete_namespace(&client, name).await
     })
+}
+
+async fn delete_cluster_object(client: &Client, object: &ClusterObject) -> Result<()> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &object.resource);
+    match api.delete(&object.name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(Error::kube(
+            format!("delete {} {}", object.resource.kind, object.name),
+            e,
+        )),
+    }
 }
 
 async fn delete_namespace(client: &Client, name: &str) -> Result<()> {
@@ -218,8 +338,9 @@ fn host_label() -> String {
     }
 }
 
-/// Deletes, once per process, the test namespaces of this host whose creating
-/// process is gone (it crashed or was killed before its namespaces were dropped).
+/// Deletes, once per process, the test namespaces and cluster-scoped test
+/// objects of this host whose creating process is gone (it crashed or was killed
+/// before its namespaces were dropped).
 async fn delete_orphans_once(client: &Client) {
     static SWEPT: OnceCell<()> = OnceCell::const_new();
     SWEPT
@@ -232,20 +353,40 @@ async fn delete_orphans_once(client: &Client) {
 }
 
 async fn delete_orphans(client: &Client) -> Result<()> {
-    let api: Api<Namespace> = Api::all(client.clone());
     let selector = format!("{TEST_LABEL}=true,{HOST_LABEL}={}", host_label());
-    let namespaces = api
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(|e| Error::kube("list test namespaces", e))?;
-    for namespace in namespaces {
-        let alive = namespace
-            .labels()
-            .get(PID_LABEL)
-            .is_none_or(|pid| std::path::Path::new("/proc").join(pid).exists());
-        if !alive && namespace.metadata.deletion_timestamp.is_none() {
-            tracing::info!(namespace = %namespace.name_any(), "deleting test namespace of a finished process");
-            delete_namespace(client, &namespace.name_any()).await?;
+    let params = ListParams::default().labels(&selector);
+    // Cluster-scoped kinds tests create: plumb's Policies and test CRDs. Namespaces last, so
+    // nothing a namespace's objects still need is gone first.
+    let kinds = [
+        ApiResource::erase::<plumb_api::Policy>(&()),
+        ApiResource::erase::<CustomResourceDefinition>(&()),
+        ApiResource::erase::<Namespace>(&()),
+    ];
+    for resource in kinds {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let objects = match api.list(&params).await {
+            Ok(list) => list,
+            // The Policy CRD is not installed yet: nothing of that kind to sweep.
+            Err(kube::Error::Api(status)) if status.code == 404 => continue,
+            Err(e) => return Err(Error::kube(format!("list test {}s", resource.kind), e)),
+        };
+        for object in objects {
+            let alive = object
+                .labels()
+                .get(PID_LABEL)
+                .is_none_or(|pid| std::path::Path::new("/proc").join(pid).exists());
+            if !alive && object.metadata.deletion_timestamp.is_none() {
+                let name = object.name_any();
+                tracing::info!(kind = %resource.kind, %name, "deleting test object of a finished process");
+                delete_cluster_object(
+                    client,
+                    &ClusterObject {
+                        resource: resource.clone(),
+                        name,
+                    },
+                )
+                .await?;
+            }
         }
     }
     Ok(())

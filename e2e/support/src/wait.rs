@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::{Error, Result};
+use crate::{ControllerTask, Error, Result};
 
 /// First pause between polls; it doubles up to [`MAX_INTERVAL`].
 const FIRST_INTERVAL: Duration = Duration::from_millis(50);
@@ -30,7 +30,23 @@ const MAX_INTERVAL: Duration = Duration::from_millis(500);
 /// .await?;
 /// # Ok(()) }
 /// ```
-pub async fn wait_for<T, E, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Result<T>
+pub async fn wait_for<T, E, F, Fut>(what: &str, timeout: Duration, condition: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<Option<T>, E>>,
+    E: Display,
+{
+    wait_for_while(what, timeout, &[], condition).await
+}
+
+/// Like [`wait_for`], and fails at once with [`Error::ControllerStopped`] when one of `running`
+/// has ended: a controller that died cannot make the condition true, and its error says why.
+pub async fn wait_for_while<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    running: &[&ControllerTask],
+    mut condition: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = std::result::Result<Option<T>, E>>,
@@ -40,6 +56,9 @@ where
     let deadline = start + timeout;
     let mut interval = FIRST_INTERVAL;
     loop {
+        for task in running {
+            task.check()?;
+        }
         // A hung request must not outlive the deadline.
         let remaining = deadline
             .saturating_duration_since(Instant::now())

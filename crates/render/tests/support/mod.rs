@@ -3,22 +3,17 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::fmt::Display;
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::get;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Client;
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
 use plumb_api::{Digest, GitRepository, Policy, Sync};
 use plumb_artifact::FileEntry;
-use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_e2e_support::{ControllerTask, FileServer, TestNamespace, wait_for_while};
 use serde_json::{Value, json};
-use tokio::sync::OnceCell;
 
 /// Label every Sync of a test carries (the shard label, valued with the test's namespace): the
 /// test's controller renders only those, and controllers running unsharded leave them alone.
@@ -26,49 +21,13 @@ pub const RUN_LABEL: &str = plumb_ops::SHARD_LABEL;
 
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Applies the plumb CRDs once per process and waits until they are Established.
-pub async fn crds(client: &Client) {
-    static DONE: OnceCell<()> = OnceCell::const_new();
-    // Each test has its own runtime and client; the CRDs only need applying once.
-    let client = client.clone();
-    DONE.get_or_init(|| async move {
-        let api: Api<CustomResourceDefinition> = Api::all(client);
-        for crd in plumb_api::crd::all() {
-            let name = crd.name_any();
-            api.patch(
-                &name,
-                &PatchParams::apply("plumb-render-test").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap();
-            wait_for(&format!("CRD {name} Established"), TIMEOUT, || {
-                let api = api.clone();
-                let name = name.clone();
-                async move {
-                    let crd = api.get(&name).await?;
-                    let ok = crd
-                        .status
-                        .and_then(|s| s.conditions)
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True");
-                    Ok::<_, kube::Error>(ok.then_some(()))
-                }
-            })
-            .await
-            .unwrap();
-        }
-    })
-    .await;
-}
-
 /// One test's world: its namespace, a running render controller, and a source artifact server.
 pub struct World {
     pub ns: TestNamespace,
     pub client: Client,
-    pub files: Files,
-    pub source_base: String,
+    /// Serves the source artifacts, as the source controller would.
+    pub files: FileServer,
+    controller: OnceLock<ControllerTask>,
     _storage: tempfile::TempDir,
 }
 
@@ -97,28 +56,21 @@ impl World {
             .try_init();
         let ns = TestNamespace::new(prefix).await.unwrap();
         let client = ns.client().clone();
-        crds(&client).await;
+        plumb_e2e_support::install_crds(&client).await.unwrap();
         let storage = tempfile::tempdir().unwrap();
-
-        let files: Files = Arc::default();
-        let app = axum::Router::new()
-            .route("/{file}", get(serve))
-            .with_state(files.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let source_base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-
+        let files = FileServer::start().await.unwrap();
         World {
             ns,
             client,
             files,
-            source_base,
+            controller: OnceLock::new(),
             _storage: storage,
         }
     }
 
     /// Starts this test's render controller, with `tweak` applied to the test configuration;
-    /// returns once its caches are in (a controller that cannot start fails the test here).
+    /// returns once its caches are in (a controller that cannot start fails the test here), and
+    /// a later failure fails the test's next wait at once.
     pub async fn start_controller(
         &self,
         tweak: impl FnOnce(plumb_render::Config) -> plumb_render::Config,
@@ -136,10 +88,35 @@ impl World {
         )
         .unwrap();
         let rt = runtime.clone();
-        runtime
+        let handle = runtime
             .spawn(async move { plumb_render::run(&rt, config).await })
             .await
             .expect("render controller starts");
+        // Its error or panic after the start fails the test's next wait at once.
+        let task = ControllerTask::spawn("render controller", async move {
+            match handle.await {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(join) => Err(join.to_string()),
+            }
+        });
+        assert!(
+            self.controller.set(task).is_ok(),
+            "the render controller was started twice"
+        );
+    }
+
+    /// Waits until `condition` returns `Ok(Some(value))` (at most `timeout`) and returns the
+    /// value; fails the test at once if the controller stopped, and with `what` on a time-out.
+    pub async fn wait<T, E, F, Fut>(&self, what: &str, timeout: Duration, condition: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Display,
+    {
+        let running: Vec<&ControllerTask> = self.controller.get().into_iter().collect();
+        wait_for_while(what, timeout, &running, condition)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn name(&self) -> &str {
@@ -167,11 +144,8 @@ impl World {
         let bytes =
             plumb_artifact::write_tar_gz(Vec::new(), entries, |h: &Vec<u8>| Ok(h.clone())).unwrap();
         let actual = plumb_artifact::fetch::digest_of(&bytes);
-        let file = format!("{}.tar.gz", actual.hex());
-        self.files
-            .lock()
-            .unwrap()
-            .insert(file.clone(), bytes.clone());
+        let file = format!("/{}.tar.gz", actual.hex());
+        self.files.put(&file, bytes.clone());
 
         let repos: Api<GitRepository> = self.ns.api();
         repos
@@ -193,7 +167,7 @@ impl World {
             "status": {"artifact": {
                 "revision": format!("main@sha1:{}", commit.to_string().repeat(40)),
                 "digest": published,
-                "url": format!("{}/{file}", self.source_base),
+                "url": self.files.url(&file),
                 "size": bytes.len(),
                 "lastUpdateTime": jiff::Timestamp::now().to_string(),
             }},
@@ -225,12 +199,14 @@ impl World {
             )
             .await
             .unwrap();
+        let file = format!("/hang-{repo}.tar.gz");
+        self.files.hang(&file);
         let status = json!({
             "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository", "metadata": meta,
             "status": {"artifact": {
                 "revision": format!("main@sha1:{}", "9".repeat(40)),
                 "digest": format!("sha256:{}", "9".repeat(64)),
-                "url": format!("{}/hang-{repo}.tar.gz", self.source_base),
+                "url": self.files.url(&file),
                 "lastUpdateTime": jiff::Timestamp::now().to_string(),
             }},
         });
@@ -263,13 +239,11 @@ impl World {
         .unwrap();
     }
 
-    /// Applies a cluster-scoped Policy that governs only this test's Syncs.
+    /// Applies a cluster-scoped Policy that governs only this test's Syncs; it is deleted with
+    /// the test's namespace.
     pub async fn apply_policy(&self, name: &str, rules: Value) {
-        let api: Api<Policy> = Api::all(self.client.clone());
-        api.patch(
-            name,
-            &PatchParams::apply("plumb-render-test").force(),
-            &Patch::Apply(json!({
+        self.ns
+            .apply_cluster::<Policy>(json!({
                 "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
                 "metadata": {"name": name},
                 "spec": {
@@ -277,16 +251,15 @@ impl World {
                     "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": self.name()}}},
                     "rules": rules,
                 },
-            })),
-        )
-        .await
-        .unwrap();
+            }))
+            .await
+            .unwrap();
     }
 
     /// Waits until `check` accepts the Sync, returning it.
     pub async fn wait_sync(&self, name: &str, what: &str, check: impl Fn(&Sync) -> bool) -> Sync {
         let api: Api<Sync> = self.ns.api();
-        wait_for(what, TIMEOUT, || {
+        self.wait(what, TIMEOUT, || {
             let api = api.clone();
             let check = &check;
             async move {
@@ -295,7 +268,6 @@ impl World {
             }
         })
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Waits until the Sync's Rendered condition has `status` and `reason` for its generation.
@@ -375,22 +347,6 @@ fn merge(base: &mut Value, patch: Value) {
     }
 }
 
-async fn serve(
-    State(files): State<Files>,
-    Path(file): Path<String>,
-) -> Result<Vec<u8>, StatusCode> {
-    if file.starts_with("hang-") {
-        // A source server that accepts the request and never answers.
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-    }
-    files
-        .lock()
-        .unwrap()
-        .get(&file)
-        .cloned()
-        .ok_or(StatusCode::NOT_FOUND)
-}
-
 /// A Deployment manifest with `image`.
 pub fn deployment(name: &str, image: &str) -> String {
     format!(
@@ -401,6 +357,3 @@ pub fn deployment(name: &str, image: &str) -> String {
 pub fn unique(prefix: &str, ns: &str) -> String {
     format!("{prefix}-{ns}")
 }
-
-/// Source artifacts served by the test, by file name.
-pub type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;

@@ -1,6 +1,6 @@
 //! Real git servers on loopback for the source controller's tests: a working repository driven
-//! with the `git` CLI, `git http-backend` behind a small HTTP server with basic auth, and an
-//! OpenSSH server with generated host and client keys.
+//! with the `git` CLI, the project's smart-HTTP git server (`plumb-git-server`) with basic or
+//! bearer auth, and an OpenSSH server with generated host and client keys.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,12 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
-use base64::Engine;
-use tokio::io::AsyncWriteExt;
+pub use plumb_git_server::{Auth, GitServer};
 
 /// Runs `git` in `dir` and returns trimmed stdout; panics with stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -104,160 +99,24 @@ impl Upstream {
     }
 }
 
-/// `git http-backend` over HTTP on 127.0.0.1, requiring basic auth `user`/`password`.
-pub struct HttpGitServer {
-    pub port: u16,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+/// The test git server (`e2e/git-server`: `git http-backend` behind HTTP on 127.0.0.1) serving
+/// the bare repositories under `root`, requiring basic auth `user`/`password`.
+pub async fn serve_basic(root: &Path, user: &str, password: &str) -> GitServer {
+    serve(
+        root,
+        Auth::Basic {
+            username: user.to_owned(),
+            password: password.to_owned(),
+        },
+    )
+    .await
 }
 
-#[derive(Clone)]
-struct CgiState {
-    root: Arc<PathBuf>,
-    auth: Arc<String>,
-}
-
-impl HttpGitServer {
-    /// Serves the repositories under `root` (URL `http://127.0.0.1:<port>/<name>.git`).
-    pub async fn start(root: &Path, user: &str, password: &str) -> Self {
-        let auth = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-        );
-        Self::start_with_authorization(root, auth).await
-    }
-
-    /// Serves `root`, accepting only requests whose `Authorization` header equals `auth`.
-    pub async fn start_with_authorization(root: &Path, auth: String) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let state = CgiState {
-            root: Arc::new(root.to_path_buf()),
-            auth: Arc::new(auth),
-        };
-        let app = axum::Router::new().fallback(cgi).with_state(state);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        Self {
-            port,
-            stop: Some(tx),
-        }
-    }
-
-    pub fn url(&self, repo: &str) -> String {
-        format!("http://127.0.0.1:{}/{repo}", self.port)
-    }
-}
-
-impl Drop for HttpGitServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-async fn cgi(State(s): State<CgiState>, req: Request) -> Response {
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if given != s.auth.as_str() {
-        let mut r = Response::new(Body::from("unauthorized"));
-        *r.status_mut() = StatusCode::UNAUTHORIZED;
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"git\""),
-        );
-        return r;
-    }
-    let (parts, body) = req.into_parts();
-    let body: Bytes = axum::body::to_bytes(body, 64 << 20)
+/// The test git server serving the bare repositories under `root`, requiring `auth`.
+pub async fn serve(root: &Path, auth: Auth) -> GitServer {
+    GitServer::start(root, auth)
         .await
-        .unwrap_or_default();
-    let header_str = |h: header::HeaderName| {
-        parts
-            .headers
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let mut child = tokio::process::Command::new("git")
-        .arg("http-backend")
-        .env_clear()
-        .env("GIT_PROJECT_ROOT", s.root.as_os_str())
-        .env("GIT_HTTP_EXPORT_ALL", "1")
-        .env("PATH_INFO", parts.uri.path())
-        .env("QUERY_STRING", parts.uri.query().unwrap_or(""))
-        .env("REQUEST_METHOD", parts.method.as_str())
-        .env("CONTENT_TYPE", header_str(header::CONTENT_TYPE))
-        .env("CONTENT_LENGTH", body.len().to_string())
-        .env(
-            "HTTP_CONTENT_ENCODING",
-            header_str(header::CONTENT_ENCODING),
-        )
-        .env(
-            "GIT_PROTOCOL",
-            parts
-                .headers
-                .get("git-protocol")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or(""),
-        )
-        .env("REMOTE_USER", "test")
-        .env("REMOTE_ADDR", "127.0.0.1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn git http-backend");
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = tokio::spawn(async move {
-        let _ = stdin.write_all(&body).await;
-    });
-    let out = child.wait_with_output().await.expect("http-backend output");
-    let _ = writer.await;
-    let raw = out.stdout;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| (i, 4))
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
-    let Some((at, sep)) = split else {
-        let mut r = Response::new(Body::from("bad cgi output"));
-        *r.status_mut() = StatusCode::BAD_GATEWAY;
-        return r;
-    };
-    let head = String::from_utf8_lossy(&raw[..at]).into_owned();
-    let mut resp = Response::new(Body::from(raw[at + sep..].to_vec()));
-    for line in head.lines() {
-        let Some((k, v)) = line.split_once(':') else {
-            continue;
-        };
-        let v = v.trim();
-        if k.eq_ignore_ascii_case("status") {
-            let code = v
-                .split_whitespace()
-                .next()
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(500);
-            *resp.status_mut() =
-                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        } else if let (Ok(name), Ok(val)) = (
-            header::HeaderName::from_bytes(k.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            resp.headers_mut().append(name, val);
-        }
-    }
-    resp
+        .expect("start the git server")
 }
 
 /// An OpenSSH server on 127.0.0.1 accepting one generated client key for root.

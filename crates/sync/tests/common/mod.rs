@@ -4,6 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::fmt::Display;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,11 +14,18 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use plumb_api::Sync as PlumbSync;
+use plumb_e2e_support::{ControllerTask, wait_for_while};
 use serde_json::{Value, json};
 use sha2::Digest as _;
-use tokio::sync::OnceCell;
 
 pub use plumb_e2e_support::TestNamespace;
+
+/// How long a wait for the controller may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Annotation the harness changes to make the controller reconcile a Sync (any change of a
+/// watched Sync is an event; this one changes nothing the controller reads).
+const POKE_ANNOTATION: &str = "test.plumb.dev/poke";
 
 /// The label that scopes a test's Syncs to that test's controller (the shard label, so that other
 /// controllers running on the same cluster, e.g. a demo, leave them alone).
@@ -51,19 +59,6 @@ async fn kube_config() -> kube::Config {
         .expect("kube config")
 }
 
-/// Applies the plumb CRDs (idempotent) and waits until they are Established.
-pub async fn install_crds(client: &Client) {
-    static DONE: OnceCell<()> = OnceCell::const_new();
-    // Each test has its own runtime and client; the CRDs only need applying once per process.
-    if DONE.initialized() {
-        return;
-    }
-    plumb_e2e_support::install_crds(client)
-        .await
-        .expect("install CRDs");
-    let _ = DONE.set(());
-}
-
 /// Polls `f` every 50 ms until it returns `Some`, at most `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
 where
@@ -92,7 +87,9 @@ impl Harness {
     pub async fn start_with(tweak: impl FnOnce(&mut plumb_sync::Config)) -> Harness {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = plumb_e2e_support::client().await.expect("test cluster");
-        install_crds(&client).await;
+        plumb_e2e_support::install_crds(&client)
+            .await
+            .expect("install CRDs");
         let config = kube_config().await;
         let run_id = format!("{:x}", rand_u64());
         let mut settings = plumb_sync::Config {
@@ -123,7 +120,10 @@ impl Harness {
             stop.shutdown();
         }
         if let Some(task) = self.task.take() {
-            let _ = task.await;
+            // Asked to stop through its runtime: it ends without an error, or the test fails.
+            task.stop()
+                .await
+                .expect("the sync controller stops cleanly");
         }
     }
 
@@ -134,6 +134,57 @@ impl Harness {
             spawn_controller(&self.config, self.settings.clone(), self.metrics.clone());
         self.stop = Some(stop);
         self.task = Some(task);
+    }
+
+    /// Waits until `condition` returns `Ok(Some(value))` (at most [`TIMEOUT`]) and returns the
+    /// value; fails the test at once if the controller stopped, and with `what` on a time-out.
+    pub async fn wait<T, E, F, Fut>(&self, what: &str, condition: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Display,
+    {
+        self.wait_within(what, TIMEOUT, condition).await
+    }
+
+    /// Like [`Harness::wait`] with a time limit of `timeout`.
+    pub async fn wait_within<T, E, F, Fut>(&self, what: &str, timeout: Duration, condition: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+        E: Display,
+    {
+        let running: Vec<&ControllerTask> = self.task.iter().collect();
+        wait_for_while(what, timeout, &running, condition)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until a reconcile of Sync `ns/name` that started after this call has returned,
+    /// status write included: the point after which "nothing happened" can be asserted.
+    ///
+    /// The reconcile counter alone cannot say which reconcile it counted, since one may be under
+    /// way already. So the Sync is changed three times, each after the counter moved: the
+    /// controller never runs two reconciles of one Sync at once, so the second counted one
+    /// started after this call, and the third after the second had returned. (Other Syncs of this
+    /// harness must be idle meanwhile.)
+    pub async fn settle(&self, ns: &str, name: &str) {
+        let before = self.counter("plumb_reconcile_total");
+        for round in 1..=3u64 {
+            let poke = json!({"metadata": {"annotations": {POKE_ANNOTATION: format!("{:x}", rand_u64())}}});
+            self.syncs(ns)
+                .patch(name, &PatchParams::default(), &Patch::Merge(&poke))
+                .await
+                .expect("poke Sync");
+            self.wait(
+                &format!("reconcile {round} of Sync {ns}/{name} after the poke"),
+                || {
+                    let counted = self.counter("plumb_reconcile_total");
+                    async move { Ok::<_, String>((counted >= before + round).then_some(())) }
+                },
+            )
+            .await;
+        }
     }
 
     /// The sum of a counter of this test's controller, e.g. `plumb_sync_applied_objects_total`.
@@ -223,22 +274,27 @@ impl Harness {
     ) -> PlumbSync {
         let api = self.syncs(ns);
         let last = Arc::new(Mutex::new(None));
-        let found = eventually(Duration::from_secs(60), || {
-            let api = api.clone();
-            let last = last.clone();
-            let pred = &pred;
-            async move {
-                let s = api.get(name).await.ok()?;
-                let ok = pred(&s);
-                *last.lock().unwrap() = Some(s.clone());
-                ok.then_some(s)
-            }
-        })
+        let found = wait_for_while(
+            &format!("Sync {ns}/{name}: {what}"),
+            TIMEOUT,
+            &self.task.iter().collect::<Vec<_>>(),
+            || {
+                let api = api.clone();
+                let last = last.clone();
+                let pred = &pred;
+                async move {
+                    let s = api.get(name).await?;
+                    let ok = pred(&s);
+                    *last.lock().unwrap() = Some(s.clone());
+                    Ok::<_, kube::Error>(ok.then_some(s))
+                }
+            },
+        )
         .await;
         match found {
-            Some(s) => s,
-            None => panic!(
-                "Sync {ns}/{name}: timed out waiting for {what}; last status: {}",
+            Ok(s) => s,
+            Err(e) => panic!(
+                "{e}; last status: {}",
                 serde_json::to_string_pretty(&last.lock().unwrap().as_ref().map(|s| &s.status))
                     .unwrap()
             ),
@@ -260,8 +316,6 @@ impl Harness {
     }
 }
 
-type ControllerTask = tokio::task::JoinHandle<Result<(), plumb_sync::Error>>;
-
 fn spawn_controller(
     config: &kube::Config,
     settings: plumb_sync::Config,
@@ -272,7 +326,10 @@ fn spawn_controller(
         .expect("runtime")
         .with_metrics(metrics);
     let rt = runtime.clone();
-    let task = tokio::spawn(async move { plumb_sync::run(&rt, settings).await });
+    // Its error or panic fails the test's next wait at once instead of being lost.
+    let task = ControllerTask::spawn_stoppable("sync controller", move |_| async move {
+        plumb_sync::run(&rt, settings).await
+    });
     (runtime, task)
 }
 
