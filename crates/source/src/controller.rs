@@ -138,6 +138,23 @@ async fn cleanup(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, E
     Ok(Action::await_change())
 }
 
+/// The credentials of Secret `name`; a user name without a password (or a password with neither a
+/// user name nor an SSH identity it could unlock) names the Secret and the missing key, instead of
+/// surfacing later as a remote refusing a request without credentials.
+fn credentials(
+    name: &str,
+    data: &std::collections::BTreeMap<String, Vec<u8>>,
+) -> Result<Auth, Error> {
+    let has = |key: &str| data.get(key).is_some_and(|v| !v.is_empty());
+    if has("username") && !has("password") {
+        return Err(Error::SecretKeyMissing(name.to_owned(), "password"));
+    }
+    if has("password") && !has("username") && !has("identity") {
+        return Err(Error::SecretKeyMissing(name.to_owned(), "username"));
+    }
+    Ok(Auth::from_secret_data(data))
+}
+
 async fn secret_data(
     ctx: &Context,
     ns: &str,
@@ -261,7 +278,7 @@ async fn fetch_and_store(
         status.webhook_path = None;
     }
     let auth = match &spec.secret_ref {
-        Some(r) => Auth::from_secret_data(&secret_data(ctx, &ns, &r.name).await?),
+        Some(r) => credentials(&r.name, &secret_data(ctx, &ns, &r.name).await?)?,
         None => Auth::default(),
     };
     // The API type clamps durations, so these additions cannot overflow; checked anyway, as a

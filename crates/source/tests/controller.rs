@@ -901,9 +901,11 @@ async fn a_suspended_git_repository_fetches_nothing_until_resumed() {
         })
         .await
         .unwrap();
+    let now = handled.status.unwrap().artifact.unwrap();
+    let artifact = artifact.unwrap();
     assert_eq!(
-        handled.status.unwrap().artifact,
-        artifact,
+        (now.revision, now.digest),
+        (artifact.revision, artifact.digest),
         "a suspended GitRepository fetched"
     );
 
