@@ -121,7 +121,7 @@ async fn a_fetch_over_the_size_limit_stops_mid_transfer_and_names_the_limit() {
     // About 2 MiB of pack; the limit is 256 KiB.
     let noise = hex_noise(4 << 20);
     let up = Upstream::new(&[("noise.txt", noise.as_str())]);
-    let server = HttpGitServer::start(up.bare.parent().unwrap(), "u", "p").await;
+    let server = support::serve_basic(up.bare.parent().unwrap(), "u", "p").await;
     let mut r = remote(server.url("repo.git"), basic("u", "p"));
     r.limits.max_fetch_bytes = 256 << 10;
     let cache = tempfile::tempdir().unwrap();

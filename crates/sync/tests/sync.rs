@@ -991,7 +991,7 @@ async fn drift_mode_ignore_leaves_an_edit_until_the_next_full_reconcile() {
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("ignore-{n}")},
         "spec": {
-            "selector": {"syncSelector": {"matchLabels": {common::RUN_LABEL: h.run_id}}},
+            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
             "drift": {"mode": "Ignore"}
         }
     }))
