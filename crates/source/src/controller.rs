@@ -92,6 +92,18 @@ pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Act
     let started = Instant::now();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &ns);
+    // The watch cache can lag our own status writes: a reconcile queued by the first of them may
+    // see a status without the artifact just published, and would fetch, archive and write again.
+    // One read of the object itself gives every decision below the status as it is now.
+    let obj = match api.get_opt(&obj.name_any()).await {
+        Ok(Some(fresh)) => Arc::new(fresh),
+        Ok(None) => return Ok(Action::await_change()),
+        Err(e) => {
+            ctx.metrics
+                .observe_reconcile(KIND, ReconcileResult::Error, started);
+            return Err(Error::Kube(e));
+        }
+    };
     let result = finalizer::finalizer(&api, FINALIZER, obj, |event| async {
         match event {
             FinalizerEvent::Apply(o) => apply(o, ctx.clone()).await,
