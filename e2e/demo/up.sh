@@ -12,6 +12,9 @@ GIT_PORT=${PLUMB_DEMO_GIT_PORT:-18080}
 SOURCE_HTTP_PORT=${PLUMB_DEMO_SOURCE_PORT:-18090}
 RENDER_HTTP_PORT=${PLUMB_DEMO_RENDER_PORT:-18091}
 WEBHOOK_PORT=${PLUMB_DEMO_WEBHOOK_PORT:-18092}
+SOURCE_METRICS_PORT=${PLUMB_DEMO_SOURCE_METRICS_PORT:-18180}
+RENDER_METRICS_PORT=${PLUMB_DEMO_RENDER_METRICS_PORT:-18181}
+SYNC_METRICS_PORT=${PLUMB_DEMO_SYNC_METRICS_PORT:-18182}
 NAMESPACE=plumb-demo
 export KUBECONFIG=$CLUSTER_DIR/kubeconfig
 TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_ROOT/target}
@@ -26,10 +29,20 @@ running() {
   [[ -f $pidfile ]] && kill -0 "$(<"$pidfile")" 2>/dev/null
 }
 
+# port_free NAME VARIABLE PORT: fail early, naming the variable that moves it, when another process
+# listens on PORT (a second demo, or a test's, on this machine).
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$3") 2>/dev/null; then
+    die "cannot start $1: port $3 is in use by another process; set $2 to a free port"
+  fi
+}
+
 # start NAME COMMAND...: run a demo process in the background with its log in $DEMO_DIR.
+# PORTS (set by the caller) holds the "VARIABLE=PORT" pairs it will listen on, space-separated.
 start() {
-  local name=$1; shift
+  local name=$1 port; shift
   if running "$name"; then echo "  $name already running (pid $(<"$DEMO_DIR/$name.pid"))"; return; fi
+  for port in ${PORTS:-}; do port_free "$name" "${port%%=*}" "${port#*=}"; done
   setsid "$@" >>"$DEMO_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$DEMO_DIR/$name.pid"
   echo "  $name started (pid $!, log $DEMO_DIR/$name.log)"
@@ -61,19 +74,23 @@ fi
 # The "Try next" commits work without a git identity configured on the machine.
 git -C "$DEMO_DIR/work" config user.name "plumb demo"
 git -C "$DEMO_DIR/work" config user.email demo@plumb.dev
-start git-server "$BIN/plumb-git-server" --root "$DEMO_DIR/git" --addr "127.0.0.1:$GIT_PORT"
+PORTS="PLUMB_DEMO_GIT_PORT=$GIT_PORT" start git-server "$BIN/plumb-git-server" --root "$DEMO_DIR/git" --addr "127.0.0.1:$GIT_PORT"
 
 # The demo's controllers watch only its namespace, so tests can run against the same cluster.
 say "starting the controllers (each its own process)"
+PORTS="PLUMB_DEMO_SOURCE_PORT=$SOURCE_HTTP_PORT PLUMB_DEMO_WEBHOOK_PORT=$WEBHOOK_PORT PLUMB_DEMO_SOURCE_METRICS_PORT=$SOURCE_METRICS_PORT" \
 start source-controller "$BIN/plumb-source-controller" \
   --storage-dir="$DEMO_DIR/source" --artifact-addr="127.0.0.1:$SOURCE_HTTP_PORT" \
   --artifact-base-url="http://127.0.0.1:$SOURCE_HTTP_PORT" --webhook-addr="127.0.0.1:$WEBHOOK_PORT" \
-  --metrics-addr=127.0.0.1:18180 --watch-namespace="$NAMESPACE"
+  --metrics-addr="127.0.0.1:$SOURCE_METRICS_PORT" --watch-namespace="$NAMESPACE"
+PORTS="PLUMB_DEMO_RENDER_PORT=$RENDER_HTTP_PORT PLUMB_DEMO_RENDER_METRICS_PORT=$RENDER_METRICS_PORT" \
 start render-controller "$BIN/plumb-render-controller" \
   --storage-dir="$DEMO_DIR/render" --artifact-addr="127.0.0.1:$RENDER_HTTP_PORT" \
-  --artifact-base-url="http://127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr=127.0.0.1:18181 \
+  --artifact-base-url="http://127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr="127.0.0.1:$RENDER_METRICS_PORT" \
   --watch-label-selector=plumb.dev/demo=true
-start sync-controller "$BIN/plumb-sync-controller" --watch-namespace="$NAMESPACE"
+PORTS="PLUMB_DEMO_SYNC_METRICS_PORT=$SYNC_METRICS_PORT" \
+start sync-controller "$BIN/plumb-sync-controller" --watch-namespace="$NAMESPACE" \
+  --metrics-addr="127.0.0.1:$SYNC_METRICS_PORT"
 
 say "creating the GitRepository, the Policy and the Syncs in namespace $NAMESPACE"
 kubectl apply --server-side --field-manager=plumb-demo -f - <<YAML
