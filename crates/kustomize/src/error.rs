@@ -1,4 +1,6 @@
-//! The errors of the engine: [`Error`] for a build, [`TransformError`] for one transformer step.
+//! The errors of the engine: [`Error`] for a build, [`TransformError`] for one transformer step,
+//! and the causes a step's helpers report ([`PatchError`], [`SelectorError`], [`FieldError`],
+//! [`ReplacementError`], [`NameRefError`], [`VarError`]).
 
 use crate::limits::Limit;
 use crate::yaml::YamlError;
@@ -218,22 +220,25 @@ pub enum TransformError {
     #[error("must specify a target for JSON patch")]
     JsonPatchWithoutTarget,
     /// Applying a patch to one object failed.
-    #[error("{message} (patching {object})")]
+    #[error("{source} (patching {object})")]
     Patch {
         /// The object patched, as `group_version_kind|namespace|name`.
         object: String,
-        /// The cause.
-        message: String,
+        /// The cause (boxed: it is rare and large).
+        source: Box<PatchError>,
     },
     /// A target selector or an image name is not a valid regular expression or label selector.
     #[error("{0}")]
-    Selector(String),
+    Selector(#[from] SelectorError),
     /// Two resources end with the same id after the namespace was set.
     #[error("namespace transformation produces ID conflict: {0}")]
     IdConflict(String),
     /// A field a transformer sets has the wrong shape in some object.
     #[error("{0}")]
-    Field(String),
+    Field(#[from] FieldError),
+    /// A field the namespace transformer's field specs name has the wrong shape.
+    #[error("namespace transformation failed: {0}")]
+    NamespaceField(FieldError),
     /// A replicas entry names no workload.
     #[error("resource with name {name} does not match a config with the following GVK [{gvks}]")]
     NoReplicaTarget {
@@ -244,18 +249,220 @@ pub enum TransformError {
     },
     /// A replacement could not be carried out.
     #[error("{0}")]
-    Replacement(String),
+    Replacement(ReplacementError),
+    /// A name reference could not be updated.
+    #[error("updating name reference in '{path}' field of '{referrer}': {source}")]
+    NameRef {
+        /// The field spec path of the reference.
+        path: String,
+        /// The object holding the reference, as `group_version_kind|namespace|name`.
+        referrer: String,
+        /// The cause (boxed: it is rare and large).
+        source: Box<NameRefError>,
+    },
+    /// A var could not be resolved.
+    #[error("{0}")]
+    Var(#[from] VarError),
     /// A copy (JSON patch `copy`, a replacement) crossed the build's limit.
     #[error("{0}")]
     Limit(Limit),
 }
 
-impl TransformError {
-    /// A replacement's failure: the limit a copy crossed, or its message.
-    pub(crate) fn replacement(message: String) -> Self {
-        match crate::yaml::take_crossed_limit() {
-            Some(l) => TransformError::Limit(l),
-            None => TransformError::Replacement(message),
+impl From<ReplacementError> for TransformError {
+    /// A replacement's failure: the limit a copy crossed is a limit, anything else its cause.
+    fn from(e: ReplacementError) -> Self {
+        match e {
+            ReplacementError::Limit(l) => TransformError::Limit(l),
+            other => TransformError::Replacement(other),
         }
     }
+}
+
+/// Why a strategic merge patch or a JSON 6902 patch does not apply to an object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// A JSON patch path that is not a JSON pointer.
+    #[error("invalid JSON pointer {0:?}")]
+    InvalidPointer(String),
+    /// A JSON patch path through a field or element the object lacks.
+    #[error("doc is missing path: {0}")]
+    MissingPath(String),
+    /// A JSON patch path steps into a list with something other than an index.
+    #[error("invalid index {index:?} in {path}")]
+    InvalidIndex {
+        /// The step.
+        index: String,
+        /// The whole path.
+        path: String,
+    },
+    /// A JSON patch `add` past the end of a list.
+    #[error("add operation does not apply: index out of bounds in {0}")]
+    IndexOutOfBounds(String),
+    /// A JSON patch operation whose target field or element is missing.
+    #[error("{op} operation does not apply: doc is missing path: {path}")]
+    NotApplicable {
+        /// The operation (`add`, `remove`).
+        op: &'static str,
+        /// The path.
+        path: String,
+    },
+    /// A JSON patch `replace` of a missing field.
+    #[error("replace operation does not apply: doc is missing key: {0}")]
+    ReplaceMissingKey(String),
+    /// A JSON patch `remove` of the whole object.
+    #[error("cannot remove the whole document")]
+    RemoveRoot,
+    /// A JSON patch operation without a `path`.
+    #[error("operation {0:?} has no path")]
+    NoPath(String),
+    /// A JSON patch operation without the `value` or `from` it needs.
+    #[error("operation {op} {path} has no {member}")]
+    MissingMember {
+        /// The operation.
+        op: String,
+        /// Its path.
+        path: String,
+        /// What it lacks: `value` or `from`.
+        member: &'static str,
+    },
+    /// A JSON patch `test` that found another value.
+    #[error("testing value {0} failed")]
+    TestFailed(String),
+    /// A JSON patch operation that RFC 6902 does not define.
+    #[error("unexpected operation {0:?}")]
+    UnknownOperation(String),
+    /// A strategic merge patch meets a map where a list is (or the other way round).
+    #[error("wrong node kind: expected {expected} but got {got}")]
+    WrongNodeKind {
+        /// The kind of node found first (`MappingNode`, `SequenceNode`, `ScalarNode`).
+        expected: &'static str,
+        /// The kind that disagrees.
+        got: &'static str,
+    },
+    /// A `$patch` directive other than `delete`, `replace` or `merge`.
+    #[error("unknown patch strategy '{0}'")]
+    UnknownStrategy(String),
+    /// A JSON patch `copy` crossed the build's alias-expansion budget.
+    #[error("{0}")]
+    Limit(Limit),
+}
+
+/// Why a target selector or a label selector could not be compiled.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SelectorError {
+    /// A name, namespace, group, version, kind or image pattern is not a regular expression.
+    #[error("{0}")]
+    Regex(#[from] regex::Error),
+    /// A set-based requirement (`in`, `notin`) without a parenthesised list.
+    #[error("invalid label selector set {0:?}")]
+    Set(String),
+    /// A requirement that is none of the label selector forms.
+    #[error("unable to parse requirement: {0:?}")]
+    Requirement(String),
+}
+
+/// Why a field a field spec names could not be set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// The path steps through a scalar.
+    #[error("expected sequence or mapping node at {0}")]
+    NotContainer(String),
+    /// The path has an empty segment.
+    #[error("cannot set or create an empty field name")]
+    EmptyName,
+    /// A labels or annotations field that is not a map.
+    #[error("expected a map at {0}")]
+    NotAMap(String),
+    /// An image field that is not a string.
+    #[error("image must be a string")]
+    ImageNotString,
+}
+
+/// Why a replacement could not be carried out.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReplacementError {
+    /// An entry without a source or without targets.
+    #[error("replacements must specify a source and at least one target")]
+    Incomplete,
+    /// A target without `select`.
+    #[error("target must specify resources to select")]
+    TargetWithoutSelect,
+    /// The source selector picks no resource.
+    #[error("nothing selected by {0}")]
+    NothingSelected(String),
+    /// The source selector picks several resources.
+    #[error("multiple matches for selector {0}")]
+    ManySelected(String),
+    /// The source lacks the field to copy.
+    #[error("fieldPath `{field_path}` is missing for replacement source {selector}")]
+    SourceFieldMissing {
+        /// The source field path.
+        field_path: String,
+        /// The source selector, described.
+        selector: String,
+    },
+    /// A target lacks the field to set.
+    #[error("unable to find field {0:?} in replacement target")]
+    TargetFieldMissing(String),
+    /// A target lacks the field to set and it could not be created.
+    #[error("unable to find or create field {0:?} in replacement target")]
+    TargetFieldNotCreated(String),
+    /// A delimiter option on a map or list.
+    #[error("delimiter option can only be used with scalar nodes")]
+    DelimiterOnNonScalar,
+    /// A delimiter index past the parts of the source value.
+    #[error("options.index {index} is out of bounds for value {value}")]
+    IndexOutOfBounds {
+        /// The index asked for.
+        index: i64,
+        /// The value split.
+        value: String,
+    },
+    /// A label or annotation selector that does not parse.
+    #[error("{0}")]
+    Selector(#[from] SelectorError),
+    /// The copy crossed the build's alias-expansion budget.
+    #[error("{0}")]
+    Limit(Limit),
+}
+
+/// Why a name reference could not be pointed at the renamed object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameRefError {
+    /// Several objects could be the one referred to.
+    #[error("found multiple possible referrals: {0}")]
+    Ambiguous(String),
+    /// A reference given as a map without `name`.
+    #[error("path config error; no 'name' field in node")]
+    NoName,
+    /// The field spec's path does not fit the object.
+    #[error("{0}")]
+    Field(#[from] FieldError),
+}
+
+/// Why a legacy var could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarError {
+    /// No resource is the one the var names.
+    #[error("var '{0}' cannot be mapped to a field in the set of known resources")]
+    Unmapped(String),
+    /// Several resources could be the one the var names.
+    #[error("found {count} resId matches for var '{name}' (unable to disambiguate)")]
+    Ambiguous {
+        /// How many.
+        count: usize,
+        /// The var.
+        name: String,
+    },
+    /// The resource lacks the var's field.
+    #[error("field path {path} of var '{name}' not found")]
+    FieldNotFound {
+        /// The field path.
+        path: String,
+        /// The var.
+        name: String,
+    },
+    /// The var's field is a map or list.
+    #[error("var '{0}' must refer to a scalar field")]
+    NotScalar(String),
 }

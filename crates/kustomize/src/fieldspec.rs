@@ -1,6 +1,7 @@
 //! Walking a field spec path (`spec/template/metadata/labels`, `spec/containers[]/image`) through
 //! an object, descending into every element of the lists met on the way, as kustomize does.
 
+use crate::error::FieldError;
 use serde_json::{Map, Value};
 
 /// What to create when the last field of a path is missing (and the spec allows creation).
@@ -30,14 +31,15 @@ pub(crate) fn split_path(path: &str) -> Vec<String> {
     out
 }
 
-/// Apply `set` to every field `path` reaches in `obj`.
-pub(crate) fn visit(
+/// Apply `set` to every field `path` reaches in `obj`; the path's own faults are [`FieldError`]s,
+/// `set`'s are its caller's.
+pub(crate) fn visit<E: From<FieldError>>(
     obj: &mut Value,
     path: &[String],
     create: bool,
     kind: Create,
-    set: &mut dyn FnMut(&mut Value) -> Result<(), String>,
-) -> Result<(), String> {
+    set: &mut dyn FnMut(&mut Value) -> Result<(), E>,
+) -> Result<(), E> {
     if path.is_empty() {
         return set(obj);
     }
@@ -50,26 +52,23 @@ pub(crate) fn visit(
             Ok(())
         }
         Value::Object(map) => visit_map(map, path, create, kind, set),
-        _ => Err(format!(
-            "expected sequence or mapping node at {}",
-            path.join("/")
-        )),
+        _ => Err(FieldError::NotContainer(path.join("/")).into()),
     }
 }
 
-fn visit_map(
+fn visit_map<E: From<FieldError>>(
     map: &mut Map<String, Value>,
     path: &[String],
     create: bool,
     kind: Create,
-    set: &mut dyn FnMut(&mut Value) -> Result<(), String>,
-) -> Result<(), String> {
+    set: &mut dyn FnMut(&mut Value) -> Result<(), E>,
+) -> Result<(), E> {
     let (field, is_seq) = match path[0].strip_suffix("[]") {
         Some(f) => (f, true),
         None => (path[0].as_str(), false),
     };
     if field.is_empty() {
-        return Err("cannot set or create an empty field name".to_string());
+        return Err(FieldError::EmptyName.into());
     }
     let rest = &path[1..];
     let creating = create && kind != Create::Nothing && !is_seq;
@@ -122,7 +121,7 @@ mod tests {
         let path = split_path("spec/containers[]/image");
         visit(&mut v, &path, false, Create::Nothing, &mut |x| {
             *x = json!(format!("{}!", x.as_str().unwrap_or("")));
-            Ok(())
+            Ok::<(), FieldError>(())
         })
         .unwrap();
         assert_eq!(
@@ -141,7 +140,7 @@ mod tests {
             Create::Map,
             &mut |x| {
                 x.as_object_mut().map(|m| m.insert("a".into(), json!("b")));
-                Ok(())
+                Ok::<(), FieldError>(())
             },
         )
         .unwrap();

@@ -40,7 +40,10 @@ mod transform;
 mod vars;
 pub mod yaml;
 
-pub use error::{Error, TransformError};
+pub use error::{
+    Error, FieldError, NameRefError, PatchError, ReplacementError, SelectorError, TransformError,
+    VarError,
+};
 pub use kustomization::{
     FieldOptions, FieldSpec, GeneratorArgs, GeneratorOptions, Image, Kustomization, Label,
     LegacySortOptions, ParseError, Patch, ReplacementField, ReplacementSource, ReplacementTarget,
@@ -217,8 +220,9 @@ fn run(
             r.set_name(&name);
         }
     }
-    nameref::fix(&mut acc.res, &acc.config.name_reference).map_err(|m| target.err(m))?;
-    vars::resolve(&mut acc.res, &acc.vars, &acc.config.var_reference).map_err(|m| target.err(m))?;
+    nameref::fix(&mut acc.res, &acc.config.name_reference).map_err(target.transform_err(""))?;
+    vars::resolve(&mut acc.res, &acc.vars, &acc.config.var_reference)
+        .map_err(|e| target.transform_err("")(e.into()))?;
     match &target.k.sort_options {
         Some(so) => match so.order.as_str() {
             "legacy" => {

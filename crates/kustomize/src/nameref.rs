@@ -2,13 +2,14 @@
 //! reference (volumes, envFrom, RBAC roleRef and subjects, ...) at the new names.
 
 use crate::config::NameBackRef;
+use crate::error::{NameRefError, TransformError};
 use crate::fieldspec;
 use crate::kustomization::FieldSpec;
 use crate::resource::{Gvk, ResId, Resource, scalar_string};
 use serde_json::{Map, Value};
 
 /// Fix every back reference the configuration names.
-pub(crate) fn fix(res: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), String> {
+pub(crate) fn fix(res: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), TransformError> {
     // Names, namespaces and kinds do not change while references are fixed: snapshot them once.
     let all: Vec<Cand> = res
         .iter()
@@ -60,7 +61,7 @@ fn fix_one(
     spec: &FieldSpec,
     target: &Gvk,
     all: &[Cand],
-) -> Result<(), String> {
+) -> Result<(), TransformError> {
     let first = fieldspec::split_path(&spec.path);
     if first
         .first()
@@ -141,11 +142,10 @@ fn fix_one(
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    result.map_err(|m| {
-        format!(
-            "updating name reference in '{}' field of '{}': {m}",
-            spec.path, referrer_id
-        )
+    result.map_err(|source| TransformError::NameRef {
+        path: spec.path.clone(),
+        referrer: referrer_id.to_string(),
+        source: Box::new(source),
     })
 }
 
@@ -183,7 +183,7 @@ fn select<'a>(
     cands: Vec<&'a Cand>,
     ctx: &Ctx<'_>,
     identical: impl Fn(&[&'a Cand]) -> bool,
-) -> Result<Option<&'a Cand>, String> {
+) -> Result<Option<&'a Cand>, NameRefError> {
     let sel = |g: &Gvk, id: &ResId| id.gvk.is_selected_by(&g.group, &g.version, &g.kind);
     let mut c: Vec<&Cand> = cands
         .into_iter()
@@ -213,10 +213,7 @@ fn select<'a>(
         _ if identical(&c) => Ok(Some(c[0])),
         _ => {
             let ids: Vec<String> = c.iter().map(|x| x.id.to_string()).collect();
-            Err(format!(
-                "found multiple possible referrals: {}",
-                ids.join(", ")
-            ))
+            Err(NameRefError::Ambiguous(ids.join(", ")))
         }
     }
 }
@@ -226,7 +223,7 @@ fn set_scalar(
     cands: &[&Cand],
     ctx: &Ctx<'_>,
     referred: &mut Vec<usize>,
-) -> Result<(), String> {
+) -> Result<(), NameRefError> {
     let old = scalar_string(node);
     let found = select(&old, cands.to_vec(), ctx, |c| {
         c.iter().all(|x| x.id.name == c[0].id.name)
@@ -245,9 +242,9 @@ fn set_map(
     cands: &[&Cand],
     ctx: &Ctx<'_>,
     referred: &mut Vec<usize>,
-) -> Result<(), String> {
+) -> Result<(), NameRefError> {
     let Some(name) = m.get("name") else {
-        return Err("path config error; no 'name' field in node".to_string());
+        return Err(NameRefError::NoName);
     };
     let old = scalar_string(name);
     let pool: Vec<&Cand> = match m.get("namespace").map(scalar_string) {

@@ -1,5 +1,6 @@
 //! `replacements`: copy a field of one resource into fields of others.
 
+use crate::error::ReplacementError;
 use crate::kustomization::{FieldOptions, ReplacementField, Selector};
 use crate::resource::{ResId, Resource, scalar_string};
 use crate::select::LabelSelector;
@@ -46,7 +47,7 @@ fn ids(r: &Resource) -> Vec<ResId> {
     v
 }
 
-fn label_match(r: &Resource, s: &Selector) -> Result<bool, String> {
+fn label_match(r: &Resource, s: &Selector) -> Result<bool, ReplacementError> {
     if !s.label_selector.is_empty()
         && !LabelSelector::parse(&s.label_selector)?.matches(&r.labels())
     {
@@ -95,8 +96,8 @@ fn visit_targets(
     v: &mut Value,
     parts: &[String],
     create: Option<&Value>,
-    f: &mut dyn FnMut(&mut Value) -> Result<(), String>,
-) -> Result<usize, String> {
+    f: &mut dyn FnMut(&mut Value) -> Result<(), ReplacementError>,
+) -> Result<usize, ReplacementError> {
     let Some((head, rest)) = parts.split_first() else {
         f(v)?;
         return Ok(1);
@@ -178,30 +179,34 @@ fn visit_targets(
     }
 }
 
-fn refine(value: Value, opts: Option<&FieldOptions>) -> Result<Value, String> {
+fn refine(value: Value, opts: Option<&FieldOptions>) -> Result<Value, ReplacementError> {
     let Some(o) = opts.filter(|o| !o.delimiter.is_empty()) else {
         return Ok(value);
     };
     if value.is_object() || value.is_array() {
-        return Err("delimiter option can only be used with scalar nodes".into());
+        return Err(ReplacementError::DelimiterOnNonScalar);
     }
     let text = scalar_string(&value);
     let parts: Vec<&str> = text.split(o.delimiter.as_str()).collect();
     if o.index < 0 || o.index as usize >= parts.len() {
-        return Err(format!(
-            "options.index {} is out of bounds for value {text}",
-            o.index
-        ));
+        return Err(ReplacementError::IndexOutOfBounds {
+            index: o.index,
+            value: text,
+        });
     }
     Ok(Value::String(parts[o.index as usize].to_string()))
 }
 
-fn set_value(target: &mut Value, value: &Value, opts: Option<&FieldOptions>) -> Result<(), String> {
-    crate::yaml::charge_copy(value)?;
+fn set_value(
+    target: &mut Value,
+    value: &Value,
+    opts: Option<&FieldOptions>,
+) -> Result<(), ReplacementError> {
+    crate::yaml::charge_copy(value).map_err(ReplacementError::Limit)?;
     let mut value = value.clone();
     if let Some(o) = opts.filter(|o| !o.delimiter.is_empty()) {
         if target.is_object() || target.is_array() {
-            return Err("delimiter option can only be used with scalar nodes".into());
+            return Err(ReplacementError::DelimiterOnNonScalar);
         }
         let cur = scalar_string(target);
         let mut parts: Vec<String> = cur
@@ -237,10 +242,13 @@ fn set_value(target: &mut Value, value: &Value, opts: Option<&FieldOptions>) -> 
 }
 
 /// Apply replacements in order.
-pub(crate) fn apply(res: &mut [Resource], list: &[ReplacementField]) -> Result<(), String> {
+pub(crate) fn apply(
+    res: &mut [Resource],
+    list: &[ReplacementField],
+) -> Result<(), ReplacementError> {
     for r in list {
         let (Some(source), false) = (&r.source, r.targets.is_empty()) else {
-            return Err("replacements must specify a source and at least one target".into());
+            return Err(ReplacementError::Incomplete);
         };
         let sel = Selector {
             group: source.group.clone(),
@@ -256,8 +264,8 @@ pub(crate) fn apply(res: &mut [Resource], list: &[ReplacementField]) -> Result<(
             .collect();
         let src = match matches.as_slice() {
             [one] => *one,
-            [] => return Err(format!("nothing selected by {}", describe(&sel))),
-            _ => return Err(format!("multiple matches for selector {}", describe(&sel))),
+            [] => return Err(ReplacementError::NothingSelected(describe(&sel))),
+            _ => return Err(ReplacementError::ManySelected(describe(&sel))),
         };
         let fp = if source.field_path.is_empty() {
             "metadata.name"
@@ -272,18 +280,16 @@ pub(crate) fn apply(res: &mut [Resource], list: &[ReplacementField]) -> Result<(
         };
         let value = found
             .filter(|v| !(v.is_null() || v.as_object().is_some_and(Map::is_empty)))
-            .ok_or_else(|| {
-                format!(
-                    "fieldPath `{fp}` is missing for replacement source {}",
-                    describe(&sel)
-                )
+            .ok_or_else(|| ReplacementError::SourceFieldMissing {
+                field_path: fp.to_string(),
+                selector: describe(&sel),
             })?;
-        crate::yaml::charge_copy(value)?;
+        crate::yaml::charge_copy(value).map_err(ReplacementError::Limit)?;
         let value = value.clone();
         let value = refine(value, source.options.as_ref())?;
         for t in &r.targets {
             let Some(select) = &t.select else {
-                return Err("target must specify resources to select".into());
+                return Err(ReplacementError::TargetWithoutSelect);
             };
             let paths: Vec<String> = if t.field_paths.is_empty() {
                 vec!["metadata.name".into()]
@@ -334,9 +340,9 @@ pub(crate) fn apply(res: &mut [Resource], list: &[ReplacementField]) -> Result<(
                     };
                     if n? == 0 {
                         return Err(if create.is_some() {
-                            format!("unable to find or create field {fp:?} in replacement target")
+                            ReplacementError::TargetFieldNotCreated(fp.clone())
                         } else {
-                            format!("unable to find field {fp:?} in replacement target")
+                            ReplacementError::TargetFieldMissing(fp.clone())
                         });
                     }
                 }

@@ -1,6 +1,7 @@
 //! Selecting resources: patch targets (regular expressions over GVK, name, namespace) and
 //! Kubernetes label selectors.
 
+use crate::error::SelectorError;
 use crate::kustomization::Selector;
 use crate::resource::{Resource, scalar_string};
 use regex::Regex;
@@ -17,18 +18,16 @@ pub(crate) struct Compiled {
     annotations: Option<LabelSelector>,
 }
 
-fn anchored(p: &str) -> Result<Option<Regex>, String> {
+fn anchored(p: &str) -> Result<Option<Regex>, SelectorError> {
     if p.is_empty() {
         return Ok(None);
     }
-    Regex::new(&format!("^(?:{p})$"))
-        .map(Some)
-        .map_err(|e| e.to_string())
+    Ok(Some(Regex::new(&format!("^(?:{p})$"))?))
 }
 
 impl Compiled {
     /// Compile a selector.
-    pub(crate) fn new(s: &Selector) -> Result<Self, String> {
+    pub(crate) fn new(s: &Selector) -> Result<Self, SelectorError> {
         Ok(Compiled {
             group: anchored(&s.group)?,
             version: anchored(&s.version)?,
@@ -119,18 +118,18 @@ fn split_top(s: &str) -> Vec<&str> {
     out
 }
 
-fn set_values(s: &str) -> Result<Vec<String>, String> {
+fn set_values(s: &str) -> Result<Vec<String>, SelectorError> {
     let inner = s
         .trim()
         .strip_prefix('(')
         .and_then(|x| x.strip_suffix(')'))
-        .ok_or_else(|| format!("invalid label selector set {s:?}"))?;
+        .ok_or_else(|| SelectorError::Set(s.to_string()))?;
     Ok(inner.split(',').map(|v| v.trim().to_string()).collect())
 }
 
 impl LabelSelector {
     /// Parse selector text.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, SelectorError> {
         let mut reqs = Vec::new();
         for part in split_top(text) {
             let p = part.trim();
@@ -150,7 +149,7 @@ impl LabelSelector {
             } else if let Some(k) = p.strip_prefix('!') {
                 Req::NotExists(k.trim().into())
             } else if p.contains(char::is_whitespace) || p.contains('(') {
-                return Err(format!("unable to parse requirement: {p:?}"));
+                return Err(SelectorError::Requirement(p.to_string()));
             } else {
                 Req::Exists(p.into())
             };
@@ -193,5 +192,22 @@ mod tests {
                 .matches(&m)
         );
         assert!(LabelSelector::parse("app,app!=db").unwrap().matches(&m));
+    }
+
+    #[test]
+    fn malformed_selectors_say_which_part_is_wrong() {
+        assert!(matches!(
+            LabelSelector::parse("tier in fe"),
+            Err(SelectorError::Set(s)) if s == "fe"
+        ));
+        assert!(matches!(
+            LabelSelector::parse("a b"),
+            Err(SelectorError::Requirement(s)) if s == "a b"
+        ));
+        let bad = Selector {
+            name: "web(".into(),
+            ..Default::default()
+        };
+        assert!(matches!(Compiled::new(&bad), Err(SelectorError::Regex(_))));
     }
 }

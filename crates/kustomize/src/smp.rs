@@ -3,6 +3,7 @@
 //! schema merge element-wise by their keys with the patch's elements first, other lists are
 //! replaced.
 
+use crate::error::PatchError;
 use crate::resource::scalar_string;
 use crate::schema::{self, CustomSchema, NONE};
 use serde_json::{Map, Value};
@@ -60,7 +61,7 @@ pub(crate) fn apply(
     version: &str,
     kind: &str,
     custom: Option<&CustomSchema>,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, PatchError> {
     let sch = match schema::root_type(group, version, kind) {
         Some(t) => Sch::Type(t),
         None => match custom.and_then(|c| c.root_type(group, version, kind).map(|t| (c, t))) {
@@ -92,7 +93,7 @@ fn walk(
     dest: Option<&Value>,
     patch: Option<&Value>,
     sch: Sch<'_>,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, PatchError> {
     let Some(p) = patch else {
         return Ok(dest.cloned());
     };
@@ -105,11 +106,10 @@ fn walk(
     for v in [dest, patch].into_iter().flatten() {
         let k = kind_of(v);
         if k != 0 && k != kind {
-            return Err(format!(
-                "wrong node kind: expected {} but got {}",
-                kind_name(kind),
-                kind_name(k)
-            ));
+            return Err(PatchError::WrongNodeKind {
+                expected: kind_name(kind),
+                got: kind_name(k),
+            });
         }
     }
     match kind {
@@ -120,7 +120,7 @@ fn walk(
 }
 
 /// Read and strip a `$patch` directive from a map.
-fn map_directive(m: &mut Map<String, Value>) -> Result<&'static str, String> {
+fn map_directive(m: &mut Map<String, Value>) -> Result<&'static str, PatchError> {
     match m.get("$patch") {
         None => Ok("merge"),
         Some(v) => {
@@ -128,7 +128,7 @@ fn map_directive(m: &mut Map<String, Value>) -> Result<&'static str, String> {
                 "delete" => "delete",
                 "replace" => "replace",
                 "merge" => "merge",
-                other => return Err(format!("unknown patch strategy '{other}'")),
+                other => return Err(PatchError::UnknownStrategy(other.to_string())),
             };
             m.remove("$patch");
             Ok(d)
@@ -136,7 +136,11 @@ fn map_directive(m: &mut Map<String, Value>) -> Result<&'static str, String> {
     }
 }
 
-fn walk_map(dest: Option<&Value>, patch: &Value, sch: Sch<'_>) -> Result<Option<Value>, String> {
+fn walk_map(
+    dest: Option<&Value>,
+    patch: &Value,
+    sch: Sch<'_>,
+) -> Result<Option<Value>, PatchError> {
     if patch.is_null() {
         return Ok(None);
     }
@@ -173,7 +177,7 @@ fn walk_map(dest: Option<&Value>, patch: &Value, sch: Sch<'_>) -> Result<Option<
 }
 
 /// A list's `$patch` directive: an element that is a map holding only `$patch`.
-fn list_directive(items: &mut Vec<Value>) -> Result<&'static str, String> {
+fn list_directive(items: &mut Vec<Value>) -> Result<&'static str, PatchError> {
     let pos = items.iter().position(|e| {
         e.as_object()
             .is_some_and(|m| m.len() == 1 && m.contains_key("$patch"))
@@ -183,13 +187,21 @@ fn list_directive(items: &mut Vec<Value>) -> Result<&'static str, String> {
         Some("delete") => "delete",
         Some("replace") => "replace",
         Some("merge") => "merge",
-        other => return Err(format!("unknown patch strategy '{}'", other.unwrap_or(""))),
+        other => {
+            return Err(PatchError::UnknownStrategy(
+                other.unwrap_or_default().to_string(),
+            ));
+        }
     };
     items.remove(i);
     Ok(d)
 }
 
-fn walk_list(dest: Option<&Value>, patch: &Value, sch: Sch<'_>) -> Result<Option<Value>, String> {
+fn walk_list(
+    dest: Option<&Value>,
+    patch: &Value,
+    sch: Sch<'_>,
+) -> Result<Option<Value>, PatchError> {
     let Sch::List {
         merge: true,
         keys,
@@ -341,7 +353,7 @@ fn merge_keyed<'a>(
     dest: &[Value],
     keys: &[&'a str],
     elem_sch: Sch<'_>,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, PatchError> {
     let mut dest: Vec<Value> = dest.to_vec();
     let mut values_list: Vec<Vec<String>> = Vec::new();
     for e in patch.iter().chain(dest.iter()) {

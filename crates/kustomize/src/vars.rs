@@ -1,5 +1,6 @@
 //! Legacy `vars`: `$(NAME)` in the var-reference fields becomes a field of another object.
 
+use crate::error::{FieldError, VarError};
 use crate::fieldspec::{self, Create};
 use crate::kustomization::{FieldSpec, Var};
 use crate::replacement::split_dotted;
@@ -11,7 +12,7 @@ pub(crate) fn resolve(
     res: &mut [Resource],
     vars: &[Var],
     specs: &[FieldSpec],
-) -> Result<(), String> {
+) -> Result<(), VarError> {
     if vars.is_empty() {
         return Ok(());
     }
@@ -41,18 +42,12 @@ pub(crate) fn resolve(
             .collect();
         let r = match matches.as_slice() {
             [one] => *one,
-            [] => {
-                return Err(format!(
-                    "var '{}' cannot be mapped to a field in the set of known resources",
-                    v.name
-                ));
-            }
+            [] => return Err(VarError::Unmapped(v.name.clone())),
             _ => {
-                return Err(format!(
-                    "found {} resId matches for var '{}' (unable to disambiguate)",
-                    matches.len(),
-                    v.name
-                ));
+                return Err(VarError::Ambiguous {
+                    count: matches.len(),
+                    name: v.name.clone(),
+                });
             }
         };
         let path = v
@@ -61,6 +56,10 @@ pub(crate) fn resolve(
             .map(|f| f.field_path.as_str())
             .filter(|p| !p.is_empty())
             .unwrap_or("metadata.name");
+        let not_found = || VarError::FieldNotFound {
+            path: path.to_string(),
+            name: v.name.clone(),
+        };
         let doc = Value::Object(r.as_value().clone());
         let mut cur = &doc;
         for part in split_dotted(path) {
@@ -71,17 +70,13 @@ pub(crate) fn resolve(
                 ),
                 None => (part.clone(), None),
             };
-            cur = cur
-                .get(&field)
-                .ok_or_else(|| format!("field path {path} of var '{}' not found", v.name))?;
+            cur = cur.get(&field).ok_or_else(not_found)?;
             if let Some(i) = index {
-                cur = cur
-                    .get(i)
-                    .ok_or_else(|| format!("field path {path} of var '{}' not found", v.name))?;
+                cur = cur.get(i).ok_or_else(not_found)?;
             }
         }
         if cur.is_object() || cur.is_array() {
-            return Err(format!("var '{}' must refer to a scalar field", v.name));
+            return Err(VarError::NotScalar(v.name.clone()));
         }
         values.push((v.name.clone(), scalar_string(cur)));
     }
@@ -92,7 +87,7 @@ pub(crate) fn resolve(
             let path = fieldspec::split_path(&fs.path);
             let _ = fieldspec::visit(&mut doc, &path, false, Create::Nothing, &mut |v| {
                 substitute(v, &values);
-                Ok(())
+                Ok::<(), FieldError>(())
             });
         }
         *r.as_value_mut() = match doc {
@@ -154,5 +149,44 @@ mod tests {
     fn known_vars_expand_and_unknown_stay() {
         let vals = vec![("A".to_string(), "x".to_string())];
         assert_eq!(expand("$(A)-$(B)-$$(A)", &vals), "x-$(B)-$(A)");
+    }
+
+    #[test]
+    fn a_var_fails_with_its_own_cause() {
+        let cm = |name: &str| {
+            Resource::new(
+                serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name}, "data": {"m": {"x": "y"}}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            )
+        };
+        let var = |name: &str, obj: &str, path: &str| Var {
+            name: name.into(),
+            objref: crate::kustomization::VarTarget {
+                kind: "ConfigMap".into(),
+                name: obj.into(),
+                ..Default::default()
+            },
+            fieldref: Some(crate::kustomization::VarField {
+                field_path: path.into(),
+            }),
+        };
+        let cases = [
+            (var("V", "nope", ""), VarError::Unmapped("V".into())),
+            (
+                var("V", "a", "data.q"),
+                VarError::FieldNotFound {
+                    path: "data.q".into(),
+                    name: "V".into(),
+                },
+            ),
+            (var("V", "a", "data.m"), VarError::NotScalar("V".into())),
+        ];
+        for (v, want) in cases {
+            let mut res = vec![cm("a")];
+            assert_eq!(resolve(&mut res, &[v], &[]), Err(want));
+        }
     }
 }

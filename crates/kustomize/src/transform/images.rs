@@ -2,7 +2,7 @@
 
 use super::restore;
 use crate::build::Acc;
-use crate::error::TransformError;
+use crate::error::{FieldError, SelectorError, TransformError};
 use crate::fieldspec::{self, Create};
 use crate::kustomization::{FieldSpec, Image};
 use serde_json::Value;
@@ -35,9 +35,9 @@ fn split_image(s: &str) -> (String, String, String) {
     }
 }
 
-fn update_image(value: &mut Value, img: &Image, matcher: &regex::Regex) -> Result<(), String> {
+fn update_image(value: &mut Value, img: &Image, matcher: &regex::Regex) -> Result<(), FieldError> {
     let Value::String(s) = value else {
-        return Err("image must be a string".to_string());
+        return Err(FieldError::ImageNotString);
     };
     if !matcher.is_match(s) {
         return Ok(());
@@ -69,7 +69,7 @@ fn update_image(value: &mut Value, img: &Image, matcher: &regex::Regex) -> Resul
     Ok(())
 }
 
-fn walk_containers(v: &mut Value, img: &Image, re: &regex::Regex) -> Result<(), String> {
+fn walk_containers(v: &mut Value, img: &Image, re: &regex::Regex) -> Result<(), FieldError> {
     match v {
         Value::Object(m) => {
             for (k, child) in m.iter_mut() {
@@ -99,7 +99,7 @@ pub(crate) fn set(acc: &mut Acc, img: &Image, specs: &[FieldSpec]) -> Result<(),
         "^{}(:[a-zA-Z0-9_.{{}}-]*)?(@sha256:[a-zA-Z0-9_.{{}}-]*)?$",
         img.name
     ))
-    .map_err(|e| TransformError::Selector(e.to_string()))?;
+    .map_err(SelectorError::from)?;
     for r in acc.res.iter_mut() {
         if r.kind() == "CustomResourceDefinition" {
             continue;
@@ -117,7 +117,7 @@ pub(crate) fn set(acc: &mut Acc, img: &Image, specs: &[FieldSpec]) -> Result<(),
             });
         }
         r.obj = restore(doc);
-        res.map_err(TransformError::Field)?;
+        res?;
     }
     Ok(())
 }

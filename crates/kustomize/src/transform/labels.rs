@@ -2,7 +2,7 @@
 
 use super::restore;
 use crate::build::Acc;
-use crate::error::TransformError;
+use crate::error::{FieldError, TransformError};
 use crate::fieldspec::{self, Create};
 use crate::kustomization::FieldSpec;
 use indexmap::IndexMap;
@@ -20,7 +20,7 @@ pub(crate) fn set_entries(
     for r in acc.res.iter_mut() {
         let gvk = r.gvk();
         let mut doc = Value::Object(std::mem::take(&mut r.obj));
-        let mut result = Ok(());
+        let mut result: Result<(), FieldError> = Ok(());
         for fs in specs {
             if !fs.applies_to(&gvk) {
                 continue;
@@ -31,7 +31,7 @@ pub(crate) fn set_entries(
                     *v = Value::Object(Map::new());
                 }
                 let Value::Object(m) = v else {
-                    return Err(format!("expected a map at {}", fs.path));
+                    return Err(FieldError::NotAMap(fs.path.clone()));
                 };
                 for (k, val) in entries {
                     m.insert(k.clone(), Value::String(val.clone()));
@@ -43,7 +43,7 @@ pub(crate) fn set_entries(
             }
         }
         r.obj = restore(doc);
-        result.map_err(TransformError::Field)?;
+        result?;
     }
     Ok(())
 }

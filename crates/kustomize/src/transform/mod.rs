@@ -12,7 +12,7 @@ mod replicas;
 pub(crate) use plugins::{run_generator_plugins, run_plugins};
 
 use crate::build::{Acc, Builder, Target};
-use crate::error::{Error, TransformError};
+use crate::error::Error;
 use crate::kustomization::{FieldSpec, Patch, ReplacementField};
 use crate::replacement;
 use indexmap::IndexMap;
@@ -116,7 +116,7 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
         b.check_deadline(t)?;
         let list = load_replacements(b, t, &k.replacements)?;
         replacement::apply(&mut acc.res, &list)
-            .map_err(|m| t.transform_err("replacements")(TransformError::replacement(m)))?;
+            .map_err(|e| t.transform_err("replacements")(e.into()))?;
         mark(acc, t, "ReplacementTransformer");
     }
     Ok(())

@@ -39,7 +39,7 @@ pub(crate) fn prefix_suffix(acc: &mut Acc, prefix: &str, suffix: &str, specs: &[
                 if let Value::String(s) = v {
                     *s = format!("{prefix}{s}{suffix}");
                 }
-                Ok(())
+                Ok::<(), crate::error::FieldError>(())
             });
             r.obj = restore(doc);
         }

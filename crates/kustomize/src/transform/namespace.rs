@@ -2,7 +2,7 @@
 
 use super::restore;
 use crate::build::Acc;
-use crate::error::TransformError;
+use crate::error::{FieldError, TransformError};
 use crate::fieldspec::{self, Create};
 use crate::kustomization::FieldSpec;
 use crate::resource::scalar_string;
@@ -18,7 +18,7 @@ pub(crate) fn set(
     unset_only: bool,
     role_binding_mode: &str,
 ) -> Result<(), TransformError> {
-    let set = |v: &mut Value| -> Result<(), String> {
+    let set = |v: &mut Value| -> Result<(), FieldError> {
         if unset_only && !scalar_string(v).is_empty() {
             return Ok(());
         }
@@ -35,8 +35,7 @@ pub(crate) fn set(
         let mut doc = Value::Object(std::mem::take(&mut r.obj));
         if !gvk.is_cluster_scoped() {
             let path = fieldspec::split_path("metadata/namespace");
-            fieldspec::visit(&mut doc, &path, true, Create::Scalar, &mut { set })
-                .map_err(TransformError::Field)?;
+            fieldspec::visit(&mut doc, &path, true, Create::Scalar, &mut { set })?;
         }
         let binding = gvk.kind == "RoleBinding" || gvk.kind == "ClusterRoleBinding";
         if binding
@@ -51,7 +50,7 @@ pub(crate) fn set(
                 };
                 if hit && let Value::Object(m) = s {
                     let cur = m.entry("namespace").or_insert(Value::String(String::new()));
-                    set(cur).map_err(TransformError::Field)?;
+                    set(cur)?;
                 }
             }
         }
@@ -73,9 +72,8 @@ pub(crate) fn set(
                 continue;
             }
             let path = fieldspec::split_path(&fs.path);
-            fieldspec::visit(&mut doc, &path, fs.create, Create::Scalar, &mut { set }).map_err(
-                |m| TransformError::Field(format!("namespace transformation failed: {m}")),
-            )?;
+            fieldspec::visit(&mut doc, &path, fs.create, Create::Scalar, &mut { set })
+                .map_err(TransformError::NamespaceField)?;
         }
         r.obj = restore(doc);
     }

@@ -3,7 +3,7 @@
 
 use super::{patch_text, restore};
 use crate::build::{Acc, Builder, Target, parse_resources};
-use crate::error::{Error, TransformError};
+use crate::error::{Error, PatchError, TransformError};
 use crate::kustomization::{Patch, Selector};
 use crate::resource::Resource;
 use crate::select::Compiled;
@@ -62,7 +62,7 @@ fn apply(
     let [patch] = patches.as_slice() else {
         return Err(TransformError::ManyPatchesWithTarget);
     };
-    let sel = Compiled::new(sel).map_err(TransformError::Selector)?;
+    let sel = Compiled::new(sel)?;
     let selected: Vec<usize> = (0..acc.res.len())
         .filter(|i| sel.matches(&acc.res[*i]))
         .collect();
@@ -141,9 +141,9 @@ fn merge(
     let gvk = r.gvk();
     let obj = Value::Object(r.obj.clone());
     let merged = smp::apply(&obj, patch, &gvk.group, &gvk.version, &gvk.kind, acc_schema).map_err(
-        |message| TransformError::Patch {
+        |source| TransformError::Patch {
             object: r.id().to_string(),
-            message,
+            source: Box::new(source),
         },
     )?;
     let Some(Value::Object(m)) = merged else {
@@ -172,7 +172,7 @@ fn merge(
 /// Apply a JSON 6902 patch to every selected resource.
 pub(super) fn json(acc: &mut Acc, text: &str, target: &Selector) -> Result<(), TransformError> {
     let ops = jsonpatch::parse(text)?;
-    let sel = Compiled::new(target).map_err(TransformError::Selector)?;
+    let sel = Compiled::new(target)?;
     for r in acc.res.iter_mut() {
         if !sel.matches(r) {
             continue;
@@ -181,11 +181,11 @@ pub(super) fn json(acc: &mut Acc, text: &str, target: &Selector) -> Result<(), T
         let mut doc = Value::Object(std::mem::take(&mut r.obj));
         let result = jsonpatch::apply(&mut doc, &ops);
         r.obj = restore(doc);
-        result.map_err(|message| match crate::yaml::take_crossed_limit() {
-            Some(l) => TransformError::Limit(l),
-            None => TransformError::Patch {
+        result.map_err(|source| match source {
+            PatchError::Limit(l) => TransformError::Limit(l),
+            source => TransformError::Patch {
                 object: r.id().to_string(),
-                message,
+                source: Box::new(source),
             },
         })?;
     }

@@ -231,8 +231,7 @@ fn transformer_plugin(
         }
         "ReplacementTransformer" => {
             let list = load_replacements(b, t, &p.replacements)?;
-            replacement::apply(&mut acc.res, &list)
-                .map_err(|m| wrap(TransformError::replacement(m)))?;
+            replacement::apply(&mut acc.res, &list).map_err(|e| wrap(e.into()))?;
         }
         "PatchTransformer" => {
             let options: IndexMap<String, bool> = p

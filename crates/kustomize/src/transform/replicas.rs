@@ -2,7 +2,7 @@
 
 use super::restore;
 use crate::build::Acc;
-use crate::error::TransformError;
+use crate::error::{FieldError, TransformError};
 use crate::fieldspec::{self, Create};
 use crate::kustomization::{FieldSpec, Replica};
 use crate::resource::Gvk;
@@ -26,10 +26,10 @@ pub(crate) fn set(acc: &mut Acc, rep: &Replica, specs: &[FieldSpec]) -> Result<(
             let mut doc = Value::Object(std::mem::take(&mut r.obj));
             let res = fieldspec::visit(&mut doc, &path, fs.create, Create::Scalar, &mut |v| {
                 *v = Value::from(rep.count);
-                Ok(())
+                Ok::<(), FieldError>(())
             });
             r.obj = restore(doc);
-            res.map_err(TransformError::Field)?;
+            res?;
         }
     }
     if !found {

@@ -7,7 +7,7 @@ mod parse;
 
 pub use emit::{compare_keys, to_yaml_document, write_object};
 pub use parse::{ScalarMode, YamlError, check_limits, parse_documents, resolve_plain};
-pub(crate) use parse::{charge_copy, take_crossed_limit, with_alias_budget};
+pub(crate) use parse::{charge_copy, with_alias_budget};
 
 use serde_json::{Number, Value};
 

@@ -66,15 +66,10 @@ pub(crate) fn with_alias_budget<R>(max: usize, f: impl FnOnce() -> R) -> R {
     out
 }
 
-thread_local! {
-    /// The limit a transformer's copy crossed, for the layer that turns its error into one.
-    static CROSSED: Cell<Option<Limit>> = const { Cell::new(None) };
-}
-
 /// Charge `value`'s nodes, about to be copied by a transformer (JSON patch `copy`, a
 /// replacement), to the build's budget: copies repeated on their own output grow exponentially
-/// as alias bombs do. On failure the limit is kept for [`take_crossed_limit`].
-pub(crate) fn charge_copy(value: &Value) -> Result<(), String> {
+/// as alias bombs do.
+pub(crate) fn charge_copy(value: &Value) -> Result<(), Limit> {
     let mut nodes = 0usize;
     let mut stack = vec![value];
     while let Some(v) = stack.pop() {
@@ -85,27 +80,17 @@ pub(crate) fn charge_copy(value: &Value) -> Result<(), String> {
             _ => {}
         }
     }
-    charge_build_budget(nodes).map_err(|e| {
-        if let YamlError::Limit(l) = &e {
-            CROSSED.with(|c| c.set(Some(l.clone())));
-        }
-        e.to_string()
-    })
+    charge_build_budget(nodes)
 }
 
-/// The limit a copy crossed since last asked, if any.
-pub(crate) fn take_crossed_limit() -> Option<Limit> {
-    CROSSED.with(Cell::take)
-}
-
-fn charge_build_budget(nodes: usize) -> Result<(), YamlError> {
+fn charge_build_budget(nodes: usize) -> Result<(), Limit> {
     BUILD_ALIAS_BUDGET.with(|b| match b.get() {
         None => Ok(()),
         Some((used, max)) => {
             let used = used.saturating_add(nodes);
             b.set(Some((used, max)));
             if used > max {
-                Err(YamlError::Limit(Limit::BuildAliasNodes { max }))
+                Err(Limit::BuildAliasNodes { max })
             } else {
                 Ok(())
             }
@@ -279,7 +264,7 @@ impl Reader<'_> {
                         max: YAML_MAX_ALIAS_NODES,
                     }));
                 }
-                charge_build_budget(size)?;
+                charge_build_budget(size).map_err(YamlError::Limit)?;
                 return Ok(Read { node, size, height });
             }
             Event::SequenceStart(anchor, _) => {
