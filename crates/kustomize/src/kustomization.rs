@@ -513,44 +513,6 @@ fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
-/// Top-level field names, to match keys case-insensitively as Go's JSON decoder does.
-const FIELDS: &[&str] = &[
-    "apiVersion",
-    "kind",
-    "metadata",
-    "openapi",
-    "namePrefix",
-    "nameSuffix",
-    "namespace",
-    "commonLabels",
-    "labels",
-    "commonAnnotations",
-    "patchesStrategicMerge",
-    "patchesJson6902",
-    "patches",
-    "images",
-    "imageTags",
-    "replacements",
-    "replicas",
-    "vars",
-    "sortOptions",
-    "resources",
-    "components",
-    "crds",
-    "bases",
-    "configMapGenerator",
-    "secretGenerator",
-    "helmGlobals",
-    "helmCharts",
-    "helmChartInflationGenerator",
-    "generatorOptions",
-    "configurations",
-    "generators",
-    "transformers",
-    "validators",
-    "buildMetadata",
-];
-
 /// Why a kustomization's text is not a kustomization.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -563,6 +525,9 @@ pub enum ParseError {
     /// The document has no fields.
     #[error("kustomization.yaml is empty")]
     Empty,
+    /// A field is unknown or has the wrong type, as Go's decoder reports it.
+    #[error("{0}")]
+    Decode(#[from] crate::godecode::DecodeError),
     /// A field is unknown or has the wrong type.
     #[error("{0}")]
     Field(String),
@@ -571,39 +536,21 @@ pub enum ParseError {
 impl Kustomization {
     /// Read a kustomization from its YAML text.
     pub fn from_yaml(text: &str) -> Result<Self, ParseError> {
-        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Text)?;
+        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Go)?;
         let doc = docs.into_iter().next().unwrap_or(Value::Null);
-        let mut map = match doc {
+        let map = match doc {
             Value::Object(m) => m,
             Value::Null => serde_json::Map::new(),
             _ => return Err(ParseError::NotAMapping),
         };
-        let keys: Vec<String> = map.keys().cloned().collect();
-        for k in keys {
-            if FIELDS.contains(&k.as_str()) {
-                continue;
-            }
-            if let Some(canon) = FIELDS.iter().find(|f| f.eq_ignore_ascii_case(&k))
-                && !map.contains_key(*canon)
-                && let Some(v) = map.remove(&k)
-            {
-                map.insert((*canon).to_string(), v);
-            }
-        }
         if map.is_empty() {
             return Err(ParseError::Empty);
         }
-        // `resources:` with nothing after it means no resources, as in Go.
-        map.retain(|_, v| !v.is_null());
-        for v in map.values_mut() {
-            if let Value::Array(items) = v {
-                for item in items.iter_mut() {
-                    if let Value::Object(m) = item {
-                        m.retain(|_, v| !v.is_null());
-                    }
-                }
-            }
-        }
+        let mut doc = Value::Object(map);
+        crate::godecode::normalize(&mut doc, &crate::godecode::KUSTOMIZATION)?;
+        let Value::Object(map) = doc else {
+            return Err(ParseError::NotAMapping);
+        };
         let mut k: Kustomization = serde_json::from_value(Value::Object(map))
             .map_err(|e| ParseError::Field(e.to_string()))?;
         k.fix_legacy_fields();

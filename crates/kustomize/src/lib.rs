@@ -24,6 +24,7 @@ mod error;
 mod fieldspec;
 mod fs;
 mod generators;
+mod godecode;
 #[cfg(feature = "hostile-trees")]
 pub mod hostile;
 mod jsonpatch;
@@ -44,6 +45,7 @@ pub use error::{
     Error, FieldError, NameRefError, PatchError, ReplacementError, SelectorError, TransformError,
     VarError,
 };
+pub use godecode::DecodeError;
 pub use kustomization::{
     FieldOptions, FieldSpec, GeneratorArgs, GeneratorOptions, Image, Kustomization, Label,
     LegacySortOptions, ParseError, Patch, ReplacementField, ReplacementSource, ReplacementTarget,

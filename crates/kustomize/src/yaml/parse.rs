@@ -16,6 +16,10 @@ pub enum ScalarMode {
     Typed,
     /// Configuration read into string-typed Go fields: every non-null scalar stays its text.
     Text,
+    /// Files kustomize reads with `sigs.k8s.io/yaml` (kustomization files): YAML 1.1 as go-yaml
+    /// v2 resolves it (`yes`/`on` are booleans, `0777` is octal, timestamps stay strings), and a
+    /// repeated key replaces the earlier one instead of failing.
+    Go,
 }
 
 /// Why YAML text could not be read.
@@ -402,7 +406,7 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
                     continue;
                 }
                 let key = key_text(k, mode)?;
-                if map.contains_key(&key) {
+                if map.contains_key(&key) && mode != ScalarMode::Go {
                     return Err(YamlError::Structure(format!(
                         "mapping key \"{key}\" already defined at line {line}"
                     )));
@@ -464,7 +468,32 @@ fn scalar_value(text: &str, style: TScalarStyle, tag: Option<&Tag>, mode: Scalar
             }
         }
         ScalarMode::Typed => resolve_plain(text),
+        ScalarMode::Go => resolve_yaml11(text),
     }
+}
+
+/// Resolve a plain scalar as go-yaml v2 does when decoding into `interface{}` (YAML 1.1).
+fn resolve_yaml11(text: &str) -> Value {
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
+            return Value::Bool(true);
+        }
+        "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => {
+            return Value::Bool(false);
+        }
+        _ => {}
+    }
+    let plain: String = text.chars().filter(|c| *c != '_').collect();
+    if let Some(v) = super::go_parse_int(&plain) {
+        return v;
+    }
+    if super::is_yaml_float(&plain)
+        && let Some(n) = float_value(&plain)
+    {
+        return n;
+    }
+    Value::String(text.to_string())
 }
 
 /// Resolve a plain scalar as go-yaml v3 does when decoding into `interface{}`.
