@@ -485,15 +485,16 @@ fn resolve_yaml11(text: &str) -> Value {
         _ => {}
     }
     let plain: String = text.chars().filter(|c| *c != '_').collect();
-    if let Some(v) = super::go_parse_int(&plain) {
-        return v;
-    }
-    if super::is_yaml_float(&plain)
-        && let Some(n) = float_value(&plain)
-    {
-        return n;
-    }
-    Value::String(text.to_string())
+    int_or_float(&plain).unwrap_or_else(|| Value::String(text.to_string()))
+}
+
+/// A number in go-yaml's int (Go's base-prefixed syntax) or float syntax, underscores removed.
+fn int_or_float(plain: &str) -> Option<Value> {
+    super::go_parse_int(plain).or_else(|| {
+        super::is_yaml_float(plain)
+            .then(|| float_value(plain))
+            .flatten()
+    })
 }
 
 /// Resolve a plain scalar as go-yaml v3 does when decoding into `interface{}`.
@@ -521,13 +522,8 @@ pub fn resolve_plain(text: &str) -> Value {
         return Value::String(super::timestamp_rfc3339(text));
     }
     let plain: String = text.chars().filter(|c| *c != '_').collect();
-    if let Some(v) = super::go_parse_int(&plain) {
+    if let Some(v) = int_or_float(&plain) {
         return v;
-    }
-    if super::is_yaml_float(&plain)
-        && let Some(n) = float_value(&plain)
-    {
-        return n;
     }
     let (neg, rest) = match plain.strip_prefix('-') {
         Some(r) => (true, r),
