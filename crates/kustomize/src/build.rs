@@ -568,7 +568,14 @@ impl<'a> Builder<'a> {
         Ok(path)
     }
 
-    fn accumulate_resource(&mut self, t: &Target, acc: &mut Acc, r: &str) -> Result<(), Error> {
+    /// Add one `resources` entry (a file of objects, or a directory holding a kustomization) to
+    /// `acc`; `transformers:` and `generators:` entries naming files load the same way.
+    pub(crate) fn accumulate_resource(
+        &mut self,
+        t: &Target,
+        acc: &mut Acc,
+        r: &str,
+    ) -> Result<(), Error> {
         let path = self.fs.resolve(&t.dir, r).map_err(|e| t.fs_err(e))?;
         if path.is_dir() {
             let mut sub = self.enter(t, &path)?;

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 /// Run the kustomization's generators and add their output to `acc`.
-pub(crate) fn run(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<(), Error> {
+pub(crate) fn run(b: &mut Builder<'_>, t: &Target, acc: &mut Acc) -> Result<(), Error> {
     for g in &t.k.config_map_generator {
         let r = generate(b, t, g, false)?;
         acc.absorb(r)
@@ -362,6 +362,18 @@ pub(crate) fn merge_data(r: &mut Resource, old: &Resource, field: &str) {
 
 /// kustomize's name suffix: sha256 over a Go-JSON encoding of the content, first 10 hex digits
 /// with some letters swapped so the result never looks like a word or a number.
+/// Append the content hash to the name of every generated object that wants one (kustomize's
+/// hash transformer). Like kustomize, it does not mark them done: a `HashTransformer` in
+/// `transformers:` and the build's own final pass each append one.
+pub(crate) fn apply_hashes(res: &mut [Resource]) {
+    for r in res.iter_mut().filter(|r| r.needs_hash) {
+        let h = content_hash(r);
+        r.store_previous_id();
+        let name = format!("{}-{h}", r.name());
+        r.set_name(&name);
+    }
+}
+
 pub(crate) fn content_hash(r: &Resource) -> String {
     let obj = r.as_value();
     let field = |name: &str| match obj.get(name) {

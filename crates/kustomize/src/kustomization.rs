@@ -498,7 +498,7 @@ fn bool_map<'de, D: Deserializer<'de>>(d: D) -> Result<IndexMap<String, bool>, D
         .collect()
 }
 
-fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(crate) fn lenient_i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     match Value::deserialize(d)? {
         Value::Number(n) => n
             .as_i64()

@@ -214,14 +214,7 @@ fn run(
         .any(|m| m == "transformerAnnotations");
     b.push_root(&target.dir);
     let mut acc = b.accumulate_new(&target)?;
-    for r in acc.res.iter_mut() {
-        if r.needs_hash {
-            let h = generators::content_hash(r);
-            r.store_previous_id();
-            let name = format!("{}-{h}", r.name());
-            r.set_name(&name);
-        }
-    }
+    generators::apply_hashes(&mut acc.res);
     nameref::fix(&mut acc.res, &acc.config.name_reference).map_err(target.transform_err(""))?;
     vars::resolve(&mut acc.res, &acc.vars, &acc.config.var_reference)
         .map_err(|e| target.transform_err("")(e.into()))?;

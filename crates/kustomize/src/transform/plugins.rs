@@ -27,7 +27,7 @@ pub(crate) fn run_plugins(b: &mut Builder<'_>, t: &Target, acc: &mut Acc) -> Res
 
 /// Built-in plugin configurations named in `generators:`.
 pub(crate) fn run_generator_plugins(
-    b: &Builder<'_>,
+    b: &mut Builder<'_>,
     t: &Target,
     acc: &mut Acc,
 ) -> Result<(), Error> {
@@ -105,8 +105,11 @@ fn check_builtin(t: &Target, cfg: &Map<String, Value>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The plugin configurations one `transformers:` / `generators:` entry names: inline text, or
+/// (as kustomize loads them) resources: a file in the kustomization's directory, or a directory
+/// whose kustomization is built and whose output are the configurations.
 fn plugin_configs(
-    b: &Builder<'_>,
+    b: &mut Builder<'_>,
     t: &Target,
     entry: &str,
 ) -> Result<Vec<Map<String, Value>>, Error> {
@@ -119,15 +122,16 @@ fn plugin_configs(
             what: format!("remote plugin config {entry}"),
         });
     }
-    let path = b.fs.resolve(&t.dir, entry).map_err(|e| t.fs_err(e))?;
-    if path.is_dir() {
-        return Err(Error::Refused {
-            kustomization: t.file.clone(),
-            what: format!("plugin configs from a kustomization directory ({entry})"),
-        });
-    }
-    let text = b.read_text(t, &path)?;
-    parse_resources(&text).map_err(|e| t.yaml_err(format!("plugin config {entry}"), e))
+    let mut configs = Acc::new();
+    b.accumulate_resource(t, &mut configs, entry)?;
+    Ok(configs
+        .res
+        .into_iter()
+        .map(|r| match r.into_value() {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        })
+        .collect())
 }
 
 #[derive(Deserialize, Default)]
@@ -167,6 +171,31 @@ struct PluginFields {
     patches: String,
     #[serde(default)]
     json_op: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    targets: Vec<ValueAddTarget>,
+    #[serde(default)]
+    target_file_path: String,
+}
+
+/// Where `ValueAddTransformer` puts its value.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ValueAddTarget {
+    #[serde(default)]
+    selector: Option<Selector>,
+    #[serde(default)]
+    field_path: String,
+    #[serde(default, deserialize_with = "crate::kustomization::lenient_i64")]
+    file_path_position: i64,
+}
+
+/// A file of `ValueAddTransformer` targets (`targetFilePath`).
+#[derive(Deserialize, Default)]
+struct ValueAddTargets {
+    #[serde(default)]
+    targets: Vec<ValueAddTarget>,
 }
 
 fn str_map(m: &IndexMap<String, Value>) -> IndexMap<String, String> {
@@ -268,6 +297,34 @@ fn transformer_plugin(
                 .ok_or_else(|| t.err(format!("{kind}: a target is required")))?;
             patch::json(acc, &text, &target).map_err(wrap)?;
         }
+        "HashTransformer" => crate::generators::apply_hashes(&mut acc.res),
+        "ValueAddTransformer" => {
+            let mut targets = p.targets;
+            if !p.target_file_path.is_empty() {
+                let text = load(b, t, &p.target_file_path)?;
+                let what = format!("{kind} targetFilePath {}", p.target_file_path);
+                let doc = crate::yaml::parse_documents(&text, crate::yaml::ScalarMode::Text)
+                    .map_err(|e| t.yaml_err(what.clone(), e))?
+                    .into_iter()
+                    .next()
+                    .unwrap_or(Value::Null);
+                let more: ValueAddTargets = if doc.is_null() {
+                    ValueAddTargets::default()
+                } else {
+                    serde_json::from_value(doc).map_err(|e| t.err(format!("{what}: {e}")))?
+                };
+                targets.extend(more.targets);
+            }
+            let mut value = p.value.trim().to_string();
+            if value.is_empty() {
+                value = t
+                    .dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            }
+            value_add(acc, &value, &targets).map_err(|m| t.err(format!("{kind}: {m}")))?;
+        }
         other => {
             return Err(Error::Refused {
                 kustomization: t.file.clone(),
@@ -276,4 +333,79 @@ fn transformer_plugin(
         }
     }
     Ok(())
+}
+
+/// kustomize's ValueAddTransformer: set `value` at each target's field path (created when
+/// missing) in the resources its selector picks (all without one); with a file path position,
+/// insert it into the path the field holds instead.
+fn value_add(acc: &mut Acc, value: &str, targets: &[ValueAddTarget]) -> Result<(), String> {
+    if targets.is_empty() {
+        return Err("must specify at least one target".into());
+    }
+    for target in targets {
+        if target.field_path.is_empty() {
+            return Err("fieldPath cannot be empty".into());
+        }
+        if target.file_path_position < 0 {
+            return Err(format!(
+                "value of FilePathPosition ({}) cannot be negative",
+                target.file_path_position
+            ));
+        }
+    }
+    for target in targets {
+        let sel = match &target.selector {
+            Some(s) => Some(crate::select::Compiled::new(s).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let path = crate::fieldspec::split_path(&target.field_path);
+        for r in acc.res.iter_mut() {
+            if sel.as_ref().is_some_and(|s| !s.matches(r)) {
+                continue;
+            }
+            let mut cur: &mut Map<String, Value> = &mut r.obj;
+            let Some((last, init)) = path.split_last() else {
+                continue;
+            };
+            for field in init {
+                let next = cur
+                    .entry(field.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if next.is_null() {
+                    *next = Value::Object(Map::new());
+                }
+                cur = match next {
+                    Value::Object(m) => m,
+                    _ => return Err(format!("{} is not a map in {}", field, target.field_path)),
+                };
+            }
+            let old = match cur.get(last) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::Object(_) | Value::Array(_)) => {
+                    return Err(format!("{} is not a scalar", target.field_path));
+                }
+                Some(v) => scalar_string(v),
+            };
+            let new = if target.file_path_position > 0 {
+                insert_path_part(&old, target.file_path_position as usize - 1, value)
+            } else {
+                value.to_string()
+            };
+            cur.insert(last.clone(), Value::String(new));
+        }
+    }
+    Ok(())
+}
+
+/// Insert `part` into the slash path `path` at position `pos` (past the end appends), keeping
+/// a leading slash.
+fn insert_path_part(path: &str, pos: usize, part: &str) -> String {
+    let (abs, rest) = match path.strip_prefix('/') {
+        Some(r) => (true, r),
+        None => (false, path),
+    };
+    let mut parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    parts.insert(pos.min(parts.len()), part);
+    let joined = parts.join("/");
+    if abs { format!("/{joined}") } else { joined }
 }
