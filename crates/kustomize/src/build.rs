@@ -482,8 +482,12 @@ impl<'a> Builder<'a> {
         for c in &t.k.configurations {
             let path = self.fs.resolve(&t.dir, c).map_err(|e| t.fs_err(e))?;
             let text = self.read_text(t, &path)?;
-            let cfg = TransformerConfig::from_yaml(&text)
-                .map_err(|e| t.yaml_err(format!("configuration {c}"), e))?;
+            let cfg = TransformerConfig::from_yaml(&text).map_err(|e| match e {
+                crate::kustomization::ParseError::Yaml(y) => {
+                    t.yaml_err(format!("configuration {c}"), y)
+                }
+                other => t.err(format!("configuration {c}: {other}")),
+            })?;
             acc.merge_config(&std::sync::Arc::new(cfg))
                 .map_err(t.conflict_err(""))?;
         }

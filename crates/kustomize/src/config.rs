@@ -2,7 +2,7 @@
 //! The defaults mirror kustomize's built-in configuration; `configurations:` files add to them.
 
 use crate::error::ConflictError;
-use crate::kustomization::FieldSpec;
+use crate::kustomization::{FieldSpec, ParseError};
 use crate::resource::Gvk;
 use serde::Deserialize;
 use serde_json::Value;
@@ -68,14 +68,15 @@ impl TransformerConfig {
             .clone()
     }
 
-    /// Parse a `configurations:` file.
-    pub(crate) fn from_yaml(text: &str) -> Result<TransformerConfig, crate::yaml::YamlError> {
-        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Text)?;
-        let doc = docs.into_iter().next().unwrap_or(Value::Null);
+    /// Parse a `configurations:` file, by Go's decoding rules as kustomize reads it.
+    pub(crate) fn from_yaml(text: &str) -> Result<TransformerConfig, ParseError> {
+        let docs = crate::yaml::parse_documents(text, crate::yaml::ScalarMode::Go)?;
+        let mut doc = docs.into_iter().next().unwrap_or(Value::Null);
         if doc.is_null() {
             return Ok(TransformerConfig::default());
         }
-        serde_json::from_value(doc).map_err(|e| crate::yaml::YamlError::Structure(e.to_string()))
+        crate::godecode::normalize(&mut doc, &crate::godecode::TRANSFORMER_CONFIG)?;
+        serde_json::from_value(doc).map_err(|e| ParseError::Field(e.to_string()))
     }
 
     /// Add another configuration's specs, refusing specs that contradict existing ones.

@@ -227,6 +227,39 @@ const VAR: Struct = Struct {
     ],
 };
 
+const NAME_BACK_REFERENCE: Struct = Struct {
+    name: "NameBackReferences",
+    fields: &[
+        ("group", Shape::Str),
+        ("version", Shape::Str),
+        ("kind", Shape::Str),
+        ("fieldSpecs", FIELD_SPECS),
+    ],
+};
+
+const FIELD_SPECS: Shape = Shape::List(&Shape::Struct(&FIELD_SPEC));
+
+/// A `configurations:` file (kustomize's `TransformerConfig`).
+pub(crate) const TRANSFORMER_CONFIG: Struct = Struct {
+    name: "TransformerConfig",
+    fields: &[
+        ("namePrefix", FIELD_SPECS),
+        ("nameSuffix", FIELD_SPECS),
+        ("namespace", FIELD_SPECS),
+        ("commonLabels", FIELD_SPECS),
+        ("templateLabels", FIELD_SPECS),
+        ("commonAnnotations", FIELD_SPECS),
+        (
+            "nameReference",
+            Shape::List(&Shape::Struct(&NAME_BACK_REFERENCE)),
+        ),
+        ("varReference", FIELD_SPECS),
+        ("images", FIELD_SPECS),
+        ("replicas", FIELD_SPECS),
+        ("labels", FIELD_SPECS),
+    ],
+};
+
 /// The kustomization file (`Kustomization` and `Component`).
 pub(crate) const KUSTOMIZATION: Struct = Struct {
     name: "Kustomization",

@@ -218,6 +218,8 @@ fn run(
     nameref::fix(&mut acc.res, &acc.config.name_reference).map_err(target.transform_err(""))?;
     vars::resolve(&mut acc.res, &acc.vars, &acc.config.var_reference)
         .map_err(|e| target.transform_err("")(e.into()))?;
+    // Local configuration served transformers, name references and vars; it is not output.
+    acc.res.retain(|r| !r.is_local_config());
     match &target.k.sort_options {
         Some(so) => match so.order.as_str() {
             "legacy" => {

@@ -331,6 +331,16 @@ impl Resource {
     }
 
     /// Annotations.
+    /// Whether kustomize leaves this object out of its output: it is annotated
+    /// `config.kubernetes.io/local-config` with any value but `false`.
+    pub(crate) fn is_local_config(&self) -> bool {
+        self.obj
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get("config.kubernetes.io/local-config"))
+            .is_some_and(|v| scalar_string(v) != "false")
+    }
+
     pub(crate) fn annotations(&self) -> Map<String, Value> {
         self.obj
             .get("metadata")

@@ -16,7 +16,7 @@ pub(crate) fn resolve(
     if vars.is_empty() {
         return Ok(());
     }
-    let mut values: Vec<(String, String)> = Vec::new();
+    let mut values: Vec<(String, Value)> = Vec::new();
     for v in vars {
         let o = &v.objref;
         let gvk = if o.api_version.is_empty() {
@@ -78,7 +78,7 @@ pub(crate) fn resolve(
         if cur.is_object() || cur.is_array() {
             return Err(VarError::NotScalar(v.name.clone()));
         }
-        values.push((v.name.clone(), scalar_string(cur)));
+        values.push((v.name.clone(), cur.clone()));
     }
     for r in res.iter_mut() {
         let gvk = r.gvk();
@@ -98,9 +98,20 @@ pub(crate) fn resolve(
     Ok(())
 }
 
-fn substitute(v: &mut Value, values: &[(String, String)]) {
+/// Expand vars in every string under `v`. A string that is one var reference and nothing
+/// else takes the var's value with its type (a port stays a number), as kustomize does.
+fn substitute(v: &mut Value, values: &[(String, Value)]) {
     match v {
-        Value::String(s) => *s = expand(s, values),
+        Value::String(s) => {
+            let whole = s
+                .strip_prefix("$(")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|name| values.iter().find(|(n, _)| n == name));
+            *v = match whole {
+                Some((_, val)) => val.clone(),
+                None => Value::String(expand(s, values)),
+            };
+        }
         Value::Array(items) => items.iter_mut().for_each(|i| substitute(i, values)),
         Value::Object(m) => m.iter_mut().for_each(|(_, i)| substitute(i, values)),
         _ => {}
@@ -108,7 +119,7 @@ fn substitute(v: &mut Value, values: &[(String, String)]) {
 }
 
 /// Kubernetes-style expansion: `$(NAME)` replaced when known, `$$` escapes a dollar.
-fn expand(s: &str, values: &[(String, String)]) -> String {
+fn expand(s: &str, values: &[(String, Value)]) -> String {
     let mut out = String::new();
     let b: Vec<char> = s.chars().collect();
     let mut i = 0;
@@ -124,7 +135,7 @@ fn expand(s: &str, values: &[(String, String)]) -> String {
             {
                 let name: String = b[i + 2..i + 2 + end].iter().collect();
                 match values.iter().find(|(n, _)| *n == name) {
-                    Some((_, val)) => out.push_str(val),
+                    Some((_, val)) => out.push_str(&scalar_string(val)),
                     None => {
                         out.push_str("$(");
                         out.push_str(&name);
@@ -147,7 +158,7 @@ mod tests {
 
     #[test]
     fn known_vars_expand_and_unknown_stay() {
-        let vals = vec![("A".to_string(), "x".to_string())];
+        let vals = vec![("A".to_string(), Value::from("x"))];
         assert_eq!(expand("$(A)-$(B)-$$(A)", &vals), "x-$(B)-$(A)");
     }
 
