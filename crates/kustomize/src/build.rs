@@ -445,6 +445,21 @@ impl<'a> Builder<'a> {
                 }
             )));
         }
+        // kustomize cannot load an empty path: it names the directory itself.
+        for (field, entries) in [
+            ("resources", &k.resources),
+            ("components", &k.components),
+            ("crds", &k.crds),
+            ("configurations", &k.configurations),
+            ("patchesStrategicMerge", &k.patches_strategic_merge),
+        ] {
+            if entries.iter().any(|e| e.trim().is_empty()) {
+                return Err(t.err(format!("{field}: an entry is empty")));
+            }
+        }
+        if k.openapi.get("path").is_some_and(|p| p.trim().is_empty()) {
+            return Err(t.err("openapi: path is empty"));
+        }
         for r in k.resources.iter().chain(&k.components) {
             if is_remote(r) {
                 return refused(&format!("remote resource {r}"));

@@ -373,6 +373,9 @@ pub enum FieldError {
     /// A labels or annotations field that is not a map.
     #[error("expected a map at {0}")]
     NotAMap(String),
+    /// A label or annotation with an empty key.
+    #[error("cannot set an empty key in the map at {0}")]
+    EmptyKey(String),
     /// An image field that is not a string.
     #[error("image must be a string")]
     ImageNotString,

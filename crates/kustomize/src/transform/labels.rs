@@ -34,6 +34,9 @@ pub(crate) fn set_entries(
                     return Err(FieldError::NotAMap(fs.path.clone()));
                 };
                 for (k, val) in entries {
+                    if k.is_empty() {
+                        return Err(FieldError::EmptyKey(fs.path.clone()));
+                    }
                     m.insert(k.clone(), Value::String(val.clone()));
                 }
                 Ok(())

@@ -36,7 +36,7 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
     }
     for p in &k.patches {
         b.check_deadline(t)?;
-        patch::apply_entry(b, t, acc, p)?;
+        patch::apply_entry(b, t, acc, p, "patches")?;
         mark(acc, t, "PatchTransformer");
     }
     b.check_deadline(t)?;
@@ -94,7 +94,7 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
     }
     for p in &k.patches_json6902 {
         b.check_deadline(t)?;
-        let text = patch_text(b, t, p)?;
+        let text = patch_text(b, t, p, "patchesJson6902")?;
         let target = p
             .target
             .as_ref()
@@ -162,10 +162,15 @@ fn load(b: &Builder<'_>, t: &Target, rel: &str) -> Result<String, Error> {
     b.read_text(t, &path)
 }
 
-fn patch_text(b: &Builder<'_>, t: &Target, p: &Patch) -> Result<String, Error> {
+/// A patch's text, from its file or inline; `field` names where the patch was given.
+fn patch_text(b: &Builder<'_>, t: &Target, p: &Patch, field: &str) -> Result<String, Error> {
     match (p.path.is_empty(), p.patch.trim().is_empty()) {
-        (true, true) => Err(t.err("a patch must specify one of patch and path")),
-        (false, false) => Err(t.err("patch and path can't be set at the same time")),
+        (true, true) => Err(t.err(format!(
+            "{field}: a patch must specify one of patch and path"
+        ))),
+        (false, false) => Err(t.err(format!(
+            "{field}: patch and path can't be set at the same time"
+        ))),
         (false, true) => load(b, t, &p.path),
         (true, false) => Ok(p.patch.clone()),
     }

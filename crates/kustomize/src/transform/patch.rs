@@ -11,14 +11,16 @@ use crate::{jsonpatch, smp};
 use indexmap::IndexMap;
 use serde_json::Value;
 
-/// A `patches` entry (or `PatchTransformer` config): its text from the file or inline.
+/// A `patches` entry (or `PatchTransformer` config, as `field` says): its text from the file or
+/// inline.
 pub(super) fn apply_entry(
     b: &Builder<'_>,
     t: &Target,
     acc: &mut Acc,
     p: &Patch,
+    field: &str,
 ) -> Result<(), Error> {
-    let text = patch_text(b, t, p)?;
+    let text = patch_text(b, t, p, field)?;
     let source = if p.path.is_empty() {
         "inline patch".to_string()
     } else {

@@ -17,7 +17,8 @@ use serde_json::{Map, Value};
 
 /// Built-in plugin configurations named in `transformers:`.
 pub(crate) fn run_plugins(b: &mut Builder<'_>, t: &Target, acc: &mut Acc) -> Result<(), Error> {
-    for entry in &t.k.transformers {
+    // kustomize skips an empty entry here.
+    for entry in t.k.transformers.iter().filter(|e| !e.trim().is_empty()) {
         for cfg in plugin_configs(b, t, entry)? {
             transformer_plugin(b, t, acc, &cfg)?;
         }
@@ -31,7 +32,7 @@ pub(crate) fn run_generator_plugins(
     t: &Target,
     acc: &mut Acc,
 ) -> Result<(), Error> {
-    for entry in &t.k.generators {
+    for entry in t.k.generators.iter().filter(|e| !e.trim().is_empty()) {
         for cfg in plugin_configs(b, t, entry)? {
             let kind = cfg
                 .get("kind")
@@ -274,7 +275,7 @@ fn transformer_plugin(
                 target: p.target.clone(),
                 options,
             };
-            patch::apply_entry(b, t, acc, &patch)?;
+            patch::apply_entry(b, t, acc, &patch, "PatchTransformer")?;
         }
         "PatchStrategicMergeTransformer" => {
             for path in &p.paths {
