@@ -179,6 +179,9 @@ pub(crate) struct Target {
     pub k: Kustomization,
     /// Origin path prefix for `buildMetadata: [originAnnotations]`.
     pub origin: Option<String>,
+    /// For a builtin generator plugin run as a target: the file configuring it (relative to
+    /// the build root's kustomization) and its name, which its objects' origin names.
+    pub plugin: Option<(String, String)>,
 }
 
 impl Target {
@@ -398,6 +401,7 @@ impl<'a> Builder<'a> {
             file_name: name.to_string(),
             k: Kustomization::default(),
             origin: None,
+            plugin: None,
         };
         let path = self.fs.resolve(dir, name).map_err(|e| target.fs_err(e))?;
         let bytes = self.read_bytes(&target, &path, None)?;

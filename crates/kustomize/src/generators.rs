@@ -285,10 +285,16 @@ fn generate(
         } else {
             "ConfigMapGenerator"
         };
-        r.origin = Some(format!(
-            "configuredIn: {}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n",
-            crate::build::join_origin(o, &t.file_name)
-        ));
+        r.origin = Some(match &t.plugin {
+            Some((configured_in, name)) => {
+                crate::transform::configured_by(configured_in, kind, Some(name))
+            }
+            None => crate::transform::configured_by(
+                &crate::build::join_origin(o, &t.file_name),
+                kind,
+                None,
+            ),
+        });
     }
     Ok(r)
 }

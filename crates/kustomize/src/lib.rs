@@ -147,6 +147,7 @@ pub fn build_kustomization(
             file_name: "kustomization.yaml".into(),
             k,
             origin: None,
+            plugin: None,
         };
         run(&mut b, target, opts)
     })

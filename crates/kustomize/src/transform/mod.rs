@@ -125,13 +125,31 @@ pub(crate) fn run_builtin(b: &Builder<'_>, t: &Target, acc: &mut Acc) -> Result<
 /// With `buildMetadata: [transformerAnnotations]`, record that a built-in transformer ran on
 /// every resource present (as kustomize does), or make it the origin of those without one.
 fn mark(acc: &mut Acc, t: &Target, kind: &str) {
-    let (true, Some(origin)) = (acc.track_transformers, &t.origin) else {
+    let Some(origin) = &t.origin else {
         return;
     };
-    let record = format!(
-        "configuredIn: {}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n",
-        crate::build::join_origin(origin, &t.file_name)
+    let configured_in = crate::build::join_origin(origin, &t.file_name);
+    mark_as(acc, &configured_by(&configured_in, kind, None));
+}
+
+/// kustomize's record of the builtin transformer or generator that made or changed an object:
+/// the file configuring it, its kind, and its name when a plugin configuration gave one.
+pub(crate) fn configured_by(configured_in: &str, kind: &str, name: Option<&str>) -> String {
+    let mut s = format!(
+        "configuredIn: {configured_in}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {kind}\n"
     );
+    if let Some(n) = name {
+        s.push_str(&format!("  name: {n}\n"));
+    }
+    s
+}
+
+/// Record a transformer on every resource present (with `transformerAnnotations`).
+fn mark_as(acc: &mut Acc, record: &str) {
+    if !acc.track_transformers {
+        return;
+    }
+    let record = record.to_string();
     for r in acc.res.iter_mut() {
         if r.origin.is_none() {
             r.origin = Some(record.clone());

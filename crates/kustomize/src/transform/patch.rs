@@ -180,9 +180,15 @@ pub(super) fn json(acc: &mut Acc, text: &str, target: &Selector) -> Result<(), T
             continue;
         }
         r.store_previous_id();
+        // kustomize patches objects that carry its internal annotations, so an object always
+        // has `metadata.annotations` for a patch to add to; an empty map left over goes away.
+        let added = ensure_annotations(&mut r.obj);
         let mut doc = Value::Object(std::mem::take(&mut r.obj));
         let result = jsonpatch::apply(&mut doc, &ops);
         r.obj = restore(doc);
+        if added {
+            drop_empty_annotations(&mut r.obj);
+        }
         result.map_err(|source| match source {
             PatchError::Limit(l) => TransformError::Limit(l),
             source => TransformError::Patch {
@@ -192,4 +198,26 @@ pub(super) fn json(acc: &mut Acc, text: &str, target: &Selector) -> Result<(), T
         })?;
     }
     Ok(())
+}
+
+/// Give an object an empty `metadata.annotations` map when it has none; `true` if added.
+fn ensure_annotations(obj: &mut serde_json::Map<String, Value>) -> bool {
+    match obj.get_mut("metadata") {
+        Some(Value::Object(md)) if !md.contains_key("annotations") => {
+            md.insert("annotations".into(), Value::Object(serde_json::Map::new()));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Remove `metadata.annotations` when it is an empty map.
+fn drop_empty_annotations(obj: &mut serde_json::Map<String, Value>) {
+    if let Some(Value::Object(md)) = obj.get_mut("metadata")
+        && md
+            .get("annotations")
+            .is_some_and(|a| a.as_object().is_some_and(serde_json::Map::is_empty))
+    {
+        md.remove("annotations");
+    }
 }

@@ -17,10 +17,16 @@ use serde_json::{Map, Value};
 
 /// Built-in plugin configurations named in `transformers:`.
 pub(crate) fn run_plugins(b: &mut Builder<'_>, t: &Target, acc: &mut Acc) -> Result<(), Error> {
-    // kustomize skips an empty entry here.
-    for entry in t.k.transformers.iter().filter(|e| !e.trim().is_empty()) {
-        for cfg in plugin_configs(b, t, entry)? {
+    for entry in in_kustomize_order(&t.k.transformers) {
+        for (cfg, configured_in) in plugin_configs(b, t, entry)? {
             transformer_plugin(b, t, acc, &cfg)?;
+            if t.origin.is_some() {
+                let kind = cfg.get("kind").map(scalar_string).unwrap_or_default();
+                super::mark_as(
+                    acc,
+                    &super::configured_by(&configured_in, &kind, Some(&config_name(&cfg))),
+                );
+            }
         }
     }
     Ok(())
@@ -32,8 +38,8 @@ pub(crate) fn run_generator_plugins(
     t: &Target,
     acc: &mut Acc,
 ) -> Result<(), Error> {
-    for entry in t.k.generators.iter().filter(|e| !e.trim().is_empty()) {
-        for cfg in plugin_configs(b, t, entry)? {
+    for entry in in_kustomize_order(&t.k.generators) {
+        for (cfg, configured_in) in plugin_configs(b, t, entry)? {
             let kind = cfg
                 .get("kind")
                 .and_then(Value::as_str)
@@ -75,11 +81,33 @@ pub(crate) fn run_generator_plugins(
                 file_name: t.file_name.clone(),
                 k: sub,
                 origin: t.origin.clone(),
+                plugin: Some((configured_in, config_name(&cfg))),
             };
             crate::generators::run(b, &st, acc)?;
         }
     }
     Ok(())
+}
+
+/// The entries of `transformers:` / `generators:` in the order kustomize runs them: inline
+/// configurations first, then files and directories, each in the order given; empty entries
+/// are skipped.
+fn in_kustomize_order(entries: &[String]) -> impl Iterator<Item = &String> {
+    let non_empty = || entries.iter().filter(|e| !e.trim().is_empty());
+    non_empty()
+        .filter(|e| is_inline(e))
+        .chain(non_empty().filter(|e| !is_inline(e)))
+}
+
+/// A plugin configuration and the file that gave it (relative to the top kustomization).
+type PluginConfig = (Map<String, Value>, String);
+
+/// A plugin configuration's `metadata.name`.
+fn config_name(cfg: &Map<String, Value>) -> String {
+    cfg.get("metadata")
+        .and_then(|m| m.get("name"))
+        .map(scalar_string)
+        .unwrap_or_default()
 }
 
 fn check_builtin(t: &Target, cfg: &Map<String, Value>) -> Result<(), Error> {
@@ -108,14 +136,20 @@ fn check_builtin(t: &Target, cfg: &Map<String, Value>) -> Result<(), Error> {
 
 /// The plugin configurations one `transformers:` / `generators:` entry names: inline text, or
 /// (as kustomize loads them) resources: a file in the kustomization's directory, or a directory
-/// whose kustomization is built and whose output are the configurations.
+/// whose kustomization is built and whose output are the configurations. Each comes with the
+/// file that configured it, relative to the top kustomization (for `buildMetadata`).
 fn plugin_configs(
     b: &mut Builder<'_>,
     t: &Target,
     entry: &str,
-) -> Result<Vec<Map<String, Value>>, Error> {
+) -> Result<Vec<PluginConfig>, Error> {
     if is_inline(entry) {
-        return parse_resources(entry).map_err(|e| t.yaml_err("inline plugin config", e));
+        let here = crate::build::join_origin(t.origin.as_deref().unwrap_or(""), &t.file_name);
+        return Ok(parse_resources(entry)
+            .map_err(|e| t.yaml_err("inline plugin config", e))?
+            .into_iter()
+            .map(|m| (m, here.clone()))
+            .collect());
     }
     if crate::build::is_remote(entry) {
         return Err(Error::Refused {
@@ -128,9 +162,13 @@ fn plugin_configs(
     Ok(configs
         .res
         .into_iter()
-        .map(|r| match r.into_value() {
-            Value::Object(m) => m,
-            _ => Map::new(),
+        .map(|r| {
+            let configured_in = r.origin.clone().unwrap_or_else(|| entry.to_string());
+            let cfg = match r.into_value() {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            };
+            (cfg, configured_in)
         })
         .collect())
 }
