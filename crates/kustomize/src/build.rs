@@ -28,8 +28,8 @@ pub(crate) struct Acc {
     pub vars: Vec<Var>,
     /// Record built-in transformers on resources (`buildMetadata: [transformerAnnotations]`).
     pub track_transformers: bool,
-    /// Custom OpenAPI schema in force (`openapi: {path: ...}`).
-    pub schema: Option<std::sync::Arc<crate::schema::CustomSchema>>,
+    /// The build's OpenAPI schema (`openapi:`), shared by every accumulator of the build.
+    pub schema: std::rc::Rc<crate::schema::SchemaState>,
     /// Positions of resources by every name they have had; rebuilt after transformers ran.
     by_name: Option<std::collections::HashMap<String, Vec<usize>>>,
 }
@@ -41,7 +41,7 @@ impl Acc {
             config: TransformerConfig::builtin_shared(),
             vars: Vec::new(),
             track_transformers: false,
-            schema: None,
+            schema: Default::default(),
             by_name: None,
         }
     }
@@ -279,8 +279,8 @@ pub(crate) struct Builder<'a> {
     pub fs: &'a RootFs,
     /// `buildMetadata: [transformerAnnotations]` at the top.
     pub track_transformers: bool,
-    /// The first custom OpenAPI schema met (kustomize keeps one for the whole build).
-    schema: Option<std::sync::Arc<crate::schema::CustomSchema>>,
+    /// The build's OpenAPI schema (kustomize keeps one for the whole build).
+    schema: std::rc::Rc<crate::schema::SchemaState>,
     stack: Vec<PathBuf>,
     budget: Budget,
 }
@@ -302,7 +302,7 @@ impl<'a> Builder<'a> {
             fs,
             stack: Vec::new(),
             track_transformers: false,
-            schema: None,
+            schema: Default::default(),
             budget: Budget {
                 limits: limits.clone(),
                 files: Cell::new(0),
@@ -487,11 +487,13 @@ impl<'a> Builder<'a> {
             }
             let file = self.resolve_local_file(t, path)?;
             let text = self.read_text(t, &file)?;
-            if self.schema.is_none() {
+            if !self.schema.is_set() {
                 let parsed = crate::schema::CustomSchema::parse(&text)
                     .map_err(|e| t.yaml_err(format!("openapi schema {path}"), e))?;
-                self.schema = Some(std::sync::Arc::new(parsed));
+                self.schema.set_custom(parsed);
             }
+        } else if t.k.openapi.contains_key("version") && !self.schema.is_set() {
+            self.schema.set_builtin();
         }
         acc.schema = self.schema.clone();
         for r in &t.k.resources {

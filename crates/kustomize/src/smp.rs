@@ -52,23 +52,26 @@ fn field_sch<'a>(sch: Sch<'a>, name: &str) -> Sch<'a> {
     }
 }
 
-/// Apply `patch` to `obj` (an object of the given apiVersion/kind). `None` means the patch
+/// Apply `patch` to `obj` (an object of the given group, version and kind), with a custom schema
+/// and the built-in one when `builtin`. `None` means the patch
 /// deleted the whole object.
 pub(crate) fn apply(
     obj: &Value,
     patch: &Value,
-    group: &str,
-    version: &str,
-    kind: &str,
+    (group, version, kind): (&str, &str, &str),
     custom: Option<&CustomSchema>,
+    builtin: bool,
 ) -> Result<Option<Value>, PatchError> {
-    let sch = match schema::root_type(group, version, kind) {
-        Some(t) => Sch::Type(t),
-        None => match custom.and_then(|c| c.root_type(group, version, kind).map(|t| (c, t))) {
-            Some((c, t)) => Sch::Custom(c, t),
-            None => Sch::None,
-        },
-    };
+    // The custom schema's kinds first; the built-in kinds only when the schema in force
+    // includes them (see `schema::SchemaState`).
+    let sch = custom
+        .and_then(|c| c.root_type(group, version, kind).map(|t| Sch::Custom(c, t)))
+        .or_else(|| {
+            builtin
+                .then(|| schema::root_type(group, version, kind).map(Sch::Type))
+                .flatten()
+        })
+        .unwrap_or(Sch::None);
     walk(Some(obj), Some(patch), sch)
 }
 
@@ -453,7 +456,7 @@ mod tests {
     fn containers_merge_by_name_with_patched_ones_first() {
         let obj = dep(json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]));
         let patch = dep(json!([{"name": "b", "image": "x"}, {"name": "n", "image": "n"}]));
-        let out = apply(&obj, &patch, "apps", "v1", "Deployment", None)
+        let out = apply(&obj, &patch, ("apps", "v1", "Deployment"), None, true)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -466,19 +469,22 @@ mod tests {
     fn null_deletes_and_directives_apply() {
         let obj = json!({"a": {"b": 1, "c": 2}, "d": [1, 2], "e": {"x": 1}});
         let patch = json!({"a": {"b": null}, "d": [3], "e": {"$patch": "replace", "y": 2}});
-        let out = apply(&obj, &patch, "", "v1", "Unknown", None)
+        let out = apply(&obj, &patch, ("", "v1", "Unknown"), None, true)
             .unwrap()
             .unwrap();
         assert_eq!(out, json!({"a": {"c": 2}, "d": [3], "e": {"y": 2}}));
         let del = json!({"$patch": "delete"});
-        assert_eq!(apply(&obj, &del, "", "v1", "Unknown", None).unwrap(), None);
+        assert_eq!(
+            apply(&obj, &del, ("", "v1", "Unknown"), None, true).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn element_delete_directive_removes_the_element() {
         let obj = dep(json!([{"name": "a", "image": "a"}, {"name": "b", "image": "b"}]));
         let patch = dep(json!([{"name": "a", "$patch": "delete"}]));
-        let out = apply(&obj, &patch, "apps", "v1", "Deployment", None)
+        let out = apply(&obj, &patch, ("apps", "v1", "Deployment"), None, true)
             .unwrap()
             .unwrap();
         assert_eq!(

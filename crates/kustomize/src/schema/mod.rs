@@ -23,6 +23,45 @@ pub(crate) struct Field {
 /// Fields of one type, sorted by name.
 pub(crate) type TypeDef = &'static [Field];
 
+/// Which schema strategic merge consults, kept as kyaml keeps its one process-wide schema: the
+/// first kustomization (in load order) naming one (`openapi: {path}` or `{version}`) sets it for
+/// the rest of the build; the schema is read at the first merge after that, and a custom
+/// schema read after merges had read the built-in one joins it instead of replacing it.
+#[derive(Debug, Default)]
+pub(crate) struct SchemaState {
+    set: std::cell::Cell<bool>,
+    custom: std::cell::RefCell<Option<std::sync::Arc<CustomSchema>>>,
+    builtin_read: std::cell::Cell<bool>,
+}
+
+impl SchemaState {
+    /// Whether a kustomization already set the schema.
+    pub(crate) fn is_set(&self) -> bool {
+        self.set.get()
+    }
+
+    /// `openapi: {version: ...}`: the built-in schema (one version is embedded).
+    pub(crate) fn set_builtin(&self) {
+        self.set.set(true);
+    }
+
+    /// `openapi: {path: ...}`.
+    pub(crate) fn set_custom(&self, schema: CustomSchema) {
+        self.set.set(true);
+        *self.custom.borrow_mut() = Some(std::sync::Arc::new(schema));
+    }
+
+    /// The schema a merge uses now: the custom one, if set, and whether the built-in types are
+    /// known too.
+    pub(crate) fn for_merge(&self) -> (Option<std::sync::Arc<CustomSchema>>, bool) {
+        let custom = self.custom.borrow().clone();
+        if custom.is_none() {
+            self.builtin_read.set(true);
+        }
+        (custom, self.builtin_read.get())
+    }
+}
+
 /// No type information.
 pub(crate) const NONE: u16 = u16::MAX;
 

@@ -78,12 +78,7 @@ fn apply(
         if !p.contains_key("kind") {
             p.insert("kind".into(), Value::String(res.kind().to_string()));
         }
-        if !merge(
-            &mut acc.res[*i],
-            &Value::Object(p),
-            options,
-            schema.as_deref(),
-        )? {
+        if !merge(&mut acc.res[*i], &Value::Object(p), options, &schema)? {
             acc.res.remove(*i);
         }
     }
@@ -111,12 +106,7 @@ pub(super) fn by_id(
             [] => return Err(TransformError::NoMatch(id.to_string())),
             _ => return Err(TransformError::ManyMatches(id.to_string())),
         };
-        if !merge(
-            &mut acc.res[i],
-            &Value::Object(patch),
-            options,
-            schema.as_deref(),
-        )? {
+        if !merge(&mut acc.res[i], &Value::Object(patch), options, &schema)? {
             acc.res.remove(i);
         }
     }
@@ -128,7 +118,7 @@ fn merge(
     r: &mut Resource,
     patch: &Value,
     options: &IndexMap<String, bool>,
-    acc_schema: Option<&crate::schema::CustomSchema>,
+    schema: &crate::schema::SchemaState,
 ) -> Result<bool, TransformError> {
     let allow_name = options.get("allowNameChange").copied().unwrap_or(false);
     let allow_kind = options.get("allowKindChange").copied().unwrap_or(false);
@@ -142,12 +132,18 @@ fn merge(
     }
     let gvk = r.gvk();
     let obj = Value::Object(r.obj.clone());
-    let merged = smp::apply(&obj, patch, &gvk.group, &gvk.version, &gvk.kind, acc_schema).map_err(
-        |source| TransformError::Patch {
-            object: r.id().to_string(),
-            source: Box::new(source),
-        },
-    )?;
+    let (custom, builtin) = schema.for_merge();
+    let merged = smp::apply(
+        &obj,
+        patch,
+        (&gvk.group, &gvk.version, &gvk.kind),
+        custom.as_deref(),
+        builtin,
+    )
+    .map_err(|source| TransformError::Patch {
+        object: r.id().to_string(),
+        source: Box::new(source),
+    })?;
     let Some(Value::Object(m)) = merged else {
         return Ok(false);
     };
