@@ -46,6 +46,19 @@ pub(crate) fn run_generator_plugins(
                 .unwrap_or("")
                 .to_string();
             check_builtin(t, &cfg)?;
+            if kind == "IAMPolicyGenerator" {
+                let mut r = iam_service_account(&cfg).map_err(|m| t.err(format!("{kind}: {m}")))?;
+                if t.origin.is_some() {
+                    r.origin = Some(super::configured_by(
+                        &configured_in,
+                        &kind,
+                        Some(&config_name(&cfg)),
+                    ));
+                }
+                acc.absorb(r)
+                    .map_err(t.conflict_err(format!("{kind} {}", config_name(&cfg))))?;
+                continue;
+            }
             let secret = match kind.as_str() {
                 "ConfigMapGenerator" => false,
                 "SecretGenerator" => true,
@@ -97,6 +110,77 @@ fn in_kustomize_order(entries: &[String]) -> impl Iterator<Item = &String> {
     non_empty()
         .filter(|e| is_inline(e))
         .chain(non_empty().filter(|e| !is_inline(e)))
+}
+
+/// `IAMPolicyGenerator`'s configuration.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IamPolicy {
+    #[serde(default)]
+    cloud: String,
+    #[serde(default)]
+    kubernetes_service: IamKubernetesService,
+    #[serde(default)]
+    service_account: IamServiceAccount,
+}
+
+/// The Kubernetes ServiceAccount `IAMPolicyGenerator` makes.
+#[derive(Deserialize, Default)]
+struct IamKubernetesService {
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    name: String,
+}
+
+/// The cloud service account it stands for.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct IamServiceAccount {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    project_id: String,
+}
+
+/// kustomize's IAMPolicyGenerator: a ServiceAccount bound to a cloud service account (GKE
+/// workload identity is the one cloud it supports). Like kustomize, it fills a YAML template,
+/// so values that break the YAML fail as YAML.
+fn iam_service_account(cfg: &Map<String, Value>) -> Result<crate::resource::Resource, String> {
+    let mut fields = cfg.clone();
+    for k in ["apiVersion", "kind", "metadata"] {
+        fields.remove(k);
+    }
+    let p: IamPolicy = serde_json::from_value(Value::Object(fields)).map_err(|e| e.to_string())?;
+    if p.cloud != "gke" {
+        return Err(format!("cloud provider {} not supported yet", p.cloud));
+    }
+    let mut text = format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  annotations:\n    \
+         iam.gke.io/gcp-service-account: {}@{}.iam.gserviceaccount.com\n  name: {}\n",
+        p.service_account.name, p.service_account.project_id, p.kubernetes_service.name
+    );
+    if !p.kubernetes_service.namespace.is_empty() {
+        text.push_str(&format!(
+            "  namespace: {}\n",
+            p.kubernetes_service.namespace
+        ));
+    }
+    let obj = parse_resources(&text)
+        .map_err(|e| format!("the generated ServiceAccount is not YAML: {e}"))?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let named = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .is_some_and(|n| n.as_str().is_some_and(|s| !s.is_empty()));
+    if !named {
+        return Err("missing metadata.name in the generated ServiceAccount \
+             (kubernetesService.name)"
+            .into());
+    }
+    Ok(crate::resource::Resource::new(obj))
 }
 
 /// A plugin configuration and the file that gave it (relative to the top kustomization).
