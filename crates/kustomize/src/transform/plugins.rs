@@ -353,6 +353,9 @@ fn transformer_plugin(
     };
     match kind.as_str() {
         "PrefixSuffixTransformer" | "PrefixTransformer" | "SuffixTransformer" => {
+            if p.field_specs.is_none() {
+                return Err(t.err(format!("{kind}: fieldSpecs is not expected to be nil")));
+            }
             names::prefix_suffix(acc, &p.prefix, "", &specs);
             names::prefix_suffix(acc, "", &p.suffix, &specs);
         }
