@@ -31,8 +31,12 @@ pub(crate) fn resolve(
         let matches: Vec<&Resource> = res
             .iter()
             .filter(|r| {
+                // kustomize compares group, version and kind exactly: a var naming only a
+                // kind matches nothing.
                 std::iter::once(r.id()).chain(r.previous_ids()).any(|id| {
-                    id.gvk.is_selected_by(&gvk.group, &gvk.version, &gvk.kind)
+                    id.gvk.group == gvk.group
+                        && id.gvk.version == gvk.version
+                        && id.gvk.kind == gvk.kind
                         && id.name == o.name
                         && (o.namespace.is_empty()
                             || id.namespace == o.namespace
@@ -176,6 +180,7 @@ mod tests {
         let var = |name: &str, obj: &str, path: &str| Var {
             name: name.into(),
             objref: crate::kustomization::VarTarget {
+                version: "v1".into(),
                 kind: "ConfigMap".into(),
                 name: obj.into(),
                 ..Default::default()
