@@ -190,6 +190,9 @@ const TARGET_SELECTOR: Struct = Struct {
     ],
 };
 
+/// A replacements file: a list of replacements (or one).
+pub(crate) const REPLACEMENTS: Shape = Shape::List(&Shape::Struct(&REPLACEMENT_FIELD));
+
 /// A `replacements` entry (also the shape of each entry of a replacements file).
 pub(crate) const REPLACEMENT_FIELD: Struct = Struct {
     name: "ReplacementField",
@@ -331,13 +334,28 @@ pub enum DecodeError {
 }
 
 /// Bring `doc` to the canonical field names of `shape`, checking every value's JSON type and
-/// dropping `null` fields, as Go's decoder would read it.
+/// dropping `null` fields, as Go's decoder would read it; unknown fields are refused.
 pub(crate) fn normalize(doc: &mut Value, shape: &'static Struct) -> Result<(), DecodeError> {
+    normalize_as(doc, Shape::Struct(shape), true)
+}
+
+/// [`normalize`] for files kustomize decodes without refusing unknown fields (they are dropped).
+pub(crate) fn normalize_lenient(doc: &mut Value, shape: Shape) -> Result<(), DecodeError> {
+    normalize_as(doc, shape, false)
+}
+
+fn normalize_as(doc: &mut Value, shape: Shape, strict: bool) -> Result<(), DecodeError> {
+    let owner = match shape {
+        Shape::Struct(s) => s.name,
+        Shape::List(Shape::Struct(s)) => s.name,
+        _ => "",
+    };
     let mut ctx = Ctx {
         path: Vec::new(),
-        owner: shape.name,
+        owner,
+        strict,
     };
-    walk(doc, Shape::Struct(shape), &mut ctx)
+    walk(doc, shape, &mut ctx)
 }
 
 /// Where the walk is, for messages.
@@ -345,6 +363,8 @@ struct Ctx {
     path: Vec<String>,
     /// The innermost struct, which Go names in its messages.
     owner: &'static str,
+    /// Refuse unknown fields (else drop them).
+    strict: bool,
 }
 
 impl Ctx {
@@ -455,6 +475,9 @@ fn walk_struct(
                 .find(|(name, _)| name.eq_ignore_ascii_case(&key))
         });
         let Some((name, shape)) = found else {
+            if !ctx.strict {
+                continue;
+            }
             return Err(DecodeError::UnknownField {
                 field: key,
                 path: ctx.field(),

@@ -207,9 +207,17 @@ fn load_replacements(
         }
         let text = load(b, t, &f.path)?;
         let what = format!("replacements file {}", f.path);
-        for doc in crate::yaml::parse_documents(&text, crate::yaml::ScalarMode::Text)
+        for mut doc in crate::yaml::parse_documents(&text, crate::yaml::ScalarMode::Go)
             .map_err(|e| t.yaml_err(what.clone(), e))?
         {
+            // kustomize decodes the file by Go's rules, unknown fields ignored.
+            let shape = if doc.is_array() {
+                crate::godecode::REPLACEMENTS
+            } else {
+                crate::godecode::Shape::Struct(&crate::godecode::REPLACEMENT_FIELD)
+            };
+            crate::godecode::normalize_lenient(&mut doc, shape)
+                .map_err(|e| t.err(format!("{what}: {e}")))?;
             let list = match doc {
                 Value::Array(items) => items,
                 Value::Null => continue,
