@@ -172,6 +172,7 @@ Try next (export KUBECONFIG=$KUBECONFIG; e2e/scenarios/tests/demo_try_next.rs ru
                        git commit -qam 'say hi' && git push -q origin main
                        kubectl annotate -n $NAMESPACE gitrepository/apps --overwrite plumb.dev/requested-at=\$(date +%s)
                        (or wait for the 30s interval) and watch: kubectl get syncs -n $NAMESPACE -w
+  - Watch it live:     $BIN/plumb ui -n $NAMESPACE   (then open the URL it prints; Ctrl-C stops it)
   - Heal drift:        kubectl scale -n greeter-prod deployment/greeter --replicas=7
                        kubectl get -n greeter-prod deployment/greeter   (back to 3 replicas at once)
   - Roll back:         git revert --no-edit HEAD && git push -q origin main   (then annotate as above)

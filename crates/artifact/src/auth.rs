@@ -306,8 +306,9 @@ pub async fn load_or_create(
     })
 }
 
-/// The token a Secret holds under [`TOKEN_KEY`].
-fn token_of(secret: &Secret) -> Result<ArtifactToken, String> {
+/// The token a Secret holds under [`TOKEN_KEY`] (`plumb ui` reads the controllers' Secret with it,
+/// never creating one).
+pub fn token_of(secret: &Secret) -> Result<ArtifactToken, String> {
     let bytes = secret
         .data
         .as_ref()

@@ -7,6 +7,7 @@ mod get;
 mod kube_args;
 mod policy;
 mod reconcile;
+mod ui;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Diff(diff::Args),
     /// Check rendered objects against Policies locally (`plumb policy check`).
     Policy(policy::Args),
+    /// Serve a live web view of sources, Syncs, their objects, health and drift on loopback.
+    Ui(ui::Args),
     /// Run the source, render and sync controllers (or `--only` some) in this process.
     Controllers(controllers::Args),
 }
@@ -70,6 +73,7 @@ fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             Command::Policy(args) => return policy::run(&args),
             Command::Get(args) => get::run(&args).await,
             Command::Controllers(args) => controllers::run(&args).await,
+            Command::Ui(args) => ui::run(&args).await,
             Command::Reconcile(args) => reconcile::reconcile(&args).await,
             Command::Suspend(args) => reconcile::set_suspend(&args, true).await,
             Command::Resume(args) => reconcile::set_suspend(&args, false).await,

@@ -90,7 +90,8 @@ async fn observe(
     })
 }
 
-async fn patch(
+/// Merge-patches the GitRepository or Sync `ns/name` with `body`.
+pub(crate) async fn patch(
     client: &kube::Client,
     ns: &str,
     kind: Kind,
@@ -113,7 +114,8 @@ async fn patch(
     Ok(())
 }
 
-fn request(value: &str) -> serde_json::Value {
+/// The patch that asks for a reconcile, with `value` as `plumb.dev/requested-at`.
+pub(crate) fn request(value: &str) -> serde_json::Value {
     json!({ "metadata": { "annotations": { plumb_api::REQUESTED_AT_ANNOTATION: value } } })
 }
 
@@ -193,17 +195,15 @@ pub async fn reconcile(args: &ReconcileArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The patch that sets `spec.suspend` to `suspend`.
+pub(crate) fn suspend_patch(suspend: bool) -> serde_json::Value {
+    json!({ "spec": { "suspend": suspend } })
+}
+
 /// Sets `spec.suspend` to `suspend`.
 pub async fn set_suspend(args: &SuspendArgs, suspend: bool) -> anyhow::Result<()> {
     let (client, ns) = args.target.connect().await?;
-    patch(
-        &client,
-        &ns,
-        args.kind,
-        &args.name,
-        json!({ "spec": { "suspend": suspend } }),
-    )
-    .await?;
+    patch(&client, &ns, args.kind, &args.name, suspend_patch(suspend)).await?;
     let verb = if suspend { "suspended" } else { "resumed" };
     println!("✔ {:?} {ns}/{} {verb}", args.kind, args.name);
     Ok(())

@@ -169,14 +169,45 @@ pub fn prepare(
     default_ns: &str,
     ignores: &[&DriftIgnore],
 ) -> Desired {
+    let intent = intended(m, res.namespaced, sync_ns, sync_name, default_ns, ignores);
+    Desired {
+        id: intent.id,
+        version: m.version().to_owned(),
+        res,
+        body: intent.body,
+        ignored: intent.ignored,
+    }
+}
+
+/// What plumb applies for one rendered object, decided without the cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intended {
+    /// Its inventory id.
+    pub id: ObjectId,
+    /// The body sent with server-side apply, without the paths of `ignored`.
+    pub body: Value,
+    /// The JSON pointers a governing Policy's `drift.ignore` leaves out of the apply.
+    pub ignored: Vec<String>,
+}
+
+/// The body plumb applies for rendered object `m` of a kind that is `namespaced` or not (see
+/// [`prepare`], which adds the resolved resource).
+pub fn intended(
+    m: &Manifest,
+    namespaced: bool,
+    sync_ns: &str,
+    sync_name: &str,
+    default_ns: &str,
+    ignores: &[&DriftIgnore],
+) -> Intended {
     let mut body = drift::applied_part(&m.object);
-    let namespace = if res.namespaced {
+    let namespace = if namespaced {
         m.namespace.clone().unwrap_or_else(|| default_ns.to_owned())
     } else {
         String::new()
     };
     if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-        if res.namespaced {
+        if namespaced {
             meta.insert("namespace".into(), json!(namespace));
         } else {
             meta.remove("namespace");
@@ -192,10 +223,8 @@ pub fn prepare(
     }
     let ignored = drift::ignored_paths(ignores, m.group(), &m.kind);
     drift::remove_paths(&mut body, &ignored);
-    Desired {
+    Intended {
         id: ObjectId::new(&namespace, &m.name, m.group(), &m.kind),
-        version: m.version().to_owned(),
-        res,
         body,
         ignored,
     }

@@ -238,49 +238,76 @@ pub fn project(shape: &Value, answer: &Value) -> Value {
 /// objects by their key field (`name`, `port`, ...) else by position; scalars and other lists by
 /// value.
 pub fn diff(intent: &Value, live: &Value) -> Option<String> {
-    diff_at(intent, live, &mut String::new())
+    let mut found = Vec::new();
+    diff_at(intent, live, &mut String::new(), &mut found, true);
+    found.pop()
 }
 
-fn diff_at(intent: &Value, live: &Value, path: &mut String) -> Option<String> {
+/// Every path where `live` does not hold `intent`, compared as [`diff`] does, in the order of
+/// `intent`'s fields.
+pub fn differences(intent: &Value, live: &Value) -> Vec<String> {
+    let mut found = Vec::new();
+    diff_at(intent, live, &mut String::new(), &mut found, false);
+    found
+}
+
+/// Pushes the paths under `path` where `live` differs from `intent` onto `found`; with
+/// `first_only`, stops at the first. Returns whether it stopped.
+fn diff_at(
+    intent: &Value,
+    live: &Value,
+    path: &mut String,
+    found: &mut Vec<String>,
+    first_only: bool,
+) -> bool {
     match (intent, live) {
         (Value::Object(i), Value::Object(l)) => {
             for (k, iv) in i {
                 let len = path.len();
                 path.push('/');
                 path.push_str(&k.replace('~', "~0").replace('/', "~1"));
-                let found = match l.get(k) {
-                    Some(lv) => diff_at(iv, lv, path),
-                    None if iv.is_null() => None,
-                    None => Some(path.clone()),
+                let stop = match l.get(k) {
+                    Some(lv) => diff_at(iv, lv, path, found, first_only),
+                    None if iv.is_null() => false,
+                    None => {
+                        found.push(path.clone());
+                        first_only
+                    }
                 };
                 path.truncate(len);
-                if found.is_some() {
-                    return found;
+                if stop {
+                    return true;
                 }
             }
-            None
+            false
         }
         (Value::Array(i), Value::Array(l)) if i.iter().all(Value::is_object) && !i.is_empty() => {
             for (idx, ii) in i.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("/{idx}"));
-                let found = match find_item(l, ii, idx) {
-                    Some(li) => diff_at(ii, li, path),
-                    None => Some(path.clone()),
+                let stop = match find_item(l, ii, idx) {
+                    Some(li) => diff_at(ii, li, path, found, first_only),
+                    None => {
+                        found.push(path.clone());
+                        first_only
+                    }
                 };
                 path.truncate(len);
-                if found.is_some() {
-                    return found;
+                if stop {
+                    return true;
                 }
             }
-            None
+            false
         }
-        (i, l) if i == l => None,
-        _ => Some(if path.is_empty() {
-            "/".to_owned()
-        } else {
-            path.clone()
-        }),
+        (i, l) if i == l => false,
+        _ => {
+            found.push(if path.is_empty() {
+                "/".to_owned()
+            } else {
+                path.clone()
+            });
+            first_only
+        }
     }
 }
 
@@ -369,6 +396,21 @@ mod tests {
             diff(&intent, &live).as_deref(),
             Some("/metadata/labels/app")
         );
+    }
+
+    #[test]
+    fn differences_lists_every_drifted_field() {
+        let applied = applied_part(&deployment());
+        let mut live = live_of(&applied);
+        let intent = project(&applied, &live);
+        assert!(differences(&intent, &live).is_empty());
+        live["spec"]["replicas"] = json!(5);
+        live["spec"]["template"]["spec"]["containers"][1]["image"] = json!("nginx:2");
+        assert_eq!(
+            differences(&intent, &live),
+            ["/spec/replicas", "/spec/template/spec/containers/0/image"]
+        );
+        assert_eq!(diff(&intent, &live).as_deref(), Some("/spec/replicas"));
     }
 
     #[test]

@@ -34,4 +34,15 @@ mod watches;
 mod window;
 
 pub use config::Config;
+
+/// The sync controller's decisions about one object, read-only, for tools that show a Sync
+/// (`plumb ui`): the body plumb applies for a rendered object, where a live object differs from
+/// it, the object's health and its apply stage.
+pub mod view {
+    pub use crate::apply::{Intended, intended};
+    pub use crate::drift::{differences, project};
+    pub use crate::health::{Health, assess};
+    pub use crate::manifest::{Manifest, ManifestError, parse_gzip};
+    pub use crate::stage::{Stage, stage_of};
+}
 pub use controller::{Error, LEASE_NAME, run};

@@ -1,0 +1,469 @@
+//! The live objects of a Sync whose page was opened: one watch per kind in its inventory
+//! (label-selected by the owner labels the sync controller sets, as its own drift watches are),
+//! each event compared with what plumb applied, and the drift/heal transitions kept as the
+//! page's drift activity. Tracking starts at the first visit and lasts as long as the process.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Scope;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use plumb_api::policy::DriftIgnore;
+use plumb_api::{
+    Digest, ObjectId, SYNC_FIELD_MANAGER, SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL, Sync,
+};
+use plumb_sync::view::{Manifest, intended, project};
+use serde_json::Value;
+
+use super::drift::{ObjectDrift, Transition, field_diffs, transition};
+use super::intent::Artifacts;
+use super::model;
+use super::store::Store;
+
+/// How many drift transitions a Sync's page lists.
+const ACTIVITY_KEPT: usize = 50;
+
+/// A drift transition seen by this process.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    /// When the watch delivered it.
+    pub at: jiff::Timestamp,
+    /// The object.
+    pub object: ObjectId,
+    /// What happened.
+    pub transition: Transition,
+}
+
+/// One watched object.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The live object.
+    pub live: Value,
+    /// How it compares with what plumb applied.
+    pub drift: ObjectDrift,
+}
+
+/// What plumb applied for one object.
+#[derive(Debug, Clone)]
+struct Intent {
+    namespaced: bool,
+    resource: ApiResource,
+    body: Value,
+    /// `body` with the API server's normal form of each value (from a dry-run apply), once a
+    /// difference made it worth asking.
+    normalized: Option<Value>,
+    /// Rendered from SOPS-encrypted input: the controller applies decrypted values.
+    encrypted: bool,
+}
+
+/// The tracked state of one Sync.
+#[derive(Debug, Default)]
+pub struct Tracked {
+    /// The objects seen by the watches, by id.
+    pub objects: BTreeMap<ObjectId, Seen>,
+    /// Drift transitions, newest first.
+    pub activity: VecDeque<Activity>,
+    /// What does not work, by topic (a watch refused, the artifact unreachable, ...).
+    pub problems: BTreeMap<String, String>,
+    /// Kinds whose watch has listed its objects once.
+    pub listed: HashSet<GroupVersionKind>,
+    intents: HashMap<ObjectId, Intent>,
+    intent_key: Option<(Digest, String)>,
+    watched: HashSet<GroupVersionKind>,
+}
+
+type Shared = Arc<Mutex<Tracked>>;
+
+fn lock(t: &Shared) -> std::sync::MutexGuard<'_, Tracked> {
+    t.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The tracked Syncs of this process.
+#[derive(Clone)]
+pub struct Trackers {
+    client: Client,
+    store: Store,
+    artifacts: Artifacts,
+    tracked: Arc<Mutex<HashMap<(String, String), Shared>>>,
+    kinds: Arc<Mutex<HashMap<GroupVersionKind, (ApiResource, bool)>>>,
+}
+
+impl Trackers {
+    /// Trackers that watch with `client`.
+    pub fn new(client: Client, store: Store, artifacts: Artifacts) -> Self {
+        Self {
+            client,
+            store,
+            artifacts,
+            tracked: Arc::default(),
+            kinds: Arc::default(),
+        }
+    }
+
+    /// Runs `f` on the tracked state of Sync `namespace/name`, starting to track it on first use.
+    pub fn with<T>(&self, namespace: &str, name: &str, f: impl FnOnce(&Tracked) -> T) -> T {
+        let key = (namespace.to_owned(), name.to_owned());
+        let shared = {
+            let mut all = self.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+            match all.get(&key) {
+                Some(t) => t.clone(),
+                None => {
+                    let t = Shared::default();
+                    all.insert(key.clone(), t.clone());
+                    tokio::spawn(self.clone().follow(key, t.clone()));
+                    t
+                }
+            }
+        };
+        let state = lock(&shared);
+        f(&state)
+    }
+
+    /// The objects this process sees drifted now in Sync `namespace/name`, if it tracks it.
+    pub fn drifted(&self, namespace: &str, name: &str) -> Vec<String> {
+        let key = (namespace.to_owned(), name.to_owned());
+        let shared = self
+            .tracked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        shared.map_or_else(Vec::new, |t| {
+            lock(&t)
+                .objects
+                .iter()
+                .filter(|(_, seen)| seen.drift.is_drift())
+                .map(|(id, _)| id.to_string())
+                .collect()
+        })
+    }
+
+    /// Follows the Sync: loads what it applied whenever its rendered artifact or the governing
+    /// drift ignores change, and starts a watch for each new kind in its inventory.
+    async fn follow(self, key: (String, String), state: Shared) {
+        let mut changes = self.store.subscribe();
+        loop {
+            let sync = self.store.syncs.get(&ObjectRef::new(&key.1).within(&key.0));
+            if let Some(sync) = sync {
+                self.load_intent(&sync, &state).await;
+                self.watch_new_kinds(&sync, &state);
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn load_intent(&self, sync: &Sync, state: &Shared) {
+        let Some(artifact) = sync
+            .status
+            .as_ref()
+            .and_then(|s| s.render.as_ref())
+            .and_then(|r| r.artifact.clone())
+        else {
+            return;
+        };
+        let ignores = self.drift_ignores(sync);
+        let key = (
+            artifact.digest.clone(),
+            serde_json::to_string(&ignores).unwrap_or_default(),
+        );
+        if lock(state).intent_key.as_ref() == Some(&key) {
+            return;
+        }
+        let manifests = match self
+            .artifacts
+            .manifests(&artifact.url, &artifact.digest)
+            .await
+        {
+            Ok(m) => m,
+            Err(e) => {
+                lock(state).problems.insert("rendered objects".into(), e);
+                self.store.bump();
+                return;
+            }
+        };
+        let mut intents = HashMap::new();
+        let refs: Vec<&DriftIgnore> = ignores.iter().collect();
+        let sync_ns = sync.metadata.namespace.clone().unwrap_or_default();
+        let sync_name = sync.metadata.name.clone().unwrap_or_default();
+        let placement = sync.placement_namespace();
+        for m in manifests.iter() {
+            let Some((resource, namespaced)) = self.resolve(&gvk_of(m), state).await else {
+                continue;
+            };
+            let i = intended(m, namespaced, &sync_ns, &sync_name, &placement, &refs);
+            intents.insert(
+                i.id,
+                Intent {
+                    namespaced,
+                    resource,
+                    body: i.body,
+                    normalized: None,
+                    encrypted: m.object.get("sops").is_some(),
+                },
+            );
+        }
+        let live: Vec<(ObjectId, Value)> = {
+            let mut s = lock(state);
+            s.problems.remove("rendered objects");
+            s.intents = intents;
+            s.intent_key = Some(key);
+            s.objects
+                .iter()
+                .map(|(id, seen)| (id.clone(), seen.live.clone()))
+                .collect()
+        };
+        for (id, obj) in live {
+            self.observe(state, id, Some(obj)).await;
+        }
+        self.store.bump();
+    }
+
+    /// The `drift.ignore` rules of the Policies governing `sync`.
+    fn drift_ignores(&self, sync: &Sync) -> Vec<DriftIgnore> {
+        let policies = self.store.policies.state();
+        let ns_labels = model::namespace_labels(&self.store, sync);
+        model::governing(&policies, &ns_labels, sync)
+            .into_iter()
+            .flat_map(|p| {
+                p.spec
+                    .drift
+                    .as_ref()
+                    .map(|d| d.ignore.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    async fn resolve(&self, gvk: &GroupVersionKind, state: &Shared) -> Option<(ApiResource, bool)> {
+        if let Some(found) = self
+            .kinds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(gvk)
+        {
+            return Some(found.clone());
+        }
+        match kube::discovery::pinned_kind(&self.client, gvk).await {
+            Ok((ar, caps)) => {
+                let found = (ar, caps.scope == Scope::Namespaced);
+                self.kinds
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(gvk.clone(), found.clone());
+                Some(found)
+            }
+            Err(e) => {
+                lock(state).problems.insert(
+                    format!("kind {}", api_version_kind(gvk)),
+                    format!("not served by the cluster: {e}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn watch_new_kinds(&self, sync: &Sync, state: &Shared) {
+        let inventory = sync
+            .status
+            .as_ref()
+            .and_then(|s| s.inventory.clone())
+            .unwrap_or_default();
+        let mut s = lock(state);
+        for entry in inventory {
+            let Ok(id) = entry.object_id() else { continue };
+            let gvk = GroupVersionKind::gvk(&id.group, &entry.v, &id.kind);
+            if s.watched.insert(gvk.clone()) {
+                let sync_key = (
+                    sync.metadata.namespace.clone().unwrap_or_default(),
+                    sync.metadata.name.clone().unwrap_or_default(),
+                );
+                tokio::spawn(self.clone().watch_kind(sync_key, gvk, state.clone()));
+            }
+        }
+    }
+
+    /// Watches the objects of `gvk` that Sync `namespace/name` applied.
+    async fn watch_kind(
+        self,
+        (namespace, name): (String, String),
+        gvk: GroupVersionKind,
+        state: Shared,
+    ) {
+        let Some((resource, _)) = self.resolve(&gvk, &state).await else {
+            self.store.bump();
+            return;
+        };
+        let topic = format!("watch of {}", api_version_kind(&gvk));
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let selector = format!("{SYNC_NAME_LABEL}={name},{SYNC_NAMESPACE_LABEL}={namespace}");
+        let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
+        futures::pin_mut!(stream);
+        let mut listing: HashSet<ObjectId> = HashSet::new();
+        while let Some(event) = stream.next().await {
+            let event = match event {
+                Ok(e) => {
+                    lock(&state).problems.remove(&topic);
+                    e
+                }
+                Err(e) => {
+                    lock(&state).problems.insert(topic.clone(), e.to_string());
+                    self.store.bump();
+                    continue;
+                }
+            };
+            match event {
+                watcher::Event::Init => listing.clear(),
+                watcher::Event::InitApply(obj) => {
+                    let (id, value) = identify(&gvk, obj);
+                    listing.insert(id.clone());
+                    self.observe(&state, id, Some(value)).await;
+                }
+                watcher::Event::InitDone => {
+                    let gone: Vec<ObjectId> = lock(&state)
+                        .objects
+                        .keys()
+                        .filter(|id| {
+                            id.group == gvk.group && id.kind == gvk.kind && !listing.contains(*id)
+                        })
+                        .cloned()
+                        .collect();
+                    for id in gone {
+                        self.observe(&state, id, None).await;
+                    }
+                    lock(&state).listed.insert(gvk.clone());
+                }
+                watcher::Event::Apply(obj) => {
+                    let (id, value) = identify(&gvk, obj);
+                    self.observe(&state, id, Some(value)).await;
+                }
+                watcher::Event::Delete(obj) => {
+                    let (id, _) = identify(&gvk, obj);
+                    self.observe(&state, id, None).await;
+                }
+            }
+            self.store.bump();
+        }
+    }
+
+    /// Records the live state of `id` (`None`: deleted), its drift, and the transition.
+    async fn observe(&self, state: &Shared, id: ObjectId, live: Option<Value>) {
+        let drift = match &live {
+            Some(obj) => self.compare(state, &id, obj).await,
+            None if lock(state).intents.contains_key(&id) => ObjectDrift::Missing,
+            None => {
+                // Pruned: it left the render, so its absence is what plumb wants.
+                lock(state).objects.remove(&id);
+                return;
+            }
+        };
+        let mut s = lock(state);
+        let before = s.objects.get(&id).map(|seen| seen.drift.clone());
+        if let Some(t) = transition(before.as_ref(), &drift) {
+            s.activity.push_front(Activity {
+                at: jiff::Timestamp::now(),
+                object: id.clone(),
+                transition: t,
+            });
+            s.activity.truncate(ACTIVITY_KEPT);
+        }
+        let live = live.unwrap_or(Value::Null);
+        s.objects.insert(id, Seen { live, drift });
+    }
+
+    /// Compares `live` with what plumb applied for `id`, normalizing the intent by a dry-run
+    /// apply (as the sync controller does) the first time it seems to differ.
+    async fn compare(&self, state: &Shared, id: &ObjectId, live: &Value) -> ObjectDrift {
+        let intent = {
+            let s = lock(state);
+            match s.intents.get(id) {
+                Some(i) => i.clone(),
+                None if s.intent_key.is_none() => {
+                    return ObjectDrift::NotCompared(
+                        "the rendered objects are not loaded (see the problems above)".into(),
+                    );
+                }
+                None => {
+                    return ObjectDrift::NotCompared(
+                        "not in the latest render (it will be pruned, or prune is off)".into(),
+                    );
+                }
+            }
+        };
+        if intent.encrypted {
+            return ObjectDrift::NotCompared(
+                "encrypted in Git; the sync controller compares the decrypted values".into(),
+            );
+        }
+        let want = intent.normalized.as_ref().unwrap_or(&intent.body);
+        let diffs = field_diffs(&id.group, &id.kind, want, live);
+        if diffs.is_empty() {
+            return ObjectDrift::InSync;
+        }
+        if intent.normalized.is_some() {
+            return ObjectDrift::Drifted(diffs);
+        }
+        let api: Api<DynamicObject> = if intent.namespaced {
+            Api::namespaced_with(self.client.clone(), &id.namespace, &intent.resource)
+        } else {
+            Api::all_with(self.client.clone(), &intent.resource)
+        };
+        let params = PatchParams::apply(SYNC_FIELD_MANAGER).force().dry_run();
+        let topic = "server's normal form".to_owned();
+        match api
+            .patch(&id.name, &params, &Patch::Apply(&intent.body))
+            .await
+        {
+            Ok(answer) => {
+                let answer = serde_json::to_value(&answer).unwrap_or(Value::Null);
+                let normalized = project(&intent.body, &answer);
+                let diffs = field_diffs(&id.group, &id.kind, &normalized, live);
+                let mut s = lock(state);
+                s.problems.remove(&topic);
+                if let Some(i) = s.intents.get_mut(id) {
+                    i.normalized = Some(normalized);
+                }
+                if diffs.is_empty() {
+                    ObjectDrift::InSync
+                } else {
+                    ObjectDrift::Drifted(diffs)
+                }
+            }
+            Err(e) => {
+                lock(state).problems.insert(
+                    topic,
+                    format!("a dry-run apply of {id} was refused ({e}); values are compared as rendered, so a value the server writes in another form (1000m for 1) may show as drift"),
+                );
+                ObjectDrift::Drifted(diffs)
+            }
+        }
+    }
+}
+
+fn gvk_of(m: &Manifest) -> GroupVersionKind {
+    GroupVersionKind::gvk(m.group(), m.version(), &m.kind)
+}
+
+fn api_version_kind(gvk: &GroupVersionKind) -> String {
+    if gvk.group.is_empty() {
+        format!("{} {}", gvk.version, gvk.kind)
+    } else {
+        format!("{}/{} {}", gvk.group, gvk.version, gvk.kind)
+    }
+}
+
+fn identify(gvk: &GroupVersionKind, obj: DynamicObject) -> (ObjectId, Value) {
+    let id = ObjectId::new(
+        obj.metadata.namespace.as_deref().unwrap_or_default(),
+        obj.metadata.name.as_deref().unwrap_or_default(),
+        &gvk.group,
+        &gvk.kind,
+    );
+    (id, serde_json::to_value(&obj).unwrap_or(Value::Null))
+}
