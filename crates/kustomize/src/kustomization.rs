@@ -6,8 +6,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 /// A kustomization: what to include and how to transform it. Field names follow the file format.
+/// Read from a file, it is first checked by Go's decoding rules (unknown fields refused there),
+/// so the serde types themselves accept what kustomize's lenient readers (plugin configs) accept.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Kustomization {
     /// `kustomize.config.k8s.io/v1beta1` (or v1alpha1 for components).
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -123,7 +125,7 @@ pub struct Kustomization {
 
 /// One entry of `labels`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Label {
     /// The labels to add.
     #[serde(default, deserialize_with = "string_map")]
@@ -165,7 +167,7 @@ pub struct FieldSpec {
 
 /// Selects resources by group/version/kind/name/namespace (regular expressions) and selectors.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Selector {
     /// API group.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -192,7 +194,7 @@ pub struct Selector {
 
 /// A patch: strategic merge or JSON 6902, from a file or inline.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Patch {
     /// File holding the patch.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -214,7 +216,7 @@ pub struct Patch {
 
 /// An image override.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Image {
     /// Image name to match (without tag or digest).
     #[serde(default)]
@@ -235,7 +237,6 @@ pub struct Image {
 
 /// A replica count override.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Replica {
     /// Name of the workload.
     #[serde(default)]
@@ -247,7 +248,7 @@ pub struct Replica {
 
 /// Options shared by generators.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct GeneratorOptions {
     /// Labels added to generated objects.
     #[serde(
@@ -273,7 +274,7 @@ pub struct GeneratorOptions {
 
 /// A ConfigMap or Secret generator.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct GeneratorArgs {
     /// Namespace of the generated object.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -306,7 +307,7 @@ pub struct GeneratorArgs {
 
 /// `sortOptions`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct SortOptions {
     /// `legacy` or `fifo`.
     #[serde(default)]
@@ -318,7 +319,7 @@ pub struct SortOptions {
 
 /// Kinds placed first and last by the legacy order.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct LegacySortOptions {
     /// Kinds first, in this order.
     #[serde(default)]
@@ -330,7 +331,7 @@ pub struct LegacySortOptions {
 
 /// A replacement: inline, or a file of them (`path`).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ReplacementField {
     /// File holding a list of replacements.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -345,7 +346,7 @@ pub struct ReplacementField {
 
 /// The source of a replacement.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ReplacementSource {
     /// API group.
     #[serde(default)]
@@ -372,7 +373,7 @@ pub struct ReplacementSource {
 
 /// A target of a replacement.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct ReplacementTarget {
     /// Resources to change.
     #[serde(default)]
@@ -390,7 +391,7 @@ pub struct ReplacementTarget {
 
 /// Options of a replacement source or target.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct FieldOptions {
     /// Split the value on this delimiter.
     #[serde(default)]
@@ -408,7 +409,6 @@ pub struct FieldOptions {
 
 /// A legacy var.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Var {
     /// `$(NAME)`.
     pub name: String,
@@ -421,7 +421,7 @@ pub struct Var {
 
 /// The object a var reads from.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct VarTarget {
     /// apiVersion (alternative to group/version).
     #[serde(default)]
@@ -445,7 +445,7 @@ pub struct VarTarget {
 
 /// The field a var reads.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct VarField {
     /// Dotted field path.
     #[serde(default)]
