@@ -646,6 +646,46 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// A `*List` kind with `items` (a `*List` without them is an object like any other).
+fn is_list(m: &Map<String, Value>) -> bool {
+    m.get("kind")
+        .and_then(Value::as_str)
+        .is_some_and(|k| k.ends_with("List"))
+        && m.contains_key("items")
+}
+
+/// The items of a list, lists among them expanded in place.
+fn flatten_list(
+    mut list: Map<String, Value>,
+    out: &mut Vec<Map<String, Value>>,
+) -> Result<(), YamlError> {
+    let kind = list
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    match list.remove("items") {
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::Array(items)) => {
+            for item in items {
+                match item {
+                    Value::Object(o) if is_list(&o) => flatten_list(o, out)?,
+                    Value::Object(o) => out.push(o),
+                    _ => {
+                        return Err(YamlError::Structure(format!(
+                            "an item of {kind} is not a mapping"
+                        )));
+                    }
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Err(YamlError::Structure(format!(
+            "items in {kind} is not a list"
+        ))),
+    }
+}
+
 /// Join an origin directory and a relative path the way Go's `path.Join` does.
 pub(crate) fn join_origin(base: &str, rel: &str) -> String {
     let joined = if base.is_empty() {
@@ -666,19 +706,21 @@ pub(crate) fn join_origin(base: &str, rel: &str) -> String {
     parts.join("/")
 }
 
-/// Parse a stream of resources: skip empty documents, expand `*List` kinds.
+/// Parse a stream of resources: skip empty documents, expand `*List` kinds that have `items`.
+/// As in kustomize, a list's items join the end of the stream (after the documents that follow
+/// the list).
 pub(crate) fn parse_resources(text: &str) -> Result<Vec<Map<String, Value>>, YamlError> {
     let docs = yaml::parse_documents(text, yaml::ScalarMode::Typed)?;
-    let mut out = Vec::new();
+    let mut queue = std::collections::VecDeque::new();
     for doc in docs {
         match doc {
             Value::Null => {}
             Value::Object(m) if m.is_empty() => {}
-            Value::Object(m) => push_object(m, &mut out)?,
+            Value::Object(m) => queue.push_back(m),
             Value::Array(items) => {
                 for item in items {
                     match item {
-                        Value::Object(m) => push_object(m, &mut out)?,
+                        Value::Object(m) => queue.push_back(m),
                         Value::Null => {}
                         _ => {
                             return Err(YamlError::Structure(
@@ -691,24 +733,18 @@ pub(crate) fn parse_resources(text: &str) -> Result<Vec<Map<String, Value>>, Yam
             _ => return Err(YamlError::Structure("expected a YAML mapping".into())),
         }
     }
-    Ok(out)
-}
-
-fn push_object(m: Map<String, Value>, out: &mut Vec<Map<String, Value>>) -> Result<(), YamlError> {
-    let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
-    if kind.ends_with("List") && m.contains_key("items") {
-        if let Some(Value::Array(items)) = m.get("items") {
-            for item in items {
-                if let Value::Object(o) = item {
-                    push_object(o.clone(), out)?;
-                }
-            }
+    let mut out = Vec::new();
+    while let Some(m) = queue.pop_front() {
+        if is_list(&m) {
+            let mut items = Vec::new();
+            flatten_list(m, &mut items)?;
+            queue.extend(items);
+            continue;
         }
-        return Ok(());
+        if !m.contains_key("kind") {
+            return Err(YamlError::Structure("missing kind in object".into()));
+        }
+        out.push(m);
     }
-    if !m.contains_key("kind") {
-        return Err(YamlError::Structure("missing kind in object".into()));
-    }
-    out.push(m);
-    Ok(())
+    Ok(out)
 }
