@@ -200,10 +200,10 @@ fn generate(
         )));
     }
     let behavior = match g.behavior.as_str() {
-        "" | "create" => Behavior::Create,
         "merge" => Behavior::Merge,
         "replace" => Behavior::Replace,
-        other => return Err(t.err(format!("unknown generator behavior {other:?}"))),
+        // kustomize reads any other value as unspecified, which creates.
+        _ => Behavior::Create,
     };
     let opts = merged_options(g.options.as_ref(), t.k.generator_options.as_ref());
     let mut obj = Map::new();
