@@ -748,3 +748,32 @@ pub(crate) fn parse_resources(text: &str) -> Result<Vec<Map<String, Value>>, Yam
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(text: &str) -> Vec<String> {
+        parse_resources(text)
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m["metadata"]["name"].as_str().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn list_items_follow_the_other_documents_and_nested_lists_expand_in_place() {
+        let text = "kind: ConfigMap\nmetadata: {name: a}\n---\nkind: List\nitems:\n\
+            - {kind: List, items: [{kind: ConfigMap, metadata: {name: n}}]}\n\
+            - {kind: ConfigMap, metadata: {name: b}}\n---\nkind: Secret\nmetadata: {name: c}\n\
+            ---\nkind: FooList\nmetadata: {name: no-items}\n---\nkind: BarList\nitems:\n";
+        assert_eq!(names(text), ["a", "c", "no-items", "n", "b"]);
+    }
+
+    #[test]
+    fn origins_join_like_go_path_join() {
+        assert_eq!(join_origin("", "app.yaml"), "app.yaml");
+        assert_eq!(join_origin("base", "../plugins/x.yaml"), "plugins/x.yaml");
+        assert_eq!(join_origin("a/./b", "c"), "a/b/c");
+    }
+}

@@ -95,4 +95,25 @@ mod tests {
         let containers = field(pod, "containers");
         assert!(containers.is_some_and(|c| c.list && c.strategy == "merge" && c.keys == "name"));
     }
+
+    #[test]
+    fn a_custom_schema_joins_the_builtin_one_only_after_a_merge_read_it() {
+        let custom = || CustomSchema::parse(r#"{"definitions": {}}"#).unwrap_or_default();
+        let fresh = SchemaState::default();
+        fresh.set_custom(custom());
+        assert!(matches!(fresh.for_merge(), (Some(_), false)));
+
+        let read_first = SchemaState::default();
+        assert!(matches!(read_first.for_merge(), (None, true)));
+        read_first.set_custom(custom());
+        assert!(matches!(read_first.for_merge(), (Some(_), true)));
+    }
+
+    #[test]
+    fn the_first_schema_named_stays() {
+        let s = SchemaState::default();
+        s.set_builtin();
+        assert!(s.is_set());
+        assert!(matches!(s.for_merge(), (None, true)));
+    }
 }

@@ -535,3 +535,38 @@ fn insert_path_part(path: &str, pos: usize, part: &str) -> String {
     let joined = parts.join("/");
     if abs { format!("/{joined}") } else { joined }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_part_goes_in_at_its_position_keeping_a_leading_slash() {
+        let cases = [
+            ("", 0, "PEACH"),
+            ("/", 0, "/PEACH"),
+            ("pie", 0, "PEACH/pie"),
+            ("/pie", 0, "/PEACH/pie"),
+            ("raw", 1, "raw/PEACH"),
+            ("/raw", 9, "/raw/PEACH"),
+            ("a/nice/warm/pie", 3, "a/nice/warm/PEACH/pie"),
+        ];
+        for (path, pos, want) in cases {
+            assert_eq!(
+                insert_path_part(path, pos, "PEACH"),
+                want,
+                "{path} at {pos}"
+            );
+        }
+    }
+
+    #[test]
+    fn inline_configs_run_before_files() {
+        let entries: Vec<String> = ["a.yaml", "kind: X\n", "", "b", "{kind: Y}"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let order: Vec<&str> = in_kustomize_order(&entries).map(String::as_str).collect();
+        assert_eq!(order, ["kind: X\n", "{kind: Y}", "a.yaml", "b"]);
+    }
+}
