@@ -115,7 +115,26 @@ impl Acc {
         std::sync::Arc::make_mut(&mut self.config).merge(other)
     }
 
+    /// Add a var, binding it (as kustomize does, where it is declared) to the one resource
+    /// present that it names by its current or any earlier id.
     fn merge_var(&mut self, v: Var) -> Result<(), ConflictError> {
+        let bound: Vec<usize> = (0..self.res.len())
+            .filter(|i| {
+                let r = &self.res[*i];
+                std::iter::once(r.id())
+                    .chain(r.previous_ids())
+                    .any(|id| crate::vars::names(&v, &id))
+            })
+            .collect();
+        if bound.len() > 1 {
+            return Err(ConflictError::AmbiguousVar {
+                count: bound.len(),
+                name: v.name,
+            });
+        }
+        if let Some(i) = bound.first() {
+            self.res[*i].ref_vars.push(v.name.clone());
+        }
         if self.vars.iter().any(|e| e.name == v.name) {
             return Err(ConflictError::DuplicateVar(v.name));
         }
@@ -148,11 +167,15 @@ impl Acc {
                     Behavior::Create => {
                         return Err(ConflictError::AlreadyExists(id.to_string()));
                     }
-                    Behavior::Replace => generators::copy_merge_metadata(&mut r, old),
+                    Behavior::Replace => {
+                        generators::copy_merge_metadata(&mut r, old);
+                        r.ref_vars = old.ref_vars.clone();
+                    }
                     Behavior::Merge => {
                         generators::copy_merge_metadata(&mut r, old);
                         generators::merge_data(&mut r, old, "data");
                         generators::merge_data(&mut r, old, "binaryData");
+                        r.ref_vars = old.ref_vars.clone();
                         if old.origin.is_some() {
                             r.origin = old.origin.clone();
                         }

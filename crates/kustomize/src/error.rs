@@ -180,6 +180,14 @@ pub enum ConflictError {
     /// Two vars with the same name.
     #[error("var '{0}' already encountered")]
     DuplicateVar(String),
+    /// A var names several of the resources present where it is declared.
+    #[error("found {count} resId matches for var '{name}' (unable to disambiguate)")]
+    AmbiguousVar {
+        /// How many.
+        count: usize,
+        /// The var.
+        name: String,
+    },
     /// A generator with behavior merge or replace names no existing object.
     #[error("id {0} does not exist; cannot merge or replace")]
     NothingToMerge(String),
@@ -449,14 +457,6 @@ pub enum VarError {
     /// No resource is the one the var names.
     #[error("var '{0}' cannot be mapped to a field in the set of known resources")]
     Unmapped(String),
-    /// Several resources could be the one the var names.
-    #[error("found {count} resId matches for var '{name}' (unable to disambiguate)")]
-    Ambiguous {
-        /// How many.
-        count: usize,
-        /// The var.
-        name: String,
-    },
     /// The resource lacks the var's field.
     #[error("field path {path} of var '{name}' not found")]
     FieldNotFound {

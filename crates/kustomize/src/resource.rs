@@ -155,6 +155,8 @@ pub struct Resource {
     pub(crate) behavior: Behavior,
     pub(crate) origin: Option<String>,
     pub(crate) transformations: Vec<String>,
+    /// Legacy vars bound to this object where they were declared.
+    pub(crate) ref_vars: Vec<String>,
 }
 
 impl Resource {
@@ -169,6 +171,7 @@ impl Resource {
             behavior: Behavior::Create,
             origin: None,
             transformations: Vec::new(),
+            ref_vars: Vec::new(),
         }
     }
 

@@ -4,10 +4,38 @@ use crate::error::{FieldError, VarError};
 use crate::fieldspec::{self, Create};
 use crate::kustomization::{FieldSpec, Var};
 use crate::replacement::split_dotted;
-use crate::resource::{Gvk, Resource, scalar_string};
+use crate::resource::{Gvk, ResId, Resource, scalar_string};
 use serde_json::Value;
 
-/// Resolve every var and substitute it in the var-reference fields.
+/// Whether a var names a resource that has (or had) the id `id`: group, version, kind and name
+/// exactly, and the namespace too when the var gives one or the kind is cluster-scoped.
+pub(crate) fn names(v: &Var, id: &ResId) -> bool {
+    let o = &v.objref;
+    let gvk = if o.api_version.is_empty() {
+        Gvk {
+            group: o.group.clone(),
+            version: o.version.clone(),
+            kind: o.kind.clone(),
+        }
+    } else {
+        Gvk::from_api_version(&o.api_version, &o.kind)
+    };
+    if id.gvk != gvk || id.name != o.name {
+        return false;
+    }
+    let target = ResId {
+        gvk,
+        name: o.name.clone(),
+        namespace: o.namespace.clone(),
+    };
+    if o.namespace.is_empty() && !target.gvk.is_cluster_scoped() {
+        return true;
+    }
+    target.effective_namespace() == id.effective_namespace()
+}
+
+/// Resolve every var (from the resource it was bound to where declared) and substitute it in
+/// the var-reference fields.
 pub(crate) fn resolve(
     res: &mut [Resource],
     vars: &[Var],
@@ -18,42 +46,10 @@ pub(crate) fn resolve(
     }
     let mut values: Vec<(String, Value)> = Vec::new();
     for v in vars {
-        let o = &v.objref;
-        let gvk = if o.api_version.is_empty() {
-            Gvk {
-                group: o.group.clone(),
-                version: o.version.clone(),
-                kind: o.kind.clone(),
-            }
-        } else {
-            Gvk::from_api_version(&o.api_version, &o.kind)
-        };
-        let matches: Vec<&Resource> = res
+        let r = res
             .iter()
-            .filter(|r| {
-                // kustomize compares group, version and kind exactly: a var naming only a
-                // kind matches nothing.
-                std::iter::once(r.id()).chain(r.previous_ids()).any(|id| {
-                    id.gvk.group == gvk.group
-                        && id.gvk.version == gvk.version
-                        && id.gvk.kind == gvk.kind
-                        && id.name == o.name
-                        && (o.namespace.is_empty()
-                            || id.namespace == o.namespace
-                            || r.namespace() == o.namespace)
-                })
-            })
-            .collect();
-        let r = match matches.as_slice() {
-            [one] => *one,
-            [] => return Err(VarError::Unmapped(v.name.clone())),
-            _ => {
-                return Err(VarError::Ambiguous {
-                    count: matches.len(),
-                    name: v.name.clone(),
-                });
-            }
-        };
+            .find(|r| r.ref_vars.contains(&v.name))
+            .ok_or_else(|| VarError::Unmapped(v.name.clone()))?;
         let path = v
             .fieldref
             .as_ref()
@@ -201,7 +197,12 @@ mod tests {
             (var("V", "a", "data.m"), VarError::NotScalar("V".into())),
         ];
         for (v, want) in cases {
-            let mut res = vec![cm("a")];
+            let mut r = cm("a");
+            // Bound where declared, as the accumulator does.
+            if names(&v, &r.id()) {
+                r.ref_vars.push(v.name.clone());
+            }
+            let mut res = vec![r];
             assert_eq!(resolve(&mut res, &[v], &[]), Err(want));
         }
     }
