@@ -78,6 +78,9 @@ pub mod reason {
     pub const OWNERSHIP_CONFLICT: &str = "OwnershipConflict";
     /// Deleting a Sync's objects (its `deletionPolicy`) failed or timed out.
     pub const DELETION_FAILED: &str = "DeletionFailed";
+    /// SOPS decryption of a render failed (missing or wrong key, changed file); nothing of the
+    /// render was applied. The message names the object and the file.
+    pub const DECRYPTION_FAILED: &str = "DecryptionFailed";
 }
 
 /// Condition status values.

@@ -13,6 +13,7 @@
 
 pub mod condition;
 pub mod crd;
+pub mod decryption;
 pub mod duration;
 pub mod inventory;
 pub mod policy;

@@ -131,6 +131,11 @@ pub struct SyncSpec {
     /// What happens to the applied objects when the Sync is deleted.
     #[serde(default, skip_serializing_if = "DeletionPolicy::is_default")]
     pub deletion_policy: DeletionPolicy,
+
+    // --- SOPS decryption (issue 16) ---
+    /// Decrypt SOPS-encrypted objects just before apply, with age keys from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decryption: Option<crate::decryption::Decryption>,
 }
 
 /// What happens to a Sync's objects when the Sync is deleted. Deletion treats objects as prune

@@ -1,0 +1,268 @@
+//! plumb-sops against the real `sops` and `age` (built from their Go modules by
+//! `e2e/sops/build.sh`): every fixture is encrypted here, at test time, by `sops encrypt`, and
+//! plumb's plaintext is compared with `sops decrypt`'s.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use plumb_e2e_support::{AgeKey, SopsTools};
+use plumb_sops::{Error, Format, Keyring, ValueError, decrypt};
+
+fn tools() -> &'static SopsTools {
+    SopsTools::get().expect("building sops and age (e2e/sops/build.sh)")
+}
+
+fn keyring(keys: &[&AgeKey]) -> Keyring {
+    let mut ring = Keyring::new();
+    for k in keys {
+        ring.add_age_identities(&k.identity).unwrap();
+    }
+    ring
+}
+
+const SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  labels:
+    tier: backend
+    replicas: 3
+type: Opaque
+stringData:
+  password: hunter2
+  port: 5432
+  ratio: 1.5
+  enabled: true
+  empty: \"\"
+  cert: |
+    -----BEGIN CERT-----
+    abc
+    -----END CERT-----
+  list:
+    - one
+    - 2
+    - nested: {deep: value}
+";
+
+fn yaml(bytes: &[u8]) -> serde_yaml::Value {
+    serde_yaml::from_slice(bytes).unwrap()
+}
+
+#[test]
+fn every_format_decrypts_as_sops_decrypts_it() {
+    let t = tools();
+    let key = t.age_keygen().unwrap();
+    let ring = keyring(&[&key]);
+    let binary: Vec<u8> = (0u8..=255).chain(b"tail\n".iter().copied()).collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("secret.yaml", SECRET.as_bytes().to_vec()),
+        (
+            "two-docs.yaml",
+            b"a: 1\nb: [x, y]\n---\nc: {d: e}\nf: null\n".to_vec(),
+        ),
+        (
+            "config.json",
+            br#"{"user": "admin", "pass": "<s3cr&t>", "port": 8080, "ratio": 0.25, "big": 1e300, "on": false, "none": null, "tags": ["a", 1, {"k": "v"}], "empty": {}, "nested": {"list": []}}"#.to_vec(),
+        ),
+        (
+            "app.env",
+            b"# database\nDB_USER=admin\nDB_PASS=p=ss#word\nMULTI=line1\\nline2\nEMPTY=\n".to_vec(),
+        ),
+        (
+            "settings.ini",
+            b"[database]\nuser = admin\n; the password\npassword = hunter2\n\n[cache]\nttl = 60\n".to_vec(),
+        ),
+        ("blob.bin", binary),
+    ];
+    for (name, plain) in cases {
+        let format = Format::for_path(name);
+        let enc = t.encrypt(&plain, name, &[&key.recipient], &[]).unwrap();
+        let want = t.decrypt(&enc, name, &key.identity).unwrap();
+        let got = decrypt(&enc, format, &ring)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .emit(format)
+            .unwrap();
+        match format {
+            Format::Yaml => {
+                let docs = |b: &[u8]| -> Vec<serde_yaml::Value> {
+                    use serde::Deserialize;
+                    serde_yaml::Deserializer::from_slice(b)
+                        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+                        .collect()
+                };
+                assert_eq!(docs(&got), docs(&want), "{name}");
+            }
+            _ => assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "{name}: byte for byte"
+            ),
+        }
+        if format == Format::Binary {
+            assert_eq!(got, want, "{name}: binary bytes");
+        }
+    }
+}
+
+#[test]
+fn encrypted_regex_leaves_metadata_readable_and_the_mac_covers_it() {
+    let t = tools();
+    let key = t.age_keygen().unwrap();
+    let ring = keyring(&[&key]);
+    let enc = t
+        .encrypt(
+            SECRET.as_bytes(),
+            "secret.yaml",
+            &[&key.recipient],
+            &["--encrypted-regex", "^(data|stringData)$"],
+        )
+        .unwrap();
+    let text = String::from_utf8(enc.clone()).unwrap();
+    assert!(text.contains("name: db"), "metadata stays readable");
+    assert!(!text.contains("hunter2"));
+    let plain = decrypt(&enc, Format::Yaml, &ring).unwrap();
+    assert_eq!(
+        yaml(&plain.emit(Format::Yaml).unwrap()),
+        yaml(&t.decrypt(&enc, "secret.yaml", &key.identity).unwrap())
+    );
+    // Every value the MAC vouched for maps from its ciphertext.
+    assert!(
+        plain
+            .values
+            .values()
+            .any(|v| *v == plumb_sops::Scalar::Str("hunter2".into()))
+    );
+
+    let renamed = text.replace("name: db", "name: db2");
+    let err = decrypt(renamed.as_bytes(), Format::Yaml, &ring).unwrap_err();
+    assert_eq!(err, Error::MacMismatch);
+}
+
+#[test]
+fn mac_only_encrypted_ignores_changes_to_plaintext_values() {
+    let t = tools();
+    let key = t.age_keygen().unwrap();
+    let ring = keyring(&[&key]);
+    let enc = t
+        .encrypt(
+            SECRET.as_bytes(),
+            "secret.yaml",
+            &[&key.recipient],
+            &["--encrypted-regex", "^stringData$", "--mac-only-encrypted"],
+        )
+        .unwrap();
+    let renamed = String::from_utf8(enc)
+        .unwrap()
+        .replace("name: db", "name: db2");
+    let plain = decrypt(renamed.as_bytes(), Format::Yaml, &ring).unwrap();
+    let doc = yaml(&plain.emit(Format::Yaml).unwrap());
+    assert_eq!(doc["metadata"]["name"], "db2");
+    assert_eq!(doc["stringData"]["password"], "hunter2");
+}
+
+#[test]
+fn unencrypted_suffix_keeps_those_values_plain_and_in_the_mac() {
+    let t = tools();
+    let key = t.age_keygen().unwrap();
+    let ring = keyring(&[&key]);
+    let plain = "user_plain: admin\npassword: hunter2\ncount_plain: 3\n";
+    let enc = t
+        .encrypt(
+            plain.as_bytes(),
+            "creds.yaml",
+            &[&key.recipient],
+            &["--unencrypted-suffix", "_plain"],
+        )
+        .unwrap();
+    let text = String::from_utf8(enc).unwrap();
+    assert!(text.contains("user_plain: admin"));
+    let doc = yaml(
+        &decrypt(text.as_bytes(), Format::Yaml, &ring)
+            .unwrap()
+            .emit(Format::Yaml)
+            .unwrap(),
+    );
+    assert_eq!(doc["password"], "hunter2");
+    assert_eq!(doc["count_plain"], 3);
+    let tampered = text.replace("user_plain: admin", "user_plain: root");
+    assert_eq!(
+        decrypt(tampered.as_bytes(), Format::Yaml, &ring).unwrap_err(),
+        Error::MacMismatch
+    );
+}
+
+#[test]
+fn tampering_is_refused() {
+    let t = tools();
+    let key = t.age_keygen().unwrap();
+    let ring = keyring(&[&key]);
+    let enc = t
+        .encrypt(
+            b"{\"a\": \"one\", \"b\": \"two\"}",
+            "x.json",
+            &[&key.recipient],
+            &[],
+        )
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&enc).unwrap();
+    let (a, b) = (doc["a"].as_str().unwrap(), doc["b"].as_str().unwrap());
+
+    // Values swapped between keys: GCM's additional data (the key path) refuses them.
+    let swapped = String::from_utf8(enc.clone())
+        .unwrap()
+        .replace(a, "A")
+        .replace(b, a)
+        .replace("\"A\"", &format!("\"{b}\""));
+    let err = decrypt(swapped.as_bytes(), Format::Json, &ring).unwrap_err();
+    assert!(
+        matches!(&err, Error::Value { path, source: ValueError::Auth } if path == "a"),
+        "{err}"
+    );
+
+    // A value removed: every remaining value opens, the MAC does not match.
+    let mut removed = doc.clone();
+    removed.as_object_mut().unwrap().remove("b");
+    let err = decrypt(&serde_json::to_vec(&removed).unwrap(), Format::Json, &ring).unwrap_err();
+    assert_eq!(err, Error::MacMismatch);
+
+    // lastmodified edited: the MAC no longer opens.
+    let mut touched = doc.clone();
+    touched["sops"]["lastmodified"] = "2001-01-01T00:00:00Z".into();
+    let err = decrypt(&serde_json::to_vec(&touched).unwrap(), Format::Json, &ring).unwrap_err();
+    assert!(matches!(err, Error::MacUnreadable(_)), "{err}");
+
+    // No message carries a value.
+    for e in [err.to_string()] {
+        assert!(!e.contains("one") && !e.contains("two"), "{e}");
+    }
+}
+
+#[test]
+fn a_wrong_or_missing_key_is_named() {
+    let t = tools();
+    let owner = t.age_keygen().unwrap();
+    let stranger = t.age_keygen().unwrap();
+    let enc = t
+        .encrypt(b"password=hunter2\n", "db.env", &[&owner.recipient], &[])
+        .unwrap();
+    let err = decrypt(&enc, Format::Dotenv, &keyring(&[&stranger])).unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongKey { identities: 1, recipients } if recipients == &owner.recipient),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("hunter2"));
+    let err = decrypt(&enc, Format::Dotenv, &Keyring::new()).unwrap_err();
+    assert_eq!(err, Error::NoIdentities);
+}
+
+#[test]
+fn any_one_of_several_recipients_decrypts() {
+    let t = tools();
+    let (a, b) = (t.age_keygen().unwrap(), t.age_keygen().unwrap());
+    let enc = t
+        .encrypt(b"k: v\n", "x.yaml", &[&a.recipient, &b.recipient], &[])
+        .unwrap();
+    for k in [&a, &b] {
+        let plain = decrypt(&enc, Format::Yaml, &keyring(&[k])).unwrap();
+        assert_eq!(yaml(&plain.emit(Format::Yaml).unwrap())["k"], "v");
+    }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Build the real `sops` and `age` / `age-keygen` tools from their Go modules (pinned in go.mod next
+# to this script) unless the cache already has them, and print the directory that holds them.
+# plumb's SOPS tests call this through plumb-e2e-support (`sops_tools()`), `e2e/deps.sh` calls it
+# so a fresh machine and CI warm the cache, and it can be run alone.
+#
+# Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/sops-<sops version>-age-<age version>-<source hash>/bin,
+# where the hash covers go.mod, go.sum and this script, so a changed pin builds anew and an
+# unchanged one never does.
+set -euo pipefail
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
+BINARIES=(sops age age-keygen)
+
+say() { printf 'sops-tools: %s\n' "$*" >&2; }
+die() {
+	say "error: $*"
+	exit 1
+}
+
+# module_version MODULE prints the version go.mod pins for MODULE.
+module_version() {
+	awk -v m="$1" '$1 == m { print $2; exit }' "$SRC/go.mod"
+}
+
+source_hash() {
+	(cd "$SRC" && sha256sum go.mod go.sum build.sh | sha256sum | cut -c1-12)
+}
+
+find_go() {
+	if [[ -n ${GO:-} ]]; then
+		echo "$GO"
+	elif command -v go >/dev/null; then
+		command -v go
+	elif [[ -x /usr/local/go/bin/go ]]; then
+		echo /usr/local/go/bin/go
+	else
+		die "Go is needed to build sops and age for the SOPS tests; install it (https://go.dev/dl) or set GO=/path/to/go"
+	fi
+}
+
+# compile OUT_DIR: build the three tools into OUT_DIR in one go build (shared compile).
+compile() {
+	local out=$1 go
+	go=$(find_go)
+	export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+	say "building sops $(module_version github.com/getsops/sops/v3) and age $(module_version filippo.io/age) with $("$go" env GOVERSION) (log: $out.log)"
+	(cd "$SRC" && "$go" build -ldflags "-s -w" -o "$out/" \
+		github.com/getsops/sops/v3/cmd/sops \
+		filippo.io/age/cmd/age \
+		filippo.io/age/cmd/age-keygen) >>"$out.log" 2>&1 ||
+		{
+			tail -n 40 "$out.log" >&2
+			die "go build of sops/age failed; log: $out.log"
+		}
+}
+
+ensure_binaries() {
+	local dir bin
+	dir=$CACHE_DIR/sops-$(module_version github.com/getsops/sops/v3)-age-$(module_version filippo.io/age)-$(source_hash)
+	bin=$dir/bin
+	if [[ -d $bin ]]; then
+		echo "$bin"
+		return
+	fi
+	mkdir -p "$dir"
+	# Parallel test binaries may all ask at once: one builds, the others wait for it.
+	exec 8>"$dir/.lock"
+	flock 8
+	if [[ -d $bin ]]; then
+		echo "$bin"
+		return
+	fi
+	local partial=$dir/bin.partial.$$ start=$SECONDS b
+	rm -rf "$partial" "$partial.log"
+	compile "$partial"
+	for b in "${BINARIES[@]}"; do
+		[[ -x $partial/$b ]] || die "build finished but $partial/$b is missing"
+	done
+	# Publish the whole set at once, so an interrupted build is never mistaken for a cache hit.
+	mv "$partial.log" "$dir/build.log"
+	mv "$partial" "$bin"
+	say "built in $((SECONDS - start))s: $bin"
+	echo "$bin"
+}
+
+ensure_binaries
