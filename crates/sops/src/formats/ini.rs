@@ -76,7 +76,9 @@ pub fn load(bytes: &[u8]) -> Result<Loaded, Error> {
         {
             value = value[..i].trim_end();
         }
-        let items = &mut sections.last_mut().expect("DEFAULT is always there").1;
+        let Some((_, items)) = sections.last_mut() else {
+            continue;
+        };
         items.push(Item {
             key: Key::Name(key),
             value: Node::Scalar(Scalar::Str(unquote(value).to_owned())),
