@@ -1,6 +1,7 @@
 //! Kubernetes Events about the objects a controller reconciles. Events are best effort: a
 //! failure to record one is logged and never fails a reconcile.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, Recorder, Reporter};
 
@@ -40,11 +41,6 @@ impl EventRecorder {
         }
     }
 
-    /// The kube-runtime recorder underneath, for Events about object references.
-    pub fn kube_recorder(&self) -> Recorder {
-        self.recorder.clone()
-    }
-
     /// Records a Normal event (`reason` in PascalCase, `note` for people).
     pub async fn normal<K: Resource<DynamicType = ()>>(
         &self,
@@ -78,6 +74,20 @@ impl EventRecorder {
         action: &str,
         note: &str,
     ) {
+        self.publish_ref(&obj.object_ref(&()), type_, reason, action, note)
+            .await;
+    }
+
+    /// Records an event about the object `regarding` refers to, for an object no longer at
+    /// hand (e.g. one already gone from the cache).
+    pub async fn publish_ref(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: &str,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_owned(),
@@ -85,7 +95,7 @@ impl EventRecorder {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, regarding).await {
             tracing::warn!(error = %e, reason, "recording event failed");
         }
     }

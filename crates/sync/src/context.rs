@@ -6,10 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
-use kube::Resource;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
+use plumb_ops::{EventRecorder, EventType};
 
 use plumb_api::{Policy, Sync};
 
@@ -28,8 +27,8 @@ pub struct Context {
     pub kube_config: kube::Config,
     /// For downloading artifacts.
     pub http: reqwest::Client,
-    /// Publishes Events on Syncs.
-    pub recorder: Recorder,
+    /// Publishes Events on Syncs (the runtime's recorder, as `plumb-sync`).
+    pub recorder: EventRecorder,
     /// Flags.
     pub settings: Config,
     /// Reconcile and drift metrics.
@@ -113,7 +112,7 @@ impl Context {
         client: Client,
         kube_config: kube::Config,
         http: reqwest::Client,
-        recorder: Recorder,
+        recorder: EventRecorder,
         settings: Config,
         metrics: SyncMetrics,
         watches: Watches,
@@ -178,16 +177,15 @@ impl Context {
             ..Default::default()
         };
         tokio::spawn(async move {
-            let ev = Event {
-                type_: EventType::Warning,
-                reason: "DeletionAbandoned".into(),
-                note: Some(note.chars().take(1000).collect()),
-                action: "Delete".into(),
-                secondary: None,
-            };
-            if let Err(e) = recorder.publish(&ev, &reference).await {
-                tracing::warn!(error = %e, "publishing event failed");
-            }
+            recorder
+                .publish_ref(
+                    &reference,
+                    EventType::Warning,
+                    "DeletionAbandoned",
+                    "Delete",
+                    &note,
+                )
+                .await;
         });
     }
 
@@ -262,15 +260,8 @@ impl Context {
 
     /// Publishes an Event on `sync`; failures are logged, never fatal.
     pub async fn event(&self, sync: &Sync, type_: EventType, reason: &str, note: String) {
-        let ev = Event {
-            type_,
-            reason: reason.to_owned(),
-            note: Some(note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &sync.object_ref(&())).await {
-            tracing::warn!(error = %e, "publishing event failed");
-        }
+        self.recorder
+            .publish(sync, type_, reason, "Reconcile", &note)
+            .await;
     }
 }

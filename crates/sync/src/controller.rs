@@ -100,7 +100,7 @@ async fn controller(
         client.clone(),
         runtime.kube_config().clone(),
         http,
-        runtime.recorder(CONTROLLER_NAME).kube_recorder(),
+        runtime.recorder(CONTROLLER_NAME),
         config.clone(),
         SyncMetrics::new(runtime.metrics().clone()),
         Watches::new(client.clone(), trigger_tx),

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalize, finalizer};
+use plumb_ops::EventType;
 use serde_json::json;
 
 use plumb_api::inventory::InventoryEntry;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::runtime::events::EventType;
+use plumb_ops::EventType;
 
 use plumb_api::condition::{new_condition, status};
 use plumb_api::inventory::InventoryEntry;
