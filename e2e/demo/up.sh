@@ -80,13 +80,13 @@ PORTS="PLUMB_DEMO_GIT_PORT=$GIT_PORT" start git-server "$BIN/plumb-git-server" -
 say "starting the controllers (each its own process)"
 PORTS="PLUMB_DEMO_SOURCE_PORT=$SOURCE_HTTP_PORT PLUMB_DEMO_WEBHOOK_PORT=$WEBHOOK_PORT PLUMB_DEMO_SOURCE_METRICS_PORT=$SOURCE_METRICS_PORT" \
 start source-controller "$BIN/plumb-source-controller" \
-  --storage-dir="$DEMO_DIR/source" --artifact-addr="127.0.0.1:$SOURCE_HTTP_PORT" \
-  --artifact-base-url="http://127.0.0.1:$SOURCE_HTTP_PORT" --webhook-addr="127.0.0.1:$WEBHOOK_PORT" \
+  --storage-path="$DEMO_DIR/source" --storage-addr="127.0.0.1:$SOURCE_HTTP_PORT" \
+  --storage-adv-addr="127.0.0.1:$SOURCE_HTTP_PORT" --webhook-addr="127.0.0.1:$WEBHOOK_PORT" \
   --metrics-addr="127.0.0.1:$SOURCE_METRICS_PORT" --watch-namespace="$NAMESPACE"
 PORTS="PLUMB_DEMO_RENDER_PORT=$RENDER_HTTP_PORT PLUMB_DEMO_RENDER_METRICS_PORT=$RENDER_METRICS_PORT" \
 start render-controller "$BIN/plumb-render-controller" \
-  --storage-dir="$DEMO_DIR/render" --artifact-addr="127.0.0.1:$RENDER_HTTP_PORT" \
-  --artifact-base-url="http://127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr="127.0.0.1:$RENDER_METRICS_PORT" \
+  --storage-path="$DEMO_DIR/render" --storage-addr="127.0.0.1:$RENDER_HTTP_PORT" \
+  --storage-adv-addr="127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr="127.0.0.1:$RENDER_METRICS_PORT" \
   --watch-label-selector=plumb.dev/demo=true
 PORTS="PLUMB_DEMO_SYNC_METRICS_PORT=$SYNC_METRICS_PORT" \
 start sync-controller "$BIN/plumb-sync-controller" --watch-namespace="$NAMESPACE" \

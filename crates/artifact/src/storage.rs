@@ -41,6 +41,34 @@ pub fn valid_segment(s: &str) -> bool {
     !s.is_empty() && !s.starts_with('.') && !s.contains(['/', '\\', '\0'])
 }
 
+/// Reads a `--storage-adv-addr` value (the advertised address of an artifact server) as the
+/// base of its download URLs. `host[:port]`, as Flux spells it, means `http://host[:port]`; a
+/// value with a scheme (`http://` or `https://`, e.g. behind a TLS proxy) is taken as it is; an
+/// empty value stays empty (the controller then advertises the address it bound).
+pub fn advertised_base_url(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Ok(String::new());
+    }
+    let (scheme, rest) = match value.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("http".to_owned(), value),
+    };
+    let rest = rest.trim_end_matches('/');
+    let host = rest.split('/').next().unwrap_or_default();
+    if !matches!(scheme.as_str(), "http" | "https") {
+        return Err(format!(
+            "{value:?}: expected HOST[:PORT] or an http:// or https:// URL, not a {scheme}:// URL"
+        ));
+    }
+    if host.is_empty() || host.ends_with(':') || rest.contains(char::is_whitespace) {
+        return Err(format!(
+            "{value:?}: expected HOST[:PORT] or an http:// or https:// URL"
+        ));
+    }
+    Ok(format!("{scheme}://{rest}"))
+}
+
 /// Which object an artifact belongs to: the lowercase kind, namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ArtifactKey {
@@ -258,6 +286,32 @@ impl<W: Write> Write for HashingWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advertised_addresses_become_base_urls() {
+        for (value, base) in [
+            (
+                "source-controller.plumb-system.svc.cluster.local.",
+                "http://source-controller.plumb-system.svc.cluster.local.",
+            ),
+            ("127.0.0.1:9090", "http://127.0.0.1:9090"),
+            (
+                "http://render.plumb-system.svc/",
+                "http://render.plumb-system.svc",
+            ),
+            (
+                "HTTPS://artifacts.example.com/plumb",
+                "https://artifacts.example.com/plumb",
+            ),
+            ("", ""),
+        ] {
+            assert_eq!(advertised_base_url(value).as_deref(), Ok(base), "{value}");
+        }
+        for bad in ["ftp://host", "http://", "http:", "host name:80", "://x"] {
+            let err = advertised_base_url(bad).unwrap_err();
+            assert!(err.contains("HOST[:PORT]"), "{bad}: {err}");
+        }
+    }
 
     fn key() -> ArtifactKey {
         ArtifactKey::new("GitRepository", "default", "app").unwrap()

@@ -16,8 +16,8 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "source,render,sync")]
     pub only: Vec<Which>,
     /// Storage for artifacts: the source controller uses `<dir>/source`, the render controller
-    /// `<dir>/render` (unless their own `--storage-dir` is passed through).
-    #[arg(long)]
+    /// `<dir>/render` (unless their own `--storage-path` is passed through).
+    #[arg(long = "storage-path", alias = "storage-dir")]
     pub storage_dir: Option<PathBuf>,
     /// The runtime the controllers share: metrics address, leader election, logs.
     #[command(flatten)]
@@ -62,12 +62,15 @@ struct SyncFlags {
     config: plumb_sync::Config,
 }
 
-/// The passed-through flags, with `--storage-dir=<base>/<name>` first unless given.
+/// The passed-through flags, with `--storage-path=<base>/<name>` first unless given (in either
+/// spelling).
 fn argv(name: &str, base: Option<&PathBuf>, args: &[String]) -> Vec<String> {
     let mut argv = vec![format!("plumb-{name}-controller")];
-    let has_storage = args.iter().any(|a| a.starts_with("--storage-dir"));
+    let has_storage = args
+        .iter()
+        .any(|a| a.starts_with("--storage-path") || a.starts_with("--storage-dir"));
     if let (Some(base), false) = (base, has_storage) {
-        argv.push(format!("--storage-dir={}", base.join(name).display()));
+        argv.push(format!("--storage-path={}", base.join(name).display()));
     }
     argv.extend(args.iter().cloned());
     argv
@@ -134,17 +137,18 @@ mod tests {
     use serde::Deserialize;
 
     #[test]
-    fn storage_dir_is_split_per_controller_unless_passed_through() {
+    fn storage_path_is_split_per_controller_unless_passed_through() {
         let base = PathBuf::from("/data");
         assert_eq!(
             argv("source", Some(&base), &[]),
-            ["plumb-source-controller", "--storage-dir=/data/source"]
+            ["plumb-source-controller", "--storage-path=/data/source"]
         );
-        let own = vec!["--storage-dir=/x".to_owned()];
-        assert_eq!(
-            argv("render", Some(&base), &own),
-            ["plumb-render-controller", "--storage-dir=/x"]
-        );
+        for own in ["--storage-path=/x", "--storage-dir=/x"] {
+            assert_eq!(
+                argv("render", Some(&base), &[own.to_owned()]),
+                ["plumb-render-controller", own]
+            );
+        }
         assert_eq!(argv("sync", None, &[]), ["plumb-sync-controller"]);
     }
 
@@ -162,17 +166,17 @@ mod tests {
     fn every_controllers_own_flags_parse_as_in_its_binary() {
         let source = Binary::<plumb_source::Config>::try_parse_from([
             "s",
-            "--storage-dir=/d",
+            "--storage-path=/d",
             "--allow-file-sources",
-            "--leader-election=false",
+            "--enable-leader-election=false",
         ])
         .unwrap();
         assert!(source.config.allow_file_sources);
         assert!(!source.runtime.leader_election.enabled);
-        let own =
-            SourceFlags::try_parse_from(["s", "--storage-dir=/d", "--allow-file-sources"]).unwrap();
+        let own = SourceFlags::try_parse_from(["s", "--storage-path=/d", "--allow-file-sources"])
+            .unwrap();
         assert!(own.config.allow_file_sources);
-        assert!(RenderFlags::try_parse_from(["r", "--storage-dir=/d"]).is_ok());
+        assert!(RenderFlags::try_parse_from(["r", "--storage-path=/d"]).is_ok());
         assert!(SyncFlags::try_parse_from(["s"]).is_ok());
         assert!(SourceFlags::try_parse_from(["s", "--no-such-flag"]).is_err());
     }
@@ -204,6 +208,40 @@ mod tests {
             (7, 7, 7)
         );
         assert!(sync.runtime.leader_election.enabled);
+
+        // The artifact servers' storage flags, as Flux's source-controller spells them.
+        let storage = [
+            "c",
+            "--storage-path=/d",
+            "--storage-addr=127.0.0.1:9",
+            "--storage-adv-addr=source.example:80",
+        ];
+        let old_storage = [
+            "c",
+            "--storage-dir=/d",
+            "--artifact-addr=127.0.0.1:9",
+            "--artifact-base-url=http://source.example:80",
+        ];
+        for args in [storage, old_storage] {
+            let source = Binary::<plumb_source::Config>::try_parse_from(args).unwrap();
+            let render = Binary::<plumb_render::Config>::try_parse_from(args).unwrap();
+            for (dir, addr, base) in [
+                (
+                    &source.config.storage_dir,
+                    source.config.artifact_addr,
+                    &source.config.artifact_base_url,
+                ),
+                (
+                    &render.config.storage_dir,
+                    render.config.artifact_addr,
+                    &render.config.artifact_base_url,
+                ),
+            ] {
+                assert_eq!(dir, &PathBuf::from("/d"), "{args:?}");
+                assert_eq!(addr.to_string(), "127.0.0.1:9", "{args:?}");
+                assert_eq!(base, "http://source.example:80", "{args:?}");
+            }
+        }
 
         let old_source = Binary::<plumb_source::Config>::try_parse_from([
             "s",

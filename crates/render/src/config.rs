@@ -12,16 +12,30 @@ use plumb_ops::WatchScope;
 #[derive(clap::Args, Debug, Clone)]
 pub struct Config {
     /// Where rendered artifacts are stored.
-    #[arg(long, env = "PLUMB_RENDER_STORAGE_DIR", default_value = "/data")]
+    #[arg(
+        long = "storage-path",
+        alias = "storage-dir",
+        env = "PLUMB_RENDER_STORAGE_DIR",
+        default_value = "/data"
+    )]
     pub storage_dir: PathBuf,
 
     /// The address the artifact file server listens on.
-    #[arg(long, default_value = "0.0.0.0:9090")]
+    #[arg(
+        long = "storage-addr",
+        alias = "artifact-addr",
+        default_value = "0.0.0.0:9090"
+    )]
     pub artifact_addr: SocketAddr,
 
-    /// The URL under which consumers reach the artifact file server (written into status);
-    /// empty means `http://<the address bound>`.
-    #[arg(long, default_value = "http://render-controller.plumb-system.svc")]
+    /// The address consumers reach the artifact file server at, written into status:
+    /// `HOST[:PORT]` (served over http) or an `http(s)://` URL; empty means the address bound.
+    #[arg(
+        long = "storage-adv-addr",
+        alias = "artifact-base-url",
+        value_parser = plumb_artifact::storage::advertised_base_url,
+        default_value = "render-controller.plumb-system.svc"
+    )]
     pub artifact_base_url: String,
 
     /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) holding the bearer

@@ -14,16 +14,29 @@ use crate::git::FetchLimits;
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Directory for artifacts (served) and the git cache (`.cache/`, not served).
-    #[arg(long, env = "PLUMB_STORAGE_DIR", default_value = "/data")]
+    #[arg(
+        long = "storage-path",
+        alias = "storage-dir",
+        env = "PLUMB_STORAGE_DIR",
+        default_value = "/data"
+    )]
     pub storage_dir: PathBuf,
     /// Address the artifact file server binds.
-    #[arg(long, default_value = "0.0.0.0:9090")]
-    pub artifact_addr: SocketAddr,
-    /// Base URL written into `status.artifact.url` (how consumers reach the file server).
     #[arg(
-        long,
+        long = "storage-addr",
+        alias = "artifact-addr",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub artifact_addr: SocketAddr,
+    /// The address consumers reach the artifact file server at, written into
+    /// `status.artifact.url`: `HOST[:PORT]` (served over http) or an `http(s)://` URL; empty
+    /// means the address bound.
+    #[arg(
+        long = "storage-adv-addr",
+        alias = "artifact-base-url",
         env = "PLUMB_ARTIFACT_BASE_URL",
-        default_value = "http://plumb-source.plumb-system.svc.cluster.local."
+        value_parser = plumb_artifact::storage::advertised_base_url,
+        default_value = "source-controller.plumb-system.svc"
     )]
     pub artifact_base_url: String,
     /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) holding the bearer

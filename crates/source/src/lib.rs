@@ -68,11 +68,20 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunEr
 /// webhook receiver (on every replica), and the controller (under the leader Lease when
 /// leader election is on). Storage and addresses are checked before anything runs, so a
 /// controller that cannot start says why at once.
-pub async fn run(runtime: &Runtime, config: Config) -> Result<(), RunError> {
+pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), RunError> {
     let storage = Storage::new(&config.storage_dir)?;
     let token =
         plumb_artifact::auth::load(runtime.client(), config.artifact_token_secret.as_ref()).await?;
     let artifacts = bind("artifacts", config.artifact_addr).await?;
+    if config.artifact_base_url.is_empty() {
+        // An empty --storage-adv-addr advertises the address bound (port 0 included).
+        let bound = artifacts.local_addr().map_err(|source| RunError::Serve {
+            what: "artifacts",
+            addr: config.artifact_addr,
+            source,
+        })?;
+        config.artifact_base_url = format!("http://{bound}");
+    }
     let webhooks = bind("webhooks", config.webhook_addr).await?;
     let hooks = webhook::HookIndex::default();
     let served = |what, addr| move |source| RunError::Serve { what, addr, source };

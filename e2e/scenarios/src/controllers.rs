@@ -92,9 +92,7 @@ impl Layout {
                 let (name, value) = f.split_once('=')?;
                 Some((name.to_owned(), value.to_owned()))
             })
-            .filter(|(name, _)| {
-                name.ends_with("-addr") || name.ends_with("-dir") || name.ends_with("-url")
-            })
+            .filter(|(name, _)| name.ends_with("-addr") || name.ends_with("-path"))
             .collect();
         let mut flags: Vec<String> = installed.args[&c]
             .iter()
@@ -103,12 +101,10 @@ impl Layout {
                 _ => arg.clone(),
             })
             .collect();
-        flags.push(match c {
-            Controller::Source => format!("--shard={}", installed.shard),
-            Controller::Render | Controller::Sync => {
-                format!("--watch-label-selector=plumb.dev/shard={}", installed.shard)
-            }
-        });
+        flags.push(format!(
+            "--watch-label-selector=plumb.dev/shard={}",
+            installed.shard
+        ));
         flags
     }
 
@@ -123,24 +119,18 @@ impl Layout {
         );
         let mut flags = match c {
             Controller::Source => vec![
-                format!("--storage-dir={}", storage.display()),
-                format!("--artifact-addr=127.0.0.1:{}", port("source-http")),
-                format!(
-                    "--artifact-base-url=http://127.0.0.1:{}",
-                    port("source-http")
-                ),
+                format!("--storage-path={}", storage.display()),
+                format!("--storage-addr=127.0.0.1:{}", port("source-http")),
+                format!("--storage-adv-addr=127.0.0.1:{}", port("source-http")),
                 format!("--metrics-addr=127.0.0.1:{}", port("source-metrics")),
                 format!("--webhook-addr=127.0.0.1:{}", port("source-webhook")),
                 "--enable-leader-election=false".into(),
                 format!("--watch-namespace={}", self.namespace),
             ],
             Controller::Render => vec![
-                format!("--storage-dir={}", storage.display()),
-                format!("--artifact-addr=127.0.0.1:{}", port("render-http")),
-                format!(
-                    "--artifact-base-url=http://127.0.0.1:{}",
-                    port("render-http")
-                ),
+                format!("--storage-path={}", storage.display()),
+                format!("--storage-addr=127.0.0.1:{}", port("render-http")),
+                format!("--storage-adv-addr=127.0.0.1:{}", port("render-http")),
                 format!("--metrics-addr=127.0.0.1:{}", port("render-metrics")),
                 format!("--watch-label-selector={SCOPE_LABEL}={}", self.namespace),
             ],
