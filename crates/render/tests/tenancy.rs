@@ -49,6 +49,8 @@ async fn apply_labelled_sync(w: &World, name: &str, labels: serde_json::Value) {
         .unwrap();
 }
 
+/// Creates Policy `name`, labelled as this test's and deleted with its namespace (created, not
+/// applied, so a refusal comes back as the API server's own status).
 async fn policy_with(
     w: &World,
     name: &str,
@@ -57,10 +59,11 @@ async fn policy_with(
     let api: Api<Policy> = Api::all(w.client.clone());
     let policy: Policy = serde_json::from_value(json!({
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": w.ns.test_labels()},
         "spec": spec,
     }))
     .unwrap();
+    w.ns.delete_with_namespace::<Policy>(name);
     api.create(&PostParams::default(), &policy).await
 }
 

@@ -805,13 +805,14 @@ mod tests {
             files.iter().map(|(p, d, m)| (p.as_str(), *d, *m)).collect();
         let c = commit_tree(&repo, &refs);
         let none = IgnoreRules::none();
-        let limited = |l: FetchLimits| archive_commit(&repo, &c, &none, &bounds(l), Vec::new());
+        // The default limits with one of them lowered by `lower`.
+        let limited = |lower: fn(&mut FetchLimits)| {
+            let mut limits = FetchLimits::default();
+            lower(&mut limits);
+            archive_commit(&repo, &c, &none, &bounds(limits), Vec::new())
+        };
 
-        let err = limited(FetchLimits {
-            max_blob_bytes: 4095,
-            ..FetchLimits::default()
-        })
-        .unwrap_err();
+        let err = limited(|l| l.max_blob_bytes = 4095).unwrap_err();
         assert!(
             matches!(&err, GitError::Limit(LimitExceeded::BlobSize { path, size: 4096, .. }) if path == "big.bin"),
             "{err:?}"
@@ -819,11 +820,7 @@ mod tests {
         assert!(err.to_string().contains("--max-blob-size"));
 
         // 12 entries: the directory `d`, its 10 files and big.bin.
-        let err = limited(FetchLimits {
-            max_tree_entries: 11,
-            ..FetchLimits::default()
-        })
-        .unwrap_err();
+        let err = limited(|l| l.max_tree_entries = 11).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -831,19 +828,9 @@ mod tests {
             ),
             "{err:?}"
         );
-        assert!(
-            limited(FetchLimits {
-                max_tree_entries: 12,
-                ..FetchLimits::default()
-            })
-            .is_ok()
-        );
+        assert!(limited(|l| l.max_tree_entries = 12).is_ok());
 
-        let err = limited(FetchLimits {
-            max_artifact_bytes: 64,
-            ..FetchLimits::default()
-        })
-        .unwrap_err();
+        let err = limited(|l| l.max_artifact_bytes = 64).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -142,14 +142,37 @@ impl Running {
     }
 }
 
-async fn basic_auth_secret(ns: &TestNamespace, name: &str, user: &str, password: &str) {
-    let secrets: Api<Secret> = ns.api();
-    let secret: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": name},
-        "stringData": {"username": user, "password": password},
-    }))
+/// What most tests start with: their namespace, a controller of their own, and `up` served over
+/// smart HTTP with basic auth (`bot`/`s3cret`), its credentials in the Secret `git-auth`.
+struct Served {
+    ns: TestNamespace,
+    ctrl: Running,
+    up: Upstream,
+    server: support::GitServer,
+}
+
+impl Served {
+    async fn start(prefix: &str, up: Upstream) -> Self {
+        let ns = TestNamespace::new(prefix).await.unwrap();
+        let ctrl = Running::start(&ns).await;
+        let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
+        basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+        Self {
+            ns,
+            ctrl,
+            up,
+            server,
+        }
+    }
+}
+
+/// Applies the Secret `name` with `string_data`.
+async fn apply_secret(ns: &TestNamespace, name: &str, string_data: serde_json::Value) {
+    let secret: Secret = serde_json::from_value(
+        serde_json::json!({"metadata": {"name": name}, "stringData": string_data}),
+    )
     .unwrap();
-    secrets
+    ns.api::<Secret>()
         .patch(
             name,
             &PatchParams::apply("plumb-test").force(),
@@ -157,6 +180,16 @@ async fn basic_auth_secret(ns: &TestNamespace, name: &str, user: &str, password:
         )
         .await
         .unwrap();
+}
+
+async fn basic_auth_secret(ns: &TestNamespace, name: &str, user: &str, password: &str) {
+    let data = serde_json::json!({"username": user, "password": password});
+    apply_secret(ns, name, data).await;
+}
+
+/// Applies the webhook Secret `name` holding `token`.
+async fn webhook_secret(ns: &TestNamespace, name: &str, token: &str) {
+    apply_secret(ns, name, serde_json::json!({"token": token})).await;
 }
 
 async fn create_repo(
@@ -227,14 +260,16 @@ async fn download_and_unpack(obj: &GitRepository) -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifacts() {
-    let ns = TestNamespace::new("source-commit").await.unwrap();
-    let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[
         ("app/cm.yaml", "kind: ConfigMap\n"),
         ("README.md", "docs\n"),
     ]);
-    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
-    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let Served {
+        ns,
+        ctrl,
+        up,
+        server,
+    } = Served::start("source-commit", up).await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(&ns, "app", serde_json::json!({
         "url": server.url("repo.git"), "interval": "1s", "secretRef": {"name": "git-auth"}, "ignore": "*.md\n",
@@ -317,11 +352,12 @@ async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifact
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_password_is_authentication_failed_and_the_old_artifact_stays() {
-    let ns = TestNamespace::new("source-auth").await.unwrap();
-    let ctrl = Running::start(&ns).await;
-    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
-    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let Served {
+        ns,
+        ctrl,
+        up,
+        server,
+    } = Served::start("source-auth", Upstream::new(&[("a.yaml", "a: 1\n")])).await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(
         &ns,
@@ -383,16 +419,18 @@ async fn wrong_password_is_authentication_failed_and_the_old_artifact_stays() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tag_and_semver_refs_select_through_the_controller() {
-    let ns = TestNamespace::new("source-semver").await.unwrap();
-    let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[("v", "1.0.0")]);
     let c100 = up.tag("v1.0.0");
     up.commit(&[("v", "1.4.0")], "1.4");
     let c140 = up.tag("v1.4.0");
     up.commit(&[("v", "2.0.0")], "2.0");
     up.tag("v2.0.0");
-    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
-    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let Served {
+        ns,
+        ctrl,
+        up: _up,
+        server,
+    } = Served::start("source-semver", up).await;
     let url = server.url("repo.git");
     let tag = create_repo(&ns, "by-tag", serde_json::json!({"url": url, "ref": {"tag": "v1.0.0"}, "secretRef": {"name": "git-auth"}})).await;
     let semver = create_repo(&ns, "by-semver", serde_json::json!({"url": url, "ref": {"semver": ">=1.0.0, <2.0.0"}, "secretRef": {"name": "git-auth"}})).await;
@@ -437,24 +475,13 @@ async fn tag_and_semver_refs_select_through_the_controller() {
 #[tokio::test(flavor = "multi_thread")]
 async fn webhook_refuses_bad_signatures_and_valid_push_triggers_a_fetch() {
     use hmac::Mac;
-    let ns = TestNamespace::new("source-hook").await.unwrap();
-    let ctrl = Running::start(&ns).await;
-    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
-    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
-    let secrets: Api<Secret> = ns.api();
-    let hook: Secret = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": "hook"}, "stringData": {"token": "hook-token"}}),
-    )
-    .unwrap();
-    secrets
-        .patch(
-            "hook",
-            &PatchParams::apply("plumb-test").force(),
-            &Patch::Apply(&hook),
-        )
-        .await
-        .unwrap();
+    let Served {
+        ns,
+        ctrl,
+        up,
+        server,
+    } = Served::start("source-hook", Upstream::new(&[("a.yaml", "a: 1\n")])).await;
+    webhook_secret(&ns, "hook", "hook-token").await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(&ns, "app", serde_json::json!({
         "url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}, "webhook": {"secretRef": {"name": "hook"}},
@@ -522,11 +549,12 @@ async fn webhook_refuses_bad_signatures_and_valid_push_triggers_a_fetch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn polls_without_a_new_commit_write_nothing() {
-    let ns = TestNamespace::new("source-noop").await.unwrap();
-    let ctrl = Running::start(&ns).await;
-    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
-    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let Served {
+        ns,
+        ctrl,
+        up,
+        server,
+    } = Served::start("source-noop", Upstream::new(&[("a.yaml", "a: 1\n")])).await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(&ns, "app", serde_json::json!({"url": server.url("repo.git"), "interval": "1s", "secretRef": {"name": "git-auth"}})).await;
     let obj = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
@@ -605,24 +633,17 @@ async fn a_silent_server_times_out_with_git_operation_failed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_that_did_not_reconcile_still_accepts_the_webhook() {
-    let ns = TestNamespace::new("source-hook-replica").await.unwrap();
-    let ctrl = Running::start(&ns).await;
-    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
-    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
-    let secrets: Api<Secret> = ns.api();
-    let hook: Secret = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": "hook"}, "stringData": {"token": "t0k"}}),
+    let Served {
+        ns,
+        ctrl,
+        up,
+        server,
+    } = Served::start(
+        "source-hook-replica",
+        Upstream::new(&[("a.yaml", "a: 1\n")]),
     )
-    .unwrap();
-    secrets
-        .patch(
-            "hook",
-            &PatchParams::apply("plumb-test").force(),
-            &Patch::Apply(&hook),
-        )
-        .await
-        .unwrap();
+    .await;
+    webhook_secret(&ns, "hook", "t0k").await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(&ns, "app", serde_json::json!({
         "url": server.url("repo.git"), "interval": "1h", "secretRef": {"name": "git-auth"}, "webhook": {"secretRef": {"name": "hook"}},
@@ -683,25 +704,9 @@ async fn ssh_with_known_hosts_fetches_and_an_unknown_host_key_is_refused() {
     let ctrl = Running::start(&ns).await;
     let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
     let sshd = support::SshServer::start();
-    let secrets: Api<Secret> = ns.api();
     let put = |name: &'static str, known_hosts: String| {
-        let secrets = secrets.clone();
-        let identity = sshd.identity.clone();
-        async move {
-            let s: Secret = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name},
-                "stringData": {"identity": identity, "known_hosts": known_hosts},
-            }))
-            .unwrap();
-            secrets
-                .patch(
-                    name,
-                    &PatchParams::apply("plumb-test").force(),
-                    &Patch::Apply(&s),
-                )
-                .await
-                .unwrap();
-        }
+        let data = serde_json::json!({"identity": sshd.identity, "known_hosts": known_hosts});
+        apply_secret(&ns, name, data)
     };
     put("ssh-good", sshd.known_hosts.clone()).await;
     put("ssh-unknown", "[127.0.0.1]:1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n".into()).await;
@@ -809,20 +814,7 @@ async fn a_missing_or_incomplete_credentials_secret_is_named_in_the_condition() 
     );
 
     // The Secret appears with a user name and no password: it names the missing key.
-    let secrets: Api<Secret> = ns.api();
-    let partial: Secret = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "git-auth"},
-        "stringData": {"username": "bot"},
-    }))
-    .unwrap();
-    secrets
-        .patch(
-            "git-auth",
-            &PatchParams::apply("plumb-test").force(),
-            &Patch::Apply(&partial),
-        )
-        .await
-        .unwrap();
+    apply_secret(&ns, "git-auth", serde_json::json!({"username": "bot"})).await;
     set_requested_at(&api, "app", "incomplete").await;
     let incomplete = ctrl
         .wait("the condition to name the missing password", || {
@@ -860,11 +852,12 @@ async fn a_missing_or_incomplete_credentials_secret_is_named_in_the_condition() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_suspended_git_repository_fetches_nothing_until_resumed() {
-    let ns = TestNamespace::new("source-suspend").await.unwrap();
-    let ctrl = Running::start(&ns).await;
-    let up = Upstream::new(&[("a.yaml", "a: 1\n")]);
-    let server = support::serve_basic(up.bare.parent().unwrap(), "bot", "s3cret").await;
-    basic_auth_secret(&ns, "git-auth", "bot", "s3cret").await;
+    let Served {
+        ns,
+        ctrl,
+        up,
+        server,
+    } = Served::start("source-suspend", Upstream::new(&[("a.yaml", "a: 1\n")])).await;
     let c1 = support::git(&up.work, &["rev-parse", "HEAD"]);
     let api = create_repo(
         &ns,

@@ -12,41 +12,12 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use common::{Harness, TestNamespace, cm, cm_data, condition, edit_cm, eventually};
+use common::{Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deny_window, edit_cm};
 
-/// Writes the render controller's `Rendered` condition (and artifact, when given) as it does.
-async fn set_rendered(
-    h: &Harness,
-    ns: &str,
-    name: &str,
-    artifact: Option<&Value>,
-    ok: bool,
-    reason: &str,
-    message: &str,
-) {
-    let mut render = json!({});
-    if let Some(a) = artifact {
-        render = json!({"artifact": a, "sourceRevision": a["revision"]});
-    }
-    let body = json!({
-        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-        "status": {
-            "render": render,
-            "conditions": [{"type": "Rendered", "status": if ok { "True" } else { "False" },
-                "reason": reason, "message": message, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
-        }
-    });
-    h.syncs(ns)
-        .patch_status(
-            name,
-            &PatchParams::apply("plumb-render").force(),
-            &Patch::Apply(&body),
-        )
-        .await
-        .expect("set render status");
-}
+/// How long a deleted Sync may take to be released by its finalizer.
+const SYNC_GONE: Duration = Duration::from_secs(30);
 
 async fn event_reasons(ns: &TestNamespace, sync: &str) -> Vec<String> {
     ns.api::<Event>()
@@ -69,7 +40,8 @@ async fn ready_names_the_rule_when_the_first_render_is_denied_and_any_later_rend
     let denial = format!(
         "policy pinned: rule no-latest denies {n}_web_apps_Deployment: images must be pinned"
     );
-    set_rendered(&h, n, "app", None, false, "PolicyViolation", &denial).await;
+    h.set_rendered(n, "app", None, false, "PolicyViolation", &denial)
+        .await;
     let s = h
         .wait_sync(n, "app", "Ready=False PolicyViolation", |s| {
             condition(s, "Ready")
@@ -88,8 +60,7 @@ async fn ready_names_the_rule_when_the_first_render_is_denied_and_any_later_rend
     // revision stays applied.
     let good = h.render(n, "app", &cm("config", "1")).await;
     h.wait_applied(n, "app", &good).await;
-    set_rendered(
-        &h,
+    h.set_rendered(
         n,
         "app",
         Some(&good),
@@ -125,12 +96,12 @@ async fn deleting_a_sync_deletes_what_it_applied_from_its_last_inventory() {
     let ns = TestNamespace::new("sync-delete").await.unwrap();
     let n = ns.name();
     h.create_sync(n, "app", json!({})).await;
-    let keep = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    plumb.dev/prune: disabled\n";
+    let keep = cm_annotated("keep", "0", "plumb.dev/prune", "disabled");
     let art = h
         .render(
             n,
             "app",
-            &format!("{}{}{}", cm("a", "1"), cm("b", "2"), keep),
+            &format!("{}{}{}", cm("a", "1"), cm("b", "2"), &keep),
         )
         .await;
     let s = h.wait_applied(n, "app", &art).await;
@@ -175,27 +146,17 @@ async fn deleting_a_sync_deletes_what_it_applied_from_its_last_inventory() {
         .delete("app", &DeleteParams::default())
         .await
         .unwrap();
-    let deleted = eventually(Duration::from_secs(30), || async {
-        h.syncs(n)
-            .get_opt("app")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+    h.wait_sync_gone(n, "app", "released by its finalizer", SYNC_GONE)
+        .await;
+    h.wait_within(
+        "ConfigMap a deleted with its Sync",
+        Duration::from_secs(10),
+        || async {
+            let a = cms.get_opt("a").await?;
+            Ok::<_, kube::Error>(a.map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ())))
+        },
+    )
     .await;
-    assert!(
-        deleted.is_some(),
-        "the Sync was not released by its finalizer"
-    );
-    let a_gone = eventually(Duration::from_secs(10), || async {
-        cms.get_opt("a")
-            .await
-            .unwrap()
-            .map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ()))
-    })
-    .await;
-    assert!(a_gone.is_some(), "a was not deleted with its Sync");
     assert!(
         cms.get_opt("keep").await.unwrap().is_some(),
         "prune: disabled object was deleted"
@@ -215,24 +176,19 @@ async fn orphan_leaves_objects_and_wait_for_termination_waits_until_they_are_gon
     let ns = TestNamespace::new("sync-delpolicy").await.unwrap();
     let n = ns.name();
     let cms = ns.api::<ConfigMap>();
-    h.create_sync(n, "orphan", json!({"deletionPolicy": "Orphan"}))
-        .await;
-    let art = h.render(n, "orphan", &cm("orphaned", "1")).await;
-    h.wait_applied(n, "orphan", &art).await;
+    h.create_applied(
+        n,
+        "orphan",
+        json!({"deletionPolicy": "Orphan"}),
+        &cm("orphaned", "1"),
+    )
+    .await;
     h.syncs(n)
         .delete("orphan", &DeleteParams::default())
         .await
         .unwrap();
-    let deleted = eventually(Duration::from_secs(30), || async {
-        h.syncs(n)
-            .get_opt("orphan")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(deleted.is_some(), "the Orphan Sync was not released");
+    h.wait_sync_gone(n, "orphan", "the Orphan Sync released", SYNC_GONE)
+        .await;
     let left = cms.get("orphaned").await.unwrap();
     assert!(
         left.metadata.deletion_timestamp.is_none(),
@@ -281,19 +237,8 @@ async fn orphan_leaves_objects_and_wait_for_termination_waits_until_they_are_gon
     )
     .await
     .unwrap();
-    let deleted = eventually(Duration::from_secs(30), || async {
-        h.syncs(n)
-            .get_opt("waits")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
-    .await;
-    assert!(
-        deleted.is_some(),
-        "the Sync did not go once its objects were gone"
-    );
+    h.wait_sync_gone(n, "waits", "gone once its objects were gone", SYNC_GONE)
+        .await;
 }
 
 #[tokio::test]
@@ -301,9 +246,8 @@ async fn drift_is_healed_while_a_dependency_is_not_ready() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-heal-deps").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &cm("config", "git")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({}), &cm("config", "git"))
+        .await;
     let patch = json!({"spec": {"dependsOn": [{"name": "db"}]}});
     h.syncs(n)
         .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
@@ -317,11 +261,14 @@ async fn drift_is_healed_while_a_dependency_is_not_ready() {
     .await;
     let cms = ns.api::<ConfigMap>();
     edit_cm(&cms, "config", "edited").await;
-    let healed = eventually(Duration::from_secs(10), || async {
-        (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(())
-    })
+    h.wait_within(
+        "drift healed without waiting for the dependency",
+        Duration::from_secs(10),
+        || async {
+            Ok::<_, String>((cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(()))
+        },
+    )
     .await;
-    assert!(healed.is_some(), "drift waited for the dependency");
     let s = h.syncs(n).get("app").await.unwrap();
     assert_eq!(condition(&s, "Ready").unwrap().reason, "DependencyNotReady");
 }
@@ -331,23 +278,11 @@ async fn a_restarted_controller_honours_a_deny_window_from_its_first_pass() {
     let mut h = Harness::start().await;
     let ns = TestNamespace::new("sync-restart-window").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let rev1 = h.render(n, "app", &cm("config", "1")).await;
-    h.wait_applied(n, "app", &rev1).await;
-    let policy: plumb_api::Policy = serde_json::from_value(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": {"name": format!("freeze-{n}")},
-        "spec": {
-            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
-            "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
-        }
-    }))
-    .unwrap();
+    let rev1 = h
+        .create_applied(n, "app", json!({}), &cm("config", "1"))
+        .await;
+    let freeze = deny_window(&ns).await;
     let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
     // While the controller is down, a new revision is rendered.
     h.stop_controller().await;
     let rev2 = h
@@ -381,7 +316,7 @@ async fn a_restarted_controller_honours_a_deny_window_from_its_first_pass() {
     // The Policy goes; which pass then applies rev2 is `a_closed_window_holds_a_new_revision_*`'s
     // business (tests/sync.rs).
     policies
-        .delete(&format!("freeze-{n}"), &DeleteParams::default())
+        .delete(&freeze, &DeleteParams::default())
         .await
         .unwrap();
 }
@@ -418,10 +353,13 @@ async fn a_deletion_refused_by_rbac_retries_but_never_holds_its_namespace() {
         .create(&PostParams::default(), &binding)
         .await
         .unwrap();
-    h.create_sync(n, "app", json!({"serviceAccountName": "deployer"}))
-        .await;
-    let art = h.render(n, "app", &cm("config", "1")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(
+        n,
+        "app",
+        json!({"serviceAccountName": "deployer"}),
+        &cm("config", "1"),
+    )
+    .await;
 
     // The RBAC goes first: deletion is refused, retried, and the Sync says why.
     ns.api::<RoleBinding>()
@@ -454,17 +392,11 @@ async fn a_deletion_refused_by_rbac_retries_but_never_holds_its_namespace() {
         .delete(n, &DeleteParams::default())
         .await
         .unwrap();
-    let released = eventually(Duration::from_secs(30), || async {
-        h.syncs(n)
-            .get_opt("app")
-            .await
-            .unwrap()
-            .is_none()
-            .then_some(())
-    })
+    h.wait_sync_gone(
+        n,
+        "app",
+        "released instead of holding its terminating namespace",
+        SYNC_GONE,
+    )
     .await;
-    assert!(
-        released.is_some(),
-        "the Sync held its terminating namespace"
-    );
 }

@@ -11,17 +11,10 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-use common::{Harness, TestNamespace, cm, cm_data, condition, edit_cm, eventually};
-
-/// A ConfigMap with one annotation.
-fn cm_annotated(name: &str, data: &str, annotation: &str, value: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    {annotation}: {value}\ndata:\n  key: \"{data}\"\n"
-    )
-}
+use common::{Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deployment, edit_cm};
 
 async fn owner(api: &Api<ConfigMap>, name: &str) -> Option<String> {
     api.get(name)
@@ -33,13 +26,16 @@ async fn owner(api: &Api<ConfigMap>, name: &str) -> Option<String> {
         .cloned()
 }
 
-/// Waits until ConfigMap `name` holds `value` (drift corrected), or panics.
-async fn wait_data(cms: &Api<ConfigMap>, name: &str, value: &str) {
-    let seen = eventually(Duration::from_secs(10), || async {
-        (cm_data(cms, name).await.as_deref() == Some(value)).then_some(())
-    })
+/// Waits until ConfigMap `name` holds `value` (drift corrected), or fails the test.
+async fn wait_data(h: &Harness, cms: &Api<ConfigMap>, name: &str, value: &str) {
+    h.wait_within(
+        &format!("ConfigMap {name} to hold {value:?}"),
+        Duration::from_secs(10),
+        || async {
+            Ok::<_, String>((cm_data(cms, name).await.as_deref() == Some(value)).then_some(()))
+        },
+    )
     .await;
-    assert!(seen.is_some(), "{name} never held {value:?}");
 }
 
 #[tokio::test]
@@ -48,9 +44,8 @@ async fn an_object_another_sync_applied_is_taken_over_only_when_annotated() {
     let ns = TestNamespace::new("sync-owners").await.unwrap();
     let n = ns.name();
     let cms = ns.api::<ConfigMap>();
-    h.create_sync(n, "first", json!({})).await;
-    let art = h.render(n, "first", &cm("shared", "first")).await;
-    h.wait_applied(n, "first", &art).await;
+    h.create_applied(n, "first", json!({}), &cm("shared", "first"))
+        .await;
 
     h.create_sync(n, "second", json!({})).await;
     h.render(
@@ -119,9 +114,7 @@ async fn per_object_annotations_disable_create_once_ignore_merge_and_force() {
         ]
         .concat()
     };
-    h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &render("1")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({}), &render("1")).await;
     assert!(
         cms.get_opt("ignored").await.unwrap().is_none(),
         "ssa: Ignore was applied"
@@ -146,7 +139,7 @@ async fn per_object_annotations_disable_create_once_ignore_merge_and_force() {
     .await
     .unwrap();
     edit_cm(&cms, "plain", "drifted").await;
-    wait_data(&cms, "plain", "1").await;
+    wait_data(&h, &cms, "plain", "1").await;
 
     // A new revision: IfNotPresent objects stay as created, the disabled one as edited, the
     // merged field with its other owner; the immutable one is recreated.
@@ -179,10 +172,7 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
     let ns = TestNamespace::new("sync-ignore-owned").await.unwrap();
     let n = ns.name();
     h.create_sync(n, "app", json!({})).await;
-    let yaml = format!(
-        "{}---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 3\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers: [{{name: web, image: \"nginx:1\"}}]\n",
-        cm("probe", "git")
-    );
+    let yaml = format!("{}{}", cm("probe", "git"), deployment("web", 3, ""));
     let art = h.render(n, "app", &yaml).await;
     h.wait_applied(n, "app", &art).await;
     let deps = ns.api::<Deployment>();
@@ -193,7 +183,8 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
 
     // An autoscaler arrives: a Policy ignores replicas from now on (and reports drift, which
     // shows when the controller has seen it).
-    let policy: plumb_api::Policy = serde_json::from_value(json!({
+    // Labelled as this test's and deleted with its namespace, whether the test passes or not.
+    ns.apply_cluster::<plumb_api::Policy>(json!({
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
         "metadata": {"name": format!("hpa-{n}")},
         "spec": {
@@ -201,12 +192,9 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
             "drift": {"mode": "Report", "ignore": [{"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]}]}
         }
     }))
+    .await
     .unwrap();
     let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
-    policies
-        .create(&PostParams::default(), &policy)
-        .await
-        .unwrap();
     let cms = ns.api::<ConfigMap>();
     edit_cm(&cms, "probe", "edited").await;
     h.wait_sync(n, "app", "the Policy's Report mode", |s| {
@@ -216,22 +204,7 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
             .is_some_and(|d| d.objects.contains(&format!("{n}_probe__ConfigMap")))
     })
     .await;
-    let request = |at: &str| json!({"metadata": {"annotations": {"plumb.dev/requested-at": at}}});
-    h.syncs(n)
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(&request("one")),
-        )
-        .await
-        .unwrap();
-    h.wait_sync(n, "app", "requested reconcile", |s| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.last_handled_reconcile_at.as_deref())
-            == Some("one")
-    })
-    .await;
+    h.request_reconcile(n, "app", "one").await;
     assert_eq!(
         deps.get("web").await.unwrap().spec.unwrap().replicas,
         Some(3),
@@ -246,21 +219,7 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
     )
     .await
     .unwrap();
-    h.syncs(n)
-        .patch(
-            "app",
-            &PatchParams::default(),
-            &Patch::Merge(&request("two")),
-        )
-        .await
-        .unwrap();
-    h.wait_sync(n, "app", "requested reconcile", |s| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.last_handled_reconcile_at.as_deref())
-            == Some("two")
-    })
-    .await;
+    h.request_reconcile(n, "app", "two").await;
     assert_eq!(
         deps.get("web").await.unwrap().spec.unwrap().replicas,
         Some(5)

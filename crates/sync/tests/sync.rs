@@ -15,17 +15,10 @@ use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
-use common::{Harness, TestNamespace, condition, inventory, is_ready};
-
-fn cm(name: &str, data: &str) -> String {
-    format!(
-        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{data}\"\n"
-    )
-}
-
-async fn cm_data(api: &Api<ConfigMap>, name: &str) -> Option<String> {
-    api.get_opt(name).await.ok()??.data?.get("key").cloned()
-}
+use common::{
+    Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deny_window, deployment, edit_cm,
+    handled, inventory, is_ready,
+};
 
 /// How long a drift watch may take to heal: far below the Syncs' 1h interval, so a heal within
 /// it was the watch's doing, not the periodic reconcile's.
@@ -96,19 +89,7 @@ async fn a_noop_reconcile_writes_nothing() {
         .metadata
         .resource_version;
     // Ask for a full reconcile and wait until it was handled, then nothing else may change.
-    let patch = json!({"metadata": {"annotations": {"plumb.dev/requested-at": "now-1"}}});
-    h.syncs(n)
-        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-    let s = h
-        .wait_sync(n, "app", "requested reconcile handled", |s| {
-            s.status
-                .as_ref()
-                .and_then(|st| st.last_handled_reconcile_at.as_deref())
-                == Some("now-1")
-        })
-        .await;
+    let s = h.request_reconcile(n, "app", "now-1").await;
     assert_ne!(s.metadata.resource_version, rv);
     // Every later reconcile finds nothing to do, and so must write nothing.
     let (status, written) = (s.status.clone(), status_written_at(&s));
@@ -170,12 +151,12 @@ async fn prune_skips_objects_reowned_by_another_sync_or_opted_out() {
     let ns = TestNamespace::new("sync-reowned").await.unwrap();
     let n = ns.name();
     h.create_sync(n, "app", json!({})).await;
-    let keep = "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep\n  annotations:\n    plumb.dev/prune: disabled\n";
+    let keep = cm_annotated("keep", "0", "plumb.dev/prune", "disabled");
     let art = h
         .render(
             n,
             "app",
-            &format!("{}{}{}", cm("a", "1"), cm("moved", "2"), keep),
+            &format!("{}{}{}", cm("a", "1"), cm("moved", "2"), &keep),
         )
         .await;
     h.wait_applied(n, "app", &art).await;
@@ -243,9 +224,7 @@ async fn an_empty_render_prunes_nothing_unless_asked() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-empty").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &cm("a", "1")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({}), &cm("a", "1")).await;
     h.render(n, "app", "").await;
     let s = h
         .wait_sync(n, "app", "Stalled on empty render", |s| {
@@ -325,22 +304,11 @@ async fn drift_edit_and_delete_are_corrected() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-heal").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &cm("config", "git")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({}), &cm("config", "git"))
+        .await;
     let cms = ns.api::<ConfigMap>();
     // A kubectl-edit style update of a field plumb applied.
-    let edit = json!({"data": {"key": "edited"}});
-    cms.patch(
-        "config",
-        &PatchParams {
-            field_manager: Some("kubectl-edit".into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&edit),
-    )
-    .await
-    .unwrap();
+    edit_cm(&cms, "config", "edited").await;
     // The Sync's interval is 1h: only a watch can heal within the bound.
     heal_wait(&h, "the edit to be reverted", || async {
         Ok::<_, kube::Error>(
@@ -372,21 +340,10 @@ async fn drift_is_reported_not_corrected_without_self_heal() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-report").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({"selfHeal": false})).await;
-    let art = h.render(n, "app", &cm("config", "git")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({"selfHeal": false}), &cm("config", "git"))
+        .await;
     let cms = ns.api::<ConfigMap>();
-    let edit = json!({"data": {"key": "edited"}});
-    cms.patch(
-        "config",
-        &PatchParams {
-            field_manager: Some("kubectl-edit".into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&edit),
-    )
-    .await
-    .unwrap();
+    edit_cm(&cms, "config", "edited").await;
     let id = format!("{n}_config__ConfigMap");
     let s = h
         .wait_sync(n, "app", "drift reported", |s| {
@@ -429,20 +386,7 @@ async fn a_policy_ignored_path_is_left_to_its_other_owner() {
     .await
     .unwrap();
     h.create_sync(n, "app", json!({})).await;
-    let yaml = r#"---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "nginx:1"}]
-"#;
-    let art = h.render(n, "app", yaml).await;
+    let art = h.render(n, "app", &deployment("web", 1, "")).await;
     h.wait_applied(n, "app", &art).await;
     let deps = ns.api::<Deployment>();
     let d = deps.get("web").await.unwrap();
@@ -462,17 +406,9 @@ spec:
     )
     .await
     .unwrap();
-    let patch = json!({"metadata": {"annotations": {"plumb.dev/requested-at": "hpa-1"}}});
-    h.syncs(n)
-        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    h.request(n, "app", "hpa-1").await;
     h.wait_sync(n, "app", "full reconcile", |s| {
-        s.status
-            .as_ref()
-            .and_then(|st| st.last_handled_reconcile_at.as_deref())
-            == Some("hpa-1")
-            && is_ready(s)
+        handled(s, "hpa-1") && is_ready(s)
     })
     .await;
     assert_eq!(
@@ -574,20 +510,7 @@ async fn a_deployment_becomes_healthy_on_the_fake_nodes() {
     let n = ns.name();
     h.create_sync(n, "app", json!({"wait": true, "timeout": "2m"}))
         .await;
-    let yaml = r#"---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers: [{name: web, image: "nginx:1"}]
-"#;
-    let art = h.render(n, "app", yaml).await;
+    let art = h.render(n, "app", &deployment("web", 2, "")).await;
     let s = h.wait_applied(n, "app", &art).await;
     let healthy = condition(&s, "Healthy").unwrap();
     assert_eq!(healthy.status, "True", "{healthy:?}");
@@ -603,21 +526,8 @@ async fn an_unhealthy_object_fails_the_health_check_naming_it() {
     h.create_sync(n, "app", json!({"wait": true, "timeout": "3s"}))
         .await;
     // No node matches, so the pod never runs.
-    let yaml = r#"---
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: stuck
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: stuck}}
-  template:
-    metadata: {labels: {app: stuck}}
-    spec:
-      nodeSelector: {no-such-node: "true"}
-      containers: [{name: web, image: "nginx:1"}]
-"#;
-    h.render(n, "app", yaml).await;
+    let stuck = deployment("stuck", 1, "      nodeSelector: {no-such-node: \"true\"}\n");
+    h.render(n, "app", &stuck).await;
     let s = h
         .wait_sync(n, "app", "HealthCheckFailed", |s| {
             condition(s, "Ready").is_some_and(|c| c.reason == "HealthCheckFailed")
@@ -636,20 +546,11 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-window").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let rev1 = h.render(n, "app", &cm("config", "git")).await;
-    h.wait_applied(n, "app", &rev1).await;
+    let rev1 = h
+        .create_applied(n, "app", json!({}), &cm("config", "git"))
+        .await;
     // A deny window, open all the time, for this test's Syncs.
-    ns.apply_cluster::<plumb_api::Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": {"name": format!("freeze-{n}")},
-        "spec": {
-            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
-            "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
-        }
-    }))
-    .await
-    .unwrap();
+    let freeze = deny_window(&ns).await;
     let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
     let closed = |s: &plumb_api::Sync| {
         condition(s, "Reconciling").is_some_and(|c| c.reason == "SyncWindowClosed")
@@ -682,17 +583,7 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
         "new revision applied in a closed window"
     );
     // Drift of the applied revision is still corrected.
-    let edit = json!({"data": {"key": "edited"}});
-    cms.patch(
-        "config",
-        &PatchParams {
-            field_manager: Some("kubectl-edit".into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&edit),
-    )
-    .await
-    .unwrap();
+    edit_cm(&cms, "config", "edited").await;
     heal_wait(&h, "drift corrected while the window is closed", || async {
         Ok::<_, kube::Error>(
             (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(()),
@@ -701,7 +592,7 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
     .await;
     // The window goes away: the new revision is applied.
     policies
-        .delete(&format!("freeze-{n}"), &DeleteParams::default())
+        .delete(&freeze, &DeleteParams::default())
         .await
         .unwrap();
     h.wait_applied(n, "app", &rev2).await;
@@ -718,9 +609,7 @@ async fn force_recreates_an_object_whose_immutable_field_changed() {
             "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: frozen\nimmutable: true\ndata:\n  key: \"{v}\"\n"
         )
     };
-    h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &frozen("1")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({}), &frozen("1")).await;
     let cms = ns.api::<ConfigMap>();
     let uid = cms.get("frozen").await.unwrap().metadata.uid;
     h.render(n, "app", &frozen("2")).await;
@@ -803,9 +692,8 @@ async fn status_churn_and_other_managers_fields_cause_no_writes() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-churn").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &cm("config", "git")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({}), &cm("config", "git"))
+        .await;
     let cms = ns.api::<ConfigMap>();
     let plumb_time = |c: &ConfigMap| {
         c.metadata
@@ -998,9 +886,8 @@ async fn drift_mode_ignore_leaves_an_edit_until_the_next_full_reconcile() {
     .await
     .unwrap();
     // selfHeal is on: only the Policy's mode keeps the edit.
-    h.create_sync(n, "app", json!({"selfHeal": true})).await;
-    let art = h.render(n, "app", &cm("config", "git")).await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(n, "app", json!({"selfHeal": true}), &cm("config", "git"))
+        .await;
     let cms = ns.api::<ConfigMap>();
     let corrected = h.counter("plumb_sync_drift_corrections_total");
     cms.patch(
@@ -1029,11 +916,7 @@ async fn drift_mode_ignore_leaves_an_edit_until_the_next_full_reconcile() {
     );
 
     // A full reconcile applies Git's state again.
-    let patch = json!({"metadata": {"annotations": {"plumb.dev/requested-at": "full-1"}}});
-    h.syncs(n)
-        .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    h.request(n, "app", "full-1").await;
     h.wait("the full reconcile to restore Git's value", || async {
         Ok::<_, kube::Error>(
             (cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(()),
@@ -1047,9 +930,9 @@ async fn a_suspended_sync_applies_and_heals_nothing_until_resumed() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-suspend").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let rev1 = h.render(n, "app", &cm("config", "git")).await;
-    h.wait_applied(n, "app", &rev1).await;
+    let rev1 = h
+        .create_applied(n, "app", json!({}), &cm("config", "git"))
+        .await;
 
     let suspend = |on: bool| json!({"spec": {"suspend": on}});
     h.syncs(n)

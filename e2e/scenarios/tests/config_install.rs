@@ -7,7 +7,10 @@
 //!
 //! The install (the `plumb-system` namespace, ClusterRoles and bindings) stays in the cluster
 //! afterwards, as `kubectl apply -k config/` leaves it; applying it again is idempotent and makes
-//! the cluster match config/ again.
+//! the cluster match config/ again. It is deliberately not labelled as a test object: it holds the
+//! CRDs every test uses and is shared by every test process on the cluster, so the sweep of a
+//! finished process's cluster-scoped objects must never delete it. What this test creates for
+//! itself lives in its two test namespaces.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 

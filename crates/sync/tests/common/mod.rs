@@ -59,24 +59,6 @@ async fn kube_config() -> kube::Config {
         .expect("kube config")
 }
 
-/// Polls `f` every 50 ms until it returns `Some`, at most `timeout`.
-pub async fn eventually<T, F, Fut>(timeout: Duration, mut f: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Some(v);
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 impl Harness {
     /// Starts a controller for the Syncs labelled with a fresh run id, and an artifact server.
     pub async fn start() -> Harness {
@@ -239,12 +221,38 @@ impl Harness {
 
     /// Writes `status.render` as the render controller does (its own field manager).
     pub async fn set_render(&self, ns: &str, name: &str, artifact: &Value) {
+        self.set_rendered(
+            ns,
+            name,
+            Some(artifact),
+            true,
+            "ReconciliationSucceeded",
+            "rendered",
+        )
+        .await;
+    }
+
+    /// Writes the render controller's `Rendered` condition (and `status.render` with the
+    /// artifact, when given) as it does, under its own field manager.
+    pub async fn set_rendered(
+        &self,
+        ns: &str,
+        name: &str,
+        artifact: Option<&Value>,
+        ok: bool,
+        reason: &str,
+        message: &str,
+    ) {
+        let render = artifact.map_or_else(
+            || json!({}),
+            |a| json!({"artifact": a, "sourceRevision": a["revision"]}),
+        );
         let body = json!({
             "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
             "status": {
-                "render": {"artifact": artifact, "sourceRevision": artifact["revision"]},
-                "conditions": [{"type": "Rendered", "status": "True", "reason": "ReconciliationSucceeded",
-                    "message": "rendered", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+                "render": render,
+                "conditions": [{"type": "Rendered", "status": if ok { "True" } else { "False" },
+                    "reason": reason, "message": message, "lastTransitionTime": "2026-01-01T00:00:00Z"}],
             }
         });
         self.syncs(ns)
@@ -262,6 +270,37 @@ impl Harness {
         let artifact = self.publish(&format!("{ns}/{name}"), yaml);
         self.set_render(ns, name, &artifact).await;
         artifact
+    }
+
+    /// Creates Sync `ns/name` with `spec`, renders `yaml` for it and waits until it is applied;
+    /// returns the artifact.
+    pub async fn create_applied(&self, ns: &str, name: &str, spec: Value, yaml: &str) -> Value {
+        self.create_sync(ns, name, spec).await;
+        let artifact = self.render(ns, name, yaml).await;
+        self.wait_applied(ns, name, &artifact).await;
+        artifact
+    }
+
+    /// Asks for a reconcile of Sync `ns/name` now, as `plumb reconcile` does: sets
+    /// `plumb.dev/requested-at` to `at` (see [`handled`]).
+    pub async fn request(&self, ns: &str, name: &str, at: &str) {
+        let patch = json!({"metadata": {"annotations": {plumb_api::REQUESTED_AT_ANNOTATION: at}}});
+        self.syncs(ns)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("request a reconcile");
+    }
+
+    /// [`Harness::request`]s a reconcile and waits until it was handled; returns the Sync.
+    pub async fn request_reconcile(&self, ns: &str, name: &str, at: &str) -> PlumbSync {
+        self.request(ns, name, at).await;
+        self.wait_sync(
+            ns,
+            name,
+            &format!("reconcile requested at {at} handled"),
+            |s| handled(s, at),
+        )
+        .await
     }
 
     /// Waits until Sync `ns/name` satisfies `pred`, returning it; panics with the last status.
@@ -301,6 +340,16 @@ impl Harness {
         }
     }
 
+    /// Waits (at most `timeout`) until Sync `ns/name` is gone: its finalizer released it.
+    pub async fn wait_sync_gone(&self, ns: &str, name: &str, what: &str, timeout: Duration) {
+        let api = self.syncs(ns);
+        self.wait_within(&format!("Sync {ns}/{name}: {what}"), timeout, || {
+            let api = api.clone();
+            async move { Ok::<_, kube::Error>(api.get_opt(name).await?.is_none().then_some(())) }
+        })
+        .await;
+    }
+
     /// Waits until Sync `ns/name` is Ready at `artifact`'s revision.
     pub async fn wait_applied(&self, ns: &str, name: &str, artifact: &Value) -> PlumbSync {
         let rev = artifact["revision"].as_str().unwrap().to_owned();
@@ -331,6 +380,31 @@ fn spawn_controller(
         plumb_sync::run(&rt, settings).await
     });
     (runtime, task)
+}
+
+/// Whether the reconcile requested at `at` ([`Harness::request`]) was handled.
+pub fn handled(s: &PlumbSync, at: &str) -> bool {
+    s.status
+        .as_ref()
+        .and_then(|st| st.last_handled_reconcile_at.as_deref())
+        == Some(at)
+}
+
+/// Applies a Policy with a deny window open all the time for the Syncs of `ns` (labelled as the
+/// test's, deleted with `ns`); returns its name.
+pub async fn deny_window(ns: &TestNamespace) -> String {
+    let name = format!("freeze-{}", ns.name());
+    ns.apply_cluster::<plumb_api::Policy>(json!({
+        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name()}}},
+            "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
+        }
+    }))
+    .await
+    .expect("apply the deny-window Policy");
+    name
 }
 
 /// Whether the Sync's Ready condition is True for its generation.
@@ -365,6 +439,21 @@ pub fn inventory(s: &PlumbSync) -> Vec<String> {
 pub fn cm(name: &str, data: &str) -> String {
     format!(
         "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  key: \"{data}\"\n"
+    )
+}
+
+/// A rendered ConfigMap `name` with `data.key: <data>` and one annotation.
+pub fn cm_annotated(name: &str, data: &str, annotation: &str, value: &str) -> String {
+    format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    {annotation}: {value}\ndata:\n  key: \"{data}\"\n"
+    )
+}
+
+/// A rendered Deployment `name` (label `app: <name>`) of `replicas` nginx Pods; `pod_extra` is
+/// added to the Pod spec as YAML lines indented by six spaces (e.g. a `nodeSelector`).
+pub fn deployment(name: &str, replicas: u32, pod_extra: &str) -> String {
+    format!(
+        "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n{pod_extra}      containers: [{{name: web, image: \"nginx:1\"}}]\n"
     )
 }
 
