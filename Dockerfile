@@ -4,6 +4,15 @@
 #   docker build --target sync-controller   -t plumb/sync-controller .
 #   docker build --target plumb             -t plumb/plumb .   (the CLI; `plumb controllers` runs all three)
 
+# Helm, built from its pinned Go module with the release's version stamps (crates/helm/go):
+# the render controller renders charts with it.
+FROM golang:1.26-bookworm AS helm
+WORKDIR /src/crates/helm/go
+COPY crates/helm/go/ .
+RUN --mount=type=cache,target=/root/go/pkg/mod \
+    PLUMB_CACHE_DIR=/cache bash build.sh >/dev/null \
+    && cp /cache/helm-*/bin/helm /usr/local/bin/helm
+
 FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
@@ -28,6 +37,8 @@ ENTRYPOINT ["/usr/local/bin/plumb-source-controller"]
 
 FROM runtime AS render-controller
 COPY --from=build /out/plumb-render-controller /usr/local/bin/
+COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
+ENV PLUMB_HELM=/usr/local/bin/helm
 ENTRYPOINT ["/usr/local/bin/plumb-render-controller"]
 
 FROM runtime AS sync-controller
@@ -36,4 +47,6 @@ ENTRYPOINT ["/usr/local/bin/plumb-sync-controller"]
 
 FROM runtime AS plumb
 COPY --from=build /out/plumb /usr/local/bin/
+COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
+ENV PLUMB_HELM=/usr/local/bin/helm
 ENTRYPOINT ["/usr/local/bin/plumb"]

@@ -72,6 +72,19 @@ toolchains() {
 	((${#problems[@]} == 0)) || fail "$(printf '%s\n' "${problems[@]}")"
 }
 
+# Helm renders charts (the render controller, `plumb build CHART`, their tests): built from its
+# pinned Go module and cached under ~/.cache/plumb (crates/helm/go/build.sh), when Go is there.
+helm() {
+	if [[ -z ${GO:-} ]] && ! command -v go >/dev/null; then
+		say "Go is missing: the Helm chart tests will fail until it is installed"
+		return
+	fi
+	local bin
+	bin=$(bash "$(dirname "${BASH_SOURCE[0]}")/../crates/helm/go/build.sh") || fail "building Helm failed (crates/helm/go/build.sh)"
+	say "helm: $bin"
+}
+
 packages
 toolchains
+helm
 say "ok"

@@ -13,6 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
+use crate::helm::HelmSpec;
 use crate::inventory::InventoryEntry;
 use crate::reference::{Artifact, NamespacedObjectReference};
 use crate::revision::{Digest, Revision};
@@ -136,6 +137,12 @@ pub struct SyncSpec {
     /// Decrypt SOPS-encrypted objects just before apply, with age keys from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decryption: Option<crate::decryption::Decryption>,
+
+    // --- Helm charts (issue 15) ---
+    /// How the Helm chart at `path` is rendered (release name, values); a `path` holding a
+    /// `Chart.yaml` is rendered by Helm with these defaults when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmSpec>,
 }
 
 /// What happens to a Sync's objects when the Sync is deleted. Deletion treats objects as prune

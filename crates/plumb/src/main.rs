@@ -22,7 +22,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Render a kustomization directory as multi-document YAML, like `kubectl kustomize`.
+    /// Render a kustomization directory as multi-document YAML, like `kubectl kustomize`, or a
+    /// Helm chart, like `helm template`.
     Build(build::Args),
     /// Show GitRepositories, their Syncs and the Policies as a tree with revisions and readiness.
     Get(get::Args),

@@ -14,6 +14,7 @@ use plumb_api::SyncSpec;
 use plumb_kustomize::{BuildOptions, Limits};
 use serde_json::{Value, json};
 
+use crate::chart::ChartOptions;
 use crate::engine;
 use crate::substitute::{SubstituteError, substitute_objects};
 
@@ -51,6 +52,23 @@ pub enum BuildError {
     /// Variable substitution failed.
     #[error("substitution: {0}")]
     Substitute(#[from] SubstituteError),
+    /// Helm refused the chart, or it crossed a limit; the message names the chart.
+    #[error("helm template: {0}")]
+    Chart(plumb_helm::HelmError),
+    /// Helm's output is not the YAML of objects.
+    #[error("chart {chart}: output: {message}")]
+    ChartOutput {
+        /// The chart's name.
+        chart: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// `spec.helm` is set but the path holds no chart.
+    #[error("path {path:?}: spec.helm is set but there is no Chart.yaml")]
+    NotAChart {
+        /// The path as written in the spec.
+        path: String,
+    },
     /// The rendered objects are larger than [`RenderOptions::max_output_bytes`].
     #[error(
         "rendered objects take more than {max} bytes (limit max-rendered-size); nothing is published"
@@ -75,6 +93,7 @@ impl BuildError {
     pub fn is_transient(&self) -> bool {
         match self {
             BuildError::Io { .. } => true,
+            BuildError::Chart(e) => e.is_transient(),
             BuildError::Kustomize { source, .. } => {
                 matches!(source.as_ref(), engine::EngineError::Kustomize(e) if e.is_transient())
             }
@@ -85,6 +104,7 @@ impl BuildError {
     /// Whether a limit was crossed (of kustomize, YAML, or the render's output).
     pub fn is_limit(&self) -> bool {
         matches!(self, BuildError::OutputTooLarge { .. })
+            || matches!(self, BuildError::Chart(e) if e.is_limit())
             || self
                 .kustomize()
                 .and_then(engine::EngineError::limit)
@@ -93,7 +113,7 @@ impl BuildError {
 }
 
 /// What a render may read, spend and produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RenderOptions {
     /// The kustomize build's limits.
     pub limits: Limits,
@@ -101,6 +121,8 @@ pub struct RenderOptions {
     pub timeout: Option<Duration>,
     /// The largest rendered output, counted as the objects' JSON bytes.
     pub max_output_bytes: u64,
+    /// What a Helm chart render needs (engine, release, capabilities, values).
+    pub chart: ChartOptions,
 }
 
 impl Default for RenderOptions {
@@ -109,6 +131,7 @@ impl Default for RenderOptions {
             limits: Limits::default(),
             timeout: None,
             max_output_bytes: 64 << 20,
+            chart: ChartOptions::default(),
         }
     }
 }
@@ -148,26 +171,36 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
 
 /// The directory `path` names inside `root`, refusing anything that leaves it (`..`, symlinks).
 pub fn resolve_path(root: &Path, path: &str) -> Result<PathBuf, BuildError> {
+    resolve(root, path, true)
+}
+
+/// The file `path` names inside `root` (a values file), refusing anything that leaves it.
+pub fn resolve_file(root: &Path, path: &str) -> Result<PathBuf, BuildError> {
+    resolve(root, path, false)
+}
+
+fn resolve(root: &Path, path: &str, dir: bool) -> Result<PathBuf, BuildError> {
     let bad = |why: &str| BuildError::Path {
         path: path.to_owned(),
         why: why.to_owned(),
     };
+    let what = if dir { "directory" } else { "file" };
     let rel = Path::new(path.trim_start_matches('/'));
     if rel.components().any(|c| matches!(c, Component::ParentDir)) {
         return Err(bad("must not contain `..`"));
     }
     let root = root.canonicalize().map_err(io_err(root))?;
-    let dir = root
+    let found = root
         .join(rel)
         .canonicalize()
-        .map_err(|_| bad("no such directory in the source"))?;
-    if !dir.starts_with(&root) {
+        .map_err(|_| bad(&format!("no such {what} in the source")))?;
+    if !found.starts_with(&root) {
         return Err(bad("leaves the source root through a symlink"));
     }
-    if !dir.is_dir() {
-        return Err(bad("is not a directory"));
+    if found.is_dir() != dir {
+        return Err(bad(&format!("is not a {what}")));
     }
-    Ok(dir)
+    Ok(found)
 }
 
 /// Whether `dir` holds a kustomization file.
@@ -266,6 +299,13 @@ pub fn render_with(
         source: Box::new(source),
     };
     let objects = match (has_kustomization(&dir), needs_wrapper(spec)) {
+        // A chart is rendered by Helm (crate::chart), with the Sync's images and patches.
+        _ if plumb_helm::is_chart(&dir) => crate::chart::render(&root, &dir, spec, opts)?,
+        _ if spec.helm.is_some() => {
+            return Err(BuildError::NotAChart {
+                path: spec.path.clone(),
+            });
+        }
         (true, false) => engine::build(&root, &dir, &build_opts).map_err(kustomize_err)?,
         (true, true) => {
             // The Sync's transforms go into a kustomization over the directory's own, placed in

@@ -6,7 +6,7 @@ use plumb_api::{Digest, SyncSpec};
 use serde_json::json;
 
 /// What a render depends on, hashed: the source digest, the render-relevant spec (path,
-/// targetNamespace, images, patches, substitute), the governing policies' names and generations,
+/// targetNamespace, images, patches, substitute, helm), the governing policies' names and generations,
 /// and the `plumb.dev/requested-at` value (so a request forces a fresh render).
 pub fn cache_key(
     source_digest: &Digest,
@@ -21,6 +21,7 @@ pub fn cache_key(
         "images": spec.images,
         "patches": spec.patches,
         "substitute": spec.substitute,
+        "helm": spec.helm,
         "policies": policies,
         "requestedAt": requested_at,
     });

@@ -102,6 +102,20 @@ pub struct Config {
     #[arg(long, value_parser = plumb_ops::parse_duration, default_value = "1")]
     pub render_timeout_per_mib: Duration,
 
+    /// The Helm binary that renders charts (`helm template`); else `$PLUMB_HELM`, else `helm`
+    /// on PATH. Build the pinned one with crates/helm/go/build.sh.
+    #[arg(long)]
+    pub helm_binary: Option<PathBuf>,
+
+    /// The most memory one chart render's Helm process may use, in bytes (limit
+    /// chart-max-memory).
+    #[arg(long, default_value_t = crate::chart::DEFAULT_CHART_MAX_MEMORY)]
+    pub chart_max_memory: u64,
+
+    /// How many bytes of `helm template` output are cached, keyed by chart digest and values.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub chart_cache_size: usize,
+
     /// Which Syncs to render (Policies are cluster-wide).
     #[command(flatten)]
     pub scope: WatchScope,
@@ -124,6 +138,10 @@ impl Config {
             },
             timeout: Some(timeout),
             max_output_bytes: self.max_rendered_size,
+            chart: crate::chart::ChartOptions {
+                max_memory: self.chart_max_memory,
+                ..Default::default()
+            },
         }
     }
 

@@ -1,6 +1,6 @@
 //! The [`Context`] every reconcile shares, and the render controller's metrics.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -46,6 +46,13 @@ pub struct Context {
     pub(crate) compiled: Mutex<HashMap<String, CompiledEntry>>,
     /// The cache key and verdict of each Sync's last completed render.
     pub rendered: Mutex<HashMap<ObjectRef<Sync>, (String, Outcome)>>,
+    /// The Helm engine charts are rendered with (`None`: no binary found; chart renders fail
+    /// saying so).
+    pub helm: Option<plumb_helm::Helm>,
+    /// The cluster's capabilities for charts, from discovery.
+    pub capabilities: crate::chart_inputs::CapabilitiesCache,
+    /// The Syncs whose last render was a chart: their cache key covers the chart inputs.
+    pub charts: Mutex<HashSet<ObjectRef<Sync>>>,
     /// Consecutive transient failures per Sync, for backoff.
     pub failures: Failures<ObjectRef<Sync>>,
     /// Prometheus metrics.

@@ -30,6 +30,11 @@ pub fn build_reason(e: &crate::build::BuildError) -> &'static str {
     if e.is_limit() {
         return reason::LIMIT_EXCEEDED;
     }
+    if let crate::build::BuildError::Chart(c) = e
+        && crate::chart::is_refused(c)
+    {
+        return reason::UNSUPPORTED;
+    }
     match e.kustomize() {
         Some(crate::engine::EngineError::Kustomize(k)) if k.is_refused() => reason::UNSUPPORTED,
         Some(crate::engine::EngineError::Kustomize(k)) if k.is_outside_root() => {

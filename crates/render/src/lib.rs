@@ -17,6 +17,8 @@
 
 mod build;
 mod cache;
+mod chart;
+mod chart_inputs;
 mod config;
 mod context;
 mod engine;
@@ -33,8 +35,10 @@ mod sweep;
 mod watches;
 mod wiring;
 
-pub use build::{BuildError, render};
+pub use build::{BuildError, RenderOptions, render, render_with};
+pub use chart::ChartOptions;
 pub use config::Config;
+pub use engine::parse_documents;
 pub use error::Error;
 pub use policy_check::{CheckError, Report, run as check_policies};
 pub use publish::unpack;

@@ -18,7 +18,10 @@ use plumb_artifact::{ArtifactKey, Storage, UnpackLimits};
 use plumb_ops::backoff;
 use tracing::instrument;
 
+use crate::build::RenderOptions;
 use crate::cache::cache_key;
+use crate::chart::ChartOptions;
+use crate::chart_inputs::ChartInputs;
 use crate::context::Context;
 use crate::error::build_reason;
 use crate::policy::{CompiledPolicy, describe, evaluate};
@@ -158,6 +161,19 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         .map(String::as_str);
     let key = cache_key(&artifact.digest, &sync.spec, &generations, requested);
     let objref = ObjectRef::from_obj(sync);
+    // A chart's render also depends on the valuesFrom values and the cluster's capabilities.
+    let inputs = match chart_inputs(sync, ctx).await {
+        Ok(inputs) => inputs,
+        Err(failed) => return failed,
+    };
+    let chart_key = format!("{key}/{}", inputs.digest());
+    let was_chart = sync.spec.helm.is_some()
+        || ctx
+            .charts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&objref);
+    let key = if was_chart { chart_key.clone() } else { key };
     let cached = ctx
         .rendered
         .lock()
@@ -174,8 +190,21 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         );
     }
 
-    let (outcome, next) = render_artifact(sync, ctx, &artifact, &compiled).await;
+    let (outcome, next, is_chart) = render_artifact(sync, ctx, &artifact, &compiled, inputs).await;
     if matches!(next, Next::Settled) {
+        let mut charts = ctx.charts.lock().unwrap_or_else(|e| e.into_inner());
+        let key = match is_chart {
+            Some(true) => {
+                charts.insert(objref.clone());
+                chart_key
+            }
+            Some(false) => {
+                charts.remove(&objref);
+                key
+            }
+            None => key,
+        };
+        drop(charts);
         ctx.rendered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -184,13 +213,52 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
     (Some(outcome), next)
 }
 
-/// Downloads, renders, gates and publishes.
+/// What a chart render reads from the cluster: the `valuesFrom` documents (a Sync without
+/// `spec.helm` has none) and the capabilities. When discovery fails, the render goes on
+/// without them: only a chart needs them, and it fails saying so.
+async fn chart_inputs(sync: &Sync, ctx: &Context) -> Result<ChartInputs, (Option<Outcome>, Next)> {
+    let namespace = sync.namespace().unwrap_or_default();
+    let refs = sync
+        .spec
+        .helm
+        .as_ref()
+        .map(|h| h.values_from.as_slice())
+        .unwrap_or_default();
+    let values_from = crate::chart_inputs::values_from(&ctx.client, &namespace, refs)
+        .await
+        .map_err(|e| {
+            let next = if e.is_transient() {
+                Next::Retry
+            } else {
+                Next::Settled
+            };
+            (
+                Some(Outcome::failed(reason::BUILD_FAILED, e.to_string())),
+                next,
+            )
+        })?;
+    let capabilities = match ctx.capabilities.get(&ctx.client).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cluster discovery for chart capabilities failed");
+            plumb_helm::Capabilities::default()
+        }
+    };
+    Ok(ChartInputs {
+        values_from,
+        capabilities,
+    })
+}
+
+/// Downloads, renders, gates and publishes; says whether the path was a chart, when it got
+/// that far.
 async fn render_artifact(
     sync: &Sync,
     ctx: &Context,
     source: &Artifact,
     policies: &[Arc<CompiledPolicy>],
-) -> (Outcome, Next) {
+    inputs: ChartInputs,
+) -> (Outcome, Next, Option<bool>) {
     let bytes = match plumb_artifact::fetch_verified(
         &ctx.http,
         &source.url,
@@ -204,11 +272,20 @@ async fn render_artifact(
             return (
                 Outcome::failed(reason::ARTIFACT_FAILED, e.to_string()),
                 Next::Retry,
+                None,
             );
         }
     };
 
     let spec = sync.spec.clone();
+    let chart = ChartOptions {
+        helm: ctx.helm.clone(),
+        release_name: sync.name_any(),
+        namespace: sync.namespace().unwrap_or_default(),
+        capabilities: inputs.capabilities,
+        values_from: inputs.values_from,
+        max_memory: ctx.config.chart_max_memory,
+    };
     let placement = sync.placement_namespace();
     let limits = UnpackLimits {
         max_bytes: ctx.config.max_unpacked_size,
@@ -216,6 +293,8 @@ async fn render_artifact(
     };
     let policies = policies.to_vec();
     let config = ctx.config.clone();
+    let saw_chart = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chart_seen = saw_chart.clone();
     // An error comes with whether to retry it (a transient failure is never cached).
     let rendered = tokio::task::spawn_blocking(move || -> Result<_, Box<(Outcome, Next)>> {
         let artifact_failed = |message: String| {
@@ -227,7 +306,23 @@ async fn render_artifact(
         let tmp = tempfile::tempdir().map_err(|e| artifact_failed(format!("temp dir: {e}")))?;
         let unpacked = plumb_artifact::unpack_tar_gz(bytes.as_slice(), tmp.path(), limits)
             .map_err(|e| artifact_failed(e.to_string()))?;
-        let opts = config.render_options(unpacked);
+        let opts = RenderOptions {
+            chart,
+            ..config.render_options(unpacked)
+        };
+        let is_chart = build::resolve_path(tmp.path(), &spec.path)
+            .map(|dir| plumb_helm::is_chart(&dir))
+            .unwrap_or(false);
+        chart_seen.store(is_chart, std::sync::atomic::Ordering::Relaxed);
+        if is_chart && opts.chart.capabilities.kube_version.is_none() {
+            return Err(Box::new((
+                Outcome::failed(
+                    reason::BUILD_FAILED,
+                    "chart: the cluster's version and API versions are unknown (discovery failed); retrying".to_owned(),
+                ),
+                Next::Retry,
+            )));
+        }
         let objects = build::render_with(tmp.path(), &spec, &opts).map_err(|e| {
             let next = if e.is_transient() {
                 Next::Retry
@@ -246,13 +341,18 @@ async fn render_artifact(
         Ok((packed, report))
     })
     .await;
+    let is_chart = saw_chart.load(std::sync::atomic::Ordering::Relaxed);
     let (packed, report) = match rendered {
         Ok(Ok(r)) => r,
-        Ok(Err(failed)) => return *failed,
+        Ok(Err(failed)) => {
+            let (outcome, next) = *failed;
+            return (outcome, next, Some(is_chart));
+        }
         Err(e) => {
             return (
                 Outcome::failed(reason::BUILD_FAILED, format!("render task: {e}")),
                 Next::Retry,
+                None,
             );
         }
     };
@@ -279,7 +379,7 @@ async fn render_artifact(
             message,
             policy: Some(report),
         };
-        return (outcome, Next::Settled);
+        return (outcome, Next::Settled, Some(is_chart));
     }
 
     match store(sync, ctx, &packed) {
@@ -299,11 +399,12 @@ async fn render_artifact(
                 objects: Some(packed.objects as i64),
                 policy: (!report.warnings.is_empty()).then_some(report),
             };
-            (Outcome::Published(render), Next::Settled)
+            (Outcome::Published(render), Next::Settled, Some(is_chart))
         }
         Err(e) => (
             Outcome::failed(reason::ARTIFACT_STORAGE_FAILED, e.to_string()),
             Next::Retry,
+            Some(is_chart),
         ),
     }
 }

@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
 use kube::runtime::reflector::ObjectRef;
+use plumb_api::helm::ValuesKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_ops::changed;
 
@@ -52,6 +53,42 @@ pub fn syncs_of_source(syncs: &[Arc<Sync>], repo: &GitRepository) -> Vec<ObjectR
         })
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
+}
+
+/// The Syncs in `namespace` whose `spec.helm.valuesFrom` names the `kind` object `name`: its
+/// change renders their chart again (the cache key covers the values read).
+pub fn syncs_reading_values(
+    syncs: &[Arc<Sync>],
+    kind: ValuesKind,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Sync>> {
+    syncs
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| {
+            s.spec.helm.as_ref().is_some_and(|h| {
+                h.values_from
+                    .iter()
+                    .any(|r| r.kind == kind && r.name == name)
+            })
+        })
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+/// [`syncs_reading_values`] for a changed object's metadata.
+pub fn values_readers<K>(
+    syncs: &[Arc<Sync>],
+    kind: ValuesKind,
+    changed: &PartialObjectMeta<K>,
+) -> Vec<ObjectRef<Sync>> {
+    syncs_reading_values(
+        syncs,
+        kind,
+        changed.metadata.namespace.as_deref().unwrap_or_default(),
+        changed.metadata.name.as_deref().unwrap_or_default(),
+    )
 }
 
 /// Every Sync: a Policy's spec change (or deletion) may change which Syncs it governs, before
@@ -148,6 +185,27 @@ mod tests {
             ["other/other-app"]
         );
         assert!(syncs_of_source(&syncs, &repo("nowhere", "app")).is_empty());
+    }
+
+    #[test]
+    fn a_values_object_wakes_the_syncs_that_read_it() {
+        let source = json!({"kind": "GitRepository", "name": "app"});
+        let mut reader = sync("team", "chart", source.clone());
+        Arc::make_mut(&mut reader).spec.helm = Some(
+            serde_json::from_value(json!({
+                "valuesFrom": [{"kind": "ConfigMap", "name": "vals"}, {"kind": "Secret", "name": "creds"}],
+            }))
+            .unwrap(),
+        );
+        let syncs = [reader, sync("team", "plain", source)];
+        let woken = |kind, ns, name| names(syncs_reading_values(&syncs, kind, ns, name));
+        assert_eq!(woken(ValuesKind::ConfigMap, "team", "vals"), ["team/chart"]);
+        assert_eq!(woken(ValuesKind::Secret, "team", "creds"), ["team/chart"]);
+        assert!(
+            woken(ValuesKind::Secret, "team", "vals").is_empty(),
+            "kind matters"
+        );
+        assert!(woken(ValuesKind::ConfigMap, "other", "vals").is_empty());
     }
 
     #[test]

@@ -9,10 +9,11 @@
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt, future};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::watcher;
+use plumb_api::helm::ValuesKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
@@ -53,10 +54,12 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), Error> {
     );
     let server = async { server.await.map_err(Error::Serve) };
     let scope = config.scope.clone();
+    let helm = helm_engine(&config);
     let parts = Parts {
         storage,
         http,
         config,
+        helm,
     };
     let work = async {
         runtime
@@ -76,6 +79,49 @@ struct Parts {
     storage: Storage,
     http: reqwest::Client,
     config: Config,
+    helm: Option<plumb_helm::Helm>,
+}
+
+/// The Helm engine of `--helm-binary`, `$PLUMB_HELM` or `helm` on PATH; without one, the
+/// controller still runs and chart renders fail saying what to install.
+fn helm_engine(config: &Config) -> Option<plumb_helm::Helm> {
+    let binary = match &config.helm_binary {
+        Some(b) => b.clone(),
+        None => match plumb_helm::Helm::locate() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "charts cannot be rendered");
+                return None;
+            }
+        },
+    };
+    tracing::info!(helm = %binary.display(), "rendering charts with Helm");
+    Some(plumb_helm::Helm::new(binary, config.chart_cache_size))
+}
+
+/// Changes of ConfigMaps or Secrets (metadata only: values are read when a render needs them)
+/// in the controller's scope, for `spec.helm.valuesFrom`.
+fn values_changes<K>(
+    scope: &plumb_ops::WatchScope,
+    client: &kube::Client,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + std::marker::Sync
+        + 'static,
+    K::DynamicType: Default,
+{
+    use kube::runtime::WatchStreamExt;
+    watcher(
+        scope.api::<PartialObjectMeta<K>>(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
 }
 
 /// The watches and the two controllers, until shutdown.
@@ -101,6 +147,9 @@ async fn controllers(
         namespaces: namespaces.store(),
         compiled: Mutex::default(),
         rendered: Mutex::default(),
+        helm: parts.helm,
+        capabilities: Default::default(),
+        charts: Mutex::default(),
         failures: Default::default(),
         metrics: RenderMetrics::new(runtime.metrics().clone()),
         config: parts.config,
@@ -109,6 +158,7 @@ async fn controllers(
     let sync_store = ctx.syncs.clone();
     let (for_source, for_policy, for_namespace) =
         (sync_store.clone(), sync_store.clone(), sync_store.clone());
+    let (for_config_maps, for_secrets) = (sync_store.clone(), sync_store.clone());
     let sync_loop = Controller::for_shared_stream(syncs.subscribe(), sync_store)
         .with_config(controller::Config::default().concurrency(ctx.config.concurrent.max(1)))
         .watches(
@@ -130,6 +180,12 @@ async fn controllers(
                 )
             },
         )
+        .watches_stream(values_changes::<ConfigMap>(&scope, &client), move |cm| {
+            watches::values_readers(&for_config_maps.state(), ValuesKind::ConfigMap, &cm)
+        })
+        .watches_stream(values_changes::<Secret>(&scope, &client), move |s| {
+            watches::values_readers(&for_secrets.state(), ValuesKind::Secret, &s)
+        })
         .graceful_shutdown_on(runtime.stopped())
         .run(
             reconcile_sync::reconcile,

@@ -18,6 +18,7 @@ mod cluster;
 mod crds;
 mod error;
 mod files;
+mod helm;
 mod namespace;
 mod sops;
 mod task;
@@ -32,6 +33,7 @@ pub use cluster::{
 pub use crds::install_crds;
 pub use error::{Error, Result};
 pub use files::FileServer;
+pub use helm::helm_binary;
 pub use namespace::{OWNER_LABEL, TEST_LABEL, TestNamespace};
 pub use sops::{AgeKey, SopsTools};
 pub use task::{ControllerTask, Shutdown};
