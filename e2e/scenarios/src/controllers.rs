@@ -64,6 +64,8 @@ struct Layout {
     namespace: String,
     ports: BTreeMap<&'static str, u16>,
     installed: Option<Installed>,
+    /// Flags added after the usual ones, per controller (e.g. lower limits).
+    extra: BTreeMap<Controller, Vec<String>>,
 }
 
 /// How `config/` runs the controllers: its arguments, and a kubeconfig per controller.
@@ -75,10 +77,12 @@ struct Installed {
 
 impl Layout {
     fn flags(&self, c: Controller) -> Vec<String> {
-        match &self.installed {
+        let mut flags = match &self.installed {
             Some(installed) => self.installed_flags(installed, c),
             None => self.scoped_flags(c),
-        }
+        };
+        flags.extend(self.extra.get(&c).into_iter().flatten().cloned());
+        flags
     }
 
     /// `config/`'s arguments, with the addresses and directories of this machine in place of
@@ -193,14 +197,27 @@ impl Controllers {
             kubeconfigs,
             shard: shard.to_owned(),
         };
-        Self::start_layout(shard, false, Some(installed))
+        Self::start_layout(shard, false, Some(installed), BTreeMap::new())
     }
 
     fn start_with(namespace: &str, release: bool) -> Result<Self> {
-        Self::start_layout(namespace, release, None)
+        Self::start_layout(namespace, release, None, BTreeMap::new())
     }
 
-    fn start_layout(namespace: &str, release: bool, installed: Option<Installed>) -> Result<Self> {
+    /// Like [`Controllers::start`], with extra flags for some controllers (e.g. lower limits).
+    pub fn start_with_flags(
+        namespace: &str,
+        extra: BTreeMap<Controller, Vec<String>>,
+    ) -> Result<Self> {
+        Self::start_layout(namespace, false, None, extra)
+    }
+
+    fn start_layout(
+        namespace: &str,
+        release: bool,
+        installed: Option<Installed>,
+        extra: BTreeMap<Controller, Vec<String>>,
+    ) -> Result<Self> {
         let bin_dir = build_binaries(release)?;
         let mut ports = BTreeMap::new();
         for name in [
@@ -218,6 +235,7 @@ impl Controllers {
             namespace: namespace.to_owned(),
             ports,
             installed,
+            extra,
         };
         let mut controllers = Self {
             layout,
@@ -265,6 +283,42 @@ impl Controllers {
             .map_err(io(format!("starting {}", c.binary())))?;
         self.running.insert(c, child);
         Ok(())
+    }
+
+    /// The storage directory of a controller (artifacts, and the source's git cache).
+    pub fn storage_dir(&self, c: Controller) -> PathBuf {
+        self.layout.dir.path().join(c.name()).join("storage")
+    }
+
+    /// The source controller's artifact base URL, e.g. `http://127.0.0.1:<port>`.
+    pub fn source_artifact_base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.layout.ports["source-http"])
+    }
+
+    /// The exit status of a controller that has ended (crashed or was killed from outside);
+    /// None while it runs or when it was never started.
+    pub fn exited(&mut self, c: Controller) -> Option<std::process::ExitStatus> {
+        self.running.get_mut(&c)?.try_wait().ok().flatten()
+    }
+
+    /// The peak resident set of a running controller since start or the last
+    /// [`Controllers::reset_peak_rss`], in KiB (Linux `VmHWM`).
+    pub fn peak_rss_kib(&self, c: Controller) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid(c)?)).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// Resets a running controller's peak resident set to its current one (Linux 4.0+);
+    /// false when the kernel refused.
+    pub fn reset_peak_rss(&self, c: Controller) -> bool {
+        self.pid(c)
+            .is_some_and(|pid| std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok())
     }
 
     /// The process id of a running controller.

@@ -1,0 +1,466 @@
+//! Faults, not just bad input: controllers killed with SIGKILL mid-apply and mid-prune, the git
+//! server down while a commit is pushed, the source controller (and its artifact server) down
+//! across a commit, the render controller's artifact server gone while the sync controller
+//! needs it, and the source's artifact storage full. Each fault must end converged to Git: the
+//! objects of the last commit exist with its values, the inventory lists exactly them, nothing
+//! else of the Sync's is left and nothing it should keep was pruned.
+//!
+//! The closing table (`cargo test -p plumb-e2e-scenarios --test faults -- --nocapture`) says
+//! how long each took to converge after the fault ended.
+//!
+//! Restarting the API server is not done here: the test cluster is shared by every test that
+//! runs at the same time. `e2e/cluster/README.md` describes starting a cluster of one's own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use plumb_api::{GitRepository, Sync};
+use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
+use plumb_e2e_support::{TestNamespace, wait_for};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(180);
+
+/// Objects per commit: enough that applying and pruning them takes a while to interrupt.
+const OBJECTS: usize = 200;
+
+struct World {
+    ns: TestNamespace,
+    controllers: Controllers,
+    git: GitFixture,
+    rows: Vec<(String, String)>,
+    generation: u32,
+}
+
+fn config_map(i: usize, value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+impl World {
+    async fn start() -> Self {
+        let ns = TestNamespace::new("faults").await.unwrap();
+        plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+        let controllers = Controllers::start(ns.name()).unwrap();
+        let git = GitFixture::new().await.unwrap();
+        let w = Self {
+            ns,
+            controllers,
+            git,
+            rows: Vec::new(),
+            generation: 0,
+        };
+        w.write_objects(0..OBJECTS, "v0");
+        w.git.commit("v0").unwrap();
+        let repos: Api<GitRepository> = w.ns.api();
+        repos
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
+                    "metadata": {"name": "app"},
+                    "spec": {"url": w.git.url(), "ref": {"branch": "main"}, "interval": "2s", "timeout": "10s"}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let syncs: Api<Sync> = w.ns.api();
+        syncs
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+                    "metadata": {"name": "app", "labels": {SCOPE_LABEL: w.ns.name()}},
+                    "spec": {"sourceRef": {"kind": "GitRepository", "name": "app"}, "path": "./app",
+                        "interval": "30s", "retryInterval": "2s", "prune": true, "targetNamespace": w.ns.name()}
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        w.converged("initial apply", &(0..OBJECTS).collect(), "v0")
+            .await;
+        w
+    }
+
+    /// Replaces the work tree's `app/` with ConfigMaps `which`, valued `value`.
+    fn write_objects(&self, which: impl IntoIterator<Item = usize>, value: &str) {
+        let dir = self.git.work().join("app");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in which {
+            std::fs::write(dir.join(format!("cm-{i}.yaml")), config_map(i, value)).unwrap();
+        }
+    }
+
+    /// Commits `which` valued with a fresh value; returns the value.
+    fn commit(&mut self, which: impl IntoIterator<Item = usize>) -> String {
+        self.commit_id(which).0
+    }
+
+    /// Commits `which` valued with a fresh value; returns the value and the commit id.
+    fn commit_id(&mut self, which: impl IntoIterator<Item = usize>) -> (String, String) {
+        self.generation += 1;
+        let value = format!("v{}", self.generation);
+        self.write_objects(which, &value);
+        let id = self.git.commit(&value).unwrap();
+        (value, id)
+    }
+
+    async fn request_fetch(&self) {
+        let repos: Api<GitRepository> = self.ns.api();
+        let patch = json!({"metadata": {"annotations": {plumb_api::REQUESTED_AT_ANNOTATION: self.generation.to_string()}}});
+        let _ = repos
+            .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+    }
+
+    /// The Sync's ConfigMaps: name → value.
+    async fn objects(&self) -> Vec<(String, String)> {
+        let cms: Api<ConfigMap> = self.ns.api();
+        let lp = ListParams::default().labels(&format!("{}=app", plumb_api::SYNC_NAME_LABEL));
+        cms.list(&lp)
+            .await
+            .map(|l| {
+                l.items
+                    .into_iter()
+                    .map(|c| {
+                        let v = c
+                            .data
+                            .and_then(|d| d.get("value").cloned())
+                            .unwrap_or_default();
+                        (c.metadata.name.unwrap_or_default(), v)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Waits until the cluster matches Git: exactly `want` exist, all valued `value`, the
+    /// inventory lists exactly them, and the Sync is Ready at the head commit.
+    async fn converged(&self, what: &str, want: &BTreeSet<usize>, value: &str) -> Duration {
+        let started = Instant::now();
+        let names: BTreeSet<String> = want.iter().map(|i| format!("cm-{i}")).collect();
+        let ids: BTreeSet<String> = want
+            .iter()
+            .map(|i| format!("{}_cm-{i}__ConfigMap", self.ns.name()))
+            .collect();
+        let syncs: Api<Sync> = self.ns.api();
+        let result = wait_for(&format!("{what}: converged"), WAIT, || {
+            let syncs = syncs.clone();
+            let (names, ids) = (&names, &ids);
+            async move {
+                let objects = self.objects().await;
+                let have: BTreeSet<String> = objects.iter().map(|(n, _)| n.clone()).collect();
+                let values_ok = objects.iter().all(|(_, v)| v == value);
+                let sync = syncs.get("app").await?;
+                let status = sync.status.unwrap_or_default();
+                let inventory: BTreeSet<String> = status
+                    .inventory
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|e| e.id)
+                    .collect();
+                let ready = status
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                Ok::<_, kube::Error>(
+                    (&have == names && values_ok && &inventory == ids && ready).then_some(()),
+                )
+            }
+        })
+        .await;
+        if let Err(e) = result {
+            let objects = self.objects().await;
+            let wrong: Vec<_> = objects.iter().filter(|(_, v)| v != value).take(5).collect();
+            panic!(
+                "{e}\n{} objects (want {}), first with another value: {wrong:?}\nSync status: {:#?}\n{}",
+                objects.len(),
+                want.len(),
+                syncs.get("app").await.ok().and_then(|s| s.status),
+                self.controllers.logs_tail(40)
+            );
+        }
+        started.elapsed()
+    }
+
+    fn record(&mut self, fault: &str, happened: String, took: Duration) {
+        self.rows.push((
+            fault.to_owned(),
+            format!("{happened}; converged in {:.1}s", took.as_secs_f64()),
+        ));
+    }
+
+    /// Polls until `seen` says the fault moment has come (or `limit` passes); returns what it saw.
+    async fn wait_moment<F, Fut>(&self, limit: Duration, mut seen: F) -> Option<String>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Option<String>>,
+    {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if let Some(s) = seen().await {
+                return Some(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_end_converged_with_a_consistent_inventory() {
+    let mut w = World::start().await;
+    let all: BTreeSet<usize> = (0..OBJECTS).collect();
+
+    // 1. The sync controller killed while it applies a new commit.
+    let value = w.commit(0..OBJECTS);
+    w.request_fetch().await;
+    let v = value.clone();
+    let seen = w
+        .wait_moment(Duration::from_secs(60), || {
+            let v = v.clone();
+            let w = &w;
+            async move {
+                let objects = w.objects().await;
+                let done = objects.iter().filter(|(_, x)| *x == v).count();
+                (done > 0).then(|| format!("killed with {done}/{OBJECTS} objects at the new value"))
+            }
+        })
+        .await
+        .unwrap_or_else(|| "the apply was not seen starting; killed after".into());
+    w.controllers.kill(Controller::Sync);
+    w.controllers.restart(Controller::Sync).unwrap();
+    let took = w.converged("sync killed mid-apply", &all, &value).await;
+    w.record("sync controller SIGKILL mid-apply, restarted", seen, took);
+
+    // 2. The sync controller killed while it prunes half the objects.
+    let keep: BTreeSet<usize> = (0..OBJECTS / 2).collect();
+    let value = w.commit(keep.clone());
+    w.request_fetch().await;
+    let seen = w
+        .wait_moment(Duration::from_secs(60), || {
+            let w = &w;
+            async move {
+                let n = w.objects().await.len();
+                (n < OBJECTS).then(|| format!("killed with {n} objects left of {OBJECTS}"))
+            }
+        })
+        .await
+        .unwrap_or_else(|| "the prune was not seen starting; killed after".into());
+    w.controllers.kill(Controller::Sync);
+    w.controllers.restart(Controller::Sync).unwrap();
+    let took = w.converged("sync killed mid-prune", &keep, &value).await;
+    w.record("sync controller SIGKILL mid-prune, restarted", seen, took);
+
+    // 3. The render controller killed right after a commit is fetched.
+    let value = w.commit(keep.clone());
+    w.request_fetch().await;
+    w.controllers.kill(Controller::Render);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.controllers.restart(Controller::Render).unwrap();
+    let took = w.converged("render killed", &keep, &value).await;
+    w.record(
+        "render controller SIGKILL after a commit, down 3s, restarted",
+        "the Sync kept its applied objects while render was down".into(),
+        took,
+    );
+
+    // 4. The source controller (and its artifact server) down across a commit.
+    w.controllers.kill(Controller::Source);
+    let value = w.commit(keep.clone());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = w.objects().await.len();
+    w.controllers.restart(Controller::Source).unwrap();
+    let took = w.converged("source down", &keep, &value).await;
+    w.record(
+        "source controller and its artifact server SIGKILLed across a commit, down 5s",
+        format!("{before} objects kept while it was down"),
+        took,
+    );
+
+    // 5. The git server down while a commit is pushed (to its disk).
+    w.git.stop_server();
+    let value = w.commit(keep.clone());
+    w.request_fetch().await;
+    let repos: Api<GitRepository> = w.ns.api();
+    let failed = wait_for("GitRepository reports the git server down", WAIT, || {
+        let repos = repos.clone();
+        async move {
+            let r = repos.get("app").await?;
+            Ok::<_, kube::Error>(
+                r.status
+                    .unwrap_or_default()
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Ready" && c.status == "False")
+                    .map(|c| c.reason),
+            )
+        }
+    })
+    .await
+    .unwrap_or_else(|e| format!("not reported ({e})"));
+    let kept = w.objects().await.len();
+    assert_eq!(
+        kept,
+        keep.len(),
+        "objects were pruned while the git server was down"
+    );
+    w.git.start_server().await.unwrap();
+    w.request_fetch().await;
+    let took = w.converged("git server back", &keep, &value).await;
+    w.record(
+        "git server stopped while a commit was pushed, then started",
+        format!("GitRepository Ready=False {failed} meanwhile, {kept} objects kept"),
+        took,
+    );
+
+    // 6. The render controller's artifact server gone while the sync controller needs it: a
+    //    new render is published, render dies before the sync controller downloads it.
+    let (value, commit) = w.commit_id(keep.clone());
+    w.request_fetch().await;
+    let syncs: Api<Sync> = w.ns.api();
+    let seen = w
+        .wait_moment(Duration::from_secs(60), || {
+            let syncs = syncs.clone();
+            let commit = commit.clone();
+            async move {
+                let status = syncs.get("app").await.ok()?.status?;
+                let applied = status
+                    .last_applied_revision
+                    .as_ref()
+                    .is_some_and(|r| r.commit() == commit);
+                let rendered = status.render?.source_revision?;
+                (rendered.commit() == commit).then(|| {
+                    if applied {
+                        "render published and the Sync applied it before the kill".to_owned()
+                    } else {
+                        "render published, not yet applied: killed".to_owned()
+                    }
+                })
+            }
+        })
+        .await
+        .unwrap_or_else(|| "the render was not seen; killed after".into());
+    w.controllers.kill(Controller::Render);
+    w.controllers.restart(Controller::Sync).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    w.controllers.restart(Controller::Render).unwrap();
+    let took = w
+        .converged("render artifact server back", &keep, &value)
+        .await;
+    w.record(
+        "render controller's artifact server down 5s across a new render (sync restarted meanwhile)",
+        seen,
+        took,
+    );
+
+    // 7. The source controller's artifact storage full.
+    storage_full(&mut w, &keep).await;
+
+    let mut table = String::from(
+        "\n| fault | what happened, and time to converge after it ended |\n| --- | --- |\n",
+    );
+    for (fault, outcome) in &w.rows {
+        let _ = writeln!(table, "| {fault} | {outcome} |");
+    }
+    println!("{table}");
+    for c in Controller::ALL {
+        assert!(
+            !w.controllers.log(c).contains("panicked at"),
+            "{c:?} panicked:\n{}",
+            w.controllers.logs_tail(40)
+        );
+    }
+    let World { ns, .. } = w;
+    ns.delete().await.unwrap();
+}
+
+/// Mounts a 3 MiB tmpfs over the source controller's storage, commits incompressible data
+/// too large for it, checks the GitRepository says so and nothing is pruned, then gives the
+/// storage back and checks convergence. Needs root (mount); skipped with a message otherwise.
+async fn storage_full(w: &mut World, keep: &BTreeSet<usize>) {
+    let storage = w.controllers.storage_dir(Controller::Source);
+    w.controllers.kill(Controller::Source);
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&storage)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        println!("storage-full fault skipped: mounting a tmpfs needs root (CI runs as root)");
+        w.controllers.restart(Controller::Source).unwrap();
+        return;
+    }
+    w.controllers.restart(Controller::Source).unwrap();
+    let big: Vec<u8> = {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        (0..(2 << 20))
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    std::fs::write(w.git.work().join("noise.bin"), &big).unwrap();
+    let value = w.commit(keep.clone());
+    w.request_fetch().await;
+    let repos: Api<GitRepository> = w.ns.api();
+    let failed = wait_for("GitRepository reports the storage full", WAIT, || {
+        let repos = repos.clone();
+        async move {
+            let r = repos.get("app").await?;
+            Ok::<_, kube::Error>(
+                r.status
+                    .unwrap_or_default()
+                    .conditions
+                    .into_iter()
+                    .find(|c| {
+                        c.type_ == "Ready"
+                            && c.status == "False"
+                            && ["ArtifactStorageFailed", "GitOperationFailed"]
+                                .contains(&c.reason.as_str())
+                    })
+                    .map(|c| format!("{}: {}", c.reason, c.message)),
+            )
+        }
+    })
+    .await;
+    let kept = w.objects().await.len();
+    w.controllers.kill(Controller::Source);
+    let unmounted = std::process::Command::new("umount")
+        .arg(&storage)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        unmounted,
+        "could not unmount the tmpfs at {}",
+        storage.display()
+    );
+    let failed = failed.unwrap();
+    assert_eq!(
+        kept,
+        keep.len(),
+        "objects were pruned while the storage was full"
+    );
+    w.controllers.restart(Controller::Source).unwrap();
+    w.request_fetch().await;
+    let took = w.converged("storage back", keep, &value).await;
+    let shown: String = failed.chars().take(100).collect();
+    w.record(
+        "source storage full (3 MiB tmpfs, 2 MiB of new data), then space again",
+        format!("GitRepository Ready=False {shown}, {kept} objects kept"),
+        took,
+    );
+}
