@@ -171,6 +171,11 @@ impl Suite {
     }
 
     async fn create_repo(&self, name: &str, spec: Value) {
+        self.try_create_repo(name, spec).await.unwrap();
+    }
+
+    /// Creates a GitRepository; Err with the API server's message when admission refused it.
+    async fn try_create_repo(&self, name: &str, spec: Value) -> Result<(), String> {
         let mut full = json!({"ref": {"branch": "main"}, "interval": "1h", "timeout": "20s"});
         merge(&mut full, spec);
         let obj: GitRepository = serde_json::from_value(json!({
@@ -178,10 +183,11 @@ impl Suite {
             "metadata": {"name": name}, "spec": full
         }))
         .unwrap();
-        self.repos()
-            .create(&PostParams::default(), &obj)
-            .await
-            .unwrap();
+        match self.repos().create(&PostParams::default(), &obj).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 422 => Err(e.message),
+            Err(e) => panic!("creating GitRepository {name}: {e}"),
+        }
     }
 
     async fn create_sync(&self, name: &str, spec: Value) {
@@ -318,11 +324,18 @@ impl Suite {
         .await
     }
 
-    /// A GitRepository case: create it with `spec`, expect `e` on it.
+    /// A GitRepository case: create it with `spec`, expect `e` on it. A spec the CRD schema
+    /// refuses at admission is a clear refusal too, unless the case expects it to work.
     async fn repo_case(&mut self, input: &str, name: &str, spec: Value, e: &Expect) {
         self.begin();
-        self.create_repo(name, spec).await;
-        let outcome = self.repo_condition(name, e).await;
+        let outcome = match self.try_create_repo(name, spec).await {
+            Ok(()) => self.repo_condition(name, e).await,
+            Err(refusal) if e.status == "False" => Ok(format!(
+                "refused by the API server: {}",
+                refusal.replace(PLANTED, "***")
+            )),
+            Err(refusal) => Err(format!("refused by the API server: {refusal}")),
+        };
         self.end(input, outcome);
     }
 
