@@ -86,6 +86,20 @@ enum Fetched {
     New(Artifact),
 }
 
+/// The watch predicate of the controller: a hash of what a reconcile must follow (the spec's
+/// generation, the reconcile-now annotation, the finalizers and deletion). Status writes leave
+/// it unchanged, so they trigger nothing; periodic polls and back-off come from requeues.
+pub fn wants_reconcile(obj: &GitRepository) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.generation.hash(&mut h);
+    obj.annotations().get(REQUESTED_AT_ANNOTATION).hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    Some(h.finish())
+}
+
 /// Reconciles one GitRepository (with its finalizer).
 #[tracing::instrument(skip(obj, ctx), fields(namespace = obj.namespace().unwrap_or_default(), name = obj.name_any()))]
 pub async fn reconcile(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -456,4 +470,36 @@ async fn write_status(
     .await
     .map_err(Error::Kube)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo(generation: i64) -> GitRepository {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
+            "metadata": {"name": "app", "generation": generation},
+            "spec": {"url": "https://example.com/r.git"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_spec_requests_finalizers_and_deletion_trigger_a_reconcile() {
+        let base = repo(1);
+        let mut status_only = base.clone();
+        status_only.status = Some(Default::default());
+        status_only.metadata.resource_version = Some("2".into());
+        assert_eq!(wants_reconcile(&base), wants_reconcile(&status_only));
+        assert_ne!(wants_reconcile(&base), wants_reconcile(&repo(2)));
+        let mut requested = base.clone();
+        requested
+            .annotations_mut()
+            .insert(REQUESTED_AT_ANNOTATION.into(), "now".into());
+        assert_ne!(wants_reconcile(&base), wants_reconcile(&requested));
+        let mut finalized = base.clone();
+        finalized.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert_ne!(wants_reconcile(&base), wants_reconcile(&finalized));
+    }
 }

@@ -606,7 +606,14 @@ pub fn archive_commit<W: Write>(
             _ => git2::TreeWalkResult::Ok,
         }
     })
-    .or_else(|e| if stop.is_some() { Ok(()) } else { Err(e) })
+    // An aborted walk is an error from libgit2; what aborted it is reported below instead.
+    .or_else(|e| {
+        if stop.is_some() || bad_name.is_some() {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
     .map_err(other)?;
     if let Some(e) = stop {
         return Err(e);
@@ -838,6 +845,46 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn a_file_name_that_is_not_utf8_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let mut index = git2::Index::new().unwrap();
+        let oid = repo.blob(b"a: 1").unwrap();
+        let path = b"bad-\xff.yaml".to_vec();
+        index
+            .add(&git2::IndexEntry {
+                ctime: git2::IndexTime::new(0, 0),
+                mtime: git2::IndexTime::new(0, 0),
+                dev: 0,
+                ino: 0,
+                mode: 0o100644,
+                uid: 0,
+                gid: 0,
+                file_size: 4,
+                id: oid,
+                flags: path.len() as u16,
+                flags_extended: 0,
+                path,
+            })
+            .unwrap();
+        let tree = repo.find_tree(index.write_tree_to(&repo).unwrap()).unwrap();
+        let sig = git2::Signature::new("t", "t@example.com", &git2::Time::new(0, 0)).unwrap();
+        let c = repo
+            .commit(None, &sig, &sig, "c", &tree, &[])
+            .unwrap()
+            .to_string();
+        let err = archive_commit(
+            &repo,
+            &c,
+            &IgnoreRules::none(),
+            &ArchiveBounds::unbounded_in_time(),
+            Vec::new(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
     }
 
     #[test]

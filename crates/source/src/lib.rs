@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use kube::runtime::Controller;
+use kube::runtime::{Controller, PredicateConfig, WatchStreamExt, reflector, watcher};
 use plumb_api::GitRepository;
 use plumb_artifact::Storage;
 use plumb_ops::{Runtime, RuntimeError};
@@ -118,19 +118,30 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), RunError> 
     let scope = config.scope.clone();
     let controller = runtime.lead(LEASE_NAME, &scope, |ready| async move {
         ready.set(true);
-        Controller::new(
+        // Only a change worth a fetch triggers a reconcile: the controller's own status writes
+        // would otherwise wake a failing GitRepository at once, bypassing the error back-off,
+        // and a few failing objects would hold every worker in a hot loop.
+        let (reader, writer) = reflector::store();
+        let triggers = watcher(
             config.scope.api::<GitRepository>(runtime.client().clone()),
             config.scope.watcher_config().any_semantic(),
         )
-        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrent))
-        .graceful_shutdown_on(runtime.stopped())
-        .run(controller::reconcile, controller::error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "reconcile loop");
-            }
-        })
-        .await;
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(controller::wants_reconcile, PredicateConfig::default());
+        Controller::for_stream(triggers, reader)
+            .with_config(
+                kube::runtime::controller::Config::default().concurrency(config.concurrent),
+            )
+            .graceful_shutdown_on(runtime.stopped())
+            .run(controller::reconcile, controller::error_policy, ctx)
+            .for_each(|res| async move {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "reconcile loop");
+                }
+            })
+            .await;
         Ok(())
     });
     // Both run until shutdown; a server failing or a lost Lease ends the controller early.
