@@ -1247,24 +1247,25 @@ async fn http_requests(s: &mut Suite) {
         .and_then(|st| st.webhook_path)
         .unwrap();
 
-    let cases: Vec<(&str, String, Vec<u8>, &str)> = vec![
+    // Each case names the status lines that count as the right answer.
+    let cases: Vec<(&str, String, Vec<u8>, &[&str])> = vec![
         (
             "webhook: POST to an unknown hook id (answered from memory, no list)",
             hooks.clone(),
             format!("POST /hook/{} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", "0".repeat(64)).into_bytes(),
-            "404",
+            &["404"],
         ),
         (
             "webhook: POST /hook/../../etc/passwd",
             hooks.clone(),
             b"POST /hook/../../etc/passwd HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-            "404",
+            &["404"],
         ),
         (
             "webhook: the canary's hook with a wrong GitHub signature",
             hooks.clone(),
             format!("POST {path} HTTP/1.1\r\nHost: x\r\nX-Hub-Signature-256: sha256={}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}", "0".repeat(64)).into_bytes(),
-            "401",
+            &["401"],
         ),
         (
             "webhook: a 3 MiB body (limit 2 MiB)",
@@ -1274,7 +1275,7 @@ async fn http_requests(s: &mut Suite) {
                 r.extend(std::iter::repeat_n(b'a', 3 << 20));
                 r
             },
-            "413",
+            &["413"],
         ),
         (
             "webhook: 200 header fields (limit 64)",
@@ -1287,29 +1288,29 @@ async fn http_requests(s: &mut Suite) {
                 r.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
                 r.into_bytes()
             },
-            "431",
+            &["431"],
         ),
         (
-            "artifacts: GET /gitrepository/../../../etc/passwd",
+            "artifacts: GET /gitrepository/../../../etc/passwd (no token: 401; with one: 404)",
             artifacts.clone(),
             b"GET /gitrepository/../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
-            "404",
+            &["401", "404"],
         ),
         (
             "artifacts: GET the git cache (/.cache/...)",
             artifacts.clone(),
             format!("GET /.cache/gitrepository/{}/canary/HEAD HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", s.ns.name()).into_bytes(),
-            "404",
+            &["401", "404"],
         ),
     ];
     for (input, addr, request, want) in cases {
         s.begin();
         let answer = raw_http(&addr, &request, long).await;
         let line = status_line(&answer);
-        let outcome = if line.contains(want) {
+        let outcome = if want.iter().any(|w| line.contains(w)) {
             Ok(format!("answered {line}"))
         } else {
-            Err(format!("expected {want}, got {line}"))
+            Err(format!("expected {want:?}, got {line}"))
         };
         s.end(input, outcome);
     }
