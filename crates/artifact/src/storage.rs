@@ -179,15 +179,28 @@ impl Storage {
             .prefix(".tmp-")
             .tempfile_in(&dir)
             .map_err(io_err(&dir))?;
-        let mut hw = HashingWriter::new(io::BufWriter::new(tmp));
+        let mut hw = HashingWriter::new(io::BufWriter::new(FirstError::new(tmp)));
         if let Err(e) = write(&mut hw) {
-            return Ok(Err(e));
+            // A failure of the file itself (a full disk, say) is the storage's, whatever error
+            // type `write` turned it into; anything else is `write`'s own.
+            let (_, _, buf) = hw.finish();
+            let tmp = buf.into_parts().0;
+            return match tmp.error {
+                Some(source) => Err(StorageError::Io {
+                    path: tmp.inner.path().to_path_buf(),
+                    source,
+                }),
+                None => Ok(Err(e)),
+            };
         }
         let (digest, size, buf) = hw.finish();
-        let tmp = buf.into_inner().map_err(|e| StorageError::Io {
-            path: dir.clone(),
-            source: e.into_error(),
-        })?;
+        let tmp = buf
+            .into_inner()
+            .map_err(|e| StorageError::Io {
+                path: dir.clone(),
+                source: e.into_error(),
+            })?
+            .inner;
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         let path = dir.join(file);
         tmp.persist(&path).map_err(|e| StorageError::Io {
@@ -241,6 +254,39 @@ impl Storage {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&dir)(e)),
             _ => Ok(()),
         }
+    }
+}
+
+/// A writer that keeps (a copy of) the first error its inner writer returned.
+struct FirstError<W> {
+    inner: W,
+    error: Option<io::Error>,
+}
+
+impl<W> FirstError<W> {
+    fn new(inner: W) -> Self {
+        Self { inner, error: None }
+    }
+
+    fn note<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &result
+            && self.error.is_none()
+        {
+            self.error = Some(io::Error::new(e.kind(), e.to_string()));
+        }
+        result
+    }
+}
+
+impl<W: Write> Write for FirstError<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let r = self.inner.write(buf);
+        self.note(r)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let r = self.inner.flush();
+        self.note(r)
     }
 }
 
@@ -353,6 +399,28 @@ mod tests {
         assert_eq!(r.unwrap().unwrap_err(), "boom");
         assert!(!s.exists(&key(), "a.tar.gz"));
         assert_eq!(fs::read_dir(s.dir(&key())).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_failing_file_is_a_storage_error_whatever_the_writer_made_of_it() {
+        let mut w = FirstError::new(FailingFile);
+        let written = w.write_all(b"data").map_err(|_| "the archive's own error");
+        assert!(written.is_err());
+        let kept = w.error.expect("the file's error is kept");
+        assert_eq!(kept.kind(), io::ErrorKind::StorageFull);
+    }
+
+    /// A file on a full disk.
+    struct FailingFile;
+
+    impl Write for FailingFile {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from(io::ErrorKind::StorageFull))
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]

@@ -374,8 +374,12 @@ struct FetchJob {
 
 impl FetchJob {
     fn run(self) -> Result<Fetched, Error> {
-        std::fs::create_dir_all(&self.cache)
-            .map_err(|e| Error::Cache(format!("{}: {e}", self.cache.display())))?;
+        std::fs::create_dir_all(&self.cache).map_err(|source| {
+            Error::Storage(plumb_artifact::StorageError::Io {
+                path: self.cache.clone(),
+                source,
+            })
+        })?;
         let repo = git::open_cache(&self.cache).map_err(Error::Git)?;
         let listed = git::list_refs(&repo, &self.remote).map_err(Error::Git)?;
         let target = refs::resolve(self.reference.as_ref(), &listed).map_err(Error::Ref)?;

@@ -45,6 +45,8 @@ impl Error {
             Error::Git(GitError::Url(_)) => (reason::INVALID_SPEC, true),
             // Not stalled: a new commit can bring the repository back under the limit.
             Error::Git(GitError::Limit(_)) => (reason::LIMIT_EXCEEDED, false),
+            // The controller's disk, not the repository: retried, and the operator is told.
+            Error::Git(GitError::Storage { .. }) => (reason::ARTIFACT_STORAGE_FAILED, false),
             Error::Git(_) | Error::Cache(_) => (reason::GIT_OPERATION_FAILED, false),
             Error::Ref(RefError::InvalidSemver { .. }) => (reason::INVALID_SPEC, true),
             Error::Ref(_) => (reason::REF_NOT_FOUND, false),

@@ -15,6 +15,7 @@ use git2::{
 };
 use plumb_artifact::{FileEntry, IgnoreRules, write_tar_gz};
 
+use crate::deadline::DeadlineWatch;
 use crate::known_hosts::{self, HostKeyVerdict};
 use crate::refs::RemoteRef;
 
@@ -86,6 +87,15 @@ pub enum GitError {
     /// The URL is not allowed (e.g. file:// without the controller flag).
     #[error("{0}")]
     Url(String),
+    /// The git cache in the controller's storage could not be written: the disk is full,
+    /// over a quota or read-only. Nothing is wrong with the repository.
+    #[error("artifact storage: git cache {path}: {message}")]
+    Storage {
+        /// The cache directory.
+        path: String,
+        /// What the disk said.
+        message: String,
+    },
     /// Any other git or transport failure.
     #[error("git: {0}")]
     Other(String),
@@ -371,9 +381,15 @@ fn callbacks<'a>(remote: &'a Remote, observed: Rc<RefCell<Observed>>) -> RemoteC
     cb
 }
 
-fn classify(e: git2::Error, observed: &Observed, remote: &Remote) -> GitError {
+fn classify(e: git2::Error, observed: &Observed, remote: &Remote, cache: &Path) -> GitError {
     if let Some(limit) = &observed.exceeded {
         return GitError::Limit(limit.clone());
+    }
+    if disk_refused(&e) {
+        return GitError::Storage {
+            path: cache.display().to_string(),
+            message: e.message().to_owned(),
+        };
     }
     if observed.timed_out || Instant::now() > remote.deadline {
         return GitError::Timeout(remote.timeout);
@@ -406,6 +422,18 @@ fn classify(e: git2::Error, observed: &Observed, remote: &Remote) -> GitError {
     GitError::Other(msg)
 }
 
+/// Whether a libgit2 failure is the local disk refusing a write: full, over a quota, or
+/// read-only. libgit2 reports these with the C library's text for the error number.
+fn disk_refused(e: &git2::Error) -> bool {
+    [libc::ENOSPC, libc::EDQUOT, libc::EROFS]
+        .into_iter()
+        .any(|code| {
+            let text = std::io::Error::from_raw_os_error(code).to_string();
+            let text = text.split(" (os error").next().unwrap_or(&text);
+            e.message().contains(text)
+        })
+}
+
 fn fetch_options<'a>(
     remote: &'a Remote,
     observed: Rc<RefCell<Observed>>,
@@ -429,7 +457,16 @@ pub fn open_cache(path: &Path) -> Result<Repository, GitError> {
     } else {
         Repository::init_bare(path)
     };
-    open.map_err(|e| GitError::Other(format!("cache {}: {}", path.display(), e.message())))
+    open.map_err(|e| {
+        if disk_refused(&e) {
+            GitError::Storage {
+                path: path.display().to_string(),
+                message: e.message().to_owned(),
+            }
+        } else {
+            GitError::Other(format!("cache {}: {}", path.display(), e.message()))
+        }
+    })
 }
 
 /// A refspec no server advertises: a download with it connects and lists, and wants nothing.
@@ -457,17 +494,21 @@ pub fn list_refs(repo: &Repository, remote: &Remote) -> Result<Vec<RemoteRef>, G
         let (mut fo, headers) = fetch_options(remote, observed.clone());
         let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
         fo.custom_headers(&hs);
+        let watch = DeadlineWatch::start(remote.deadline);
         let res = r
             .download(&[LIST_ONLY_REFSPEC], Some(&mut fo))
             .and_then(|()| r.list().map(to_refs));
         let _ = r.disconnect();
-        return res.map_err(|e| classify(e, &observed.borrow(), remote));
+        drop(watch);
+        return res.map_err(|e| classify(e, &observed.borrow(), remote, repo.path()));
     }
     let cb = callbacks(remote, observed.clone());
+    let watch = DeadlineWatch::start(remote.deadline);
     let res = r
         .connect_auth(Direction::Fetch, Some(cb), None)
         .and_then(|conn| conn.list().map(to_refs));
-    res.map_err(|e| classify(e, &observed.borrow(), remote))
+    drop(watch);
+    res.map_err(|e| classify(e, &observed.borrow(), remote, repo.path()))
 }
 
 /// Fetches `refspecs` into the cache, transferring only objects it does not have yet.
@@ -483,8 +524,10 @@ pub fn fetch(
     let (mut fo, headers) = fetch_options(remote, observed.clone());
     let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
     fo.custom_headers(&hs);
-    r.fetch(refspecs, Some(&mut fo), None)
-        .map_err(|e| classify(e, &observed.borrow(), remote))?;
+    let watch = DeadlineWatch::start(remote.deadline);
+    let fetched = r.fetch(refspecs, Some(&mut fo), None);
+    drop(watch);
+    fetched.map_err(|e| classify(e, &observed.borrow(), remote, repo.path()))?;
     let stats = r.stats();
     Ok(FetchStats {
         objects: stats.received_objects(),
@@ -673,9 +716,11 @@ const CONNECT_TIMEOUT_MS: i32 = 30_000;
 /// How long libgit2 waits for a git server to send or accept data on an open connection.
 const IO_TIMEOUT_MS: i32 = 60_000;
 
-/// Bounds libgit2's socket waits, so a server that accepts a connection and then says nothing
-/// cannot hold a fetch thread forever (`spec.timeout` abandons the reconcile, but only these
-/// settings end the blocked socket read). Call it once at start-up, before any thread exists.
+/// Bounds libgit2's socket waits process-wide, so a server that accepts a connection and then
+/// says nothing cannot hold a fetch thread forever. Over http(s) and git:// a stalled wait ends
+/// at the GitRepository's own `spec.timeout` already ([`crate::deadline`]); these settings are
+/// the bound for ssh, whose library retries interrupted waits. Call it once at start-up, before
+/// any thread exists.
 pub fn bound_network_waits() {
     // SAFETY: libgit2 keeps these options in unsynchronised C globals; callers run this before
     // spawning any thread (see the controller's `main`), so nothing reads them concurrently.

@@ -7,10 +7,12 @@
 //! atomically, serves it over HTTP and publishes `status.artifact` by server-side apply.
 //!
 //! Modules: [`refs`] (which commit, pure), [`git`] (libgit2: auth, host verification, list,
-//! fetch, archive), [`known_hosts`], [`webhook`], [`controller`] (the reconcile), [`config`].
+//! fetch, archive), [`deadline`] (ending a stalled network wait at `spec.timeout`),
+//! [`known_hosts`], [`webhook`], [`controller`] (the reconcile), [`config`].
 
 pub mod config;
 pub mod controller;
+pub mod deadline;
 pub mod error;
 pub mod git;
 pub mod known_hosts;

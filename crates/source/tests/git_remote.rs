@@ -339,3 +339,56 @@ async fn bearer_token_is_sent_for_listing_and_fetching() {
         .unwrap_err();
     assert!(matches!(err, GitError::Auth(_)), "{err:?}");
 }
+
+/// A server that accepts connections and never answers, for as long as the test runs.
+fn silent_server() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept() {
+            held.push(conn);
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_silent_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
+    let addr = silent_server();
+    for op in ["list", "fetch"] {
+        let timeout = Duration::from_millis(500);
+        let begun = Instant::now();
+        let r = Remote {
+            url: format!("http://{addr}/repo.git"),
+            auth: Auth::default(),
+            deadline: Instant::now() + timeout,
+            timeout,
+            limits: git::FetchLimits::default(),
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = cache.path().to_path_buf();
+        std::thread::spawn(move || {
+            let repo = git::open_cache(&path).unwrap();
+            let result = match op {
+                "list" => git::list_refs(&repo, &r).map(|_| ()),
+                _ => git::fetch(&repo, &r, &["refs/heads/main:refs/heads/main".into()]).map(|_| ()),
+            };
+            let _ = tx.send(result);
+        });
+        // No process-wide socket timeout is set in this test, so without the per-operation
+        // deadline the wait below would last as long as the server stays silent.
+        let result = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{op}: still waiting on the silent server"));
+        assert!(
+            matches!(result, Err(GitError::Timeout(t)) if t == timeout),
+            "{op}: {result:?}"
+        );
+        println!(
+            "{op} against a silent server returned after {:?} (timeout {timeout:?})",
+            begun.elapsed()
+        );
+    }
+}

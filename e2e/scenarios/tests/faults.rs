@@ -426,13 +426,8 @@ async fn storage_full(w: &mut World, keep: &BTreeSet<usize>) {
                     .unwrap_or_default()
                     .conditions
                     .into_iter()
-                    .find(|c| {
-                        c.type_ == "Ready"
-                            && c.status == "False"
-                            && ["ArtifactStorageFailed", "GitOperationFailed"]
-                                .contains(&c.reason.as_str())
-                    })
-                    .map(|c| format!("{}: {}", c.reason, c.message)),
+                    .find(|c| c.type_ == "Ready" && c.status == "False")
+                    .map(|c| (c.reason, c.message)),
             )
         }
     })
@@ -448,7 +443,15 @@ async fn storage_full(w: &mut World, keep: &BTreeSet<usize>) {
         "could not unmount the tmpfs at {}",
         storage.display()
     );
-    let failed = failed.unwrap();
+    let (reason, message) = failed.unwrap();
+    // The operator's disk, not the repository: the reason says so and names the path.
+    assert_eq!(reason, "ArtifactStorageFailed", "{message}");
+    assert!(
+        message.contains(&storage.display().to_string()),
+        "the message does not name the storage {}: {message}",
+        storage.display()
+    );
+    let failed = format!("{reason}: {message}");
     assert_eq!(
         kept,
         keep.len(),
