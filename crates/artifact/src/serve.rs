@@ -12,6 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use plumb_ops::ServerLimits;
 use tokio_util::io::ReaderStream;
 
 use crate::auth::{self, ArtifactToken};
@@ -26,33 +27,29 @@ pub fn router(storage: Storage, token: Option<ArtifactToken>) -> Router {
     auth::require(files, token)
 }
 
-/// Serves `storage` on `addr` to holders of `token` until `shutdown` resolves.
+/// Serves `storage` on `addr` to holders of `token` under `limits` until `shutdown` resolves.
 pub async fn serve(
     addr: SocketAddr,
     storage: Storage,
     token: Option<ArtifactToken>,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, root = %storage.root().display(), authenticated = token.is_some(), "serving artifacts");
-    serve_on(listener, storage, token, shutdown).await
+    serve_on(listener, storage, token, limits, shutdown).await
 }
 
 /// Serves `storage` to holders of `token` on an already bound `listener` until `shutdown`
-/// resolves, with the connection, time and body limits every plumb server has.
+/// resolves, under the connection, time and body limits of the process (`--http-*`).
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     storage: Storage,
     token: Option<ArtifactToken>,
+    limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    plumb_ops::server::serve(
-        listener,
-        router(storage, token),
-        plumb_ops::ServerLimits::default(),
-        shutdown,
-    )
-    .await
+    plumb_ops::server::serve(listener, router(storage, token), limits, shutdown).await
 }
 
 async fn serve_file(

@@ -67,23 +67,18 @@ pub fn ops_router(metrics: Metrics, ready: Readiness) -> Router {
         .with_state(OpsState { metrics, ready })
 }
 
-/// Serves the operations endpoints on `listener` until `shutdown` resolves.
+/// Serves the operations endpoints on `listener` under `limits` until `shutdown` resolves.
 pub async fn serve_ops(
     listener: tokio::net::TcpListener,
     metrics: Metrics,
     ready: Readiness,
+    limits: crate::server::ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "serving /metrics, /healthz and /readyz");
     }
-    crate::server::serve(
-        listener,
-        ops_router(metrics, ready),
-        crate::server::ServerLimits::default(),
-        shutdown,
-    )
-    .await
+    crate::server::serve(listener, ops_router(metrics, ready), limits, shutdown).await
 }
 
 async fn metrics_handler(State(s): State<OpsState>) -> impl IntoResponse {

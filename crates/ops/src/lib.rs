@@ -8,7 +8,8 @@
 //! - [`leader`]: leader election by a `coordination.k8s.io/v1` Lease.
 //! - [`metrics`]: the Prometheus registry with reconcile durations and counts per kind and result.
 //! - [`http`]: the operations server with `/metrics`, `/healthz` and `/readyz`.
-//! - [`server`]: serving any router with connection, time and body limits.
+//! - [`server`]: serving any router with connection, time and body limits (flags `--http-*`).
+//! - [`wait`]: an idle keep-alive timeout apart from the header-read timeout.
 //! - [`retry`]: exponential backoff after failures.
 //! - [`telemetry`]: `tracing` initialisation, console or JSON.
 //! - [`events`]: Kubernetes Event recording.
@@ -23,6 +24,7 @@ pub mod runtime;
 pub mod scope;
 pub mod server;
 pub mod telemetry;
+pub mod wait;
 pub mod watch;
 
 pub use events::{EventRecorder, EventType};

@@ -15,6 +15,7 @@ use crate::http::{Readiness, ReadyGate};
 use crate::leader::{LeaderElectionFlags, LeaderElector, LeaderError, process_identity};
 use crate::metrics::Metrics;
 use crate::scope::WatchScope;
+use crate::server::ServerLimits;
 use crate::telemetry::LogFormat;
 
 /// The flags of the runtime, the same for every controller (Flux's spelling).
@@ -34,6 +35,9 @@ pub struct RuntimeFlags {
         default_value_t = LogFormat::Plain
     )]
     pub log_encoding: LogFormat,
+    /// Limits of every HTTP server of the process (`--http-*`).
+    #[command(flatten)]
+    pub http: ServerLimits,
 }
 
 /// Why the runtime or a controller in it could not start or stopped.
@@ -71,6 +75,7 @@ pub struct Runtime {
     stop: watch::Sender<bool>,
     identity: String,
     leader_election: LeaderElectionFlags,
+    server_limits: ServerLimits,
 }
 
 impl Runtime {
@@ -81,7 +86,8 @@ impl Runtime {
         crate::telemetry::init_tracing(flags.log_encoding);
         let kube_config = kube::Config::infer().await?;
         let client = kube::Client::try_from(kube_config.clone())?;
-        let runtime = Self::with_client(client, kube_config, flags.leader_election)?;
+        let runtime = Self::with_client(client, kube_config, flags.leader_election)?
+            .with_server_limits(flags.http);
         if let Some(addr) = flags.metrics_addr {
             runtime.serve_ops(addr).await?;
         }
@@ -115,7 +121,19 @@ impl Runtime {
             stop: watch::channel(false).0,
             identity: process_identity(),
             leader_election,
+            server_limits: ServerLimits::default(),
         })
+    }
+
+    /// The same runtime serving HTTP under `limits` (what `--http-*` set).
+    pub fn with_server_limits(mut self, limits: ServerLimits) -> Self {
+        self.server_limits = limits;
+        self
+    }
+
+    /// The limits every HTTP server of this runtime's controllers is held to.
+    pub fn server_limits(&self) -> ServerLimits {
+        self.server_limits
     }
 
     /// The same runtime recording into `metrics` (e.g. one registry across controller restarts
@@ -135,8 +153,10 @@ impl Runtime {
         let bound = listener.local_addr().map_err(serve_err)?;
         let (metrics, ready, stopped) =
             (self.metrics.clone(), self.readiness.clone(), self.stopped());
+        let limits = self.server_limits;
         tokio::spawn(async move {
-            if let Err(e) = crate::http::serve_ops(listener, metrics, ready, stopped).await {
+            if let Err(e) = crate::http::serve_ops(listener, metrics, ready, limits, stopped).await
+            {
                 tracing::error!(error = %e, "serving /metrics, /healthz and /readyz failed");
             }
         });

@@ -4,7 +4,8 @@
 //! body may be, and how long one connection may live.
 //!
 //! The pieces are hyper's HTTP/1 connection settings, tower-http's timeout and body-limit
-//! layers, and a semaphore in front of `accept`; nothing here parses HTTP itself.
+//! layers, a semaphore in front of `accept`, and a per-connection timer that gives an idle
+//! keep-alive connection its own timeout ([`crate::wait`]); nothing here parses HTTP itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::http::StatusCode;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -20,23 +21,37 @@ use tokio::sync::Semaphore;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
-/// What one HTTP server allows a client; see the README's "Limits" table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::leader::parse_duration;
+use crate::wait::{Activity, Tracked, WaitTimer};
+
+/// What one HTTP server allows a client; see the README's "Limits" table. The same flags set
+/// every server of a process (metrics and health, artifacts, webhooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::Args)]
 pub struct ServerLimits {
-    /// Connections served at once; more wait in the listen backlog until one closes.
+    /// HTTP connections served at once per server; more wait in the listen backlog.
+    #[arg(long = "http-max-connections", default_value_t = 256)]
     pub max_connections: usize,
-    /// Time a client has to send a request's headers, and to start the next request on an
-    /// idle keep-alive connection (so it is also the idle timeout).
+    /// Time a client has to send a request's headers once it started sending them.
+    #[arg(long = "http-header-read-timeout", value_parser = parse_duration, default_value = "10s")]
     pub header_read_timeout: Duration,
+    /// Time a keep-alive connection may wait idle for its next request.
+    #[arg(long = "http-idle-timeout", value_parser = parse_duration, default_value = "60s")]
+    pub idle_timeout: Duration,
     /// Longest pause between two pieces of a request body.
+    #[arg(long = "http-body-read-timeout", value_parser = parse_duration, default_value = "10s")]
     pub body_read_timeout: Duration,
     /// Time a request may take from its headers to the response headers (408 after it).
+    #[arg(long = "http-request-timeout", value_parser = parse_duration, default_value = "30s")]
     pub request_timeout: Duration,
-    /// Largest request body accepted (413 beyond it).
+    /// Largest request body accepted, in bytes (413 beyond it); the webhook receiver has its
+    /// own, `--webhook-max-body-size`.
+    #[arg(long = "http-max-body-size", default_value_t = 64 << 10)]
     pub max_body_bytes: usize,
     /// Longest a connection may stay open, whatever it does; ends clients that stop reading.
+    #[arg(long = "http-max-connection-lifetime", value_parser = parse_duration, default_value = "10m")]
     pub max_connection_lifetime: Duration,
     /// Most request header fields (431 beyond it).
+    #[arg(long = "http-max-headers", default_value_t = 64)]
     pub max_headers: usize,
 }
 
@@ -45,6 +60,7 @@ impl Default for ServerLimits {
         Self {
             max_connections: 256,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 64 << 10,
@@ -55,12 +71,15 @@ impl Default for ServerLimits {
 }
 
 impl ServerLimits {
-    /// The limits of a server receiving webhook deliveries: bodies up to 2 MiB (axum's default
-    /// for a `Bytes` body, which push payloads fit).
-    pub fn webhooks() -> Self {
+    /// The default request body limit of a webhook receiver: 2 MiB (axum's default for a
+    /// `Bytes` body, which push payloads fit).
+    pub const WEBHOOK_MAX_BODY_BYTES: usize = 2 << 20;
+
+    /// These limits with request bodies up to `max_body_bytes`.
+    pub fn with_max_body(self, max_body_bytes: usize) -> Self {
         Self {
-            max_body_bytes: 2 << 20,
-            ..Self::default()
+            max_body_bytes,
+            ..self
         }
     }
 }
@@ -95,8 +114,9 @@ pub async fn serve(
         ))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes));
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+    // hyper's header timer starts as soon as it waits for a request, idle or not; the
+    // connection's own timer tells the two waits apart (see `wait`).
+    http.header_read_timeout(limits.header_read_timeout)
         .max_headers(limits.max_headers);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
@@ -123,8 +143,17 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let activity = Activity::new();
+        let mut http = http.clone();
+        http.timer(WaitTimer::new(
+            activity.clone(),
+            limits.header_read_timeout,
+            limits.idle_timeout,
+        ));
+        let conn = http.serve_connection(
+            TokioIo::new(Tracked::new(stream, activity)),
+            TowerToHyperService::new(app.clone()),
+        );
         let conn = graceful.watch(conn);
         let lifetime = limits.max_connection_lifetime;
         tokio::spawn(async move {
@@ -186,6 +215,101 @@ mod tests {
         // The server closes the connection; without the timeout this read never returns.
         let answer = read_to_close(&mut s).await;
         assert!(!answer.contains("200 OK"), "{answer}");
+    }
+
+    /// Sends one keep-alive request and reads its whole response (the body is "ok").
+    async fn get_keep_alive(s: &mut TcpStream) -> String {
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let mut buf = [0u8; 512];
+        while !out.ends_with(b"ok") {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_outlives_the_header_timeout_until_the_idle_timeout() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(1500),
+            ..ServerLimits::default()
+        };
+        let (addr, _stop) = start(limits).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        assert!(get_keep_alive(&mut s).await.contains("200 OK"));
+        // Idle for several header timeouts, well within the idle timeout: still served.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let second = get_keep_alive(&mut s).await;
+        assert!(second.contains("200 OK"), "second request: {second:?}");
+        // Then left idle: the server closes the connection at the idle timeout.
+        let closed = tokio::time::timeout(Duration::from_secs(20), read_to_close(&mut s)).await;
+        assert!(closed.is_ok(), "the idle connection was never closed");
+    }
+
+    #[tokio::test]
+    async fn a_long_idle_timeout_does_not_lengthen_the_header_timeout() {
+        let limits = ServerLimits {
+            header_read_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_secs(600),
+            ..ServerLimits::default()
+        };
+        let (addr, _stop) = start(limits).await;
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        assert!(get_keep_alive(&mut s).await.contains("200 OK"));
+        // The next request starts and stalls: the header timeout, not the idle one, applies.
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let closed = tokio::time::timeout(Duration::from_secs(20), read_to_close(&mut s)).await;
+        assert!(
+            closed.is_ok_and(|answer| !answer.contains("200 OK")),
+            "a stalled request was held for the idle timeout"
+        );
+    }
+
+    #[test]
+    fn every_limit_is_a_flag_with_the_documented_default() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            limits: ServerLimits,
+        }
+        assert_eq!(
+            Cli::parse_from(["x"]).limits,
+            ServerLimits::default(),
+            "flag defaults and Default differ"
+        );
+        let set = Cli::parse_from([
+            "x",
+            "--http-max-connections=8",
+            "--http-header-read-timeout=3s",
+            "--http-idle-timeout=2m",
+            "--http-body-read-timeout=4s",
+            "--http-request-timeout=5s",
+            "--http-max-body-size=1024",
+            "--http-max-connection-lifetime=1h",
+            "--http-max-headers=20",
+        ])
+        .limits;
+        assert_eq!(
+            set,
+            ServerLimits {
+                max_connections: 8,
+                header_read_timeout: Duration::from_secs(3),
+                idle_timeout: Duration::from_secs(120),
+                body_read_timeout: Duration::from_secs(4),
+                request_timeout: Duration::from_secs(5),
+                max_body_bytes: 1024,
+                max_connection_lifetime: Duration::from_secs(3600),
+                max_headers: 20,
+            }
+        );
+        assert_ne!(set.idle_timeout, set.header_read_timeout);
     }
 
     #[tokio::test]

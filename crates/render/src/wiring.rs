@@ -50,6 +50,7 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), Error> {
         artifact_listener,
         storage.clone(),
         token,
+        runtime.server_limits(),
         runtime.stopped(),
     );
     let server = async { server.await.map_err(Error::Serve) };

@@ -48,6 +48,10 @@ pub struct Config {
     /// Address of the push webhook receiver.
     #[arg(long, default_value = "0.0.0.0:9292")]
     pub webhook_addr: SocketAddr,
+    /// Largest webhook delivery body accepted, in bytes (413 beyond it); the other servers'
+    /// bodies are bounded by `--http-max-body-size`.
+    #[arg(long, default_value_t = plumb_ops::ServerLimits::WEBHOOK_MAX_BODY_BYTES)]
+    pub webhook_max_body_size: usize,
     /// GitRepositories reconciled at the same time.
     #[arg(long = "concurrent", alias = "concurrency", default_value_t = 2)]
     pub concurrent: u16,
@@ -89,6 +93,7 @@ impl Config {
             artifact_base_url,
             artifact_token_secret: None,
             webhook_addr: any,
+            webhook_max_body_size: plumb_ops::ServerLimits::WEBHOOK_MAX_BODY_BYTES,
             concurrent: 2,
             allow_file_sources: false,
             artifacts_to_keep: 3,

@@ -87,13 +87,21 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), RunError> 
     let webhooks = bind("webhooks", config.webhook_addr).await?;
     let hooks = webhook::HookIndex::default();
     let served = |what, addr| move |source| RunError::Serve { what, addr, source };
-    let artifact_server =
-        plumb_artifact::serve::serve_on(artifacts, storage.clone(), token, runtime.stopped());
+    let artifact_server = plumb_artifact::serve::serve_on(
+        artifacts,
+        storage.clone(),
+        token,
+        runtime.server_limits(),
+        runtime.stopped(),
+    );
     let webhook_server = webhook::serve(
         webhooks,
         runtime.client().clone(),
         hooks.clone(),
         config.scope.namespace.clone(),
+        runtime
+            .server_limits()
+            .with_max_body(config.webhook_max_body_size),
         runtime.stopped(),
     );
     let servers = async {

@@ -192,23 +192,19 @@ async fn lookup(s: &HookState, path: &str) -> Option<Hook> {
     })
 }
 
-/// Serves webhooks on `listener` (bound by the caller) until `shutdown` resolves.
+/// Serves webhooks on `listener` (bound by the caller) under `limits` until `shutdown`
+/// resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     client: kube::Client,
     index: HookIndex,
     namespace: Option<String>,
+    limits: plumb_ops::ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "serving webhooks");
-    plumb_ops::server::serve(
-        listener,
-        router(client, index, namespace),
-        plumb_ops::ServerLimits::webhooks(),
-        shutdown,
-    )
-    .await
+    plumb_ops::server::serve(listener, router(client, index, namespace), limits, shutdown).await
 }
 
 async fn receive(
