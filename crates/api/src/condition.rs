@@ -61,6 +61,8 @@ pub mod reason {
     pub const PRUNE_FAILED: &str = "PruneFailed";
     /// Applied objects did not become healthy within the timeout.
     pub const HEALTH_CHECK_FAILED: &str = "HealthCheckFailed";
+    /// A Helm hook of the render failed or did not finish within the timeout.
+    pub const HOOK_FAILED: &str = "HookFailed";
     /// A Sync named in `dependsOn` is not Ready at its latest revision.
     pub const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
     /// A new revision waits for a Policy's sync window.

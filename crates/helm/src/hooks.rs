@@ -121,26 +121,31 @@ pub fn is_hook(object: &Value) -> bool {
         .is_some()
 }
 
-/// The objects of `objects` that run in `phase`, in run order: by weight, then in the order
-/// Helm installs kinds, then by name. Each group of equal weight is applied together and
-/// waited for before the next.
-pub fn in_phase(objects: &[Value], phase: HookPhase) -> Vec<Vec<(&Value, Hook)>> {
-    let mut hooks: Vec<(&Value, Hook)> = objects
+/// The items of `items` (each holding an object, reached by `object`) that run in `phase`, in
+/// run order: by weight, then in the order Helm installs kinds, then by name. Each group of
+/// equal weight is applied together and waited for before the next.
+pub fn in_phase<T>(
+    items: &[T],
+    object: impl Fn(&T) -> &Value,
+    phase: HookPhase,
+) -> Vec<Vec<(&T, Hook)>> {
+    let mut hooks: Vec<(&T, Hook)> = items
         .iter()
-        .filter_map(|o| hook_of(o).map(|h| (o, h)))
+        .filter_map(|i| hook_of(object(i)).map(|h| (i, h)))
         .filter(|(_, h)| h.runs_in(phase))
         .collect();
     hooks.sort_by(|(a, ha), (b, hb)| {
+        let (a, b) = (object(a), object(b));
         ha.weight
             .cmp(&hb.weight)
             .then_with(|| kind_rank(a).cmp(&kind_rank(b)))
             .then_with(|| name(a).cmp(name(b)))
     });
-    let mut groups: Vec<Vec<(&Value, Hook)>> = Vec::new();
-    for (o, h) in hooks {
+    let mut groups: Vec<Vec<(&T, Hook)>> = Vec::new();
+    for (i, h) in hooks {
         match groups.last_mut() {
-            Some(g) if g[0].1.weight == h.weight => g.push((o, h)),
-            _ => groups.push(vec![(o, h)]),
+            Some(g) if g[0].1.weight == h.weight => g.push((i, h)),
+            _ => groups.push(vec![(i, h)]),
         }
     }
     groups
@@ -275,12 +280,12 @@ mod tests {
             obj("Job", "post", json!({"helm.sh/hook": "post-install"})),
             obj("Deployment", "app", json!({})),
         ];
-        let groups: Vec<Vec<String>> = in_phase(&objects, HookPhase::PreSync)
+        let groups: Vec<Vec<String>> = in_phase(&objects, |o| o, HookPhase::PreSync)
             .iter()
             .map(|g| g.iter().map(|(o, _)| name(o).to_owned()).collect())
             .collect();
         assert_eq!(groups, [vec!["s"], vec!["z", "a", "b"]]);
-        let post = in_phase(&objects, HookPhase::PostSync);
+        let post = in_phase(&objects, |o| o, HookPhase::PostSync);
         assert_eq!(post.len(), 1);
         assert_eq!(name(post[0][0].0), "post");
     }

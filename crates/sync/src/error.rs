@@ -70,6 +70,9 @@ pub enum Error {
     /// Some objects could not be pruned; they stay in the inventory.
     #[error("prune failed: {}", failures_message(.0))]
     Prune(Vec<(ObjectId, ApplyError)>),
+    /// A Helm hook failed, did not finish in time, or could not be run.
+    #[error(transparent)]
+    Hook(Box<crate::hooks::HookError>),
     /// Applied objects did not become healthy within the timeout, or failed.
     #[error("not healthy within {timeout}: {unhealthy}")]
     Unhealthy {
@@ -133,6 +136,7 @@ impl Error {
             Error::OwnershipConflict(_) => reason::OWNERSHIP_CONFLICT,
             Error::PruneBlocked(_) | Error::Prune(_) => reason::PRUNE_FAILED,
             Error::Unhealthy { .. } => reason::HEALTH_CHECK_FAILED,
+            Error::Hook(_) => reason::HOOK_FAILED,
             Error::Deletion(_) | Error::Finalizer(_) => reason::DELETION_FAILED,
         }
     }

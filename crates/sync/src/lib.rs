@@ -23,6 +23,7 @@ mod finalize;
 mod gate;
 mod governance;
 mod health;
+mod hooks;
 mod inventory;
 mod manager;
 mod manifest;

@@ -58,9 +58,21 @@ pub struct SyncMemory {
     health_since: Option<(Digest, Instant)>,
     kinds: HashSet<GroupVersionKind>,
     deleting: Option<Vec<InventoryEntry>>,
+    post_hooks: Option<Digest>,
 }
 
 impl SyncMemory {
+    /// Whether the post-sync hooks of the render with `digest` still wait for it to be healthy.
+    /// (Lost on a restart: the hooks of a render applied before it are then not run.)
+    pub fn post_hooks_pending(&self, digest: &Digest) -> bool {
+        self.post_hooks.as_ref() == Some(digest)
+    }
+
+    /// Records that the post-sync hooks of the render with `digest` are due (`None`: done).
+    pub fn set_post_hooks(&mut self, digest: Option<Digest>) {
+        self.post_hooks = digest;
+    }
+
     /// The objects of the artifact with `digest`, if it is the one remembered.
     pub fn manifests(&self, digest: &Digest) -> Option<Arc<Vec<Manifest>>> {
         self.artifact

@@ -18,6 +18,7 @@ use plumb_api::{
     Conditions, REQUESTED_AT_ANNOTATION, SYNC_FIELD_MANAGER, Sync, SyncSpec, SyncStatus,
     condition_type, reason,
 };
+use plumb_helm::hooks::HookPhase;
 use plumb_ops::metrics::ReconcileResult;
 
 use crate::context::{Context, key_of};
@@ -27,6 +28,7 @@ use crate::finalize;
 use crate::gate;
 use crate::governance;
 use crate::health::Health;
+use crate::hooks;
 use crate::inventory;
 use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
 use crate::manifest::{self, Manifest};
@@ -280,15 +282,64 @@ impl Pass<'_> {
         let manifests = self.fetch(&inputs.artifact).await?;
         self.memory
             .keep_manifests(inputs.artifact.digest.clone(), manifests.clone());
+        let (_, hook_objects) = hooks::split(&manifests);
+        let digest = &inputs.artifact.digest;
+        if !hook_objects.is_empty() && self.hooks_due(current, &inputs) {
+            self.run_hooks(&hook_objects, HookPhase::PreSync, &inputs)
+                .await?;
+            self.memory.set_post_hooks(Some(digest.clone()));
+        }
         let changes = self.apply(&manifests, &inputs, outcome).await?;
         self.prune(current, &inputs, &changes, outcome).await?;
         self.assess(&inputs, &changes, outcome);
+        let healthy = outcome.health.as_ref().is_some_and(|h| h.healthy);
+        if healthy && self.memory.post_hooks_pending(digest) {
+            self.run_hooks(&hook_objects, HookPhase::PostSync, &inputs)
+                .await?;
+            self.memory.set_post_hooks(None);
+        }
         if !changes.conflicts.is_empty() {
             return Err(Error::OwnershipConflict(changes.conflicts));
         }
         if let Some(e) = inputs.render_failure {
             return Err(e);
         }
+        Ok(())
+    }
+
+    /// Whether this pass runs the render's hooks: a render not applied yet, or a reconcile asked
+    /// for (as a sync operation in Argo CD runs them); never for drift correction or the
+    /// periodic safety net.
+    fn hooks_due(&self, current: &SyncStatus, inputs: &Inputs) -> bool {
+        current.last_applied_digest.as_ref() != Some(&inputs.artifact.digest)
+            || requested_at(self.sync)
+                .is_some_and(|at| current.last_handled_reconcile_at.as_deref() != Some(at))
+    }
+
+    /// Runs the hooks of `phase` with the Sync's client; each weight group may take `timeout`.
+    async fn run_hooks(
+        &self,
+        hook_objects: &[Manifest],
+        phase: HookPhase,
+        inputs: &Inputs,
+    ) -> Result<(), Error> {
+        let (ns, spec) = (&self.key.0, &self.sync.spec);
+        let client = self
+            .ctx
+            .client_for(ns, spec.service_account_name.as_deref())
+            .map_err(Error::Impersonation)?;
+        let default_namespace = spec.target_namespace.clone().unwrap_or_else(|| ns.clone());
+        let runner = hooks::HookRunner {
+            client: &client,
+            resolver: &self.ctx.resolver,
+            owner: &self.key,
+            default_namespace: &default_namespace,
+            timeout: inputs.timeout,
+        };
+        runner
+            .run(hook_objects, phase)
+            .await
+            .map_err(|e| Error::Hook(Box::new(e)))?;
         Ok(())
     }
 
@@ -380,8 +431,10 @@ impl Pass<'_> {
             ignores: inputs.ignores.clone(),
         };
         let ctx = self.ctx;
+        // Hooks run in their own steps (`run_hooks`), never as part of the render's objects.
+        let (manifests, _) = hooks::split(manifests);
         let mut manager = ResourceManager::for_sync(ctx, self.sync, self.memory)?;
-        let changes = manager.apply_all(manifests, &opts).await.map_err(|e| {
+        let changes = manager.apply_all(&manifests, &opts).await.map_err(|e| {
             Error::from_apply(e, || {
                 sa.map_or("the controller".to_owned(), |sa| {
                     format!("service account {ns}/{sa}")
