@@ -8,7 +8,7 @@ KUBECONFIG_PATH := $(CLUSTER_DIR)/kubeconfig
 CLUSTER_TESTS := --features cluster-tests
 CLUSTER_ENV := KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH)
 
-.PHONY: help deps build test unit-test lint fmt crds cluster-up cluster-down cluster-check e2e bench bench-kustomize bench-source bench-render bench-drift bench-loop demo demo-down clean
+.PHONY: help deps build test unit-test lint fmt crds cluster-up cluster-down cluster-check e2e bench bench-kustomize bench-source bench-render bench-drift bench-loop bench-helm demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -49,7 +49,7 @@ cluster-check: ## is the cluster steady? every node Ready, no NotReady/disruptio
 e2e: deps cluster-up ## the end-to-end scenarios: three controller processes, a git server, the cluster
 	$(CLUSTER_ENV) $(CARGO) test -p plumb-e2e-scenarios $(CLUSTER_TESTS) --no-fail-fast
 
-bench: bench-kustomize bench-source bench-render bench-drift bench-loop ## print every benchmark figure
+bench: bench-kustomize bench-source bench-render bench-drift bench-loop bench-helm ## print every benchmark figure
 
 bench-kustomize: ## kubectl kustomize vs plumb build: a 1000-object overlay and the fixture set
 	$(CARGO) build --release -p plumb
@@ -57,6 +57,9 @@ bench-kustomize: ## kubectl kustomize vs plumb build: a 1000-object overlay and 
 
 bench-source: ## first clone vs no-change poll vs one-commit fetch of a repository of a few thousand files
 	$(CARGO) run --release -p plumb-source --example bench_fetch
+
+bench-helm: ## chart renders/s: helm template as a process vs plumb's render path (100 Syncs, cache misses and hits)
+	$(CARGO) run --release -p plumb-render --example bench_chart
 
 bench-render: cluster-up ## Syncs rendered per second by the render controller (RENDER_SYNCS, RENDER_WORKERS)
 	bash e2e/cluster/check.sh
