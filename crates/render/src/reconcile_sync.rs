@@ -323,7 +323,7 @@ async fn render_artifact(
                 Next::Retry,
             )));
         }
-        let objects = build::render_with(tmp.path(), &spec, &opts).map_err(|e| {
+        let mut objects = build::render_with(tmp.path(), &spec, &opts).map_err(|e| {
             let next = if e.is_transient() {
                 Next::Retry
             } else {
@@ -331,6 +331,8 @@ async fn render_artifact(
             };
             Box::new((Outcome::failed(build_reason(&e), e.to_string()), next))
         })?;
+        // SOPS-encrypted objects stay encrypted; each carries its file for the sync controller.
+        crate::sops_sources::attach(tmp.path(), &mut objects);
         let report = evaluate(&policies, &objects, &placement);
         let packed = pack(&objects).map_err(|e| {
             Box::new((

@@ -30,6 +30,11 @@ pub struct Config {
     /// use only: a rendered artifact may contain Secrets).
     #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
     pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
+    /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) whose `*.agekey`
+    /// entries decrypt the SOPS files of Syncs whose `spec.decryption` names no `secretRef`
+    /// (as Flux's `--sops-age-secret`).
+    #[arg(long, env = "PLUMB_SOPS_AGE_SECRET")]
+    pub sops_age_secret: Option<plumb_artifact::TokenSecret>,
     /// Which Syncs to reconcile.
     #[command(flatten)]
     pub scope: WatchScope,
@@ -43,6 +48,7 @@ impl Default for Config {
             no_cross_namespace_refs: false,
             max_artifact_size: 256 << 20,
             artifact_token_secret: None,
+            sops_age_secret: None,
             scope: WatchScope::default(),
         }
     }

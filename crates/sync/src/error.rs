@@ -44,6 +44,9 @@ pub enum Error {
     /// The rendered artifact could not be read as objects.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// SOPS decryption of the render failed; nothing of it was applied.
+    #[error("decryption failed, nothing applied: {0}")]
+    Decryption(#[from] crate::decrypt::DecryptError),
     /// A governing Policy's window cannot be evaluated.
     #[error("governing policy: {0}")]
     Window(#[from] WindowError),
@@ -131,6 +134,7 @@ impl Error {
             }
             Error::RenderFailed { reason, .. } => reason,
             Error::Fetch(_) | Error::Manifest(_) => reason::ARTIFACT_FAILED,
+            Error::Decryption(_) => reason::DECRYPTION_FAILED,
             Error::Window(_) => reason::INVALID_SPEC,
             Error::Apply(_) | Error::Write { .. } => reason::APPLY_FAILED,
             Error::OwnershipConflict(_) => reason::OWNERSHIP_CONFLICT,

@@ -16,6 +16,7 @@ mod config;
 mod context;
 mod controller;
 mod controls;
+mod decrypt;
 mod deps;
 mod drift;
 mod error;

@@ -22,6 +22,7 @@ use plumb_helm::hooks::HookPhase;
 use plumb_ops::metrics::ReconcileResult;
 
 use crate::context::{Context, key_of};
+use crate::decrypt;
 use crate::deps::Key;
 use crate::error::Error;
 use crate::finalize;
@@ -355,7 +356,25 @@ impl Pass<'_> {
             self.ctx.settings.max_artifact_size,
         )
         .await?;
-        Ok(Arc::new(manifest::parse_gzip(&bytes)?))
+        let manifests = manifest::parse_gzip(&bytes)?;
+        Ok(Arc::new(self.decrypt(manifests).await?))
+    }
+
+    /// Decrypts the render's SOPS-encrypted objects, all or none ([`decrypt`]).
+    async fn decrypt(&self, manifests: Vec<Manifest>) -> Result<Vec<Manifest>, Error> {
+        let Some(object) = decrypt::first_encrypted(&manifests) else {
+            return Ok(manifests);
+        };
+        if self.sync.spec.decryption.is_none() {
+            return Err(decrypt::DecryptError::NotConfigured { object }.into());
+        }
+        let keys = decrypt::keyring(
+            &self.ctx.client,
+            self.sync,
+            self.ctx.settings.sops_age_secret.as_ref(),
+        )
+        .await?;
+        Ok(decrypt::decrypt_all(&manifests, &keys)?)
     }
 
     /// The objects of the revision last applied: remembered, or fetched when the render still
