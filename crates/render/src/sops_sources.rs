@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn objects_get_the_file_their_mac_names_and_others_are_untouched() {
         let tmp = tempfile::tempdir().unwrap();
-        let file = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\nstringData: {k: ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]}\nsops:\n  mac: ENC[AES256_GCM,data:m1,iv:y,tag:z,type:str]\n  lastmodified: \"2026-11-29T09:40:00Z\"\n  age: [{recipient: age1x, enc: e}]\n";
+        let file = "apiVersion: v1\nkind: Secret\nmetadata: {name: a}\nstringData:\n  k: ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\nsops:\n  mac: ENC[AES256_GCM,data:m1,iv:y,tag:z,type:str]\n  lastmodified: \"2026-11-29T09:40:00Z\"\n  age: [{recipient: age1x, enc: e}]\n";
         fs::create_dir_all(tmp.path().join("app")).unwrap();
         fs::write(tmp.path().join("app/secret.yaml"), file).unwrap();
         fs::write(
