@@ -78,5 +78,6 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
         scope,
     };
     println!("plumb ui: serving http://{bound}/ (Ctrl-C stops)");
+    plumb_ops::init_tracing(plumb_ops::LogFormat::Plain);
     server::serve(listener, app).await
 }

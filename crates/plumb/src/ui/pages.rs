@@ -79,6 +79,11 @@ fn level_class(level: Level) -> &'static str {
     }
 }
 
+/// The header row of a table with these column names.
+fn header_row(columns: &[&str]) -> Markup {
+    html! { tr { @for c in columns { th scope="col" { (c) } } } }
+}
+
 fn chip(state: &State) -> Markup {
     html! { span class={ "chip " (level_class(state.level)) } { (state.label) } }
 }
@@ -127,7 +132,7 @@ pub fn overview(o: &Overview, problems: &[(String, String)]) -> Markup {
                 } @else {
                     table.syncs {
                         caption.visually-hidden { "Syncs using GitRepository " (s.namespace) "/" (s.name) }
-                        thead { tr { th scope="col" { "Sync" } th scope="col" { "Path" } th scope="col" { "Applied" } th scope="col" { "State" } th scope="col" { "Drift" } th scope="col" { "Policies" } } }
+                        thead { (header_row(&["Sync", "Path", "Applied", "State", "Drift", "Policies"])) }
                         tbody { @for row in &s.syncs { (sync_row(row)) } }
                     }
                 }
@@ -138,7 +143,7 @@ pub fn overview(o: &Overview, problems: &[(String, String)]) -> Markup {
             p.muted { "No Policies (or you may not list them)." }
         } @else {
             table.policies {
-                thead { tr { th scope="col" { "Policy" } th scope="col" { "Rules" } th scope="col" { "Governs" } th scope="col" { "State" } } }
+                thead { (header_row(&["Policy", "Rules", "Governs", "State"])) }
                 tbody {
                     @for p in &o.policies {
                         tr data-filter=(format!("{} {}", p.name, p.state.label)) {
@@ -290,7 +295,7 @@ pub fn sync_page(v: &SyncView<'_>) -> Markup {
         @if !v.findings.is_empty() {
             h2 { "Policy findings" }
             table.findings {
-                thead { tr { th scope="col" { "Action" } th scope="col" { "Policy" } th scope="col" { "Rule" } th scope="col" { "Object" } th scope="col" { "Message" } } }
+                thead { (header_row(&["Action", "Policy", "Rule", "Object", "Message"])) }
                 tbody {
                     @for f in &v.findings {
                         tr {
@@ -306,7 +311,7 @@ pub fn sync_page(v: &SyncView<'_>) -> Markup {
         @for (stage, rows) in &v.objects {
             h3 { (stage) }
             table.objects {
-                thead { tr { th scope="col" { "Kind" } th scope="col" { "Namespace" } th scope="col" { "Name" } th scope="col" { "Health" } th scope="col" { "Drift" } } }
+                thead { (header_row(&["Kind", "Namespace", "Name", "Health", "Drift"])) }
                 tbody { @for row in rows { (object_row(row)) } }
             }
         }
@@ -333,7 +338,7 @@ pub fn sync_page(v: &SyncView<'_>) -> Markup {
             p.muted { "None recorded yet." }
         } @else {
             table.history {
-                thead { tr { th scope="col" { "Time" } th scope="col" { "Revision" } th scope="col" { "Result" } th scope="col" { "Took" } } }
+                thead { (header_row(&["Time", "Revision", "Result", "Took"])) }
                 tbody {
                     @for h in newest_first(&status.history) {
                         tr {
@@ -351,7 +356,7 @@ pub fn sync_page(v: &SyncView<'_>) -> Markup {
             p.muted { "No Events (they expire after an hour)." }
         } @else {
             table.events {
-                thead { tr { th scope="col" { "Time" } th scope="col" { "Type" } th scope="col" { "Object" } th scope="col" { "Reason" } th scope="col" { "Message" } } }
+                thead { (header_row(&["Time", "Type", "Object", "Reason", "Message"])) }
                 tbody {
                     @for e in &v.events {
                         tr {

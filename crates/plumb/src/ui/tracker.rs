@@ -25,6 +25,9 @@ use super::intent::Artifacts;
 use super::model;
 use super::store::Store;
 
+/// Seconds before a failed download of the rendered objects is tried again (on the next change).
+const RETRY_SECS: u64 = 10;
+
 /// How many drift transitions a Sync's page lists.
 const ACTIVITY_KEPT: usize = 50;
 
@@ -74,6 +77,8 @@ pub struct Tracked {
     pub listed: HashSet<GroupVersionKind>,
     intents: HashMap<ObjectId, Intent>,
     intent_key: Option<(Digest, String)>,
+    /// The key whose load failed last, and when: retried on a later change, not in a loop.
+    failed: Option<((Digest, String), std::time::Instant)>,
     watched: HashSet<GroupVersionKind>,
 }
 
@@ -150,8 +155,9 @@ impl Trackers {
         loop {
             let sync = self.store.syncs.get(&ObjectRef::new(&key.1).within(&key.0));
             if let Some(sync) = sync {
-                self.load_intent(&sync, &state).await;
+                // Watches first: the objects show (health) while the artifact downloads.
                 self.watch_new_kinds(&sync, &state);
+                self.load_intent(&sync, &state).await;
             }
             if changes.changed().await.is_err() {
                 return;
@@ -173,9 +179,16 @@ impl Trackers {
             artifact.digest.clone(),
             serde_json::to_string(&ignores).unwrap_or_default(),
         );
-        if lock(state).intent_key.as_ref() == Some(&key) {
-            return;
+        {
+            let s = lock(state);
+            let failed_lately = s.failed.as_ref().is_some_and(|(k, at)| {
+                *k == key && at.elapsed() < std::time::Duration::from_secs(RETRY_SECS)
+            });
+            if s.intent_key.as_ref() == Some(&key) || failed_lately {
+                return;
+            }
         }
+        tracing::debug!(url = %artifact.url, "loading the rendered objects");
         let manifests = match self
             .artifacts
             .manifests(&artifact.url, &artifact.digest)
@@ -183,7 +196,11 @@ impl Trackers {
         {
             Ok(m) => m,
             Err(e) => {
-                lock(state).problems.insert("rendered objects".into(), e);
+                tracing::warn!(url = %artifact.url, error = %e, "loading the rendered objects failed");
+                let mut s = lock(state);
+                s.problems.insert("rendered objects".into(), e);
+                s.failed = Some((key, std::time::Instant::now()));
+                drop(s);
                 self.store.bump();
                 return;
             }
@@ -301,6 +318,7 @@ impl Trackers {
             return;
         };
         let topic = format!("watch of {}", api_version_kind(&gvk));
+        tracing::debug!(kind = %api_version_kind(&gvk), sync = %format!("{namespace}/{name}"), "watching");
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
         let selector = format!("{SYNC_NAME_LABEL}={name},{SYNC_NAMESPACE_LABEL}={namespace}");
         let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
@@ -458,6 +476,8 @@ fn api_version_kind(gvk: &GroupVersionKind) -> String {
     }
 }
 
+/// The id of a watched object, and the object as JSON with its `apiVersion` and `kind` (items
+/// of a list arrive without them).
 fn identify(gvk: &GroupVersionKind, obj: DynamicObject) -> (ObjectId, Value) {
     let id = ObjectId::new(
         obj.metadata.namespace.as_deref().unwrap_or_default(),
@@ -465,5 +485,10 @@ fn identify(gvk: &GroupVersionKind, obj: DynamicObject) -> (ObjectId, Value) {
         &gvk.group,
         &gvk.kind,
     );
-    (id, serde_json::to_value(&obj).unwrap_or(Value::Null))
+    let mut value = serde_json::to_value(&obj).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(gvk.api_version()));
+        map.insert("kind".into(), Value::String(gvk.kind.clone()));
+    }
+    (id, value)
 }
