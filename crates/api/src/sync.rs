@@ -143,6 +143,88 @@ pub struct SyncSpec {
     /// `Chart.yaml` is rendered by Helm with these defaults when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<HelmSpec>,
+
+    // Fields of Flux's Kustomization, with Flux's meaning (see `plumb import`).
+    /// ConfigMaps and Secrets of the Sync's namespace whose data keys are variables for
+    /// substitution, in order (a later one overrides an earlier one; `substitute` overrides
+    /// them all). A change to one re-renders the Sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub substitute_from: Vec<SubstituteReference>,
+
+    /// When substitution runs: `WithVariables` (the default, as Flux) only when at least one
+    /// variable is defined, `Always` also without (so `${var:=default}` still resolves).
+    #[serde(default, skip_serializing_if = "SubstituteStrategy::is_default")]
+    pub substitute_strategy: SubstituteStrategy,
+
+    /// A prefix added to the name of every object, as kustomize's `namePrefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+
+    /// A suffix added to the name of every object, as kustomize's `nameSuffix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_suffix: Option<String>,
+
+    /// Labels and annotations set on every object (overriding ones of the same key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub common_metadata: Option<CommonMetadata>,
+
+    /// Kustomize components, paths relative to `path`, added to the build.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+
+    /// Leave out components whose path is missing from the source instead of failing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_missing_components: bool,
+}
+
+/// A ConfigMap or Secret whose data keys are substitution variables.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+pub struct SubstituteReference {
+    /// `ConfigMap` or `Secret`.
+    pub kind: VariablesKind,
+    /// Its name, in the Sync's namespace.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Treat a missing object as one without data instead of failing the render.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+}
+
+/// The kinds substitution variables come from.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum VariablesKind {
+    /// A core ConfigMap (its `data`).
+    ConfigMap,
+    /// A core Secret (its decoded `data`).
+    Secret,
+}
+
+/// When substitution runs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum SubstituteStrategy {
+    /// Only when at least one variable is defined (Flux's default).
+    #[default]
+    WithVariables,
+    /// Always, even without variables.
+    Always,
+}
+
+impl SubstituteStrategy {
+    /// Whether this is the default, [`SubstituteStrategy::WithVariables`].
+    pub fn is_default(&self) -> bool {
+        *self == SubstituteStrategy::WithVariables
+    }
+}
+
+/// Metadata set on every rendered object.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct CommonMetadata {
+    /// Labels set on every object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations set on every object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// What happens to a Sync's objects when the Sync is deleted. Deletion treats objects as prune

@@ -1,12 +1,20 @@
-//! `plumb build DIR`: render a kustomization with the native engine, or a Helm chart (a DIR
-//! holding `Chart.yaml`) with the real Helm, printing exactly what `helm template` prints for
-//! the same arguments.
+//! `plumb build`: render a directory as multi-document YAML. A kustomization directory is built
+//! like `kubectl kustomize`; a Helm chart (a DIR holding `Chart.yaml`) with the real Helm,
+//! printing exactly what `helm template` prints for the same arguments; a plain directory of
+//! YAML as a Sync renders it (every YAML file under it, as Flux does); `--sync FILE` renders what
+//! that Sync would apply, with its path, images, patches, name prefix and suffix, components,
+//! common metadata and substitution (`substituteFrom` values given locally with `--vars`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use base64::Engine as _;
 use clap::ValueEnum;
+use plumb_api::sync::VariablesKind;
 use plumb_kustomize::{BuildOptions, Reorder};
-use std::io::Write;
-use std::path::PathBuf;
+use serde_json::Value;
 
 /// Output order of `plumb build`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -20,17 +28,27 @@ pub enum Order {
 /// Arguments of `plumb build`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Directory holding the kustomization, or a Helm chart (`Chart.yaml`).
-    dir: PathBuf,
+    /// Directory holding the kustomization, a Helm chart (`Chart.yaml`) or plain YAML files;
+    /// with `--sync`, the root of the source checkout the Sync's `path` is taken in (default:
+    /// the current directory).
+    dir: Option<PathBuf>,
     /// Chart options, as `helm template` spells them.
     #[command(flatten)]
     chart: ChartArgs,
     /// Output order.
     #[arg(long, value_enum, default_value = "legacy")]
     reorder: Order,
-    /// Directory nothing may be read outside of (default: the whole filesystem, as kubectl).
+    /// Directory nothing may be read outside of (default: the whole filesystem, as kubectl;
+    /// with `--sync`, the source root).
     #[arg(long)]
     root: Option<PathBuf>,
+    /// A file holding a Sync: render what it would apply.
+    #[arg(long)]
+    sync: Option<PathBuf>,
+    /// Files holding the ConfigMaps and Secrets the Sync's `substituteFrom` names (YAML, any
+    /// number of documents); a source missing here fails the build unless it is `optional`.
+    #[arg(long = "vars", requires = "sync")]
+    vars: Vec<PathBuf>,
 }
 
 /// The options of a chart build, with `helm template`'s names and defaults.
@@ -130,25 +148,54 @@ fn build_chart(dir: PathBuf, chart: &ChartArgs) -> anyhow::Result<()> {
 
 /// Build and print.
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let dir = args
-        .dir
-        .canonicalize()
-        .with_context(|| format!("{}", args.dir.display()))?;
+    if let Some(file) = &args.sync {
+        return print(&render_sync(args, file)?);
+    }
+    let given = args.dir.as_deref().unwrap_or(Path::new("."));
+    let dir = canonical(given)?;
     if plumb_helm::is_chart(&dir) {
         return build_chart(dir, &args.chart);
     }
     if args.chart.any() {
         anyhow::bail!(
             "{}: the chart options (-f, --set, --release-name, ...) need a Helm chart, and there is no Chart.yaml",
-            args.dir.display()
+            given.display()
         );
     }
+    print(&build_dir(args, &dir)?)
+}
+
+fn print(objects: &[Value]) -> anyhow::Result<()> {
+    let mut out = String::new();
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&plumb_kustomize::yaml::to_yaml_document(o));
+    }
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing output")?;
+    Ok(())
+}
+
+fn canonical(p: &Path) -> anyhow::Result<PathBuf> {
+    p.canonicalize().with_context(|| format!("{}", p.display()))
+}
+
+/// `plumb build DIR` of a kustomization or a plain directory.
+fn build_dir(args: &Args, dir: &Path) -> anyhow::Result<Vec<Value>> {
     let root = match &args.root {
-        Some(r) => r
-            .canonicalize()
-            .with_context(|| format!("{}", r.display()))?,
+        Some(r) => canonical(r)?,
         None => PathBuf::from("/"),
     };
+    if !plumb_render::has_kustomization(dir) {
+        // As a Sync renders it: every YAML file under the directory.
+        let rel = dir.strip_prefix(&root).unwrap_or(Path::new(""));
+        let spec = spec_at(&format!("./{}", rel.display()))?;
+        return Ok(plumb_render::render(&root, &spec, &[])?);
+    }
     let opts = BuildOptions {
         reorder: match args.reorder {
             Order::Legacy => Reorder::Legacy,
@@ -156,11 +203,106 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         },
         ..BuildOptions::default()
     };
-    let objects = plumb_kustomize::build(&root, &dir, &opts)?;
-    let out = plumb_kustomize::to_yaml(&objects);
-    std::io::stdout()
-        .lock()
-        .write_all(out.as_bytes())
-        .context("writing output")?;
-    Ok(())
+    Ok(plumb_kustomize::build(&root, &dir, &opts)?
+        .into_iter()
+        .map(plumb_kustomize::Resource::into_value)
+        .collect())
+}
+
+fn spec_at(path: &str) -> anyhow::Result<plumb_api::SyncSpec> {
+    Ok(serde_json::from_value(serde_json::json!({
+        "sourceRef": {"kind": "GitRepository", "name": "local"},
+        "path": path,
+    }))?)
+}
+
+/// `plumb build --sync FILE [ROOT]`.
+fn render_sync(args: &Args, file: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let sync: plumb_api::Sync = serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| document(d).ok())
+        .find(|v| v["kind"] == "Sync")
+        .map(serde_json::from_value)
+        .transpose()
+        .with_context(|| format!("{}: not a valid Sync", file.display()))?
+        .with_context(|| format!("{}: holds no Sync", file.display()))?;
+    let root = canonical(
+        args.root
+            .as_deref()
+            .or(args.dir.as_deref())
+            .unwrap_or(Path::new(".")),
+    )?;
+    let objects = read_documents(&args.vars)?;
+    let mut from = Vec::new();
+    for r in &sync.spec.substitute_from {
+        let found = objects.iter().find(|o| {
+            o["apiVersion"] == "v1"
+                && o["kind"]
+                    == match r.kind {
+                        VariablesKind::ConfigMap => "ConfigMap",
+                        VariablesKind::Secret => "Secret",
+                    }
+                && o["metadata"]["name"] == r.name.as_str()
+        });
+        match found {
+            Some(o) => from.push(data_of(o, r.kind)?),
+            None if r.optional => {}
+            None => anyhow::bail!(
+                "substituteFrom: {:?} {} is not in the --vars files",
+                r.kind,
+                r.name
+            ),
+        }
+    }
+    plumb_render::render(&root, &sync.spec, &from)
+        .with_context(|| format!("rendering Sync {}", file.display()))
+}
+
+/// The variables a ConfigMap's `data` or a Secret's `data` (base64) and `stringData` hold.
+fn data_of(obj: &Value, kind: VariablesKind) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    if let Some(data) = obj["data"].as_object() {
+        for (k, v) in data {
+            let v = v.as_str().unwrap_or_default();
+            let v = match kind {
+                VariablesKind::ConfigMap => v.to_owned(),
+                VariablesKind::Secret => String::from_utf8_lossy(
+                    &base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .with_context(|| format!("Secret {name}: data.{k} is not base64"))?,
+                )
+                .into_owned(),
+            };
+            out.insert(k.clone(), v);
+        }
+    }
+    if kind == VariablesKind::Secret
+        && let Some(data) = obj["stringData"].as_object()
+    {
+        for (k, v) in data {
+            out.insert(k.clone(), v.as_str().unwrap_or_default().to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Every object in the YAML files `paths`.
+fn read_documents(paths: &[PathBuf]) -> anyhow::Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = document(doc).with_context(|| format!("{}: not valid YAML", p.display()))?;
+            if v.is_object() {
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One YAML document as JSON data.
+fn document(doc: serde_yaml::Deserializer<'_>) -> Result<Value, serde_yaml::Error> {
+    serde::Deserialize::deserialize(doc)
 }

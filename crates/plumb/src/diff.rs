@@ -152,7 +152,7 @@ fn render_local(dir: &Path, sync: &Sync) -> anyhow::Result<Vec<Value>> {
     copy_tree(&root, scratch.path())?;
     let mut spec = sync.spec.clone();
     spec.path = format!("./{}", rel.display());
-    plumb_render::render(scratch.path(), &spec)
+    plumb_render::render(scratch.path(), &spec, &[])
         .map_err(|e| anyhow::anyhow!("rendering {}: {e}", dir.display()))
 }
 

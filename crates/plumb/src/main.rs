@@ -4,6 +4,7 @@ mod build;
 mod controllers;
 mod diff;
 mod get;
+mod import;
 mod kube_args;
 mod policy;
 mod reconcile;
@@ -22,9 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Render a kustomization directory as multi-document YAML, like `kubectl kustomize`, or a
-    /// Helm chart, like `helm template`.
+    /// Render a directory as multi-document YAML: a kustomization like `kubectl kustomize`, a
+    /// Helm chart like `helm template`, a plain directory as a Sync renders it, or what a Sync
+    /// (`--sync FILE`) would apply.
     Build(build::Args),
+    /// Write Flux GitRepository and Kustomization objects (files or cluster) as plumb objects.
+    Import(import::Args),
     /// Show GitRepositories, their Syncs and the Policies as a tree with revisions and readiness.
     Get(get::Args),
     /// Ask a controller to reconcile a GitRepository or Sync now (`--wait` follows it).
@@ -73,6 +77,7 @@ fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             Command::Build(args) => build::run(&args),
             Command::Policy(args) => return policy::run(&args),
             Command::Get(args) => get::run(&args).await,
+            Command::Import(args) => import::run(&args).await,
             Command::Controllers(args) => controllers::run(&args).await,
             Command::Ui(args) => ui::run(&args).await,
             Command::Reconcile(args) => reconcile::reconcile(&args).await,

@@ -102,7 +102,7 @@ fn main() {
                             },
                             ..RenderOptions::default()
                         };
-                        let objects = render_with(root, &spec, &opts).unwrap();
+                        let objects = render_with(root, &spec, &[], &opts).unwrap();
                         assert_eq!(objects.len(), TEMPLATES);
                     }
                 });

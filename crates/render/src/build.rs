@@ -3,8 +3,12 @@
 //! A path with a kustomization is built as it is; a plain directory gets a generated
 //! kustomization listing every YAML file under it, as Flux does (a subdirectory holding a
 //! kustomization is added as one resource, not descended). The Sync's `targetNamespace`,
-//! `images` and `patches` go into a kustomization built in memory over that directory, so kustomize applies them with its own semantics; `substitute` runs
-//! last, over the built objects. The source tree is only read.
+//! `images` and `patches` go into a kustomization built in memory over that directory, so
+//! kustomize applies them with its own semantics. `namePrefix`, `nameSuffix` and `components`
+//! are set in the directory's own kustomization (in memory), as Flux edits it: a prefix replaces
+//! the kustomization's own, components are added to its list. Substitution runs over the built
+//! objects ([`crate::substitute`]), then `commonMetadata` is set on every object. The source
+//! tree is only read.
 
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -14,9 +18,13 @@ use plumb_api::SyncSpec;
 use plumb_kustomize::{BuildOptions, Limits};
 use serde_json::{Value, json};
 
+use std::collections::BTreeMap;
+
+use plumb_api::sync::{CommonMetadata, SubstituteStrategy};
+
 use crate::chart::ChartOptions;
 use crate::engine;
-use crate::substitute::{SubstituteError, substitute_objects};
+use crate::substitute::{SubstituteError, assemble_variables, substitute_objects};
 
 /// File names a kustomization may have.
 pub const KUSTOMIZATION_FILES: [&str; 3] =
@@ -68,6 +76,15 @@ pub enum BuildError {
     NotAChart {
         /// The path as written in the spec.
         path: String,
+    },
+    /// A component path of `spec.components` is not a local relative path, or is missing
+    /// (and `ignoreMissingComponents` is off).
+    #[error("component {component:?}: {why}")]
+    Component {
+        /// The component path as written in the spec.
+        component: String,
+        /// What is wrong with it.
+        why: String,
     },
     /// The rendered objects are larger than [`RenderOptions::max_output_bytes`].
     #[error(
@@ -251,6 +268,112 @@ fn needs_wrapper(spec: &SyncSpec) -> bool {
     spec.target_namespace.is_some() || !spec.images.is_empty() || !spec.patches.is_empty()
 }
 
+/// Whether the Sync sets fields Flux writes into the directory's own kustomization.
+fn edits_kustomization(spec: &SyncSpec) -> bool {
+    spec.name_prefix.is_some() || spec.name_suffix.is_some() || !spec.components.is_empty()
+}
+
+/// The components of `spec` to add to the kustomization in `dir`: each must be a local
+/// relative path; a missing one is left out with `ignoreMissingComponents`, else an error.
+fn components(spec: &SyncSpec, dir: &Path) -> Result<Vec<String>, BuildError> {
+    let mut out = Vec::new();
+    for c in &spec.components {
+        let bad = |why: &str| BuildError::Component {
+            component: c.clone(),
+            why: why.to_owned(),
+        };
+        if c.is_empty() || c.starts_with('/') || c.contains("://") || c.starts_with("git@") {
+            return Err(bad("must be a local relative path"));
+        }
+        if !dir.join(c).exists() {
+            if spec.ignore_missing_components {
+                continue;
+            }
+            return Err(bad("not found in the source"));
+        }
+        out.push(c.clone());
+    }
+    Ok(out)
+}
+
+/// Sets the Sync's `namePrefix`, `nameSuffix` and `components` in kustomization `k` (as data),
+/// as Flux edits the kustomization it builds.
+fn edit_kustomization(k: &mut Value, spec: &SyncSpec, components: Vec<String>) {
+    if let Some(p) = &spec.name_prefix {
+        k["namePrefix"] = json!(p);
+    }
+    if let Some(s) = &spec.name_suffix {
+        k["nameSuffix"] = json!(s);
+    }
+    if !components.is_empty() {
+        let mut list = k
+            .get("components")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        list.extend(components.into_iter().map(Value::String));
+        k["components"] = Value::Array(list);
+    }
+}
+
+/// The kustomization file of `dir`, read as data (every scalar kept as text, as kustomize reads
+/// a kustomization), to be edited and built in memory.
+fn read_kustomization(dir: &Path) -> Result<Value, BuildError> {
+    let file = KUSTOMIZATION_FILES
+        .iter()
+        .map(|f| dir.join(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| BuildError::Path {
+            path: dir.display().to_string(),
+            why: "no kustomization file".to_owned(),
+        })?;
+    let text = fs::read_to_string(&file).map_err(io_err(&file))?;
+    let doc =
+        plumb_kustomize::yaml::parse_documents(&text, plumb_kustomize::yaml::ScalarMode::Text)
+            .map_err(|e| BuildError::Kustomize {
+                path: file.display().to_string(),
+                source: Box::new(engine::EngineError::Yaml(e.to_string())),
+            })?
+            .into_iter()
+            .next()
+            .unwrap_or(Value::Null);
+    Ok(match doc {
+        Value::Object(_) => doc,
+        _ => json!({}),
+    })
+}
+
+/// Sets `commonMetadata` on every object, as Flux does just before applying: each label and
+/// annotation is set, replacing one of the same key.
+pub fn apply_common_metadata(objects: &mut [Value], common: &CommonMetadata) {
+    for obj in objects {
+        for (field, values) in [
+            ("labels", &common.labels),
+            ("annotations", &common.annotations),
+        ] {
+            if values.is_empty() {
+                continue;
+            }
+            let Some(meta) = obj
+                .as_object_mut()
+                .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let map = meta.entry(field).or_insert_with(|| json!({}));
+            if !map.is_object() {
+                *map = json!({});
+            }
+            if let Some(map) = map.as_object_mut() {
+                for (k, v) in values {
+                    map.insert(k.clone(), json!(v));
+                }
+            }
+        }
+    }
+}
+
 /// The kustomization, placed in the rendered directory, that lists `resources` and applies the
 /// Sync's `targetNamespace`, `images` and `patches` to them.
 pub fn generated_kustomization(spec: &SyncSpec, resources: &[String]) -> Value {
@@ -275,16 +398,24 @@ pub fn generated_kustomization(spec: &SyncSpec, resources: &[String]) -> Value {
 /// Sync's transforms over a directory with its own kustomization.
 const WRAPPER_DIR: &str = ".plumb-render";
 
-/// Renders `spec` over the unpacked source tree at `root` with the default [`RenderOptions`].
-pub fn render(root: &Path, spec: &SyncSpec) -> Result<Vec<Value>, BuildError> {
-    render_with(root, spec, &RenderOptions::default())
+/// Renders `spec` over the unpacked source tree at `root` with the default [`RenderOptions`];
+/// `from` holds the data of the Sync's `substituteFrom` sources, in order (a missing optional
+/// source is left out).
+pub fn render(
+    root: &Path,
+    spec: &SyncSpec,
+    from: &[BTreeMap<String, String>],
+) -> Result<Vec<Value>, BuildError> {
+    render_with(root, spec, from, &RenderOptions::default())
 }
 
-/// Renders `spec` over the unpacked source tree at `root`. Files are only read; an empty
-/// [`WRAPPER_DIR`] may be created when the Sync transforms a kustomization.
+/// Renders `spec` over the unpacked source tree at `root`, with the `substituteFrom` data
+/// `from`. Files are only read; an empty [`WRAPPER_DIR`] may be created when the Sync
+/// transforms a kustomization.
 pub fn render_with(
     root: &Path,
     spec: &SyncSpec,
+    from: &[BTreeMap<String, String>],
     opts: &RenderOptions,
 ) -> Result<Vec<Value>, BuildError> {
     let build_opts = BuildOptions {
@@ -306,7 +437,19 @@ pub fn render_with(
                 path: spec.path.clone(),
             });
         }
+        (true, false) if edits_kustomization(spec) => {
+            let mut k = read_kustomization(&dir)?;
+            edit_kustomization(&mut k, spec, components(spec, &dir)?);
+            engine::build_generated(&root, &dir, &k, &build_opts).map_err(kustomize_err)?
+        }
         (true, false) => engine::build(&root, &dir, &build_opts).map_err(kustomize_err)?,
+        (true, true) if edits_kustomization(spec) => {
+            // As Flux: every Sync field goes into the directory's own kustomization.
+            let mut k = read_kustomization(&dir)?;
+            edit_kustomization(&mut k, spec, components(spec, &dir)?);
+            merge_transforms(&mut k, spec);
+            engine::build_generated(&root, &dir, &k, &build_opts).map_err(kustomize_err)?
+        }
         (true, true) => {
             // The Sync's transforms go into a kustomization over the directory's own, placed in
             // an empty directory beside the tree (the engine refuses `.` as a cycle).
@@ -318,18 +461,61 @@ pub fn render_with(
             engine::build_generated(&root, &wrapper, &k, &build_opts).map_err(kustomize_err)?
         }
         (false, _) => {
-            let k = generated_kustomization(spec, &plain_resources(&dir)?);
+            let mut k = generated_kustomization(spec, &plain_resources(&dir)?);
+            edit_kustomization(&mut k, spec, components(spec, &dir)?);
             engine::build_generated(&root, &dir, &k, &build_opts).map_err(kustomize_err)?
         }
     };
     check_output_size(&objects, opts.max_output_bytes)?;
-    if spec.substitute.is_empty() {
-        // As in Flux, substitution runs only when the Sync asks for it.
-        return Ok(objects);
+    let vars = assemble_variables(from, &spec.substitute);
+    let mut objects = if vars.is_empty() && spec.substitute_strategy != SubstituteStrategy::Always {
+        // As in Flux, substitution runs only when there is a variable, unless asked always.
+        objects
+    } else {
+        let objects = substitute_objects(objects, &vars)?;
+        check_output_size(&objects, opts.max_output_bytes)?;
+        objects
+    };
+    if let Some(common) = &spec.common_metadata {
+        apply_common_metadata(&mut objects, common);
     }
-    let objects = substitute_objects(objects, &spec.substitute)?;
-    check_output_size(&objects, opts.max_output_bytes)?;
     Ok(objects)
+}
+
+/// Adds the Sync's `targetNamespace`, `patches` and `images` to kustomization `k` as Flux
+/// does: the namespace is set, patches are appended, an image replaces the entry of the same
+/// name or is appended.
+fn merge_transforms(k: &mut Value, spec: &SyncSpec) {
+    if let Some(ns) = &spec.target_namespace {
+        k["namespace"] = json!(ns);
+    }
+    if !spec.patches.is_empty() {
+        let mut list = k
+            .get("patches")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        list.extend(spec.patches.iter().map(|p| json!(p)));
+        k["patches"] = Value::Array(list);
+    }
+    if !spec.images.is_empty() {
+        let mut list = k
+            .get("images")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for image in &spec.images {
+            let new = json!(image);
+            match list
+                .iter_mut()
+                .find(|i| i.get("name").and_then(Value::as_str) == Some(image.name.as_str()))
+            {
+                Some(existing) => *existing = new,
+                None => list.push(new),
+            }
+        }
+        k["images"] = Value::Array(list);
+    }
 }
 
 #[cfg(test)]
@@ -436,7 +622,7 @@ mod tests {
         let mut s = spec("deploy");
         s.target_namespace = Some("prod".into());
         s.substitute.insert("ENV".into(), "production".into());
-        let objs = render(root, &s).unwrap();
+        let objs = render(root, &s, &[]).unwrap();
         assert_eq!(names(&objs), ["ConfigMap/one", "ConfigMap/two"]);
         assert!(objs.iter().all(|o| o["metadata"]["namespace"] == "prod"));
         assert_eq!(objs[1]["data"]["env"], "production");
@@ -481,7 +667,7 @@ mod tests {
             }),
         }];
         s.target_namespace = Some("prod".into());
-        let objs = render(root, &s).unwrap();
+        let objs = render(root, &s, &[]).unwrap();
         assert_eq!(
             names(&objs),
             ["ConfigMap/prod-settings", "Deployment/prod-web"],
@@ -509,7 +695,7 @@ mod tests {
             "app/kustomization.yaml",
             "resources: [missing.yaml]\n",
         );
-        let err = render(tmp.path(), &spec("app")).unwrap_err();
+        let err = render(tmp.path(), &spec("app"), &[]).unwrap_err();
         assert!(matches!(err, BuildError::Kustomize { .. }), "{err}");
         assert!(err.to_string().contains("\"app\""), "{err}");
     }

@@ -1,16 +1,21 @@
 //! The render cache key: a render is skipped when nothing that shapes its output changed.
 
+use std::collections::BTreeMap;
+
 use sha2::{Digest as _, Sha256};
 
 use plumb_api::{Digest, SyncSpec};
 use serde_json::json;
 
 /// What a render depends on, hashed: the source digest, the render-relevant spec (path,
-/// targetNamespace, images, patches, substitute, helm), the governing policies' names and generations,
-/// and the `plumb.dev/requested-at` value (so a request forces a fresh render).
+/// targetNamespace, images, patches, helm, substitute and its sources' data, name prefix and
+/// suffix, common metadata, components), the governing policies' names and generations, and the
+/// `plumb.dev/requested-at` value (so a request forces a fresh render). Only the hash is kept,
+/// never the variables' values.
 pub fn cache_key(
     source_digest: &Digest,
     spec: &SyncSpec,
+    variables: &[BTreeMap<String, String>],
     policies: &[(String, Option<i64>)],
     requested_at: Option<&str>,
 ) -> String {
@@ -22,6 +27,14 @@ pub fn cache_key(
         "patches": spec.patches,
         "substitute": spec.substitute,
         "helm": spec.helm,
+        "substituteFrom": spec.substitute_from,
+        "substituteStrategy": spec.substitute_strategy,
+        "variables": variables,
+        "namePrefix": spec.name_prefix,
+        "nameSuffix": spec.name_suffix,
+        "commonMetadata": spec.common_metadata,
+        "components": spec.components,
+        "ignoreMissingComponents": spec.ignore_missing_components,
         "policies": policies,
         "requestedAt": requested_at,
     });
@@ -45,35 +58,53 @@ mod tests {
 
     #[test]
     fn key_changes_with_every_input_that_shapes_the_render() {
-        let base = cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], None);
+        let base = cache_key(&digest('a'), &spec(), &[], &[("p".into(), Some(1))], None);
         assert_eq!(
             base,
-            cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], None)
+            cache_key(&digest('a'), &spec(), &[], &[("p".into(), Some(1))], None)
         );
         assert_ne!(
             base,
-            cache_key(&digest('b'), &spec(), &[("p".into(), Some(1))], None)
+            cache_key(&digest('b'), &spec(), &[], &[("p".into(), Some(1))], None)
         );
         assert_ne!(
             base,
-            cache_key(&digest('a'), &spec(), &[("p".into(), Some(2))], None)
+            cache_key(&digest('a'), &spec(), &[], &[("p".into(), Some(2))], None)
         );
-        assert_ne!(base, cache_key(&digest('a'), &spec(), &[], None));
+        assert_ne!(base, cache_key(&digest('a'), &spec(), &[], &[], None));
         assert_ne!(
             base,
-            cache_key(&digest('a'), &spec(), &[("p".into(), Some(1))], Some("now"))
+            cache_key(
+                &digest('a'),
+                &spec(),
+                &[],
+                &[("p".into(), Some(1))],
+                Some("now")
+            )
         );
         let mut s = spec();
         s.substitute.insert("A".into(), "1".into());
         assert_ne!(
             base,
-            cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None)
+            cache_key(&digest('a'), &s, &[], &[("p".into(), Some(1))], None)
+        );
+        let vars = [BTreeMap::from([("A".to_owned(), "1".to_owned())])];
+        assert_ne!(
+            base,
+            cache_key(&digest('a'), &spec(), &vars, &[("p".into(), Some(1))], None),
+            "a substituteFrom value changed"
+        );
+        let mut s = spec();
+        s.name_prefix = Some("p-".into());
+        assert_ne!(
+            base,
+            cache_key(&digest('a'), &s, &[], &[("p".into(), Some(1))], None)
         );
         let mut s = spec();
         s.interval = plumb_api::Duration::from_secs(1);
         assert_eq!(
             base,
-            cache_key(&digest('a'), &s, &[("p".into(), Some(1))], None),
+            cache_key(&digest('a'), &s, &[], &[("p".into(), Some(1))], None),
             "interval is not render-relevant"
         );
     }

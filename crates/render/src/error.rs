@@ -66,7 +66,7 @@ mod tests {
             fs::create_dir_all(p.parent().unwrap()).unwrap();
             fs::write(p, text).unwrap();
         }
-        render_with(tmp.path(), &spec("app"), opts).unwrap_err()
+        render_with(tmp.path(), &spec("app"), &[], opts).unwrap_err()
     }
 
     const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  k: v\n";

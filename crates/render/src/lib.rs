@@ -33,10 +33,11 @@ mod sops_sources;
 mod status;
 mod substitute;
 mod sweep;
+mod variables;
 mod watches;
 mod wiring;
 
-pub use build::{BuildError, RenderOptions, render, render_with};
+pub use build::{BuildError, RenderOptions, has_kustomization, render, render_with};
 pub use chart::ChartOptions;
 pub use config::Config;
 pub use engine::parse_documents;
@@ -44,4 +45,5 @@ pub use error::Error;
 pub use policy_check::{CheckError, Report, run as check_policies};
 pub use publish::unpack;
 pub use sops_sources::attach as attach_sops_sources;
+pub use variables::{VariablesError, load as load_variables};
 pub use wiring::{LEASE_NAME, run};

@@ -125,7 +125,7 @@ pub fn render_dir(dir: &Path) -> Result<Vec<Value>, CheckError> {
         path: dir.clone(),
         message: e.to_string(),
     })?;
-    Ok(build::render(&root, &spec)?)
+    Ok(build::render(&root, &spec, &[])?)
 }
 
 /// Renders `dir` and evaluates every Policy in `policy_files` over it, judging objects without

@@ -1,5 +1,6 @@
 //! Reconciling a Sync's render: source artifact → render → Policy gate → rendered artifact.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use crate::error::build_reason;
 use crate::policy::{CompiledPolicy, describe, evaluate};
 use crate::publish::{Rendered, pack};
 use crate::status::{Outcome, render_status, rendered_condition, status_patch};
-use crate::{Error, build};
+use crate::{Error, build, variables};
 
 /// The artifact kind segment of rendered artifacts: `<base>/sync/<namespace>/<name>/<file>`.
 pub const ARTIFACT_KIND: &str = "sync";
@@ -159,7 +160,28 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         .annotations()
         .get(REQUESTED_AT_ANNOTATION)
         .map(String::as_str);
-    let key = cache_key(&artifact.digest, &sync.spec, &generations, requested);
+    let variables = match variables::load(&ctx.client, &namespace, &sync.spec.substitute_from).await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            let next = if e.is_transient() {
+                Next::Retry
+            } else {
+                Next::Settled
+            };
+            return (
+                Some(Outcome::failed(reason::BUILD_FAILED, e.to_string())),
+                next,
+            );
+        }
+    };
+    let key = cache_key(
+        &artifact.digest,
+        &sync.spec,
+        &variables,
+        &generations,
+        requested,
+    );
     let objref = ObjectRef::from_obj(sync);
     // A chart's render also depends on the valuesFrom values and the cluster's capabilities.
     let inputs = match chart_inputs(sync, ctx).await {
@@ -190,7 +212,8 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         );
     }
 
-    let (outcome, next, is_chart) = render_artifact(sync, ctx, &artifact, &compiled, inputs).await;
+    let (outcome, next, is_chart) =
+        render_artifact(sync, ctx, &artifact, &compiled, inputs, variables).await;
     if matches!(next, Next::Settled) {
         let mut charts = ctx.charts.lock().unwrap_or_else(|e| e.into_inner());
         let key = match is_chart {
@@ -258,6 +281,7 @@ async fn render_artifact(
     source: &Artifact,
     policies: &[Arc<CompiledPolicy>],
     inputs: ChartInputs,
+    variables: Vec<BTreeMap<String, String>>,
 ) -> (Outcome, Next, Option<bool>) {
     let bytes = match plumb_artifact::fetch_verified(
         &ctx.http,
@@ -323,7 +347,7 @@ async fn render_artifact(
                 Next::Retry,
             )));
         }
-        let mut objects = build::render_with(tmp.path(), &spec, &opts).map_err(|e| {
+        let mut objects = build::render_with(tmp.path(), &spec, &variables, &opts).map_err(|e| {
             let next = if e.is_transient() {
                 Next::Retry
             } else {

@@ -14,12 +14,13 @@ use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::watcher;
 use plumb_api::helm::ValuesKind;
+use plumb_api::sync::VariablesKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
 
 use crate::context::{CONTROLLER_NAME, Context, RenderMetrics};
-use crate::{Config, Error, reconcile_policy, reconcile_sync, watches};
+use crate::{Config, Error, reconcile_policy, reconcile_sync, variables, watches};
 
 /// The name of the render controller's leader Lease (with the watch scope appended when
 /// sharded).
@@ -181,11 +182,29 @@ async fn controllers(
                 )
             },
         )
+        // One metadata watch per kind wakes both the Syncs reading chart values from the object
+        // (`helm.valuesFrom`) and those taking substitution variables from it (`substituteFrom`).
         .watches_stream(values_changes::<ConfigMap>(&scope, &client), move |cm| {
-            watches::values_readers(&for_config_maps.state(), ValuesKind::ConfigMap, &cm)
+            let syncs = for_config_maps.state();
+            let mut woken = watches::values_readers(&syncs, ValuesKind::ConfigMap, &cm);
+            woken.extend(variables::syncs_using(
+                &syncs,
+                VariablesKind::ConfigMap,
+                cm.metadata.namespace.as_deref().unwrap_or_default(),
+                cm.metadata.name.as_deref().unwrap_or_default(),
+            ));
+            woken
         })
         .watches_stream(values_changes::<Secret>(&scope, &client), move |s| {
-            watches::values_readers(&for_secrets.state(), ValuesKind::Secret, &s)
+            let syncs = for_secrets.state();
+            let mut woken = watches::values_readers(&syncs, ValuesKind::Secret, &s);
+            woken.extend(variables::syncs_using(
+                &syncs,
+                VariablesKind::Secret,
+                s.metadata.namespace.as_deref().unwrap_or_default(),
+                s.metadata.name.as_deref().unwrap_or_default(),
+            ));
+            woken
         })
         .graceful_shutdown_on(runtime.stopped())
         .run(

@@ -119,7 +119,7 @@ fn a_sync_renders_its_chart_exactly_as_helm_template() {
             "values": {"replicaCount": 5, "image": {"tag": "010"}, "worker": {"queue": "fast"}},
         },
     }));
-    let got = render_with(src.path(), &sync, &options(vec![values_from.clone()])).unwrap();
+    let got = render_with(src.path(), &sync, &[], &options(vec![values_from.clone()])).unwrap();
 
     // The equivalent command line: values files in order, then valuesFrom, then inline values.
     let scratch = tempfile::tempdir().unwrap();
@@ -175,7 +175,7 @@ fn defaults_name_the_release_after_the_sync_and_place_it_in_its_namespace() {
         "sourceRef": {"kind": "GitRepository", "name": "repo"},
         "path": "charts/app",
     }));
-    let got = render_with(src.path(), &sync, &options(vec![])).unwrap();
+    let got = render_with(src.path(), &sync, &[], &options(vec![])).unwrap();
     let mut args = vec![
         "web-sync".to_owned(),
         src.path().join("charts/app").display().to_string(),
@@ -192,7 +192,7 @@ fn defaults_name_the_release_after_the_sync_and_place_it_in_its_namespace() {
         "path": "charts/app",
         "helm": {"includeCRDs": false, "skipTests": false},
     }));
-    let got = as_json(&render_with(src.path(), &no_crds, &options(vec![])).unwrap());
+    let got = as_json(&render_with(src.path(), &no_crds, &[], &options(vec![])).unwrap());
     assert!(!got.iter().any(|o| o.contains("CustomResourceDefinition")));
     assert!(got.iter().any(|o| o.contains("\"helm.sh/hook\":\"test\"")));
 }
@@ -211,7 +211,7 @@ fn images_patches_and_substitution_apply_to_the_chart() {
         "substitute": {"unused": "x"},
         "helm": {"values": {"greeting": "Hi ${unused}"}},
     }));
-    let got = render_with(src.path(), &sync, &options(vec![])).unwrap();
+    let got = render_with(src.path(), &sync, &[], &options(vec![])).unwrap();
     let deploy = got
         .iter()
         .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "web-sync-app")
@@ -246,7 +246,7 @@ fn a_chart_failure_names_the_chart_and_helms_message() {
     }));
     let mut opts = options(vec![]);
     opts.chart.capabilities.kube_version = Some("v1.24.3".into());
-    let err = render_with(src.path(), &sync, &opts).unwrap_err();
+    let err = render_with(src.path(), &sync, &[], &opts).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, BuildError::Chart(_)), "{msg}");
     assert!(msg.contains("chart app"), "{msg}");
@@ -257,7 +257,7 @@ fn a_chart_failure_names_the_chart_and_helms_message() {
         "sourceRef": {"kind": "GitRepository", "name": "repo"},
         "path": "charts/missing-dep",
     }));
-    let err = render_with(src.path(), &missing, &options(vec![])).unwrap_err();
+    let err = render_with(src.path(), &missing, &[], &options(vec![])).unwrap_err();
     assert!(err.to_string().contains("dependency redis 18.1.0"), "{err}");
 
     let bad_values = spec(json!({
@@ -265,7 +265,7 @@ fn a_chart_failure_names_the_chart_and_helms_message() {
         "path": "charts/app",
         "helm": {"valuesFiles": ["../etc/passwd"]},
     }));
-    let err = render_with(src.path(), &bad_values, &options(vec![])).unwrap_err();
+    let err = render_with(src.path(), &bad_values, &[], &options(vec![])).unwrap_err();
     assert!(err.to_string().contains("must not contain `..`"), "{err}");
 
     let not_a_chart = spec(json!({
@@ -273,7 +273,7 @@ fn a_chart_failure_names_the_chart_and_helms_message() {
         "path": "charts/app/templates",
         "helm": {},
     }));
-    let err = render_with(src.path(), &not_a_chart, &options(vec![])).unwrap_err();
+    let err = render_with(src.path(), &not_a_chart, &[], &options(vec![])).unwrap_err();
     assert!(err.to_string().contains("no Chart.yaml"), "{err}");
 }
 
@@ -294,7 +294,7 @@ fn a_template_that_eats_memory_is_stopped_at_the_limit() {
     }));
     let mut opts = options(vec![]);
     opts.chart.max_memory = 128 << 20;
-    let err = render_with(src.path(), &sync, &opts).unwrap_err();
+    let err = render_with(src.path(), &sync, &[], &opts).unwrap_err();
     assert!(err.is_limit(), "{err}");
     assert!(err.to_string().contains("chart-max-memory"), "{err}");
 }

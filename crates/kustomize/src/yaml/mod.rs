@@ -4,6 +4,7 @@
 
 mod emit;
 mod parse;
+mod yaml11;
 
 pub use emit::{compare_keys, to_yaml_document, write_object};
 pub use parse::{ScalarMode, YamlError, check_limits, parse_documents, resolve_plain};

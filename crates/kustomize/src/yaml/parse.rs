@@ -20,6 +20,9 @@ pub enum ScalarMode {
     /// v2 resolves it (`yes`/`on` are booleans, `0777` is octal, timestamps stay strings), and a
     /// repeated key replaces the earlier one instead of failing.
     Go,
+    /// What sigs.k8s.io/yaml's `YAMLToJSON` makes of YAML (go-yaml v2, YAML 1.1 booleans, a
+    /// repeated key keeps its last value): how Flux reads manifests back after substitution.
+    Yaml11,
 }
 
 /// Why YAML text could not be read.
@@ -360,6 +363,9 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
         Node::Scalar(text, _, _) if ctx == Ctx::Annotations && mode == ScalarMode::Typed => {
             Ok(Value::String(text.clone()))
         }
+        Node::Scalar(text, style, tag) if mode == ScalarMode::Yaml11 => {
+            yaml11_scalar(text, *style, tag.as_ref())
+        }
         Node::Scalar(text, style, tag) => Ok(scalar_value(text, *style, tag.as_ref(), mode)),
         Node::Seq(items) => items
             .iter()
@@ -406,7 +412,7 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
                     continue;
                 }
                 let key = key_text(k, mode)?;
-                if map.contains_key(&key) && mode != ScalarMode::Go {
+                if map.contains_key(&key) && !matches!(mode, ScalarMode::Go | ScalarMode::Yaml11) {
                     return Err(YamlError::Structure(format!(
                         "mapping key \"{key}\" already defined at line {line}"
                     )));
@@ -435,6 +441,10 @@ fn to_value(node: &Node, mode: ScalarMode, ctx: Ctx) -> Result<Value, YamlError>
 
 fn key_text(node: &Node, mode: ScalarMode) -> Result<String, YamlError> {
     match node {
+        Node::Scalar(text, style, tag) if mode == ScalarMode::Yaml11 => {
+            super::yaml11::key_string(&yaml11_scalar(text, *style, tag.as_ref())?)
+                .map_err(YamlError::Structure)
+        }
         Node::Scalar(text, style, tag) => {
             Ok(match scalar_value(text, *style, tag.as_ref(), mode) {
                 Value::String(s) => s,
@@ -467,7 +477,7 @@ fn scalar_value(text: &str, style: TScalarStyle, tag: Option<&Tag>, mode: Scalar
                 Value::String(text.to_string())
             }
         }
-        ScalarMode::Typed => resolve_plain(text),
+        ScalarMode::Typed | ScalarMode::Yaml11 => resolve_plain(text),
         ScalarMode::Go => resolve_yaml11(text),
     }
 }
@@ -495,6 +505,14 @@ fn int_or_float(plain: &str) -> Option<Value> {
             .then(|| float_value(plain))
             .flatten()
     })
+}
+
+/// A scalar as [`ScalarMode::Yaml11`] reads it.
+fn yaml11_scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<Value, YamlError> {
+    if style != TScalarStyle::Plain || tag.is_some_and(|t| is_core_tag(t, "str")) {
+        return Ok(Value::String(text.to_string()));
+    }
+    super::yaml11::resolve(text).map_err(YamlError::Structure)
 }
 
 /// Resolve a plain scalar as go-yaml v3 does when decoding into `interface{}`.

@@ -1,0 +1,165 @@
+//! `substituteFrom`: the data of the ConfigMaps and Secrets a Sync takes substitution variables
+//! from, read in the Sync's namespace straight from the API (as Flux does, so a render never
+//! uses a stale value), and which Syncs a change of one of them wakes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use kube::runtime::reflector::ObjectRef;
+use plumb_api::Sync;
+use plumb_api::sync::{SubstituteReference, VariablesKind};
+
+/// Why the variables of a Sync could not be read. Never carries a value.
+#[derive(Debug, thiserror::Error)]
+pub enum VariablesError {
+    /// A source that is not `optional` does not exist.
+    #[error("substituteFrom: {kind:?} {namespace}/{name} not found")]
+    NotFound {
+        /// ConfigMap or Secret.
+        kind: VariablesKind,
+        /// Its namespace (the Sync's).
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// The API refused or failed the read.
+    #[error("substituteFrom: reading {kind:?} {namespace}/{name}: {source}")]
+    Api {
+        /// ConfigMap or Secret.
+        kind: VariablesKind,
+        /// Its namespace (the Sync's).
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+impl VariablesError {
+    /// Whether a retry may succeed without a change to any object (an API failure); a missing
+    /// source is waited for by the watch instead.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, VariablesError::Api { .. })
+    }
+}
+
+/// The data of each of `refs`, in order, read from `namespace`; a missing `optional` source is
+/// left out. Secret values are decoded (and never logged).
+pub async fn load(
+    client: &kube::Client,
+    namespace: &str,
+    refs: &[SubstituteReference],
+) -> Result<Vec<BTreeMap<String, String>>, VariablesError> {
+    let mut out = Vec::with_capacity(refs.len());
+    for r in refs {
+        let err = |source| VariablesError::Api {
+            kind: r.kind,
+            namespace: namespace.to_owned(),
+            name: r.name.clone(),
+            source,
+        };
+        let data = match r.kind {
+            VariablesKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+                .get_opt(&r.name)
+                .await
+                .map_err(err)?
+                .map(|cm| cm.data.unwrap_or_default()),
+            VariablesKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+                .get_opt(&r.name)
+                .await
+                .map_err(err)?
+                .map(|s| {
+                    s.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect()
+                }),
+        };
+        match data {
+            Some(d) => out.push(d),
+            None if r.optional => {}
+            None => {
+                return Err(VariablesError::NotFound {
+                    kind: r.kind,
+                    namespace: namespace.to_owned(),
+                    name: r.name.clone(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The Syncs in `namespace` that take variables from the `kind` named `name` (a change, a
+/// creation or a deletion of it re-renders them, optional or not).
+pub fn syncs_using(
+    syncs: &[Arc<Sync>],
+    kind: VariablesKind,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Sync>> {
+    syncs
+        .iter()
+        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| {
+            s.spec
+                .substitute_from
+                .iter()
+                .any(|r| r.kind == kind && r.name == name)
+        })
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sync(ns: &str, name: &str, from: serde_json::Value) -> Arc<Sync> {
+        Arc::new(
+            serde_json::from_value(json!({
+                "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"sourceRef": {"kind": "GitRepository", "name": "r"}, "substituteFrom": from},
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_config_map_or_secret_wakes_the_syncs_of_its_namespace_that_name_it() {
+        let syncs = [
+            sync(
+                "a",
+                "uses-cm",
+                json!([{"kind": "ConfigMap", "name": "vars"}]),
+            ),
+            sync(
+                "a",
+                "uses-secret",
+                json!([{"kind": "Secret", "name": "vars", "optional": true}]),
+            ),
+            sync(
+                "b",
+                "other-ns",
+                json!([{"kind": "ConfigMap", "name": "vars"}]),
+            ),
+            sync("a", "none", json!([])),
+        ];
+        let names = |v: Vec<ObjectRef<Sync>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(syncs_using(&syncs, VariablesKind::ConfigMap, "a", "vars")),
+            ["uses-cm"]
+        );
+        assert_eq!(
+            names(syncs_using(&syncs, VariablesKind::Secret, "a", "vars")),
+            ["uses-secret"]
+        );
+        assert!(syncs_using(&syncs, VariablesKind::ConfigMap, "a", "other").is_empty());
+    }
+}
