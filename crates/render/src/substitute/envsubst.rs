@@ -320,6 +320,15 @@ fn line_of(buf: &[u8], at: usize) -> usize {
 
 type Parsed = Result<Node, &'static str>;
 
+fn func_node(at: usize, param: String, name: String, args: Vec<Node>) -> Node {
+    Node::Func {
+        at,
+        param,
+        name,
+        args,
+    }
+}
+
 impl Parser {
     fn name(&self) -> String {
         String::from_utf8_lossy(&self.s.text()).into_owned()
@@ -398,36 +407,21 @@ impl Parser {
         self.s.mode = SCAN_IDENT | SCAN_RBRACK;
         match self.s.scan() {
             Token::Rbrack => {
-                return Ok(Node::Func {
-                    at,
-                    param,
-                    name,
-                    args,
-                });
+                return Ok(func_node(at, param, name, args));
             }
             Token::Ident => {}
             _ => return Err(BAD_SUBSTITUTION),
         }
         args.push(self.param(Accept::NotClosing, SCAN_IDENT)?);
         self.close()?;
-        Ok(Node::Func {
-            at,
-            param,
-            name,
-            args,
-        })
+        Ok(func_node(at, param, name, args))
     }
 
     fn remove_func(&mut self, at: usize, param: String, accept: Accept) -> Parsed {
         let name = self.operator(accept, BAD_SUBSTITUTION)?;
         let args = vec![self.param(Accept::NotClosing, SCAN_IDENT)?];
         self.close()?;
-        Ok(Node::Func {
-            at,
-            param,
-            name,
-            args,
-        })
+        Ok(func_node(at, param, name, args))
     }
 
     fn replace_func(&mut self, at: usize, param: String) -> Parsed {
@@ -438,12 +432,7 @@ impl Parser {
             args.push(self.param(Accept::NotClosing, SCAN_IDENT | SCAN_ESCAPE)?);
         }
         self.close()?;
-        Ok(Node::Func {
-            at,
-            param,
-            name,
-            args,
-        })
+        Ok(func_node(at, param, name, args))
     }
 
     fn default_func(&mut self, at: usize, param: String) -> Parsed {
@@ -458,35 +447,20 @@ impl Parser {
             args.push(self.param(Accept::NotClosing, SCAN_IDENT)?);
         }
         self.close()?;
-        Ok(Node::Func {
-            at,
-            param,
-            name,
-            args,
-        })
+        Ok(func_node(at, param, name, args))
     }
 
     fn casing_func(&mut self, at: usize, param: String) -> Parsed {
         let name = self.operator(Accept::CasingFunc, BAD_SUBSTITUTION)?;
         self.close()?;
-        Ok(Node::Func {
-            at,
-            param,
-            name,
-            args: Vec::new(),
-        })
+        Ok(func_node(at, param, name, Vec::new()))
     }
 
     fn len_func(&mut self, at: usize) -> Parsed {
         let name = self.operator(Accept::OneHash, BAD_SUBSTITUTION)?;
         let param = self.operator(Accept::Ident, BAD_SUBSTITUTION)?;
         self.close()?;
-        Ok(Node::Func {
-            at,
-            param,
-            name,
-            args: Vec::new(),
-        })
+        Ok(func_node(at, param, name, Vec::new()))
     }
 
     fn close(&mut self) -> Result<(), &'static str> {
