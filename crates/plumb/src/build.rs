@@ -203,7 +203,7 @@ fn build_dir(args: &Args, dir: &Path) -> anyhow::Result<Vec<Value>> {
         },
         ..BuildOptions::default()
     };
-    Ok(plumb_kustomize::build(&root, &dir, &opts)?
+    Ok(plumb_kustomize::build(&root, dir, &opts)?
         .into_iter()
         .map(plumb_kustomize::Resource::into_value)
         .collect())
