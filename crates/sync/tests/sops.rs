@@ -90,7 +90,7 @@ fn render(root: &Path, ns: &str) -> String {
         "targetNamespace": ns,
     }))
     .unwrap();
-    let mut objects = plumb_render::render(root, &spec).unwrap();
+    let mut objects = plumb_render::render(root, &spec, &[]).unwrap();
     plumb_render::attach_sops_sources(root, &mut objects);
     let mut out = String::new();
     for o in &objects {
