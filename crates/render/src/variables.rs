@@ -3,11 +3,9 @@
 //! uses a stale value), and which Syncs a change of one of them wakes.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
-use kube::runtime::reflector::ObjectRef;
 use plumb_api::Sync;
 use plumb_api::sync::{SubstituteReference, VariablesKind};
 
@@ -94,31 +92,23 @@ pub async fn load(
     Ok(out)
 }
 
-/// The Syncs in `namespace` that take variables from the `kind` named `name` (a change, a
-/// creation or a deletion of it re-renders them, optional or not).
-pub fn syncs_using(
-    syncs: &[Arc<Sync>],
-    kind: VariablesKind,
-    namespace: &str,
-    name: &str,
-) -> Vec<ObjectRef<Sync>> {
-    syncs
+/// Whether `sync`'s `substituteFrom` names the `kind` object `name` (in its namespace; a
+/// change, a creation or a deletion of it re-renders the Sync, optional or not).
+pub fn takes_variables(sync: &Sync, kind: VariablesKind, name: &str) -> bool {
+    sync.spec
+        .substitute_from
         .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|s| {
-            s.spec
-                .substitute_from
-                .iter()
-                .any(|r| r.kind == kind && r.name == name)
-        })
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
+        .any(|r| r.kind == kind && r.name == name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::watches::readers_of;
+    use kube::runtime::reflector::ObjectRef;
+    use plumb_api::helm::ValuesKind;
     use serde_json::json;
+    use std::sync::Arc;
 
     fn sync(ns: &str, name: &str, from: serde_json::Value) -> Arc<Sync> {
         Arc::new(
@@ -151,15 +141,14 @@ mod tests {
             ),
             sync("a", "none", json!([])),
         ];
+        let cm = (ValuesKind::ConfigMap, VariablesKind::ConfigMap);
+        let secret = (ValuesKind::Secret, VariablesKind::Secret);
         let names = |v: Vec<ObjectRef<Sync>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(readers_of(&syncs, cm, "a", "vars")), ["uses-cm"]);
         assert_eq!(
-            names(syncs_using(&syncs, VariablesKind::ConfigMap, "a", "vars")),
-            ["uses-cm"]
-        );
-        assert_eq!(
-            names(syncs_using(&syncs, VariablesKind::Secret, "a", "vars")),
+            names(readers_of(&syncs, secret, "a", "vars")),
             ["uses-secret"]
         );
-        assert!(syncs_using(&syncs, VariablesKind::ConfigMap, "a", "other").is_empty());
+        assert!(readers_of(&syncs, cm, "a", "other").is_empty());
     }
 }

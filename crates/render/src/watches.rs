@@ -11,6 +11,7 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
 use kube::runtime::reflector::ObjectRef;
 use plumb_api::helm::ValuesKind;
+use plumb_api::sync::VariablesKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_ops::changed;
 
@@ -55,11 +56,22 @@ pub fn syncs_of_source(syncs: &[Arc<Sync>], repo: &GitRepository) -> Vec<ObjectR
         .collect()
 }
 
-/// The Syncs in `namespace` whose `spec.helm.valuesFrom` names the `kind` object `name`: its
-/// change renders their chart again (the cache key covers the values read).
-pub fn syncs_reading_values(
+/// Whether `sync`'s `spec.helm.valuesFrom` names the `kind` object `name` (in its namespace).
+fn reads_values(sync: &Sync, kind: ValuesKind, name: &str) -> bool {
+    sync.spec.helm.as_ref().is_some_and(|h| {
+        h.values_from
+            .iter()
+            .any(|r| r.kind == kind && r.name == name)
+    })
+}
+
+/// The Syncs in `namespace` that read the ConfigMap or Secret `name` — as chart values
+/// (`helm.valuesFrom`, named there by `values`) or as substitution variables (`substituteFrom`,
+/// named there by `variables`) — each once: its change, creation or deletion renders them again
+/// (the cache key covers what was read).
+pub fn readers_of(
     syncs: &[Arc<Sync>],
-    kind: ValuesKind,
+    (values, variables): (ValuesKind, VariablesKind),
     namespace: &str,
     name: &str,
 ) -> Vec<ObjectRef<Sync>> {
@@ -67,25 +79,21 @@ pub fn syncs_reading_values(
         .iter()
         .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
         .filter(|s| {
-            s.spec.helm.as_ref().is_some_and(|h| {
-                h.values_from
-                    .iter()
-                    .any(|r| r.kind == kind && r.name == name)
-            })
+            reads_values(s, values, name) || crate::variables::takes_variables(s, variables, name)
         })
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
 }
 
-/// [`syncs_reading_values`] for a changed object's metadata.
-pub fn values_readers<K>(
+/// [`readers_of`] for a changed object's metadata.
+pub fn readers_of_changed<K>(
     syncs: &[Arc<Sync>],
-    kind: ValuesKind,
+    kinds: (ValuesKind, VariablesKind),
     changed: &PartialObjectMeta<K>,
 ) -> Vec<ObjectRef<Sync>> {
-    syncs_reading_values(
+    readers_of(
         syncs,
-        kind,
+        kinds,
         changed.metadata.namespace.as_deref().unwrap_or_default(),
         changed.metadata.name.as_deref().unwrap_or_default(),
     )
@@ -198,14 +206,13 @@ mod tests {
             .unwrap(),
         );
         let syncs = [reader, sync("team", "plain", source)];
-        let woken = |kind, ns, name| names(syncs_reading_values(&syncs, kind, ns, name));
-        assert_eq!(woken(ValuesKind::ConfigMap, "team", "vals"), ["team/chart"]);
-        assert_eq!(woken(ValuesKind::Secret, "team", "creds"), ["team/chart"]);
-        assert!(
-            woken(ValuesKind::Secret, "team", "vals").is_empty(),
-            "kind matters"
-        );
-        assert!(woken(ValuesKind::ConfigMap, "other", "vals").is_empty());
+        let cm = (ValuesKind::ConfigMap, VariablesKind::ConfigMap);
+        let secret = (ValuesKind::Secret, VariablesKind::Secret);
+        let woken = |kinds, ns, name| names(readers_of(&syncs, kinds, ns, name));
+        assert_eq!(woken(cm, "team", "vals"), ["team/chart"]);
+        assert_eq!(woken(secret, "team", "creds"), ["team/chart"]);
+        assert!(woken(secret, "team", "vals").is_empty(), "kind matters");
+        assert!(woken(cm, "other", "vals").is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use plumb_artifact::Storage;
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
 
 use crate::context::{CONTROLLER_NAME, Context, RenderMetrics};
-use crate::{Config, Error, reconcile_policy, reconcile_sync, variables, watches};
+use crate::{Config, Error, reconcile_policy, reconcile_sync, watches};
 
 /// The name of the render controller's leader Lease (with the watch scope appended when
 /// sharded).
@@ -185,26 +185,12 @@ async fn controllers(
         // One metadata watch per kind wakes both the Syncs reading chart values from the object
         // (`helm.valuesFrom`) and those taking substitution variables from it (`substituteFrom`).
         .watches_stream(values_changes::<ConfigMap>(&scope, &client), move |cm| {
-            let syncs = for_config_maps.state();
-            let mut woken = watches::values_readers(&syncs, ValuesKind::ConfigMap, &cm);
-            woken.extend(variables::syncs_using(
-                &syncs,
-                VariablesKind::ConfigMap,
-                cm.metadata.namespace.as_deref().unwrap_or_default(),
-                cm.metadata.name.as_deref().unwrap_or_default(),
-            ));
-            woken
+            let kinds = (ValuesKind::ConfigMap, VariablesKind::ConfigMap);
+            watches::readers_of_changed(&for_config_maps.state(), kinds, &cm)
         })
         .watches_stream(values_changes::<Secret>(&scope, &client), move |s| {
-            let syncs = for_secrets.state();
-            let mut woken = watches::values_readers(&syncs, ValuesKind::Secret, &s);
-            woken.extend(variables::syncs_using(
-                &syncs,
-                VariablesKind::Secret,
-                s.metadata.namespace.as_deref().unwrap_or_default(),
-                s.metadata.name.as_deref().unwrap_or_default(),
-            ));
-            woken
+            let kinds = (ValuesKind::Secret, VariablesKind::Secret);
+            watches::readers_of_changed(&for_secrets.state(), kinds, &s)
         })
         .graceful_shutdown_on(runtime.stopped())
         .run(
