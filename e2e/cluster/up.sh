@@ -37,8 +37,24 @@ fail() {
 	local log=$LOG_DIR/$1.log
 	warn "error: $1 failed: $2"
 	warn "log: $log (last lines below)"
-	[[ -f $log ]] && tail -n 25 "$log" | sed 's/^/    /' >&2
+	if [[ -s $log ]]; then
+		tail -n 25 "$log" | sed 's/^/    /' >&2
+	else
+		warn "(the log is empty)"
+	fi
+	df -h "$CLUSTER_DIR" | sed 's/^/    /' >&2
 	exit 1
+}
+
+# alive NAME: the process started for NAME has not exited. Unlike pid_of it does
+# not look at the command line: just after `start` the child may not have exec'd
+# the binary yet, and its command line is still this script's.
+alive() {
+	local pid state
+	pid=$(<"$PID_DIR/$1.pid") || return 1
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+	[[ -n $state && $state != Z ]]
 }
 
 # wait_for NAME WHAT CHECK...: poll CHECK until it succeeds; fail NAME when the
@@ -48,7 +64,7 @@ wait_for() {
 	shift 2
 	local deadline=$((SECONDS + START_TIMEOUT))
 	until "$@"; do
-		pid_of "$name" >/dev/null || fail "$name" "the process exited while waiting for $what"
+		alive "$name" || fail "$name" "the process exited while waiting for $what"
 		((SECONDS < deadline)) || fail "$name" "no $what after ${START_TIMEOUT}s"
 		sleep 0.2
 	done

@@ -29,10 +29,7 @@ async fn ensure_crds(client: &kube::Client) {
 }
 
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    plumb_e2e_support::free_addr().expect("a free loopback port")
 }
 
 /// A controller running in this process for one namespace.

@@ -140,11 +140,7 @@ fn keygen(args: &[&str]) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    plumb_e2e_support::free_port().expect("a free loopback port")
 }
 
 impl SshServer {
