@@ -5,7 +5,7 @@
 
 use crate::error::PatchError;
 use crate::resource::scalar_string;
-use crate::schema::{self, CustomSchema, NONE};
+use crate::schema::{self, CustomSchema, NONE, Target};
 use serde_json::{Map, Value};
 
 /// Schema context of a node.
@@ -13,41 +13,42 @@ use serde_json::{Map, Value};
 enum Sch<'a> {
     None,
     Type(u16),
-    Custom(&'a CustomSchema, usize),
+    /// A schema of a custom schema file; `bool`: whether its references to built-in types count.
+    Custom(&'a CustomSchema, usize, bool),
+    /// A list field of a built-in type, with its element type.
     List {
         merge: bool,
         keys: &'a str,
-        elem: Elem<'a>,
+        elem: u16,
     },
 }
 
-/// Element type of a list.
-#[derive(Clone, Copy, Debug)]
-enum Elem<'a> {
-    Builtin(u16),
-    Custom(&'a CustomSchema, Option<usize>),
+fn is_merge(strategy: &str) -> bool {
+    strategy.split(',').any(|s| s == "merge")
+}
+
+fn custom_sch(c: &CustomSchema, t: Target, builtin: bool) -> Sch<'_> {
+    match t {
+        Target::Node(i) => Sch::Custom(c, i, builtin),
+        Target::Builtin(ty) if builtin => Sch::Type(ty),
+        _ => Sch::None,
+    }
 }
 
 fn field_sch<'a>(sch: Sch<'a>, name: &str) -> Sch<'a> {
     match sch {
         Sch::Type(t) => match schema::field(t, name) {
             Some(f) if f.list => Sch::List {
-                merge: f.strategy.split(',').any(|s| s == "merge"),
+                merge: is_merge(f.strategy),
                 keys: f.keys,
-                elem: Elem::Builtin(f.ty),
+                elem: f.ty,
             },
             Some(f) if f.ty != NONE => Sch::Type(f.ty),
             _ => Sch::None,
         },
-        Sch::Custom(c, t) => match c.field(t, name) {
-            Some(f) if f.list => Sch::List {
-                merge: f.strategy.split(',').any(|s| s == "merge"),
-                keys: &f.keys,
-                elem: Elem::Custom(c, f.ty),
-            },
-            Some(f) => f.ty.map_or(Sch::None, |t| Sch::Custom(c, t)),
-            None => Sch::None,
-        },
+        Sch::Custom(c, i, builtin) => c
+            .node(i)
+            .map_or(Sch::None, |n| custom_sch(c, n.field(name), builtin)),
         _ => Sch::None,
     }
 }
@@ -65,7 +66,10 @@ pub(crate) fn apply(
     // The custom schema's kinds first; the built-in kinds only when the schema in force
     // includes them (see `schema::SchemaState`).
     let sch = custom
-        .and_then(|c| c.root_type(group, version, kind).map(|t| Sch::Custom(c, t)))
+        .and_then(|c| {
+            c.root_type(group, version, kind)
+                .map(|t| Sch::Custom(c, t, builtin))
+        })
         .or_else(|| {
             builtin
                 .then(|| schema::root_type(group, version, kind).map(Sch::Type))
@@ -205,18 +209,33 @@ fn walk_list(
     patch: &Value,
     sch: Sch<'_>,
 ) -> Result<Option<Value>, PatchError> {
-    let Sch::List {
-        merge: true,
-        keys,
-        elem,
-    } = sch
-    else {
+    let (merge, keys, elem_sch) = match sch {
+        Sch::List { merge, keys, elem } => (
+            merge,
+            keys,
+            if elem == NONE {
+                Sch::None
+            } else {
+                Sch::Type(elem)
+            },
+        ),
+        Sch::Custom(c, i, builtin) => match c.node(i) {
+            Some(n) => (
+                is_merge(&n.strategy),
+                n.keys.as_str(),
+                custom_sch(c, n.items, builtin),
+            ),
+            None => (false, "", Sch::None),
+        },
+        _ => (false, "", Sch::None),
+    };
+    if !merge {
         return Ok(if patch.is_null() {
             None
         } else {
             Some(patch.clone())
         });
-    };
+    }
     if patch.is_null() {
         return Ok(None);
     }
@@ -231,11 +250,6 @@ fn walk_list(
             d.clone()
         }
         _ => patch.as_array().cloned().unwrap_or_default(),
-    };
-    let elem_sch = match elem {
-        Elem::Builtin(NONE) | Elem::Custom(_, None) => Sch::None,
-        Elem::Builtin(t) => Sch::Type(t),
-        Elem::Custom(c, Some(t)) => Sch::Custom(c, t),
     };
     if keys.is_empty() {
         return Ok(Some(Value::Array(merge_primitives(&p, &dest_items))));

@@ -3,7 +3,7 @@
 mod custom;
 mod table;
 
-pub(crate) use custom::CustomSchema;
+pub(crate) use custom::{CustomSchema, Target};
 
 /// A field of a built-in type that matters to strategic merge.
 #[derive(Debug)]
@@ -73,6 +73,15 @@ pub(crate) fn root_type(group: &str, version: &str, kind: &str) -> Option<u16> {
         .map(|(_, _, _, t)| *t)
 }
 
+/// The built-in type of a definition name (`io.k8s.api.core.v1.Container`), when it matters to
+/// strategic merge.
+pub(crate) fn builtin_type(name: &str) -> Option<u16> {
+    table::NAMES
+        .binary_search(&name)
+        .ok()
+        .and_then(|i| u16::try_from(i).ok())
+}
+
 /// A field of a type.
 pub(crate) fn field(ty: u16, name: &str) -> Option<&'static Field> {
     let fields = table::TYPES.get(usize::from(ty))?;
@@ -94,6 +103,15 @@ mod tests {
         let pod = field(tmpl, "spec").map(|f| f.ty).unwrap_or(NONE);
         let containers = field(pod, "containers");
         assert!(containers.is_some_and(|c| c.list && c.strategy == "merge" && c.keys == "name"));
+    }
+
+    #[test]
+    fn every_builtin_type_is_found_by_its_definition_name() {
+        assert_eq!(table::NAMES.len(), table::TYPES.len());
+        for (i, name) in table::NAMES.iter().enumerate() {
+            assert_eq!(builtin_type(name).map(usize::from), Some(i), "{name}");
+        }
+        assert_eq!(builtin_type("io.k8s.api.core.v1.Nothing"), None);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-// Command schemagen writes src/schema_table.rs: the strategic-merge metadata (patch strategies,
-// merge keys, list map keys) of the built-in Kubernetes types, taken from the OpenAPI document
-// kustomize embeds (kyaml's kubernetesapi), so patches merge lists exactly as kustomize does.
+// Command schemagen writes src/schema/table.rs: the strategic-merge metadata (patch strategies,
+// merge keys, list map keys) of the built-in Kubernetes types, and their definition names,
+// taken from the OpenAPI document kustomize embeds (kyaml's kubernetesapi), so patches merge
+// lists exactly as kustomize does.
 //
-// Regenerate with: (cd crates/kustomize/tools/schemagen && go run . > ../../src/schema/table.rs)
+// Regenerate with: (cd crates/kustomize/tools/schemagen && go run . > ../../src/schema/table.rs && rustfmt
+// --edition 2024 ../../src/schema/table.rs)
 package main
 
 import (
@@ -121,6 +123,14 @@ func main() {
 			fmt.Printf("        Field { name: %q, ty: %s, list: %v, strategy: %q, keys: %q },\n", f.name, t, f.list, f.strategy, f.keys)
 		}
 		fmt.Println("    ],")
+	}
+	fmt.Println("];")
+	fmt.Println()
+	fmt.Println("/// The definition name of each type in `TYPES` (same index), sorted: custom schemas refer")
+	fmt.Println("/// to built-in types by these names.")
+	fmt.Println("pub(crate) static NAMES: &[&str] = &[")
+	for _, n := range names {
+		fmt.Printf("    %q,\n", n)
 	}
 	fmt.Println("];")
 	fmt.Println()
