@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use plumb_api::{Conditions, Sync, condition_type};
+use plumb_api::sync::SourceKind;
+use plumb_api::{Conditions, Revision, Sync, condition_type};
 
 /// A Sync's identity: `(namespace, name)`.
 pub type Key = (String, String);
@@ -31,14 +32,30 @@ pub fn dependencies(sync: &Sync) -> Vec<Key> {
         .collect()
 }
 
+/// The source a Sync renders from, as `(kind, namespace, name)`; the namespace defaults to the
+/// Sync's own.
+fn source_of(sync: &Sync) -> (SourceKind, String, String) {
+    let source = &sync.spec.source_ref;
+    let namespace = source
+        .namespace
+        .clone()
+        .or_else(|| sync.metadata.namespace.clone())
+        .unwrap_or_default();
+    (source.kind, namespace, source.name.clone())
+}
+
 /// Why a dependency is not ready, or `None` when it is: it exists, its Ready condition is True
-/// for its current generation, and it applied the revision its render last produced.
-pub fn not_ready_reason(dep: Option<&Sync>) -> Option<&'static str> {
+/// for its current generation, it applied the revision its render last produced, and, when
+/// `revision` is given (the dependent renders from the same source and is about to apply that
+/// revision of it), it applied that very revision. The last rule is Flux's: without it, a commit
+/// that reaches the dependent's render before the dependency's would be applied to the dependent
+/// first, while the dependency still looked Ready at its previous commit.
+pub fn not_ready_reason(dep: Option<&Sync>, revision: Option<&Revision>) -> Option<String> {
     let Some(dep) = dep else {
-        return Some("not found");
+        return Some("not found".to_owned());
     };
     let Some(status) = dep.status.as_ref() else {
-        return Some("not ready");
+        return Some("not ready".to_owned());
     };
     let generation = dep.metadata.generation;
     let ready = status.conditions.get_condition(condition_type::READY);
@@ -46,27 +63,42 @@ pub fn not_ready_reason(dep: Option<&Sync>) -> Option<&'static str> {
         Some(c)
             if c.status == "True"
                 && (generation.is_none() || c.observed_generation == generation) => {}
-        _ => return Some("not ready"),
+        _ => return Some("not ready".to_owned()),
     }
     if status.observed_generation != generation {
-        return Some("not ready");
+        return Some("not ready".to_owned());
     }
     let latest = status
         .render
         .as_ref()
         .and_then(|r| r.artifact.as_ref())
         .map(|a| &a.revision);
-    if latest.is_some() && latest != status.last_applied_revision.as_ref() {
-        return Some("not at its latest revision");
+    let applied = status.last_applied_revision.as_ref();
+    if latest.is_some() && latest != applied {
+        return Some("not at its latest revision".to_owned());
     }
-    None
+    match revision {
+        Some(wanted) if applied != Some(wanted) => Some(format!("not yet at revision {wanted}")),
+        _ => None,
+    }
 }
 
-/// The dependencies of `sync` that are not ready, as `namespace/name (reason)`.
-pub fn not_ready<'a>(sync: &Sync, lookup: impl Fn(&Key) -> Option<&'a Sync>) -> Vec<String> {
+/// The dependencies of `sync` that are not ready for it to apply `revision` (the revision of
+/// its render, if any), as `namespace/name (reason)`.
+pub fn not_ready<'a>(
+    sync: &Sync,
+    revision: Option<&Revision>,
+    lookup: impl Fn(&Key) -> Option<&'a Sync>,
+) -> Vec<String> {
+    let source = source_of(sync);
     dependencies(sync)
         .into_iter()
-        .filter_map(|k| not_ready_reason(lookup(&k)).map(|why| format!("{}/{} ({why})", k.0, k.1)))
+        .filter_map(|k| {
+            let dep = lookup(&k);
+            let same_source = dep.is_some_and(|d| source_of(d) == source);
+            let why = not_ready_reason(dep, revision.filter(|_| same_source))?;
+            Some(format!("{}/{} ({why})", k.0, k.1))
+        })
         .collect()
 }
 
@@ -167,12 +199,12 @@ mod tests {
         let db = ready(sync("db", &[]));
         let net = sync("net", &[]);
         let all = [db, net];
-        let found = not_ready(&app, |key| {
+        let found = not_ready(&app, None, |key| {
             all.iter()
                 .find(|s| s.metadata.name.as_deref() == Some(&key.1))
         });
         assert_eq!(found, ["ns/net (not ready)"]);
-        let found = not_ready(&app, |_| None);
+        let found = not_ready(&app, None, |_| None);
         assert_eq!(found, ["ns/db (not found)", "ns/net (not found)"]);
     }
 
@@ -180,7 +212,64 @@ mod tests {
     fn a_dependency_ready_for_an_old_generation_is_not_ready() {
         let mut db = ready(sync("db", &[]));
         db.metadata.generation = Some(2);
-        assert_eq!(not_ready_reason(Some(&db)), Some("not ready"));
+        assert_eq!(
+            not_ready_reason(Some(&db), None).as_deref(),
+            Some("not ready")
+        );
+    }
+
+    fn revision(commit: char) -> Revision {
+        format!("main@sha1:{}", commit.to_string().repeat(40))
+            .parse()
+            .unwrap()
+    }
+
+    /// `db` Ready with `applied` applied, and its render at `rendered`.
+    fn ready_at(mut db: Sync, rendered: char, applied: char) -> Sync {
+        db = ready(db);
+        let status = db.status.as_mut().unwrap();
+        status.last_applied_revision = Some(revision(applied));
+        status.render = Some(plumb_api::sync::RenderStatus {
+            artifact: Some(
+                serde_json::from_value(serde_json::json!({
+                    "revision": revision(rendered).to_string(),
+                    "digest": format!("sha256:{}", "d".repeat(64)),
+                    "url": "http://x/a.yaml.gz",
+                    "lastUpdateTime": "2026-01-01T00:00:00Z",
+                }))
+                .unwrap(),
+            ),
+            ..Default::default()
+        });
+        db
+    }
+
+    #[test]
+    fn a_dependency_on_the_same_source_must_have_applied_the_revision_about_to_be_applied() {
+        let app = sync("app", &["db"]);
+        let at_b = revision('b');
+        // Ready at its latest render, but that is still commit a: b would reach app first.
+        let db = ready_at(sync("db", &[]), 'a', 'a');
+        assert_eq!(
+            not_ready(&app, Some(&at_b), |_| Some(&db)),
+            [format!("ns/db (not yet at revision {at_b})")]
+        );
+        // Rendered b, not yet applied: not at its latest revision.
+        let db = ready_at(sync("db", &[]), 'b', 'a');
+        assert_eq!(
+            not_ready(&app, Some(&at_b), |_| Some(&db)),
+            ["ns/db (not at its latest revision)"]
+        );
+        let db = ready_at(sync("db", &[]), 'b', 'b');
+        assert!(not_ready(&app, Some(&at_b), |_| Some(&db)).is_empty());
+        // Another source: its revisions say nothing about app's; Ready at its latest is enough.
+        let mut other = ready_at(sync("db", &[]), 'a', 'a');
+        other.spec.source_ref.name = "other-repo".into();
+        assert!(not_ready(&app, Some(&at_b), |_| Some(&other)).is_empty());
+        // The same GitRepository named with its namespace is the same source.
+        let mut named = ready_at(sync("db", &[]), 'a', 'a');
+        named.spec.source_ref.namespace = Some("ns".into());
+        assert_eq!(not_ready(&app, Some(&at_b), |_| Some(&named)).len(), 1);
     }
 
     #[test]

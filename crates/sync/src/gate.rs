@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use plumb_api::condition::status;
 use plumb_api::policy::SyncWindow;
 use plumb_api::reference::Artifact;
-use plumb_api::{Conditions, Sync, condition_type};
+use plumb_api::{Conditions, Revision, Sync, SyncStatus, condition_type};
 
 use crate::deps::{self, Key};
 use crate::error::Error;
@@ -26,20 +26,16 @@ pub fn cross_namespace(refuse: bool, sync: &Sync) -> Result<(), Error> {
     }
 }
 
-/// Whether every Sync of `sync`'s `dependsOn` is Ready at its latest revision, among `all` (the
-/// Syncs this controller knows); a cycle through `sync` is an error of its own.
-pub fn dependencies(sync: &Sync, all: &[Arc<Sync>]) -> Result<(), Error> {
-    let key = deps::key_of(sync);
-    let edges: BTreeMap<Key, Vec<Key>> = all
-        .iter()
-        .map(|s| (deps::key_of(s), deps::dependencies(s)))
-        .collect();
-    if let Some(cycle) = deps::cycle_through(&key, &edges) {
-        return Err(Error::DependencyCycle {
-            cycle: deps::show_cycle(&cycle),
-        });
-    }
-    let waiting = deps::not_ready(sync, |k| {
+/// Whether every Sync of `sync`'s `dependsOn` is Ready at its latest revision (and, when it
+/// renders from the same source, at `revision`, the one `sync` is about to apply), among `all`
+/// (the Syncs this controller knows); a cycle through `sync` is an error of its own.
+pub fn dependencies(
+    sync: &Sync,
+    all: &[Arc<Sync>],
+    revision: Option<&Revision>,
+) -> Result<(), Error> {
+    cycle(sync, all)?;
+    let waiting = deps::not_ready(sync, revision, |k| {
         all.iter()
             .find(|s| deps::key_of(s) == *k)
             .map(|s| s.as_ref())
@@ -48,6 +44,64 @@ pub fn dependencies(sync: &Sync, all: &[Arc<Sync>]) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::DependenciesNotReady { waiting })
+    }
+}
+
+/// A cycle through `sync` in the `dependsOn` graph of `all`.
+fn cycle(sync: &Sync, all: &[Arc<Sync>]) -> Result<(), Error> {
+    let edges: BTreeMap<Key, Vec<Key>> = all
+        .iter()
+        .map(|s| (deps::key_of(s), deps::dependencies(s)))
+        .collect();
+    match deps::cycle_through(&deps::key_of(sync), &edges) {
+        Some(cycle) => Err(Error::DependencyCycle {
+            cycle: deps::show_cycle(&cycle),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Whether `sync` holds something not applied yet: a render other than the one last applied, or
+/// a spec generation not applied yet. `current` is the sync controller's part of its status. The
+/// generation last applied is the `Healthy` condition's: only a pass that applied everything
+/// assesses health (a pass held back, or failed, leaves that condition as it was).
+pub fn pending(sync: &Sync, current: &SyncStatus) -> bool {
+    let render = render(sync).artifact.map(|a| a.digest);
+    let applied_generation = current
+        .conditions
+        .get_condition(condition_type::HEALTHY)
+        .and_then(|c| c.observed_generation);
+    current.last_applied_digest.is_none()
+        || current.last_applied_digest != render
+        || applied_generation != sync.metadata.generation
+}
+
+/// The dependency gate of one pass over `sync` (`current` being the sync controller's part of
+/// its status), among `all`:
+/// - `Err`: the pass ends with it: a cycle (the Sync stalls), or dependencies not ready while
+///   nothing was ever applied (nothing to heal either);
+/// - `Ok(Some(e))`: what is [`pending`] waits for the dependencies (`e` says which); the
+///   revision already applied is still healed;
+/// - `Ok(None)`: go on.
+///
+/// Dependencies hold back only what is pending. A Sync whose render and spec are applied
+/// already has nothing to wait for: it stays Ready at the revision it applied, instead of
+/// showing `DependencyNotReady` while its status names that revision as applied.
+pub fn dependency_hold(
+    sync: &Sync,
+    current: &SyncStatus,
+    all: &[Arc<Sync>],
+) -> Result<Option<Error>, Error> {
+    if !pending(sync, current) {
+        cycle(sync, all)?;
+        return Ok(None);
+    }
+    let revision = render(sync).artifact.map(|a| a.revision);
+    match dependencies(sync, all, revision.as_ref()) {
+        Ok(()) => Ok(None),
+        Err(e @ Error::DependencyCycle { .. }) => Err(e),
+        Err(e) if current.last_applied_digest.is_none() => Err(e),
+        Err(e) => Ok(Some(e)),
     }
 }
 
@@ -90,7 +144,6 @@ pub fn window(windows: &[&SyncWindow], now: Timestamp) -> Result<Option<Option<T
 
 #[cfg(test)]
 mod tests {
-    use plumb_api::SyncStatus;
     use plumb_api::condition::new_condition;
     use plumb_api::sync::RenderStatus;
     use serde_json::json;
@@ -189,8 +242,137 @@ mod tests {
         for (what, others, want) in cases {
             let mut all = others;
             all.push(Arc::new(app.clone()));
-            let got = dependencies(&app, &all).err().map(|e| e.to_string());
+            let got = dependencies(&app, &all, None).err().map(|e| e.to_string());
             assert_eq!(got.as_deref(), want, "{what}");
+        }
+    }
+
+    fn artifact(commit: char, digest: char) -> Artifact {
+        serde_json::from_value(json!({
+            "revision": format!("main@sha1:{}", commit.to_string().repeat(40)),
+            "digest": format!("sha256:{}", digest.to_string().repeat(64)),
+            "url": "http://x/a.yaml.gz", "size": 1, "lastUpdateTime": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    /// A Sync of generation `generation` whose render is `rendered`, with `applied` applied
+    /// by a pass at generation `applied_generation` (its `Healthy` condition), and Ready.
+    fn at(
+        name: &str,
+        spec: serde_json::Value,
+        generation: i64,
+        rendered: Option<Artifact>,
+        applied: Option<(&Artifact, i64)>,
+    ) -> Sync {
+        let mut s = named(name, spec);
+        s.metadata.generation = Some(generation);
+        let status = s.status.get_or_insert_with(Default::default);
+        status.render = rendered.map(|a| RenderStatus {
+            artifact: Some(a),
+            ..Default::default()
+        });
+        if let Some((a, g)) = applied {
+            status.last_applied_revision = Some(a.revision.clone());
+            status.last_applied_digest = Some(a.digest.clone());
+            status.observed_generation = Some(generation);
+            for type_ in [condition_type::READY, condition_type::HEALTHY] {
+                status.conditions.push(new_condition(
+                    type_,
+                    status::TRUE,
+                    "ReconciliationSucceeded",
+                    "",
+                    Some(g),
+                ));
+            }
+        }
+        s
+    }
+
+    /// The sync controller's part of `s`'s status, as the reconcile reads it.
+    fn ours(s: &Sync) -> SyncStatus {
+        let mut status = s.status.clone().unwrap_or_default();
+        status.render = None;
+        status
+    }
+
+    #[test]
+    fn dependencies_hold_back_only_what_is_not_applied_yet() {
+        let (a1, b2, b1) = (artifact('a', '1'), artifact('b', '2'), artifact('b', '1'));
+        let deps = json!({"dependsOn": [{"name": "db"}]});
+        let db_ready_a = at("db", json!({}), 1, Some(a1.clone()), Some((&a1, 1)));
+        let db_ready_b = at("db", json!({}), 1, Some(b2.clone()), Some((&b2, 1)));
+        let db_rendered_b = at("db", json!({}), 1, Some(b2.clone()), Some((&a1, 1)));
+        let db_unready = named("db", json!({}));
+        type Case<'a> = (&'a str, Sync, Sync, Result<Option<&'a str>, &'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "applied at a, nothing new: the dependency's new render does not matter",
+                at("app", deps.clone(), 1, Some(a1.clone()), Some((&a1, 1))),
+                db_rendered_b.clone(),
+                Ok(None),
+            ),
+            (
+                "applied at a, nothing new, the dependency not ready: stays as it is",
+                at("app", deps.clone(), 1, Some(a1.clone()), Some((&a1, 1))),
+                db_unready.clone(),
+                Ok(None),
+            ),
+            (
+                "a new render at b, the dependency still at a (Ready at its latest): waits",
+                at("app", deps.clone(), 1, Some(b2.clone()), Some((&a1, 1))),
+                db_ready_a.clone(),
+                Ok(Some("team/db (not yet at revision main@sha1:bbbb")),
+            ),
+            (
+                "a new render at b, the dependency rendered b but did not apply it: waits",
+                at("app", deps.clone(), 1, Some(b2.clone()), Some((&a1, 1))),
+                db_rendered_b.clone(),
+                Ok(Some("team/db (not at its latest revision)")),
+            ),
+            (
+                "a new render at b, the dependency applied b: goes on",
+                at("app", deps.clone(), 1, Some(b2.clone()), Some((&a1, 1))),
+                db_ready_b.clone(),
+                Ok(None),
+            ),
+            (
+                "commit b left app's objects as they were (same digest): nothing waits",
+                at("app", deps.clone(), 1, Some(b1.clone()), Some((&a1, 1))),
+                db_ready_a.clone(),
+                Ok(None),
+            ),
+            (
+                "a spec change not applied yet, the dependency not ready: waits",
+                at("app", deps.clone(), 2, Some(a1.clone()), Some((&a1, 1))),
+                db_unready.clone(),
+                Ok(Some("team/db (not ready)")),
+            ),
+            (
+                "nothing applied yet, the dependency not ready: nothing to heal, fails",
+                at("app", deps.clone(), 1, Some(a1.clone()), None),
+                db_unready.clone(),
+                Err("dependencies not ready: team/db (not ready)"),
+            ),
+            (
+                "a cycle stalls even with nothing new",
+                at("app", deps.clone(), 1, Some(a1.clone()), Some((&a1, 1))),
+                at("db", json!({"dependsOn": [{"name": "app"}]}), 1, None, None),
+                Err("dependency cycle: team/app -> team/db -> team/app"),
+            ),
+        ];
+        for (what, app, db, want) in cases {
+            let all = vec![Arc::new(app.clone()), Arc::new(db)];
+            let got = dependency_hold(&app, &ours(&app), &all);
+            match (got, want) {
+                (Ok(None), Ok(None)) => {}
+                (Ok(Some(e)), Ok(Some(msg))) => {
+                    assert_eq!(e.reason(), "DependencyNotReady", "{what}");
+                    assert!(e.to_string().contains(msg), "{what}: {e}");
+                }
+                (Err(e), Err(msg)) => assert_eq!(e.to_string(), msg, "{what}"),
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+            }
         }
     }
 

@@ -169,7 +169,8 @@ fn until_open(until: Option<Timestamp>, interval: Duration) -> Duration {
 struct Inputs {
     artifact: Artifact,
     render_failure: Option<Error>,
-    /// Dependencies not ready: new revisions wait, drift of the applied one is still healed.
+    /// Dependencies not ready for what is pending ([`gate::dependency_hold`]): it waits, drift
+    /// of the revision applied is still healed.
     dependencies: Option<Error>,
     drift: DriftMode,
     ignores: Vec<DriftIgnore>,
@@ -226,13 +227,7 @@ impl Pass<'_> {
         let sync = self.sync;
         let spec = &sync.spec;
         gate::cross_namespace(self.ctx.settings.no_cross_namespace_refs, sync)?;
-        let dependencies = match gate::dependencies(sync, &self.ctx.syncs.state()) {
-            Ok(()) => None,
-            // Nothing applied yet: nothing to heal either.
-            Err(e) if current.last_applied_digest.is_none() => return Err(e),
-            Err(e @ Error::DependencyCycle { .. }) => return Err(e),
-            Err(e) => Some(e),
-        };
+        let dependencies = gate::dependency_hold(sync, current, &self.ctx.syncs.state())?;
         let render = gate::render(sync);
         let Some(artifact) = render.artifact else {
             return match render.failure {

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -16,13 +14,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
 use common::{
-    Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deny_window, deployment, edit_cm,
-    handled, inventory, is_ready,
+    HEAL_WITHIN, Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deny_window,
+    deployment, edit_cm, handled, inventory, is_ready,
 };
-
-/// How long a drift watch may take to heal: far below the Syncs' 1h interval, so a heal within
-/// it was the watch's doing, not the periodic reconcile's.
-const HEAL_WITHIN: Duration = Duration::from_secs(10);
 
 /// Waits at most [`HEAL_WITHIN`] for `condition`; fails at once if the controller stopped.
 async fn heal_wait<T, F, Fut>(h: &Harness, what: &str, condition: F) -> T
@@ -417,6 +411,19 @@ async fn a_policy_ignored_path_is_left_to_its_other_owner() {
     );
 }
 
+/// Two commits of the one GitRepository the Syncs of a test render from.
+const COMMIT_1: &str = "1111111111111111111111111111111111111111";
+const COMMIT_2: &str = "2222222222222222222222222222222222222222";
+
+/// Sync `name`'s `lastAppliedRevision`, as text.
+fn applied_revision(s: &plumb_api::Sync) -> Option<String> {
+    s.status
+        .as_ref()?
+        .last_applied_revision
+        .as_ref()
+        .map(ToString::to_string)
+}
+
 #[tokio::test]
 async fn depends_on_waits_and_is_woken_by_the_dependency() {
     let h = Harness::start().await;
@@ -425,7 +432,7 @@ async fn depends_on_waits_and_is_woken_by_the_dependency() {
     h.create_sync(n, "db", json!({})).await;
     h.create_sync(n, "app", json!({"dependsOn": [{"name": "db"}]}))
         .await;
-    let app_art = h.render(n, "app", &cm("app", "1")).await;
+    let app_art = h.render_at(n, "app", &cm("app", "1"), COMMIT_1).await;
     let s = h
         .wait_sync(n, "app", "DependencyNotReady", |s| {
             condition(s, "Ready").is_some_and(|c| c.reason == "DependencyNotReady")
@@ -444,12 +451,73 @@ async fn depends_on_waits_and_is_woken_by_the_dependency() {
             .unwrap()
             .is_none()
     );
-    // The dependency becomes ready; the app follows without waiting for its 1h interval.
-    let db_art = h.render(n, "db", &cm("db", "1")).await;
+    // The dependency becomes ready; the app follows without waiting for its 1h interval (or a
+    // retry: a Sync held by a dependency retries at its interval too), so within the wait's
+    // bound only the dependency's status change can have woken it.
+    let db_art = h.render_at(n, "db", &cm("db", "1"), COMMIT_1).await;
     h.wait_applied(n, "db", &db_art).await;
-    let start = std::time::Instant::now();
     h.wait_applied(n, "app", &app_art).await;
-    assert!(start.elapsed() < Duration::from_secs(30));
+}
+
+#[tokio::test]
+async fn a_commit_reaches_the_dependency_first_and_an_applied_sync_never_waits() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-dep-order").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "db", json!({})).await;
+    h.create_sync(n, "app", json!({"dependsOn": [{"name": "db"}]}))
+        .await;
+    let db_1 = h.render_at(n, "db", &cm("db", "1"), COMMIT_1).await;
+    h.wait_applied(n, "db", &db_1).await;
+    let app_1 = h.render_at(n, "app", &cm("app", "1"), COMMIT_1).await;
+    h.wait_applied(n, "app", &app_1).await;
+
+    // Commit 2 reaches app's render first. db is Ready at its latest render, commit 1, but app
+    // must not get commit 2 before db has it.
+    let app_2 = h.render_at(n, "app", &cm("app", "2"), COMMIT_2).await;
+    let held = h
+        .wait_sync(n, "app", "DependencyNotReady for commit 2", |s| {
+            condition(s, "Ready")
+                .is_some_and(|c| c.reason == "DependencyNotReady" && c.message.contains(COMMIT_2))
+        })
+        .await;
+    assert_eq!(
+        applied_revision(&held).as_deref(),
+        Some(format!("main@sha1:{COMMIT_1}").as_str()),
+        "a held Sync names only what it applied"
+    );
+    assert_eq!(
+        cm_data(&ns.api::<ConfigMap>(), "app").await.as_deref(),
+        Some("1")
+    );
+    let db_2 = h.render_at(n, "db", &cm("db", "2"), COMMIT_2).await;
+    h.wait_applied(n, "db", &db_2).await;
+    h.wait_applied(n, "app", &app_2).await;
+
+    // db stops being Ready (its next render fails). app has nothing pending: it stays Ready at
+    // commit 2, instead of DependencyNotReady while naming commit 2 as applied.
+    h.set_rendered(
+        n,
+        "db",
+        None,
+        false,
+        "BuildFailed",
+        "kustomization.yaml: broken",
+    )
+    .await;
+    h.wait_sync(n, "db", "not Ready after its failed render", |s| {
+        condition(s, "Ready").is_some_and(|c| c.status == "False")
+    })
+    .await;
+    // A reconcile of app that started after db's failure was seen: the one asked for now
+    // (handled in the same status write that sets Ready).
+    let s = h.request_reconcile(n, "app", "after-db-failed").await;
+    let ready = condition(&s, "Ready").unwrap();
+    assert!(is_ready(&s), "app: {} {}", ready.reason, ready.message);
+    assert_eq!(
+        applied_revision(&s).as_deref(),
+        Some(format!("main@sha1:{COMMIT_2}").as_str())
+    );
 }
 
 #[tokio::test]

@@ -23,6 +23,11 @@ pub use plumb_e2e_support::TestNamespace;
 /// How long a wait for the controller may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a drift watch may take to heal an object: far below the 1h interval the harness gives
+/// every Sync, so a heal within it was the watch's doing, not the periodic reconcile's; and far
+/// above the second it takes, so a loaded machine does not fail the test.
+pub const HEAL_WITHIN: Duration = Duration::from_secs(60);
+
 /// Annotation the harness changes to make the controller reconcile a Sync (any change of a
 /// watched Sync is an event; this one changes nothing the controller reads).
 const POKE_ANNOTATION: &str = "test.plumb.dev/poke";
@@ -179,8 +184,16 @@ impl Harness {
             .sum()
     }
 
-    /// Stores `yaml` as a rendered artifact and returns the `status.render.artifact` for it.
+    /// Stores `yaml` as a rendered artifact and returns the `status.render.artifact` for it; its
+    /// revision is made from the content, as if each render came from a commit of its own.
     pub fn publish(&self, name: &str, yaml: &str) -> Value {
+        self.publish_at(name, yaml, None)
+    }
+
+    /// Like [`Harness::publish`], rendered from commit `commit` (40 hex digits) when given: the
+    /// Syncs of a test render from one GitRepository, so Syncs rendered at one commit share
+    /// their revision.
+    pub fn publish_at(&self, name: &str, yaml: &str, commit: Option<&str>) -> Value {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(yaml.as_bytes()).unwrap();
         let bytes = enc.finish().unwrap();
@@ -188,7 +201,7 @@ impl Harness {
         let path = format!("/sync/{name}/{hex}.yaml.gz");
         self.files.put(&path, bytes.clone());
         json!({
-            "revision": format!("main@sha1:{}", &hex[..40]),
+            "revision": format!("main@sha1:{}", commit.unwrap_or(&hex[..40])),
             "digest": format!("sha256:{hex}"),
             "url": self.files.url(&path),
             "size": bytes.len(),
@@ -268,6 +281,13 @@ impl Harness {
     /// Publishes `yaml` and points Sync `ns/name`'s render at it.
     pub async fn render(&self, ns: &str, name: &str, yaml: &str) -> Value {
         let artifact = self.publish(&format!("{ns}/{name}"), yaml);
+        self.set_render(ns, name, &artifact).await;
+        artifact
+    }
+
+    /// Like [`Harness::render`], rendered from commit `commit` ([`Harness::publish_at`]).
+    pub async fn render_at(&self, ns: &str, name: &str, yaml: &str, commit: &str) -> Value {
+        let artifact = self.publish_at(&format!("{ns}/{name}"), yaml, Some(commit));
         self.set_render(ns, name, &artifact).await;
         artifact
     }
