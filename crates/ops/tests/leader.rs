@@ -10,14 +10,17 @@ use k8s_openapi::api::coordination::v1::Lease;
 use plumb_e2e_support::TestNamespace;
 use plumb_ops::{LeaderElector, LeaderError, LeaseConfig};
 
+/// The production defaults' lease and renew deadline: with a few seconds, a renew delayed by a
+/// loaded machine lost the Lease on its own, and a second candidate could take a Lease the first
+/// still meant to hold.
 fn config(ns: &str, identity: &str) -> LeaseConfig {
     LeaseConfig {
         namespace: ns.to_owned(),
         name: "plumb-test".to_owned(),
         identity: identity.to_owned(),
-        lease_duration: Duration::from_secs(3),
-        renew_deadline: Duration::from_secs(2),
-        retry_period: Duration::from_millis(500),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(1),
     }
 }
 

@@ -14,10 +14,12 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use common::{Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deny_window, edit_cm};
+use common::{
+    HEAL_WITHIN, Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deny_window, edit_cm,
+};
 
 /// How long a deleted Sync may take to be released by its finalizer.
-const SYNC_GONE: Duration = Duration::from_secs(30);
+const SYNC_GONE: Duration = Duration::from_secs(60);
 
 async fn event_reasons(ns: &TestNamespace, sync: &str) -> Vec<String> {
     ns.api::<Event>()
@@ -150,7 +152,7 @@ async fn deleting_a_sync_deletes_what_it_applied_from_its_last_inventory() {
         .await;
     h.wait_within(
         "ConfigMap a deleted with its Sync",
-        Duration::from_secs(10),
+        common::TIMEOUT,
         || async {
             let a = cms.get_opt("a").await?;
             Ok::<_, kube::Error>(a.map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ())))
@@ -263,7 +265,7 @@ async fn drift_is_healed_while_a_dependency_is_not_ready() {
     edit_cm(&cms, "config", "edited").await;
     h.wait_within(
         "drift healed without waiting for the dependency",
-        Duration::from_secs(10),
+        HEAL_WITHIN,
         || async {
             Ok::<_, String>((cm_data(&cms, "config").await.as_deref() == Some("git")).then_some(()))
         },

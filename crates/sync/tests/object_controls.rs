@@ -6,15 +6,15 @@
 
 mod common;
 
-use std::time::Duration;
-
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::json;
 
-use common::{Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deployment, edit_cm};
+use common::{
+    HEAL_WITHIN, Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deployment, edit_cm,
+};
 
 async fn owner(api: &Api<ConfigMap>, name: &str) -> Option<String> {
     api.get(name)
@@ -30,7 +30,7 @@ async fn owner(api: &Api<ConfigMap>, name: &str) -> Option<String> {
 async fn wait_data(h: &Harness, cms: &Api<ConfigMap>, name: &str, value: &str) {
     h.wait_within(
         &format!("ConfigMap {name} to hold {value:?}"),
-        Duration::from_secs(10),
+        HEAL_WITHIN,
         || async {
             Ok::<_, String>((cm_data(cms, name).await.as_deref() == Some(value)).then_some(()))
         },

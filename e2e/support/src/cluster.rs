@@ -23,8 +23,10 @@ pub const CLUSTER_DIR_ENV: &str = "PLUMB_CLUSTER_DIR";
 /// saying how to mark it.
 pub const NO_CLUSTER_ENV: &str = "PLUMB_NO_CLUSTER";
 
-/// How long one reachability check of the API server may take.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one reachability check of the API server may take. A cluster that is down refuses
+/// the connection at once; one that is up but busy (a loaded CI machine) may take seconds, and a
+/// probe that gives up too soon fails every test of the process.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The root of the plumb repository (found at compile time from this crate's location).
 pub fn repo_root() -> PathBuf {

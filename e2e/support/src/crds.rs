@@ -23,7 +23,7 @@ pub async fn install_crds(client: &Client) -> Result<()> {
             .map_err(|e| Error::kube(format!("applying CRD {name}"), e))?;
         wait_for(
             &format!("CRD {name} to be Established"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || {
                 let crds = crds.clone();
                 let name = name.clone();

@@ -146,7 +146,7 @@ async fn deleted_namespace_is_finalized_with_its_content() {
         Api::namespaced(client.clone(), &name);
     wait_for(
         "ServiceAccount default in the test namespace",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || {
             let service_accounts = service_accounts.clone();
             async move { service_accounts.get_opt("default").await }
