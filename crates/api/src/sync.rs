@@ -175,6 +175,17 @@ pub struct SyncSpec {
     /// Leave out components whose path is missing from the source instead of failing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_missing_components: bool,
+
+    // --- Custom health (issue 16) ---
+    /// Objects outside this Sync that must be healthy too before it is Ready (with or without
+    /// `wait`), as Flux's `healthChecks`; a change of one is seen at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_checks: Vec<crate::health::HealthCheckReference>,
+
+    /// CEL expressions deciding the health of objects of an apiVersion and kind, in place of the
+    /// built-in rules, as Flux's `healthCheckExprs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub health_check_exprs: Vec<crate::health::CustomHealthCheck>,
 }
 
 /// A ConfigMap or Secret whose data keys are substitution variables.

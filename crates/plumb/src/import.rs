@@ -186,6 +186,8 @@ fn kustomization(
         "commonMetadata",
         "components",
         "ignoreMissingComponents",
+        "healthChecks",
+        "healthCheckExprs",
     ] {
         carry(&mut spec, &mut out, key, key);
     }
@@ -445,6 +447,13 @@ spec:
   namePrefix: prod-
   commonMetadata: {labels: {team: web}}
   components: [../components/tls]
+  healthChecks:
+  - {apiVersion: apps/v1, kind: Deployment, name: ingress-nginx-controller, namespace: ingress-nginx}
+  healthCheckExprs:
+  - apiVersion: cert-manager.io/v1
+    kind: Certificate
+    current: "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'True')"
+    failed: "status.conditions.filter(e, e.type == 'Ready').all(e, e.status == 'False')"
   postBuild:
     substitute: {cluster: prod}
     substituteFrom: [{kind: ConfigMap, name: cluster-vars}]
@@ -465,6 +474,14 @@ spec:
         assert_eq!(spec.substitute["cluster"], "prod");
         assert_eq!(spec.substitute_from[0].name, "cluster-vars");
         assert_eq!(spec.components, ["../components/tls"]);
+        assert_eq!(spec.health_checks[0].name, "ingress-nginx-controller");
+        assert_eq!(
+            spec.health_checks[0].namespace.as_deref(),
+            Some("ingress-nginx")
+        );
+        assert_eq!(spec.health_check_exprs[0].kind, "Certificate");
+        assert!(spec.health_check_exprs[0].failed.is_some());
+        assert_eq!(spec.health_check_exprs[0].in_progress, None);
         assert_eq!(
             out.warnings,
             ["Kustomization flux-system/apps: spec.kubeConfig has no plumb equivalent; left out"]

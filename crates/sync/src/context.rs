@@ -193,6 +193,7 @@ impl Context {
     pub fn forget(&self, key: &Key) {
         self.memories.forget(key);
         self.watches.retain(key, &HashSet::new());
+        self.watches.checks.retain(key, &HashSet::new());
     }
 
     /// Whether namespace `name` is being deleted (from the Namespace cache).

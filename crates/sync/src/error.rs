@@ -76,6 +76,9 @@ pub enum Error {
     /// A Helm hook failed, did not finish in time, or could not be run.
     #[error(transparent)]
     Hook(Box<crate::hooks::HookError>),
+    /// An expression of `spec.healthCheckExprs` does not compile.
+    #[error(transparent)]
+    InvalidHealthExpression(#[from] crate::custom_health::InvalidExpression),
     /// Applied objects did not become healthy within the timeout, or failed.
     #[error("not healthy within {timeout}: {unhealthy}")]
     Unhealthy {
@@ -136,6 +139,7 @@ impl Error {
             Error::Fetch(_) | Error::Manifest(_) => reason::ARTIFACT_FAILED,
             Error::Decryption(_) => reason::DECRYPTION_FAILED,
             Error::Window(_) => reason::INVALID_SPEC,
+            Error::InvalidHealthExpression(_) => reason::INVALID_CEL_EXPRESSION,
             Error::Apply(_) | Error::Write { .. } => reason::APPLY_FAILED,
             Error::OwnershipConflict(_) => reason::OWNERSHIP_CONFLICT,
             Error::PruneBlocked(_) | Error::Prune(_) => reason::PRUNE_FAILED,
@@ -152,6 +156,7 @@ impl Error {
             Error::CrossNamespaceRef { .. }
                 | Error::DependencyCycle { .. }
                 | Error::Window(_)
+                | Error::InvalidHealthExpression(_)
                 | Error::PruneBlocked(_)
         )
     }
@@ -225,6 +230,17 @@ mod tests {
                 false,
             ),
             (Error::Prune(vec![]), "PruneFailed", false),
+            (
+                Error::InvalidHealthExpression(crate::custom_health::InvalidExpression {
+                    api_version: "example.com/v1".into(),
+                    kind: "Database".into(),
+                    field: "current",
+                    expression: "(".into(),
+                    message: "syntax".into(),
+                }),
+                "InvalidCELExpression",
+                true,
+            ),
             (Error::Deletion(vec![]), "DeletionFailed", false),
         ];
         for (e, reason, stalls) in cases {

@@ -44,16 +44,22 @@ fn progressing(msg: impl Into<String>) -> Health {
     Health::InProgress(msg.into())
 }
 
+/// In progress when `obj`'s controller has not yet seen its latest spec
+/// (`status.observedGeneration` below `metadata.generation`).
+pub fn observed_generation_lags(obj: &Value) -> Option<Health> {
+    let generation = int(obj, "/metadata/generation")?;
+    let observed = int(obj, "/status/observedGeneration")?;
+    (observed < generation).then(|| {
+        progressing(format!(
+            "generation {generation} not yet observed (at {observed})"
+        ))
+    })
+}
+
 /// Assesses the health of `obj` (a live object with status) of `group`/`kind`.
 pub fn assess(group: &str, kind: &str, obj: &Value) -> Health {
-    if let (Some(generation), Some(observed)) = (
-        int(obj, "/metadata/generation"),
-        int(obj, "/status/observedGeneration"),
-    ) && observed < generation
-    {
-        return progressing(format!(
-            "generation {generation} not yet observed (at {observed})"
-        ));
+    if let Some(lag) = observed_generation_lags(obj) {
+        return lag;
     }
     match (group, kind) {
         ("apps", "Deployment") => deployment(obj),
@@ -73,6 +79,11 @@ pub fn assess(group: &str, kind: &str, obj: &Value) -> Health {
         },
         ("", "Pod") => pod(obj),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd(obj),
+        ("networking.k8s.io", "Ingress") => ingress(obj),
+        ("batch", "CronJob") => cronjob(obj),
+        ("autoscaling", "HorizontalPodAutoscaler") => hpa(obj),
+        ("policy", "PodDisruptionBudget") => pdb(obj),
+        ("cert-manager.io", _) => cert_manager(obj),
         _ => generic(obj),
     }
 }
@@ -193,6 +204,89 @@ fn crd(obj: &Value) -> Health {
     }
 }
 
+/// An Ingress is healthy once its controller published an address for it.
+fn ingress(obj: &Value) -> Health {
+    if obj
+        .pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty)
+    {
+        return progressing("ingress has no address yet");
+    }
+    Health::Current
+}
+
+/// A CronJob is healthy unless its last scheduled run ended without success: a run that is
+/// still going, or none yet, is fine (a schedule is not something to wait for).
+fn cronjob(obj: &Value) -> Health {
+    let Some(scheduled) = text(obj, "/status/lastScheduleTime") else {
+        return Health::Current;
+    };
+    let succeeded = text(obj, "/status/lastSuccessfulTime");
+    let running = obj
+        .pointer("/status/active")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    // Both are RFC 3339 UTC times written by the same controller, so they order as strings.
+    if running || succeeded.is_some_and(|s| s >= scheduled) {
+        return Health::Current;
+    }
+    Health::Failed(format!(
+        "the run scheduled at {scheduled} did not succeed (last success: {})",
+        succeeded.unwrap_or("never")
+    ))
+}
+
+/// A HorizontalPodAutoscaler that cannot scale has failed; one that cannot read its metrics yet
+/// is in progress.
+fn hpa(obj: &Value) -> Health {
+    if let Some(("False", reason, msg)) = condition(obj, "AbleToScale") {
+        return Health::Failed(format!("cannot scale ({reason}): {msg}"));
+    }
+    match condition(obj, "ScalingActive") {
+        Some(("False", "ScalingDisabled", _)) | Some(("True", _, _)) | None => Health::Current,
+        Some((_, reason, msg)) => progressing(format!("scaling not active ({reason}): {msg}")),
+    }
+}
+
+/// A PodDisruptionBudget is healthy when enough of its pods are healthy to allow a disruption
+/// budget (`currentHealthy >= desiredHealthy`).
+fn pdb(obj: &Value) -> Health {
+    let (Some(current), Some(desired)) = (
+        int(obj, "/status/currentHealthy"),
+        int(obj, "/status/desiredHealthy"),
+    ) else {
+        return progressing("not yet observed by the disruption controller");
+    };
+    if current < desired {
+        return progressing(format!("{current} of {desired} pods healthy"));
+    }
+    Health::Current
+}
+
+/// cert-manager's kinds (Certificate, CertificateRequest, Issuer, ClusterIssuer): healthy
+/// only with `Ready=True`; a request that failed or was denied, or an issuance that failed, has
+/// failed; anything else is in progress.
+fn cert_manager(obj: &Value) -> Health {
+    if let Some(("False", "Failed", msg)) = condition(obj, "Issuing") {
+        return Health::Failed(format!("issuing failed: {msg}"));
+    }
+    if let Some(("True", reason, msg)) = condition(obj, "Denied")
+        .or_else(|| condition(obj, "InvalidRequest"))
+        .or_else(|| condition(obj, "Failed"))
+    {
+        return Health::Failed(format!("request failed ({reason}): {msg}"));
+    }
+    match condition(obj, "Ready") {
+        Some(("True", _, _)) => Health::Current,
+        Some(("False", reason @ ("Failed" | "Denied" | "InvalidRequest"), msg)) => {
+            Health::Failed(format!("not ready ({reason}): {msg}"))
+        }
+        Some((_, reason, msg)) => progressing(format!("not ready ({reason}): {msg}")),
+        None => progressing("no Ready condition yet"),
+    }
+}
+
 /// Objects of other kinds: kstatus' generic rules on `Stalled`, `Reconciling` and `Ready`.
 fn generic(obj: &Value) -> Health {
     if let Some(("True", reason, msg)) = condition(obj, "Stalled") {
@@ -301,6 +395,102 @@ mod tests {
         let ds = json!({"status": {"desiredNumberScheduled": 3, "currentNumberScheduled": 3,
             "updatedNumberScheduled": 3, "numberAvailable": 2}});
         assert!(!assess("apps", "DaemonSet", &ds).is_current());
+    }
+
+    #[test]
+    fn ingress_waits_for_an_address() {
+        let mut i = json!({"status": {"loadBalancer": {}}});
+        assert!(matches!(
+            assess("networking.k8s.io", "Ingress", &i),
+            Health::InProgress(m) if m.contains("no address")
+        ));
+        i["status"]["loadBalancer"]["ingress"] = json!([{"ip": "10.0.0.9"}]);
+        assert!(assess("networking.k8s.io", "Ingress", &i).is_current());
+    }
+
+    #[test]
+    fn cronjob_fails_only_when_its_last_run_did_not_succeed() {
+        let cj = |status: Value| json!({"status": status});
+        assert!(assess("batch", "CronJob", &cj(json!({}))).is_current());
+        let ok = json!({"lastScheduleTime": "2026-11-29T10:00:00Z",
+            "lastSuccessfulTime": "2026-11-29T10:00:07Z"});
+        assert!(assess("batch", "CronJob", &cj(ok)).is_current());
+        let running = json!({"lastScheduleTime": "2026-11-29T11:00:00Z",
+            "lastSuccessfulTime": "2026-11-29T10:00:07Z", "active": [{"name": "j"}]});
+        assert!(assess("batch", "CronJob", &cj(running)).is_current());
+        let failed = json!({"lastScheduleTime": "2026-11-29T11:00:00Z",
+            "lastSuccessfulTime": "2026-11-29T10:00:07Z"});
+        assert!(matches!(
+            assess("batch", "CronJob", &cj(failed)),
+            Health::Failed(m) if m.contains("2026-11-29T11:00:00Z")
+        ));
+        let never = json!({"lastScheduleTime": "2026-11-29T11:00:00Z"});
+        assert!(matches!(
+            assess("batch", "CronJob", &cj(never)),
+            Health::Failed(m) if m.contains("never")
+        ));
+    }
+
+    #[test]
+    fn hpa_that_cannot_scale_failed_and_without_metrics_is_in_progress() {
+        let with = |conditions: Value| json!({"status": {"conditions": conditions}});
+        let g = "autoscaling";
+        assert!(assess(g, "HorizontalPodAutoscaler", &with(json!([]))).is_current());
+        let active = json!([{"type": "AbleToScale", "status": "True"},
+            {"type": "ScalingActive", "status": "True"}]);
+        assert!(assess(g, "HorizontalPodAutoscaler", &with(active)).is_current());
+        let no_metrics = json!([{"type": "ScalingActive", "status": "False",
+            "reason": "FailedGetResourceMetric", "message": "no metrics"}]);
+        assert!(matches!(
+            assess(g, "HorizontalPodAutoscaler", &with(no_metrics)),
+            Health::InProgress(m) if m.contains("FailedGetResourceMetric")
+        ));
+        let disabled =
+            json!([{"type": "ScalingActive", "status": "False", "reason": "ScalingDisabled"}]);
+        assert!(assess(g, "HorizontalPodAutoscaler", &with(disabled)).is_current());
+        let stuck = json!([{"type": "AbleToScale", "status": "False", "reason": "FailedGetScale"}]);
+        assert!(matches!(
+            assess(g, "HorizontalPodAutoscaler", &with(stuck)),
+            Health::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn pdb_needs_its_desired_healthy_pods() {
+        let p = |current: i64, desired: i64| json!({"status": {"currentHealthy": current, "desiredHealthy": desired}});
+        assert!(!assess("policy", "PodDisruptionBudget", &json!({})).is_current());
+        assert!(!assess("policy", "PodDisruptionBudget", &p(1, 2)).is_current());
+        assert!(assess("policy", "PodDisruptionBudget", &p(2, 2)).is_current());
+        assert!(assess("policy", "PodDisruptionBudget", &p(0, 0)).is_current());
+    }
+
+    #[test]
+    fn cert_manager_kinds_need_ready_and_fail_on_a_failed_issuance() {
+        let with = |conditions: Value| json!({"status": {"conditions": conditions}});
+        let g = "cert-manager.io";
+        assert!(matches!(
+            assess(g, "Certificate", &with(json!([]))),
+            Health::InProgress(m) if m.contains("no Ready")
+        ));
+        let issuing = json!([{"type": "Ready", "status": "False", "reason": "DoesNotExist"},
+            {"type": "Issuing", "status": "True", "reason": "DoesNotExist"}]);
+        assert!(matches!(
+            assess(g, "Certificate", &with(issuing)),
+            Health::InProgress(_)
+        ));
+        let failed = json!([{"type": "Ready", "status": "False", "reason": "DoesNotExist"},
+            {"type": "Issuing", "status": "False", "reason": "Failed", "message": "acme said no"}]);
+        assert!(matches!(
+            assess(g, "Certificate", &with(failed)),
+            Health::Failed(m) if m.contains("acme said no")
+        ));
+        let denied = json!([{"type": "Denied", "status": "True", "reason": "Policy"}]);
+        assert!(matches!(
+            assess(g, "CertificateRequest", &with(denied)),
+            Health::Failed(_)
+        ));
+        let ready = json!([{"type": "Ready", "status": "True"}]);
+        assert!(assess(g, "ClusterIssuer", &with(ready)).is_current());
     }
 
     #[test]

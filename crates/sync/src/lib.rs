@@ -12,10 +12,12 @@
 //! [`Settings`] and the shard label.
 
 mod apply;
+mod checked;
 mod config;
 mod context;
 mod controller;
 mod controls;
+mod custom_health;
 mod decrypt;
 mod deps;
 mod drift;

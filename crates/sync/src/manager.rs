@@ -20,6 +20,7 @@ use plumb_api::{ObjectId, SYNC_FIELD_MANAGER, Sync};
 use crate::apply::{self, ApplyError, Desired, Resolver};
 use crate::context::Context;
 use crate::controls::{self, Controls, Ssa};
+use crate::custom_health::HealthExprs;
 use crate::deps::Key;
 use crate::drift;
 use crate::health::{self, Health};
@@ -470,8 +471,9 @@ impl<'a> ResourceManager<'a> {
 
     /// The managed objects of `changes` that are not healthy, judged from the watch caches (an
     /// object not seen there yet, or only at a generation older than the one applied, is in
-    /// progress; its arrival triggers another reconcile).
-    pub fn unhealthy(&self, changes: &ChangeSet) -> Vec<(ObjectId, Health)> {
+    /// progress; its arrival triggers another reconcile). `exprs` (`spec.healthCheckExprs`) decide
+    /// the kinds they name, the built-in rules the rest.
+    pub fn unhealthy(&self, changes: &ChangeSet, exprs: &HealthExprs) -> Vec<(ObjectId, Health)> {
         changes
             .objects
             .iter()
@@ -482,7 +484,9 @@ impl<'a> ResourceManager<'a> {
                     Some(live) if generation_of(&live) < applied => {
                         Health::InProgress("not yet observed".into())
                     }
-                    Some(live) => health::assess(&d.id.group, &d.id.kind, &live),
+                    Some(live) => exprs
+                        .assess(&d.res.ar.api_version, &d.id.kind, &live)
+                        .unwrap_or_else(|| health::assess(&d.id.group, &d.id.kind, &live)),
                     None => Health::InProgress("not yet observed".into()),
                 };
                 (!h.is_current()).then(|| (d.id.clone(), h))

@@ -2,12 +2,14 @@
 //! apply → prune → assess with the [`ResourceManager`], each step adding to one [`Outcome`];
 //! [`status_for`] and [`events_for`] turn that into the status to write and the Events to send.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
@@ -15,20 +17,23 @@ use plumb_api::condition::status;
 use plumb_api::policy::{DriftIgnore, DriftMode, SyncWindow};
 use plumb_api::reference::Artifact;
 use plumb_api::{
-    Conditions, REQUESTED_AT_ANNOTATION, SYNC_FIELD_MANAGER, Sync, SyncSpec, SyncStatus,
+    Conditions, ObjectId, REQUESTED_AT_ANNOTATION, SYNC_FIELD_MANAGER, Sync, SyncSpec, SyncStatus,
     condition_type, reason,
 };
 use plumb_helm::hooks::HookPhase;
 use plumb_ops::metrics::ReconcileResult;
 
+use crate::apply::api_message;
+use crate::checked::{Seen, Target};
 use crate::context::{Context, key_of};
+use crate::custom_health::{self, HealthExprs};
 use crate::decrypt;
 use crate::deps::Key;
 use crate::error::Error;
 use crate::finalize;
 use crate::gate;
 use crate::governance;
-use crate::health::Health;
+use crate::health::{self, Health};
 use crate::hooks;
 use crate::inventory;
 use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
@@ -178,6 +183,8 @@ struct Inputs {
     new_revision: bool,
     periodic: bool,
     timeout: Duration,
+    /// `spec.healthCheckExprs`, compiled.
+    health_exprs: HealthExprs,
 }
 
 /// Why a new revision waits, and when to look again.
@@ -239,6 +246,7 @@ impl Pass<'_> {
                 })),
             };
         };
+        let health_exprs = custom_health::compile(&spec.health_check_exprs)?;
         let policies = self.ctx.governing(sync);
         let refs: Vec<_> = policies.iter().map(|p| p.as_ref()).collect();
         let gov = governance::combine(&refs);
@@ -256,6 +264,7 @@ impl Pass<'_> {
             periodic: self.memory.full_pass_due(spec.interval.get()),
             timeout: spec.timeout.as_ref().unwrap_or(&spec.interval).get(),
             artifact,
+            health_exprs,
         }))
     }
 
@@ -287,7 +296,8 @@ impl Pass<'_> {
         }
         let changes = self.apply(&manifests, &inputs, outcome).await?;
         self.prune(current, &inputs, &changes, outcome).await?;
-        self.assess(&inputs, &changes, outcome);
+        let checked = self.check_named(&inputs.health_exprs).await;
+        self.assess(&inputs, &changes, checked, outcome);
         let healthy = outcome.health.as_ref().is_some_and(|h| h.healthy);
         if healthy && self.memory.post_hooks_pending(digest) {
             self.run_hooks(&hook_objects, HookPhase::PostSync, &inputs)
@@ -517,9 +527,78 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// The health of the objects `spec.healthChecks` names, from their own watches (started with
+    /// the Sync's client, so it waits only for what it may read), by `healthCheckExprs` or the
+    /// built-in rules. Watches of objects it no longer names are released.
+    async fn check_named(&self, exprs: &HealthExprs) -> Vec<(ObjectId, Health)> {
+        let (ns, spec) = (&self.key.0, &self.sync.spec);
+        let sa = spec.service_account_name.as_deref().or(self
+            .ctx
+            .settings
+            .default_service_account
+            .as_deref());
+        let reader = sa.map_or_else(String::new, |sa| format!("system:serviceaccount:{ns}:{sa}"));
+        let mut targets = HashSet::new();
+        let mut out = Vec::with_capacity(spec.health_checks.len());
+        for r in &spec.health_checks {
+            let (group, version) = r
+                .api_version
+                .split_once('/')
+                .unwrap_or(("", r.api_version.as_str()));
+            let given_ns = r.namespace.as_deref().unwrap_or(ns);
+            let res = match self.ctx.resolver.resolve(group, version, &r.kind).await {
+                Ok(res) => res,
+                Err(e) => {
+                    let id = ObjectId::new(given_ns, &r.name, group, &r.kind);
+                    let why = format!("no such kind in the cluster: {}", api_message(&e));
+                    out.push((id, Health::InProgress(why)));
+                    continue;
+                }
+            };
+            let namespace = res.namespaced.then(|| given_ns.to_owned());
+            let id = ObjectId::new(namespace.as_deref().unwrap_or(""), &r.name, group, &r.kind);
+            let target = Target {
+                gvk: GroupVersionKind::gvk(group, version, &r.kind),
+                namespace,
+                name: r.name.clone(),
+                reader: reader.clone(),
+            };
+            targets.insert(target.clone());
+            let seen = match self
+                .ctx
+                .client_for(ns, spec.service_account_name.as_deref())
+            {
+                Ok(client) => {
+                    let checks = &self.ctx.watches.checks;
+                    checks.look(&client, &res, &target, &self.key).await
+                }
+                Err(e) => Seen::Unknown(Some(e.to_string())),
+            };
+            let h = match seen {
+                Seen::Found(obj) => exprs
+                    .assess(&r.api_version, &r.kind, &obj)
+                    .unwrap_or_else(|| health::assess(group, &r.kind, &obj)),
+                Seen::Missing => Health::InProgress("not found".into()),
+                Seen::Unknown(None) => Health::InProgress("not yet observed".into()),
+                Seen::Unknown(Some(e)) => Health::InProgress(format!("cannot be read: {e}")),
+            };
+            out.push((id, h));
+        }
+        self.ctx.watches.checks.retain(&self.key, &targets);
+        out
+    }
+
     /// Health from the watch caches (their changes trigger the next look): the `Healthy`
-    /// condition, and the verdict — Ready, Progressing or HealthCheckFailed with `spec.wait`.
-    fn assess(&mut self, inputs: &Inputs, changes: &ChangeSet, outcome: &mut Outcome) {
+    /// condition over the applied objects and those `spec.healthChecks` names (`checked`), and
+    /// the verdict — Ready, Progressing or HealthCheckFailed. The applied objects hold the
+    /// verdict back only with `spec.wait`; the named ones always do.
+    fn assess(
+        &mut self,
+        inputs: &Inputs,
+        changes: &ChangeSet,
+        checked: Vec<(ObjectId, Health)>,
+        outcome: &mut Outcome,
+    ) {
         let spec = &self.sync.spec;
         let ctx = self.ctx;
         let manager = ResourceManager::new(
@@ -529,11 +608,16 @@ impl Pass<'_> {
             self.key.clone(),
             self.memory,
         );
-        let unhealthy = manager.unhealthy(changes);
+        let applied = manager.unhealthy(changes, &inputs.health_exprs);
+        let n = changes.objects.len() - changes.unmanaged.len() + checked.len();
+        let named: Vec<_> = checked
+            .into_iter()
+            .filter(|(_, h)| !h.is_current())
+            .collect();
         let waited = self.memory.health_waited(&inputs.artifact.digest);
         let applied_msg = format!("Applied revision: {}", inputs.artifact.revision);
+        let unhealthy: Vec<_> = applied.iter().chain(&named).collect();
         if unhealthy.is_empty() {
-            let n = changes.objects.len() - changes.unmanaged.len();
             outcome.health = Some(HealthReport {
                 healthy: true,
                 reason: reason::SUCCEEDED,
@@ -542,17 +626,21 @@ impl Pass<'_> {
             outcome.verdict = Verdict::Ready(applied_msg);
             return;
         }
-        let failed = unhealthy
-            .iter()
-            .any(|(_, h)| matches!(h, Health::Failed(_)));
-        let list = unhealthy
-            .iter()
-            .map(|(id, h)| match h {
-                Health::InProgress(m) | Health::Failed(m) => format!("{id} ({m})"),
-                Health::Current => id.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let describe = |objects: &[&(ObjectId, Health)]| {
+            objects
+                .iter()
+                .map(|(id, h)| match h {
+                    Health::InProgress(m) | Health::Failed(m) => format!("{id} ({m})"),
+                    Health::Current => id.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let any_failed = |objects: &[&(ObjectId, Health)]| {
+            objects.iter().any(|(_, h)| matches!(h, Health::Failed(_)))
+        };
+        let failed = any_failed(&unhealthy);
+        let list = describe(&unhealthy);
         let timed_out = waited >= inputs.timeout;
         outcome.health = Some(if failed || timed_out {
             HealthReport {
@@ -567,7 +655,14 @@ impl Pass<'_> {
                 message: format!("waiting for: {list}"),
             }
         });
-        outcome.verdict = if !spec.wait {
+        // What holds the verdict back: everything with `wait`, else the named objects only.
+        let gating: Vec<_> = if spec.wait {
+            unhealthy
+        } else {
+            named.iter().collect()
+        };
+        let (failed, list) = (any_failed(&gating), describe(&gating));
+        outcome.verdict = if gating.is_empty() {
             Verdict::Ready(applied_msg)
         } else if failed || timed_out {
             Verdict::Failed(Error::Unhealthy {

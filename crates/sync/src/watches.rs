@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use plumb_api::{SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL, Sync};
 
 use crate::apply::Resolved;
+use crate::checked::CheckWatches;
 use crate::deps::Key;
 
 struct Watch {
@@ -32,6 +33,8 @@ pub struct Watches {
     client: Client,
     trigger: UnboundedSender<ObjectRef<Sync>>,
     running: Mutex<HashMap<GroupVersionKind, Watch>>,
+    /// The watches of objects named in `spec.healthChecks`.
+    pub checks: CheckWatches,
 }
 
 fn gvk_of(res: &Resolved) -> GroupVersionKind {
@@ -43,6 +46,7 @@ impl Watches {
     pub fn new(client: Client, trigger: UnboundedSender<ObjectRef<Sync>>) -> Self {
         Self {
             client,
+            checks: CheckWatches::new(trigger.clone()),
             trigger,
             running: Mutex::default(),
         }
