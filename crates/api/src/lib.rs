@@ -15,6 +15,7 @@ pub mod condition;
 pub mod crd;
 pub mod decryption;
 pub mod duration;
+pub mod expression;
 pub mod health;
 pub mod helm;
 pub mod inventory;

@@ -8,29 +8,17 @@
 //! An expression that fails to evaluate (e.g. a missing field without `has()`) counts as false,
 //! so a rule never lets an object through by accident.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use cel::{Context, Env, Program, Value as CelValue};
+use cel::{Context, Program, Value as CelValue};
 use plumb_api::Policy;
+use plumb_api::expression::cel_env as env;
 use plumb_api::policy::{Rule, RuleAction, RuleMatch, judged_namespace};
 use plumb_api::sync::{PolicyFinding, PolicyReport};
 use plumb_kustomize::Gvk;
 use serde_json::Value;
 
 use crate::objects::{group_of_object, kind_of, namespace_of, object_id};
-
-/// The CEL environment every rule is compiled and run in.
-fn env() -> Arc<Env> {
-    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Env::stdlib();
-        // Registering the bundled extensions on a fresh environment cannot conflict.
-        let _ = env.add_extension(cel::extensions::strings);
-        let _ = env.add_extension(cel::extensions::lists);
-        Arc::new(env)
-    })
-    .clone()
-}
 
 /// A rule that did not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -212,6 +212,13 @@ impl Context {
         tokio::time::timeout(timeout, both).await.unwrap_or(false)
     }
 
+    /// The user a Sync in `namespace` acts as: `system:serviceaccount:<namespace>:<sa>` for
+    /// `service_account` (or the default one) when set; `None` for the controller itself.
+    pub fn identity_for(&self, namespace: &str, service_account: Option<&str>) -> Option<String> {
+        let sa = service_account.or(self.settings.default_service_account.as_deref())?;
+        Some(format!("system:serviceaccount:{namespace}:{sa}"))
+    }
+
     /// The client to apply with for a Sync in `namespace`: impersonating `service_account`
     /// (or the default one) when set, else the controller's own.
     pub fn client_for(
@@ -219,10 +226,9 @@ impl Context {
         namespace: &str,
         service_account: Option<&str>,
     ) -> Result<Client, kube::Error> {
-        let Some(sa) = service_account.or(self.settings.default_service_account.as_deref()) else {
+        let Some(user) = self.identity_for(namespace, service_account) else {
             return Ok(self.client.clone());
         };
-        let user = format!("system:serviceaccount:{namespace}:{sa}");
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = clients.get(&user) {
             return Ok(c.clone());

@@ -9,28 +9,13 @@
 //! timeout, as Flux does. An expression that does not compile stops the Sync before anything is
 //! applied.
 
-use std::sync::{Arc, OnceLock};
-
-use cel::{Context, Env, Program, Value as CelValue};
+use cel::{Context, Program, Value as CelValue};
 use serde_json::Value;
 
+use plumb_api::expression::cel_env as env;
 use plumb_api::health::CustomHealthCheck;
 
 use crate::health::{Health, observed_generation_lags};
-
-/// The CEL environment of health expressions: CEL's standard library with the strings and lists
-/// extensions, as Kubernetes' CEL offers (the same as Policy rules).
-fn env() -> Arc<Env> {
-    static ENV: OnceLock<Arc<Env>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Env::stdlib();
-        // Registering the bundled extensions on a fresh environment cannot conflict.
-        let _ = env.add_extension(cel::extensions::strings);
-        let _ = env.add_extension(cel::extensions::lists);
-        Arc::new(env)
-    })
-    .clone()
-}
 
 /// An entry of `healthCheckExprs` whose expression does not compile.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -532,12 +532,8 @@ impl Pass<'_> {
     /// built-in rules. Watches of objects it no longer names are released.
     async fn check_named(&self, exprs: &HealthExprs) -> Vec<(ObjectId, Health)> {
         let (ns, spec) = (&self.key.0, &self.sync.spec);
-        let sa = spec.service_account_name.as_deref().or(self
-            .ctx
-            .settings
-            .default_service_account
-            .as_deref());
-        let reader = sa.map_or_else(String::new, |sa| format!("system:serviceaccount:{ns}:{sa}"));
+        let sa = spec.service_account_name.as_deref();
+        let reader = self.ctx.identity_for(ns, sa).unwrap_or_default();
         let mut targets = HashSet::new();
         let mut out = Vec::with_capacity(spec.health_checks.len());
         for r in &spec.health_checks {
@@ -564,10 +560,7 @@ impl Pass<'_> {
                 reader: reader.clone(),
             };
             targets.insert(target.clone());
-            let seen = match self
-                .ctx
-                .client_for(ns, spec.service_account_name.as_deref())
-            {
+            let seen = match self.ctx.client_for(ns, sa) {
                 Ok(client) => {
                     let checks = &self.ctx.watches.checks;
                     checks.look(&client, &res, &target, &self.key).await
