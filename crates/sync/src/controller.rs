@@ -5,18 +5,20 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{predicates, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 
 use plumb_api::{Policy, Sync};
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
 
 use crate::config::Config;
 use crate::context::{Context, SyncMetrics, key_of};
+use crate::decrypt;
 use crate::deps;
 use crate::reconcile::{error_policy, reconcile};
 use crate::watches::Watches;
@@ -79,6 +81,32 @@ pub fn every_sync(syncs: &[Arc<Sync>]) -> Vec<ObjectRef<Sync>> {
         .collect()
 }
 
+/// Changes of Secrets that may hold decryption keys (their metadata only: keys are read when
+/// used): those in the watched namespaces, and the default key Secret when it lies outside them.
+fn key_secret_changes(
+    scope: &plumb_ops::WatchScope,
+    client: &kube::Client,
+    default: Option<&plumb_artifact::TokenSecret>,
+    controller_namespace: &str,
+) -> BoxStream<'static, Result<PartialObjectMeta<Secret>, watcher::Error>> {
+    let metadata = |api: Api<PartialObjectMeta<Secret>>, config| {
+        watcher(api, config)
+            .default_backoff()
+            .touched_objects()
+            .boxed()
+    };
+    let in_scope = metadata(scope.api(client.clone()), watcher::Config::default());
+    let default_ns = default.map(|d| d.namespace.as_deref().unwrap_or(controller_namespace));
+    match (default, default_ns, &scope.namespace) {
+        (Some(d), Some(ns), Some(watched)) if ns != watched => {
+            let api = Api::namespaced(client.clone(), ns);
+            let config = watcher::Config::default().fields(&format!("metadata.name={}", d.name));
+            futures::stream::select(in_scope, metadata(api, config)).boxed()
+        }
+        _ => in_scope,
+    }
+}
+
 async fn controller(
     runtime: &Runtime,
     config: Config,
@@ -109,7 +137,10 @@ async fn controller(
         namespaces.store(),
     ));
 
-    let (for_deps, for_policies) = (store.clone(), store.clone());
+    let (for_deps, for_policies, for_keys) = (store.clone(), store.clone(), store.clone());
+    let default_keys = config.sops_age_secret.clone();
+    let keys_namespace = decrypt::controller_namespace(&client);
+    let key_changes = key_secret_changes(&scope, &client, default_keys.as_ref(), &keys_namespace);
     let sync_loop = Controller::for_shared_stream(syncs.subscribe(), store)
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .watches_shared_stream(syncs.subscribe(), move |changed| {
@@ -121,6 +152,13 @@ async fn controller(
         )
         .reconcile_all_on(policies.deletions())
         .reconcile_on(drift_triggers)
+        // A decryption key Secret created or fixed wakes the Syncs waiting for it.
+        .watches_stream(key_changes, move |secret| {
+            let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
+            let name = secret.metadata.name.as_deref().unwrap_or_default();
+            let syncs = for_keys.state();
+            decrypt::key_readers(&syncs, default_keys.as_ref(), &keys_namespace, ns, name)
+        })
         .graceful_shutdown_on(runtime.stopped())
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|res| async move {

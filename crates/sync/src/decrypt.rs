@@ -15,11 +15,13 @@
 //! missing key applies nothing of the render. No error carries a value.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::{Map, Value};
 
 use plumb_api::Sync;
@@ -384,6 +386,32 @@ pub fn decrypt_all(manifests: &[Manifest], keys: &Keyring) -> Result<Vec<Manifes
     Ok(out)
 }
 
+/// The namespace of a default key Secret that names none: `$POD_NAMESPACE`, else the client's.
+pub fn controller_namespace(client: &kube::Client) -> String {
+    std::env::var("POD_NAMESPACE").unwrap_or_else(|_| client.default_namespace().to_owned())
+}
+
+/// The Syncs whose keys Secret `namespace/name` holds (by `spec.decryption.secretRef`, or the
+/// default key Secret for those that name none): a change of it wakes them, so a Sync waiting for
+/// a missing or wrong key recovers as soon as the Secret is created or fixed.
+pub fn key_readers(
+    syncs: &[Arc<Sync>],
+    default: Option<&TokenSecret>,
+    controller_namespace: &str,
+    namespace: &str,
+    name: &str,
+) -> Vec<ObjectRef<Sync>> {
+    syncs
+        .iter()
+        .filter(|s| s.spec.decryption.is_some())
+        .filter(|s| {
+            key_secret(s, default, controller_namespace)
+                .is_ok_and(|(ns, n)| ns == namespace && n == name)
+        })
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
 /// The Secret holding a Sync's keys: its `secretRef`, in the Sync's own namespace (a Sync can
 /// name no other), else the controller's default.
 fn key_secret(
@@ -448,9 +476,7 @@ pub async fn keyring(
     sync: &Sync,
     default: Option<&TokenSecret>,
 ) -> Result<Keyring, DecryptError> {
-    let controller_namespace =
-        std::env::var("POD_NAMESPACE").unwrap_or_else(|_| client.default_namespace().to_owned());
-    let (namespace, name) = key_secret(sync, default, &controller_namespace)?;
+    let (namespace, name) = key_secret(sync, default, &controller_namespace(client))?;
     let full = format!("{namespace}/{name}");
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let secret = api.get_opt(&name).await.map_err(|e| DecryptError::Keys {
@@ -468,4 +494,60 @@ pub async fn keyring(
         .map(|(k, v)| (k, v.0))
         .collect();
     keyring_from(&full, &data)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn sync(ns: &str, name: &str, decryption: Value) -> Arc<Sync> {
+        let mut spec = json!({"sourceRef": {"kind": "GitRepository", "name": "repo"}});
+        if !decryption.is_null() {
+            spec["decryption"] = decryption;
+        }
+        let mut s = Sync::new(name, serde_json::from_value(spec).unwrap());
+        s.metadata.namespace = Some(ns.into());
+        Arc::new(s)
+    }
+
+    #[test]
+    fn a_key_secret_wakes_the_syncs_that_decrypt_with_it() {
+        let own = json!({"provider": "sops", "secretRef": {"name": "keys"}});
+        let by_default = json!({"provider": "sops"});
+        let syncs = [
+            sync("team-a", "own", own.clone()),
+            sync("team-b", "same-name-elsewhere", own),
+            sync("team-a", "by-default", by_default),
+            sync("team-a", "plain", Value::Null),
+        ];
+        let names = |refs: Vec<ObjectRef<Sync>>| -> Vec<String> {
+            refs.into_iter().map(|r| r.name).collect()
+        };
+        let default: TokenSecret = "plumb-system/sops-age".parse().unwrap();
+        assert_eq!(
+            names(key_readers(
+                &syncs,
+                Some(&default),
+                "plumb-system",
+                "team-a",
+                "keys"
+            )),
+            ["own"]
+        );
+        assert_eq!(
+            names(key_readers(
+                &syncs,
+                Some(&default),
+                "plumb-system",
+                "plumb-system",
+                "sops-age"
+            )),
+            ["by-default"]
+        );
+        // Without a default, a Sync that names no Secret waits for none.
+        assert!(key_readers(&syncs, None, "plumb-system", "plumb-system", "sops-age").is_empty());
+        assert!(key_readers(&syncs, Some(&default), "plumb-system", "team-a", "other").is_empty());
+    }
 }

@@ -292,3 +292,44 @@ async fn cms_absent(ns: &TestNamespace) -> bool {
         .unwrap()
         .is_none()
 }
+
+#[tokio::test]
+async fn a_sync_waiting_for_its_key_secret_recovers_as_soon_as_it_is_created() {
+    let tools = SopsTools::get().unwrap();
+    let key = tools.age_keygen().unwrap();
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-sops-keywatch").await.unwrap();
+    let n = ns.name();
+    let src = tempfile::tempdir().unwrap();
+    tree(src.path(), tools, &key, "hunter2", "one");
+    // Retries an hour apart: only the watch of the key Secret can bring it back in time.
+    h.create_sync(
+        n,
+        "app",
+        json!({
+            "decryption": {"provider": "sops", "secretRef": {"name": "sops-keys"}},
+            "retryInterval": "1h",
+        }),
+    )
+    .await;
+    let art = h.render(n, "app", &render(src.path(), n)).await;
+    let s = h
+        .wait_sync(n, "app", "DecryptionFailed (no key Secret)", |s| {
+            condition(s, "Ready").is_some_and(|c| c.reason == "DecryptionFailed")
+        })
+        .await;
+    let msg = condition(&s, "Ready").unwrap().message;
+    assert!(
+        msg.contains(&format!("{n}/sops-keys")) && msg.contains("not found"),
+        "{msg}"
+    );
+    assert!(cms_absent(&ns).await, "nothing of the render was applied");
+
+    let secrets = ns.api::<Secret>();
+    key_secret(&secrets, &key).await;
+    h.wait_applied(n, "app", &art).await;
+    assert_eq!(
+        data(&secrets.get("db").await.unwrap(), "password"),
+        "hunter2"
+    );
+}
