@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use plumb_api::SyncSpec;
-use plumb_e2e_support::helm_binary;
+use plumb_e2e_support::{helm_binary, helm_template};
 use plumb_helm::{Capabilities, Helm};
 use plumb_render::{BuildError, ChartOptions, RenderOptions, render_with};
 use serde_json::{Value, json};
@@ -62,31 +62,6 @@ fn options(values_from: Vec<String>) -> RenderOptions {
         },
         ..RenderOptions::default()
     }
-}
-
-/// `helm template ARGS` as a user runs it; the documents as JSON, in order.
-fn helm_template(args: &[String]) -> Vec<String> {
-    let home = tempfile::tempdir().unwrap();
-    let out = Command::new(helm_binary())
-        .env_clear()
-        .env("HOME", home.path())
-        .arg("template")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| {
-            serde_yaml::from_value::<Value>(serde::Deserialize::deserialize(d).unwrap()).unwrap()
-        })
-        .filter(|v| !v.is_null())
-        .map(|v| v.to_string())
-        .collect()
 }
 
 fn as_json(objects: &[Value]) -> Vec<String> {

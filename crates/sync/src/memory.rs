@@ -59,6 +59,7 @@ pub struct SyncMemory {
     kinds: HashSet<GroupVersionKind>,
     deleting: Option<Vec<InventoryEntry>>,
     post_hooks: Option<Digest>,
+    pre_hooks_ran: Option<(Digest, Option<String>)>,
 }
 
 impl SyncMemory {
@@ -71,6 +72,21 @@ impl SyncMemory {
     /// Records that the post-sync hooks of the render with `digest` are due (`None`: done).
     pub fn set_post_hooks(&mut self, digest: Option<Digest>) {
         self.post_hooks = digest;
+    }
+
+    /// Whether the pre-sync hooks already ran for the render with `digest` and the reconcile
+    /// request `requested_at`. The Sync a pass reads may predate the status the last pass wrote
+    /// (the watch cache lags a write), and hooks must not run twice for one sync. (Lost on a
+    /// restart: the status the cache then holds has caught up.)
+    pub fn pre_hooks_ran(&self, digest: &Digest, requested_at: Option<&str>) -> bool {
+        self.pre_hooks_ran
+            .as_ref()
+            .is_some_and(|(d, at)| d == digest && at.as_deref() == requested_at)
+    }
+
+    /// Records that the pre-sync hooks ran for the render with `digest` and `requested_at`.
+    pub fn set_pre_hooks_ran(&mut self, digest: Digest, requested_at: Option<String>) {
+        self.pre_hooks_ran = Some((digest, requested_at));
     }
 
     /// The objects of the artifact with `digest`, if it is the one remembered.
@@ -191,6 +207,18 @@ mod tests {
         m.keep_manifests(digest('a'), Arc::new(vec![]));
         assert!(m.manifests(&digest('a')).is_some());
         assert!(m.manifests(&digest('b')).is_none());
+    }
+
+    #[test]
+    fn pre_hooks_ran_once_per_render_and_reconcile_request() {
+        let mut m = SyncMemory::default();
+        assert!(!m.pre_hooks_ran(&digest('a'), None));
+        m.set_pre_hooks_ran(digest('a'), None);
+        assert!(m.pre_hooks_ran(&digest('a'), None));
+        assert!(!m.pre_hooks_ran(&digest('b'), None), "a new render");
+        assert!(!m.pre_hooks_ran(&digest('a'), Some("now")), "a request");
+        m.set_pre_hooks_ran(digest('a'), Some("now".into()));
+        assert!(m.pre_hooks_ran(&digest('a'), Some("now")));
     }
 
     #[test]

@@ -292,6 +292,8 @@ impl Pass<'_> {
         if !hook_objects.is_empty() && self.hooks_due(current, &inputs) {
             self.run_hooks(&hook_objects, HookPhase::PreSync, &inputs)
                 .await?;
+            let at = requested_at(self.sync).map(str::to_owned);
+            self.memory.set_pre_hooks_ran(digest.clone(), at);
             self.memory.set_post_hooks(Some(digest.clone()));
         }
         let changes = self.apply(&manifests, &inputs, outcome).await?;
@@ -314,12 +316,14 @@ impl Pass<'_> {
     }
 
     /// Whether this pass runs the render's hooks: a render not applied yet, or a reconcile asked
-    /// for (as a sync operation in Argo CD runs them); never for drift correction or the
-    /// periodic safety net.
+    /// for (as a sync operation in Argo CD runs them), unless they already ran for it; never for
+    /// drift correction or the periodic safety net.
     fn hooks_due(&self, current: &SyncStatus, inputs: &Inputs) -> bool {
-        current.last_applied_digest.as_ref() != Some(&inputs.artifact.digest)
-            || requested_at(self.sync)
-                .is_some_and(|at| current.last_handled_reconcile_at.as_deref() != Some(at))
+        let digest = &inputs.artifact.digest;
+        let at = requested_at(self.sync);
+        let due = current.last_applied_digest.as_ref() != Some(digest)
+            || at.is_some_and(|at| current.last_handled_reconcile_at.as_deref() != Some(at));
+        due && !self.memory.pre_hooks_ran(digest, at)
     }
 
     /// Runs the hooks of `phase` with the Sync's client; each weight group may take `timeout`.

@@ -25,7 +25,10 @@ use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
 use plumb_e2e_scenarios::{
     ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL,
 };
-use plumb_e2e_support::{TestNamespace, helm_binary, pinned_kubernetes_version, wait_for};
+use plumb_e2e_support::{
+    TestNamespace, helm_binary, helm_template, pinned_kubernetes_version, wait_for,
+    yaml_documents_json,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -33,6 +36,23 @@ const WAIT: Duration = Duration::from_secs(120);
 /// How long a drift watch may take to heal `kubectl scale`. The Sync's interval is 1h, so a heal
 /// within this bound was a watch's doing, not the periodic reconcile's.
 const HEAL_WITHIN: Duration = Duration::from_secs(30);
+
+/// A namespaced kind the scenarios read.
+trait Namespaced:
+    kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+{
+}
 
 /// Where the chart sits in the scenario's repository, and the values file the Sync adds.
 const CHART: &str = "charts/shop";
@@ -151,18 +171,22 @@ impl Scenario {
         .await
     }
 
-    /// Waits until a condition of the Sync has `reason`; returns it.
-    async fn wait_condition(&self, reason: &str) -> Condition {
+    /// Waits until the Sync's condition `type_` has `reason`; returns it.
+    async fn wait_condition(&self, type_: &str, reason: &str) -> Condition {
         let syncs: Api<Sync> = self.ns.api();
         self.wait(
-            &format!("a Sync condition with reason {reason}"),
+            &format!("Sync condition {type_} with reason {reason}"),
             WAIT,
             || {
                 let syncs = syncs.clone();
                 async move {
                     let sync = syncs.get("shop").await?;
                     let conditions = sync.status.unwrap_or_default().conditions;
-                    Ok::<_, kube::Error>(conditions.into_iter().find(|c| c.reason == reason))
+                    Ok::<_, kube::Error>(
+                        conditions
+                            .into_iter()
+                            .find(|c| c.type_ == type_ && c.reason == reason),
+                    )
                 }
             },
         )
@@ -189,14 +213,7 @@ impl Scenario {
     }
 
     /// Waits until the `K` named `name` exists (and is not being deleted); returns it.
-    async fn wait_exists<K>(&self, name: &str) -> K
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned,
-        K::DynamicType: Default,
-    {
+    async fn wait_exists<K: Namespaced>(&self, name: &str) -> K {
         let api: Api<K> = self.ns.api();
         self.wait(&format!("{name} to exist"), WAIT, || {
             let api = api.clone();
@@ -209,14 +226,7 @@ impl Scenario {
     }
 
     /// Waits until the `K` named `name` is gone.
-    async fn wait_gone<K>(&self, name: &str)
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned,
-        K::DynamicType: Default,
-    {
+    async fn wait_gone<K: Namespaced>(&self, name: &str) {
         let api: Api<K> = self.ns.api();
         self.wait(&format!("{name} to be gone"), WAIT, || {
             let api = api.clone();
@@ -225,14 +235,7 @@ impl Scenario {
         .await;
     }
 
-    async fn exists<K>(&self, name: &str) -> bool
-    where
-        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
-            + Clone
-            + std::fmt::Debug
-            + serde::de::DeserializeOwned,
-        K::DynamicType: Default,
-    {
+    async fn exists<K: Namespaced>(&self, name: &str) -> bool {
         self.ns.api::<K>().get_opt(name).await.unwrap().is_some()
     }
 
@@ -448,7 +451,9 @@ async fn a_failed_hook_fails_the_sync_naming_it_and_is_deleted_by_its_policy() {
         "a check that cannot pass",
     )
     .await;
-    let failed = s.wait_condition(plumb_api::reason::HOOK_FAILED).await;
+    let failed = s
+        .wait_condition(condition_type::READY, plumb_api::reason::HOOK_FAILED)
+        .await;
     assert_eq!(failed.status, "False", "{failed:?}");
     assert!(failed.message.contains("shop-check"), "{}", failed.message);
     // hook-failed: deleted once it failed.
@@ -508,35 +513,7 @@ async fn rendered_objects(s: &Scenario, sync: &Sync) -> Vec<String> {
     let mut text = String::new();
     std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut text)
         .unwrap();
-    yaml_documents(&text)
-}
-
-fn yaml_documents(text: &str) -> Vec<String> {
-    serde_yaml::Deserializer::from_str(text)
-        .map(|d| {
-            serde_yaml::from_value::<Value>(serde::Deserialize::deserialize(d).unwrap()).unwrap()
-        })
-        .filter(|v| !v.is_null())
-        .map(|v| v.to_string())
-        .collect()
-}
-
-/// `helm template ARGS` run by hand with the pinned Helm; the documents as JSON, in order.
-fn helm_template(args: &[String]) -> Vec<String> {
-    let home = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(helm_binary())
-        .env_clear()
-        .env("HOME", home.path())
-        .arg("template")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    yaml_documents(&String::from_utf8(out.stdout).unwrap())
+    yaml_documents_json(&text)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -693,8 +670,12 @@ async fn a_deny_policy_blocks_a_chart_object_naming_the_rule() {
     s.wait_applied(&first).await;
 
     s.commit_values("replicaCount: 9\n", "nine replicas").await;
-    let blocked = s.wait_condition(plumb_api::reason::POLICY_VIOLATION).await;
-    assert_eq!(blocked.type_, condition_type::RENDERED);
+    let blocked = s
+        .wait_condition(
+            condition_type::RENDERED,
+            plumb_api::reason::POLICY_VIOLATION,
+        )
+        .await;
     assert_eq!(blocked.status, "False");
     assert!(
         blocked.message.contains("replicas-capped"),

@@ -34,7 +34,7 @@ pub use cluster::{
 pub use crds::install_crds;
 pub use error::{Error, Result};
 pub use files::FileServer;
-pub use helm::helm_binary;
+pub use helm::{helm_binary, helm_template, yaml_documents_json};
 pub use namespace::{OWNER_LABEL, TEST_LABEL, TestNamespace};
 pub use ports::{free_addr, free_port};
 pub use sops::{AgeKey, SopsTools};
