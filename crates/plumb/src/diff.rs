@@ -2,7 +2,9 @@
 //! as the pull-request preview. Renders DIR with the Sync's render settings, asks the API server
 //! for a server-side dry-run apply of every object under plumb's field manager, and prints a
 //! unified diff of each changed object, the objects that would be created, and the ones that
-//! would be pruned. Exit code 1 when anything would change.
+//! would be pruned. Exit code 1 when anything would change. A chart renders as the render
+//! controller renders it (release, namespace, `valuesFrom`, the cluster's capabilities); its
+//! hooks are not compared.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -55,8 +57,10 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     let sync = Api::<Sync>::namespaced(client.clone(), &ns)
         .get(&args.name)
         .await?;
-    let objects = render_local(&args.path, &sync)?;
+    let chart = chart_options(&client, &sync, &args.path).await?;
+    let objects = render_local(&args.path, &sync, chart)?;
     let mut summary = Summary::default();
+    let mut hooks = 0;
     let mut rendered_ids = BTreeSet::new();
     let default_ns = sync
         .spec
@@ -64,6 +68,11 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         .clone()
         .unwrap_or_else(|| ns.clone());
     for mut obj in objects {
+        // Hooks are not applied with the rest: they run, and go, when a revision is applied.
+        if plumb_helm::hooks::is_hook(&obj) {
+            hooks += 1;
+            continue;
+        }
         label(&mut obj, &args.name, &ns);
         let (resource, caps) = resolve(&client, &obj).await?;
         let name = obj
@@ -133,6 +142,9 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
             }
         }
     }
+    if hooks > 0 {
+        println!("{hooks} Helm hook(s) not compared: they run when the revision is applied");
+    }
     println!(
         "{} to create, {} to change, {} to prune",
         summary.created, summary.changed, summary.pruned
@@ -140,9 +152,44 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
     Ok(summary.any())
 }
 
+/// What rendering `dir` as `sync`'s chart reads from the cluster, as the render controller
+/// reads it (the `valuesFrom` documents in the Sync's namespace, the cluster's capabilities);
+/// the defaults when `dir` is not a chart.
+async fn chart_options(
+    client: &kube::Client,
+    sync: &Sync,
+    dir: &Path,
+) -> anyhow::Result<plumb_render::ChartOptions> {
+    if !plumb_helm::is_chart(dir) {
+        return Ok(plumb_render::ChartOptions::default());
+    }
+    let ns = sync.metadata.namespace.clone().unwrap_or_default();
+    let refs = sync
+        .spec
+        .helm
+        .as_ref()
+        .map(|h| h.values_from.as_slice())
+        .unwrap_or_default();
+    let values_from = plumb_render::read_values_from(client, &ns, refs).await?;
+    let capabilities = plumb_render::discover_capabilities(client)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("discovering the cluster's API versions for the chart: {e}")
+        })?;
+    let inputs = plumb_render::ChartInputs {
+        values_from,
+        capabilities,
+    };
+    Ok(plumb_render::ChartOptions::for_sync(sync, inputs))
+}
+
 /// Renders `dir` with the Sync's render settings (path replaced), from a scratch copy of its
 /// checkout so nothing is written to the user's tree.
-fn render_local(dir: &Path, sync: &Sync) -> anyhow::Result<Vec<Value>> {
+fn render_local(
+    dir: &Path,
+    sync: &Sync,
+    chart: plumb_render::ChartOptions,
+) -> anyhow::Result<Vec<Value>> {
     let dir = dir
         .canonicalize()
         .map_err(|e| anyhow::anyhow!("--path {}: {e}", dir.display()))?;
@@ -152,7 +199,11 @@ fn render_local(dir: &Path, sync: &Sync) -> anyhow::Result<Vec<Value>> {
     copy_tree(&root, scratch.path())?;
     let mut spec = sync.spec.clone();
     spec.path = format!("./{}", rel.display());
-    plumb_render::render(scratch.path(), &spec, &[])
+    let opts = plumb_render::RenderOptions {
+        chart,
+        ..plumb_render::RenderOptions::default()
+    };
+    plumb_render::render_with(scratch.path(), &spec, &[], &opts)
         .map_err(|e| anyhow::anyhow!("rendering {}: {e}", dir.display()))
 }
 

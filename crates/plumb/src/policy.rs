@@ -21,10 +21,11 @@ pub enum PolicyCommand {
         policies: Vec<PathBuf>,
         /// The namespace the objects would be applied into (the Sync's `targetNamespace`, else
         /// its namespace): rules' `match.namespaces` judge objects without a namespace, and
-        /// cluster-scoped ones, as applied there.
+        /// cluster-scoped ones, as applied there; a chart's `.Release.Namespace`.
         #[arg(long, short = 'n', default_value = "default")]
         namespace: String,
-        /// The directory to render (a kustomization or a plain directory of YAML).
+        /// The directory to render (a kustomization, a plain directory of YAML, or a Helm chart
+        /// rendered as `helm template` renders it).
         dir: PathBuf,
     },
 }

@@ -15,6 +15,7 @@ fn plumb_diff(ns: &str, dir: &std::path::Path) -> (i32, String) {
         .args(["diff", "sync", "app", "-n", ns, "--path"])
         .arg(dir)
         .env("KUBECONFIG", kubeconfig_path())
+        .env("PLUMB_HELM", plumb_e2e_support::helm_binary())
         .output()
         .unwrap();
     let text = format!(
@@ -128,6 +129,100 @@ async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("0 to create, 0 to change, 0 to prune"),
+        "{text}"
+    );
+}
+
+/// A chart directory is rendered as the render controller renders the Sync's chart: the Sync's
+/// name as the release, its namespace, its `valuesFrom` ConfigMap, the cluster's version; its
+/// hooks are not compared. What plumb applied from that render diffs clean; a changed
+/// `valuesFrom` value shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_of_a_chart_sync_renders_as_the_controller_and_leaves_hooks_out() {
+    let ns = TestNamespace::new("cli-diff-chart").await.unwrap();
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+    let name = ns.name().to_owned();
+    let checkout = tempfile::tempdir().unwrap();
+    let chart = checkout.path().join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: board\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("values.yaml"), "greeting: from the chart\n").unwrap();
+    std::fs::write(
+        chart.join("templates/settings.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\n\
+         data:\n  greeting: {{ .Values.greeting | quote }}\n  namespace: {{ .Release.Namespace }}\n\
+         \x20 kubeVersion: {{ .Capabilities.KubeVersion.Version }}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/hook.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-schema\n\
+         \x20 annotations:\n    helm.sh/hook: pre-install\ndata:\n  v: \"1\"\n",
+    )
+    .unwrap();
+
+    // The values ConfigMap, and what plumb applied from the render of them.
+    let values = |greeting: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-values\ndata:\n  values.yaml: \"greeting: {greeting}\"\n"
+        )
+    };
+    ns.apply_yaml(&values("from a ConfigMap"), "test")
+        .await
+        .unwrap();
+    let labels =
+        json!({ plumb_api::SYNC_NAME_LABEL: "app", plumb_api::SYNC_NAMESPACE_LABEL: name });
+    let kube_version = plumb_e2e_support::pinned_kubernetes_version();
+    ns.apply_yaml(
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-settings\n  labels: {labels}\ndata:\n  greeting: from a ConfigMap\n  namespace: {name}\n  kubeVersion: {kube_version}\n"),
+        plumb_api::SYNC_FIELD_MANAGER,
+    )
+    .await
+    .unwrap();
+    let syncs: Api<Sync> = ns.api();
+    let sync: Sync = serde_json::from_value(json!({
+        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "metadata": { "name": "app" },
+        "spec": {
+            "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./chart",
+            "helm": { "valuesFrom": [{ "kind": "ConfigMap", "name": "app-values" }] }
+        }
+    }))
+    .unwrap();
+    syncs.create(&PostParams::default(), &sync).await.unwrap();
+    let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": { "inventory": [
+        { "id": format!("{name}_app-settings__ConfigMap"), "v": "v1" }
+    ] } });
+    syncs
+        .patch_status(
+            "app",
+            &PatchParams::apply(plumb_api::SYNC_FIELD_MANAGER).force(),
+            &Patch::Apply(&status),
+        )
+        .await
+        .unwrap();
+
+    let diff = |chart: std::path::PathBuf| {
+        let ns_name = name.clone();
+        tokio::task::spawn_blocking(move || plumb_diff(&ns_name, &chart))
+    };
+    let (code, text) = diff(chart.clone()).await.unwrap();
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("1 Helm hook(s) not compared")
+            && text.contains("0 to create, 0 to change, 0 to prune"),
+        "{text}"
+    );
+
+    ns.apply_yaml(&values("changed"), "test").await.unwrap();
+    let (code, text) = diff(chart).await.unwrap();
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("~ ConfigMap/app-settings"), "{text}");
+    assert!(
+        text.contains("-  greeting: from a ConfigMap") && text.contains("+  greeting: changed"),
         "{text}"
     );
 }

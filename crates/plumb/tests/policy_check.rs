@@ -71,3 +71,51 @@ fn policy_check_passes_pinned_images_and_denies_latest() {
         "{out}"
     );
 }
+
+/// A chart is checked as rendered by Helm (the demo's chart, `examples/apps/charts`), placed in
+/// the namespace given, with the broken rule and the object named.
+#[test]
+fn policy_check_renders_a_chart_with_helm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = tmp.path().join("examples");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
+        &examples,
+    );
+    let chart = examples.join("apps/charts/status-board");
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["policy", "check", "-n", "boards", "--policy"])
+            .arg(examples.join("clusters/local/policy.yaml"))
+            .arg(&chart)
+            .env("PLUMB_HELM", plumb_e2e_support::helm_binary())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap(), text)
+    };
+    let (code, out) = check();
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("3 objects, 1 policies: 0 violations, 0 warnings"),
+        "{out}"
+    );
+
+    let values = chart.join("values.yaml");
+    let text = std::fs::read_to_string(&values)
+        .unwrap()
+        .replace("tag: \"\"", "tag: latest");
+    std::fs::write(&values, text).unwrap();
+    let (code, out) = check();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "DENY _release-name-status-board_apps_Deployment policy=demo-guardrails rule=pinned-images"
+        ),
+        "{out}"
+    );
+}

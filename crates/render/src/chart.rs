@@ -11,6 +11,7 @@ use plumb_helm::{Capabilities, Helm, HelmError, ProcessLimits, TemplateRequest};
 use serde_json::{Value, json};
 
 use crate::build::{BuildError, resolve_file};
+use crate::chart_inputs::ChartInputs;
 use crate::engine;
 
 /// What rendering a chart needs beyond the Sync's spec.
@@ -46,6 +47,22 @@ impl Default for ChartOptions {
             capabilities: Capabilities::default(),
             values_from: Vec::new(),
             max_memory: DEFAULT_CHART_MAX_MEMORY,
+        }
+    }
+}
+
+impl ChartOptions {
+    /// The options of `sync`'s chart render, as the render controller makes it: the Sync's name
+    /// as the default release name, its namespace as the default `.Release.Namespace`, and the
+    /// `valuesFrom` documents and capabilities `inputs` read from the cluster.
+    pub fn for_sync(sync: &plumb_api::Sync, inputs: ChartInputs) -> Self {
+        use kube::ResourceExt as _;
+        Self {
+            release_name: sync.name_any(),
+            namespace: sync.namespace().unwrap_or_default(),
+            capabilities: inputs.capabilities,
+            values_from: inputs.values_from,
+            ..Self::default()
         }
     }
 }

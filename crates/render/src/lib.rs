@@ -8,7 +8,9 @@
 //!
 //! The public surface is what the binaries, `plumb` and the tests use: [`run`] with its
 //! [`Config`], [`render`] (`plumb build`/`plumb diff`), [`check_policies`]
-//! (`plumb policy check`) and [`unpack`] (reading a rendered artifact back).
+//! (`plumb policy check`), [`unpack`] (reading a rendered artifact back), and what a chart
+//! render reads from the cluster ([`ChartInputs`], for `plumb diff` to render as the controller
+//! does).
 //!
 //! Inside, the core is pure and tested without a cluster (`build`, `substitute`, `policy`,
 //! `cache`, `publish`, `status`); `wiring` starts the watches (`watches`: change filters and
@@ -39,6 +41,10 @@ mod wiring;
 
 pub use build::{BuildError, RenderOptions, has_kustomization, render, render_with};
 pub use chart::ChartOptions;
+pub use chart_inputs::{
+    ChartInputs, ValuesFromError, discover as discover_capabilities,
+    values_from as read_values_from,
+};
 pub use config::Config;
 pub use engine::parse_documents;
 pub use error::Error;

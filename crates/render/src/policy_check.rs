@@ -103,9 +103,10 @@ pub fn read_policies(path: &Path) -> Result<Vec<Policy>, CheckError> {
         .collect()
 }
 
-/// Renders `dir` (a kustomization, or a plain directory of YAML) without modifying it. Files
-/// may be read from anywhere in the enclosing Git work tree (so overlays reach their bases).
-pub fn render_dir(dir: &Path) -> Result<Vec<Value>, CheckError> {
+/// Renders `dir` (a kustomization, a plain directory of YAML, or a Helm chart released into
+/// `placement` as `helm template` names a release) without modifying it. Files may be read
+/// from anywhere in the enclosing Git work tree (so overlays reach their bases).
+pub fn render_dir(dir: &Path, placement: &str) -> Result<Vec<Value>, CheckError> {
     let io = |source| CheckError::Read {
         path: dir.to_owned(),
         source,
@@ -125,7 +126,14 @@ pub fn render_dir(dir: &Path) -> Result<Vec<Value>, CheckError> {
         path: dir.clone(),
         message: e.to_string(),
     })?;
-    Ok(build::render(&root, &spec, &[])?)
+    let opts = build::RenderOptions {
+        chart: crate::ChartOptions {
+            namespace: placement.to_owned(),
+            ..crate::ChartOptions::default()
+        },
+        ..build::RenderOptions::default()
+    };
+    Ok(build::render_with(&root, &spec, &[], &opts)?)
 }
 
 /// Renders `dir` and evaluates every Policy in `policy_files` over it, judging objects without
@@ -137,7 +145,7 @@ pub fn run(policy_files: &[PathBuf], dir: &Path, placement: &str) -> Result<Repo
             compiled.push(Arc::new(compile(&p)?));
         }
     }
-    let objects = render_dir(dir)?;
+    let objects = render_dir(dir, placement)?;
     let report = evaluate(&compiled, &objects, placement);
     Ok(Report {
         objects: objects.len(),

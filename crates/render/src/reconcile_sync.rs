@@ -304,11 +304,8 @@ async fn render_artifact(
     let spec = sync.spec.clone();
     let chart = ChartOptions {
         helm: ctx.helm.clone(),
-        release_name: sync.name_any(),
-        namespace: sync.namespace().unwrap_or_default(),
-        capabilities: inputs.capabilities,
-        values_from: inputs.values_from,
         max_memory: ctx.config.chart_max_memory,
+        ..ChartOptions::for_sync(sync, inputs)
     };
     let placement = sync.placement_namespace();
     let limits = UnpackLimits {
