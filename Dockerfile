@@ -22,7 +22,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --workspace --bins \
     && mkdir -p /out \
-    && for b in plumb-source-controller plumb-render-controller plumb-sync-controller plumb; do \
+    && for b in plumb-source-controller plumb-render-controller plumb-sync-controller plumb plumb-cli; do \
          if [ -f target/release/$b ]; then cp target/release/$b /out/; fi; \
        done
 
@@ -46,7 +46,7 @@ COPY --from=build /out/plumb-sync-controller /usr/local/bin/
 ENTRYPOINT ["/usr/local/bin/plumb-sync-controller"]
 
 FROM runtime AS plumb
-COPY --from=build /out/plumb /usr/local/bin/
+COPY --from=build /out/plumb /out/plumb-cli /usr/local/bin/
 COPY --from=helm /usr/local/bin/helm /usr/local/bin/helm
 ENV PLUMB_HELM=/usr/local/bin/helm
 ENTRYPOINT ["/usr/local/bin/plumb"]

@@ -80,6 +80,14 @@ pub struct BuildOptions {
     pub timeout: Option<Duration>,
 }
 
+/// Whether `dir` holds a kustomization file (`kustomization.yaml`, `kustomization.yml` or
+/// `Kustomization`), which `build` needs there.
+pub fn has_kustomization(dir: &Path) -> bool {
+    build::KUSTOMIZATION_FILES
+        .iter()
+        .any(|f| dir.join(f).is_file())
+}
+
 /// Build the kustomization in directory `path`, reading nothing outside `root`.
 pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Resource>, Error> {
     on_build_thread(path, opts, || {
