@@ -196,11 +196,23 @@ impl Controllers {
             kubeconfigs,
             shard: shard.to_owned(),
         };
-        Self::start_layout(shard, false, Some(installed), BTreeMap::new())
+        Self::start_layout(shard, false, Some(installed), BTreeMap::new(), None)
     }
 
     fn start_with(namespace: &str, release: bool) -> Result<Self> {
-        Self::start_layout(namespace, release, None, BTreeMap::new())
+        Self::start_layout(namespace, release, None, BTreeMap::new(), None)
+    }
+
+    /// Like [`Controllers::start`], against the cluster of another kubeconfig than the test
+    /// cluster's (e.g. a [`crate::PrivateCluster`]).
+    pub fn start_on(kubeconfig: &Path, namespace: &str) -> Result<Self> {
+        Self::start_layout(
+            namespace,
+            false,
+            None,
+            BTreeMap::new(),
+            Some(kubeconfig.to_path_buf()),
+        )
     }
 
     /// Like [`Controllers::start`], with extra flags for some controllers (e.g. lower limits).
@@ -208,7 +220,7 @@ impl Controllers {
         namespace: &str,
         extra: BTreeMap<Controller, Vec<String>>,
     ) -> Result<Self> {
-        Self::start_layout(namespace, false, None, extra)
+        Self::start_layout(namespace, false, None, extra, None)
     }
 
     fn start_layout(
@@ -216,6 +228,7 @@ impl Controllers {
         release: bool,
         installed: Option<Installed>,
         extra: BTreeMap<Controller, Vec<String>>,
+        kubeconfig: Option<PathBuf>,
     ) -> Result<Self> {
         let bin_dir = build_binaries(release)?;
         let mut ports = BTreeMap::new();
@@ -239,7 +252,7 @@ impl Controllers {
         let mut controllers = Self {
             layout,
             bin_dir,
-            kubeconfig: plumb_e2e_support::kubeconfig_path(),
+            kubeconfig: kubeconfig.unwrap_or_else(plumb_e2e_support::kubeconfig_path),
             running: BTreeMap::new(),
         };
         for c in Controller::ALL {
@@ -385,6 +398,17 @@ fn free_port() -> Result<u16> {
     Ok(plumb_e2e_support::free_port()?)
 }
 
+/// Variables `cargo test` sets for a test process that a build started from it must not see.
+const INHERITED_FROM_CARGO_TEST: [&str; 7] = [
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
 /// Builds the three controller binaries once per process; returns the directory holding them.
 fn build_binaries(release: bool) -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
@@ -393,7 +417,21 @@ fn build_binaries(release: bool) -> Result<PathBuf> {
             let profile = if release { "release" } else { "debug" };
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let root = plumb_e2e_support::repo_root();
-            let out = Command::new(cargo)
+            let mut command = Command::new(cargo);
+            // `cargo test` gives the test the variables it gives the test crate's own build
+            // (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build scripts that watch one of them
+            // (ring's watches CARGO_MANIFEST_DIR) would see it changed from a plain build's
+            // and rebuild everything above them: minutes on each side, in turn.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if INHERITED_FROM_CARGO_TEST.contains(&name.as_ref())
+                    || name.starts_with("CARGO_PKG_")
+                    || name.starts_with("CARGO_BIN_EXE_")
+                {
+                    command.env_remove(name.as_ref());
+                }
+            }
+            let out = command
                 .args([
                     "build",
                     if release {

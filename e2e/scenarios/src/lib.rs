@@ -5,10 +5,27 @@
 mod controllers;
 mod git;
 mod install;
+mod private_cluster;
 
 pub use controllers::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL};
 pub use git::GitFixture;
 pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
+pub use private_cluster::PrivateCluster;
+
+/// `len` bytes that do not compress (xorshift from `seed`), so pack, artifact and storage sizes
+/// are what a test means.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // The low byte of the state: truncation is the point.
+            x as u8
+        })
+        .collect()
+}
 
 /// Why the harness could not do what a scenario asked.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use plumb_api::{GitRepository, Sync};
-use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
+use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL, noise};
 use plumb_e2e_support::{FileServer, TestNamespace, wait_for};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -490,19 +490,6 @@ fn config_map(name: &str, value: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: \"{value}\"\n"
     )
-}
-
-/// Bytes that do not compress, so pack and artifact sizes are what the test means.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// A repository with the given files (relative path → bytes), committed on `main`.

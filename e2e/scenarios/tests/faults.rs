@@ -8,21 +8,25 @@
 //! The closing table (`cargo test -p plumb-e2e-scenarios --test faults -- --nocapture`) says
 //! how long each took to converge after the fault ended.
 //!
-//! Restarting the API server is not done here: the test cluster is shared by every test that
-//! runs at the same time. `e2e/cluster/README.md` describes starting a cluster of one's own.
+//! The API server is restarted in a cluster of the test's own ([`PrivateCluster`]): the shared
+//! test cluster serves every test running at the same time.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource};
 use plumb_api::{GitRepository, Sync};
-use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
+use plumb_e2e_scenarios::{
+    Controller, Controllers, GitFixture, PrivateCluster, SCOPE_LABEL, noise,
+};
 use plumb_e2e_support::{TestNamespace, wait_for};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(180);
@@ -31,7 +35,11 @@ const WAIT: Duration = Duration::from_secs(180);
 const OBJECTS: usize = 200;
 
 struct World {
-    ns: TestNamespace,
+    client: Client,
+    namespace: String,
+    /// The namespace on the shared test cluster, deleted at the end; None on a private cluster
+    /// (it goes with the cluster).
+    shared: Option<TestNamespace>,
     controllers: Controllers,
     git: GitFixture,
     rows: Vec<(String, String)>,
@@ -45,21 +53,54 @@ fn config_map(i: usize, value: &str) -> String {
 }
 
 impl World {
+    /// The controllers and a Sync of [`OBJECTS`] ConfigMaps on the shared test cluster.
     async fn start() -> Self {
         let ns = TestNamespace::new("faults").await.unwrap();
         plumb_e2e_support::install_crds(ns.client()).await.unwrap();
         let controllers = Controllers::start(ns.name()).unwrap();
+        let (client, namespace) = (ns.client().clone(), ns.name().to_owned());
+        Self::with(client, namespace, Some(ns), controllers, OBJECTS).await
+    }
+
+    /// The controllers and a Sync of `count` ConfigMaps on `cluster`.
+    async fn start_on(cluster: &PrivateCluster, count: usize) -> Self {
+        let client = plumb_e2e_support::connect(&cluster.kubeconfig())
+            .await
+            .unwrap();
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = "faults";
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+            )
+            .await
+            .unwrap();
+        plumb_e2e_support::install_crds(&client).await.unwrap();
+        let controllers = Controllers::start_on(&cluster.kubeconfig(), namespace).unwrap();
+        Self::with(client, namespace.to_owned(), None, controllers, count).await
+    }
+
+    async fn with(
+        client: Client,
+        namespace: String,
+        shared: Option<TestNamespace>,
+        controllers: Controllers,
+        count: usize,
+    ) -> Self {
         let git = GitFixture::new().await.unwrap();
         let w = Self {
-            ns,
+            client,
+            namespace,
+            shared,
             controllers,
             git,
             rows: Vec::new(),
             generation: 0,
         };
-        w.write_objects(0..OBJECTS, "v0");
+        w.write_objects(0..count, "v0");
         w.git.commit("v0").unwrap();
-        let repos: Api<GitRepository> = w.ns.api();
+        let repos: Api<GitRepository> = w.api();
         repos
             .create(
                 &PostParams::default(),
@@ -72,23 +113,32 @@ impl World {
             )
             .await
             .unwrap();
-        let syncs: Api<Sync> = w.ns.api();
+        let syncs: Api<Sync> = w.api();
         syncs
             .create(
                 &PostParams::default(),
                 &serde_json::from_value(json!({
                     "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-                    "metadata": {"name": "app", "labels": {SCOPE_LABEL: w.ns.name()}},
+                    "metadata": {"name": "app", "labels": {SCOPE_LABEL: &w.namespace}},
                     "spec": {"sourceRef": {"kind": "GitRepository", "name": "app"}, "path": "./app",
-                        "interval": "30s", "retryInterval": "2s", "prune": true, "targetNamespace": w.ns.name()}
+                        "interval": "30s", "retryInterval": "2s", "prune": true, "targetNamespace": &w.namespace}
                 }))
                 .unwrap(),
             )
             .await
             .unwrap();
-        w.converged("initial apply", &(0..OBJECTS).collect(), "v0")
+        w.converged("initial apply", &(0..count).collect(), "v0")
             .await;
         w
+    }
+
+    /// An [`Api`] for a namespaced kind in the scenario's namespace.
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope> + Clone + DeserializeOwned + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.namespace)
     }
 
     /// Replaces the work tree's `app/` with ConfigMaps `which`, valued `value`.
@@ -116,7 +166,7 @@ impl World {
     }
 
     async fn request_fetch(&self) {
-        let repos: Api<GitRepository> = self.ns.api();
+        let repos: Api<GitRepository> = self.api();
         let patch = json!({"metadata": {"annotations": {plumb_api::REQUESTED_AT_ANNOTATION: self.generation.to_string()}}});
         let _ = repos
             .patch("app", &PatchParams::default(), &Patch::Merge(&patch))
@@ -125,7 +175,7 @@ impl World {
 
     /// The Sync's ConfigMaps: name → value.
     async fn objects(&self) -> Vec<(String, String)> {
-        let cms: Api<ConfigMap> = self.ns.api();
+        let cms: Api<ConfigMap> = self.api();
         let lp = ListParams::default().labels(&format!("{}=app", plumb_api::SYNC_NAME_LABEL));
         cms.list(&lp)
             .await
@@ -144,6 +194,52 @@ impl World {
             .unwrap_or_default()
     }
 
+    /// The Sync's ConfigMaps: name → uid (an object deleted and created again has a new uid).
+    async fn uids(&self) -> BTreeMap<String, String> {
+        let cms: Api<ConfigMap> = self.api();
+        let lp = ListParams::default().labels(&format!("{}=app", plumb_api::SYNC_NAME_LABEL));
+        cms.list(&lp)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|c| {
+                (
+                    c.metadata.name.unwrap_or_default(),
+                    c.metadata.uid.unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// Fails the test when a controller exited or logged a panic.
+    fn assert_controllers_ran_throughout(&mut self) {
+        for c in Controller::ALL {
+            let exited = self.controllers.exited(c);
+            assert!(
+                exited.is_none(),
+                "{c:?} exited ({exited:?}):\n{}",
+                self.controllers.logs_tail(40)
+            );
+            assert!(
+                !self.controllers.log(c).contains("panicked at"),
+                "{c:?} panicked:\n{}",
+                self.controllers.logs_tail(40)
+            );
+        }
+    }
+
+    /// Prints the closing table: each fault, what happened, how long convergence took.
+    fn print_table(&self) {
+        let mut table = String::from(
+            "\n| fault | what happened, and time to converge after it ended |\n| --- | --- |\n",
+        );
+        for (fault, outcome) in &self.rows {
+            let _ = writeln!(table, "| {fault} | {outcome} |");
+        }
+        println!("{table}");
+    }
+
     /// Waits until the cluster matches Git: exactly `want` exist, all valued `value`, the
     /// inventory lists exactly them, and the Sync is Ready at the head commit.
     async fn converged(&self, what: &str, want: &BTreeSet<usize>, value: &str) -> Duration {
@@ -151,9 +247,9 @@ impl World {
         let names: BTreeSet<String> = want.iter().map(|i| format!("cm-{i}")).collect();
         let ids: BTreeSet<String> = want
             .iter()
-            .map(|i| format!("{}_cm-{i}__ConfigMap", self.ns.name()))
+            .map(|i| format!("{}_cm-{i}__ConfigMap", self.namespace))
             .collect();
-        let syncs: Api<Sync> = self.ns.api();
+        let syncs: Api<Sync> = self.api();
         let result = wait_for(&format!("{what}: converged"), WAIT, || {
             let syncs = syncs.clone();
             let (names, ids) = (&names, &ids);
@@ -292,7 +388,7 @@ async fn faults_end_converged_with_a_consistent_inventory() {
     w.git.stop_server();
     let value = w.commit(keep.clone());
     w.request_fetch().await;
-    let repos: Api<GitRepository> = w.ns.api();
+    let repos: Api<GitRepository> = w.api();
     let failed = wait_for("GitRepository reports the git server down", WAIT, || {
         let repos = repos.clone();
         async move {
@@ -328,7 +424,7 @@ async fn faults_end_converged_with_a_consistent_inventory() {
     //    new render is published, render dies before the sync controller downloads it.
     let (value, commit) = w.commit_id(keep.clone());
     w.request_fetch().await;
-    let syncs: Api<Sync> = w.ns.api();
+    let syncs: Api<Sync> = w.api();
     let seen = w
         .wait_moment(Duration::from_secs(60), || {
             let syncs = syncs.clone();
@@ -367,13 +463,7 @@ async fn faults_end_converged_with_a_consistent_inventory() {
     // 7. The source controller's artifact storage full.
     storage_full(&mut w, &keep).await;
 
-    let mut table = String::from(
-        "\n| fault | what happened, and time to converge after it ended |\n| --- | --- |\n",
-    );
-    for (fault, outcome) in &w.rows {
-        let _ = writeln!(table, "| {fault} | {outcome} |");
-    }
-    println!("{table}");
+    w.print_table();
     for c in Controller::ALL {
         assert!(
             !w.controllers.log(c).contains("panicked at"),
@@ -381,8 +471,95 @@ async fn faults_end_converged_with_a_consistent_inventory() {
             w.controllers.logs_tail(40)
         );
     }
-    let World { ns, .. } = w;
-    ns.delete().await.unwrap();
+    let World { shared, .. } = w;
+    shared.unwrap().delete().await.unwrap();
+}
+
+/// ConfigMaps of the API-server restart scenario: fewer than [`OBJECTS`], as its cluster is
+/// started for it, yet enough that the restart can land while they are applied.
+const RESTART_OBJECTS: usize = 100;
+
+/// How long the API server stays down: long enough that every controller's requests and
+/// watches fail and back off, shorter than a leader's renew deadline (these controllers run
+/// without leader election, as one replica may).
+const OUTAGE: Duration = Duration::from_secs(6);
+
+/// The API server killed while the sync controller applies a commit, a second commit made
+/// while it is down, then started again on the same etcd: the three controllers, never
+/// restarted, must apply the newest commit without deleting anything, and keep working after
+/// (a further commit, a drift correction). Runs on a private cluster: the shared one serves
+/// every other test at the same time.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_server_restart_mid_reconcile_is_recovered_from() {
+    let cluster = PrivateCluster::start().unwrap();
+    let mut w = World::start_on(&cluster, RESTART_OBJECTS).await;
+    let all: BTreeSet<usize> = (0..RESTART_OBJECTS).collect();
+    let uids = w.uids().await;
+
+    let applying = w.commit(all.clone());
+    w.request_fetch().await;
+    let seen = w
+        .wait_moment(Duration::from_secs(60), || {
+            let v = applying.clone();
+            let w = &w;
+            async move {
+                let objects = w.objects().await;
+                let done = objects.iter().filter(|(_, x)| *x == v).count();
+                (done > 0).then(|| {
+                    format!("killed with {done}/{RESTART_OBJECTS} objects at the new value")
+                })
+            }
+        })
+        .await
+        .unwrap_or_else(|| "the apply was not seen starting; killed after".into());
+    cluster.kill_apiserver().unwrap();
+    let value = w.commit(all.clone());
+    tokio::time::sleep(OUTAGE).await;
+    if let Err(e) = cluster.start_missing() {
+        panic!(
+            "{e}\n--- kube-apiserver log\n{}",
+            cluster.log_tail("kube-apiserver", 30)
+        );
+    }
+    let took = w.converged("API server restarted", &all, &value).await;
+    w.assert_controllers_ran_throughout();
+    assert_eq!(
+        w.uids().await,
+        uids,
+        "objects were deleted (pruned, or recreated) across the API server restart"
+    );
+    w.record(
+        &format!(
+            "kube-apiserver SIGKILLed mid-apply, down {}s with a commit pushed meanwhile, restarted",
+            OUTAGE.as_secs()
+        ),
+        format!("{seen}; no controller restarted, no object deleted"),
+        took,
+    );
+
+    // The controllers' watches and polls came back: a commit (found by the source's own poll)
+    // and a deleted object (drift) are taken care of without anyone's help.
+    let value = w.commit(all.clone());
+    let took = w
+        .converged("a commit after the restart", &all, &value)
+        .await;
+    w.record(
+        "a commit after the API server restart (no reconcile requested)",
+        "applied".into(),
+        took,
+    );
+    let cms: Api<ConfigMap> = w.api();
+    cms.delete("cm-0", &DeleteParams::default()).await.unwrap();
+    let took = w.converged("drift after the restart", &all, &value).await;
+    w.record(
+        "a ConfigMap deleted after the API server restart",
+        "recreated by drift correction".into(),
+        took,
+    );
+    w.assert_controllers_ran_throughout();
+    w.print_table();
+    drop(w);
+    drop(cluster);
 }
 
 /// Mounts a 3 MiB tmpfs over the source controller's storage, commits incompressible data
@@ -402,21 +579,11 @@ async fn storage_full(w: &mut World, keep: &BTreeSet<usize>) {
         return;
     }
     w.controllers.restart(Controller::Source).unwrap();
-    let big: Vec<u8> = {
-        let mut x = 0x2545_F491_4F6C_DD1Du64;
-        (0..(2 << 20))
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    };
+    let big = noise(2 << 20, 7);
     std::fs::write(w.git.work().join("noise.bin"), &big).unwrap();
     let value = w.commit(keep.clone());
     w.request_fetch().await;
-    let repos: Api<GitRepository> = w.ns.api();
+    let repos: Api<GitRepository> = w.api();
     let failed = wait_for("GitRepository reports the storage full", WAIT, || {
         let repos = repos.clone();
         async move {
