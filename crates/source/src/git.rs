@@ -494,7 +494,7 @@ pub fn list_refs(repo: &Repository, remote: &Remote) -> Result<Vec<RemoteRef>, G
         let (mut fo, headers) = fetch_options(remote, observed.clone());
         let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
         fo.custom_headers(&hs);
-        let watch = DeadlineWatch::start(remote.deadline);
+        let watch = deadline_watch(remote);
         let res = r
             .download(&[LIST_ONLY_REFSPEC], Some(&mut fo))
             .and_then(|()| r.list().map(to_refs));
@@ -503,12 +503,21 @@ pub fn list_refs(repo: &Repository, remote: &Remote) -> Result<Vec<RemoteRef>, G
         return res.map_err(|e| classify(e, &observed.borrow(), remote, repo.path()));
     }
     let cb = callbacks(remote, observed.clone());
-    let watch = DeadlineWatch::start(remote.deadline);
+    let watch = deadline_watch(remote);
     let res = r
         .connect_auth(Direction::Fetch, Some(cb), None)
         .and_then(|conn| conn.list().map(to_refs));
     drop(watch);
     res.map_err(|e| classify(e, &observed.borrow(), remote, repo.path()))
+}
+
+/// Watches `remote`'s deadline for the current thread; over ssh, whose library retries
+/// interrupted waits, the connection to the server is also shut down at the deadline.
+fn deadline_watch(remote: &Remote) -> DeadlineWatch {
+    match ssh_host_port(&remote.url) {
+        Some((_, port)) => DeadlineWatch::start_closing(remote.deadline, port),
+        None => DeadlineWatch::start(remote.deadline),
+    }
 }
 
 /// Fetches `refspecs` into the cache, transferring only objects it does not have yet.
@@ -524,7 +533,7 @@ pub fn fetch(
     let (mut fo, headers) = fetch_options(remote, observed.clone());
     let hs: Vec<&str> = headers.iter().map(String::as_str).collect();
     fo.custom_headers(&hs);
-    let watch = DeadlineWatch::start(remote.deadline);
+    let watch = deadline_watch(remote);
     let fetched = r.fetch(refspecs, Some(&mut fo), None);
     drop(watch);
     fetched.map_err(|e| classify(e, &observed.borrow(), remote, repo.path()))?;
@@ -718,8 +727,8 @@ const IO_TIMEOUT_MS: i32 = 60_000;
 
 /// Bounds libgit2's socket waits process-wide, so a server that accepts a connection and then
 /// says nothing cannot hold a fetch thread forever. Over http(s) and git:// a stalled wait ends
-/// at the GitRepository's own `spec.timeout` already ([`crate::deadline`]); these settings are
-/// the bound for ssh, whose library retries interrupted waits. Call it once at start-up, before
+/// at the GitRepository's own `spec.timeout` already ([`crate::deadline`]), over ssh too on
+/// Linux; these settings are the bound elsewhere. Call it once at start-up, before
 /// any thread exists.
 pub fn bound_network_waits() {
     // SAFETY: libgit2 keeps these options in unsynchronised C globals; callers run this before

@@ -392,3 +392,45 @@ fn a_silent_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
         );
     }
 }
+
+#[test]
+fn a_silent_ssh_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
+    // libssh2 retries the waits a signal interrupts; the deadline shuts the connection down.
+    let addr = silent_server();
+    for op in ["list", "fetch"] {
+        let timeout = Duration::from_millis(500);
+        let begun = Instant::now();
+        let r = Remote {
+            url: format!("ssh://git@{addr}/repo.git"),
+            // Never asked for: the server does not get as far as its banner.
+            auth: Auth::default(),
+            deadline: Instant::now() + timeout,
+            timeout,
+            limits: git::FetchLimits::default(),
+        };
+        let cache = tempfile::tempdir().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = cache.path().to_path_buf();
+        std::thread::spawn(move || {
+            let repo = git::open_cache(&path).unwrap();
+            let result = match op {
+                "list" => git::list_refs(&repo, &r).map(|_| ()),
+                _ => git::fetch(&repo, &r, &["refs/heads/main:refs/heads/main".into()]).map(|_| ()),
+            };
+            let _ = tx.send(result);
+        });
+        // No process-wide socket timeout is set in this test: without the deadline, libssh2
+        // waits for the server's banner for as long as the server stays silent.
+        let result = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("ssh {op}: still waiting on the silent server"));
+        assert!(
+            matches!(result, Err(GitError::Timeout(t)) if t == timeout),
+            "ssh {op}: {result:?}"
+        );
+        println!(
+            "ssh {op} against a silent server returned after {:?} (timeout {timeout:?})",
+            begun.elapsed()
+        );
+    }
+}
