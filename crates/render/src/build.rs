@@ -24,7 +24,9 @@ use plumb_api::sync::{CommonMetadata, SubstituteStrategy};
 
 use crate::chart::ChartOptions;
 use crate::engine;
-use crate::substitute::{SubstituteError, assemble_variables, substitute_objects};
+use crate::substitute::{
+    SubstituteError, SubstituteLimits, assemble_variables, substitute_objects,
+};
 
 /// File names a kustomization may have.
 pub const KUSTOMIZATION_FILES: [&str; 3] =
@@ -111,6 +113,7 @@ impl BuildError {
         match self {
             BuildError::Io { .. } => true,
             BuildError::Chart(e) => e.is_transient(),
+            BuildError::Substitute(e) => e.is_transient(),
             BuildError::Kustomize { source, .. } => {
                 matches!(source.as_ref(), engine::EngineError::Kustomize(e) if e.is_transient())
             }
@@ -122,6 +125,7 @@ impl BuildError {
     pub fn is_limit(&self) -> bool {
         matches!(self, BuildError::OutputTooLarge { .. })
             || matches!(self, BuildError::Chart(e) if e.is_limit())
+            || matches!(self, BuildError::Substitute(e) if e.is_limit())
             || self
                 .kustomize()
                 .and_then(engine::EngineError::limit)
@@ -423,6 +427,10 @@ pub fn render_with(
         timeout: opts.timeout,
         ..BuildOptions::default()
     };
+    // The render's deadline bounds substitution too.
+    let deadline = opts
+        .timeout
+        .and_then(|t| std::time::Instant::now().checked_add(t));
     let root = root.canonicalize().map_err(io_err(root))?;
     let dir = resolve_path(&root, &spec.path)?;
     let kustomize_err = |source| BuildError::Kustomize {
@@ -472,7 +480,11 @@ pub fn render_with(
         // As in Flux, substitution runs only when there is a variable, unless asked always.
         objects
     } else {
-        let objects = substitute_objects(objects, &vars)?;
+        let limits = SubstituteLimits {
+            max_output_bytes: opts.max_output_bytes,
+            deadline,
+        };
+        let objects = substitute_objects(objects, &vars, &limits)?;
         check_output_size(&objects, opts.max_output_bytes)?;
         objects
     };

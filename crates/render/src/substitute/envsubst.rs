@@ -28,6 +28,41 @@ pub enum EvalError {
         /// The variable name as written.
         var: String,
     },
+    /// The substituted text would be longer than the budget allows.
+    TooLarge {
+        /// The line of the text where the reference that crossed it starts.
+        line: usize,
+    },
+    /// The budget's deadline passed (a pattern or replacement over a huge value).
+    Deadline {
+        /// The line of the text where the reference being worked on starts.
+        line: usize,
+    },
+}
+
+/// How deeply references may nest in one another (`${a:=${b:=${c}}}` is three deep): far
+/// beyond what a manifest needs, and what keeps the parser's and evaluator's recursion small.
+pub const MAX_NESTING: usize = 64;
+
+/// What one substitution may spend: output bytes and time.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Bytes the substituted text may still take.
+    pub bytes: usize,
+    /// When to give up, if ever.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl Budget {
+    fn late(&self) -> bool {
+        self.deadline.is_some_and(|d| std::time::Instant::now() > d)
+    }
+}
+
+/// Why a budgeted function stopped.
+enum Spent {
+    Bytes,
+    Time,
 }
 
 const EOF: char = '\0';
@@ -45,6 +80,7 @@ const MISSING_CLOSING_BRACE: &str = "missing closing brace";
 const BAD_VARIABLE_NAME: &str = "unable to parse variable name";
 const BAD_FUNCTION_ARGUMENT: &str = "unable to parse substitution within function";
 const BAD_DEFAULT: &str = "unable to parse default function";
+const TOO_DEEP: &str = "references nested more than 64 deep";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Token {
@@ -261,6 +297,8 @@ pub struct Template {
 
 struct Parser {
     s: Scanner,
+    /// References open around the one being parsed.
+    depth: usize,
 }
 
 /// Parses `text`; a reference that does not parse is an error naming its line.
@@ -275,6 +313,7 @@ pub fn parse(text: &str) -> Result<Template, EvalError> {
             escapes: 0,
             accept: Accept::Rune,
         },
+        depth: 0,
     };
     let mut nodes = Vec::new();
     loop {
@@ -335,6 +374,16 @@ impl Parser {
     }
 
     fn func(&mut self, at: usize) -> Parsed {
+        if self.depth >= MAX_NESTING {
+            return Err(TOO_DEEP);
+        }
+        self.depth += 1;
+        let parsed = self.func_inner(at);
+        self.depth -= 1;
+        parsed
+    }
+
+    fn func_inner(&mut self, at: usize) -> Parsed {
         self.s.escapes = ESCAPE_DOLLAR | ESCAPE_BACKSLASH;
         if self.s.peek() == '#' {
             return self.len_func(at);
@@ -477,9 +526,25 @@ impl Template {
     /// The text with every reference replaced. `lookup` gives a variable's value, or `None`
     /// when it is not set: then a reference without a default is an error.
     pub fn execute(&self, lookup: &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<Vec<u8>, EvalError> {
-        let mut out = Vec::with_capacity(self.text.len());
+        self.execute_within(
+            lookup,
+            Budget {
+                bytes: usize::MAX,
+                deadline: None,
+            },
+        )
+    }
+
+    /// Like [`Template::execute`], failing once the text would take more than `budget.bytes`
+    /// or once its deadline has passed.
+    pub fn execute_within(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<Vec<u8>>,
+        budget: Budget,
+    ) -> Result<Vec<u8>, EvalError> {
+        let mut out = Vec::with_capacity(self.text.len().min(budget.bytes));
         for n in &self.nodes {
-            self.eval(n, lookup, &mut out)?;
+            self.eval(n, lookup, &budget, &mut out)?;
         }
         Ok(out)
     }
@@ -488,10 +553,18 @@ impl Template {
         &self,
         node: &Node,
         lookup: &dyn Fn(&str) -> Option<Vec<u8>>,
+        budget: &Budget,
         out: &mut Vec<u8>,
     ) -> Result<(), EvalError> {
         let (at, param, name, args) = match node {
             Node::Text(t) => {
+                if out.len().saturating_add(t.len()) > budget.bytes {
+                    // A literal run sits at a reference's place only inside one; the
+                    // template's own text is no longer than the input.
+                    return Err(EvalError::TooLarge {
+                        line: line_of(&self.text, self.text.len()),
+                    });
+                }
                 out.extend_from_slice(t);
                 return Ok(());
             }
@@ -502,10 +575,11 @@ impl Template {
                 args,
             } => (at, param, name, args),
         };
+        let line = || line_of(&self.text, *at);
         let mut values = Vec::with_capacity(args.len());
         for a in args {
             let mut v = Vec::new();
-            self.eval(a, lookup, &mut v)?;
+            self.eval(a, lookup, budget, &mut v)?;
             values.push(v);
         }
         let value = match lookup(param) {
@@ -513,13 +587,29 @@ impl Template {
             None if is_default_op(name) => Vec::new(),
             None => {
                 return Err(EvalError::Missing {
-                    line: line_of(&self.text, *at),
+                    line: line(),
                     var: param.clone(),
                 });
             }
         };
-        out.extend_from_slice(&apply(name, value, &values));
-        Ok(())
+        let room = budget.bytes.saturating_sub(out.len());
+        let result = apply(
+            name,
+            value,
+            &values,
+            &Budget {
+                bytes: room,
+                ..*budget
+            },
+        );
+        match result {
+            Ok(v) if v.len() <= room => {
+                out.extend_from_slice(&v);
+                Ok(())
+            }
+            Ok(_) | Err(Spent::Bytes) => Err(EvalError::TooLarge { line: line() }),
+            Err(Spent::Time) => Err(EvalError::Deadline { line: line() }),
+        }
     }
 }
 
@@ -528,21 +618,22 @@ fn is_default_op(name: &str) -> bool {
     matches!(name, "-" | "+" | "=" | "?" | ":-" | ":+" | ":=" | ":?")
 }
 
-/// Applies the function an operator names to a value.
-fn apply(name: &str, s: Vec<u8>, args: &[Vec<u8>]) -> Vec<u8> {
-    match name {
+/// Applies the function an operator names to a value, within `budget` (only replacing can
+/// grow a value past it, only patterns and replacing take long).
+fn apply(name: &str, s: Vec<u8>, args: &[Vec<u8>], budget: &Budget) -> Result<Vec<u8>, Spent> {
+    Ok(match name {
         "," => map_first(s, lower),
         ",," => map_all(&s, lower),
         "^" => map_first(s, upper),
         "^^" => map_all(&s, upper),
         "#" if args.is_empty() => s.len().to_string().into_bytes(),
-        "#" => trim_prefix(s, &args[0], false),
-        "##" => trim_prefix(s, &args[0], true),
-        "%" => trim_suffix(&s, &args[0], false),
-        "%%" => trim_suffix(&s, &args[0], true),
+        "#" => trim_prefix(s, &args[0], false, budget)?,
+        "##" => trim_prefix(s, &args[0], true, budget)?,
+        "%" => trim_suffix(&s, &args[0], false, budget)?,
+        "%%" => trim_suffix(&s, &args[0], true, budget)?,
         ":" => substr(s, args),
         "/#" => match args {
-            [old, new] if s.starts_with(old) => replace(&s, old, new, Some(1)),
+            [old, new] if s.starts_with(old) => replace(&s, old, new, Some(1), budget)?,
             _ => s,
         },
         "/%" => match args {
@@ -551,17 +642,17 @@ fn apply(name: &str, s: Vec<u8>, args: &[Vec<u8>]) -> Vec<u8> {
         },
         "/" => match args {
             [] => s,
-            [old] => replace(&s, old, b"", Some(1)),
-            [old, new, ..] => replace(&s, old, new, Some(1)),
+            [old] => replace(&s, old, b"", Some(1), budget)?,
+            [old, new, ..] => replace(&s, old, new, Some(1), budget)?,
         },
         "//" => match args {
             [] => s,
-            [old] => replace(&s, old, b"", None),
-            [old, new, ..] => replace(&s, old, new, None),
+            [old] => replace(&s, old, b"", None, budget)?,
+            [old, new, ..] => replace(&s, old, new, None, budget)?,
         },
         _ if s.is_empty() && !args.is_empty() => args.concat(),
         _ => s,
-    }
+    })
 }
 
 /// Go's `unicode.ToUpper`: the simple (one character) mapping.
@@ -603,44 +694,55 @@ fn map_first(s: Vec<u8>, f: fn(char) -> char) -> Vec<u8> {
     out
 }
 
-/// Go's `strings.Replace(s, old, new, n)` (`None` = all).
-fn replace(s: &[u8], old: &[u8], new: &[u8], n: Option<usize>) -> Vec<u8> {
+/// Go's `strings.Replace(s, old, new, n)` (`None` = all), stopping once the result would be
+/// longer than `budget.bytes` (an empty or short `old` with a long `new` multiplies a value).
+fn replace(
+    s: &[u8],
+    old: &[u8],
+    new: &[u8],
+    n: Option<usize>,
+    budget: &Budget,
+) -> Result<Vec<u8>, Spent> {
     let limit = n.unwrap_or(usize::MAX);
-    let mut out = Vec::with_capacity(s.len());
+    let mut out = Vec::with_capacity(s.len().min(budget.bytes));
+    let push = |out: &mut Vec<u8>, piece: &[u8]| {
+        if out.len().saturating_add(piece.len()) > budget.bytes {
+            return Err(Spent::Bytes);
+        }
+        out.extend_from_slice(piece);
+        Ok(())
+    };
     let mut done = 0;
     let mut i = 0;
     if old.is_empty() {
         // An empty pattern matches before every character and at the end.
         while done < limit {
-            out.extend_from_slice(new);
+            push(&mut out, new)?;
             done += 1;
             if i >= s.len() {
-                return out;
+                return Ok(out);
             }
             let (_, w) = decode(&s[i..]);
-            out.extend_from_slice(&s[i..i + w]);
+            push(&mut out, &s[i..i + w])?;
             i += w;
         }
-        out.extend_from_slice(&s[i..]);
-        return out;
+        push(&mut out, &s[i..])?;
+        return Ok(out);
     }
+    let finder = memchr::memmem::Finder::new(old);
     while done < limit {
-        match find(&s[i..], old) {
+        match finder.find(&s[i..]) {
             Some(at) => {
-                out.extend_from_slice(&s[i..i + at]);
-                out.extend_from_slice(new);
+                push(&mut out, &s[i..i + at])?;
+                push(&mut out, new)?;
                 i += at + old.len();
                 done += 1;
             }
             None => break,
         }
     }
-    out.extend_from_slice(&s[i..]);
-    out
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    push(&mut out, &s[i..])?;
+    Ok(out)
 }
 
 /// Go's `strconv.Atoi`.
@@ -684,13 +786,18 @@ fn substr(s: Vec<u8>, args: &[Vec<u8>]) -> Vec<u8> {
     }
 }
 
-/// `${var#p}` (shortest) and `${var##p}` (longest): cut the matching prefix.
-fn trim_prefix(s: Vec<u8>, pat: &[u8], longest: bool) -> Vec<u8> {
+/// `${var#p}` (shortest) and `${var##p}` (longest): cut the matching prefix. Each prefix is
+/// matched in turn, as the original does (quadratic in the value's length), so the budget's
+/// deadline is checked between prefixes.
+fn trim_prefix(s: Vec<u8>, pat: &[u8], longest: bool, budget: &Budget) -> Result<Vec<u8>, Spent> {
     let mut cut = None;
     for i in 0..s.len() {
+        if budget.late() {
+            return Err(Spent::Time);
+        }
         let prefix = &s[..s.len() - i];
         match pattern::matches(pat, prefix) {
-            Err(_) => return s,
+            Err(_) => return Ok(s),
             Ok(true) => {
                 cut = Some(prefix.len());
                 if longest {
@@ -700,17 +807,22 @@ fn trim_prefix(s: Vec<u8>, pat: &[u8], longest: bool) -> Vec<u8> {
             Ok(false) => {}
         }
     }
-    match cut {
+    Ok(match cut {
         Some(n) if n > 0 => s[n..].to_vec(),
         _ => s,
-    }
+    })
 }
 
 /// `${var%p}` and `${var%%p}`: as the original, the prefix rule over the reversed value and the
 /// reversed pattern (reversed by character).
-fn trim_suffix(s: &[u8], pat: &[u8], longest: bool) -> Vec<u8> {
+fn trim_suffix(s: &[u8], pat: &[u8], longest: bool, budget: &Budget) -> Result<Vec<u8>, Spent> {
     let reversed = reverse(s);
-    reverse(&trim_prefix(reversed, &reverse(pat), longest))
+    Ok(reverse(&trim_prefix(
+        reversed,
+        &reverse(pat),
+        longest,
+        budget,
+    )?))
 }
 
 fn reverse(s: &[u8]) -> Vec<u8> {

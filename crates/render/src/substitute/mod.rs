@@ -65,10 +65,68 @@ pub enum SubstituteError {
         /// Where the reader stopped, or what it could not hold.
         position: String,
     },
+    /// The substituted objects would take more than the render's output limit (a long value
+    /// referenced many times, or multiplied by `${var//a/b}`).
+    #[error(
+        "{object}: substituted text at line {line} of the object's YAML takes the rendered \
+         output over {limit} bytes (limit max-rendered-size)"
+    )]
+    TooLarge {
+        /// The object, as an inventory id.
+        object: String,
+        /// The line of the reference that crossed the limit.
+        line: usize,
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// The render's deadline passed during substitution (a pattern over a huge value).
+    #[error(
+        "{object}: substitution at line {line} of the object's YAML ran past the render's \
+         deadline (limit render-timeout)"
+    )]
+    Deadline {
+        /// The object, as an inventory id.
+        object: String,
+        /// The line of the reference being substituted.
+        line: usize,
+    },
     /// A variable name (a `substitute` key, or a key of a `substituteFrom` ConfigMap or Secret)
     /// that Flux refuses: names must match `^[_a-zA-Z][_a-zA-Z0-9]*$`.
     #[error("variable name {0:?} is invalid, it must match ^[_a-zA-Z][_a-zA-Z0-9]*$")]
     InvalidName(String),
+}
+
+impl SubstituteError {
+    /// Whether a limit was crossed (output size or the render's deadline).
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            SubstituteError::TooLarge { .. } | SubstituteError::Deadline { .. }
+        )
+    }
+
+    /// Whether the failure may pass by itself: a deadline on a busy machine.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, SubstituteError::Deadline { .. })
+    }
+}
+
+/// What substituting one render may spend.
+#[derive(Debug, Clone, Copy)]
+pub struct SubstituteLimits {
+    /// Bytes the substituted objects may take, as their YAML text, all together.
+    pub max_output_bytes: u64,
+    /// When to give up, if ever.
+    pub deadline: Option<std::time::Instant>,
+}
+
+impl Default for SubstituteLimits {
+    fn default() -> Self {
+        Self {
+            max_output_bytes: 64 << 20,
+            deadline: None,
+        }
+    }
 }
 
 /// Whether `name` is a valid variable name: `^[_a-zA-Z][_a-zA-Z0-9]*$`.
@@ -107,12 +165,17 @@ pub fn is_disabled(obj: &Value) -> bool {
     })
 }
 
-/// Substitutes `vars` into every object that does not opt out.
+/// Substitutes `vars` into every object that does not opt out, within `limits`.
 pub fn substitute_objects(
     objects: Vec<Value>,
     vars: &BTreeMap<String, String>,
+    limits: &SubstituteLimits,
 ) -> Result<Vec<Value>, SubstituteError> {
     let mut names_checked = false;
+    let mut budget = envsubst::Budget {
+        bytes: usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX),
+        deadline: limits.deadline,
+    };
     objects
         .into_iter()
         .map(|obj| {
@@ -126,7 +189,7 @@ pub fn substitute_objects(
                 }
                 names_checked = true;
             }
-            substitute_enabled(obj, vars)
+            substitute_enabled(obj, vars, &mut budget, limits.max_output_bytes)
         })
         .collect()
 }
@@ -134,12 +197,14 @@ pub fn substitute_objects(
 fn substitute_enabled(
     obj: Value,
     vars: &BTreeMap<String, String>,
+    budget: &mut envsubst::Budget,
+    limit: u64,
 ) -> Result<Value, SubstituteError> {
     let id = object_id(&obj).to_string();
     let secret = obj.get("kind").and_then(Value::as_str) == Some("Secret")
         && obj.get("apiVersion").and_then(Value::as_str) == Some("v1");
     let text = to_yaml_document(&obj);
-    let out = substitute_text(&text, vars).map_err(|e| match e {
+    let out = substitute_text_within(&text, vars, *budget).map_err(|e| match e {
         TextError::Missing { line, var } => SubstituteError::Missing {
             object: id.clone(),
             var: (!secret).then_some(var),
@@ -150,7 +215,17 @@ fn substitute_enabled(
             line,
             why,
         },
+        TextError::TooLarge { line } => SubstituteError::TooLarge {
+            object: id.clone(),
+            line,
+            limit,
+        },
+        TextError::Deadline { line } => SubstituteError::Deadline {
+            object: id.clone(),
+            line,
+        },
     })?;
+    budget.bytes = budget.bytes.saturating_sub(out.len());
     let yaml_err = |position: String| SubstituteError::Yaml {
         object: id.clone(),
         position,
@@ -200,18 +275,48 @@ pub enum TextError {
         /// What is wrong with it.
         why: &'static str,
     },
+    /// The text would take more bytes than allowed.
+    TooLarge {
+        /// The line of the reference that crossed the limit.
+        line: usize,
+    },
+    /// The deadline passed.
+    Deadline {
+        /// The line of the reference being substituted.
+        line: usize,
+    },
 }
 
 /// Substitutes `vars` into `text` with Flux's envsubst rules (strict: an unset variable without
 /// a default is an error). The result is bytes, as in Go: `${var:pos}` counts bytes.
 pub fn substitute_text(text: &str, vars: &BTreeMap<String, String>) -> Result<Vec<u8>, TextError> {
+    substitute_text_within(
+        text,
+        vars,
+        envsubst::Budget {
+            bytes: usize::MAX,
+            deadline: None,
+        },
+    )
+}
+
+fn substitute_text_within(
+    text: &str,
+    vars: &BTreeMap<String, String>,
+    budget: envsubst::Budget,
+) -> Result<Vec<u8>, TextError> {
     let convert = |e| match e {
         envsubst::EvalError::Syntax { line, why } => TextError::Invalid { line, why },
         envsubst::EvalError::Missing { line, var } => TextError::Missing { line, var },
+        envsubst::EvalError::TooLarge { line } => TextError::TooLarge { line },
+        envsubst::EvalError::Deadline { line } => TextError::Deadline { line },
     };
     let template = envsubst::parse(text).map_err(convert)?;
     template
-        .execute(&|k: &str| vars.get(k).map(|v| v.as_bytes().to_vec()))
+        .execute_within(
+            &|k: &str| vars.get(k).map(|v| v.as_bytes().to_vec()),
+            budget,
+        )
         .map_err(convert)
 }
 
@@ -231,7 +336,7 @@ mod tests {
         obj: Value,
         vars: &BTreeMap<String, String>,
     ) -> Result<Value, SubstituteError> {
-        substitute_objects(vec![obj], vars).map(|mut v| v.remove(0))
+        substitute_objects(vec![obj], vars, &SubstituteLimits::default()).map(|mut v| v.remove(0))
     }
 
     fn text(t: &str, v: &BTreeMap<String, String>) -> Result<String, TextError> {
@@ -385,11 +490,198 @@ mod tests {
     fn invalid_variable_names_fail_only_when_something_is_substituted() {
         let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
         let v = vars(&[("app.domain", "x")]);
-        let err = substitute_objects(vec![cm.clone()], &v).unwrap_err();
+        let err =
+            substitute_objects(vec![cm.clone()], &v, &SubstituteLimits::default()).unwrap_err();
         assert_eq!(err, SubstituteError::InvalidName("app.domain".into()));
         let mut off = cm;
         off["metadata"]["annotations"] = json!({FLUX_SUBSTITUTE_ANNOTATION: "disabled"});
-        assert!(substitute_objects(vec![off], &v).is_ok());
+        assert!(substitute_objects(vec![off], &v, &SubstituteLimits::default()).is_ok());
+    }
+
+    fn limited(max_output_bytes: u64, deadline: Option<std::time::Instant>) -> SubstituteLimits {
+        SubstituteLimits {
+            max_output_bytes,
+            deadline,
+        }
+    }
+
+    fn config_map(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "apps"}, "data": data})
+    }
+
+    #[test]
+    fn a_huge_value_referenced_many_times_crosses_the_output_limit() {
+        // 1 MiB (the most a ConfigMap holds) referenced 10 000 times would be 10 GiB.
+        let big = "x".repeat(1 << 20);
+        let refs: Vec<String> = (0..10_000).map(|_| "${BIG}".to_owned()).collect();
+        let obj = config_map(json!({"k": refs.join("")}));
+        let err = substitute_objects(vec![obj], &vars(&[("BIG", &big)]), &limited(64 << 20, None))
+            .unwrap_err();
+        assert!(
+            matches!(&err, SubstituteError::TooLarge { object, limit, .. }
+                if object == "apps_c__ConfigMap" && *limit == 64 << 20),
+            "{err:?}"
+        );
+        assert!(err.is_limit() && !err.is_transient());
+        let shown = err.to_string();
+        assert!(
+            shown.contains("max-rendered-size") && !shown.contains("xxxx"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_output_limit_counts_every_object_of_the_render() {
+        let value = "v".repeat(600 << 10);
+        let objects: Vec<Value> = (0..4)
+            .map(|i| {
+                let mut o = config_map(json!({"k": "${V}"}));
+                o["metadata"]["name"] = json!(format!("c{i}"));
+                o
+            })
+            .collect();
+        let err = substitute_objects(
+            objects.clone(),
+            &vars(&[("V", &value)]),
+            &limited(2 << 20, None),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, SubstituteError::TooLarge { object, .. } if object == "apps_c3__ConfigMap"),
+            "{err:?}"
+        );
+        // Under the limit, the same render substitutes.
+        let out =
+            substitute_objects(objects, &vars(&[("V", &value)]), &limited(4 << 20, None)).unwrap();
+        assert_eq!(out[3]["data"]["k"], json!(value));
+    }
+
+    #[test]
+    fn a_replacement_that_multiplies_a_value_stops_at_the_limit() {
+        // Every character of a 64 KiB value replaced by 64 KiB: 4 GiB unbounded.
+        let (a, b) = ("a".repeat(64 << 10), "b".repeat(64 << 10));
+        for reference in ["${A//a/${B}}", "${A//a/${A//a/${B}}}"] {
+            let obj = config_map(json!({"k": reference}));
+            let err = substitute_objects(
+                vec![obj],
+                &vars(&[("A", &a), ("B", &b)]),
+                &limited(8 << 20, None),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(err, SubstituteError::TooLarge { .. }),
+                "{reference}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn deeply_nested_references_are_refused_not_recursed_into() {
+        // A million nested defaults would overflow any stack if followed.
+        let depth = 1_000_000;
+        let text = format!("{}x{}", "${A:=".repeat(depth), "}".repeat(depth));
+        let obj = config_map(json!({"k": text}));
+        let err = substitute_objects(
+            vec![obj],
+            &vars(&[("B", "1")]),
+            &SubstituteLimits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, SubstituteError::Invalid { why, .. } if why.contains("nested more than 64")),
+            "{err:?}"
+        );
+        // Nesting up to the cap renders as Flux renders it.
+        let text = format!("{}x{}", "${A:=".repeat(64), "}".repeat(64));
+        let out = substitute_objects(
+            vec![config_map(json!({"k": text}))],
+            &vars(&[("B", "1")]),
+            &SubstituteLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(out[0]["data"]["k"], json!("x"));
+    }
+
+    #[test]
+    fn a_pattern_over_a_huge_value_ends_at_the_deadline() {
+        // Each of a million prefixes matched in turn: hours without a deadline.
+        let value = "a".repeat(1 << 20);
+        let obj = config_map(json!({"k": "${V##*b*}${V%%*b*}"}));
+        let started = std::time::Instant::now();
+        let err = substitute_objects(
+            vec![obj],
+            &vars(&[("V", &value)]),
+            &limited(
+                64 << 20,
+                Some(std::time::Instant::now() + std::time::Duration::from_millis(200)),
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, SubstituteError::Deadline { object, .. } if object == "apps_c__ConfigMap"),
+            "{err:?}"
+        );
+        assert!(err.is_limit() && err.is_transient());
+        println!("pattern over 1 MiB stopped after {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn many_variables_and_yaml_breaking_values_fail_or_render_cleanly() {
+        // Ten thousand variables, each used once.
+        let many: BTreeMap<String, String> = (0..10_000)
+            .map(|i| (format!("V{i}"), i.to_string()))
+            .collect();
+        let data: serde_json::Map<String, Value> = (0..10_000)
+            .map(|i| (format!("k{i}"), json!(format!("${{V{i}}}"))))
+            .collect();
+        let out = substitute_objects(
+            vec![config_map(Value::Object(data))],
+            &many,
+            &SubstituteLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(out[0]["data"]["k9999"], json!(9999));
+        // Values that break the YAML they land in: a clear error naming the object, or a
+        // string; never a panic.
+        for value in [
+            "a: b: c",
+            "- x\n- y",
+            "{",
+            "[[[[[[[[",
+            "&a [*a, *a]",
+            "*undefined",
+            "!!binary not-base64",
+            "\t\u{0}",
+            "'",
+            "\"",
+            "? complex",
+            "%YAML 1.1",
+            "--- \n...",
+            "key: |\n  block",
+        ] {
+            let obj = config_map(json!({"k": "${V}", "after": "kept"}));
+            match substitute_objects(
+                vec![obj],
+                &vars(&[("V", value)]),
+                &SubstituteLimits::default(),
+            ) {
+                Ok(out) => assert!(out[0].is_object(), "{value:?}: {out:?}"),
+                Err(e) => {
+                    let shown = e.to_string();
+                    assert!(shown.contains("apps_c__ConfigMap"), "{value:?}: {shown}");
+                }
+            }
+        }
+        // Deeply nested flow YAML from a value is held to the reader's depth limit.
+        let deep = "[".repeat(100_000);
+        let err = substitute_objects(
+            vec![config_map(json!({"k": "${V}"}))],
+            &vars(&[("V", &deep)]),
+            &SubstituteLimits::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, SubstituteError::Yaml { .. }), "{err:?}");
     }
 
     #[test]
