@@ -287,16 +287,22 @@ mod tests {
     use super::*;
     use std::io::Read;
 
-    #[test]
-    fn a_blocked_read_returns_at_the_deadline() {
+    /// A loopback server that accepts one connection and sends nothing for a minute.
+    fn silent_peer() -> std::net::SocketAddr {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        // Accepts and never writes, so the read below blocks until interrupted.
-        let _hold = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let conn = listener.accept();
             std::thread::sleep(Duration::from_secs(60));
             drop(conn);
         });
+        addr
+    }
+
+    #[test]
+    fn a_blocked_read_returns_at_the_deadline() {
+        // Never writes, so the read below blocks until interrupted.
+        let addr = silent_peer();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -344,13 +350,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn a_wait_that_retries_after_signals_ends_when_its_connection_is_shut_down() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _hold = std::thread::spawn(move || {
-            let conn = listener.accept();
-            std::thread::sleep(Duration::from_secs(60));
-            drop(conn);
-        });
+        let addr = silent_peer();
         // Another connection of the process, to another port, must be left alone.
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let bystander = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();

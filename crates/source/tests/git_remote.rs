@@ -353,14 +353,16 @@ fn silent_server() -> std::net::SocketAddr {
     addr
 }
 
-#[test]
-fn a_silent_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
-    let addr = silent_server();
+/// Lists and fetches `url` (a server that never answers) with a 500 ms timeout; both must
+/// end with that timeout. No process-wide socket timeout is set in these tests, so without the
+/// per-operation deadline they would wait as long as the server stays silent.
+fn silent_remote_times_out(url: &str) {
     for op in ["list", "fetch"] {
         let timeout = Duration::from_millis(500);
         let begun = Instant::now();
         let r = Remote {
-            url: format!("http://{addr}/repo.git"),
+            url: url.to_owned(),
+            // Never asked for: the server does not get as far as asking.
             auth: Auth::default(),
             deadline: Instant::now() + timeout,
             timeout,
@@ -377,60 +379,27 @@ fn a_silent_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
             };
             let _ = tx.send(result);
         });
-        // No process-wide socket timeout is set in this test, so without the per-operation
-        // deadline the wait below would last as long as the server stays silent.
         let result = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("{op}: still waiting on the silent server"));
+            .unwrap_or_else(|_| panic!("{url} {op}: still waiting on the silent server"));
         assert!(
             matches!(result, Err(GitError::Timeout(t)) if t == timeout),
-            "{op}: {result:?}"
+            "{url} {op}: {result:?}"
         );
         println!(
-            "{op} against a silent server returned after {:?} (timeout {timeout:?})",
+            "{url} {op} against a silent server returned after {:?} (timeout {timeout:?})",
             begun.elapsed()
         );
     }
 }
 
 #[test]
+fn a_silent_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
+    silent_remote_times_out(&format!("http://{}/repo.git", silent_server()));
+}
+
+#[test]
 fn a_silent_ssh_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
     // libssh2 retries the waits a signal interrupts; the deadline shuts the connection down.
-    let addr = silent_server();
-    for op in ["list", "fetch"] {
-        let timeout = Duration::from_millis(500);
-        let begun = Instant::now();
-        let r = Remote {
-            url: format!("ssh://git@{addr}/repo.git"),
-            // Never asked for: the server does not get as far as its banner.
-            auth: Auth::default(),
-            deadline: Instant::now() + timeout,
-            timeout,
-            limits: git::FetchLimits::default(),
-        };
-        let cache = tempfile::tempdir().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let path = cache.path().to_path_buf();
-        std::thread::spawn(move || {
-            let repo = git::open_cache(&path).unwrap();
-            let result = match op {
-                "list" => git::list_refs(&repo, &r).map(|_| ()),
-                _ => git::fetch(&repo, &r, &["refs/heads/main:refs/heads/main".into()]).map(|_| ()),
-            };
-            let _ = tx.send(result);
-        });
-        // No process-wide socket timeout is set in this test: without the deadline, libssh2
-        // waits for the server's banner for as long as the server stays silent.
-        let result = rx
-            .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("ssh {op}: still waiting on the silent server"));
-        assert!(
-            matches!(result, Err(GitError::Timeout(t)) if t == timeout),
-            "ssh {op}: {result:?}"
-        );
-        println!(
-            "ssh {op} against a silent server returned after {:?} (timeout {timeout:?})",
-            begun.elapsed()
-        );
-    }
+    silent_remote_times_out(&format!("ssh://git@{}/repo.git", silent_server()));
 }

@@ -296,6 +296,18 @@ impl World {
         ));
     }
 
+    /// Waits until the first of `total` objects has `value` (the apply of a commit is under
+    /// way, the moment to strike); says how far it got.
+    async fn apply_under_way(&self, value: &str, total: usize) -> String {
+        self.wait_moment(Duration::from_secs(60), || async move {
+            let objects = self.objects().await;
+            let done = objects.iter().filter(|(_, x)| x == value).count();
+            (done > 0).then(|| format!("killed with {done}/{total} objects at the new value"))
+        })
+        .await
+        .unwrap_or_else(|| "the apply was not seen starting; killed after".into())
+    }
+
     /// Polls until `seen` says the fault moment has come (or `limit` passes); returns what it saw.
     async fn wait_moment<F, Fut>(&self, limit: Duration, mut seen: F) -> Option<String>
     where
@@ -321,19 +333,7 @@ async fn faults_end_converged_with_a_consistent_inventory() {
     // 1. The sync controller killed while it applies a new commit.
     let value = w.commit(0..OBJECTS);
     w.request_fetch().await;
-    let v = value.clone();
-    let seen = w
-        .wait_moment(Duration::from_secs(60), || {
-            let v = v.clone();
-            let w = &w;
-            async move {
-                let objects = w.objects().await;
-                let done = objects.iter().filter(|(_, x)| *x == v).count();
-                (done > 0).then(|| format!("killed with {done}/{OBJECTS} objects at the new value"))
-            }
-        })
-        .await
-        .unwrap_or_else(|| "the apply was not seen starting; killed after".into());
+    let seen = w.apply_under_way(&value, OBJECTS).await;
     w.controllers.kill(Controller::Sync);
     w.controllers.restart(Controller::Sync).unwrap();
     let took = w.converged("sync killed mid-apply", &all, &value).await;
@@ -498,20 +498,7 @@ async fn api_server_restart_mid_reconcile_is_recovered_from() {
 
     let applying = w.commit(all.clone());
     w.request_fetch().await;
-    let seen = w
-        .wait_moment(Duration::from_secs(60), || {
-            let v = applying.clone();
-            let w = &w;
-            async move {
-                let objects = w.objects().await;
-                let done = objects.iter().filter(|(_, x)| *x == v).count();
-                (done > 0).then(|| {
-                    format!("killed with {done}/{RESTART_OBJECTS} objects at the new value")
-                })
-            }
-        })
-        .await
-        .unwrap_or_else(|| "the apply was not seen starting; killed after".into());
+    let seen = w.apply_under_way(&applying, RESTART_OBJECTS).await;
     cluster.kill_apiserver().unwrap();
     let value = w.commit(all.clone());
     tokio::time::sleep(OUTAGE).await;

@@ -525,6 +525,7 @@ impl Parser {
 impl Template {
     /// The text with every reference replaced. `lookup` gives a variable's value, or `None`
     /// when it is not set: then a reference without a default is an error.
+    #[cfg(test)]
     pub fn execute(&self, lookup: &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<Vec<u8>, EvalError> {
         self.execute_within(
             lookup,

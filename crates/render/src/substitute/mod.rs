@@ -289,6 +289,7 @@ pub enum TextError {
 
 /// Substitutes `vars` into `text` with Flux's envsubst rules (strict: an unset variable without
 /// a default is an error). The result is bytes, as in Go: `${var:pos}` counts bytes.
+#[cfg(test)]
 pub fn substitute_text(text: &str, vars: &BTreeMap<String, String>) -> Result<Vec<u8>, TextError> {
     substitute_text_within(
         text,
