@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the local cluster, the three plumb controllers, a Git repository served on
-# loopback from examples/, and a GitRepository, a Policy and two Syncs (dev and prod) that end
-# Ready with their workloads Available. Idempotent; `make demo-down` stops it.
+# loopback from examples/, and a GitRepository, a Policy and three Syncs (the dev and prod
+# kustomize overlays, and a Helm chart) that end Ready with their workloads Available. Idempotent; `make demo-down` stops it.
 set -euo pipefail
 DEMO_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$DEMO_SRC/../.." && pwd)
@@ -53,6 +53,8 @@ bash "$REPO_ROOT/e2e/cluster/up.sh"
 
 say "building plumb"
 (cd "$REPO_ROOT" && cargo build --quiet --bins -p plumb-source -p plumb-render -p plumb-sync -p plumb-git-server -p plumb)
+# The render controller renders the chart with the pinned Helm (built once, then cached).
+HELM_BIN=$(bash "$REPO_ROOT/crates/helm/go/build.sh") || die "building Helm failed (crates/helm/go/build.sh; Go is needed)"
 
 say "installing the CRDs"
 kubectl apply --server-side --field-manager=plumb-demo -k "$REPO_ROOT/crds/" >/dev/null
@@ -71,6 +73,14 @@ if [[ ! -d $DEMO_DIR/git/apps.git ]]; then
   git -C "$DEMO_DIR/work" remote add origin "$DEMO_DIR/git/apps.git"
   git -C "$DEMO_DIR/work" push -q origin main
 fi
+# A demo repository made before the chart was part of the demo gets it as one more commit.
+if [[ ! -f $DEMO_DIR/work/charts/status-board/Chart.yaml ]]; then
+  mkdir -p "$DEMO_DIR/work/charts"
+  cp -r "$REPO_ROOT/examples/apps/charts/status-board" "$DEMO_DIR/work/charts/"
+  git -C "$DEMO_DIR/work" add -A charts
+  git -C "$DEMO_DIR/work" commit -qm "status-board: a Helm chart"
+  git -C "$DEMO_DIR/work" push -q origin main
+fi
 # The "Try next" commits work without a git identity configured on the machine.
 git -C "$DEMO_DIR/work" config user.name "plumb demo"
 git -C "$DEMO_DIR/work" config user.email demo@plumb.dev
@@ -87,7 +97,7 @@ PORTS="PLUMB_DEMO_RENDER_PORT=$RENDER_HTTP_PORT PLUMB_DEMO_RENDER_METRICS_PORT=$
 start render-controller "$BIN/plumb-render-controller" \
   --storage-path="$DEMO_DIR/render" --storage-addr="127.0.0.1:$RENDER_HTTP_PORT" \
   --storage-adv-addr="127.0.0.1:$RENDER_HTTP_PORT" --metrics-addr="127.0.0.1:$RENDER_METRICS_PORT" \
-  --watch-label-selector=plumb.dev/demo=true
+  --watch-label-selector=plumb.dev/demo=true --helm-binary="$HELM_BIN"
 PORTS="PLUMB_DEMO_SYNC_METRICS_PORT=$SYNC_METRICS_PORT" \
 start sync-controller "$BIN/plumb-sync-controller" --watch-namespace="$NAMESPACE" \
   --metrics-addr="127.0.0.1:$SYNC_METRICS_PORT"
@@ -145,16 +155,38 @@ spec:
   timeout: 2m
   dependsOn:
     - name: greeter-dev
+---
+# A Helm chart from the same repository, rendered by the real Helm; its objects go to this
+# namespace (.Release.Namespace).
+apiVersion: sync.plumb.dev/v1
+kind: Sync
+metadata:
+  name: status-board
+  namespace: $NAMESPACE
+  labels:
+    plumb.dev/demo: "true"
+spec:
+  sourceRef:
+    kind: GitRepository
+    name: apps
+  path: ./charts/status-board
+  interval: 5m
+  wait: true
+  timeout: 2m
+  helm:
+    values:
+      title: plumb demo
 YAML
 kubectl apply --server-side --field-manager=plumb-demo -f "$REPO_ROOT/examples/clusters/local/policy.yaml"
 
-say "waiting for both Syncs to be Ready"
-if ! kubectl wait --for=condition=Ready --timeout=240s -n "$NAMESPACE" sync/greeter-dev sync/greeter-prod; then
+say "waiting for the Syncs to be Ready"
+if ! kubectl wait --for=condition=Ready --timeout=240s -n "$NAMESPACE" sync/greeter-dev sync/greeter-prod sync/status-board; then
   kubectl get gitrepositories,syncs -n "$NAMESPACE" -o wide || true
   die "the Syncs did not become Ready; controller logs are in $DEMO_DIR/*.log"
 fi
 kubectl wait --for=condition=Available --timeout=120s -n greeter-dev deployment/greeter
 kubectl wait --for=condition=Available --timeout=120s -n greeter-prod deployment/greeter
+kubectl wait --for=condition=Available --timeout=120s -n "$NAMESPACE" deployment/status-board
 
 say "done"
 kubectl get gitrepositories -n "$NAMESPACE"
@@ -181,6 +213,10 @@ Try next (export KUBECONFIG=$KUBECONFIG; e2e/scenarios/tests/demo_try_next.rs ru
                        kubectl get syncs -n $NAMESPACE: greeter-dev is not Ready, and its Status names
                        the rule pinned-images of the Policy demo-guardrails; prod keeps running 1.0.0.
                        Undo it with git revert as above.
+  - Chart values:      cd $DEMO_DIR/work
+                       sed -i 's/^replicaCount: 1\$/replicaCount: 2/' charts/status-board/values.yaml
+                       git commit -qam 'two boards' && git push -q origin main   (then annotate as above)
+                       kubectl get -n $NAMESPACE deployment/status-board   (2 replicas, rendered by Helm)
   - Delete a Sync:     kubectl delete sync -n $NAMESPACE greeter-prod
                        what it applied goes with it (prune is on; spec.deletionPolicy decides):
                        kubectl get -n greeter-prod deployment/greeter   (NotFound); make demo brings it back
