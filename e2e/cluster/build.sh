@@ -6,10 +6,13 @@
 #
 # Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/cluster-<k8s version>-<source hash>/bin,
 # where the hash covers everything that goes into the build (go.mod, go.sum, our
-# Go sources, this script), so a changed pin builds anew and an unchanged one never does.
+# Go sources, this script, e2e/lib/go.sh), so a changed pin builds anew and an
+# unchanged one never does.
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=../lib/go.sh
+source "$CLUSTER_SRC/../lib/go.sh"
 
 BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok pki)
 
@@ -18,32 +21,21 @@ source_hash() {
 	(
 		cd "$CLUSTER_SRC"
 		{
-			printf '%s\n' go.mod go.sum kwok/go.mod kwok/go.sum build.sh
+			printf '%s\n' go.mod go.sum kwok/go.mod kwok/go.sum build.sh ../lib/go.sh
 			find cmd -name '*.go'
 		} | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12
 	)
 }
 
-find_go() {
-	if [[ -n ${GO:-} ]]; then
-		echo "$GO"
-	elif command -v go >/dev/null; then
-		command -v go
-	elif [[ -x /usr/local/go/bin/go ]]; then
-		echo /usr/local/go/bin/go
-	else
-		die "Go is needed to build the test cluster; install it (https://go.dev/dl) or set GO=/path/to/go"
-	fi
-}
 
 # compile OUT_DIR: build all binaries into OUT_DIR.
 compile() {
 	local out=$1 version go
 	version=$(k8s_version)
-	go=$(find_go)
+	go=$(find_go "to build the test cluster")
 	# Stamp the release, or the components report v0.0.0-master.
 	local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$version -X k8s.io/client-go/pkg/version.gitVersion=$version"
-	export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+	go_build_env
 	say "building the control plane of Kubernetes $version with $("$go" env GOVERSION) (a cold build takes a while; log: $out.log)"
 	(cd "$CLUSTER_SRC" && "$go" build -ldflags "$ldflags" -o "$out/" \
 		k8s.io/kubernetes/cmd/kube-apiserver \

@@ -4,10 +4,12 @@
 # differential substitution test (crates/render/tests/substitute_differential.rs) runs this.
 #
 # Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/flux-oracle-<envsubst version>-<source hash>/bin,
-# where the hash covers go.mod, go.sum, main.go and this script.
+# where the hash covers go.mod, go.sum, main.go, this script and e2e/lib/go.sh.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib/go.sh
+source "$SRC/../lib/go.sh"
 CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
 
 die() {
@@ -15,20 +17,9 @@ die() {
 	exit 1
 }
 
-find_go() {
-	if [[ -n ${GO:-} ]]; then
-		echo "$GO"
-	elif command -v go >/dev/null; then
-		command -v go
-	elif [[ -x /usr/local/go/bin/go ]]; then
-		echo /usr/local/go/bin/go
-	else
-		die "Go is needed to build Flux's substitution for the differential test; install it (https://go.dev/dl) or set GO=/path/to/go"
-	fi
-}
 
-version=$(awk '$1 == "github.com/fluxcd/pkg/envsubst" { print $2; exit }' "$SRC/go.mod")
-hash=$(cd "$SRC" && sha256sum go.mod go.sum main.go build.sh | sha256sum | cut -c1-12)
+version=$(go_mod_version "$SRC/go.mod" github.com/fluxcd/pkg/envsubst)
+hash=$(cd "$SRC" && sha256sum go.mod go.sum main.go build.sh ../lib/go.sh | sha256sum | cut -c1-12)
 dir=$CACHE_DIR/flux-oracle-$version-$hash
 bin=$dir/bin/flux-oracle
 if [[ -x $bin ]]; then
@@ -44,8 +35,8 @@ if [[ -x $bin ]]; then
 fi
 partial=$dir/bin.partial.$$
 rm -rf "$partial"
-go=$(find_go)
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false -mod=readonly"
+go=$(find_go "to build Flux's substitution for the differential test")
+go_build_env -mod=readonly
 (cd "$SRC" && "$go" build -o "$partial/flux-oracle" .) >"$dir/build.log" 2>&1 ||
 	{ tail -n 20 "$dir/build.log" >&2; die "go build failed; log: $dir/build.log"; }
 # Publish at once, so an interrupted build is never mistaken for a cache hit.

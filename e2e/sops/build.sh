@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Build the real `sops` and `age` / `age-keygen` tools from their Go modules (pinned in go.mod next
 # to this script) unless the cache already has them, and print the directory that holds them.
-# plumb's SOPS tests call this through plumb-e2e-support (`sops_tools()`), `e2e/deps.sh` calls it
-# so a fresh machine and CI warm the cache, and it can be run alone.
+# plumb's SOPS tests call this through plumb-e2e-support (`SopsTools::get()`), which builds on
+# first use (so a fresh machine and CI need nothing else); it can be run alone to warm the cache.
 #
 # Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/sops-<sops version>-age-<age version>-<source hash>/bin,
-# where the hash covers go.mod, go.sum and this script, so a changed pin builds anew and an
-# unchanged one never does.
+# where the hash covers go.mod, go.sum, this script and e2e/lib/go.sh, so a changed pin builds
+# anew and an unchanged one never does.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../lib/go.sh
+source "$SRC/../lib/go.sh"
 CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
 BINARIES=(sops age age-keygen)
 
@@ -21,30 +23,19 @@ die() {
 
 # module_version MODULE prints the version go.mod pins for MODULE.
 module_version() {
-	awk -v m="$1" '$1 == m { print $2; exit }' "$SRC/go.mod"
+	go_mod_version "$SRC/go.mod" "$1"
 }
 
 source_hash() {
-	(cd "$SRC" && sha256sum go.mod go.sum build.sh | sha256sum | cut -c1-12)
+	(cd "$SRC" && sha256sum go.mod go.sum build.sh ../lib/go.sh | sha256sum | cut -c1-12)
 }
 
-find_go() {
-	if [[ -n ${GO:-} ]]; then
-		echo "$GO"
-	elif command -v go >/dev/null; then
-		command -v go
-	elif [[ -x /usr/local/go/bin/go ]]; then
-		echo /usr/local/go/bin/go
-	else
-		die "Go is needed to build sops and age for the SOPS tests; install it (https://go.dev/dl) or set GO=/path/to/go"
-	fi
-}
 
 # compile OUT_DIR: build the three tools into OUT_DIR in one go build (shared compile).
 compile() {
 	local out=$1 go
-	go=$(find_go)
-	export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+	go=$(find_go "to build sops and age for the SOPS tests")
+	go_build_env
 	say "building sops $(module_version github.com/getsops/sops/v3) and age $(module_version filippo.io/age) with $("$go" env GOVERSION) (log: $out.log)"
 	(cd "$SRC" && "$go" build -ldflags "-s -w" -o "$out/" \
 		github.com/getsops/sops/v3/cmd/sops \

@@ -4,8 +4,8 @@
 # build`'s tests, e2e/deps.sh (so `make test`, `make demo` and .ci/run) and the Dockerfile call it.
 #
 # Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/helm-<helm version>-<source hash>/bin/helm, where the
-# hash covers go.mod, go.sum and this script, so a changed pin builds anew and an unchanged one
-# never does.
+# hash covers go.mod, go.sum, this script and e2e/lib/go.sh, so a changed pin builds anew and an
+# unchanged one never does.
 #
 # The version ldflags matter: a Helm built without them reports itself as "v3.x" and, worse,
 # believes the cluster is Kubernetes v1.20.0 (`.Capabilities.KubeVersion` in `helm template`).
@@ -13,6 +13,8 @@
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=../../../e2e/lib/go.sh
+source "$SRC/../../../e2e/lib/go.sh"
 CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
 
 say() { printf 'helm: %s\n' "$*" >&2; }
@@ -21,31 +23,20 @@ die() {
 	exit 1
 }
 
-find_go() {
-	if [[ -n ${GO:-} ]]; then
-		echo "$GO"
-	elif command -v go >/dev/null; then
-		command -v go
-	elif [[ -x /usr/local/go/bin/go ]]; then
-		echo /usr/local/go/bin/go
-	else
-		die "Go is needed to build Helm; install it (https://go.dev/dl) or set GO=/path/to/go"
-	fi
-}
 
 # module_version MODULE prints the version go.mod pins for MODULE.
 module_version() {
-	awk -v m="$1" '$1 == m { print $2; exit }' "$SRC/go.mod"
+	go_mod_version "$SRC/go.mod" "$1"
 }
 
 source_hash() {
-	(cd "$SRC" && sha256sum go.mod go.sum build.sh | sha256sum | cut -c1-12)
+	(cd "$SRC" && sha256sum go.mod go.sum build.sh ../../../e2e/lib/go.sh | sha256sum | cut -c1-12)
 }
 
 # compile OUT_DIR: build helm into OUT_DIR with the release's version stamps.
 compile() {
 	local out=$1 go version k8s major minor
-	go=$(find_go)
+	go=$(find_go "to build Helm")
 	version=$(module_version helm.sh/helm/v3)
 	[[ -n $version ]] || die "go.mod pins no helm.sh/helm/v3"
 	# Helm's own Makefile derives the default Kubernetes version from client-go: v0.N.P -> 1.N.
@@ -56,7 +47,7 @@ compile() {
 	local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
 	ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
 	ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
-	export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:-} -buildvcs=false -trimpath"
+	go_build_env -trimpath
 	say "building Helm $version with $("$go" env GOVERSION) (a cold build takes a few minutes; log: $out.log)"
 	(cd "$SRC" && "$go" build -ldflags "$ldflags" -o "$out/helm" helm.sh/helm/v3/cmd/helm) >>"$out.log" 2>&1 ||
 		{ tail -n 40 "$out.log" >&2; die "go build of helm failed; log: $out.log"; }
