@@ -165,30 +165,11 @@ impl SshServer {
         ]);
         std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
-        let port = free_port();
-        let config = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
-             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-             PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nLogLevel ERROR\n",
-            p("host_ed25519"),
-            p("authorized_keys"),
-            p("sshd.pid"),
-        );
-        std::fs::write(d.join("sshd_config"), config).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f", &p("sshd_config")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start sshd (apt-get install openssh-server)");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "sshd did not start on port {port}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        // Another process may take the port between free_port and sshd's bind: sshd then exits,
+        // and a new port is tried.
+        let (port, child) = (1..=3)
+            .find_map(|attempt| Self::spawn(d, attempt))
+            .expect("sshd did not start on any of three ports");
         let host_pub = std::fs::read_to_string(d.join("host_ed25519.pub")).unwrap();
         let mut fields = host_pub.split_whitespace();
         let (ty, key) = (fields.next().unwrap(), fields.next().unwrap());
@@ -201,6 +182,50 @@ impl SshServer {
             known_hosts,
             child,
         }
+    }
+
+    /// Starts sshd with host key and authorized keys from `d` on a free port and waits until it
+    /// accepts connections; `None` when it exited first (its log says why).
+    fn spawn(d: &Path, attempt: u32) -> Option<(u16, std::process::Child)> {
+        let p = |f: &str| d.join(f).to_str().unwrap().to_owned();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nPidFile {}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nLogLevel ERROR\n",
+            p("host_ed25519"),
+            p("authorized_keys"),
+            p("sshd.pid"),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let log = d.join(format!("sshd-{attempt}.log"));
+        let mut child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f", &p("sshd_config")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start sshd (apt-get install openssh-server)");
+        // Far above the moment sshd takes, so a loaded machine does not fail the test.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                eprintln!(
+                    "sshd on port {port} exited ({status}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+                return None;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "sshd did not listen on port {port} within 60s: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Some((port, child))
     }
 
     pub fn url(&self, path: &Path) -> String {
