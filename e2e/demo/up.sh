@@ -23,11 +23,42 @@ BIN=$TARGET_DIR/debug
 say() { printf '\ndemo: %s\n' "$*"; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
-# running NAME: succeeds when the demo process NAME is alive.
+# How long each demo process may take to answer after its start.
+READY_TIMEOUT=${PLUMB_DEMO_READY_TIMEOUT:-120}
+
+# running NAME: succeeds when the demo process NAME is alive (a zombie, exited but not yet
+# reaped, is not).
 running() {
-  local pidfile=$DEMO_DIR/$1.pid
-  [[ -f $pidfile ]] && kill -0 "$(<"$pidfile")" 2>/dev/null
+  local pidfile=$DEMO_DIR/$1.pid pid state
+  [[ -f $pidfile ]] || return 1
+  pid=$(<"$pidfile")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  state=$(awk '{ print $3 }' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
 }
+
+# wait_ready NAME WHAT CHECK...: poll CHECK until it succeeds; fail with the end of NAME's log
+# as soon as the process exits, or after READY_TIMEOUT seconds.
+wait_ready() {
+  local name=$1 what=$2 log=$DEMO_DIR/$1.log why=""
+  shift 2
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ! running "$name"; then
+      why="it exited before $what"
+    elif ((SECONDS >= deadline)); then
+      why="no $what after ${READY_TIMEOUT}s"
+    fi
+    if [[ -n $why ]]; then
+      tail -n 20 "$log" | sed 's/^/    /' >&2
+      die "$name failed: $why; log: $log"
+    fi
+    sleep 0.2
+  done
+}
+
+# http_ok URL: the URL answers with a success status.
+http_ok() { curl -sf --max-time 3 -o /dev/null "$1"; }
 
 # port_free NAME VARIABLE PORT: fail early, naming the variable that moves it, when another process
 # listens on PORT (a second demo, or a test's, on this machine).
@@ -85,6 +116,7 @@ fi
 git -C "$DEMO_DIR/work" config user.name "plumb demo"
 git -C "$DEMO_DIR/work" config user.email demo@plumb.dev
 PORTS="PLUMB_DEMO_GIT_PORT=$GIT_PORT" start git-server "$BIN/plumb-git-server" --root "$DEMO_DIR/git" --addr "127.0.0.1:$GIT_PORT"
+wait_ready git-server "answer on port $GIT_PORT" http_ok "http://127.0.0.1:$GIT_PORT/apps.git/info/refs?service=git-upload-pack"
 
 # The demo's controllers watch only its namespace, so tests can run against the same cluster.
 say "starting the controllers (each its own process)"
@@ -101,6 +133,10 @@ start render-controller "$BIN/plumb-render-controller" \
 PORTS="PLUMB_DEMO_SYNC_METRICS_PORT=$SYNC_METRICS_PORT" \
 start sync-controller "$BIN/plumb-sync-controller" --watch-namespace="$NAMESPACE" \
   --metrics-addr="127.0.0.1:$SYNC_METRICS_PORT"
+# Each answers /readyz once it has started and serves; one that failed to start says why at once.
+wait_ready source-controller "/readyz on port $SOURCE_METRICS_PORT" http_ok "http://127.0.0.1:$SOURCE_METRICS_PORT/readyz"
+wait_ready render-controller "/readyz on port $RENDER_METRICS_PORT" http_ok "http://127.0.0.1:$RENDER_METRICS_PORT/readyz"
+wait_ready sync-controller "/readyz on port $SYNC_METRICS_PORT" http_ok "http://127.0.0.1:$SYNC_METRICS_PORT/readyz"
 
 say "creating the GitRepository, the Policy and the Syncs in namespace $NAMESPACE"
 kubectl apply --server-side --field-manager=plumb-demo -f - <<YAML
