@@ -493,7 +493,7 @@ fn config_map(name: &str, value: &str) -> String {
 }
 
 /// A repository with the given files (relative path → bytes), committed on `main`.
-async fn repo_with(files: &[(&str, Vec<u8>)]) -> GitFixture {
+async fn repo_with<P: AsRef<std::path::Path>>(files: &[(P, Vec<u8>)]) -> GitFixture {
     let git = GitFixture::new().await.unwrap();
     for (path, bytes) in files {
         let file = git.work().join(path);
@@ -734,8 +734,7 @@ async fn trees(s: &mut Suite) {
     let many: Vec<(String, Vec<u8>)> = (0..MAX_TREE_ENTRIES + 500)
         .map(|i| (format!("d{}/f{i}.txt", i % 10), text("x")))
         .collect();
-    let refs: Vec<(&str, Vec<u8>)> = many.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
-    let git = repo_with(&refs).await;
+    let git = repo_with(&many).await;
     s.tree_case(
         "repository: 2500 files (limit 2000 tree entries)",
         "tree-entries",
@@ -749,8 +748,7 @@ async fn trees(s: &mut Suite) {
     let files: Vec<(String, Vec<u8>)> = (0..12)
         .map(|i| (format!("n{i}.bin"), noise(900 << 10, 10 + i)))
         .collect();
-    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
-    let git = repo_with(&refs).await;
+    let git = repo_with(&files).await;
     s.tree_case(
         "repository: 10.5 MiB pack (fetch limit 8 MiB; stops mid-transfer)",
         "tree-pack",
@@ -764,8 +762,7 @@ async fn trees(s: &mut Suite) {
     let files: Vec<(String, Vec<u8>)> = (0..6)
         .map(|i| (format!("n{i}.bin"), noise(800 << 10, 40 + i)))
         .collect();
-    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(p, b)| (p.as_str(), b.clone())).collect();
-    let git = repo_with(&refs).await;
+    let git = repo_with(&files).await;
     s.tree_case(
         "repository: 4.7 MiB artifact (limit 4 MiB)",
         "tree-artifact",
