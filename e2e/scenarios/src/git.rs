@@ -8,6 +8,9 @@ use plumb_git_server::{Auth, GitServer};
 
 use crate::{Error, Result, io};
 
+/// How long a restarted git server may wait for its port.
+const RESTART_WITHIN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A served repository with a work tree; the server stops and the files go when dropped.
 pub struct GitFixture {
     dir: tempfile::TempDir,
@@ -53,16 +56,48 @@ impl GitFixture {
     }
 
     /// Starts (or restarts, on the same port) the HTTP server.
+    ///
+    /// The first start takes a port from below the ephemeral range
+    /// ([`plumb_e2e_support::free_addr`]): while the server is stopped, no outbound connection
+    /// can take its port, so a restart finds it free. A restart waits for the stopped server to
+    /// let go of the port (its task ends on the runtime, a moment after the stop).
     pub async fn start_server(&mut self) -> Result<()> {
-        let addr = if self.addr.is_empty() {
-            "127.0.0.1:0"
+        let server = if self.addr.is_empty() {
+            self.first_start().await?
         } else {
-            &self.addr
+            let addr = self.addr.clone();
+            let root = self.served();
+            plumb_e2e_support::wait_for(
+                &format!("the git server's port {addr} to be free again"),
+                RESTART_WITHIN,
+                || {
+                    let (addr, root) = (addr.clone(), root.clone());
+                    async move {
+                        match GitServer::start_on(&addr, root, Auth::None).await {
+                            Ok(server) => Ok(Some(server)),
+                            Err(e) => Err(e),
+                        }
+                    }
+                },
+            )
+            .await?
         };
-        let server = GitServer::start_on(addr, self.served(), Auth::None).await?;
         self.addr = server.addr().to_string();
         self.server = Some(server);
         Ok(())
+    }
+
+    /// Binds a free port; should another process take it first, another (three tries).
+    async fn first_start(&self) -> Result<GitServer> {
+        let mut attempt = 1;
+        loop {
+            let addr = plumb_e2e_support::free_addr()?.to_string();
+            match GitServer::start_on(&addr, self.served(), Auth::None).await {
+                Ok(server) => return Ok(server),
+                Err(e) if attempt == 3 => return Err(e.into()),
+                Err(_) => attempt += 1,
+            }
+        }
     }
 
     /// Stops the HTTP server, as when a git host goes down.

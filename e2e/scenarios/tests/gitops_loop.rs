@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(90);
 
 /// How long a drift watch may take to heal an edit or a deletion. The Syncs' interval is 1h, so
 /// a heal within this bound was a watch's doing, not the periodic reconcile's.
-const HEAL_WITHIN: Duration = Duration::from_secs(30);
+const HEAL_WITHIN: Duration = Duration::from_secs(60);
 
 fn deployment(name: &str, image: &str) -> String {
     format!(
