@@ -1,6 +1,7 @@
 //! `GitRepository` (`source.plumb.dev/v1`): a Git repository the source controller fetches and
 //! publishes as a digest-verified tarball artifact.
 
+use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -154,6 +155,12 @@ pub struct GitRepositoryStatus {
     /// The latest published tarball of the fetched tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<Artifact>,
+
+    /// When the commit of `artifact.revision` was made (its committer's time, as Git records
+    /// it), so a reader sees how old what runs is without a checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub commit_time: Option<Timestamp>,
 
     /// The `plumb.dev/requested-at` annotation value handled last.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -80,10 +80,10 @@ impl Context {
 
 /// What a fetch produced.
 enum Fetched {
-    /// The wanted revision is already published.
-    Unchanged,
-    /// A new artifact was stored.
-    New(Artifact),
+    /// The wanted revision is already published; when its commit was made.
+    Unchanged(Option<jiff::Timestamp>),
+    /// A new artifact was stored, and when its commit was made.
+    New(Artifact, Option<jiff::Timestamp>),
 }
 
 /// The watch predicate of the controller: a hash of what a reconcile must follow (the spec's
@@ -224,7 +224,11 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
     let result = fetch_and_store(&obj, &ctx, &mut status).await;
     let action = match result {
         Ok(fetched) => {
-            if let Fetched::New(artifact) = fetched {
+            if let Fetched::Unchanged(Some(time)) = fetched {
+                // An artifact published before this field existed gets it at the next poll.
+                status.commit_time = Some(time);
+            }
+            if let Fetched::New(artifact, commit_time) = fetched {
                 if let Some(size) = artifact.size {
                     ctx.metrics.observe_artifact_size(
                         KIND,
@@ -238,6 +242,7 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
                     .normal(obj.as_ref(), "NewArtifact", "Fetch", &msg)
                     .await;
                 status.artifact = Some(artifact);
+                status.commit_time = commit_time;
             }
             let revision = status
                 .artifact
@@ -390,7 +395,7 @@ impl FetchJob {
                 .map_err(|e| Error::Ref(RefError::NotFound(e.to_string())))?;
             if current.revision == wanted && self.storage.exists(&self.key, &file_of(commit)) {
                 tracing::debug!(revision = %wanted, "no new commit; nothing fetched");
-                return Ok(Fetched::Unchanged);
+                return Ok(Fetched::Unchanged(git::commit_time(&repo, commit)));
             }
         }
         let known = target
@@ -438,13 +443,14 @@ impl FetchJob {
         if let Err(e) = self.storage.gc(&self.key, self.keep, &file) {
             tracing::warn!(error = %e, "garbage-collecting old artifacts failed");
         }
-        Ok(Fetched::New(Artifact {
+        let artifact = Artifact {
             revision,
             digest: stored.digest,
             url: Storage::url(&self.base_url, &self.key, &file),
             size: i64::try_from(stored.size).ok(),
             last_update_time: jiff::Timestamp::now(),
-        }))
+        };
+        Ok(Fetched::New(artifact, git::commit_time(&repo, &commit)))
     }
 }
 

@@ -549,6 +549,14 @@ pub fn has_commit(repo: &Repository, commit: &str) -> bool {
     git2::Oid::from_str(commit).is_ok_and(|oid| repo.find_commit(oid).is_ok())
 }
 
+/// When `commit` was made: its committer's time (the time `git log` shows with `%cI`), or
+/// `None` when the cache lacks the commit.
+pub fn commit_time(repo: &Repository, commit: &str) -> Option<jiff::Timestamp> {
+    let oid = git2::Oid::from_str(commit).ok()?;
+    let time = repo.find_commit(oid).ok()?.committer().when();
+    jiff::Timestamp::from_second(time.seconds()).ok()
+}
+
 /// Whether `commit` is `tip` or one of its ancestors.
 pub fn reachable_from(repo: &Repository, commit: &str, tip: &str) -> Result<bool, GitError> {
     let parse =

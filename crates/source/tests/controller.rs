@@ -275,6 +275,13 @@ async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifact
 
     let first = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c1}")).await;
     let a1 = first.status.clone().unwrap().artifact.unwrap();
+    // When the commit was made, as Git records it (committer time).
+    let committed = |commit: &str| -> i64 {
+        let seconds = support::git(&up.work, &["log", "-1", "--format=%ct", commit]);
+        seconds.trim().parse().unwrap()
+    };
+    let commit_time = |obj: &GitRepository| obj.status.as_ref()?.commit_time.map(|t| t.as_second());
+    assert_eq!(commit_time(&first), Some(committed(&c1)));
     assert!(
         a1.url.starts_with(&ctrl.base_url)
             && a1
@@ -313,6 +320,7 @@ async fn new_commit_yields_new_revision_and_digest_and_deletion_removes_artifact
     let second = wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c2}")).await;
     let a2 = second.status.clone().unwrap().artifact.unwrap();
     assert_ne!(a1.digest, a2.digest);
+    assert_eq!(commit_time(&second), Some(committed(&c2)));
     assert_eq!(
         second.status.as_ref().unwrap().observed_generation,
         second.metadata.generation

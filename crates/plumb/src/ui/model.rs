@@ -205,6 +205,11 @@ pub struct SyncRow {
     pub policies: Vec<String>,
 }
 
+/// `t` as the pages show times: UTC, to the second.
+fn utc(t: &jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// One GitRepository in the overview, with the Syncs using it.
 #[derive(Debug, Clone)]
 pub struct SourceRow {
@@ -216,6 +221,8 @@ pub struct SourceRow {
     pub url: String,
     /// The artifact's revision, shortened.
     pub revision: Option<String>,
+    /// When the artifact's commit was made (its committer's time).
+    pub committed: Option<String>,
     /// When the artifact was published.
     pub published: Option<String>,
     /// Ready (or "Not found").
@@ -316,11 +323,8 @@ pub fn overview(
                 .artifact
                 .as_ref()
                 .map(|a| short_revision(&a.revision.to_string())),
-            published: status.artifact.as_ref().map(|a| {
-                a.last_update_time
-                    .strftime("%Y-%m-%d %H:%M:%S UTC")
-                    .to_string()
-            }),
+            committed: status.commit_time.as_ref().map(utc),
+            published: status.artifact.as_ref().map(|a| utc(&a.last_update_time)),
             state: condition_state(&status.conditions, condition_type::READY, repo.spec.suspend),
             syncs: by_source
                 .remove(&(ns.clone(), name.clone()))
@@ -333,6 +337,7 @@ pub fn overview(
         out.sources.push(SourceRow {
             url: String::new(),
             revision: None,
+            committed: None,
             published: None,
             state: State::new(
                 Level::Bad,
@@ -383,9 +388,13 @@ pub fn chain(sync: &Sync, source: Option<&GitRepository>) -> Vec<Step> {
     let source_step = match source {
         Some(repo) => {
             let s = repo.status.clone().unwrap_or_default();
+            let committed = s
+                .commit_time
+                .map(|t| format!(", committed {}", utc(&t)))
+                .unwrap_or_default();
             let revision = s
                 .artifact
-                .map(|a| format!(" at {}", short_revision(&a.revision.to_string())))
+                .map(|a| format!(" at {}{committed}", short_revision(&a.revision.to_string())))
                 .unwrap_or_default();
             Step {
                 title: "Source",
@@ -761,6 +770,41 @@ mod tests {
         assert_eq!(o.sources[0].syncs[0].policies, ["prod-only"]);
         assert_eq!(o.sources[1].state.label, "Not found");
         assert_eq!(o.sources[1].syncs[0].drifted, ["team_cfg__ConfigMap"]);
+    }
+
+    #[test]
+    fn a_source_shows_when_its_commit_was_made() {
+        let repo: GitRepository = serde_json::from_value(json!({
+            "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
+            "metadata": { "name": "apps", "namespace": "team" },
+            "spec": { "url": "https://example.com/apps.git" },
+            "status": {
+                "artifact": {
+                    "revision": "main@sha1:0123456789abcdef0123456789abcdef01234567",
+                    "digest": format!("sha256:{}", "ab".repeat(32)),
+                    "url": "http://source/gitrepository/team/apps/x.tar.gz",
+                    "lastUpdateTime": "2026-11-29T10:00:00Z"
+                },
+                "commitTime": "2026-11-28T09:30:00Z"
+            }
+        }))
+        .unwrap();
+        let labels = |_: &Sync| BTreeMap::new();
+        let tracked = |_: &str, _: &str| Vec::new();
+        let o = overview(&[Arc::new(repo.clone())], &[], &[], &labels, &tracked);
+        assert_eq!(
+            o.sources[0].committed.as_deref(),
+            Some("2026-11-28 09:30:00 UTC")
+        );
+        assert_eq!(
+            o.sources[0].published.as_deref(),
+            Some("2026-11-29 10:00:00 UTC")
+        );
+        let steps = chain(&sync(json!({})), Some(&repo));
+        assert_eq!(
+            steps[0].subject,
+            "GitRepository team/apps at main@0123456789ab, committed 2026-11-28 09:30:00 UTC"
+        );
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub struct Frame<'a> {
     pub scope: &'a str,
     /// This process's CSRF token.
     pub csrf: &'a str,
+    /// The store's version the page was built at (see `Store::version`).
+    pub version: u64,
 }
 
 /// A whole page around `content`; `filter` adds the overview's filter box.
@@ -35,7 +37,7 @@ pub fn page(frame: &Frame<'_>, title: &str, filter: bool, content: Markup) -> Ma
                 link rel="stylesheet" href="/assets/app.css";
                 script src="/assets/app.js" defer {}
             }
-            body {
+            body data-version=(frame.version) {
                 a.skip href="#live" { "Skip to content" }
                 header.top {
                     a.brand href="/" { "plumb" }
@@ -122,6 +124,7 @@ pub fn overview(o: &Overview, problems: &[(String, String)]) -> Markup {
                 dl.facts {
                     @if !s.url.is_empty() { dt { "URL" } dd { code { (s.url) } } }
                     dt { "Revision" } dd { code { (s.revision.as_deref().unwrap_or("none yet")) } }
+                    @if let Some(c) = &s.committed { dt { "Committed" } dd { (c) } }
                     @if let Some(p) = &s.published { dt { "Artifact published" } dd { (p) } }
                     @if !s.state.message.is_empty() {
                         dt { "Why" } dd { code.reason { (s.state.reason) } " " (s.state.message) }
@@ -222,9 +225,17 @@ fn action_button(
     label: &str,
     prompt: &str,
 ) -> Markup {
+    // An id that survives the page's updates (they restore focus by id), and suspend/resume
+    // swapping places.
+    let slot = if matches!(verb, "suspend" | "resume") {
+        "suspension"
+    } else {
+        verb
+    };
     html! {
-        button.action type="button" data-kind=(kind) data-namespace=(namespace) data-name=(name)
-            data-verb=(verb) data-prompt=(prompt) { (label) }
+        button.action #(format!("action-{kind}-{slot}")) type="button" data-kind=(kind)
+            data-namespace=(namespace) data-name=(name) data-verb=(verb) data-prompt=(prompt)
+            { (label) }
     }
 }
 
@@ -450,6 +461,7 @@ mod tests {
                 name: "a\"onmouseover=\"x".into(),
                 url: evil.into(),
                 revision: None,
+                committed: None,
                 published: None,
                 state: state.clone(),
                 syncs: vec![SyncRow {

@@ -116,21 +116,38 @@ fn scope_label(scope: Option<&str>) -> String {
     }
 }
 
-/// The whole page, or only its content when the page's script asks for it to swap in.
-fn respond(app: &App, headers: &HeaderMap, title: &str, filter: bool, content: Markup) -> Response {
+/// The header that tells the page's script which version of the cluster a fragment shows.
+const VERSION_HEADER: &str = "x-plumb-version";
+
+/// The whole page, or only its content when the page's script asks for it to swap in;
+/// `version` is the store's version read before `content` was built.
+fn respond(
+    app: &App,
+    headers: &HeaderMap,
+    version: u64,
+    title: &str,
+    filter: bool,
+    content: Markup,
+) -> Response {
     if headers.contains_key("x-plumb-fragment") {
-        return Html(content.into_string()).into_response();
+        return (
+            [(VERSION_HEADER, version.to_string())],
+            Html(content.into_string()),
+        )
+            .into_response();
     }
     let scope = scope_label(app.scope.as_deref());
     let frame = Frame {
         scope: &scope,
         csrf: app.guard.csrf(),
+        version,
     };
     Html(pages::page(&frame, title, filter, content).into_string()).into_response()
 }
 
 async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
     let store = &app.store;
+    let version = store.version();
     let labels = |sync: &plumb_api::Sync| model::namespace_labels(store, sync);
     let drifted = |ns: &str, name: &str| app.trackers.drifted(ns, name);
     let o = model::overview(
@@ -148,6 +165,7 @@ async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
     respond(
         &app,
         &headers,
+        version,
         "Overview",
         true,
         pages::overview(&o, &problems),
@@ -160,9 +178,11 @@ async fn sync_page(
     headers: HeaderMap,
 ) -> Response {
     let store = &app.store;
+    let version = store.version();
     let Some(sync) = store.syncs.get(&ObjectRef::new(&name).within(&namespace)) else {
         let what = format!("Sync {namespace}/{name}");
-        let mut response = respond(&app, &headers, &what, false, pages::not_found(&what));
+        let not_found = pages::not_found(&what);
+        let mut response = respond(&app, &headers, version, &what, false, not_found);
         *response.status_mut() = StatusCode::NOT_FOUND;
         return response;
     };
@@ -218,16 +238,26 @@ async fn sync_page(
         policies,
     };
     let title = format!("Sync {namespace}/{name}");
-    respond(&app, &headers, &title, false, pages::sync_page(&view))
+    respond(
+        &app,
+        &headers,
+        version,
+        &title,
+        false,
+        pages::sync_page(&view),
+    )
 }
 
-/// A `change` event whenever something the pages show changed (several changes may arrive as
-/// one), until the server stops.
+/// A `change` event with the store's version at once, then whenever something the pages show
+/// changed (several changes may arrive as one), until the server stops. The first event lets a
+/// page catch up with changes made between its build and the stream's start (or while the
+/// stream was reconnecting).
 async fn events(
     State(app): State<App>,
     mut closing: watch::Receiver<bool>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let changes = app.store.subscribe();
+    let mut changes = app.store.subscribe();
+    changes.mark_changed();
     let stream = futures::stream::unfold(changes, |mut changes| async move {
         changes.changed().await.ok()?;
         let n = *changes.borrow_and_update();

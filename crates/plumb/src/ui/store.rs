@@ -103,6 +103,12 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// The number of changes so far: a page built after reading it shows at least this
+    /// version of the cluster, and the event stream tells it of any later one.
+    pub fn version(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
     /// Marks that something the page shows changed (for state kept outside the watches).
     pub fn bump(&self) {
         self.changes.send_modify(|n| *n += 1);

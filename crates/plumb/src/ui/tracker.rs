@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::api::{DynamicObject, Patch, PatchParams};
@@ -25,8 +26,11 @@ use super::intent::Artifacts;
 use super::model;
 use super::store::Store;
 
-/// Seconds before a failed download of the rendered objects is tried again (on the next change).
-const RETRY_SECS: u64 = 10;
+/// How long after a failed download of the rendered objects it is tried again.
+const RETRY: Duration = Duration::from_secs(10);
+
+/// The longest pause between two attempts to find out how the cluster serves a kind.
+const RESOLVE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// How many drift transitions a Sync's page lists.
 const ACTIVITY_KEPT: usize = 50;
@@ -77,15 +81,25 @@ pub struct Tracked {
     pub listed: HashSet<GroupVersionKind>,
     intents: HashMap<ObjectId, Intent>,
     intent_key: Option<(Digest, String)>,
-    /// The key whose load failed last, and when: retried on a later change, not in a loop.
-    failed: Option<((Digest, String), std::time::Instant)>,
+    /// The key whose load failed last, and when: retried [`RETRY`] later, not in a loop.
+    failed: Option<((Digest, String), Instant)>,
     watched: HashSet<GroupVersionKind>,
 }
 
-type Shared = Arc<Mutex<Tracked>>;
+/// The tracked state of one Sync, and the turn its observers take.
+#[derive(Default)]
+struct Cell {
+    state: Mutex<Tracked>,
+    /// Held while an object is compared and recorded, and while new rendered objects replace
+    /// the old: a comparison made against objects that were replaced meanwhile, or with a live
+    /// object older than the one recorded meanwhile, would otherwise be recorded last and stay.
+    turn: tokio::sync::Mutex<()>,
+}
+
+type Shared = Arc<Cell>;
 
 fn lock(t: &Shared) -> std::sync::MutexGuard<'_, Tracked> {
-    t.lock().unwrap_or_else(PoisonError::into_inner)
+    t.state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The tracked Syncs of this process.
@@ -149,7 +163,8 @@ impl Trackers {
     }
 
     /// Follows the Sync: loads what it applied whenever its rendered artifact or the governing
-    /// drift ignores change, and starts a watch for each new kind in its inventory.
+    /// drift ignores change (and again [`RETRY`] after a failed load), and starts a watch for
+    /// each new kind in its inventory.
     async fn follow(self, key: (String, String), state: Shared) {
         let mut changes = self.store.subscribe();
         loop {
@@ -159,8 +174,26 @@ impl Trackers {
                 self.watch_new_kinds(&sync, &state);
                 self.load_intent(&sync, &state).await;
             }
-            if changes.changed().await.is_err() {
-                return;
+            // A load that failed is tried again at its time; one whose time has passed was
+            // tried above, or has nothing to try (the Sync or its artifact is gone).
+            let retry_at = lock(&state)
+                .failed
+                .as_ref()
+                .map(|(_, at)| *at + RETRY)
+                .filter(|at| *at > Instant::now());
+            let retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = retry => {}
             }
         }
     }
@@ -181,9 +214,10 @@ impl Trackers {
         );
         {
             let s = lock(state);
-            let failed_lately = s.failed.as_ref().is_some_and(|(k, at)| {
-                *k == key && at.elapsed() < std::time::Duration::from_secs(RETRY_SECS)
-            });
+            let failed_lately = s
+                .failed
+                .as_ref()
+                .is_some_and(|(k, at)| *k == key && at.elapsed() < RETRY);
             if s.intent_key.as_ref() == Some(&key) || failed_lately {
                 return;
             }
@@ -199,7 +233,7 @@ impl Trackers {
                 tracing::warn!(url = %artifact.url, error = %e, "loading the rendered objects failed");
                 let mut s = lock(state);
                 s.problems.insert("rendered objects".into(), e);
-                s.failed = Some((key, std::time::Instant::now()));
+                s.failed = Some((key, Instant::now()));
                 drop(s);
                 self.store.bump();
                 return;
@@ -226,9 +260,13 @@ impl Trackers {
                 },
             );
         }
+        // Replaced and compared again in one turn, so no comparison with the old objects is
+        // recorded after these.
+        let _turn = state.turn.lock().await;
         let live: Vec<(ObjectId, Value)> = {
             let mut s = lock(state);
             s.problems.remove("rendered objects");
+            s.failed = None;
             s.intents = intents;
             s.intent_key = Some(key);
             s.objects
@@ -237,7 +275,7 @@ impl Trackers {
                 .collect()
         };
         for (id, obj) in live {
-            self.observe(state, id, Some(obj)).await;
+            self.record(state, id, Some(obj)).await;
         }
         self.store.bump();
     }
@@ -269,6 +307,9 @@ impl Trackers {
         }
         match kube::discovery::pinned_kind(&self.client, gvk).await {
             Ok((ar, caps)) => {
+                lock(state)
+                    .problems
+                    .remove(&format!("kind {}", api_version_kind(gvk)));
                 let found = (ar, caps.scope == Scope::Namespaced);
                 self.kinds
                     .lock()
@@ -313,9 +354,16 @@ impl Trackers {
         gvk: GroupVersionKind,
         state: Shared,
     ) {
-        let Some((resource, _)) = self.resolve(&gvk, &state).await else {
+        // Until the cluster says how it serves the kind (discovery can fail for a while, e.g.
+        // while the API server restarts), try again with a growing pause, the problem shown.
+        let mut pause = Duration::from_secs(1);
+        let resource = loop {
+            if let Some((resource, _)) = self.resolve(&gvk, &state).await {
+                break resource;
+            }
             self.store.bump();
-            return;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RESOLVE_BACKOFF_MAX);
         };
         let topic = format!("watch of {}", api_version_kind(&gvk));
         tracing::debug!(kind = %api_version_kind(&gvk), sync = %format!("{namespace}/{name}"), "watching");
@@ -370,8 +418,15 @@ impl Trackers {
         }
     }
 
-    /// Records the live state of `id` (`None`: deleted), its drift, and the transition.
+    /// Records the live state of `id` (`None`: deleted), its drift, and the transition, in its
+    /// turn.
     async fn observe(&self, state: &Shared, id: ObjectId, live: Option<Value>) {
+        let _turn = state.turn.lock().await;
+        self.record(state, id, live).await;
+    }
+
+    /// [`Trackers::observe`] for a caller that holds the turn.
+    async fn record(&self, state: &Shared, id: ObjectId, live: Option<Value>) {
         let drift = match &live {
             Some(obj) => self.compare(state, &id, obj).await,
             None if lock(state).intents.contains_key(&id) => ObjectDrift::Missing,

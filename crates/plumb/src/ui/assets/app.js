@@ -37,6 +37,10 @@
     }
   }
 
+  // The version of the cluster the content shows (the server counts changes); the event
+  // stream sends the current one when it connects and after every change.
+  let shown = null;
+
   // Swaps in the page's current content, keeping open <details> and the focused element.
   let inFlight = false;
   let again = false;
@@ -54,7 +58,9 @@
           cache: "no-store",
         });
         if (!response.ok && response.status !== 404) break;
+        const version = response.headers.get("X-Plumb-Version");
         const html = await response.text();
+        if (version !== null) shown = version;
         const main = live();
         const open = Array.from(main.querySelectorAll("details[open]")).map((d) => d.id);
         const focused = document.activeElement && main.contains(document.activeElement)
@@ -80,9 +86,14 @@
   }
 
   function connect() {
+    shown = document.body.dataset.version || null;
     const source = new EventSource("/events");
     source.addEventListener("open", () => setStatus("Live", "good"));
-    source.addEventListener("change", refresh);
+    // The first event after each (re)connection carries the current version: changes made
+    // since the page was built, or while the stream was down, are fetched then.
+    source.addEventListener("change", (event) => {
+      if (event.data !== shown) refresh();
+    });
     // EventSource reconnects by itself; say so meanwhile.
     source.addEventListener("error", () => setStatus("Reconnecting…", "progress"));
   }
@@ -122,7 +133,11 @@
       } catch (e) {
         notice("The action could not be sent: " + e);
       }
-      refresh();
+      await refresh();
+      // Back to the button that opened the dialog, for keyboard users, unless they moved on.
+      const back = dialog.returnFocus && document.getElementById(dialog.returnFocus);
+      const lost = !document.activeElement || document.activeElement === document.body;
+      if (back && lost) back.focus();
     });
   }
 
