@@ -1,10 +1,11 @@
 //! Who may download artifacts: only the plumb controllers, proven by a bearer token they share.
 //!
 //! A rendered artifact may hold Secrets, so the artifact servers (source and render) answer a
-//! request only when it carries `Authorization: Bearer <token>`. The token lives in a Secret
-//! (key [`TOKEN_KEY`]) that every controller reads at start-up, and the first one to start
-//! creates with a random value, so `kubectl apply -k config/` alone sets it up. The fetchers
-//! (render, sync) send it with every artifact request ([`client_builder`]).
+//! request only when it carries `Authorization: Bearer <token>` (or the token in
+//! [`TOKEN_HEADER`], which passes through the API server's service proxy). The token lives in
+//! a Secret (key [`TOKEN_KEY`]) that every controller reads at start-up, and the first one to
+//! start creates with a random value, so `kubectl apply -k config/` alone sets it up. The
+//! fetchers (render, sync) send it with every artifact request ([`client_builder`]).
 //!
 //! Without a configured Secret the servers answer everyone, as before, for single-machine and
 //! development setups; a warning says so at start-up.
@@ -30,6 +31,11 @@ pub const TOKEN_KEY: &str = "token";
 
 /// The name `config/` gives the shared Secret.
 pub const DEFAULT_SECRET_NAME: &str = "plumb-artifact-token";
+
+/// The request header that may carry the token instead of `Authorization`: the Kubernetes API
+/// server's service proxy (how `plumb ui` reaches an artifact server from outside the cluster)
+/// authenticates the user with `Authorization` and removes it, but passes this one on.
+pub const TOKEN_HEADER: &str = "x-plumb-artifact-token";
 
 /// The fewest characters a token may have (a generated one has 64).
 pub const MIN_TOKEN_LEN: usize = 32;
@@ -125,7 +131,26 @@ impl ArtifactToken {
         else {
             return false;
         };
+        self.is(presented)
+    }
+
+    /// Whether a [`TOKEN_HEADER`] value is this token (the value alone, no scheme).
+    pub fn accepts_plain(&self, value: Option<&HeaderValue>) -> bool {
+        value
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|presented| self.is(presented.trim()))
+    }
+
+    fn is(&self, presented: &str) -> bool {
         bool::from(sha256(presented.as_bytes()).ct_eq(&self.0.hash))
+    }
+
+    /// The token as the value of a [`TOKEN_HEADER`] header, marked sensitive.
+    pub fn plain_header(&self) -> HeaderValue {
+        // `new` admits only visible ASCII, which is always a valid header value.
+        let mut v = HeaderValue::from_str(&self.0.value).unwrap_or(HeaderValue::from_static(""));
+        v.set_sensitive(true);
+        v
     }
 
     /// The `Authorization` header a fetcher sends, marked sensitive so it is never logged.
@@ -151,7 +176,10 @@ pub fn require(router: Router, token: Option<ArtifactToken>) -> Router {
 }
 
 async fn check(State(token): State<ArtifactToken>, req: Request, next: Next) -> Response {
-    if token.accepts(req.headers().get(header::AUTHORIZATION)) {
+    let headers = req.headers();
+    if token.accepts(headers.get(header::AUTHORIZATION))
+        || token.accepts_plain(headers.get(TOKEN_HEADER))
+    {
         next.run(req).await
     } else {
         (
@@ -497,5 +525,22 @@ mod tests {
 
         let resp = plain.get(format!("{open}/a/b/c/d")).send().await.unwrap();
         assert_eq!(resp.text().await.unwrap(), "artifact");
+
+        // The header that passes through the API server's service proxy.
+        let resp = plain
+            .get(format!("{guarded}/a/b/c/d"))
+            .header(TOKEN_HEADER, t.plain_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.text().await.unwrap(), "artifact");
+        let resp = plain
+            .get(format!("{guarded}/a/b/c/d"))
+            .header(TOKEN_HEADER, format!("{}b", "a".repeat(39)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     }
 }

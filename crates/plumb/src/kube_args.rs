@@ -16,6 +16,12 @@ pub struct Target {
 impl Target {
     /// A client for the chosen context, and the namespace to work in.
     pub async fn connect(&self) -> anyhow::Result<(Client, String)> {
+        let (config, namespace) = self.config().await?;
+        Ok((Client::try_from(config)?, namespace))
+    }
+
+    /// The client configuration [`Target::connect`] uses, and the namespace to work in.
+    pub async fn config(&self) -> anyhow::Result<(Config, String)> {
         let options = kube::config::KubeConfigOptions {
             context: self.context.clone(),
             ..Default::default()
@@ -33,6 +39,6 @@ impl Target {
             .namespace
             .clone()
             .unwrap_or_else(|| config.default_namespace.clone());
-        Ok((Client::try_from(config)?, namespace))
+        Ok((config, namespace))
     }
 }

@@ -55,7 +55,13 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     }
     // reqwest (artifact downloads) uses rustls without a process-wide provider chosen.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let (client, namespace) = args.target.connect().await?;
+    let (config, namespace) = args.target.config().await?;
+    let client = kube::Client::try_from(config.clone())?;
+    // Artifacts through the API server's service proxy: its 503 (no endpoints) is an answer,
+    // not a reason to retry for minutes, as the client's default policy would.
+    let mut no_retry = config;
+    no_retry.default_retry = false;
+    let proxy_client = kube::Client::try_from(no_retry)?;
     let scope = (!args.all_namespaces).then_some(namespace);
     let token = match &args.artifact_token_secret {
         Some(secret) => Some(intent::read_token(&client, secret, scope.as_deref()).await?),
@@ -67,7 +73,7 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let bound = listener.local_addr()?;
     let store = store::Store::start(client.clone(), scope.clone());
     store.wait_listed().await;
-    let artifacts = intent::Artifacts::new(token)?;
+    let artifacts = intent::Artifacts::new(proxy_client, token)?;
     let trackers = tracker::Trackers::new(client.clone(), store.clone(), artifacts);
     let guard = guard::Guard::new(bound, args.allow_non_loopback)?;
     let app = server::App {
