@@ -28,6 +28,9 @@ for arg in "$@"; do
 	esac
 done
 
+# chromium: the `plumb ui` tests drive the page in a real headless browser (cluster tests only).
+((need_go)) && PACKAGES+=(chromium)
+
 say() { printf 'deps: %s\n' "$*"; }
 fail() {
 	printf 'deps: error: %s\n' "$*" >&2

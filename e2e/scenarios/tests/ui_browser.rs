@@ -1,0 +1,463 @@
+//! `plumb ui` in a real headless Chromium against the local cluster and the three controllers:
+//! the overview lists the objects, a `kubectl scale` shows as drift and then healed on the open
+//! page without a reload, a suspended Sync shows the drifted fields as a diff, reconcile-now
+//! (by keyboard) changes `lastHandledReconcileAt`, and a Policy denial names the rule and the
+//! object. Screenshots go to `<target>/tmp/ui-screenshots/`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod browser;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use browser::Browser;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
+use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, SCOPE_LABEL};
+use plumb_e2e_support::{TestNamespace, wait_for};
+use serde_json::json;
+
+/// Bound on the controllers reaching a state (a failure bound, not a timing assertion).
+const WAIT: Duration = Duration::from_secs(90);
+/// Bound on the page showing what the cluster already shows (a failure bound: the shared test
+/// machine can be slow).
+const PAGE: Duration = Duration::from_secs(90);
+
+fn deployment(replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{ app: web }}
+  template:
+    metadata:
+      labels: {{ app: web }}
+    spec:
+      containers:
+        - name: main
+          image: registry.example.com/web:1.0.0
+"
+    )
+}
+
+fn settings(value: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: \"{value}\"\n"
+    )
+}
+
+/// `plumb ui` as a user runs it, in its own process.
+struct Ui {
+    child: Child,
+    url: String,
+}
+
+impl Ui {
+    fn start(namespace: &str) -> Self {
+        let root = plumb_e2e_support::repo_root();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "plumb", "--bin", "plumb"])
+            .current_dir(&root)
+            .status()
+            .expect("running cargo");
+        assert!(built.success(), "building plumb failed");
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        let mut child = Command::new(target.join("debug/plumb"))
+            .args(["ui", "--addr", "127.0.0.1:0", "-n", namespace])
+            .arg(format!(
+                "--artifact-token-secret={namespace}/{ARTIFACT_TOKEN_SECRET}"
+            ))
+            .env("KUBECONFIG", plumb_e2e_support::kubeconfig_path())
+            .env("RUST_LOG", "info,plumb=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting plumb ui");
+        let mut line = String::new();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        // Its log follows on stdout: into a file beside the screenshots, so the pipe never fills.
+        let log_path = screenshot_dir().join("plumb-ui.log");
+        let mut log = std::fs::File::create(&log_path).unwrap();
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut log));
+        eprintln!("plumb ui log: {}", log_path.display());
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("plumb ui printed no URL: {line:?}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Self { child, url }
+    }
+}
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn shoot(browser: &Browser, name: &str) {
+    let path = screenshot_dir().join(name);
+    browser.screenshot(&path).await.unwrap();
+    eprintln!("screenshot: {}", path.display());
+}
+
+/// Waits until the text of `selector` on the page satisfies `ok`, and returns it.
+async fn page_shows(
+    browser: &Browser,
+    what: &str,
+    selector: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
+    wait_for(what, PAGE, || async {
+        let text = browser.text(selector).await?;
+        Ok::<_, String>(ok(&text).then_some(text))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\npage now:\n{}", page_text(browser)))
+}
+
+fn page_text(browser: &Browser) -> String {
+    // Best effort, for failure messages only.
+    futures::executor::block_on(browser.text("body")).unwrap_or_default()
+}
+
+fn kubectl(args: &[&str]) {
+    let out = Command::new("kubectl")
+        .arg(format!(
+            "--kubeconfig={}",
+            plumb_e2e_support::kubeconfig_path().display()
+        ))
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Types `text` into the overview's filter box and tells whether the source section is hidden.
+async fn filter_hides_source(browser: &Browser, text: &str) -> bool {
+    let script = format!(
+        "(() => {{ const f = document.getElementById('filter'); f.value = {}; f.dispatchEvent(new Event('input')); return document.querySelector('section.source').hidden; }})()",
+        json!(text)
+    );
+    browser.eval(&script).await.unwrap() == json!(true)
+}
+
+/// Clicks what `selector` finds, as a pointer would.
+async fn click(browser: &Browser, selector: &str) {
+    let found = browser
+        .eval(&format!(
+            "(() => {{ const e = document.querySelector({}); if (!e) return false; e.click(); return true; }})()",
+            json!(selector)
+        ))
+        .await
+        .unwrap();
+    assert_eq!(found, json!(true), "nothing to click at {selector}");
+}
+
+async fn replicas(ns: &TestNamespace) -> i32 {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> = ns.api();
+    let web = deployments.get("web").await.unwrap();
+    web.spec.and_then(|s| s.replicas).unwrap_or(1)
+}
+
+async fn wait_replicas(ns: &TestNamespace, controllers: &Controllers, want: i32) {
+    wait_for(
+        &format!("Deployment web at {want} replicas"),
+        WAIT,
+        || async { Ok::<_, String>((replicas(ns).await == want).then_some(())) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() {
+    let ns = TestNamespace::new("e2e-ui").await.unwrap();
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+    let git = GitFixture::new().await.unwrap();
+    git.write(
+        "app/kustomization.yaml",
+        "resources:\n  - web.yaml\n  - settings.yaml\n",
+    )
+    .unwrap();
+    git.write("app/web.yaml", &deployment(1)).unwrap();
+    git.write("app/settings.yaml", &settings("one")).unwrap();
+    let first = git.commit("web and settings").unwrap();
+    let policy_name = format!("{}-values", ns.name());
+    ns.apply_cluster::<Policy>(json!({
+        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+        "metadata": { "name": policy_name },
+        "spec": {
+            "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns.name() } } },
+            "rules": [{
+                "name": "no-forbidden-value",
+                "match": { "resources": [{ "group": "", "kinds": ["ConfigMap"] }] },
+                "expression": "object.data.value != 'forbidden'",
+                "message": "the value 'forbidden' is not allowed",
+                "action": "Deny"
+            }]
+        }
+    }))
+    .await
+    .unwrap();
+    let controllers = Controllers::start(ns.name()).unwrap();
+    let repos: Api<GitRepository> = ns.api();
+    repos
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
+                "metadata": { "name": "app" },
+                "spec": { "url": git.url(), "ref": { "branch": "main" }, "interval": "1h", "timeout": "10s" }
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let syncs: Api<Sync> = ns.api();
+    syncs
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+                "metadata": { "name": "app", "labels": { SCOPE_LABEL: ns.name() } },
+                "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./app",
+                          "interval": "1h", "targetNamespace": ns.name(), "prune": true }
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    wait_for("Sync app Ready at the first commit", WAIT, || async {
+        let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
+        let status = sync.status.unwrap_or_default();
+        let applied = status
+            .last_applied_revision
+            .is_some_and(|r| r.commit() == first);
+        Ok::<_, String>((applied && status.conditions.is_true(condition_type::READY)).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));
+
+    let ui = Ui::start(ns.name());
+    let browser = Browser::launch(1280, 900).await.unwrap();
+    let ns_name = ns.name().to_owned();
+
+    // The overview lists the source, its Sync, the Policy governing it, and the counts.
+    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    let overview = page_shows(&browser, "the overview to list the objects", "main", |t| {
+        t.contains(&format!("GitRepository {ns_name}/app")) && t.contains(&policy_name)
+    })
+    .await;
+    assert!(overview.contains(&format!("{ns_name}/app")), "{overview}");
+    assert!(overview.contains("1 Ready"), "{overview}");
+    assert!(overview.contains("./app"), "{overview}");
+    page_shows(&browser, "the page to go live", "#live-status", |t| {
+        t == "Live"
+    })
+    .await;
+    shoot(&browser, "overview.png").await;
+    // The filter box hides what does not match, and shows it again.
+    assert!(filter_hides_source(&browser, "no-such-thing").await);
+    assert!(!filter_hides_source(&browser, "app").await);
+
+    // The Sync's page: the chain, the objects with health, in sync.
+    browser
+        .open(&format!("{}/sync/{ns_name}/app", ui.url))
+        .await
+        .unwrap();
+    let web_drift = format!("tr[data-object='{ns_name}_web_apps_Deployment'] td.drift");
+    page_shows(&browser, "the Deployment in sync", &web_drift, |t| {
+        t == "In sync"
+    })
+    .await;
+    page_shows(&browser, "the page to go live", "#live-status", |t| {
+        t == "Live"
+    })
+    .await;
+    let chain = browser.text("ol.chain").await.unwrap();
+    assert!(
+        chain.contains("Source") && chain.contains("Render") && chain.contains("Health"),
+        "{chain}"
+    );
+    // A mark that a reload would wipe out.
+    browser
+        .eval("window.plumbTestMark = 'same page'")
+        .await
+        .unwrap();
+
+    // kubectl scale → drift, then the heal, on the open page.
+    kubectl(&["scale", "-n", &ns_name, "deployment/web", "--replicas=3"]);
+    let activity = page_shows(
+        &browser,
+        "the drift and its heal in the activity",
+        "ol.activity",
+        |t| t.contains("Drifted /spec/replicas") && t.contains("Healed"),
+    )
+    .await;
+    assert!(
+        activity.contains(&format!("Deployment {ns_name}/web")),
+        "{activity}"
+    );
+    wait_replicas(&ns, &controllers, 1).await;
+    page_shows(&browser, "the Deployment in sync again", &web_drift, |t| {
+        t == "In sync"
+    })
+    .await;
+    assert_eq!(
+        browser.eval("window.plumbTestMark").await.unwrap(),
+        json!("same page"),
+        "the page was reloaded"
+    );
+    shoot(&browser, "sync-drift-healed.png").await;
+
+    // Suspend from the page (confirm dialog), then drift stays and shows as a diff.
+    click(&browser, "button.action[data-verb='suspend']").await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('confirm').open")
+            .await
+            .unwrap(),
+        json!(true)
+    );
+    click(&browser, "#confirm button[type=submit]").await;
+    wait_for("the Sync to be suspended", WAIT, || async {
+        let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
+        Ok::<_, String>(sync.spec.suspend.then_some(()))
+    })
+    .await
+    .unwrap();
+    page_shows(&browser, "the Resume button", "div.actions", |t| {
+        t.contains("Resume")
+    })
+    .await;
+    kubectl(&["scale", "-n", &ns_name, "deployment/web", "--replicas=4"]);
+    page_shows(&browser, "the drifted Deployment", &web_drift, |t| {
+        t.starts_with("Drifted")
+    })
+    .await;
+    click(&browser, &format!("{web_drift} summary")).await;
+    let diff = page_shows(
+        &browser,
+        "the drift diff",
+        &format!("{web_drift} pre.diff"),
+        |t| !t.is_empty(),
+    )
+    .await;
+    assert!(diff.contains("- /spec/replicas: 1"), "{diff}");
+    assert!(diff.contains("+ /spec/replicas: 4"), "{diff}");
+    assert_eq!(replicas(&ns).await, 4, "a suspended Sync corrected drift");
+    shoot(&browser, "sync-drift-diff.png").await;
+
+    // Resume from the page: the heal follows.
+    click(&browser, "button.action[data-verb='resume']").await;
+    click(&browser, "#confirm button[type=submit]").await;
+    wait_replicas(&ns, &controllers, 1).await;
+    page_shows(
+        &browser,
+        "the Deployment healed after resume",
+        &web_drift,
+        |t| t == "In sync",
+    )
+    .await;
+
+    // Reconcile now, with the keyboard only: focus the button, Enter opens the dialog, Enter
+    // confirms.
+    let before = syncs
+        .get("app")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+        .last_handled_reconcile_at;
+    browser
+        .eval("document.querySelector(\"button.action[data-verb='reconcile'][data-kind='sync']\").focus()")
+        .await
+        .unwrap();
+    browser.press("Enter", false).await.unwrap();
+    assert_eq!(
+        browser
+            .eval("document.getElementById('confirm').open")
+            .await
+            .unwrap(),
+        json!(true)
+    );
+    browser.press("Enter", false).await.unwrap();
+    let handled = wait_for("lastHandledReconcileAt to change", WAIT, || async {
+        let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
+        let now = sync.status.unwrap_or_default().last_handled_reconcile_at;
+        Ok::<_, String>(now.filter(|n| Some(n) != before.as_ref()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));
+    page_shows(
+        &browser,
+        "the new lastHandledReconcileAt",
+        "#last-handled",
+        |t| t == handled,
+    )
+    .await;
+    let notice = browser.text("#notice").await.unwrap();
+    assert!(notice.contains("Asked Sync"), "{notice}");
+
+    // A commit a Deny rule refuses: the page names the rule and the object.
+    git.write("app/settings.yaml", &settings("forbidden"))
+        .unwrap();
+    git.commit("a forbidden value").unwrap();
+    repos
+        .patch(
+            "app",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "annotations": { plumb_api::REQUESTED_AT_ANNOTATION: "forbidden" } } })),
+        )
+        .await
+        .unwrap();
+    let findings = page_shows(&browser, "the Policy denial", "main", |t| {
+        t.contains("Policy findings") && t.contains("no-forbidden-value")
+    })
+    .await;
+    let table = browser.text("table.findings").await.unwrap();
+    assert!(table.contains("Deny"), "{table}");
+    assert!(table.contains(&policy_name), "{table}");
+    assert!(table.contains("settings"), "{table}");
+    assert!(findings.contains("PolicyViolation"), "{findings}");
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = ns.api();
+    let kept = config_maps
+        .get("settings")
+        .await
+        .unwrap()
+        .data
+        .unwrap_or_default();
+    assert_eq!(kept["value"], "one", "the denied revision was applied");
+    shoot(&browser, "sync-policy-denial.png").await;
+    assert_eq!(
+        browser.eval("window.plumbTestMark").await.unwrap(),
+        json!("same page"),
+        "the page was reloaded"
+    );
+}
