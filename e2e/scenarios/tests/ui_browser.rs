@@ -65,7 +65,7 @@ impl Ui {
         let root = plumb_e2e_support::repo_root();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let built = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "plumb", "--bin", "plumb"])
+            .args(["build", "--quiet", "-p", "plumb", "--bins"])
             .current_dir(&root)
             .status()
             .expect("running cargo");
@@ -129,17 +129,22 @@ async fn page_shows(
     selector: &str,
     ok: impl Fn(&str) -> bool,
 ) -> String {
-    wait_for(what, PAGE, || async {
+    let shown = wait_for(what, PAGE, || async {
         let text = browser.text(selector).await?;
         Ok::<_, String>(ok(&text).then_some(text))
     })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\npage now:\n{}", page_text(browser)))
-}
-
-fn page_text(browser: &Browser) -> String {
-    // Best effort, for failure messages only.
-    futures::executor::block_on(browser.text("body")).unwrap_or_default()
+    .await;
+    match shown {
+        Ok(text) => text,
+        Err(e) => {
+            // The page as the user would see it, for the failure report (best effort).
+            let now = browser.text("body").await.unwrap_or_default();
+            let _ = browser
+                .screenshot(&screenshot_dir().join("failure.png"))
+                .await;
+            panic!("{e}\npage now:\n{now}")
+        }
+    }
 }
 
 fn kubectl(args: &[&str]) {
@@ -277,6 +282,20 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
     assert!(overview.contains(&format!("{ns_name}/app")), "{overview}");
     assert!(overview.contains("1 Ready"), "{overview}");
     assert!(overview.contains("./app"), "{overview}");
+    // When the commit was made (status.commitTime, from the source controller).
+    let committed = repos
+        .get("app")
+        .await
+        .unwrap()
+        .status
+        .unwrap_or_default()
+        .commit_time
+        .expect("the source controller records the commit time");
+    let shown = committed.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(
+        overview.contains("Committed") && overview.contains(&shown),
+        "{shown} in {overview}"
+    );
     page_shows(&browser, "the page to go live", "#live-status", |t| {
         t == "Live"
     })
@@ -346,12 +365,20 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
         json!(true)
     );
     click(&browser, "#confirm button[type=submit]").await;
-    wait_for("the Sync to be suspended", WAIT, || async {
-        let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(sync.spec.suspend.then_some(()))
-    })
+    // Suspended once the sync controller has seen it (it records the generation it saw):
+    // a drift event it handled before would otherwise still be corrected.
+    wait_for(
+        "the sync controller to see the Sync suspended",
+        WAIT,
+        || async {
+            let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
+            let seen = sync.status.and_then(|s| s.observed_generation);
+            let suspended = sync.spec.suspend && seen.is_some() && seen == sync.metadata.generation;
+            Ok::<_, String>(suspended.then_some(()))
+        },
+    )
     .await
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));
     page_shows(&browser, "the Resume button", "div.actions", |t| {
         t.contains("Resume")
     })
@@ -422,8 +449,10 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
         |t| t == handled,
     )
     .await;
-    let notice = browser.text("#notice").await.unwrap();
-    assert!(notice.contains("Asked Sync"), "{notice}");
+    page_shows(&browser, "the action's notice", "#notice", |t| {
+        t.contains("Asked Sync")
+    })
+    .await;
 
     // A commit a Deny rule refuses: the page names the rule and the object.
     git.write("app/settings.yaml", &settings("forbidden"))
@@ -437,15 +466,16 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
         )
         .await
         .unwrap();
-    let findings = page_shows(&browser, "the Policy denial", "main", |t| {
-        t.contains("Policy findings") && t.contains("no-forbidden-value")
+    page_shows(&browser, "the Policy denial", "main", |t| {
+        t.contains("Policy findings")
+            && t.contains("no-forbidden-value")
+            && t.contains("PolicyViolation")
     })
     .await;
     let table = browser.text("table.findings").await.unwrap();
     assert!(table.contains("Deny"), "{table}");
     assert!(table.contains(&policy_name), "{table}");
     assert!(table.contains("settings"), "{table}");
-    assert!(findings.contains("PolicyViolation"), "{findings}");
     let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = ns.api();
     let kept = config_maps
         .get("settings")

@@ -42,6 +42,8 @@ impl Browser {
                 "--no-first-run",
                 "--no-default-browser-check",
                 "--disable-extensions",
+                // A container's /dev/shm is often 64 MiB, too small for a page's renderer.
+                "--disable-dev-shm-usage",
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
