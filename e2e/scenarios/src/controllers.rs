@@ -410,28 +410,32 @@ const INHERITED_FROM_CARGO_TEST: [&str; 7] = [
 ];
 
 /// Builds the three controller binaries once per process; returns the directory holding them.
+/// `cargo` (the one running the tests) for a nested build of the workspace, without the
+/// variables `cargo test` gives the test crate's own build (CARGO_MANIFEST_DIR, CARGO_PKG_*,
+/// ...): build scripts that watch one of them (ring's watches CARGO_MANIFEST_DIR) would see
+/// it changed from a plain build's and rebuild everything above them, minutes on each side.
+pub fn cargo() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if INHERITED_FROM_CARGO_TEST.contains(&name.as_ref())
+            || name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_BIN_EXE_")
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
 fn build_binaries(release: bool) -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let profile = if release { "release" } else { "debug" };
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let root = plumb_e2e_support::repo_root();
-            let mut command = Command::new(cargo);
-            // `cargo test` gives the test the variables it gives the test crate's own build
-            // (CARGO_MANIFEST_DIR, CARGO_PKG_*, ...). Build scripts that watch one of them
-            // (ring's watches CARGO_MANIFEST_DIR) would see it changed from a plain build's
-            // and rebuild everything above them: minutes on each side, in turn.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if INHERITED_FROM_CARGO_TEST.contains(&name.as_ref())
-                    || name.starts_with("CARGO_PKG_")
-                    || name.starts_with("CARGO_BIN_EXE_")
-                {
-                    command.env_remove(name.as_ref());
-                }
-            }
-            let out = command
+            let out = cargo()
                 .args([
                     "build",
                     if release {

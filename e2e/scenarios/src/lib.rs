@@ -7,7 +7,7 @@ mod git;
 mod install;
 mod private_cluster;
 
-pub use controllers::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL};
+pub use controllers::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL, cargo};
 pub use git::GitFixture;
 pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
 pub use private_cluster::PrivateCluster;

@@ -63,13 +63,17 @@ struct Ui {
 impl Ui {
     fn start(namespace: &str) -> Self {
         let root = plumb_e2e_support::repo_root();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let built = Command::new(cargo)
+        // `plumb` runs `plumb-cli` beside it for everything but builds: both.
+        let built = plumb_e2e_scenarios::cargo()
             .args(["build", "--quiet", "-p", "plumb", "--bins"])
             .current_dir(&root)
-            .status()
+            .output()
             .expect("running cargo");
-        assert!(built.success(), "building plumb failed");
+        assert!(
+            built.status.success(),
+            "building plumb failed: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join("target"));
