@@ -27,8 +27,11 @@ pub struct Capabilities {
 pub struct TemplateRequest {
     /// The chart directory (holding `Chart.yaml`).
     pub chart: PathBuf,
-    /// `.Release.Name`.
+    /// `.Release.Name`; empty, Helm is asked to generate one (`--generate-name`, which
+    /// `helm template` answers with `release-name` or the name template), as kustomize asks.
     pub release_name: String,
+    /// `--name-template`.
+    pub name_template: Option<String>,
     /// `.Release.Namespace`.
     pub namespace: String,
     /// Values files, merged in order over the chart's `values.yaml` (`-f`).
@@ -45,6 +48,8 @@ pub struct TemplateRequest {
     pub include_crds: bool,
     /// `--skip-tests`.
     pub skip_tests: bool,
+    /// `--no-hooks`.
+    pub no_hooks: bool,
 }
 
 impl TemplateRequest {
@@ -53,6 +58,7 @@ impl TemplateRequest {
         Self {
             chart,
             release_name,
+            name_template: None,
             namespace,
             values_files: Vec::new(),
             values: Vec::new(),
@@ -61,18 +67,28 @@ impl TemplateRequest {
             capabilities: Capabilities::default(),
             include_crds: false,
             skip_tests: false,
+            no_hooks: false,
         }
     }
 
     /// The command line after `helm`, with `values` given as the files in `values_dir`.
     fn args(&self, values_paths: &[PathBuf]) -> Vec<OsString> {
+        let name: OsString = if self.release_name.is_empty() {
+            "--generate-name".into()
+        } else {
+            self.release_name.clone().into()
+        };
         let mut args: Vec<OsString> = vec![
             "template".into(),
-            self.release_name.clone().into(),
+            name,
             self.chart.clone().into(),
             "--namespace".into(),
             self.namespace.clone().into(),
         ];
+        if let Some(t) = &self.name_template {
+            args.push("--name-template".into());
+            args.push(t.into());
+        }
         if let Some(v) = &self.capabilities.kube_version {
             args.push("--kube-version".into());
             args.push(v.into());
@@ -98,6 +114,9 @@ impl TemplateRequest {
         }
         if self.skip_tests {
             args.push("--skip-tests".into());
+        }
+        if self.no_hooks {
+            args.push("--no-hooks".into());
         }
         args
     }
@@ -282,6 +301,8 @@ fn cache_key(req: &TemplateRequest) -> Result<String, HelmError> {
     // Everything else that shapes the output, in an unambiguous encoding.
     let rest = serde_json::json!({
         "release": req.release_name,
+        "nameTemplate": req.name_template,
+        "noHooks": req.no_hooks,
         "namespace": req.namespace,
         "values": req.values,
         "set": req.set,

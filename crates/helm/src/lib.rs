@@ -10,11 +10,13 @@
 //!
 //! [`Helm::template`] keeps a bounded cache of outputs keyed by the chart's content digest, the
 //! values and every argument ([`cache`]). [`hooks`] holds the Helm hook rules the sync
-//! controller applies, as Argo CD runs them.
+//! controller applies, as Argo CD runs them. [`kustomize::KustomizeCharts`] renders a
+//! kustomization's `helmCharts` for the kustomize engine, as `kustomize build --enable-helm` does.
 
 pub mod cache;
 mod engine;
 pub mod hooks;
+pub mod kustomize;
 pub mod process;
 
 pub use engine::{Capabilities, HELM_BINARY_ENV, Helm, HelmError, TemplateRequest, chart_name};

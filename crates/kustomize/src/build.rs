@@ -306,6 +306,8 @@ pub(crate) struct Builder<'a> {
     schema: std::rc::Rc<crate::schema::SchemaState>,
     stack: Vec<PathBuf>,
     budget: Budget,
+    /// What renders `helmCharts` (none: they are refused).
+    pub charts: Option<std::sync::Arc<dyn crate::helm::ChartEngine>>,
 }
 
 /// `true` for resource strings kustomize would fetch over the network.
@@ -333,6 +335,7 @@ impl<'a> Builder<'a> {
                 started: Instant::now(),
                 timeout,
             },
+            charts: None,
         }
     }
 
@@ -447,10 +450,6 @@ impl<'a> Builder<'a> {
                 what: what.to_string(),
             })
         };
-        // helmGlobals alone only configures charts, so it is inert without them.
-        if k.helm_charts.is_some() || k.helm_chart_inflation_generator.is_some() {
-            return refused("helm chart inflation (helmCharts/helmGlobals)");
-        }
         if !k.validators.is_empty() {
             return refused("validators plugins");
         }

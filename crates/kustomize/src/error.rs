@@ -60,6 +60,31 @@ pub enum Error {
         /// What was asked for.
         what: String,
     },
+    /// A `helmCharts` entry could not be inflated: a bad entry, a chart that is not in the
+    /// tree, values that do not merge, or Helm's own failure.
+    #[error("kustomization {kustomization}: helm chart {chart}: {message}")]
+    Chart {
+        /// The kustomization naming the chart.
+        kustomization: String,
+        /// The chart's name.
+        chart: String,
+        /// What went wrong (Helm's words when Helm failed).
+        message: String,
+        /// Whether trying again may succeed with the same tree.
+        transient: bool,
+        /// Whether the chart asks for what is refused on purpose (a download).
+        refused: bool,
+    },
+    /// A `helmCharts` entry, and the build was given no [`crate::ChartEngine`] to render it.
+    #[error(
+        "kustomization {kustomization}: helm chart {chart}: helmCharts need a Helm engine and this build has none"
+    )]
+    NoChartEngine {
+        /// The kustomization naming the chart.
+        kustomization: String,
+        /// The chart's name.
+        chart: String,
+    },
     /// A referenced file or directory does not exist.
     #[error("kustomization {kustomization}: {path} does not exist")]
     NotFound {
@@ -157,12 +182,24 @@ impl Error {
     /// Whether the failure may go away by itself (an I/O error other than a missing file), so a
     /// caller should retry rather than remember the verdict.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Io { .. }) || matches!(self.limit(), Some(Limit::Deadline { .. }))
+        matches!(
+            self,
+            Error::Io { .. }
+                | Error::Chart {
+                    transient: true,
+                    ..
+                }
+        ) || matches!(self.limit(), Some(Limit::Deadline { .. }))
     }
 
     /// Whether the build asked for something this engine refuses on purpose.
     pub fn is_refused(&self) -> bool {
-        matches!(self, Error::Refused { .. })
+        matches!(
+            self,
+            Error::Refused { .. }
+                | Error::NoChartEngine { .. }
+                | Error::Chart { refused: true, .. }
+        )
     }
 
     /// Whether the build tried to read outside its root or its kustomization's directory.

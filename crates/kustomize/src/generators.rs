@@ -22,6 +22,7 @@ pub(crate) fn run(b: &mut Builder<'_>, t: &Target, acc: &mut Acc) -> Result<(), 
         acc.absorb(r)
             .map_err(t.conflict_err(format!("secretGenerator {}", g.name)))?;
     }
+    crate::helm::run(b, t, acc)?;
     crate::transform::run_generator_plugins(b, t, acc)
 }
 

@@ -115,6 +115,52 @@ const GENERATOR_OPTIONS: Struct = Struct {
     ],
 };
 
+const HELM_GLOBALS: Struct = Struct {
+    name: "HelmGlobals",
+    fields: &[("chartHome", Shape::Str), ("configHome", Shape::Str)],
+};
+
+const HELM_CHART: Struct = Struct {
+    name: "HelmChart",
+    fields: &[
+        ("name", Shape::Str),
+        ("version", Shape::Str),
+        ("repo", Shape::Str),
+        ("releaseName", Shape::Str),
+        ("namespace", Shape::Str),
+        ("additionalValuesFiles", STRS),
+        ("valuesFile", Shape::Str),
+        ("valuesInline", Shape::Map(&Shape::Any)),
+        ("valuesMerge", Shape::Str),
+        ("includeCRDs", Shape::Bool),
+        ("skipHooks", Shape::Bool),
+        ("apiVersions", STRS),
+        ("kubeVersion", Shape::Str),
+        ("nameTemplate", Shape::Str),
+        ("skipTests", Shape::Bool),
+        ("debug", Shape::Bool),
+    ],
+};
+
+const HELM_CHART_ARGS: Struct = Struct {
+    name: "HelmChartArgs",
+    fields: &[
+        ("chartName", Shape::Str),
+        ("chartVersion", Shape::Str),
+        ("chartRepoUrl", Shape::Str),
+        ("chartHome", Shape::Str),
+        ("chartRepoName", Shape::Str),
+        ("helmBin", Shape::Str),
+        ("helmHome", Shape::Str),
+        ("values", Shape::Str),
+        ("valuesLocal", Shape::Map(&Shape::Any)),
+        ("valuesMerge", Shape::Str),
+        ("releaseName", Shape::Str),
+        ("releaseNamespace", Shape::Str),
+        ("extraArgs", STRS),
+    ],
+};
+
 const CONFIG_MAP_ARGS: Struct = Struct {
     name: "ConfigMapArgs",
     fields: &[
@@ -298,9 +344,12 @@ pub(crate) const KUSTOMIZATION: Struct = Struct {
             Shape::List(&Shape::Struct(&CONFIG_MAP_ARGS)),
         ),
         ("secretGenerator", Shape::List(&Shape::Struct(&SECRET_ARGS))),
-        ("helmGlobals", Shape::Any),
-        ("helmCharts", Shape::Any),
-        ("helmChartInflationGenerator", Shape::Any),
+        ("helmGlobals", Shape::Struct(&HELM_GLOBALS)),
+        ("helmCharts", Shape::List(&Shape::Struct(&HELM_CHART))),
+        (
+            "helmChartInflationGenerator",
+            Shape::List(&Shape::Struct(&HELM_CHART_ARGS)),
+        ),
         ("generatorOptions", Shape::Struct(&GENERATOR_OPTIONS)),
         ("configurations", STRS),
         ("generators", STRS),

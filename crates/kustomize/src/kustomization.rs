@@ -94,15 +94,15 @@ pub struct Kustomization {
     /// Secrets to generate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secret_generator: Vec<GeneratorArgs>,
-    /// Helm settings (refused).
+    /// Settings shared by the `helmCharts` of this kustomization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helm_globals: Option<Value>,
-    /// Helm charts (refused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helm_charts: Option<Value>,
-    /// Legacy helm charts (refused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub helm_chart_inflation_generator: Option<Value>,
+    pub helm_globals: Option<crate::helm::HelmGlobals>,
+    /// Local Helm charts to inflate, as `kustomize build --enable-helm` does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub helm_charts: Vec<crate::helm::HelmChart>,
+    /// The deprecated spelling of `helmCharts` (moved there when the file is read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub helm_chart_inflation_generator: Vec<crate::helm::HelmChartArgs>,
     /// Options for every generator of this kustomization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_options: Option<GeneratorOptions>,
@@ -559,6 +559,7 @@ impl Kustomization {
 
     /// Apply kustomize's fixes of deprecated fields (`bases`, `imageTags`, `env`).
     pub fn fix_legacy_fields(&mut self) {
+        crate::helm::fix_legacy_charts(self);
         let bases = std::mem::take(&mut self.bases);
         self.resources.extend(bases);
         let tags = std::mem::take(&mut self.image_tags);

@@ -12,7 +12,9 @@
 //! # Ok::<(), plumb_kustomize::Error>(())
 //! ```
 //!
-//! Remote bases, helm charts, exec/container functions and non-builtin plugins are refused.
+//! `helmCharts` with a local chart are inflated by the [`ChartEngine`] the caller gives
+//! ([`BuildOptions::charts`]), as `kustomize build --enable-helm` runs Helm; remote bases, chart
+//! downloads, exec/container functions and non-builtin plugins are refused.
 //! Builds share no state, so any number may run in parallel. Each runs on a thread of its own
 //! with a known stack ([`limits::BUILD_STACK_BYTES`]) and is held to the [`limits`] in its
 //! options, so a hostile tree costs an [`Error`] naming the limit, never the process.
@@ -25,6 +27,7 @@ mod fieldspec;
 mod fs;
 mod generators;
 mod godecode;
+pub mod helm;
 #[cfg(feature = "hostile-trees")]
 pub mod hostile;
 mod jsonpatch;
@@ -46,6 +49,7 @@ pub use error::{
     VarError,
 };
 pub use godecode::DecodeError;
+pub use helm::{ChartEngine, ChartFailure, ChartRequest};
 pub use kustomization::{
     FieldOptions, FieldSpec, GeneratorArgs, GeneratorOptions, Image, Kustomization, Label,
     LegacySortOptions, ParseError, Patch, ReplacementField, ReplacementSource, ReplacementTarget,
@@ -78,6 +82,9 @@ pub struct BuildOptions {
     pub limits: Limits,
     /// How long the build may run (checked at every file read and step); none by default.
     pub timeout: Option<Duration>,
+    /// What inflates `helmCharts` (as `kustomize build --enable-helm`); without one they are
+    /// refused.
+    pub charts: Option<std::sync::Arc<dyn ChartEngine>>,
 }
 
 /// Whether `dir` holds a kustomization file (`kustomization.yaml`, `kustomization.yml` or
@@ -94,6 +101,7 @@ pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Resour
         let fs = root_fs(root)?;
         let dir = resolve_dir(&fs, path)?;
         let mut b = Builder::new(&fs, &opts.limits, opts.timeout);
+        b.charts = opts.charts.clone();
         let target = b.load_target(&dir)?;
         run(&mut b, target, opts)
     })
@@ -148,6 +156,7 @@ pub fn build_kustomization(
         let mut k = kustomization.clone();
         k.fix_legacy_fields();
         let mut b = Builder::new(&fs, &opts.limits, opts.timeout);
+        b.charts = opts.charts.clone();
         let file = format!("{} (generated)", fs.show(&dir.join("kustomization.yaml")));
         let target = Target {
             dir,

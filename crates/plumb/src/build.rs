@@ -201,6 +201,8 @@ fn build_dir(args: &Args, dir: &Path) -> anyhow::Result<Vec<Value>> {
             Order::Legacy => Reorder::Legacy,
             Order::None => Reorder::None,
         },
+        // `helmCharts` render as `kubectl kustomize --enable-helm` renders them.
+        charts: plumb_render::kustomize_charts(&plumb_render::RenderOptions::default()),
         ..BuildOptions::default()
     };
     Ok(plumb_kustomize::build(&root, dir, &opts)?

@@ -7,7 +7,8 @@
 //! `plumb build [DIR] [--reorder legacy|none] [--root DIR]` for a directory holding a
 //! kustomization, printing what `plumb-cli build` prints, byte for byte, on stdout and stderr,
 //! with the same exit code. Anything else (other commands, other options, `--help`, a Helm chart,
-//! a plain directory, a path that does not resolve) is passed unchanged to `plumb-cli`, found
+//! a kustomization with `helmCharts`, a plain directory, a path that does not resolve) is passed
+//! unchanged to `plumb-cli`, found
 //! next to this binary, which replaces this process (same pid, same arguments).
 
 use std::ffi::OsString;
@@ -114,6 +115,8 @@ fn run(b: &Build) -> Option<ExitCode> {
         Ok(objects) => std::io::stdout()
             .lock()
             .write_all(plumb_kustomize::to_yaml(&objects).as_bytes()),
+        // Charts are rendered by Helm, which `plumb-cli` runs.
+        Err(plumb_kustomize::Error::NoChartEngine { .. }) => return None,
         Err(e) => {
             eprintln!("{}", report(&e));
             return Some(ExitCode::FAILURE);

@@ -341,10 +341,24 @@ fn read_kustomization(dir: &Path) -> Result<Value, BuildError> {
             .into_iter()
             .next()
             .unwrap_or(Value::Null);
-    Ok(match doc {
+    let mut doc = match doc {
         Value::Object(_) => doc,
         _ => json!({}),
-    })
+    };
+    // Chart values keep their types (`replicas: 3` is a number to Helm): the `helm*` fields are
+    // taken as kustomize reads them, YAML 1.1 typed.
+    if let (Value::Object(k), Ok(typed)) = (
+        &mut doc,
+        plumb_kustomize::yaml::parse_documents(&text, plumb_kustomize::yaml::ScalarMode::Go),
+    ) && let Some(Value::Object(typed)) = typed.into_iter().next()
+    {
+        for (key, value) in typed {
+            if key.to_ascii_lowercase().starts_with("helm") {
+                k.insert(key, value);
+            }
+        }
+    }
+    Ok(doc)
 }
 
 /// Sets `commonMetadata` on every object, as Flux does just before applying: each label and
@@ -425,6 +439,7 @@ pub fn render_with(
     let build_opts = BuildOptions {
         limits: opts.limits.clone(),
         timeout: opts.timeout,
+        charts: crate::chart::kustomize_charts(opts),
         ..BuildOptions::default()
     };
     // The render's deadline bounds substitution too.

@@ -30,6 +30,9 @@ pub struct ChartOptions {
     pub values_from: Vec<String>,
     /// The most memory the Helm process may use (limit `chart-max-memory`).
     pub max_memory: u64,
+    /// Set once a kustomization's `helmCharts` entry was inflated by this render (so its
+    /// verdict depends on the capabilities and is cached with them).
+    pub inflated: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The default of [`ChartOptions::max_memory`]: 256 MiB of heap.
@@ -47,6 +50,7 @@ impl Default for ChartOptions {
             capabilities: Capabilities::default(),
             values_from: Vec::new(),
             max_memory: DEFAULT_CHART_MAX_MEMORY,
+            inflated: Default::default(),
         }
     }
 }
@@ -98,6 +102,31 @@ pub fn request(
     req.include_crds = helm.include_crds;
     req.skip_tests = helm.skip_tests;
     Ok(req)
+}
+
+/// The engine that inflates a kustomization's `helmCharts` (as `kustomize build --enable-helm`),
+/// with the same Helm, limits and capabilities as a chart Sync; none when no Helm is configured
+/// or found, and the kustomize engine then refuses such charts.
+pub fn kustomize_charts(
+    opts: &crate::build::RenderOptions,
+) -> Option<std::sync::Arc<dyn plumb_kustomize::ChartEngine>> {
+    let chart = &opts.chart;
+    let helm = match &chart.helm {
+        Some(h) => h.clone(),
+        None => Helm::new(Helm::locate().ok()?, 0),
+    };
+    Some(std::sync::Arc::new(
+        plumb_helm::kustomize::KustomizeCharts {
+            helm,
+            limits: ProcessLimits {
+                timeout: opts.timeout.unwrap_or(DEFAULT_CHART_TIMEOUT),
+                max_memory: chart.max_memory,
+                max_output: opts.max_output_bytes,
+            },
+            capabilities: chart.capabilities.clone(),
+            inflated: chart.inflated.clone(),
+        },
+    ))
 }
 
 /// Renders the chart at `dir` and applies the Sync's `images` and `patches` to its objects.
@@ -168,6 +197,7 @@ fn transform(
         timeout: opts.timeout,
         // Keep Helm's order: hooks and CRDs are staged by the sync controller anyway.
         reorder: plumb_kustomize::Reorder::None,
+        charts: None,
     };
     engine::build_generated(scratch.path(), scratch.path(), &k, &build_opts).map_err(|source| {
         BuildError::Kustomize {

@@ -40,7 +40,7 @@ mod watches;
 mod wiring;
 
 pub use build::{BuildError, RenderOptions, has_kustomization, render, render_with};
-pub use chart::ChartOptions;
+pub use chart::{ChartOptions, kustomize_charts};
 pub use chart_inputs::{
     ChartInputs, ValuesFromError, discover as discover_capabilities,
     values_from as read_values_from,

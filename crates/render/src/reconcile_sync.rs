@@ -344,7 +344,12 @@ async fn render_artifact(
                 Next::Retry,
             )));
         }
-        let mut objects = build::render_with(tmp.path(), &spec, &variables, &opts).map_err(|e| {
+        let rendered = build::render_with(tmp.path(), &spec, &variables, &opts);
+        // A kustomization's helmCharts depend on the capabilities as a chart does.
+        if opts.chart.inflated.load(std::sync::atomic::Ordering::Relaxed) {
+            chart_seen.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut objects = rendered.map_err(|e| {
             let next = if e.is_transient() {
                 Next::Retry
             } else {

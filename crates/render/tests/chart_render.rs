@@ -273,3 +273,91 @@ fn a_template_that_eats_memory_is_stopped_at_the_limit() {
     assert!(err.is_limit(), "{err}");
     assert!(err.to_string().contains("chart-max-memory"), "{err}");
 }
+
+/// A kustomization's `helmCharts` render through the same Helm, with the cluster's capabilities
+/// for an entry that sets none; the Sync's targetNamespace, images and substitution then apply to
+/// the chart's objects as to any kustomize output, and the render says a chart was inflated (so
+/// its verdict is cached with the capabilities).
+#[test]
+fn kustomize_helm_charts_render_with_the_cluster_capabilities_and_the_sync_transforms() {
+    let src = source();
+    fs::create_dir_all(src.path().join("deploy/charts")).unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(charts().join("web"))
+        .arg(src.path().join("deploy/charts/web"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::write(
+        src.path().join("deploy/kustomization.yaml"),
+        "helmCharts:\n- name: web\n  releaseName: shop\n  valuesInline:\n    replicas: 2\n    image: {tag: \"2.2.0\"}\n    drop: \"${TAG}\"\n",
+    )
+    .unwrap();
+    let sync = spec(json!({
+        "sourceRef": {"kind": "GitRepository", "name": "repo"},
+        "path": "./deploy",
+        "targetNamespace": "prod",
+        "images": [{"name": "registry.example.com/web", "newName": "mirror.example.com/web"}],
+        "substitute": {"TAG": "2.3.0"},
+    }));
+    let mut opts = options(vec![]);
+    opts.chart
+        .capabilities
+        .api_versions
+        .push("web.example.com/v1".into());
+    let got = render_with(src.path(), &sync, &[], &opts).unwrap();
+    assert!(
+        opts.chart
+            .inflated
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let find = |kind: &str| {
+        got.iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {got:?}"))
+    };
+    let values = find("ConfigMap");
+    assert_eq!(values["metadata"]["name"], "shop-web-values");
+    assert_eq!(values["metadata"]["namespace"], "prod");
+    assert_eq!(values["data"]["kubeVersion"], "v1.35.8");
+    assert_eq!(values["data"]["widgets"], "served");
+    let merged = values["data"]["values.json"].as_str().unwrap();
+    assert!(merged.contains(r#""drop":"2.3.0""#), "{merged}");
+    let deployment = find("Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "mirror.example.com/web:2.2.0"
+    );
+    // The pre-install hook and the test hook are objects like any other to kustomize; the sync
+    // controller runs the first as a hook.
+    assert!(got.iter().any(|o| o["kind"] == "Job"));
+}
+
+/// A `helmCharts` entry whose chart is not in the source fails the render naming the chart and
+/// where kustomize would have downloaded it from.
+#[test]
+fn kustomize_helm_charts_name_a_chart_that_is_not_in_the_source() {
+    let src = source();
+    fs::create_dir_all(src.path().join("deploy")).unwrap();
+    fs::write(
+        src.path().join("deploy/kustomization.yaml"),
+        "helmCharts:\n- name: redis\n  repo: oci://registry.example.com/charts\n",
+    )
+    .unwrap();
+    let sync = spec(json!({
+        "sourceRef": {"kind": "GitRepository", "name": "repo"},
+        "path": "deploy",
+    }));
+    let err = render_with(src.path(), &sync, &[], &options(vec![])).unwrap_err();
+    let text = err.to_string();
+    assert!(!err.is_transient(), "{text}");
+    for needle in [
+        "helm chart redis",
+        "no chart at charts/redis",
+        "oci://registry.example.com/charts",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in {text}");
+    }
+}
