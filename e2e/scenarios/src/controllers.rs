@@ -417,6 +417,13 @@ const INHERITED_FROM_CARGO_TEST: [&str; 7] = [
 pub fn cargo() -> Command {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
+    without_cargo_test_env(&mut command);
+    command
+}
+
+/// Keeps the variables `cargo test` sets for a test process (see [`cargo`]) from `command`, for
+/// a command that runs a nested build, like the demo's scripts.
+pub fn without_cargo_test_env(command: &mut Command) -> &mut Command {
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();
         if INHERITED_FROM_CARGO_TEST.contains(&name.as_ref())

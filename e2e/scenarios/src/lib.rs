@@ -3,11 +3,14 @@
 //! ([`Controllers`]), so scenarios exercise exactly what users run.
 
 mod controllers;
+pub mod demo;
 mod git;
 mod install;
 mod private_cluster;
 
-pub use controllers::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL, cargo};
+pub use controllers::{
+    ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL, cargo, without_cargo_test_env,
+};
 pub use git::GitFixture;
 pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
 pub use private_cluster::PrivateCluster;
@@ -64,6 +67,9 @@ pub enum Error {
         /// The cause.
         source: kube::Error,
     },
+    /// The demo (e2e/demo/up.sh) could not be brought up or stopped.
+    #[error("the demo: {0}")]
+    Demo(String),
     /// The test support failed (applying objects, waiting).
     #[error(transparent)]
     Support(#[from] plumb_e2e_support::Error),

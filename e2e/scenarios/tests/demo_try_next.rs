@@ -10,7 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,51 +18,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 use plumb_api::{Conditions, Sync, condition_type};
+use plumb_e2e_scenarios::demo::{Demo, NAMESPACE};
 use plumb_e2e_support::wait_for;
 
-const NAMESPACE: &str = "plumb-demo";
 const WAIT: Duration = Duration::from_secs(120);
 /// How long the demo must have been up before the steps run: the time after which, on a flapping
 /// cluster, its Syncs used to stop being Ready.
 const SETTLED: Duration = Duration::from_secs(120);
-const PROCESSES: [&str; 4] = [
-    "git-server",
-    "source-controller",
-    "render-controller",
-    "sync-controller",
-];
-
-/// The demo's state directory: `<cluster dir>/demo`, next to the cluster's kubeconfig.
-fn demo_dir() -> PathBuf {
-    let kubeconfig = plumb_e2e_support::default_kubeconfig_path();
-    kubeconfig.parent().unwrap().join("demo")
-}
-
-/// Whether every demo process recorded in `dir` is alive.
-fn demo_running(dir: &Path) -> bool {
-    PROCESSES.iter().all(|name| {
-        std::fs::read_to_string(dir.join(format!("{name}.pid")))
-            .ok()
-            .and_then(|pid| pid.trim().parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
-    })
-}
-
-/// Runs a script of the repository, its output going to the test's output.
-fn run_script(script: &str, args: &[&str]) {
-    let root = plumb_e2e_support::repo_root();
-    let status = Command::new("bash")
-        .arg(root.join(script))
-        .args(args)
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .stdout(std::io::stderr())
-        .stderr(std::io::stderr())
-        .status()
-        .unwrap();
-    assert!(status.success(), "{script} {args:?} failed: {status}");
-}
-
 /// Runs one "Try next" command line with bash in `dir`, as a user would in a terminal with
 /// KUBECONFIG exported; returns what it printed.
 fn user(dir: &Path, line: &str) -> String {
@@ -164,18 +126,7 @@ async fn image(client: &Client, namespace: &str) -> String {
 
 /// The last lines of the demo's controller logs, for failure messages.
 fn demo_logs() -> String {
-    let mut out = String::new();
-    for name in PROCESSES {
-        let log =
-            std::fs::read_to_string(demo_dir().join(format!("{name}.log"))).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        out.push_str(&format!("--- {name}.log (last 20 lines)\n"));
-        for line in &lines[lines.len().saturating_sub(20)..] {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
+    plumb_e2e_scenarios::demo::logs_tail(20)
 }
 
 /// Waits until the demo's Syncs have been Ready for [`SETTLED`], and checks they still are.
@@ -218,20 +169,10 @@ async fn wait_settled(client: &Client) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_demo_try_next_steps_apply_heal_roll_back_block_and_delete() {
-    let kubeconfig = plumb_e2e_support::default_kubeconfig_path();
-    let tests_kubeconfig = plumb_e2e_support::kubeconfig_path();
-    assert_eq!(
-        std::fs::canonicalize(&tests_kubeconfig).ok(),
-        std::fs::canonicalize(&kubeconfig).ok(),
-        "the demo runs on the local cluster ({}); PLUMB_TEST_KUBECONFIG names another",
-        kubeconfig.display()
-    );
     // The cluster (started if need be), then the demo on it; both idempotent.
     let client = plumb_e2e_support::client().await.unwrap();
-    let dir = demo_dir();
-    let was_running = demo_running(&dir);
-    run_script("e2e/demo/up.sh", &[]);
-    let work = dir.join("work");
+    let demo = Demo::up().unwrap();
+    let work = demo.dir().join("work");
     wait_settled(&client).await;
 
     // Start from the demo's own content, should an earlier run have stopped half-way.
@@ -336,10 +277,8 @@ async fn the_demo_try_next_steps_apply_heal_roll_back_block_and_delete() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", demo_logs()));
-    run_script("e2e/demo/up.sh", &[]);
+    demo.up_again().unwrap();
     wait_both_applied(&client, &undone, "hello").await;
 
-    if !was_running {
-        run_script("e2e/demo/down.sh", &["--keep-cluster"]);
-    }
+    demo.stop_if_started().unwrap();
 }

@@ -2,21 +2,25 @@
 //! the overview lists the objects, a `kubectl scale` shows as drift and then healed on the open
 //! page without a reload, a suspended Sync shows the drifted fields as a diff, reconcile-now
 //! (by keyboard) changes `lastHandledReconcileAt`, and a Policy denial names the rule and the
-//! object. Screenshots go to `<target>/tmp/ui-screenshots/`.
+//! object; the overview of `make demo`'s namespace lists the demo's own objects; a user whose
+//! RBAC allows one namespace only sees it live, and is told plainly that Policies cannot be
+//! read until a ClusterRole lets them. Screenshots go to `<target>/tmp/ui-screenshots/`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod browser;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use browser::Browser;
-use kube::Api;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
 use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
+use plumb_e2e_scenarios::demo::{self, Demo};
 use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, SCOPE_LABEL};
 use plumb_e2e_support::{TestNamespace, wait_for};
 use serde_json::json;
@@ -61,7 +65,19 @@ struct Ui {
 }
 
 impl Ui {
+    /// `plumb ui -n NAMESPACE` with the tests' kubeconfig and the controllers' artifact token.
     fn start(namespace: &str) -> Self {
+        Self::start_with(
+            namespace,
+            &plumb_e2e_support::kubeconfig_path(),
+            &[format!(
+                "--artifact-token-secret={namespace}/{ARTIFACT_TOKEN_SECRET}"
+            )],
+        )
+    }
+
+    /// `plumb ui -n NAMESPACE FLAGS...` with the kubeconfig at `kubeconfig`.
+    fn start_with(namespace: &str, kubeconfig: &Path, flags: &[String]) -> Self {
         let root = plumb_e2e_support::repo_root();
         // `plumb` runs `plumb-cli` beside it for everything but builds: both.
         let built = plumb_e2e_scenarios::cargo()
@@ -79,10 +95,8 @@ impl Ui {
             .unwrap_or_else(|| root.join("target"));
         let mut child = Command::new(target.join("debug/plumb"))
             .args(["ui", "--addr", "127.0.0.1:0", "-n", namespace])
-            .arg(format!(
-                "--artifact-token-secret={namespace}/{ARTIFACT_TOKEN_SECRET}"
-            ))
-            .env("KUBECONFIG", plumb_e2e_support::kubeconfig_path())
+            .args(flags)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,plumb=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -93,7 +107,7 @@ impl Ui {
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         stdout.read_line(&mut line).unwrap();
         // Its log follows on stdout: into a file beside the screenshots, so the pipe never fills.
-        let log_path = screenshot_dir().join("plumb-ui.log");
+        let log_path = screenshot_dir().join(format!("plumb-ui-{namespace}.log"));
         let mut log = std::fs::File::create(&log_path).unwrap();
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut log));
         eprintln!("plumb ui log: {}", log_path.display());
@@ -204,19 +218,80 @@ async fn wait_replicas(ns: &TestNamespace, controllers: &Controllers, want: i32)
     .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));
 }
 
+/// What both tests of a namespace of their own start from: a Git repository with a Deployment
+/// `web` and a ConfigMap `settings` under app/, the three controllers for the namespace, and a
+/// GitRepository and a Sync, both `app`, the Sync Ready at the first commit.
+struct App {
+    git: GitFixture,
+    controllers: Controllers,
+    repos: Api<GitRepository>,
+    syncs: Api<Sync>,
+}
+
+impl App {
+    async fn synced(ns: &TestNamespace) -> Self {
+        let git = GitFixture::new().await.unwrap();
+        git.write(
+            "app/kustomization.yaml",
+            "resources:\n  - web.yaml\n  - settings.yaml\n",
+        )
+        .unwrap();
+        git.write("app/web.yaml", &deployment(1)).unwrap();
+        git.write("app/settings.yaml", &settings("one")).unwrap();
+        let first = git.commit("web and settings").unwrap();
+        let controllers = Controllers::start(ns.name()).unwrap();
+        let repos: Api<GitRepository> = ns.api();
+        repos
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
+                    "metadata": { "name": "app" },
+                    "spec": { "url": git.url(), "ref": { "branch": "main" }, "interval": "1h", "timeout": "10s" }
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        let syncs: Api<Sync> = ns.api();
+        syncs
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({
+                    "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+                    "metadata": { "name": "app", "labels": { SCOPE_LABEL: ns.name() } },
+                    "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./app",
+                              "interval": "1h", "targetNamespace": ns.name(), "prune": true }
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        wait_for("Sync app Ready at the first commit", WAIT, || async {
+            let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
+            let status = sync.status.unwrap_or_default();
+            let applied = status
+                .last_applied_revision
+                .is_some_and(|r| r.commit() == first);
+            Ok::<_, String>(
+                (applied && status.conditions.is_true(condition_type::READY)).then_some(()),
+            )
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));
+        Self {
+            git,
+            controllers,
+            repos,
+            syncs,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() {
     let ns = TestNamespace::new("e2e-ui").await.unwrap();
     plumb_e2e_support::install_crds(ns.client()).await.unwrap();
-    let git = GitFixture::new().await.unwrap();
-    git.write(
-        "app/kustomization.yaml",
-        "resources:\n  - web.yaml\n  - settings.yaml\n",
-    )
-    .unwrap();
-    git.write("app/web.yaml", &deployment(1)).unwrap();
-    git.write("app/settings.yaml", &settings("one")).unwrap();
-    let first = git.commit("web and settings").unwrap();
     let policy_name = format!("{}-values", ns.name());
     ns.apply_cluster::<Policy>(json!({
         "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
@@ -234,44 +309,12 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
     }))
     .await
     .unwrap();
-    let controllers = Controllers::start(ns.name()).unwrap();
-    let repos: Api<GitRepository> = ns.api();
-    repos
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
-                "metadata": { "name": "app" },
-                "spec": { "url": git.url(), "ref": { "branch": "main" }, "interval": "1h", "timeout": "10s" }
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    let syncs: Api<Sync> = ns.api();
-    syncs
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-                "metadata": { "name": "app", "labels": { SCOPE_LABEL: ns.name() } },
-                "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./app",
-                          "interval": "1h", "targetNamespace": ns.name(), "prune": true }
-            }))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    wait_for("Sync app Ready at the first commit", WAIT, || async {
-        let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
-        let status = sync.status.unwrap_or_default();
-        let applied = status
-            .last_applied_revision
-            .is_some_and(|r| r.commit() == first);
-        Ok::<_, String>((applied && status.conditions.is_true(condition_type::READY)).then_some(()))
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));
+    let App {
+        git,
+        controllers,
+        repos,
+        syncs,
+    } = App::synced(&ns).await;
 
     let ui = Ui::start(ns.name());
     let browser = Browser::launch(1280, 900).await.unwrap();
@@ -493,5 +536,350 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
         browser.eval("window.plumbTestMark").await.unwrap(),
         json!("same page"),
         "the page was reloaded"
+    );
+}
+
+/// The name of the Policy `make demo` applies (examples/clusters/local/policy.yaml).
+fn demo_policy_name() -> String {
+    let path = plumb_e2e_support::repo_root().join("examples/clusters/local/policy.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let policy: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    policy["metadata"]["name"].as_str().unwrap().to_owned()
+}
+
+/// The overview row of Sync `namespace/name`.
+fn sync_row(namespace: &str, name: &str) -> String {
+    format!("tr:has(a[href='/sync/{namespace}/{name}'])")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_lists_the_demos_own_objects_in_sync() {
+    // The demo as `make demo` brings it up (its objects made by e2e/demo/up.sh from examples/),
+    // then `plumb ui -n plumb-demo` as its "Try next" prints it (its controllers ask for no
+    // artifact token).
+    let demo = Demo::up().unwrap();
+    let client = plumb_e2e_support::client().await.unwrap();
+    let repos: Vec<GitRepository> = Api::namespaced(client.clone(), demo::NAMESPACE)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    let syncs: Vec<Sync> = Api::namespaced(client.clone(), demo::NAMESPACE)
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        !repos.is_empty() && !syncs.is_empty(),
+        "the demo made no GitRepository or Sync in {}",
+        demo::NAMESPACE
+    );
+    let policy = demo_policy_name();
+    let ui = Ui::start_with(demo::NAMESPACE, &plumb_e2e_support::kubeconfig_path(), &[]);
+    let browser = Browser::launch(1280, 900).await.unwrap();
+
+    // Every GitRepository and Sync of the demo, every Sync Ready, and the demo's Policy.
+    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    let ready = format!("{} Ready", syncs.len());
+    let overview = page_shows(
+        &browser,
+        "the overview to list the demo's objects",
+        "main",
+        |t| {
+            t.contains(&ready)
+                && t.contains(&policy)
+                && repos.iter().all(|r| {
+                    t.contains(&format!(
+                        "GitRepository {}/{}",
+                        demo::NAMESPACE,
+                        r.name_any()
+                    ))
+                })
+                && syncs
+                    .iter()
+                    .all(|s| t.contains(&format!("{}/{}", demo::NAMESPACE, s.name_any())))
+        },
+    )
+    .await;
+    assert!(
+        overview.contains(&format!("{} Syncs", syncs.len())),
+        "{overview}"
+    );
+    for repo in &repos {
+        let artifact = repo.status.as_ref().and_then(|s| s.artifact.as_ref());
+        let commit = artifact
+            .map(|a| a.revision.commit().to_owned())
+            .unwrap_or_default();
+        assert!(
+            commit.len() >= 12 && overview.contains(&commit[..12]),
+            "the revision of GitRepository {} ({commit}) in {overview}",
+            repo.name_any()
+        );
+    }
+    for sync in &syncs {
+        // Its path, and the demo's Policy governing it (the namespace's plumb.dev/demo label).
+        let row = browser
+            .text(&sync_row(demo::NAMESPACE, &sync.name_any()))
+            .await
+            .unwrap();
+        assert!(row.contains(&sync.spec.path), "{row}");
+        assert!(row.contains(&policy), "{row}");
+    }
+    page_shows(&browser, "the page to go live", "#live-status", |t| {
+        t == "Live"
+    })
+    .await;
+    shoot(&browser, "demo-overview.png").await;
+
+    // Each Sync's page: every object it applied, healthy and in sync with what it applied.
+    for sync in &syncs {
+        let name = sync.name_any();
+        browser
+            .open(&format!("{}/sync/{}/{name}", ui.url, demo::NAMESPACE))
+            .await
+            .unwrap();
+        let inventory = sync
+            .status
+            .as_ref()
+            .and_then(|s| s.inventory.clone())
+            .unwrap_or_default();
+        assert!(!inventory.is_empty(), "Sync {name} applied nothing");
+        for entry in inventory {
+            let id = entry.object_id().unwrap();
+            let row = format!("tr[data-object='{id}']");
+            page_shows(
+                &browser,
+                &format!("{id} in sync"),
+                &format!("{row} td.drift"),
+                |t| t == "In sync",
+            )
+            .await;
+            page_shows(
+                &browser,
+                &format!("{id} healthy"),
+                &format!("{row} td.health"),
+                |t| t.starts_with("Current"),
+            )
+            .await;
+        }
+        page_shows(&browser, "the page to go live", "#live-status", |t| {
+            t == "Live"
+        })
+        .await;
+        shoot(&browser, &format!("demo-sync-{name}.png")).await;
+    }
+    drop(browser);
+    drop(ui);
+    demo.stop_if_started().unwrap();
+}
+
+/// A copy of the tests' kubeconfig whose users act as `user` (`as:`: the API server applies
+/// that user's RBAC to every request), written into `dir`.
+fn impersonating_kubeconfig(dir: &Path, user: &str) -> PathBuf {
+    let admin = std::fs::read_to_string(plumb_e2e_support::kubeconfig_path()).unwrap();
+    let mut config: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
+    for entry in config["users"].as_sequence_mut().unwrap() {
+        entry["user"]["as"] = serde_yaml::Value::String(user.to_owned());
+    }
+    let path = dir.join(format!("{user}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// Runs kubectl with the tests' kubeconfig and tells whether it succeeded, with what it printed.
+fn kubectl_try(args: &[&str]) -> (bool, String) {
+    let out = Command::new("kubectl")
+        .arg(format!(
+            "--kubeconfig={}",
+            plumb_e2e_support::kubeconfig_path().display()
+        ))
+        .args(args)
+        .output()
+        .expect("running kubectl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_limited_to_one_namespace_sees_it_live_and_is_told_policies_are_not_readable() {
+    let ns = TestNamespace::new("e2e-ui-limited").await.unwrap();
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+    let ns_name = ns.name().to_owned();
+    let user = format!("{ns_name}-reader");
+    // What a team member gets in their namespace: its plumb objects (and the actions on them),
+    // its workloads and Events to read, its own Namespace and the artifact token Secret to get.
+    ns.apply_yaml(
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{ name: ui-reader }}
+rules:
+  - {{ apiGroups: [source.plumb.dev], resources: [gitrepositories], verbs: [get, list, watch, patch] }}
+  - {{ apiGroups: [sync.plumb.dev], resources: [syncs], verbs: [get, list, watch, patch] }}
+  - {{ apiGroups: [''], resources: [events, configmaps], verbs: [get, list, watch] }}
+  - {{ apiGroups: [apps], resources: [deployments], verbs: [get, list, watch] }}
+  - {{ apiGroups: [''], resources: [namespaces], resourceNames: [{ns_name}], verbs: [get] }}
+  - {{ apiGroups: [''], resources: [secrets], resourceNames: [{ARTIFACT_TOKEN_SECRET}], verbs: [get] }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: ui-reader }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: Role, name: ui-reader }}
+subjects:
+  - {{ apiGroup: rbac.authorization.k8s.io, kind: User, name: {user} }}
+"
+        ),
+        "plumb-e2e",
+    )
+    .await
+    .unwrap();
+    // The premise: nothing cluster-wide for this user.
+    for what in [
+        ["get", "syncs", "-A"],
+        ["get", "namespaces", "-A"],
+        ["get", "policies", "-A"],
+    ] {
+        let (allowed, said) = kubectl_try(&[&what[..], &["--as", &user]].concat());
+        assert!(
+            !allowed && said.contains("forbidden"),
+            "{what:?} as {user}: {said}"
+        );
+    }
+    let policy_name = format!("{ns_name}-limited");
+    ns.apply_cluster::<Policy>(json!({
+        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
+        "metadata": { "name": policy_name },
+        "spec": {
+            "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns_name } } },
+            "rules": [{
+                "name": "named",
+                "match": { "resources": [{ "group": "", "kinds": ["ConfigMap"] }] },
+                "expression": "has(object.metadata.name)",
+                "message": "objects have names",
+                "action": "Warn"
+            }]
+        }
+    }))
+    .await
+    .unwrap();
+
+    // The Git server and the controllers live as long as `app`.
+    let app = App::synced(&ns).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = impersonating_kubeconfig(dir.path(), &user);
+    let ui = Ui::start_with(
+        &ns_name,
+        &kubeconfig,
+        &[format!(
+            "--artifact-token-secret={ns_name}/{ARTIFACT_TOKEN_SECRET}"
+        )],
+    );
+    let browser = Browser::launch(1280, 900).await.unwrap();
+
+    // The overview: the namespace's objects, and plainly that Policies cannot be read.
+    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    page_shows(&browser, "the overview to list the objects", "main", |t| {
+        t.contains(&format!("GitRepository {ns_name}/app")) && t.contains("1 Ready")
+    })
+    .await;
+    let unreadable = page_shows(
+        &browser,
+        "the Policies said to be unreadable",
+        "#policies-unreadable",
+        |t| t.contains("cluster-scoped"),
+    )
+    .await;
+    assert!(
+        unreadable.contains("may not") && unreadable.contains(&user),
+        "{unreadable}"
+    );
+    let row = browser.text(&sync_row(&ns_name, "app")).await.unwrap();
+    assert!(row.contains("not readable"), "{row}");
+    // Policies are all this user may not see here: nothing of the namespace is refused.
+    let problems = browser.text("section.problems").await.unwrap();
+    assert!(problems.contains("watch of Policies"), "{problems}");
+    assert_eq!(problems.matches("may not").count(), 1, "{problems}");
+    page_shows(&browser, "the page to go live", "#live-status", |t| {
+        t == "Live"
+    })
+    .await;
+    shoot(&browser, "limited-overview.png").await;
+
+    // The Sync's page: its objects watched in the namespace, live.
+    browser
+        .open(&format!("{}/sync/{ns_name}/app", ui.url))
+        .await
+        .unwrap();
+    for id in [
+        format!("{ns_name}_web_apps_Deployment"),
+        format!("{ns_name}_settings__ConfigMap"),
+    ] {
+        page_shows(
+            &browser,
+            &format!("{id} in sync"),
+            &format!("tr[data-object='{id}'] td.drift"),
+            |t| t == "In sync",
+        )
+        .await;
+    }
+    page_shows(&browser, "the page to go live", "#live-status", |t| {
+        t == "Live"
+    })
+    .await;
+    let problems = browser.text("section.problems").await.unwrap();
+    assert_eq!(problems.matches("may not").count(), 1, "{problems}");
+    kubectl(&["scale", "-n", &ns_name, "deployment/web", "--replicas=3"]);
+    page_shows(
+        &browser,
+        "the drift and its heal in the activity",
+        "ol.activity",
+        |t| t.contains("Drifted /spec/replicas") && t.contains("Healed"),
+    )
+    .await;
+    wait_replicas(&ns, &app.controllers, 1).await;
+    assert_eq!(browser.text("#governing").await.unwrap(), "not readable");
+
+    // Allowed to read Policies (a ClusterRole): the open page shows the one governing the
+    // Sync (by its namespace's labels, read with a get the Role allows).
+    let reader = format!("{ns_name}-policy-reader");
+    ns.apply_cluster::<ClusterRole>(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": { "name": reader },
+        "rules": [{ "apiGroups": ["policy.plumb.dev"], "resources": ["policies"], "verbs": ["get", "list", "watch"] }]
+    }))
+    .await
+    .unwrap();
+    ns.apply_cluster::<ClusterRoleBinding>(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": { "name": reader },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": reader },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }]
+    }))
+    .await
+    .unwrap();
+    page_shows(&browser, "the governing Policy", "#governing", |t| {
+        t == policy_name
+    })
+    .await;
+    shoot(&browser, "limited-sync.png").await;
+    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    page_shows(&browser, "the Policies table", "table.policies", |t| {
+        t.contains(&policy_name)
+    })
+    .await;
+    let row = browser.text(&sync_row(&ns_name, "app")).await.unwrap();
+    assert!(row.contains(&policy_name), "{row}");
+    assert_eq!(
+        browser
+            .eval("document.getElementById('policies-unreadable') === null")
+            .await
+            .unwrap(),
+        json!(true),
+        "the Policies are still said to be unreadable"
     );
 }

@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::{ClusterResourceScope, NamespaceResourceScope};
 use kube::api::{
@@ -355,11 +356,14 @@ async fn delete_orphans_once(client: &Client) {
 async fn delete_orphans(client: &Client) -> Result<()> {
     let selector = format!("{TEST_LABEL}=true,{HOST_LABEL}={}", host_label());
     let params = ListParams::default().labels(&selector);
-    // Cluster-scoped kinds tests create: plumb's Policies and test CRDs. Namespaces last, so
-    // nothing a namespace's objects still need is gone first.
+    // Cluster-scoped kinds tests create: plumb's Policies, test CRDs, and ClusterRoles and
+    // their bindings for a test's users. Namespaces last, so nothing a namespace's objects
+    // still need is gone first.
     let kinds = [
         ApiResource::erase::<plumb_api::Policy>(&()),
         ApiResource::erase::<CustomResourceDefinition>(&()),
+        ApiResource::erase::<ClusterRoleBinding>(&()),
+        ApiResource::erase::<ClusterRole>(&()),
         ApiResource::erase::<Namespace>(&()),
     ];
     for resource in kinds {

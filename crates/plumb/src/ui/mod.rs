@@ -74,7 +74,8 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     let store = store::Store::start(client.clone(), scope.clone());
     store.wait_listed().await;
     let artifacts = intent::Artifacts::new(proxy_client, token)?;
-    let trackers = tracker::Trackers::new(client.clone(), store.clone(), artifacts);
+    let trackers =
+        tracker::Trackers::new(client.clone(), store.clone(), artifacts, scope.is_some());
     let guard = guard::Guard::new(bound, args.allow_non_loopback)?;
     let app = server::App {
         client,

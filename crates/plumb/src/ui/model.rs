@@ -164,6 +164,18 @@ pub fn governing(
     found
 }
 
+/// The names of the Policies governing `sync`, sorted.
+pub fn governing_names(
+    policies: &[Arc<Policy>],
+    namespace_labels: &BTreeMap<String, String>,
+    sync: &Sync,
+) -> Vec<String> {
+    governing(policies, namespace_labels, sync)
+        .iter()
+        .filter_map(|p| p.metadata.name.clone())
+        .collect()
+}
+
 fn name_of(meta: &kube::core::ObjectMeta) -> (String, String) {
     (
         meta.namespace.clone().unwrap_or_default(),
@@ -201,8 +213,8 @@ pub struct SyncRow {
     pub state: State,
     /// The objects drifted now (the sync controller's report, and what this page's watches see).
     pub drifted: Vec<String>,
-    /// The names of the Policies governing it.
-    pub policies: Vec<String>,
+    /// The names of the Policies governing it; `None` when the Policies cannot be read.
+    pub policies: Option<Vec<String>>,
 }
 
 /// `t` as the pages show times: UTC, to the second.
@@ -245,22 +257,32 @@ pub struct PolicyRow {
 }
 
 /// The overview page.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Overview {
     /// The counts.
     pub counts: Counts,
     /// GitRepositories with their Syncs (and one group for Syncs whose source is missing).
     pub sources: Vec<SourceRow>,
-    /// Policies.
-    pub policies: Vec<PolicyRow>,
+    /// Policies, or why they cannot be read.
+    pub policies: Result<Vec<PolicyRow>, String>,
 }
 
-/// Builds the overview; `tracked_drift` tells what this process's watches see drifted now for
-/// a Sync it tracks.
+impl Default for Overview {
+    fn default() -> Self {
+        Self {
+            counts: Counts::default(),
+            sources: Vec::new(),
+            policies: Ok(Vec::new()),
+        }
+    }
+}
+
+/// Builds the overview; `policies` are the Policies or why they cannot be read;
+/// `tracked_drift` tells what this process's watches see drifted now for a Sync it tracks.
 pub fn overview(
     repos: &[Arc<GitRepository>],
     syncs: &[Arc<Sync>],
-    policies: &[Arc<Policy>],
+    policies: Result<&[Arc<Policy>], &str>,
     namespace_labels: &dyn Fn(&Sync) -> BTreeMap<String, String>,
     tracked_drift: &dyn Fn(&str, &str) -> Vec<String>,
 ) -> Overview {
@@ -299,10 +321,9 @@ pub fn overview(
                 .map(|r| short_revision(&r.to_string())),
             state,
             drifted,
-            policies: governing(policies, &namespace_labels(sync), sync)
-                .iter()
-                .filter_map(|p| p.metadata.name.clone())
-                .collect(),
+            policies: policies
+                .ok()
+                .map(|all| governing_names(all, &namespace_labels(sync), sync)),
             namespace: ns.clone(),
             name,
         };
@@ -350,18 +371,25 @@ pub fn overview(
             name,
         });
     }
+    out.policies = policies.map(policy_rows).map_err(str::to_owned);
+    out
+}
+
+fn policy_rows(policies: &[Arc<Policy>]) -> Vec<PolicyRow> {
     let mut policies: Vec<&Arc<Policy>> = policies.iter().collect();
     policies.sort_by_key(|p| p.metadata.name.clone());
-    for p in policies {
-        let status = p.status.clone().unwrap_or_default();
-        out.policies.push(PolicyRow {
-            name: p.metadata.name.clone().unwrap_or_default(),
-            rules: p.spec.rules.len(),
-            governs: status.governed_syncs,
-            state: condition_state(&status.conditions, condition_type::READY, p.spec.suspend),
-        });
-    }
-    out
+    policies
+        .into_iter()
+        .map(|p| {
+            let status = p.status.clone().unwrap_or_default();
+            PolicyRow {
+                name: p.metadata.name.clone().unwrap_or_default(),
+                rules: p.spec.rules.len(),
+                governs: status.governed_syncs,
+                state: condition_state(&status.conditions, condition_type::READY, p.spec.suspend),
+            }
+        })
+        .collect()
 }
 
 /// One step of the GitRepository → render → sync chain.
@@ -519,10 +547,12 @@ pub fn objects(sync: &Sync, tracked: &Tracked) -> Vec<(&'static str, Vec<ObjectR
     for entry in inventory {
         let Ok(id) = entry.object_id() else { continue };
         let stage = stage_of(&id.group, &id.kind);
-        let listed = tracked
-            .listed
+        let listed = tracked.listed.iter().any(|k| k.covers(&id));
+        let failing = tracked
+            .failing
             .iter()
-            .any(|g| g.group == id.group && g.kind == id.kind);
+            .find(|(k, _)| k.covers(&id))
+            .map(|(_, why)| why);
         let seen = tracked.objects.get(&id);
         let health = match seen {
             Some(s) if s.live.is_object() => match assess(&id.group, &id.kind, &s.live) {
@@ -542,12 +572,20 @@ pub fn objects(sync: &Sync, tracked: &Tracked) -> Vec<(&'static str, Vec<ObjectR
                 "",
                 "the object is not in the cluster",
             ),
-            None => State::new(
-                Level::Idle,
-                "Loading",
-                "",
-                "the watch of this kind is starting",
-            ),
+            None => match failing {
+                Some(why) => State::new(
+                    Level::Idle,
+                    "Unknown",
+                    "",
+                    &format!("the watch of its kind fails: {why}"),
+                ),
+                None => State::new(
+                    Level::Idle,
+                    "Loading",
+                    "",
+                    "the watch of this kind is starting",
+                ),
+            },
         };
         let drift = match seen {
             Some(s) => Some(s.drift.clone()),
@@ -648,6 +686,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::ui::tracker::WatchKey;
 
     fn sync(status: serde_json::Value) -> Sync {
         serde_json::from_value(json!({
@@ -750,7 +789,7 @@ mod tests {
         let o = overview(
             &[repo],
             &[ready, Arc::new(failing)],
-            &policies,
+            Ok(&policies),
             &labels,
             &tracked,
         );
@@ -767,9 +806,24 @@ mod tests {
         assert_eq!(o.sources.len(), 2);
         assert_eq!(o.sources[0].name, "apps");
         assert_eq!(o.sources[0].syncs[0].name, "web");
-        assert_eq!(o.sources[0].syncs[0].policies, ["prod-only"]);
+        assert_eq!(
+            o.sources[0].syncs[0].policies.as_deref(),
+            Some(&["prod-only".to_owned()][..])
+        );
         assert_eq!(o.sources[1].state.label, "Not found");
         assert_eq!(o.sources[1].syncs[0].drifted, ["team_cfg__ConfigMap"]);
+        assert_eq!(o.policies.map(|p| p.len()), Ok(2));
+
+        // Policies the user may not list: no Sync is said to be governed by none.
+        let refused = overview(
+            &[],
+            &[Arc::new(sync(json!({})))],
+            Err("forbidden"),
+            &labels,
+            &tracked,
+        );
+        assert_eq!(refused.sources[0].syncs[0].policies, None);
+        assert_eq!(refused.policies.unwrap_err(), "forbidden");
     }
 
     #[test]
@@ -791,7 +845,7 @@ mod tests {
         .unwrap();
         let labels = |_: &Sync| BTreeMap::new();
         let tracked = |_: &str, _: &str| Vec::new();
-        let o = overview(&[Arc::new(repo.clone())], &[], &[], &labels, &tracked);
+        let o = overview(&[Arc::new(repo.clone())], &[], Ok(&[]), &labels, &tracked);
         assert_eq!(
             o.sources[0].committed.as_deref(),
             Some("2026-11-28 09:30:00 UTC")
@@ -829,9 +883,10 @@ mod tests {
             { "id": "team_cfg__ConfigMap", "v": "v1" }
         ]}));
         let mut tracked = Tracked::default();
-        tracked
-            .listed
-            .insert(kube::core::GroupVersionKind::gvk("", "v1", "ConfigMap"));
+        tracked.listed.insert(WatchKey {
+            gvk: kube::core::GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            namespace: None,
+        });
         let groups = objects(&s, &tracked);
         assert_eq!(groups.len(), 2);
         assert!(groups[0].0.starts_with("Stage 1"));
@@ -839,6 +894,43 @@ mod tests {
         assert_eq!(groups[1].1[0].health.label, "Loading");
         assert_eq!(groups[1].1[1].health.label, "Missing");
         assert_eq!(groups[1].1[1].drift, Some(ObjectDrift::Missing));
+    }
+
+    #[test]
+    fn a_watch_of_one_namespace_speaks_only_for_it_and_a_refused_one_says_why() {
+        let s = sync(json!({ "inventory": [
+            { "id": "team_cfg__ConfigMap", "v": "v1" },
+            { "id": "other_cfg__ConfigMap", "v": "v1" },
+            { "id": "team_web_apps_Deployment", "v": "v1" }
+        ]}));
+        let config_maps = kube::core::GroupVersionKind::gvk("", "v1", "ConfigMap");
+        let mut tracked = Tracked::default();
+        tracked.listed.insert(WatchKey {
+            gvk: config_maps.clone(),
+            namespace: Some("team".into()),
+        });
+        tracked.failing.insert(
+            WatchKey {
+                gvk: config_maps,
+                namespace: Some("other".into()),
+            },
+            "your kubeconfig's user may not do this: forbidden".into(),
+        );
+        let rows: Vec<ObjectRow> = objects(&s, &tracked)
+            .into_iter()
+            .flat_map(|(_, rows)| rows)
+            .collect();
+        let row = |ns: &str, kind: &str| {
+            rows.iter()
+                .find(|r| r.id.namespace == ns && r.id.kind == kind)
+                .unwrap()
+        };
+        assert_eq!(row("team", "ConfigMap").health.label, "Missing");
+        let refused = &row("other", "ConfigMap").health;
+        assert_eq!(refused.label, "Unknown");
+        assert!(refused.message.contains("may not"), "{}", refused.message);
+        assert_eq!(row("other", "ConfigMap").drift, None);
+        assert_eq!(row("team", "Deployment").health.label, "Loading");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use plumb_api::Sync;
 
 use super::drift::{ObjectDrift, Transition};
 use super::model::{
-    EventRow, Finding, Level, ObjectRow, Overview, State, Step, SyncRow, short_revision,
+    EventRow, Finding, Level, ObjectRow, Overview, PolicyRow, State, Step, SyncRow, short_revision,
 };
 use super::tracker::Activity;
 
@@ -142,13 +142,26 @@ pub fn overview(o: &Overview, problems: &[(String, String)]) -> Markup {
             }
         }
         h2 { "Policies" }
-        @if o.policies.is_empty() {
-            p.muted { "No Policies (or you may not list them)." }
-        } @else {
+        @match &o.policies {
+            Err(why) => {
+                p.unreadable #policies-unreadable {
+                    "Policies cannot be shown: they are cluster-scoped, and reading them failed ("
+                    (why) "). Which Policies govern each Sync is therefore not known here; "
+                    "a ClusterRole granting get, list and watch on policies.policy.plumb.dev would show them."
+                }
+            }
+            Ok(policies) if policies.is_empty() => { p.muted { "No Policies." } }
+            Ok(policies) => { (policy_table(policies)) }
+        }
+    }
+}
+
+fn policy_table(policies: &[PolicyRow]) -> Markup {
+    html! {
             table.policies {
                 thead { (header_row(&["Policy", "Rules", "Governs", "State"])) }
                 tbody {
-                    @for p in &o.policies {
+                    @for p in policies {
                         tr data-filter=(format!("{} {}", p.name, p.state.label)) {
                             td { (p.name) }
                             td { (p.rules) }
@@ -158,7 +171,6 @@ pub fn overview(o: &Overview, problems: &[(String, String)]) -> Markup {
                     }
                 }
             }
-        }
     }
 }
 
@@ -169,7 +181,7 @@ fn sync_row(row: &SyncRow) -> Markup {
         row.name,
         row.path,
         row.state.label,
-        row.policies.join(" ")
+        row.policies.as_deref().unwrap_or_default().join(" ")
     );
     html! {
         tr data-filter=(filter) {
@@ -181,7 +193,18 @@ fn sync_row(row: &SyncRow) -> Markup {
                 @if row.drifted.is_empty() { span.muted { "none" } }
                 @else { span class="chip progress" { "Drifted" } " " (row.drifted.join(", ")) }
             }
-            td { @if row.policies.is_empty() { span.muted { "none" } } @else { (row.policies.join(", ")) } }
+            td { (policy_names(row.policies.as_deref())) }
+        }
+    }
+}
+
+/// The names of governing Policies: "none", or "not readable" when Policies cannot be read.
+fn policy_names(names: Option<&[String]>) -> Markup {
+    html! {
+        @match names {
+            None => span.muted { "not readable" },
+            Some([]) => span.muted { "none" },
+            Some(names) => (names.join(", ")),
         }
     }
 }
@@ -213,8 +236,8 @@ pub struct SyncView<'a> {
     pub events: Vec<EventRow>,
     /// What cannot be shown, and why.
     pub problems: Vec<(String, String)>,
-    /// Names of the Policies governing it.
-    pub policies: Vec<String>,
+    /// Names of the Policies governing it; `None` when Policies cannot be read.
+    pub policies: Option<Vec<String>>,
 }
 
 fn action_button(
@@ -280,7 +303,7 @@ pub fn sync_page(v: &SyncView<'_>) -> Markup {
                 @if sync.spec.suspend { ", " strong { "suspended" } }
             }
             dt { "Governing Policies" }
-            dd { @if v.policies.is_empty() { "none" } @else { (v.policies.join(", ")) } }
+            dd #governing { (policy_names(v.policies.as_deref())) }
             @if let Some(d) = &status.drift {
                 dt { "Drift (sync controller)" }
                 dd {
@@ -409,7 +432,7 @@ fn object_row(row: &ObjectRow) -> Markup {
             td { (row.id.kind) }
             td { (if row.id.namespace.is_empty() { "–" } else { &row.id.namespace }) }
             td { (row.id.name) }
-            td { (state_cell(&row.health)) }
+            td.health { (state_cell(&row.health)) }
             td.drift {
                 @match &row.drift {
                     None => span.muted { "watching…" },
@@ -471,10 +494,10 @@ mod tests {
                     applied: None,
                     state,
                     drifted: vec![],
-                    policies: vec![],
+                    policies: None,
                 }],
             }],
-            policies: vec![],
+            policies: Err(evil.into()),
         };
         let html = overview(&o, &[("watch".into(), evil.into())]).into_string();
         assert!(!html.contains("<script>"), "{html}");

@@ -150,10 +150,11 @@ async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
     let version = store.version();
     let labels = |sync: &plumb_api::Sync| model::namespace_labels(store, sync);
     let drifted = |ns: &str, name: &str| app.trackers.drifted(ns, name);
+    let policies = store.policies();
     let o = model::overview(
         &store.repos.state(),
         &store.syncs.state(),
-        &store.policies.state(),
+        policies.as_deref().map_err(String::as_str),
         &labels,
         &drifted,
     );
@@ -219,14 +220,10 @@ async fn sync_page(
         ],
         EVENTS_SHOWN,
     );
-    let policies = model::governing(
-        &store.policies.state(),
-        &model::namespace_labels(store, &sync),
-        &sync,
-    )
-    .iter()
-    .filter_map(|p| p.metadata.name.clone())
-    .collect();
+    let policies = store
+        .policies()
+        .ok()
+        .map(|all| model::governing_names(&all, &model::namespace_labels(store, &sync), &sync));
     let view = SyncView {
         sync: &sync,
         chain: model::chain(&sync, source.as_deref()),

@@ -2,6 +2,10 @@
 //! (label-selected by the owner labels the sync controller sets, as its own drift watches are),
 //! each event compared with what plumb applied, and the drift/heal transitions kept as the
 //! page's drift activity. Tracking starts at the first visit and lasts as long as the process.
+//!
+//! With a namespace chosen (`-n`), namespaced kinds are watched in each namespace the inventory
+//! names rather than across the cluster, so a user whose RBAC allows only some namespaces sees
+//! the objects there, and a refusal elsewhere is shown for that namespace only.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,7 +28,7 @@ use serde_json::Value;
 use super::drift::{ObjectDrift, Transition, field_diffs, transition};
 use super::intent::Artifacts;
 use super::model;
-use super::store::Store;
+use super::store::{Store, describe, describe_kube, expired};
 
 /// How long after a failed download of the rendered objects it is tried again.
 const RETRY: Duration = Duration::from_secs(10);
@@ -34,6 +38,33 @@ const RESOLVE_BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// How many drift transitions a Sync's page lists.
 const ACTIVITY_KEPT: usize = 50;
+
+/// What one watch covers: a kind, in one namespace or (`None`) in all of them (and every
+/// cluster-scoped kind).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WatchKey {
+    /// The kind.
+    pub gvk: GroupVersionKind,
+    /// The namespace, or `None` for all.
+    pub namespace: Option<String>,
+}
+
+impl WatchKey {
+    /// Whether this watch sees object `id`.
+    pub fn covers(&self, id: &ObjectId) -> bool {
+        self.gvk.group == id.group
+            && self.gvk.kind == id.kind
+            && self.namespace.as_ref().is_none_or(|ns| *ns == id.namespace)
+    }
+
+    /// `apps/v1 Deployment`, with ` in namespace team` for a watch of one namespace.
+    fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} in namespace {ns}", api_version_kind(&self.gvk)),
+            None => api_version_kind(&self.gvk),
+        }
+    }
+}
 
 /// A drift transition seen by this process.
 #[derive(Debug, Clone)]
@@ -77,13 +108,15 @@ pub struct Tracked {
     pub activity: VecDeque<Activity>,
     /// What does not work, by topic (a watch refused, the artifact unreachable, ...).
     pub problems: BTreeMap<String, String>,
-    /// Kinds whose watch has listed its objects once.
-    pub listed: HashSet<GroupVersionKind>,
+    /// Watches that have listed their objects once.
+    pub listed: HashSet<WatchKey>,
+    /// Watches failing now (the user may not watch that kind there, for one), with why.
+    pub failing: HashMap<WatchKey, String>,
     intents: HashMap<ObjectId, Intent>,
     intent_key: Option<(Digest, String)>,
     /// The key whose load failed last, and when: retried [`RETRY`] later, not in a loop.
     failed: Option<((Digest, String), Instant)>,
-    watched: HashSet<GroupVersionKind>,
+    watched: HashSet<WatchKey>,
 }
 
 /// The tracked state of one Sync, and the turn its observers take.
@@ -110,17 +143,21 @@ pub struct Trackers {
     artifacts: Artifacts,
     tracked: Arc<Mutex<HashMap<(String, String), Shared>>>,
     kinds: Arc<Mutex<HashMap<GroupVersionKind, (ApiResource, bool)>>>,
+    /// Watch namespaced kinds one namespace at a time (a namespace was chosen).
+    per_namespace: bool,
 }
 
 impl Trackers {
-    /// Trackers that watch with `client`.
-    pub fn new(client: Client, store: Store, artifacts: Artifacts) -> Self {
+    /// Trackers that watch with `client`: namespaced kinds in each namespace of a Sync's
+    /// inventory when `per_namespace`, else across the cluster.
+    pub fn new(client: Client, store: Store, artifacts: Artifacts, per_namespace: bool) -> Self {
         Self {
             client,
             store,
             artifacts,
             tracked: Arc::default(),
             kinds: Arc::default(),
+            per_namespace,
         }
     }
 
@@ -336,50 +373,62 @@ impl Trackers {
         let mut s = lock(state);
         for entry in inventory {
             let Ok(id) = entry.object_id() else { continue };
-            let gvk = GroupVersionKind::gvk(&id.group, &entry.v, &id.kind);
-            if s.watched.insert(gvk.clone()) {
+            let key = WatchKey {
+                gvk: GroupVersionKind::gvk(&id.group, &entry.v, &id.kind),
+                // Cluster-scoped objects have no namespace in their id.
+                namespace: (self.per_namespace && !id.namespace.is_empty()).then_some(id.namespace),
+            };
+            if s.watched.insert(key.clone()) {
                 let sync_key = (
                     sync.metadata.namespace.clone().unwrap_or_default(),
                     sync.metadata.name.clone().unwrap_or_default(),
                 );
-                tokio::spawn(self.clone().watch_kind(sync_key, gvk, state.clone()));
+                tokio::spawn(self.clone().watch_kind(sync_key, key, state.clone()));
             }
         }
     }
 
-    /// Watches the objects of `gvk` that Sync `namespace/name` applied.
-    async fn watch_kind(
-        self,
-        (namespace, name): (String, String),
-        gvk: GroupVersionKind,
-        state: Shared,
-    ) {
+    /// Watches the objects of `key` that Sync `namespace/name` applied.
+    async fn watch_kind(self, (namespace, name): (String, String), key: WatchKey, state: Shared) {
+        let gvk = &key.gvk;
         // Until the cluster says how it serves the kind (discovery can fail for a while, e.g.
         // while the API server restarts), try again with a growing pause, the problem shown.
         let mut pause = Duration::from_secs(1);
         let resource = loop {
-            if let Some((resource, _)) = self.resolve(&gvk, &state).await {
+            if let Some((resource, _)) = self.resolve(gvk, &state).await {
                 break resource;
             }
             self.store.bump();
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RESOLVE_BACKOFF_MAX);
         };
-        let topic = format!("watch of {}", api_version_kind(&gvk));
-        tracing::debug!(kind = %api_version_kind(&gvk), sync = %format!("{namespace}/{name}"), "watching");
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let topic = format!("watch of {}", key.describe());
+        tracing::debug!(watch = %key.describe(), sync = %format!("{namespace}/{name}"), "watching");
+        let api: Api<DynamicObject> = match &key.namespace {
+            Some(ns) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            None => Api::all_with(self.client.clone(), &resource),
+        };
         let selector = format!("{SYNC_NAME_LABEL}={name},{SYNC_NAMESPACE_LABEL}={namespace}");
         let stream = watcher(api, watcher::Config::default().labels(&selector)).default_backoff();
         futures::pin_mut!(stream);
         let mut listing: HashSet<ObjectId> = HashSet::new();
         while let Some(event) = stream.next().await {
             let event = match event {
+                // The start of a (re)list is no answer yet: a refused list follows it.
+                Ok(e @ watcher::Event::Init) => e,
                 Ok(e) => {
-                    lock(&state).problems.remove(&topic);
+                    let mut s = lock(&state);
+                    s.problems.remove(&topic);
+                    s.failing.remove(&key);
                     e
                 }
+                Err(e) if expired(&e) => continue,
                 Err(e) => {
-                    lock(&state).problems.insert(topic.clone(), e.to_string());
+                    let why = describe(&e);
+                    let mut s = lock(&state);
+                    s.problems.insert(topic.clone(), why.clone());
+                    s.failing.insert(key.clone(), why);
+                    drop(s);
                     self.store.bump();
                     continue;
                 }
@@ -387,7 +436,7 @@ impl Trackers {
             match event {
                 watcher::Event::Init => listing.clear(),
                 watcher::Event::InitApply(obj) => {
-                    let (id, value) = identify(&gvk, obj);
+                    let (id, value) = identify(gvk, obj);
                     listing.insert(id.clone());
                     self.observe(&state, id, Some(value)).await;
                 }
@@ -395,22 +444,20 @@ impl Trackers {
                     let gone: Vec<ObjectId> = lock(&state)
                         .objects
                         .keys()
-                        .filter(|id| {
-                            id.group == gvk.group && id.kind == gvk.kind && !listing.contains(*id)
-                        })
+                        .filter(|id| key.covers(id) && !listing.contains(*id))
                         .cloned()
                         .collect();
                     for id in gone {
                         self.observe(&state, id, None).await;
                     }
-                    lock(&state).listed.insert(gvk.clone());
+                    lock(&state).listed.insert(key.clone());
                 }
                 watcher::Event::Apply(obj) => {
-                    let (id, value) = identify(&gvk, obj);
+                    let (id, value) = identify(gvk, obj);
                     self.observe(&state, id, Some(value)).await;
                 }
                 watcher::Event::Delete(obj) => {
-                    let (id, _) = identify(&gvk, obj);
+                    let (id, _) = identify(gvk, obj);
                     self.observe(&state, id, None).await;
                 }
             }
@@ -511,7 +558,7 @@ impl Trackers {
             Err(e) => {
                 lock(state).problems.insert(
                     topic,
-                    format!("a dry-run apply of {id} was refused ({e}); values are compared as rendered, so a value the server writes in another form (1000m for 1) may show as drift"),
+                    format!("a dry-run apply of {id} was refused ({}); values are compared as rendered, so a value the server writes in another form (1000m for 1) may show as drift", describe_kube(&e)),
                 );
                 ObjectDrift::Drifted(diffs)
             }
