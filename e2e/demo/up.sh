@@ -87,8 +87,8 @@ say "building plumb"
 # The render controller renders the chart with the pinned Helm (built once, then cached).
 HELM_BIN=$(bash "$REPO_ROOT/crates/helm/go/build.sh") || die "building Helm failed (crates/helm/go/build.sh; Go is needed)"
 
-say "installing the CRDs"
-kubectl apply --server-side --field-manager=plumb-demo -k "$REPO_ROOT/crds/" >/dev/null
+say "installing the CRDs (this tree's: they replace fields another manager set, e.g. an older install)"
+kubectl apply --server-side --force-conflicts --field-manager=plumb-demo -k "$REPO_ROOT/crds/" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/gitrepositories.source.plumb.dev crd/syncs.sync.plumb.dev crd/policies.policy.plumb.dev
 
 say "serving a Git repository made from examples/ at http://127.0.0.1:$GIT_PORT/apps.git"
