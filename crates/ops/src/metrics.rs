@@ -37,6 +37,11 @@ struct ObjectLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReconcileLabels {
     kind: String,
     result: String,
@@ -53,6 +58,8 @@ pub struct Metrics {
     reconcile_duration: Family<ReconcileLabels, Histogram, fn() -> Histogram>,
     reconciles: Family<ReconcileLabels, Counter>,
     artifact_size: Family<ObjectLabels, Gauge>,
+    leader: Family<ControllerLabels, Gauge>,
+    leader_terms_lost: Family<ControllerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -87,11 +94,25 @@ impl Metrics {
             "Size of the latest artifact, by kind, namespace and name",
             artifact_size.clone(),
         );
+        let leader = Family::<ControllerLabels, Gauge>::default();
+        registry.register(
+            "leader",
+            "1 while this process holds the controller's leader Lease and reconciles, else 0",
+            leader.clone(),
+        );
+        let leader_terms_lost = Family::<ControllerLabels, Counter>::default();
+        registry.register(
+            "leader_terms_lost",
+            "Leadership terms that ended with the Lease lost (not renewed within the renew deadline, or taken over)",
+            leader_terms_lost.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             reconcile_duration,
             reconciles,
             artifact_size,
+            leader,
+            leader_terms_lost,
         }
     }
 
@@ -127,6 +148,23 @@ impl Metrics {
             name: name.to_owned(),
         };
         self.artifact_size.get_or_create(&labels).set(bytes);
+    }
+
+    /// Records that this process now leads `controller` (holds its Lease), or no longer does.
+    pub fn set_leader(&self, controller: &str, leading: bool) {
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
+        self.leader.get_or_create(&labels).set(i64::from(leading));
+    }
+
+    /// Records that a leadership term of `controller` ended with the Lease lost.
+    pub fn leadership_lost(&self, controller: &str) {
+        let labels = ControllerLabels {
+            controller: controller.to_owned(),
+        };
+        self.leader_terms_lost.get_or_create(&labels).inc();
+        self.set_leader(controller, false);
     }
 
     /// The registry in the Prometheus text exposition format.

@@ -60,7 +60,8 @@ pub enum RuntimeError {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// The leader Lease was lost; the process should exit and be restarted.
+    /// A leader election operation failed (a lost Lease no longer ends [`Runtime::lead`]:
+    /// the process stands by for it again).
     #[error(transparent)]
     Leader(#[from] LeaderError),
 }
@@ -216,13 +217,17 @@ impl Runtime {
     /// a replica waiting for the Lease reports ready (standing by is its job).
     ///
     /// `work` must itself stop soon after [`Runtime::stopped`] completes (it is given the
-    /// chance to finish what is in flight); a lost Lease drops it at once and returns
-    /// [`RuntimeError::Leader`].
+    /// chance to finish what is in flight). A lost Lease (another replica took it, or the API
+    /// server did not answer within the renew deadline) drops `work` at once: nothing of the
+    /// term goes on acting. The process then stands by for the Lease again, as a fresh replica
+    /// would, and starts a new `work` once it holds it; so an API-server outage longer than
+    /// the renew deadline costs a term, not a process restart (and no crash loop while the
+    /// API server is still down).
     pub async fn lead<F>(
         &self,
         controller: &str,
         scope: &WatchScope,
-        work: impl FnOnce(ReadyGate) -> F,
+        mut work: impl FnMut(ReadyGate) -> F,
     ) -> Result<(), RuntimeError>
     where
         F: Future<Output = Result<(), RuntimeError>>,
@@ -236,24 +241,28 @@ impl Runtime {
             .lease(scope.lease_name(controller), self.identity.clone());
         tracing::info!(lease = %lease.name, namespace = %lease.namespace, identity = %lease.identity, "waiting for the leader Lease");
         let elector = LeaderElector::new(self.client.clone(), lease);
-        gate.set(true);
-        let stopped = self.stopped();
-        let renewed = tokio::select! {
-            renewed = elector.acquire() => renewed,
-            () = stopped => return Ok(()),
-        };
-        gate.set(false);
-        let result = tokio::select! {
-            out = work(gate) => out,
-            lost = elector.hold(renewed) => {
-                tracing::error!(error = %lost, "leadership lost, stopping");
-                return Err(lost.into());
+        loop {
+            gate.set(true);
+            let renewed = tokio::select! {
+                renewed = elector.acquire() => renewed,
+                () = self.stopped() => return Ok(()),
+            };
+            gate.set(false);
+            self.metrics.set_leader(controller, true);
+            let result = tokio::select! {
+                out = work(gate.clone()) => out,
+                lost = elector.hold(renewed) => {
+                    self.metrics.leadership_lost(controller);
+                    tracing::error!(error = %lost, "leadership lost: stopped reconciling, standing by for the Lease");
+                    continue;
+                }
+            };
+            self.metrics.set_leader(controller, false);
+            if let Err(e) = elector.release().await {
+                tracing::warn!(error = %e, "releasing the leader Lease failed");
             }
-        };
-        if let Err(e) = elector.release().await {
-            tracing::warn!(error = %e, "releasing the leader Lease failed");
+            return result;
         }
-        result
     }
 
     /// Spawns a controller (`run(&runtime, config)`) and waits until it is ready, so a test or

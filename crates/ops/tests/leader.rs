@@ -270,6 +270,38 @@ impl Partition {
             link.abort();
         }
     }
+
+    /// Ends the partition: the connections held meanwhile are closed (their clients open new
+    /// ones), and new connections are forwarded again.
+    fn heal(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// A kube client whose connections go through the partition.
+    fn client(&self, config: &kube::Config) -> (kube::Client, kube::Config) {
+        let mut via_proxy = config.clone();
+        let mut parts = config.cluster_url.clone().into_parts();
+        parts.authority = Some(self.addr.to_string().parse().unwrap());
+        via_proxy.cluster_url = http::Uri::from_parts(parts).unwrap();
+        if via_proxy.tls_server_name.is_none() {
+            via_proxy.tls_server_name = config.cluster_url.host().map(str::to_owned);
+        }
+        (
+            kube::Client::try_from(via_proxy.clone()).unwrap(),
+            via_proxy,
+        )
+    }
+}
+
+fn upstream_of(config: &kube::Config) -> String {
+    format!(
+        "{}:{}",
+        config.cluster_url.host().unwrap(),
+        config.cluster_url.port_u16().unwrap_or(443)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -277,20 +309,8 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_another_takes_over() 
     let ns = TestNamespace::new("ops-lease-cut").await.unwrap();
     let terms = Arc::new(Terms::default());
     let config = plumb_e2e_support::kube_config().await.unwrap();
-    let upstream = format!(
-        "{}:{}",
-        config.cluster_url.host().unwrap(),
-        config.cluster_url.port_u16().unwrap_or(443)
-    );
-    let partition = Partition::to(upstream).await;
-    let mut via_proxy = config.clone();
-    let mut parts = config.cluster_url.clone().into_parts();
-    parts.authority = Some(partition.addr.to_string().parse().unwrap());
-    via_proxy.cluster_url = http::Uri::from_parts(parts).unwrap();
-    if via_proxy.tls_server_name.is_none() {
-        via_proxy.tls_server_name = config.cluster_url.host().map(str::to_owned);
-    }
-    let cut_off = kube::Client::try_from(via_proxy).unwrap();
+    let partition = Partition::to(upstream_of(&config)).await;
+    let (cut_off, _) = partition.client(&config);
 
     let a = replica(cut_off, ns.name(), "a", &terms);
     assert_eq!(wait_for_leaders(&terms, 1).await, ["a"]);
@@ -315,5 +335,118 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_another_takes_over() 
         b_start - cut_at
     );
     b.abort();
+    ns.delete().await.unwrap();
+}
+
+/// A controller runtime with leader election on, for the Lease `plumb-test-controller` in `ns`,
+/// with the production timings.
+fn runtime(client: kube::Client, config: kube::Config, ns: &str) -> plumb_ops::Runtime {
+    let flags = plumb_ops::LeaderElectionFlags {
+        enabled: true,
+        namespace: ns.to_owned(),
+        lease_duration: Duration::from_secs(15),
+        renew_deadline: Duration::from_secs(10),
+        retry_period: Duration::from_secs(1),
+    };
+    plumb_ops::Runtime::with_client(client, config, flags).unwrap()
+}
+
+/// Runs a controller in `runtime` whose every term records itself in `terms` as `who`.
+fn controller(
+    runtime: &plumb_ops::Runtime,
+    who: &str,
+    terms: &Arc<Terms>,
+) -> tokio::task::JoinHandle<Result<(), plumb_ops::RuntimeError>> {
+    let (runtime, who, terms) = (runtime.clone(), who.to_owned(), terms.clone());
+    tokio::spawn(async move {
+        runtime
+            .lead(
+                "plumb-test-controller",
+                &plumb_ops::WatchScope::default(),
+                |_ready| {
+                    let (work, stopped) = (lead(terms.clone(), who.clone()), runtime.stopped());
+                    async move {
+                        tokio::select! {
+                            () = work => {}
+                            () = stopped => {}
+                        }
+                        Ok(())
+                    }
+                },
+            )
+            .await
+    })
+}
+
+/// An API-server outage longer than the renew deadline, as the controllers live through it:
+/// the cut-off leader stops its work (its term ends) but the process goes on, standing by; a
+/// reachable replica takes over once the Lease has expired; when the partition heals, the old
+/// leader stands by while the other holds the Lease, and leads again (a new term, in the same
+/// process) as soon as that one steps down. Never two terms at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runtime_cut_off_stops_its_work_stands_by_and_leads_again() {
+    let ns = TestNamespace::new("ops-lease-again").await.unwrap();
+    let terms = Arc::new(Terms::default());
+    let config = plumb_e2e_support::kube_config().await.unwrap();
+    let partition = Partition::to(upstream_of(&config)).await;
+    let (cut_off, via_proxy) = partition.client(&config);
+    let a_runtime = runtime(cut_off, via_proxy, ns.name());
+    let b_runtime = runtime(ns.client().clone(), config.clone(), ns.name());
+
+    let a = controller(&a_runtime, "a", &terms);
+    assert_eq!(wait_for_leaders(&terms, 1).await, ["a"]);
+    let b = controller(&b_runtime, "b", &terms);
+    partition.cut();
+    // a's term ends at its renew deadline; b's begins once the Lease expired by its clock.
+    assert_eq!(wait_for_leaders(&terms, 2).await, ["a", "b"]);
+    assert!(terms.ended("a").unwrap() < terms.started("b").unwrap());
+    assert!(
+        !a.is_finished(),
+        "the cut-off runtime stands by instead of returning"
+    );
+    let metrics = a_runtime.metrics().encode();
+    assert!(
+        metrics.contains("plumb_leader_terms_lost_total{controller=\"plumb-test-controller\"} 1"),
+        "{metrics}"
+    );
+
+    // Reachable again: a finds the Lease held by b and only stands by. Its client reads the
+    // Lease again; while b renews it twice more (a retries every second), a starts no term.
+    partition.heal();
+    let through_a: kube::Api<Lease> = kube::Api::namespaced(a_runtime.client().clone(), ns.name());
+    let renewals = std::sync::Mutex::new(Vec::new());
+    plumb_e2e_support::wait_for(
+        "b renews its Lease twice while a reaches the API server again",
+        Duration::from_secs(60),
+        || async {
+            let spec = through_a.get("plumb-test-controller").await?.spec.unwrap();
+            assert_eq!(spec.holder_identity.as_deref(), Some(b_runtime.identity()));
+            let mut seen = renewals.lock().unwrap();
+            if seen.last() != Some(&spec.renew_time) {
+                seen.push(spec.renew_time);
+            }
+            Ok::<_, kube::Error>((seen.len() >= 3).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        terms.leaders(),
+        ["a", "b"],
+        "a stood by while b held the Lease"
+    );
+
+    // b steps down (shutdown releases the Lease): a leads again, in the same process.
+    b_runtime.shutdown();
+    b.await.unwrap().unwrap();
+    assert_eq!(wait_for_leaders(&terms, 3).await, ["a", "b", "a"]);
+    assert_eq!(terms.most_at_once(), 1, "never two terms at once");
+    let metrics = a_runtime.metrics().encode();
+    assert!(
+        metrics.contains("plumb_leader{controller=\"plumb-test-controller\"} 1"),
+        "{metrics}"
+    );
+    a_runtime.shutdown();
+    a.await.unwrap().unwrap();
     ns.delete().await.unwrap();
 }

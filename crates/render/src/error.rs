@@ -15,7 +15,7 @@ pub enum Error {
     /// The artifact file server stopped.
     #[error("artifact server: {0}")]
     Serve(#[source] std::io::Error),
-    /// The runtime stopped the controller (a lost leader Lease).
+    /// The runtime could not run the controller.
     #[error("{0}")]
     Runtime(#[source] plumb_ops::RuntimeError),
     /// The artifact token could not be had.

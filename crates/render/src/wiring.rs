@@ -66,7 +66,7 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), Error> {
     let work = async {
         runtime
             .lead(LEASE_NAME, &scope, |ready| {
-                controllers(runtime, parts, ready)
+                controllers(runtime, parts.clone(), ready)
             })
             .await
             .map_err(Error::Runtime)
@@ -76,7 +76,8 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), Error> {
     result
 }
 
-/// What [`run`] prepared for the controllers.
+/// What [`run`] prepared for the controllers (each leadership term gets a copy).
+#[derive(Clone)]
 struct Parts {
     storage: Storage,
     http: reqwest::Client,

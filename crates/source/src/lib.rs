@@ -55,7 +55,7 @@ pub enum RunError {
     /// The artifact token could not be had.
     #[error(transparent)]
     Token(#[from] plumb_artifact::auth::AuthError),
-    /// The runtime stopped the controller (a lost leader Lease).
+    /// The runtime could not run the controller.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
 }
@@ -126,35 +126,41 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), RunError> 
         hooks,
     ));
     let scope = config.scope.clone();
-    let controller = runtime.lead(LEASE_NAME, &scope, |ready| async move {
-        ready.set(true);
-        // Only a change worth a fetch triggers a reconcile: the controller's own status writes
-        // would otherwise wake a failing GitRepository at once, bypassing the error back-off,
-        // and a few failing objects would hold every worker in a hot loop.
-        let (reader, writer) = reflector::store();
-        let triggers = watcher(
-            config.scope.api::<GitRepository>(runtime.client().clone()),
-            config.scope.watcher_config().any_semantic(),
-        )
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(controller::wants_reconcile, PredicateConfig::default());
-        Controller::for_stream(triggers, reader)
-            .with_config(
-                kube::runtime::controller::Config::default().concurrency(config.concurrent),
+    // Each leadership term starts the controller afresh over the same context, whose record of
+    // fetches still running keeps a new term off a cache an old term's fetch thread still uses.
+    let controller = runtime.lead(LEASE_NAME, &scope, |ready| {
+        let ctx = ctx.clone();
+        let config = &config;
+        async move {
+            ready.set(true);
+            // Only a change worth a fetch triggers a reconcile: the controller's own status writes
+            // would otherwise wake a failing GitRepository at once, bypassing the error back-off,
+            // and a few failing objects would hold every worker in a hot loop.
+            let (reader, writer) = reflector::store();
+            let triggers = watcher(
+                config.scope.api::<GitRepository>(runtime.client().clone()),
+                config.scope.watcher_config().any_semantic(),
             )
-            .graceful_shutdown_on(runtime.stopped())
-            .run(controller::reconcile, controller::error_policy, ctx)
-            .for_each(|res| async move {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "reconcile loop");
-                }
-            })
-            .await;
-        Ok(())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(controller::wants_reconcile, PredicateConfig::default());
+            Controller::for_stream(triggers, reader)
+                .with_config(
+                    kube::runtime::controller::Config::default().concurrency(config.concurrent),
+                )
+                .graceful_shutdown_on(runtime.stopped())
+                .run(controller::reconcile, controller::error_policy, ctx)
+                .for_each(|res| async move {
+                    if let Err(e) = res {
+                        tracing::debug!(error = %e, "reconcile loop");
+                    }
+                })
+                .await;
+            Ok(())
+        }
     });
-    // Both run until shutdown; a server failing or a lost Lease ends the controller early.
+    // Both run until shutdown; a server failing ends the controller early.
     let controller = async { controller.await.map_err(RunError::from) };
     let result = tokio::try_join!(servers, controller).map(|_| ());
     runtime.shutdown();

@@ -33,7 +33,7 @@ pub const CONTROLLER_NAME: &str = "plumb-sync";
 /// Why the controller could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The runtime stopped the controller (a lost leader Lease).
+    /// The runtime could not run the controller.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     /// The artifact token could not be had.
@@ -57,7 +57,7 @@ pub async fn run(runtime: &Runtime, config: Config) -> Result<(), Error> {
     let scope = config.scope.clone();
     runtime
         .lead(LEASE_NAME, &scope, |ready| {
-            controller(runtime, config, http, ready)
+            controller(runtime, config.clone(), http.clone(), ready)
         })
         .await?;
     Ok(())
