@@ -63,7 +63,8 @@ struct Layout {
     namespace: String,
     ports: BTreeMap<&'static str, u16>,
     installed: Option<Installed>,
-    /// Flags added after the usual ones, per controller (e.g. lower limits).
+    /// Flags added after the usual ones, per controller (e.g. lower limits); one spelled
+    /// `--name=value` replaces a usual flag of the same name.
     extra: BTreeMap<Controller, Vec<String>>,
 }
 
@@ -80,7 +81,11 @@ impl Layout {
             Some(installed) => self.installed_flags(installed, c),
             None => self.scoped_flags(c),
         };
-        flags.extend(self.extra.get(&c).into_iter().flatten().cloned());
+        let extra: Vec<String> = self.extra.get(&c).into_iter().flatten().cloned().collect();
+        let name = |f: &str| f.split_once('=').map_or(f, |(n, _)| n).to_owned();
+        let replaced: std::collections::BTreeSet<String> = extra.iter().map(|f| name(f)).collect();
+        flags.retain(|f| !replaced.contains(&name(f)));
+        flags.extend(extra);
         flags
     }
 
@@ -215,6 +220,22 @@ impl Controllers {
         )
     }
 
+    /// Like [`Controllers::start_on`], with extra flags for some controllers (e.g. leader
+    /// election on).
+    pub fn start_on_with_flags(
+        kubeconfig: &Path,
+        namespace: &str,
+        extra: BTreeMap<Controller, Vec<String>>,
+    ) -> Result<Self> {
+        Self::start_layout(
+            namespace,
+            false,
+            None,
+            extra,
+            Some(kubeconfig.to_path_buf()),
+        )
+    }
+
     /// Like [`Controllers::start`], with extra flags for some controllers (e.g. lower limits).
     pub fn start_with_flags(
         namespace: &str,
@@ -300,6 +321,17 @@ impl Controllers {
     /// The storage directory of a controller (artifacts, and the source's git cache).
     pub fn storage_dir(&self, c: Controller) -> PathBuf {
         self.layout.dir.path().join(c.name()).join("storage")
+    }
+
+    /// The base URL of a controller's `/metrics`, `/healthz` and `/readyz`, e.g.
+    /// `http://127.0.0.1:<port>`.
+    pub fn ops_base_url(&self, c: Controller) -> String {
+        let port = match c {
+            Controller::Source => "source-metrics",
+            Controller::Render => "render-metrics",
+            Controller::Sync => "sync-metrics",
+        };
+        format!("http://127.0.0.1:{}", self.layout.ports[port])
     }
 
     /// The source controller's artifact base URL, e.g. `http://127.0.0.1:<port>`.
