@@ -418,6 +418,21 @@ impl Suite {
         self.end("Secret values across all cases above", outcome);
     }
 
+    /// Prints the closing table, deletes the namespace, and fails the test when a case failed.
+    async fn finish(mut self) {
+        println!("{}", self.table());
+        println!(
+            "{} inputs; canary applied {} new commits meanwhile",
+            self.rows.len(),
+            self.canary_value
+        );
+        let failures = std::mem::take(&mut self.failures);
+        let logs = self.controllers.logs_tail(30);
+        let Suite { ns, .. } = self;
+        ns.delete().await.unwrap();
+        assert!(failures.is_empty(), "{}\n{logs}", failures.join("\n"));
+    }
+
     fn table(&self) -> String {
         let mut out = String::from(
             "\n| # | input | what happened | peak RSS source / render / sync |\n| --- | --- | --- | --- |\n",
@@ -536,18 +551,144 @@ async fn hostile_inputs_cost_only_their_own_object_a_condition() {
     http_requests(&mut s).await;
     s.check_canary().await;
     s.planted_value_stays_secret().await;
+    s.finish().await;
+}
 
-    println!("{}", s.table());
-    println!(
-        "{} inputs; canary applied {} new commits meanwhile",
-        s.rows.len(),
-        s.canary_value
+/// Hostile post-build substitution, end to end: each Sync over a repository whose references
+/// explode (a long value referenced many times, a replacement that multiplies a value,
+/// references nested a hundred thousand deep, a pattern matched against every prefix of a
+/// long value) must fail alone with a condition naming its object and the limit, while a
+/// Sync of the same repository with the same variables, and the canary, keep reconciling.
+/// The values come from a `substituteFrom` ConfigMap, as a tenant would write them.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_substitution_fails_only_its_own_sync() {
+    let mut s = Suite::start().await;
+    substitutions(&mut s).await;
+    s.planted_value_stays_secret().await;
+    s.finish().await;
+}
+
+/// References a hundred thousand deep: followed recursively, they would overflow a stack.
+const NESTED: usize = 100_000;
+
+async fn substitutions(s: &mut Suite) {
+    // 900 KiB: about the most a ConfigMap holds.
+    let big = "x".repeat(900 << 10);
+    let (a, b) = ("a".repeat(64 << 10), "b".repeat(64 << 10));
+    let cms: Api<ConfigMap> = s.ns.api();
+    for (name, data) in [
+        ("subst-big", json!({"BIG": big})),
+        ("subst-vars", json!({"A": a, "B": b, "GREETING": "hello"})),
+    ] {
+        cms.create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}, "data": data})).unwrap(),
+        )
+        .await
+        .unwrap();
+    }
+    let cm = |name: &str, value: &str| {
+        text(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: \"{value}\"\n"
+        ))
+    };
+    let nested = format!("{}x{}", "${A:=".repeat(NESTED), "}".repeat(NESTED));
+    let git = repo_with(&[
+        ("huge/cm.yaml", cm("subst-huge", &"${BIG}".repeat(100))),
+        ("multiply/cm.yaml", cm("subst-multiply", "${A//a/${B}}")),
+        ("nested/cm.yaml", cm("subst-nested", &nested)),
+        (
+            "pattern/cm.yaml",
+            cm("subst-pattern", "${BIG##*b*}${BIG%%*b*}"),
+        ),
+        ("good/cm.yaml", cm("subst-good", "${GREETING}-${A:0:3}")),
+    ])
+    .await;
+    s.create_repo("subst", json!({"url": git.url()})).await;
+    let stored = expect(READY, "True", &[], &["stored artifact"]);
+    let said = s.repo_condition("subst", &stored).await;
+    assert!(said.is_ok(), "the substitution repository: {said:?}");
+    let spec = |path: &str, retry: &str| {
+        json!({"sourceRef": {"kind": "GitRepository", "name": "subst"}, "path": path,
+            "substituteFrom": [{"kind": "ConfigMap", "name": "subst-big"}, {"kind": "ConfigMap", "name": "subst-vars"}],
+            "retryInterval": retry})
+    };
+    for (input, name, path, e) in [
+        (
+            "substitution: a 900 KiB value referenced 100 times (90 MiB; limit max-rendered-size 64 MiB)",
+            "subst-huge",
+            "./huge",
+            expect(
+                RENDERED,
+                "False",
+                LIMIT,
+                &["subst-huge", "max-rendered-size"],
+            ),
+        ),
+        (
+            "substitution: ${A//a/${B}}, every byte of 64 KiB replaced by 64 KiB (4 GiB)",
+            "subst-multiply",
+            "./multiply",
+            expect(
+                RENDERED,
+                "False",
+                LIMIT,
+                &["subst-multiply", "max-rendered-size"],
+            ),
+        ),
+        (
+            "substitution: defaults nested 100 000 deep (limit 64)",
+            "subst-nested",
+            "./nested",
+            expect(
+                RENDERED,
+                "False",
+                BUILD,
+                &["subst-nested", "nested more than 64"],
+            ),
+        ),
+        (
+            "substitution: ${BIG##*b*} over 900 KiB (every prefix matched; limit render-timeout), retried every 5s",
+            "subst-pattern",
+            "./pattern",
+            expect(
+                RENDERED,
+                "False",
+                LIMIT,
+                &["subst-pattern", "render-timeout"],
+            ),
+        ),
+    ] {
+        s.begin();
+        s.create_sync(name, spec(path, "5s")).await;
+        let outcome = s.sync_condition(name, &e).await;
+        s.end(input, outcome);
+        s.check_canary().await;
+    }
+    // The same repository and variables without hostile references render and apply, while
+    // the pattern Sync above is still retried.
+    s.begin();
+    s.create_sync("subst-good", spec("./good", "5s")).await;
+    let mut outcome = s
+        .sync_condition("subst-good", &expect(READY, "True", &[], &[]))
+        .await;
+    if outcome.is_ok() {
+        let applied = cms
+            .get("subst-good")
+            .await
+            .ok()
+            .and_then(|c| c.data)
+            .and_then(|d| d.get("k").cloned());
+        outcome = match applied.as_deref() {
+            Some("hello-aaa") => Ok("applied hello-aaa beside the hostile Syncs".to_owned()),
+            other => Err(format!("subst-good applied {other:?}, want hello-aaa")),
+        };
+    }
+    s.end(
+        "substitution: a Sync of the same repository and variables, no hostile reference",
+        outcome,
     );
-    let failures = std::mem::take(&mut s.failures);
-    let logs = s.controllers.logs_tail(30);
-    let Suite { ns, .. } = s;
-    ns.delete().await.unwrap();
-    assert!(failures.is_empty(), "{}\n{logs}", failures.join("\n"));
+    s.check_canary().await;
 }
 
 /// Durations a tenant may write: absurdly long ones are clamped, zero does not spin.
