@@ -403,3 +403,144 @@ fn a_silent_ssh_server_ends_listing_and_fetching_at_the_repositorys_timeout() {
     // libssh2 retries the waits a signal interrupts; the deadline shuts the connection down.
     silent_remote_times_out(&format!("ssh://git@{}/repo.git", silent_server()));
 }
+
+/// A TCP proxy on loopback to `upstream` that passes on everything the client sends and, of
+/// what the server sends, at most `budget` bytes over all its connections (everything when
+/// `None`). Past the budget it stops forwarding and holds both ends open, as a server that
+/// stalls mid-transfer does.
+struct StallingProxy {
+    port: u16,
+    /// Bytes of the server's passed on so far.
+    forwarded: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the server had more to send when the budget ran out.
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    fn start(upstream: u16, budget: Option<u64>) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let forwarded = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stalled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (f, s) = (forwarded.clone(), stalled.clone());
+        std::thread::spawn(move || {
+            // Connections of a stalled transfer, kept open for as long as the test runs.
+            let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            for client in listener.incoming() {
+                let Ok(mut client) = client else { break };
+                let Ok(mut server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    let _ = s_out.shutdown(std::net::Shutdown::Write);
+                });
+                let (forwarded, stalled, held) = (f.clone(), s.clone(), held.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 << 10];
+                    loop {
+                        let n = match server.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let left =
+                            budget.map_or(u64::MAX, |b| b.saturating_sub(forwarded.load(SeqCst)));
+                        let pass = usize::try_from(left).unwrap_or(usize::MAX).min(n);
+                        if client.write_all(&buf[..pass]).is_err() {
+                            break;
+                        }
+                        forwarded.fetch_add(pass as u64, SeqCst);
+                        if pass < n {
+                            stalled.store(true, SeqCst);
+                            held.lock().unwrap().push((client, server));
+                            return;
+                        }
+                    }
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self {
+            port,
+            forwarded,
+            stalled,
+        }
+    }
+}
+
+#[test]
+fn an_ssh_server_that_stalls_mid_pack_ends_the_fetch_at_the_repositorys_timeout() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // About 2 MiB of pack: the transfer is mostly pack data.
+    let noise = hex_noise(4 << 20);
+    let up = Upstream::new(&[("noise.txt", noise.as_str())]);
+    let sshd = SshServer::start();
+    let through = |proxy: &StallingProxy, timeout: Duration| {
+        let auth = Auth {
+            ssh_key: Some((sshd.identity.clone(), None)),
+            // The proxy's address is the one the client checks the host key for.
+            known_hosts: Some(
+                sshd.known_hosts
+                    .replace(&format!("]:{} ", sshd.port), &format!("]:{} ", proxy.port)),
+            ),
+            ..Auth::default()
+        };
+        Remote {
+            url: format!("ssh://root@127.0.0.1:{}{}", proxy.port, up.bare.display()),
+            auth,
+            deadline: Instant::now() + timeout,
+            timeout,
+            limits: git::FetchLimits::default(),
+        }
+    };
+
+    // A whole fetch through a proxy that never stalls: how many bytes the server sends.
+    let whole = StallingProxy::start(sshd.port, None);
+    let r = through(&whole, Duration::from_secs(60));
+    let cache = tempfile::tempdir().unwrap();
+    let begun = Instant::now();
+    poll(cache.path(), &r, None).unwrap();
+    let whole_took = begun.elapsed();
+    let total = whole.forwarded.load(SeqCst);
+    assert!(total > 1 << 20, "the fetch moved only {total} bytes");
+
+    // The same fetch into a fresh cache, the server stalling after half of that: well into
+    // the pack, past the handshake, authentication and ref listing. The timeout leaves the
+    // fetch ample time to get there on a loaded machine.
+    let timeout = (whole_took * 3).max(Duration::from_secs(5));
+    let stalling = StallingProxy::start(sshd.port, Some(total / 2));
+    let r = through(&stalling, timeout);
+    let cache = tempfile::tempdir().unwrap();
+    let path = cache.path().to_path_buf();
+    let begun = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(poll(&path, &r, None));
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the fetch still waits on the stalled server");
+    assert!(
+        stalling.stalled.load(SeqCst),
+        "the server was not stalled mid-transfer"
+    );
+    assert!(
+        matches!(result, Err(GitError::Timeout(t)) if t == timeout),
+        "{result:?}"
+    );
+    println!(
+        "ssh fetch stalled after {} of {total} bytes returned after {:?} (timeout {timeout:?})",
+        stalling.forwarded.load(SeqCst),
+        begun.elapsed()
+    );
+
+    // The cache the stalled fetch used fetches whole afterwards.
+    let r = through(&whole, Duration::from_secs(60));
+    let (rev, _) = poll(cache.path(), &r, None).unwrap();
+    let head = support::git(&up.work, &["rev-parse", "HEAD"]);
+    assert_eq!(rev, format!("main@sha1:{head}"));
+}
