@@ -211,9 +211,18 @@ impl Replace<'_> {
         Ok(())
     }
 
-    /// A Secret's `data`: base64 of `ENC[...]` values (a secretGenerator's `envs:`).
+    /// A Secret's `data`: `ENC[...]` values of an encrypted manifest (whose plaintext is the
+    /// base64 text the file held), or base64 of `ENC[...]` values (a secretGenerator's `envs:`).
     fn data(&self, data: &mut Map<String, Value>) -> Result<(), DecryptError> {
         for (k, v) in data.iter_mut() {
+            if let Some(s) = v.as_str().filter(|s| s.starts_with(ENC_PREFIX)) {
+                let plain = self
+                    .values
+                    .get(s)
+                    .ok_or_else(|| self.unvouched(&join("data", k)))?;
+                *v = Value::String(String::from_utf8_lossy(&bytes_of(plain)).into_owned());
+                continue;
+            }
             let Some(decoded) = v.as_str().and_then(b64) else {
                 continue;
             };

@@ -26,6 +26,8 @@ type: Opaque
 stringData:
   password: hunter2
   port: \"5432\"
+data:
+  api-key: c2VjcmV0LWFwaS1rZXk=
 ";
 
 fn write(root: &Path, rel: &str, bytes: &[u8]) {
@@ -176,6 +178,11 @@ async fn encrypted_secrets_apply_decrypted_a_wrong_key_applies_nothing_and_a_new
     let db = secrets.get("db").await.unwrap();
     assert_eq!(data(&db, "password"), "hunter2");
     assert_eq!(data(&db, "port"), "5432");
+    assert_eq!(
+        data(&db, "api-key"),
+        "secret-api-key",
+        "an encrypted manifest's data: its base64 text, decrypted"
+    );
     let raw = serde_json::to_value(&db).unwrap();
     assert!(raw.get("sops").is_none());
     let env = generated(&secrets, "generated").await;
