@@ -11,9 +11,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use plumb_api::SyncSpec;
 use serde_json::{Value, json};
@@ -140,45 +137,9 @@ const VALUES: &[&str] = &[
     "${#missing}",
 ];
 
-/// The path of the oracle, built (or taken from the cache) by its script.
-fn oracle() -> PathBuf {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/flux-oracle/build.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("running e2e/flux-oracle/build.sh");
-    assert!(
-        out.status.success(),
-        "building the Flux substitution oracle failed (see above)"
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
 /// Flux's result for each object: the object, or the error text.
 fn flux(objects: &[Value], vars: &BTreeMap<String, String>) -> Vec<Result<Value, String>> {
-    let mut child = Command::new(oracle())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting flux-oracle");
-    let request = json!({"vars": vars, "objects": objects});
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "flux-oracle failed");
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    results
-        .into_iter()
-        .map(|r| match r.get("error").and_then(Value::as_str) {
-            Some(e) => Err(e.to_owned()),
-            None => Ok(r["object"].clone()),
-        })
-        .collect()
+    plumb_e2e_support::flux_substitute(objects, vars)
 }
 
 fn spec(vars: &BTreeMap<String, String>) -> SyncSpec {

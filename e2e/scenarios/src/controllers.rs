@@ -503,6 +503,27 @@ fn build_binaries(release: bool) -> Result<PathBuf> {
         .map_err(Error::Build)
 }
 
+/// The `plumb` command line (debug build), built once per process: the binary users run, with
+/// `plumb-cli` (which it runs for every command but a kustomization build) beside it.
+pub fn plumb_binary() -> Result<PathBuf> {
+    static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = plumb_e2e_support::repo_root();
+            let out = cargo()
+                .args(["build", "--profile=dev", "--quiet", "--bins", "-p", "plumb"])
+                .current_dir(&root)
+                .output()
+                .map_err(|e| format!("running cargo: {e}"))?;
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            Ok(target_dir(&root).join("debug").join("plumb"))
+        })
+        .clone()
+        .map_err(Error::Build)
+}
+
 fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

@@ -177,11 +177,15 @@ impl GitFixture {
     }
 }
 
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+/// Copies the directory `from` to `to` (created), leaving out `.git`.
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).map_err(io(format!("creating {}", to.display())))?;
     let entries = std::fs::read_dir(from).map_err(io(format!("reading {}", from.display())))?;
     for entry in entries {
         let entry = entry.map_err(io(format!("reading {}", from.display())))?;
+        if entry.file_name() == ".git" {
+            continue;
+        }
         let target = to.join(entry.file_name());
         if entry.path().is_dir() {
             copy_tree(&entry.path(), &target)?;

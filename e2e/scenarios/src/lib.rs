@@ -9,9 +9,10 @@ mod install;
 mod private_cluster;
 
 pub use controllers::{
-    ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL, cargo, without_cargo_test_env,
+    ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL, cargo, plumb_binary,
+    without_cargo_test_env,
 };
-pub use git::GitFixture;
+pub use git::{GitFixture, copy_tree};
 pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
 pub use private_cluster::PrivateCluster;
 

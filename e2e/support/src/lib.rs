@@ -18,6 +18,7 @@ mod cluster;
 mod crds;
 mod error;
 mod files;
+mod flux_oracle;
 mod helm;
 mod namespace;
 mod ports;
@@ -34,6 +35,7 @@ pub use cluster::{
 pub use crds::install_crds;
 pub use error::{Error, Result};
 pub use files::FileServer;
+pub use flux_oracle::{flux_oracle, flux_substitute};
 pub use helm::{helm_binary, helm_template, yaml_documents_json};
 pub use namespace::{OWNER_LABEL, TEST_LABEL, TestNamespace};
 pub use ports::{free_addr, free_port};
