@@ -14,6 +14,7 @@
 pub mod condition;
 pub mod crd;
 pub mod decryption;
+pub mod dependency;
 pub mod duration;
 pub mod expression;
 pub mod health;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::Duration;
 use crate::helm::HelmSpec;
 use crate::inventory::InventoryEntry;
-use crate::reference::{Artifact, NamespacedObjectReference};
+use crate::reference::Artifact;
 use crate::revision::{Digest, Revision};
 
 /// The desired state of a Sync: which source path to render, how, and how to apply it.
@@ -95,9 +95,10 @@ pub struct SyncSpec {
     #[schemars(length(min = 1, max = 63))]
     pub target_namespace: Option<String>,
 
-    /// Syncs that must be Ready at their latest revision before this one applies.
+    /// Syncs that must be Ready at their latest revision (or pass their `readyExpr`) before
+    /// this one applies.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<NamespacedObjectReference>,
+    pub depends_on: Vec<crate::dependency::DependencyReference>,
 
     /// Stop applying and correcting drift while true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -201,6 +201,7 @@ fn kustomization(
             let mut dep = Map::new();
             carry(&mut d, &mut dep, "name", "name");
             carry(&mut d, &mut dep, "namespace", "namespace");
+            carry(&mut d, &mut dep, "readyExpr", "readyExpr");
             warn_rest(&d, "spec.dependsOn[].", what, warnings);
             plumb_deps.push(Value::Object(dep));
         }
@@ -442,7 +443,10 @@ spec:
   path: ./apps/prod
   prune: true
   wait: true
-  dependsOn: [{name: infra}]
+  dependsOn:
+  - name: infra
+  - name: backend
+    readyExpr: "dep.metadata.labels['app/version'] == self.metadata.labels['app/version']"
   targetNamespace: apps
   namePrefix: prod-
   commonMetadata: {labels: {team: web}}
@@ -470,6 +474,11 @@ spec:
         assert_eq!(spec.source_ref.name, "fleet");
         assert_eq!(spec.source_ref.namespace, None, "same namespace");
         assert_eq!(spec.depends_on[0].name, "infra");
+        assert_eq!(spec.depends_on[0].ready_expr, None);
+        assert_eq!(
+            spec.depends_on[1].ready_expr.as_deref(),
+            Some("dep.metadata.labels['app/version'] == self.metadata.labels['app/version']")
+        );
         assert_eq!(spec.name_prefix.as_deref(), Some("prod-"));
         assert_eq!(spec.substitute["cluster"], "prod");
         assert_eq!(spec.substitute_from[0].name, "cluster-vars");

@@ -1,8 +1,11 @@
-//! Dependencies between Syncs: is every `dependsOn` Ready at its latest revision, and is there a
-//! cycle.
+//! Dependencies between Syncs: is every `dependsOn` Ready at its latest revision (or true by its
+//! `readyExpr`), and is there a cycle.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use cel::{Context, Program, Value as CelValue};
+
+use plumb_api::expression::cel_env;
 use plumb_api::sync::SourceKind;
 use plumb_api::{Conditions, Revision, Sync, condition_type};
 
@@ -83,23 +86,95 @@ pub fn not_ready_reason(dep: Option<&Sync>, revision: Option<&Revision>) -> Opti
     }
 }
 
+/// A `dependsOn[].readyExpr` that does not compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("dependsOn {dependency}: readyExpr {expression:?}: {message}")]
+pub struct InvalidReadyExpr {
+    /// The dependency, `namespace/name`.
+    pub dependency: String,
+    /// The expression as written.
+    pub expression: String,
+    /// The compiler's message.
+    pub message: String,
+}
+
+/// A compiled `readyExpr` and its source.
+pub struct ReadyExpr {
+    source: String,
+    program: Program,
+}
+
+impl ReadyExpr {
+    /// Compiles `source`, the `readyExpr` of the dependency `dependency` (`namespace/name`).
+    pub fn compile(dependency: &Key, source: &str) -> Result<Self, InvalidReadyExpr> {
+        let program = cel_env().compile(source).map_err(|e| InvalidReadyExpr {
+            dependency: format!("{}/{}", dependency.0, dependency.1),
+            expression: source.to_owned(),
+            message: e.to_string().replace('\n', " "),
+        })?;
+        Ok(Self {
+            source: source.to_owned(),
+            program,
+        })
+    }
+
+    /// Why `dep` is not ready for `sync` by this expression (`dep` the dependency, `self` the
+    /// Sync depending on it), or `None` when the expression is true.
+    pub fn not_ready_reason(&self, sync: &Sync, dep: &Sync) -> Option<String> {
+        let mut ctx = Context::with_env(cel_env());
+        for (name, object) in [("dep", dep), ("self", sync)] {
+            // A Sync always serializes and converts; were it not to, the variable reads as null.
+            let value = serde_json::to_value(object)
+                .ok()
+                .and_then(|v| cel::to_value(&v).ok())
+                .unwrap_or(CelValue::Null);
+            ctx.add_variable_from_value(name, value);
+        }
+        match self.program.execute(&ctx) {
+            Ok(CelValue::Bool(true)) => None,
+            Ok(CelValue::Bool(false)) => Some(format!("readyExpr {:?} is false", self.source)),
+            Ok(other) => Some(format!(
+                "readyExpr {:?} returned a {:?}, not a bool",
+                self.source,
+                other.type_of()
+            )),
+            Err(e) => Some(format!(
+                "readyExpr {:?} could not be evaluated: {e}",
+                self.source
+            )),
+        }
+    }
+}
+
 /// The dependencies of `sync` that are not ready for it to apply `revision` (the revision of
-/// its render, if any), as `namespace/name (reason)`.
+/// its render, if any), as `namespace/name (reason)`. A dependency with a `readyExpr` is ready
+/// when it exists and the expression is true, in place of the built-in check (as in Flux); one
+/// that does not compile is the error.
 pub fn not_ready<'a>(
     sync: &Sync,
     revision: Option<&Revision>,
     lookup: impl Fn(&Key) -> Option<&'a Sync>,
-) -> Vec<String> {
+) -> Result<Vec<String>, InvalidReadyExpr> {
     let source = source_of(sync);
-    dependencies(sync)
-        .into_iter()
-        .filter_map(|k| {
-            let dep = lookup(&k);
-            let same_source = dep.is_some_and(|d| source_of(d) == source);
-            let why = not_ready_reason(dep, revision.filter(|_| same_source))?;
-            Some(format!("{}/{} ({why})", k.0, k.1))
-        })
-        .collect()
+    let mut waiting = Vec::new();
+    for (k, reference) in dependencies(sync).into_iter().zip(&sync.spec.depends_on) {
+        let dep = lookup(&k);
+        let why = match (&reference.ready_expr, dep) {
+            (Some(expr), Some(dep)) => ReadyExpr::compile(&k, expr)?.not_ready_reason(sync, dep),
+            (Some(expr), None) => {
+                ReadyExpr::compile(&k, expr)?;
+                Some("not found".to_owned())
+            }
+            (None, _) => {
+                let same_source = dep.is_some_and(|d| source_of(d) == source);
+                not_ready_reason(dep, revision.filter(|_| same_source))
+            }
+        };
+        if let Some(why) = why {
+            waiting.push(format!("{}/{} ({why})", k.0, k.1));
+        }
+    }
+    Ok(waiting)
 }
 
 /// A cycle through `start` in the dependency graph `edges`, as the list of Syncs on it starting
@@ -140,7 +215,7 @@ pub fn show_cycle(cycle: &[Key]) -> String {
 #[cfg(test)]
 mod tests {
     use plumb_api::condition::new_condition;
-    use plumb_api::reference::NamespacedObjectReference;
+    use plumb_api::dependency::DependencyReference;
     use plumb_api::sync::{SourceKind, SourceReference, SyncSpec};
     use plumb_api::{SyncStatus, reason};
 
@@ -156,9 +231,10 @@ mod tests {
             SyncSpec {
                 depends_on: deps
                     .iter()
-                    .map(|d| NamespacedObjectReference {
+                    .map(|d| DependencyReference {
                         name: (*d).to_owned(),
                         namespace: None,
+                        ready_expr: None,
                     })
                     .collect(),
                 source_ref: SourceReference {
@@ -202,9 +278,10 @@ mod tests {
         let found = not_ready(&app, None, |key| {
             all.iter()
                 .find(|s| s.metadata.name.as_deref() == Some(&key.1))
-        });
+        })
+        .unwrap();
         assert_eq!(found, ["ns/net (not ready)"]);
-        let found = not_ready(&app, None, |_| None);
+        let found = not_ready(&app, None, |_| None).unwrap();
         assert_eq!(found, ["ns/db (not found)", "ns/net (not found)"]);
     }
 
@@ -251,25 +328,38 @@ mod tests {
         // Ready at its latest render, but that is still commit a: b would reach app first.
         let db = ready_at(sync("db", &[]), 'a', 'a');
         assert_eq!(
-            not_ready(&app, Some(&at_b), |_| Some(&db)),
+            not_ready(&app, Some(&at_b), |_| Some(&db)).unwrap(),
             [format!("ns/db (not yet at revision {at_b})")]
         );
         // Rendered b, not yet applied: not at its latest revision.
         let db = ready_at(sync("db", &[]), 'b', 'a');
         assert_eq!(
-            not_ready(&app, Some(&at_b), |_| Some(&db)),
+            not_ready(&app, Some(&at_b), |_| Some(&db)).unwrap(),
             ["ns/db (not at its latest revision)"]
         );
         let db = ready_at(sync("db", &[]), 'b', 'b');
-        assert!(not_ready(&app, Some(&at_b), |_| Some(&db)).is_empty());
+        assert!(
+            not_ready(&app, Some(&at_b), |_| Some(&db))
+                .unwrap()
+                .is_empty()
+        );
         // Another source: its revisions say nothing about app's; Ready at its latest is enough.
         let mut other = ready_at(sync("db", &[]), 'a', 'a');
         other.spec.source_ref.name = "other-repo".into();
-        assert!(not_ready(&app, Some(&at_b), |_| Some(&other)).is_empty());
+        assert!(
+            not_ready(&app, Some(&at_b), |_| Some(&other))
+                .unwrap()
+                .is_empty()
+        );
         // The same GitRepository named with its namespace is the same source.
         let mut named = ready_at(sync("db", &[]), 'a', 'a');
         named.spec.source_ref.namespace = Some("ns".into());
-        assert_eq!(not_ready(&app, Some(&at_b), |_| Some(&named)).len(), 1);
+        assert_eq!(
+            not_ready(&app, Some(&at_b), |_| Some(&named))
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub enum Error {
     /// A Helm hook failed, did not finish in time, or could not be run.
     #[error(transparent)]
     Hook(Box<crate::hooks::HookError>),
+    /// A `dependsOn[].readyExpr` does not compile.
+    #[error(transparent)]
+    InvalidReadyExpr(#[from] crate::deps::InvalidReadyExpr),
     /// An expression of `spec.healthCheckExprs` does not compile.
     #[error(transparent)]
     InvalidHealthExpression(#[from] crate::custom_health::InvalidExpression),
@@ -139,7 +142,9 @@ impl Error {
             Error::Fetch(_) | Error::Manifest(_) => reason::ARTIFACT_FAILED,
             Error::Decryption(_) => reason::DECRYPTION_FAILED,
             Error::Window(_) => reason::INVALID_SPEC,
-            Error::InvalidHealthExpression(_) => reason::INVALID_CEL_EXPRESSION,
+            Error::InvalidHealthExpression(_) | Error::InvalidReadyExpr(_) => {
+                reason::INVALID_CEL_EXPRESSION
+            }
             Error::Apply(_) | Error::Write { .. } => reason::APPLY_FAILED,
             Error::OwnershipConflict(_) => reason::OWNERSHIP_CONFLICT,
             Error::PruneBlocked(_) | Error::Prune(_) => reason::PRUNE_FAILED,
@@ -157,6 +162,7 @@ impl Error {
                 | Error::DependencyCycle { .. }
                 | Error::Window(_)
                 | Error::InvalidHealthExpression(_)
+                | Error::InvalidReadyExpr(_)
                 | Error::PruneBlocked(_)
         )
     }
@@ -236,6 +242,15 @@ mod tests {
                     kind: "Database".into(),
                     field: "current",
                     expression: "(".into(),
+                    message: "syntax".into(),
+                }),
+                "InvalidCELExpression",
+                true,
+            ),
+            (
+                Error::InvalidReadyExpr(crate::deps::InvalidReadyExpr {
+                    dependency: "ns/db".into(),
+                    expression: "dep.".into(),
                     message: "syntax".into(),
                 }),
                 "InvalidCELExpression",

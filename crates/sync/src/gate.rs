@@ -27,8 +27,9 @@ pub fn cross_namespace(refuse: bool, sync: &Sync) -> Result<(), Error> {
 }
 
 /// Whether every Sync of `sync`'s `dependsOn` is Ready at its latest revision (and, when it
-/// renders from the same source, at `revision`, the one `sync` is about to apply), among `all`
-/// (the Syncs this controller knows); a cycle through `sync` is an error of its own.
+/// renders from the same source, at `revision`, the one `sync` is about to apply), or true by
+/// its `readyExpr`, among `all` (the Syncs this controller knows); a cycle through `sync` and a
+/// `readyExpr` that does not compile are errors of their own.
 pub fn dependencies(
     sync: &Sync,
     all: &[Arc<Sync>],
@@ -39,7 +40,7 @@ pub fn dependencies(
         all.iter()
             .find(|s| deps::key_of(s) == *k)
             .map(|s| s.as_ref())
-    });
+    })?;
     if waiting.is_empty() {
         Ok(())
     } else {
@@ -99,7 +100,7 @@ pub fn dependency_hold(
     let revision = render(sync).artifact.map(|a| a.revision);
     match dependencies(sync, all, revision.as_ref()) {
         Ok(()) => Ok(None),
-        Err(e @ Error::DependencyCycle { .. }) => Err(e),
+        Err(e @ (Error::DependencyCycle { .. } | Error::InvalidReadyExpr(_))) => Err(e),
         Err(e) if current.last_applied_digest.is_none() => Err(e),
         Err(e) => Ok(Some(e)),
     }
@@ -247,6 +248,92 @@ mod tests {
         }
     }
 
+    fn labelled(mut s: Sync, version: &str) -> Sync {
+        s.metadata.labels = Some([("app/version".to_owned(), version.to_owned())].into());
+        s
+    }
+
+    #[test]
+    fn ready_expr_gate() {
+        let lockstep = "dep.metadata.labels['app/version'] == self.metadata.labels['app/version']";
+        let with_expr = |expr: &str| {
+            labelled(
+                named(
+                    "app",
+                    json!({"dependsOn": [{"name": "db", "readyExpr": expr}]}),
+                ),
+                "v2",
+            )
+        };
+        type Case<'a> = (&'a str, &'a str, Option<Sync>, Result<(), &'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "true: ready although its Ready condition is not (the built-in check is replaced)",
+                lockstep,
+                Some(labelled(named("db", json!({})), "v2")),
+                Ok(()),
+            ),
+            (
+                "false: not ready although Ready",
+                lockstep,
+                Some(labelled(ready(named("db", json!({}))), "v1")),
+                Err(
+                    "dependencies not ready: team/db (readyExpr \"dep.metadata.labels['app/version'] == self.metadata.labels['app/version']\" is false)",
+                ),
+            ),
+            (
+                "a missing dependency is not found, whatever the expression",
+                "true",
+                None,
+                Err("dependencies not ready: team/db (not found)"),
+            ),
+            (
+                "reads the dependency's status",
+                "dep.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')",
+                Some(ready(named("db", json!({})))),
+                Ok(()),
+            ),
+            (
+                "a field the dependency lacks: not ready, with the evaluation error",
+                "dep.status.phase == 'Done'",
+                Some(ready(named("db", json!({})))),
+                Err("could not be evaluated"),
+            ),
+            (
+                "not a bool: not ready",
+                "dep.metadata.name",
+                Some(ready(named("db", json!({})))),
+                Err("returned a String, not a bool"),
+            ),
+            (
+                "does not compile: its own error, naming the dependency and the expression",
+                "dep.metadata.(",
+                Some(ready(named("db", json!({})))),
+                Err("dependsOn team/db: readyExpr \"dep.metadata.(\""),
+            ),
+        ];
+        for (what, expr, db, want) in cases {
+            let app = with_expr(expr);
+            let mut all: Vec<Arc<Sync>> = db.into_iter().map(Arc::new).collect();
+            all.push(Arc::new(app.clone()));
+            match (dependencies(&app, &all, None), want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(msg)) => {
+                    let text = e.to_string();
+                    assert!(text.contains(msg), "{what}: {text}");
+                    let reason = if msg.starts_with("dependsOn") {
+                        "InvalidCELExpression"
+                    } else {
+                        "DependencyNotReady"
+                    };
+                    assert_eq!(e.reason(), reason, "{what}");
+                    assert_eq!(e.stalls(), reason == "InvalidCELExpression", "{what}");
+                }
+                (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
     fn artifact(commit: char, digest: char) -> Artifact {
         serde_json::from_value(json!({
             "revision": format!("main@sha1:{}", commit.to_string().repeat(40)),
@@ -353,6 +440,32 @@ mod tests {
                 at("app", deps.clone(), 1, Some(a1.clone()), None),
                 db_unready.clone(),
                 Err("dependencies not ready: team/db (not ready)"),
+            ),
+            (
+                "a readyExpr that does not compile stalls what is pending, applied before or not",
+                at(
+                    "app",
+                    json!({"dependsOn": [{"name": "db", "readyExpr": "dep.("}]}),
+                    2,
+                    Some(a1.clone()),
+                    Some((&a1, 1)),
+                ),
+                db_ready_a.clone(),
+                Err(
+                    "dependsOn team/db: readyExpr \"dep.(\": ERROR: <input>:1:5: Syntax error: no viable alternative at input '.(' | dep.( | ....^",
+                ),
+            ),
+            (
+                "a readyExpr true for a dependency at an older commit: goes on (Flux's rule)",
+                at(
+                    "app",
+                    json!({"dependsOn": [{"name": "db", "readyExpr": "true"}]}),
+                    1,
+                    Some(b2.clone()),
+                    Some((&a1, 1)),
+                ),
+                db_ready_a.clone(),
+                Ok(None),
             ),
             (
                 "a cycle stalls even with nothing new",

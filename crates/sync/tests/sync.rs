@@ -520,6 +520,96 @@ async fn a_commit_reaches_the_dependency_first_and_an_applied_sync_never_waits()
     );
 }
 
+/// Sets the label `app/version` of Sync `name`.
+async fn set_version(h: &Harness, ns: &str, name: &str, version: &str) {
+    let patch = json!({"metadata": {"labels": {"app/version": version}}});
+    h.syncs(ns)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn ready_expr_decides_when_a_dependency_is_ready_and_a_bad_one_stalls() {
+    let h = Harness::start().await;
+    let ns = TestNamespace::new("sync-ready-expr").await.unwrap();
+    let n = ns.name();
+    // Lockstep, as Flux documents it: app waits for db to carry its version and be Ready.
+    let lockstep = "dep.metadata.labels['app/version'] == self.metadata.labels['app/version'] \
+        && dep.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')";
+    h.create_sync(n, "db", json!({})).await;
+    set_version(&h, n, "db", "v1").await;
+    let app = h
+        .create_sync(
+            n,
+            "app",
+            json!({"dependsOn": [{"name": "db", "readyExpr": lockstep}]}),
+        )
+        .await;
+    assert_eq!(
+        app.spec.depends_on[0].ready_expr.as_deref(),
+        Some(lockstep),
+        "the cluster's Sync CRD keeps readyExpr (an older CRD would prune it)"
+    );
+    set_version(&h, n, "app", "v2").await;
+    let db_art = h.render_at(n, "db", &cm("db", "1"), COMMIT_1).await;
+    h.wait_applied(n, "db", &db_art).await;
+    let app_art = h.render_at(n, "app", &cm("app", "1"), COMMIT_1).await;
+    // db is Ready at the same commit, which the built-in check would accept; the expression
+    // holds app back.
+    let held = h
+        .wait_sync(n, "app", "DependencyNotReady by its readyExpr", |s| {
+            condition(s, "Ready").is_some_and(|c| c.reason == "DependencyNotReady")
+        })
+        .await;
+    let message = condition(&held, "Ready").unwrap().message;
+    assert!(
+        message.contains(&format!("{n}/db (readyExpr")) && message.contains("is false"),
+        "{message}"
+    );
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // db's label changes (no new generation, no new status): that change alone wakes app.
+    set_version(&h, n, "db", "v2").await;
+    h.wait_applied(n, "app", &app_art).await;
+
+    // An expression that does not compile stalls the Sync, naming the dependency and the
+    // expression; nothing is applied.
+    h.create_sync(
+        n,
+        "bad",
+        json!({"dependsOn": [{"name": "db", "readyExpr": "dep.metadata.("}]}),
+    )
+    .await;
+    h.render_at(n, "bad", &cm("bad", "1"), COMMIT_1).await;
+    let s = h
+        .wait_sync(n, "bad", "Stalled on an invalid readyExpr", |s| {
+            condition(s, "Stalled").is_some_and(|c| c.status == "True")
+        })
+        .await;
+    let ready = condition(&s, "Ready").unwrap();
+    assert_eq!(ready.reason, "InvalidCELExpression");
+    assert!(
+        ready
+            .message
+            .contains(&format!("dependsOn {n}/db: readyExpr \"dep.metadata.(\"")),
+        "{}",
+        ready.message
+    );
+    assert!(
+        ns.api::<ConfigMap>()
+            .get_opt("bad")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn a_dependency_cycle_stalls() {
     let h = Harness::start().await;
