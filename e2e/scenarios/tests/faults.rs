@@ -781,7 +781,56 @@ async fn faults_end_converged_with_a_consistent_inventory() {
     );
     value = next;
 
-    // 7. The source controller's artifact storage full.
+    // 7. A commit that cannot be rendered (one file is not YAML): while the render fails,
+    //    nothing of that commit is applied and nothing is pruned; a fixed commit follows.
+    let before = w.uids().await;
+    w.watchdog
+        .enter(Phase::hold("a commit that does not render", &value, &keep));
+    w.generation += 1;
+    let unrendered = format!("v{}", w.generation);
+    w.write_objects(keep.iter().copied(), &unrendered);
+    std::fs::write(w.git.work().join("app/broken.yaml"), "kind: [unclosed\n").unwrap();
+    w.git.commit(&unrendered).unwrap();
+    w.request_fetch().await;
+    let syncs: Api<Sync> = w.api();
+    let failed = wait_for("the Sync reports the render failed", WAIT, || {
+        let syncs = syncs.clone();
+        async move {
+            let status = syncs.get("app").await?.status.unwrap_or_default();
+            Ok::<_, kube::Error>(
+                status
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Rendered" && c.status == "False")
+                    .map(|c| c.reason),
+            )
+        }
+    })
+    .await;
+    let failed = match failed {
+        Ok(reason) => reason,
+        Err(e) => panic!("{e}\n{}", w.controllers.logs_tail(20)),
+    };
+    w.watchdog.looked().await;
+    let held = w.watchdog.checked();
+    let kept = w.objects().await.len();
+    // The fixed commit replaces app/ whole, broken.yaml included.
+    let (next, commit) = w.commit_id(keep.clone());
+    w.watchdog
+        .enter(Phase::moving("a fixed commit", &[&value, &next], &keep));
+    w.request_fetch().await;
+    let took = w.converged("a fixed commit", &keep, &next, &commit).await;
+    let checks = w.settled("a fixed commit", &keep, &before).await;
+    w.record(
+        "a commit that does not render (a file that is not YAML), then a fixed one",
+        format!(
+            "Rendered=False {failed}; {kept} objects kept at the commit before, none of the unrendered one ({held} lists); {checks}"
+        ),
+        took,
+    );
+    value = next;
+
+    // 8. The source controller's artifact storage full.
     storage_full(&mut w, &keep, &value).await;
 
     w.print_table();
