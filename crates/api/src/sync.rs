@@ -418,6 +418,12 @@ pub struct SyncStatus {
     /// or the artifact changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<ReconcileRecord>,
+
+    /// The digest of the rendered artifact whose Helm `post-install`/`post-upgrade` hooks are
+    /// still to run (once its objects are healthy): set with the apply after its pre-sync hooks
+    /// ran, cleared when the post hooks ran, so a restarted sync controller still runs them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_post_hooks: Option<Digest>,
 }
 
 /// One reconciliation in `status.history`.

@@ -22,6 +22,11 @@
 //! - **A deletion under way**: the Sync's finalizer and its status inventory say what is left, so
 //!   the next controller carries on; only the warning for a finalizer removed by hand in the
 //!   middle of a deletion needs the memory (see `finalize`).
+//! - **Post-sync hooks still due**: `status.pendingPostHooks` names the render whose
+//!   post-install/post-upgrade hooks wait for it to be healthy, written with the apply that
+//!   follows its pre-sync hooks, so the next controller runs them. A controller stopped between
+//!   the pre-sync hooks and that status write runs the render's hooks again (its status still
+//!   names the render before), as a sync operation started again would.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -58,20 +63,25 @@ pub struct SyncMemory {
     health_since: Option<(Digest, Instant)>,
     kinds: HashSet<GroupVersionKind>,
     deleting: Option<Vec<InventoryEntry>>,
-    post_hooks: Option<Digest>,
+    post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
 }
 
 impl SyncMemory {
-    /// Whether the post-sync hooks of the render with `digest` still wait for it to be healthy.
-    /// (Lost on a restart: the hooks of a render applied before it are then not run.)
-    pub fn post_hooks_pending(&self, digest: &Digest) -> bool {
-        self.post_hooks.as_ref() == Some(digest)
+    /// Whether the post-sync hooks of the render with `digest` still wait for it to be healthy:
+    /// what this controller last decided for that render, else what `status.pendingPostHooks`
+    /// says (a restart, or a render applied by the controller before it). The decision
+    /// remembered wins over the status because the status a pass reads may lag the last write.
+    pub fn post_hooks_pending(&self, digest: &Digest, status: Option<&Digest>) -> bool {
+        match &self.post_hooks {
+            Some((d, pending)) if d == digest => *pending,
+            _ => status == Some(digest),
+        }
     }
 
-    /// Records that the post-sync hooks of the render with `digest` are due (`None`: done).
-    pub fn set_post_hooks(&mut self, digest: Option<Digest>) {
-        self.post_hooks = digest;
+    /// Records whether the post-sync hooks of the render with `digest` are due.
+    pub fn set_post_hooks(&mut self, digest: Digest, pending: bool) {
+        self.post_hooks = Some((digest, pending));
     }
 
     /// Whether the pre-sync hooks already ran for the render with `digest` and the reconcile
@@ -199,6 +209,21 @@ mod tests {
         format!("sha256:{}", c.to_string().repeat(64))
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn post_hooks_pending_comes_from_the_status_until_this_controller_decided() {
+        let mut m = SyncMemory::default();
+        // After a restart: the status says which render's post hooks are due.
+        assert!(m.post_hooks_pending(&digest('a'), Some(&digest('a'))));
+        assert!(!m.post_hooks_pending(&digest('b'), Some(&digest('a'))));
+        assert!(!m.post_hooks_pending(&digest('a'), None));
+        // Once they ran, a status that has not caught up yet does not run them again.
+        m.set_post_hooks(digest('a'), false);
+        assert!(!m.post_hooks_pending(&digest('a'), Some(&digest('a'))));
+        m.set_post_hooks(digest('b'), true);
+        assert!(m.post_hooks_pending(&digest('b'), None));
+        assert!(m.post_hooks_pending(&digest('a'), Some(&digest('a'))));
     }
 
     #[test]

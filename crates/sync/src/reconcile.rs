@@ -294,17 +294,33 @@ impl Pass<'_> {
                 .await?;
             let at = requested_at(self.sync).map(str::to_owned);
             self.memory.set_pre_hooks_ran(digest.clone(), at);
-            self.memory.set_post_hooks(Some(digest.clone()));
+            // Recorded in the status with the apply, so a restart between the apply and the
+            // post-sync hooks still runs them.
+            self.memory.set_post_hooks(digest.clone(), true);
+            outcome.post_hooks = Some(Some(digest.clone()));
+        } else if hook_objects.is_empty()
+            && current
+                .pending_post_hooks
+                .as_ref()
+                .is_some_and(|d| d != digest)
+        {
+            // A render without hooks replaced the one whose post hooks never ran.
+            outcome.post_hooks = Some(None);
         }
         let changes = self.apply(&manifests, &inputs, outcome).await?;
         self.prune(current, &inputs, &changes, outcome).await?;
         let checked = self.check_named(&inputs.health_exprs).await;
         self.assess(&inputs, &changes, checked, outcome);
         let healthy = outcome.health.as_ref().is_some_and(|h| h.healthy);
-        if healthy && self.memory.post_hooks_pending(digest) {
+        if healthy
+            && self
+                .memory
+                .post_hooks_pending(digest, current.pending_post_hooks.as_ref())
+        {
             self.run_hooks(&hook_objects, HookPhase::PostSync, &inputs)
                 .await?;
-            self.memory.set_post_hooks(None);
+            self.memory.set_post_hooks(digest.clone(), false);
+            outcome.post_hooks = Some(None);
         }
         if !changes.conflicts.is_empty() {
             return Err(Error::OwnershipConflict(changes.conflicts));

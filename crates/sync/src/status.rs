@@ -11,7 +11,7 @@ use plumb_api::inventory::InventoryEntry;
 use plumb_api::policy::DriftMode;
 use plumb_api::reference::Artifact;
 use plumb_api::sync::{DriftStatus, ReconcileRecord};
-use plumb_api::{ConditionExt, Conditions, ObjectId, SyncStatus, condition_type, reason};
+use plumb_api::{ConditionExt, Conditions, Digest, ObjectId, SyncStatus, condition_type, reason};
 
 use crate::error::Error;
 
@@ -87,6 +87,9 @@ pub struct Outcome {
     pub requeue: Option<Duration>,
     /// How long the reconcile took.
     pub took: Duration,
+    /// A change of `status.pendingPostHooks`: `Some(Some(digest))` when the pre-sync hooks of
+    /// that render ran, `Some(None)` once its post-sync hooks ran; `None` leaves it as it is.
+    pub post_hooks: Option<Option<Digest>>,
 }
 
 impl Outcome {
@@ -105,6 +108,7 @@ impl Outcome {
             verdict,
             requeue: None,
             took: Duration::ZERO,
+            post_hooks: None,
         }
     }
 }
@@ -142,6 +146,9 @@ pub fn status_for(current: &SyncStatus, outcome: &Outcome, now: Timestamp) -> Sy
     {
         next.last_applied_revision = Some(a.revision.clone());
         next.last_applied_digest = Some(a.digest.clone());
+    }
+    if let Some(pending) = &outcome.post_hooks {
+        next.pending_post_hooks = pending.clone();
     }
     if let Some(h) = &outcome.health {
         let s = if h.healthy {
@@ -325,6 +332,21 @@ mod tests {
     fn ready_of(s: &SyncStatus) -> (String, String, String) {
         let c = s.conditions.get_condition(condition_type::READY).unwrap();
         (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn pending_post_hooks_are_recorded_until_they_ran() {
+        let mut outcome = Outcome::new(Some(1), Verdict::Progressing("waiting".into()));
+        outcome.post_hooks = Some(Some(artifact('a').digest));
+        let next = status_for(&SyncStatus::default(), &outcome, now());
+        assert_eq!(next.pending_post_hooks, Some(artifact('a').digest));
+        // A pass that decides nothing about hooks keeps it.
+        let quiet = Outcome::new(Some(1), Verdict::Progressing("waiting".into()));
+        let kept = status_for(&next, &quiet, now());
+        assert_eq!(kept.pending_post_hooks, Some(artifact('a').digest));
+        let mut ran = Outcome::new(Some(1), Verdict::Ready("done".into()));
+        ran.post_hooks = Some(None);
+        assert_eq!(status_for(&kept, &ran, now()).pending_post_hooks, None);
     }
 
     #[test]

@@ -516,6 +516,106 @@ async fn rendered_objects(s: &Scenario, sync: &Sync) -> Vec<String> {
     yaml_documents_json(&text)
 }
 
+/// The node label (and taint) a scenario's web pods need; no node has it until the scenario
+/// adds one of its own.
+const POOL: &str = "e2e.plumb.dev/pool";
+
+/// A kwok node only the scenario's pods may use (`POOL=<namespace>`, tainted so nothing else
+/// lands on it), deleted with the namespace.
+async fn add_pool_node(s: &Scenario) {
+    use k8s_openapi::api::core::v1::Node;
+    let name = format!("{}-pool", s.ns.name());
+    s.ns.delete_with_namespace::<Node>(&name);
+    let mut labels = s.ns.test_labels();
+    labels.insert(POOL.to_owned(), s.ns.name().to_owned());
+    labels.insert("kubernetes.io/hostname".to_owned(), name.clone());
+    labels.insert("type".to_owned(), "kwok".to_owned());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "labels": labels,
+            "annotations": { "kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0" }
+        },
+        "spec": { "taints": [{ "key": POOL, "value": s.ns.name(), "effect": "NoSchedule" }] }
+    }))
+    .unwrap();
+    let nodes: Api<Node> = Api::all(s.ns.client().clone());
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    let capacity = json!({ "cpu": "16", "memory": "64Gi", "pods": "110" });
+    let status = json!({ "status": { "allocatable": capacity, "capacity": capacity } });
+    nodes
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn post_install_hooks_still_run_after_the_sync_controller_is_killed_before_them() {
+    let (mut s, first) = Scenario::start("e2e-chart-restart", "hooks:\n  suspend: true\n").await;
+    // The web pods need a node that does not exist yet: the release stays unhealthy after the
+    // main apply, so the post-install hook waits.
+    s.create_sync(json!({ "values": {
+        "widgets": { "group": s.group },
+        "nodeSelector": { POOL: s.ns.name() },
+        "tolerations": [{ "key": POOL, "operator": "Equal", "value": s.ns.name(), "effect": "NoSchedule" }]
+    }}))
+    .await;
+    s.wait_exists::<Job>("shop-backup").await;
+    s.release("shop-backup").await;
+    let migrate: Job = s.wait_exists("shop-migrate").await;
+    s.release("shop-migrate").await;
+
+    // The main apply landed, with the post hooks recorded as due for its render.
+    let syncs: Api<Sync> = s.ns.api();
+    let pending = s
+        .wait(
+            "the apply recorded with its post hooks pending",
+            WAIT,
+            || {
+                let syncs = syncs.clone();
+                async move {
+                    let status = syncs.get("shop").await?.status.unwrap_or_default();
+                    Ok(status
+                        .pending_post_hooks
+                        .filter(|d| status.last_applied_digest.as_ref() == Some(d)))
+                }
+            },
+        )
+        .await;
+    assert!(s.exists::<Deployment>("shop").await);
+    assert!(
+        !s.exists::<Job>("shop-smoke").await,
+        "the post-install hook ran before the release was healthy"
+    );
+
+    // A crash, then a new sync controller; then the release becomes healthy.
+    s.controllers.kill(Controller::Sync);
+    s.controllers.restart(Controller::Sync).unwrap();
+    add_pool_node(&s).await;
+    let smoke: Job = s.wait_exists("shop-smoke").await;
+    assert_eq!(smoke.spec.unwrap().suspend, Some(true));
+    s.release("shop-smoke").await;
+    let sync = s.wait_applied(&first).await;
+    s.wait_gone::<Job>("shop-smoke").await;
+    let status = sync.status.unwrap();
+    assert_eq!(status.last_applied_digest.as_ref(), Some(&pending));
+    // The pre-install hooks did not run again (migrate would have been created anew).
+    let migrate_now: Job = s.ns.api().get("shop-migrate").await.unwrap();
+    assert_eq!(
+        uid(&migrate_now),
+        uid(&migrate),
+        "the pre-install hooks ran again"
+    );
+    s.wait("status.pendingPostHooks cleared", WAIT, || {
+        let syncs = syncs.clone();
+        async move {
+            let status = syncs.get("shop").await?.status.unwrap_or_default();
+            Ok(status.pending_post_hooks.is_none().then_some(()))
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn chart_values_from_git_and_a_config_map_render_again_drift_is_healed_and_deletion_prunes() {
     let values = "greeting: from git\nreplicaCount: 2\n";
