@@ -4,7 +4,8 @@
 //! unified diff of each changed object, the objects that would be created, and the ones that
 //! would be pruned. Exit code 1 when anything would change. A chart renders as the render
 //! controller renders it (release, namespace, `valuesFrom`, the cluster's capabilities); its
-//! hooks are not compared.
+//! hooks are not compared. `substituteFrom` is read from the cluster and substituted, as the
+//! render controller does, for charts and kustomizations alike.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -58,7 +59,9 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         .get(&args.name)
         .await?;
     let chart = chart_options(&client, &sync, &args.path).await?;
-    let objects = render_local(&args.path, &sync, chart)?;
+    // `substituteFrom` is read from the Sync's namespace, as the render controller reads it.
+    let variables = plumb_render::load_variables(&client, &ns, &sync.spec.substitute_from).await?;
+    let objects = render_local(&args.path, &sync, chart, &variables)?;
     let mut summary = Summary::default();
     let mut hooks = 0;
     let mut rendered_ids = BTreeSet::new();
@@ -189,6 +192,7 @@ fn render_local(
     dir: &Path,
     sync: &Sync,
     chart: plumb_render::ChartOptions,
+    variables: &[std::collections::BTreeMap<String, String>],
 ) -> anyhow::Result<Vec<Value>> {
     let dir = dir
         .canonicalize()
@@ -203,7 +207,7 @@ fn render_local(
         chart,
         ..plumb_render::RenderOptions::default()
     };
-    plumb_render::render_with(scratch.path(), &spec, &[], &opts)
+    plumb_render::render_with(scratch.path(), &spec, variables, &opts)
         .map_err(|e| anyhow::anyhow!("rendering {}: {e}", dir.display()))
 }
 

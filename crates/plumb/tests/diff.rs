@@ -226,3 +226,95 @@ async fn diff_of_a_chart_sync_renders_as_the_controller_and_leaves_hooks_out() {
         "{text}"
     );
 }
+
+/// `substituteFrom` is read from the cluster and substituted before the compare, as the render
+/// controller does, for a kustomize Sync and a chart Sync alike: the applied object matches the
+/// render with the variables (no change), and a change of the variables shows as a change.
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_substitutes_substitute_from_for_kustomize_and_chart_syncs() {
+    let checkout = tempfile::tempdir().unwrap();
+    let root = checkout.path();
+    std::fs::create_dir_all(root.join("deploy")).unwrap();
+    std::fs::write(
+        root.join("deploy/kustomization.yaml"),
+        "resources: [settings.yaml]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("deploy/settings.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-settings\ndata:\n  greeting: ${GREETING}\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("chart/templates")).unwrap();
+    std::fs::write(
+        root.join("chart/Chart.yaml"),
+        "apiVersion: v2\nname: board\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("chart/templates/settings.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  greeting: ${GREETING}\n",
+    )
+    .unwrap();
+    for (prefix, path) in [
+        ("cli-diff-subst-k", "deploy"),
+        ("cli-diff-subst-c", "chart"),
+    ] {
+        let ns = TestNamespace::new(prefix).await.unwrap();
+        plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+        let name = ns.name().to_owned();
+        let vars = |greeting: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vars\ndata:\n  GREETING: {greeting}\n"
+            )
+        };
+        ns.apply_yaml(&vars("from-vars"), "test").await.unwrap();
+        let labels =
+            json!({ plumb_api::SYNC_NAME_LABEL: "app", plumb_api::SYNC_NAMESPACE_LABEL: name });
+        ns.apply_yaml(
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-settings\n  labels: {labels}\ndata:\n  greeting: from-vars\n"),
+            plumb_api::SYNC_FIELD_MANAGER,
+        )
+        .await
+        .unwrap();
+        let syncs: Api<Sync> = ns.api();
+        let sync: Sync = serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "metadata": { "name": "app" },
+            "spec": {
+                "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": format!("./{path}"),
+                "substituteFrom": [{ "kind": "ConfigMap", "name": "vars" }]
+            }
+        }))
+        .unwrap();
+        syncs.create(&PostParams::default(), &sync).await.unwrap();
+        let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": { "inventory": [
+            { "id": format!("{name}_app-settings__ConfigMap"), "v": "v1" }
+        ] } });
+        syncs
+            .patch_status(
+                "app",
+                &PatchParams::apply(plumb_api::SYNC_FIELD_MANAGER).force(),
+                &Patch::Apply(&status),
+            )
+            .await
+            .unwrap();
+        let diff = || {
+            let (ns_name, dir) = (name.clone(), root.join(path));
+            tokio::task::spawn_blocking(move || plumb_diff(&ns_name, &dir))
+        };
+        let (code, text) = diff().await.unwrap();
+        assert_eq!(code, 0, "{path}: {text}");
+        assert!(
+            text.contains("0 to create, 0 to change, 0 to prune"),
+            "{path}: {text}"
+        );
+
+        ns.apply_yaml(&vars("changed"), "test").await.unwrap();
+        let (code, text) = diff().await.unwrap();
+        assert_eq!(code, 1, "{path}: {text}");
+        assert!(
+            text.contains("-  greeting: from-vars") && text.contains("+  greeting: changed"),
+            "{path}: {text}"
+        );
+    }
+}
