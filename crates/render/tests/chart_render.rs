@@ -361,3 +361,38 @@ fn kustomize_helm_charts_name_a_chart_that_is_not_in_the_source() {
         assert!(text.contains(needle), "{needle:?} not in {text}");
     }
 }
+
+/// A Sync that edits the kustomization (namePrefix, as Flux does) keeps the chart values' types:
+/// `replicas: 3` reaches Helm as a number.
+#[test]
+fn kustomize_helm_charts_keep_value_types_when_the_sync_edits_the_kustomization() {
+    let src = source();
+    fs::create_dir_all(src.path().join("deploy/charts")).unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(charts().join("web"))
+        .arg(src.path().join("deploy/charts/web"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    fs::write(
+        src.path().join("deploy/kustomization.yaml"),
+        "helmCharts:\n- name: web\n  releaseName: shop\n  includeCRDs: true\n  valuesInline:\n    replicas: 3\n    flag: on\n",
+    )
+    .unwrap();
+    let sync = spec(json!({
+        "sourceRef": {"kind": "GitRepository", "name": "repo"},
+        "path": "./deploy",
+        "namePrefix": "team-",
+    }));
+    let got = render_with(src.path(), &sync, &[], &options(vec![])).unwrap();
+    let deployment = got.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(deployment["metadata"]["name"], "team-shop-web");
+    assert_eq!(deployment["spec"]["replicas"], 3);
+    let values = got.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(values["data"]["flagKind"], "bool");
+    assert!(
+        got.iter().any(|o| o["kind"] == "CustomResourceDefinition"),
+        "includeCRDs: true was read as a boolean"
+    );
+}
