@@ -71,11 +71,26 @@ fn specs(rows: &[SpecRow]) -> Vec<FieldSpec> {
 }
 
 impl TransformerConfig {
-    /// kustomize's built-in configuration (`default_config.yaml`, turned into tables at build
-    /// time: reading the YAML at run time was most of the cost of a small build).
+    /// kustomize's built-in configuration.
+    #[cfg(test)]
     pub(crate) fn builtin() -> &'static TransformerConfig {
-        static DEFAULT: OnceLock<TransformerConfig> = OnceLock::new();
-        DEFAULT.get_or_init(|| TransformerConfig {
+        TransformerConfig::builtin_arc()
+    }
+
+    /// kustomize's built-in configuration, shared: made once per process from the tables
+    /// `build.rs` wrote from `default_config.yaml` (reading the YAML at run time was most of the
+    /// cost of a small build).
+    pub(crate) fn builtin_shared() -> std::sync::Arc<TransformerConfig> {
+        TransformerConfig::builtin_arc().clone()
+    }
+
+    fn builtin_arc() -> &'static std::sync::Arc<TransformerConfig> {
+        static DEFAULT: OnceLock<std::sync::Arc<TransformerConfig>> = OnceLock::new();
+        DEFAULT.get_or_init(|| std::sync::Arc::new(TransformerConfig::from_tables()))
+    }
+
+    fn from_tables() -> TransformerConfig {
+        TransformerConfig {
             name_prefix: specs(NAME_PREFIX),
             name_suffix: specs(NAME_SUFFIX),
             name_reference: NAME_REFERENCE
@@ -95,15 +110,7 @@ impl TransformerConfig {
             var_reference: specs(VAR_REFERENCE),
             images: specs(IMAGES),
             replicas: specs(REPLICAS),
-        })
-    }
-
-    /// The built-in configuration, shared.
-    pub(crate) fn builtin_shared() -> std::sync::Arc<TransformerConfig> {
-        static SHARED: OnceLock<std::sync::Arc<TransformerConfig>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| std::sync::Arc::new(TransformerConfig::builtin().clone()))
-            .clone()
+        }
     }
 
     /// Parse a `configurations:` file, by Go's decoding rules as kustomize reads it.
