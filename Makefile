@@ -8,7 +8,7 @@ KUBECONFIG_PATH := $(CLUSTER_DIR)/kubeconfig
 CLUSTER_TESTS := --features cluster-tests
 CLUSTER_ENV := KUBECONFIG=$(KUBECONFIG_PATH) PLUMB_TEST_KUBECONFIG=$(KUBECONFIG_PATH)
 
-.PHONY: help deps build test unit-test lint fmt crds cluster-up cluster-down cluster-check e2e bench bench-kustomize bench-source bench-render bench-drift bench-loop bench-helm demo demo-down clean
+.PHONY: help deps build test unit-test lint fmt crds cluster-up cluster-down cluster-check e2e bench bench-kustomize bench-source bench-render bench-drift bench-loop bench-vs-flux bench-helm demo demo-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -72,6 +72,12 @@ bench-drift: cluster-up ## drift edit → correction latency (p50/p99 over 100 e
 bench-loop: cluster-up ## commit → applied with the webhook; 1000 Syncs to Ready with each controller's peak memory
 	bash e2e/cluster/check.sh
 	$(CLUSTER_ENV) $(CARGO) run --release -p plumb-e2e-scenarios --example bench_loop
+
+bench-vs-flux: cluster-up ## plumb vs Flux (built from its Go modules), same workload one after the other: time to Ready, memory, CPU, idle, drift (BENCH_SYNCS=100,1000)
+	bash e2e/cluster/check.sh
+	bash e2e/flux/build.sh >/dev/null
+	$(CARGO) build --release --quiet --bins -p plumb-source -p plumb-render -p plumb-sync
+	$(CLUSTER_ENV) $(CARGO) run --release -p plumb-e2e-scenarios --example bench_vs_flux
 
 demo: deps ## the main job: a local cluster, the controllers, a sample repository, Syncs Ready
 	bash e2e/demo/up.sh

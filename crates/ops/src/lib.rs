@@ -36,4 +36,4 @@ pub use runtime::{Runtime, RuntimeError, RuntimeFlags, Started};
 pub use scope::{SHARD_LABEL, WatchScope};
 pub use server::ServerLimits;
 pub use telemetry::{LogFormat, init_tracing};
-pub use watch::{SharedWatch, changed};
+pub use watch::{SharedWatch, changed, trim_for_cache};

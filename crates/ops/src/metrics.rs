@@ -47,6 +47,12 @@ struct ReconcileLabels {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    kind: String,
+    phase: String,
+}
+
 fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 14))
 }
@@ -57,6 +63,7 @@ pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     reconcile_duration: Family<ReconcileLabels, Histogram, fn() -> Histogram>,
     reconciles: Family<ReconcileLabels, Counter>,
+    phase_duration: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     artifact_size: Family<ObjectLabels, Gauge>,
     leader: Family<ControllerLabels, Gauge>,
     leader_terms_lost: Family<ControllerLabels, Counter>,
@@ -88,6 +95,15 @@ impl Metrics {
             "Reconciles, by kind and result",
             reconciles.clone(),
         );
+        let phase_duration =
+            Family::<PhaseLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram as fn() -> Histogram,
+            );
+        registry.register(
+            "reconcile_phase_duration_seconds",
+            "Time taken by one phase of a reconcile (fetch, apply, health, status, ...), by kind and phase",
+            phase_duration.clone(),
+        );
         let artifact_size = Family::<ObjectLabels, Gauge>::default();
         registry.register(
             "artifact_size_bytes",
@@ -110,6 +126,7 @@ impl Metrics {
             registry: Arc::new(Mutex::new(registry)),
             reconcile_duration,
             reconciles,
+            phase_duration,
             artifact_size,
             leader,
             leader_terms_lost,
@@ -138,6 +155,18 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(started.elapsed().as_secs_f64());
         self.reconciles.get_or_create(&labels).inc();
+    }
+
+    /// Records one `phase` of a reconcile of `kind` that started at `started`: where the time of
+    /// a reconcile goes, summed over all of them (`_sum` and `_count` per phase).
+    pub fn observe_phase(&self, kind: &str, phase: &str, started: Instant) {
+        let labels = PhaseLabels {
+            kind: kind.to_owned(),
+            phase: phase.to_owned(),
+        };
+        self.phase_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// Records the size of the artifact just published for an object.
@@ -189,6 +218,8 @@ mod tests {
         m.observe_reconcile("GitRepository", ReconcileResult::Error, Instant::now());
         m.observe_reconcile("GitRepository", ReconcileResult::Error, Instant::now());
         m.observe_artifact_size("GitRepository", "ns", "app", 1234);
+        m.observe_phase("Sync", "apply", Instant::now());
+        m.observe_phase("Sync", "apply", Instant::now());
         let text = m.encode();
         assert!(
             text.contains(
@@ -203,6 +234,12 @@ mod tests {
         assert!(
             text.contains(
                 r#"plumb_reconcile_duration_seconds_count{kind="GitRepository",result="success"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"plumb_reconcile_phase_duration_seconds_count{kind="Sync",phase="apply"} 2"#
             ),
             "{text}"
         );

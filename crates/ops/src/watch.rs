@@ -18,6 +18,21 @@ use tokio::sync::mpsc;
 /// How many changes a subscriber may fall behind before the watch waits for it.
 const BUFFER: usize = 1024;
 
+/// kubectl's copy of the object as it last applied it (client-side apply).
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from an object about to be cached what no controller reads: `metadata.managedFields`
+/// (the field-ownership records, often as large as the rest of the object) and kubectl's
+/// `last-applied-configuration` annotation (a second copy of the object). A cache of thousands
+/// of objects is then a fraction of the size.
+pub fn trim_for_cache<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
+    }
+}
+
 /// A watch of one kind whose cache and changes several controllers share.
 pub struct SharedWatch<K>
 where
@@ -69,12 +84,14 @@ where
     }
 
     /// Runs the watch of `api` with `config` (retrying with backoff on errors), feeding the
-    /// cache and the subscribers; never returns while any is alive.
+    /// cache and the subscribers with the objects [trimmed](trim_for_cache); never returns while
+    /// any is alive.
     pub async fn run(self, api: kube::Api<K>, config: watcher::Config) {
         let kind = K::kind(&Default::default()).into_owned();
         let deleted = self.deleted;
         watcher(api, config)
             .default_backoff()
+            .modify(trim_for_cache)
             .reflect_shared(self.writer)
             .for_each(|event| {
                 match event {
@@ -144,6 +161,24 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn cached_objects_lose_field_ownership_and_kubectls_copy() {
+        let mut c = ConfigMap::default();
+        c.metadata.managed_fields = Some(vec![Default::default()]);
+        c.metadata.annotations = Some(
+            [
+                (LAST_APPLIED_ANNOTATION.to_owned(), "{}".to_owned()),
+                ("keep".to_owned(), "me".to_owned()),
+            ]
+            .into(),
+        );
+        trim_for_cache(&mut c);
+        assert_eq!(c.metadata.managed_fields, None);
+        let annotations = c.metadata.annotations.unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations["keep"], "me");
     }
 
     #[tokio::test]

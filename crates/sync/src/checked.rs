@@ -137,7 +137,10 @@ impl CheckWatches {
         let writer = reflector::store::Writer::new(res.ar.clone());
         let store = writer.as_reader();
         let config = watcher::Config::default().fields(&format!("metadata.name={}", target.name));
-        let stream = watcher(api, config).default_backoff().reflect(writer);
+        let stream = watcher(api, config)
+            .default_backoff()
+            .modify(|o: &mut DynamicObject| o.metadata.managed_fields = None)
+            .reflect(writer);
         let users: Arc<Mutex<BTreeSet<Key>>> = Arc::default();
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let (trigger, waiting, last_error) = (self.trigger.clone(), users.clone(), error.clone());

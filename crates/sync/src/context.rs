@@ -63,9 +63,19 @@ pub struct SyncMetrics {
     pub pruned_objects: prometheus_client::metrics::counter::Counter,
     /// Rendered artifacts downloaded, bytes.
     pub artifact_bytes: prometheus_client::metrics::counter::Counter,
+    /// Status writes sent.
+    pub status_writes: prometheus_client::metrics::counter::Counter,
+    /// Reconciles that left the status as it was, so wrote nothing.
+    pub status_unchanged: prometheus_client::metrics::counter::Counter,
 }
 
 impl SyncMetrics {
+    /// Records one phase of a Sync reconcile (`fetch`, `apply`, `prune`, `health`, `status`)
+    /// that started at `started`.
+    pub fn phase(&self, phase: &str, started: std::time::Instant) {
+        self.ops.observe_phase("Sync", phase, started);
+    }
+
     /// Registers the sync metrics in `ops`'s registry.
     pub fn new(ops: plumb_ops::metrics::Metrics) -> Self {
         let m = Self {
@@ -75,6 +85,8 @@ impl SyncMetrics {
             applied_objects: Default::default(),
             pruned_objects: Default::default(),
             artifact_bytes: Default::default(),
+            status_writes: Default::default(),
+            status_unchanged: Default::default(),
         };
         m.ops.register(
             "sync_drift_corrections",
@@ -95,6 +107,16 @@ impl SyncMetrics {
             "sync_pruned_objects",
             "Objects deleted by prune",
             m.pruned_objects.clone(),
+        );
+        m.ops.register(
+            "sync_status_writes",
+            "Status writes sent",
+            m.status_writes.clone(),
+        );
+        m.ops.register(
+            "sync_status_unchanged",
+            "Reconciles whose status stayed as it was (nothing written)",
+            m.status_unchanged.clone(),
         );
         m.ops.register(
             "sync_artifact_bytes",

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::core::GroupVersionKind;
-use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use plumb_api::inventory::InventoryEntry;
@@ -196,26 +195,37 @@ impl<'a> ResourceManager<'a> {
         Ok(Self::new(&ctx.resolver, &ctx.watches, client, key, memory))
     }
 
-    fn cached(&self, d: &Desired) -> Option<Value> {
-        let store = self.watches.ready_store(&d.res)?;
-        let mut r = ObjectRef::new_with(&d.id.name, d.res.ar.clone());
-        if let Some(ns) = d.namespace() {
-            r = r.within(ns);
-        }
-        store
-            .get(&r)
-            .and_then(|o| serde_json::to_value(o.as_ref()).ok())
+    /// The live object of `d` from its watch's cache (without field-ownership records): `None`
+    /// when the cache cannot tell (its watch has not listed), `Some(None)` when it is not there.
+    fn cached(&self, d: &Desired) -> Option<Option<Value>> {
+        self.watches.cached(&d.res, d.namespace(), &d.id.name)
     }
 
     fn remember(&mut self, d: &Desired, shape: &Value, answer: &Value) {
-        self.memory.record_intent(
-            d.id.clone(),
-            Intent {
-                body: d.body.clone(),
-                normalized: drift::project(shape, answer),
-                generation: generation_of(answer),
-            },
+        let intent = Intent::new(
+            &d.body,
+            drift::project(shape, answer),
+            generation_of(answer),
         );
+        self.memory.record_intent(d.id.clone(), intent);
+    }
+
+    /// `live` with its field-ownership records when the apply needs them (`ssa: Merge`, or
+    /// paths a Policy ignores): the watch caches leave them out, so such an object is read from
+    /// the API server.
+    async fn with_field_owners(
+        &self,
+        d: &Desired,
+        live: Option<Value>,
+        controls: Controls,
+    ) -> Result<Option<Value>, ApplyError> {
+        let needed = controls.ssa == Ssa::Merge || !d.ignored.is_empty();
+        match live {
+            Some(l) if needed && l.pointer("/metadata/managedFields").is_none() => {
+                apply::get(&self.client, &d.res, &d.id).await
+            }
+            other => Ok(other),
+        }
     }
 
     /// Compares `d` with the live object: from the watch cache first, confirmed by a read before
@@ -223,19 +233,18 @@ impl<'a> ResourceManager<'a> {
     /// no record of applying it (after a restart). Returns the live object when it was seen.
     pub async fn diff(&mut self, d: &Desired) -> Result<(Check, Option<Value>), ApplyError> {
         let intent = self.memory.intent(&d.id).cloned();
-        if intent.as_ref().is_some_and(|i| i.body != d.body) {
-            let live = self.cached(d);
+        if intent.as_ref().is_some_and(|i| !i.is_for(&d.body)) {
+            let live = self.cached(d).flatten();
             return Ok((Check::Changed, live));
         }
-        let want = intent.as_ref().map_or(&d.body, |i| &i.normalized);
-        let cache_ready = self.watches.ready_store(&d.res).is_some();
+        let want = intent.as_ref().map_or(&d.body, |i| i.normalized(&d.body));
         match self.cached(d) {
-            Some(live) if drift::diff(want, &live).is_none() => {
+            Some(Some(live)) if drift::diff(want, &live).is_none() => {
                 return Ok((Check::InSync, Some(live)));
             }
             // Never applied by us and not among the labelled objects: create (or adopt) it
             // without asking first.
-            None if cache_ready && intent.is_none() => return Ok((Check::Missing, None)),
+            Some(None) if intent.is_none() => return Ok((Check::Missing, None)),
             _ => {}
         }
         let Some(live) = apply::get(&self.client, &d.res, &d.id).await? else {
@@ -258,14 +267,8 @@ impl<'a> ResourceManager<'a> {
         let normalized = drift::project(&d.body, &dry);
         match drift::diff(&normalized, &live) {
             None => {
-                self.memory.record_intent(
-                    d.id.clone(),
-                    Intent {
-                        body: d.body.clone(),
-                        normalized,
-                        generation: generation_of(&live),
-                    },
-                );
+                let intent = Intent::new(&d.body, normalized, generation_of(&live));
+                self.memory.record_intent(d.id.clone(), intent);
                 Ok((Check::InSync, Some(live)))
             }
             Some(path) => Ok((Check::Drifted(path), Some(live))),
@@ -316,14 +319,12 @@ impl<'a> ResourceManager<'a> {
                     &ignores,
                 );
                 // Start (or join) the watch of this kind, so its cache serves the comparison.
-                let _ = self
-                    .watches
-                    .store(&d.res, &self.owner, Duration::from_secs(10))
-                    .await;
+                self.watches.watch(&d.res, &self.owner, FIRST_LIST).await;
                 let (found, live) = self.diff(&d).await?;
                 let controls = controls::controls(&d.body, live.as_ref());
                 match decide(&found, opts.mode, controls) {
                     Decision::Apply => {
+                        let live = self.with_field_owners(&d, live, controls).await?;
                         let (send, shape) = Self::body_to_send(&d, live.as_ref(), controls);
                         let force = opts.force || controls.force;
                         let answer =
@@ -363,6 +364,10 @@ impl<'a> ResourceManager<'a> {
                 self.wait_established(crd, opts.timeout).await?;
             }
         }
+        if opts.mode.new_revision {
+            let ids: HashSet<&ObjectId> = out.objects.iter().map(|d| &d.id).collect();
+            self.memory.retain_intents(|id| ids.contains(id));
+        }
         Ok(out)
     }
 
@@ -370,7 +375,11 @@ impl<'a> ResourceManager<'a> {
         let established = |o: Option<&Value>| {
             o.is_some_and(|o| health::assess(&crd.id.group, &crd.id.kind, o).is_current())
         };
-        if self.cached(crd).is_some_and(|o| established(Some(&o))) {
+        if self
+            .cached(crd)
+            .flatten()
+            .is_some_and(|o| established(Some(&o)))
+        {
             return Ok(());
         }
         apply::wait_for(
@@ -480,7 +489,7 @@ impl<'a> ResourceManager<'a> {
             .filter(|d| !changes.unmanaged.contains(&d.id))
             .filter_map(|d| {
                 let applied = self.memory.intent(&d.id).and_then(|i| i.generation);
-                let h = match self.cached(d) {
+                let h = match self.cached(d).flatten() {
                     Some(live) if generation_of(&live) < applied => {
                         Health::InProgress("not yet observed".into())
                     }
@@ -494,6 +503,10 @@ impl<'a> ResourceManager<'a> {
             .collect()
     }
 }
+
+/// How long a reconcile that starts the watch of a kind waits for its first list; the others
+/// read from the API server until it is in.
+const FIRST_LIST: Duration = Duration::from_secs(10);
 
 /// The Sync named by `live`'s owner labels when that is not `key`.
 fn other_owner(live: &Value, key: &Key) -> Option<String> {

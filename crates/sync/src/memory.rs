@@ -41,23 +41,69 @@ use plumb_api::{Digest, ObjectId};
 use crate::deps::Key;
 use crate::manifest::Manifest;
 
-/// What plumb applied for one object, normalized by the server's answer.
+/// What plumb applied for one object, normalized by the server's answer, kept small: the body
+/// itself is in the rendered artifact, so only its fingerprint is kept, and the normalized form
+/// only where it differs from the body (the server changed a value plumb sent, `1000m` → `1`).
 #[derive(Debug, Clone)]
 pub struct Intent {
-    /// The body that was applied.
-    pub body: Value,
-    /// The fields of `body` with the values the server stored for them.
-    pub normalized: Value,
+    /// SHA-256 of the applied body's JSON.
+    body: [u8; 32],
+    /// The fields of the body with the values the server stored for them; `None` when those are
+    /// the body's own.
+    normalized: Option<Value>,
     /// `metadata.generation` the server gave the object for it; a cached copy of an older
     /// generation has not caught up with the apply yet.
     pub generation: Option<i64>,
+}
+
+impl Intent {
+    /// The intent of applying `body`, which the server stored as `normalized`.
+    pub fn new(body: &Value, normalized: Value, generation: Option<i64>) -> Self {
+        Self {
+            body: fingerprint(body),
+            normalized: (normalized != *body).then_some(normalized),
+            generation,
+        }
+    }
+
+    /// Whether this is the intent of applying `body`.
+    pub fn is_for(&self, body: &Value) -> bool {
+        self.body == fingerprint(body)
+    }
+
+    /// What a live object holding this intent shows in the fields of `body` (the body this
+    /// intent [is for](Intent::is_for)).
+    pub fn normalized<'a>(&'a self, body: &'a Value) -> &'a Value {
+        self.normalized.as_ref().unwrap_or(body)
+    }
+}
+
+/// SHA-256 of `value`'s JSON.
+fn fingerprint(value: &Value) -> [u8; 32] {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    // Writing JSON into a hasher cannot fail.
+    let _ = serde_json::to_writer(&mut hasher, value);
+    hasher.finalize().into()
+}
+
+/// The objects of the artifact being applied, kept between reconciles in the smallest form that
+/// serves them.
+#[derive(Debug)]
+pub enum Kept {
+    /// The artifact as downloaded (gzip of YAML: some hundred bytes per object, where the parsed
+    /// objects take ten times that), parsed again when read.
+    Artifact(Arc<[u8]>),
+    /// Objects decrypted after the download: kept as they are, so keys are not read and secrets
+    /// not decrypted again on every pass.
+    Objects(Arc<Vec<Manifest>>),
 }
 
 /// What the controller remembers about one Sync between reconciles (see the module docs for
 /// what a restart loses).
 #[derive(Debug, Default)]
 pub struct SyncMemory {
-    artifact: Option<(Digest, Arc<Vec<Manifest>>)>,
+    artifact: Option<(Digest, Kept)>,
     intents: HashMap<ObjectId, Intent>,
     last_full: Option<Instant>,
     health_since: Option<(Digest, Instant)>,
@@ -101,15 +147,20 @@ impl SyncMemory {
 
     /// The objects of the artifact with `digest`, if it is the one remembered.
     pub fn manifests(&self, digest: &Digest) -> Option<Arc<Vec<Manifest>>> {
-        self.artifact
-            .as_ref()
-            .filter(|(d, _)| d == digest)
-            .map(|(_, m)| m.clone())
+        let (kept_digest, kept) = self.artifact.as_ref()?;
+        if kept_digest != digest {
+            return None;
+        }
+        match kept {
+            // It parsed when it was downloaded; should it not now, it is downloaded again.
+            Kept::Artifact(gzip) => crate::manifest::parse_gzip(gzip).ok().map(Arc::new),
+            Kept::Objects(objects) => Some(objects.clone()),
+        }
     }
 
     /// Remembers the objects of the artifact with `digest` (the one being applied).
-    pub fn keep_manifests(&mut self, digest: Digest, manifests: Arc<Vec<Manifest>>) {
-        self.artifact = Some((digest, manifests));
+    pub fn keep_artifact(&mut self, digest: Digest, kept: Kept) {
+        self.artifact = Some((digest, kept));
     }
 
     /// What was applied for `id`.
@@ -125,6 +176,12 @@ impl SyncMemory {
     /// Forgets `id` (pruned or deleted).
     pub fn forget_intent(&mut self, id: &ObjectId) {
         self.intents.remove(id);
+    }
+
+    /// Forgets the intents of objects `keep` rejects (no longer in the render), so the record
+    /// never outgrows what the Sync applies now.
+    pub fn retain_intents(&mut self, keep: impl Fn(&ObjectId) -> bool) {
+        self.intents.retain(|id, _| keep(id));
     }
 
     /// Whether the safety-net full pass is due (never ran, or `interval` ago).
@@ -227,11 +284,53 @@ mod tests {
     }
 
     #[test]
+    fn an_intent_is_for_the_body_applied_and_keeps_only_a_different_normal_form() {
+        use serde_json::json;
+        let body = json!({"spec": {"cpu": "1000m"}});
+        let same = Intent::new(&body, body.clone(), Some(1));
+        assert!(same.is_for(&body));
+        assert!(!same.is_for(&json!({"spec": {"cpu": "2"}})));
+        assert!(same.normalized.is_none());
+        assert_eq!(same.normalized(&body), &body);
+        let normal = json!({"spec": {"cpu": "1"}});
+        let changed = Intent::new(&body, normal.clone(), Some(1));
+        assert!(changed.is_for(&body));
+        assert_eq!(changed.normalized(&body), &normal);
+    }
+
+    #[test]
+    fn intents_of_objects_left_out_are_forgotten() {
+        let mut m = SyncMemory::default();
+        let id = |n: &str| ObjectId::new("ns", n, "", "ConfigMap");
+        let body = serde_json::json!({});
+        m.record_intent(id("a"), Intent::new(&body, body.clone(), None));
+        m.record_intent(id("b"), Intent::new(&body, body.clone(), None));
+        m.retain_intents(|i| i.name == "a");
+        assert!(m.intent(&id("a")).is_some());
+        assert!(m.intent(&id("b")).is_none());
+    }
+
+    #[test]
     fn manifests_are_served_only_for_their_digest() {
         let mut m = SyncMemory::default();
-        m.keep_manifests(digest('a'), Arc::new(vec![]));
+        m.keep_artifact(digest('a'), Kept::Objects(Arc::new(vec![])));
         assert!(m.manifests(&digest('a')).is_some());
         assert!(m.manifests(&digest('b')).is_none());
+    }
+
+    #[test]
+    fn a_kept_artifact_is_parsed_when_read() {
+        use std::io::Write as _;
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(yaml.as_bytes()).unwrap();
+        let gzip: Arc<[u8]> = gz.finish().unwrap().into();
+        let mut m = SyncMemory::default();
+        m.keep_artifact(digest('a'), Kept::Artifact(gzip));
+        let objects = m.manifests(&digest('a')).unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].name, "a");
+        assert_eq!(objects[0].kind, "ConfigMap");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::hooks;
 use crate::inventory;
 use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
 use crate::manifest::{self, Manifest};
-use crate::memory::SyncMemory;
+use crate::memory::{Kept, SyncMemory};
 use crate::status::{DriftSeen, HealthReport, Outcome, Verdict, events_for, status_for};
 
 /// Reconciles one Sync: once the Policy and Namespace caches are complete (a pass before that
@@ -84,8 +84,13 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
         ReconcileResult::Success
     };
     ctx.metrics.ops.observe_reconcile("Sync", result, started);
-    if next != current {
+    if next == current {
+        ctx.metrics.status_unchanged.inc();
+    } else {
+        let t = Instant::now();
         write_status(&ctx, &key, &next).await?;
+        ctx.metrics.status_writes.inc();
+        ctx.metrics.phase("status", t);
     }
     for note in events_for(&current, &next, &outcome) {
         ctx.event(&sync, note.type_, &note.reason, note.message)
@@ -284,9 +289,13 @@ impl Pass<'_> {
             }
             return Ok(());
         }
-        let manifests = self.fetch(&inputs.artifact).await?;
-        self.memory
-            .keep_manifests(inputs.artifact.digest.clone(), manifests.clone());
+        let t = Instant::now();
+        let (manifests, fetched) = self.fetch(&inputs.artifact).await?;
+        self.ctx.metrics.phase("fetch", t);
+        if let Some(kept) = fetched {
+            self.memory
+                .keep_artifact(inputs.artifact.digest.clone(), kept);
+        }
         let (_, hook_objects) = hooks::split(&manifests);
         let digest = &inputs.artifact.digest;
         if !hook_objects.is_empty() && self.hooks_due(current, &inputs) {
@@ -307,10 +316,16 @@ impl Pass<'_> {
             // A render without hooks replaced the one whose post hooks never ran.
             outcome.post_hooks = Some(None);
         }
+        let t = Instant::now();
         let changes = self.apply(&manifests, &inputs, outcome).await?;
+        self.ctx.metrics.phase("apply", t);
+        let t = Instant::now();
         self.prune(current, &inputs, &changes, outcome).await?;
+        self.ctx.metrics.phase("prune", t);
+        let t = Instant::now();
         let checked = self.check_named(&inputs.health_exprs).await;
         self.assess(&inputs, &changes, checked, outcome);
+        self.ctx.metrics.phase("health", t);
         let healthy = outcome.health.as_ref().is_some_and(|h| h.healthy);
         if healthy
             && self
@@ -369,10 +384,14 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// The artifact's objects, from memory when it is the one remembered.
-    async fn fetch(&self, artifact: &Artifact) -> Result<Arc<Vec<Manifest>>, Error> {
+    /// The artifact's objects, from memory when it is the one remembered; else downloaded (and
+    /// decrypted), with what memory should keep of them.
+    async fn fetch(
+        &self,
+        artifact: &Artifact,
+    ) -> Result<(Arc<Vec<Manifest>>, Option<Kept>), Error> {
         if let Some(m) = self.memory.manifests(&artifact.digest) {
-            return Ok(m);
+            return Ok((m, None));
         }
         let bytes = plumb_artifact::fetch::fetch_verified(
             &self.ctx.http,
@@ -382,7 +401,11 @@ impl Pass<'_> {
         )
         .await?;
         let manifests = manifest::parse_gzip(&bytes)?;
-        Ok(Arc::new(self.decrypt(manifests).await?))
+        if decrypt::first_encrypted(&manifests).is_none() {
+            return Ok((Arc::new(manifests), Some(Kept::Artifact(bytes.into()))));
+        }
+        let objects = Arc::new(self.decrypt(manifests).await?);
+        Ok((objects.clone(), Some(Kept::Objects(objects))))
     }
 
     /// Decrypts the render's SOPS-encrypted objects, all or none ([`decrypt`]).
@@ -413,7 +436,7 @@ impl Pass<'_> {
             return Ok(None);
         };
         if *applied == render.digest {
-            return self.fetch(render).await.map(Some);
+            return self.fetch(render).await.map(|(m, _)| Some(m));
         }
         Ok(self.memory.manifests(applied))
     }

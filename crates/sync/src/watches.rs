@@ -2,17 +2,23 @@
 //! inventory, started when a Sync first applies that kind and stopped when no inventory holds it.
 //! Each keeps a cache of the live objects (read by reconciles instead of the API server) and
 //! turns every change of an object into a reconcile request for the Sync its labels name.
+//!
+//! The cache holds each object as compact JSON without `metadata.managedFields`, parsed when a
+//! decision reads it: a parsed tree (and the field-ownership records, often as large as the rest
+//! of the object) would take several times the memory, for every object every Sync applied.
+//! The few decisions that need field ownership read the object from the API server.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use kube::api::DynamicObject;
 use kube::core::GroupVersionKind;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
@@ -22,10 +28,63 @@ use crate::apply::Resolved;
 use crate::checked::CheckWatches;
 use crate::deps::Key;
 
+/// Objects by namespace (empty for cluster-scoped ones) and name, as compact JSON.
+type ByKey = HashMap<(String, String), Arc<[u8]>>;
+
+/// The live objects of one kind.
+#[derive(Default)]
+struct Objects {
+    by_key: RwLock<ByKey>,
+}
+
+impl Objects {
+    fn key(obj: &DynamicObject) -> (String, String) {
+        let ns = obj.metadata.namespace.clone().unwrap_or_default();
+        (ns, obj.metadata.name.clone().unwrap_or_default())
+    }
+
+    fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
+        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
+        let key = (namespace.unwrap_or("").to_owned(), name.to_owned());
+        let text = map.get(&key)?.clone();
+        drop(map);
+        serde_json::from_slice(&text).ok()
+    }
+
+    fn set(&self, objects: ByKey) {
+        *self.by_key.write().unwrap_or_else(|p| p.into_inner()) = objects;
+    }
+
+    fn insert(&self, key: (String, String), text: Arc<[u8]>) {
+        let mut map = self.by_key.write().unwrap_or_else(|p| p.into_inner());
+        map.insert(key, text);
+    }
+
+    fn remove(&self, key: &(String, String)) {
+        let mut map = self.by_key.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
+}
+
+/// An object as the cache keeps it: JSON, without the field-ownership records. (Annotations stay,
+/// kubectl's copy of the last applied object included: a render may carry it, and what plumb
+/// applied is compared in full.)
+fn compact(mut obj: DynamicObject) -> Option<Arc<[u8]>> {
+    obj.metadata.managed_fields = None;
+    serde_json::to_vec(&obj).ok().map(Arc::from)
+}
+
 struct Watch {
-    store: Store<DynamicObject>,
+    objects: Arc<Objects>,
+    listed: tokio::sync::watch::Receiver<bool>,
     task: JoinHandle<()>,
     users: BTreeSet<Key>,
+}
+
+impl Watch {
+    fn has_listed(&self) -> bool {
+        *self.listed.borrow()
+    }
 }
 
 /// The running watches, by kind.
@@ -52,42 +111,49 @@ impl Watches {
         }
     }
 
-    /// The cache of live objects of `res`'s kind, starting its watch for `user` if needed, and
-    /// waiting (at most `timeout`) until the first list is in.
-    pub async fn store(
-        &self,
-        res: &Resolved,
-        user: &Key,
-        timeout: Duration,
-    ) -> Option<Store<DynamicObject>> {
-        let (store, started) = {
-            let mut running = self.running.lock().ok()?;
+    /// Starts the watch of `res`'s kind for `user` if needed; when this call started it, waits
+    /// (at most `timeout`) until its first list is in. Whether the cache has listed.
+    pub async fn watch(&self, res: &Resolved, user: &Key, timeout: Duration) -> bool {
+        let (mut listed, started) = {
+            let Ok(mut running) = self.running.lock() else {
+                return false;
+            };
             let gvk = gvk_of(res);
             let started = !running.contains_key(&gvk);
             let w = running.entry(gvk).or_insert_with(|| self.start(res));
             w.users.insert(user.clone());
-            (w.store.clone(), started)
+            (w.listed.clone(), started)
         };
+        if *listed.borrow() {
+            return true;
+        }
         // Only a watch started just now is waited for; one that cannot list (RBAC) must not
-        // slow every later reconcile down.
-        let wait = if started { timeout } else { Duration::ZERO };
-        tokio::time::timeout(wait, store.wait_until_ready())
+        // slow every later reconcile down, and the others read from the API server meanwhile.
+        if !started {
+            return false;
+        }
+        tokio::time::timeout(timeout, listed.wait_for(|l| *l))
             .await
-            .ok()?
-            .ok()?;
-        Some(store)
+            .is_ok_and(|r| r.is_ok())
     }
 
-    /// The cache of `res`'s kind if its watch is running and has listed.
-    pub fn ready_store(&self, res: &Resolved) -> Option<Store<DynamicObject>> {
-        let running = self.running.lock().ok()?;
-        let w = running.get(&gvk_of(res))?;
-        let ready = w
-            .store
-            .wait_until_ready()
-            .now_or_never()
-            .is_some_and(|r| r.is_ok());
-        ready.then(|| w.store.clone())
+    /// The live object `name` (in `namespace`) of `res`'s kind, from the cache: `None` when its
+    /// watch is not running or has not listed yet, `Some(None)` when the object does not exist.
+    pub fn cached(
+        &self,
+        res: &Resolved,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<Option<Value>> {
+        let objects = {
+            let running = self.running.lock().ok()?;
+            let w = running.get(&gvk_of(res))?;
+            if !w.has_listed() {
+                return None;
+            }
+            w.objects.clone()
+        };
+        Some(objects.get(namespace, name))
     }
 
     /// Records that `user` now holds only the kinds in `kinds`; watches nobody holds are stopped.
@@ -112,28 +178,55 @@ impl Watches {
     fn start(&self, res: &Resolved) -> Watch {
         tracing::debug!(kind = %res.ar.kind, group = %res.ar.group, "starting drift watch");
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &res.ar);
-        let writer = reflector::store::Writer::new(res.ar.clone());
-        let store = writer.as_reader();
+        let objects = Arc::new(Objects::default());
+        let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let trigger = self.trigger.clone();
-        let stream = watcher(api, watcher::Config::default().labels(SYNC_NAME_LABEL))
-            .default_backoff()
-            .reflect(writer);
+        let stream =
+            watcher(api, watcher::Config::default().labels(SYNC_NAME_LABEL)).default_backoff();
+        let cache = objects.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
+            // A (re-)list fills a fresh map that replaces the cache once complete, as
+            // kube-runtime's reflector does.
+            let mut relist: Option<ByKey> = None;
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => {
+                    Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
+                    Ok(watcher::Event::InitApply(obj)) => {
+                        let key = Objects::key(&obj);
+                        if let (Some(map), Some(text)) = (relist.as_mut(), compact(obj)) {
+                            map.insert(key, text);
+                        }
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(map) = relist.take() {
+                            cache.set(map);
+                        }
+                        listed_tx.send_replace(true);
+                    }
+                    Ok(watcher::Event::Apply(obj)) => {
+                        let owner = owner_of(&obj);
+                        let key = Objects::key(&obj);
+                        if let Some(text) = compact(obj) {
+                            cache.insert(key, text);
+                        }
+                        if let Some(sync) = owner {
+                            let _ = trigger.send(sync);
+                        }
+                    }
+                    Ok(watcher::Event::Delete(obj)) => {
+                        cache.remove(&Objects::key(&obj));
                         if let Some(sync) = owner_of(&obj) {
                             let _ = trigger.send(sync);
                         }
                     }
-                    Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "drift watch failed; retrying"),
                 }
             }
         });
         Watch {
-            store,
+            objects,
+            listed,
             task,
             users: BTreeSet::new(),
         }
@@ -156,4 +249,42 @@ pub fn owner_of(obj: &DynamicObject) -> Option<ObjectRef<Sync>> {
     let name = labels.get(SYNC_NAME_LABEL)?;
     let ns = labels.get(SYNC_NAMESPACE_LABEL)?;
     Some(ObjectRef::new(name).within(ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_cache_keeps_objects_without_field_ownership() {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {
+                "name": "a", "namespace": "ns", "generation": 1,
+                "managedFields": [{"manager": "plumb-sync", "operation": "Apply",
+                                   "fieldsV1": {"f:data": {"f:k": {}}}}],
+                "annotations": {"keep": "me"}
+            },
+            "data": {"k": "v"}
+        }))
+        .unwrap();
+        let objects = Objects::default();
+        let key = Objects::key(&obj);
+        objects.insert(key.clone(), compact(obj).unwrap());
+        let live = objects.get(Some("ns"), "a").unwrap();
+        assert_eq!(live.pointer("/data/k"), Some(&json!("v")));
+        assert_eq!(live.pointer("/metadata/generation"), Some(&json!(1)));
+        assert_eq!(
+            live.pointer("/metadata/annotations/keep"),
+            Some(&json!("me"))
+        );
+        assert!(live.pointer("/metadata/managedFields").is_none());
+        assert!(
+            objects.get(None, "a").is_none(),
+            "a namespaced object is found in its namespace"
+        );
+        objects.remove(&key);
+        assert!(objects.get(Some("ns"), "a").is_none());
+    }
 }

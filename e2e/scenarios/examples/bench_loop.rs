@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use plumb_api::{Conditions, GitRepository, Sync, condition_type};
+use plumb_e2e_scenarios::bench::{FLEET_APP, http_get, load_average, phase_summary, proc_stats};
 use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
 use plumb_e2e_support::{TestNamespace, wait_for};
 use serde_json::json;
@@ -40,15 +41,6 @@ async fn post_webhook(base: &str, path: &str) {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
-}
-
-fn peak_rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
 }
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value)
@@ -135,48 +127,6 @@ async fn commit_to_applied(
     );
 }
 
-const FLEET_APP: &str = "apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: app-${id}
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: app-${id}
-data:
-  id: \"app-${id}\"
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: app-${id}
-spec:
-  selector:
-    app: app-${id}
-  ports:
-    - port: 80
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app-${id}
-spec:
-  replicas: 0
-  selector:
-    matchLabels:
-      app: app-${id}
-  template:
-    metadata:
-      labels:
-        app: app-${id}
-    spec:
-      serviceAccountName: app-${id}
-      containers:
-        - name: app
-          image: registry.example.com/app:1.0.0
-";
-
 async fn fleet(ns: &TestNamespace, controllers: &Controllers, count: usize) {
     let syncs: Api<Sync> = ns.api();
     let start = Instant::now();
@@ -221,6 +171,7 @@ async fn fleet(ns: &TestNamespace, controllers: &Controllers, count: usize) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let total = start.elapsed();
+    println!("  load average (1, 5, 15 min): {}", load_average());
     println!(
         "{count} Syncs (Deployment, Service, ServiceAccount, ConfigMap each; wait): created in {:.1}s, all Ready after {:.1}s ({:.1} Syncs/s)",
         created.as_secs_f64(),
@@ -229,10 +180,22 @@ async fn fleet(ns: &TestNamespace, controllers: &Controllers, count: usize) {
     );
     for c in Controller::ALL {
         let pid = controllers.pid(c).unwrap();
+        let stats = proc_stats(pid).unwrap_or_default();
         println!(
-            "  peak memory of the {c:?} controller (VmHWM): {:.1} MiB",
-            peak_rss_mib(pid)
+            "  {c:?} controller: peak memory (VmHWM) {:.1} MiB, resident now {:.1} MiB, {:.1} CPU seconds",
+            stats.peak_rss_kib as f64 / 1024.0,
+            stats.rss_kib as f64 / 1024.0,
+            stats.cpu_seconds
         );
+    }
+    for c in [Controller::Render, Controller::Sync] {
+        let Some(text) = http_get(&controllers.metrics_url(c)).await else {
+            continue;
+        };
+        println!("  where the {c:?} controller's reconciles spent their time:");
+        for row in phase_summary(&text) {
+            println!("    {row}");
+        }
     }
 }
 

@@ -183,6 +183,15 @@ impl Controllers {
         Self::start_with(namespace, true)
     }
 
+    /// Like [`Controllers::start_release`], with extra flags for some controllers (e.g. the
+    /// worker counts a benchmark states).
+    pub fn start_release_with_flags(
+        namespace: &str,
+        extra: BTreeMap<Controller, Vec<String>>,
+    ) -> Result<Self> {
+        Self::start_layout(namespace, true, None, extra, None)
+    }
+
     /// Starts the three controllers as `config/` runs them (see [`crate::Install`]): with its
     /// arguments, each authenticated by its own kubeconfig, reconciling only the objects
     /// labelled `plumb.dev/shard=<shard>`, and with `POD_NAMESPACE` set to the install's
@@ -280,6 +289,12 @@ impl Controllers {
             controllers.spawn(c)?;
         }
         Ok(controllers)
+    }
+
+    /// The `/metrics` URL of a controller, e.g. `http://127.0.0.1:<port>/metrics`.
+    pub fn metrics_url(&self, c: Controller) -> String {
+        let port = self.layout.ports[format!("{}-metrics", c.name()).as_str()];
+        format!("http://127.0.0.1:{port}/metrics")
     }
 
     /// The source controller's webhook base URL, e.g. `http://127.0.0.1:<port>`.
@@ -441,7 +456,6 @@ const INHERITED_FROM_CARGO_TEST: [&str; 7] = [
     "OUT_DIR",
 ];
 
-/// Builds the three controller binaries once per process; returns the directory holding them.
 /// `cargo` (the one running the tests) for a nested build of the workspace, without the
 /// variables `cargo test` gives the test crate's own build (CARGO_MANIFEST_DIR, CARGO_PKG_*,
 /// ...): build scripts that watch one of them (ring's watches CARGO_MANIFEST_DIR) would see
@@ -468,10 +482,19 @@ pub fn without_cargo_test_env(command: &mut Command) -> &mut Command {
     command
 }
 
+/// Environment variable naming a directory of controller binaries to run instead of building
+/// them, e.g. to benchmark an earlier build against the current one.
+pub const BIN_DIR_ENV: &str = "PLUMB_E2E_BIN_DIR";
+
+/// Builds the three controller binaries once per process; returns the directory holding them
+/// (the one `PLUMB_E2E_BIN_DIR` names, unbuilt, when set).
 fn build_binaries(release: bool) -> Result<PathBuf> {
     static BUILT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
     BUILT
         .get_or_init(|| {
+            if let Some(dir) = std::env::var_os(BIN_DIR_ENV).filter(|d| !d.is_empty()) {
+                return Ok(PathBuf::from(dir));
+            }
             let profile = if release { "release" } else { "debug" };
             let root = plumb_e2e_support::repo_root();
             let out = cargo()

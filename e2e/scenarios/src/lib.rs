@@ -2,6 +2,7 @@
 //! the three plumb controllers running as separate processes against the test cluster
 //! ([`Controllers`]), so scenarios exercise exactly what users run.
 
+pub mod bench;
 mod controllers;
 pub mod demo;
 mod git;
@@ -9,7 +10,7 @@ mod install;
 mod private_cluster;
 
 pub use controllers::{
-    ARTIFACT_TOKEN_SECRET, Controller, Controllers, SCOPE_LABEL, cargo, plumb_binary,
+    ARTIFACT_TOKEN_SECRET, BIN_DIR_ENV, Controller, Controllers, SCOPE_LABEL, cargo, plumb_binary,
     without_cargo_test_env,
 };
 pub use git::{GitFixture, copy_tree};

@@ -1,0 +1,794 @@
+//! plumb and Flux side by side on the local cluster (`make bench-vs-flux`), one after the other,
+//! with the same workload: N apps from one Git repository, each in a namespace of its own, each a
+//! ServiceAccount, ConfigMap, Service and Deployment named by substitution, health awaited.
+//!
+//! Flux is its source-controller and kustomize-controller built from their Go modules by
+//! `e2e/flux/build.sh` (cached); plumb is its three controllers, release builds. For each N
+//! (`BENCH_SYNCS`, comma-separated, default `100,1000`) it prints, per system: the time from the
+//! first create to all Ready, each controller's peak resident memory and CPU seconds over the
+//! run, the API server's CPU seconds, each controller's CPU over an idle minute
+//! (`BENCH_IDLE_SECONDS`), and how long an edit of an applied ConfigMap stays before it is
+//! reverted; then the plumb/Flux ratios, and the API server's own ceiling for the same writes:
+//! the fleet's objects server-side applied from one client with as many requests in flight as
+//! the apply workers (4).
+//!
+//! Both systems run with their defaults, which are the same worker counts (source 2; Flux's
+//! kustomize-controller 4 for build and apply, plumb's render 4 and sync 4). Neither limits its
+//! requests on the client side here: kube-rs has no client-side limiter, and Flux turns its own
+//! (`--kube-api-qps=50 --kube-api-burst=300`) off when the API server has Priority and Fairness,
+//! as this one has.
+//!
+//! Run: `make bench-vs-flux`, or `cargo run --release -p plumb-e2e-scenarios --example
+//! bench_vs_flux` against the cluster of `PLUMB_TEST_KUBECONFIG` (a cluster of its own is best:
+//! other tests disturb the figures, and 1000 apps disturb other tests).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, ObjectMeta, Patch,
+    PatchParams, PostParams,
+};
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use plumb_e2e_scenarios::bench::{FLEET_APP, ProcStats, load_average, proc_stats};
+use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
+use plumb_e2e_support::TestNamespace;
+
+/// The label of every app of a run (the drift probe too).
+const APP_LABEL: &str = "bench.plumb.dev/app";
+/// Requests in flight when measuring the API server's ceiling: the apply workers of each system.
+const APPLY_WORKERS: usize = 4;
+/// The longest a run may take to get every app Ready.
+const READY_LIMIT: Duration = Duration::from_secs(3600);
+/// Field manager of the drift edit and of the ceiling's applies.
+const BENCH_MANAGER: &str = "plumb-bench";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Flux,
+    Plumb,
+}
+
+fn resource(group: &str, version: &str, kind: &str) -> ApiResource {
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Flux => "Flux",
+            System::Plumb => "plumb",
+        }
+    }
+
+    fn repo_kind(self) -> ApiResource {
+        match self {
+            System::Flux => resource("source.toolkit.fluxcd.io", "v1", "GitRepository"),
+            System::Plumb => resource("source.plumb.dev", "v1", "GitRepository"),
+        }
+    }
+
+    fn app_kind(self) -> ApiResource {
+        match self {
+            System::Flux => resource("kustomize.toolkit.fluxcd.io", "v1", "Kustomization"),
+            System::Plumb => resource("sync.plumb.dev", "v1", "Sync"),
+        }
+    }
+
+    fn repo(self, url: &str) -> Value {
+        let ar = self.repo_kind();
+        json!({
+            "apiVersion": ar.api_version, "kind": ar.kind, "metadata": { "name": "app" },
+            "spec": { "url": url, "ref": { "branch": "main" }, "interval": "10m" }
+        })
+    }
+
+    /// App `id`, applied to namespace `target`, reconciled every `interval`.
+    fn app(self, control: &str, id: &str, target: &str, interval: &str) -> Value {
+        let ar = self.app_kind();
+        let name = format!("app-{id}");
+        let source = json!({ "kind": "GitRepository", "name": "app" });
+        match self {
+            System::Flux => json!({
+                "apiVersion": ar.api_version, "kind": ar.kind,
+                "metadata": { "name": name, "labels": { APP_LABEL: id } },
+                "spec": { "sourceRef": source, "path": "./fleet", "interval": interval,
+                          "prune": true, "wait": true, "timeout": "5m", "targetNamespace": target,
+                          "postBuild": { "substitute": { "id": id } } }
+            }),
+            System::Plumb => json!({
+                "apiVersion": ar.api_version, "kind": ar.kind,
+                "metadata": { "name": name, "labels": { APP_LABEL: id, SCOPE_LABEL: control } },
+                "spec": { "sourceRef": source, "path": "./fleet", "interval": interval,
+                          "prune": true, "wait": true, "timeout": "5m", "targetNamespace": target,
+                          "substitute": { "id": id } }
+            }),
+        }
+    }
+}
+
+/// Flux's two controllers as processes, killed when dropped.
+struct FluxProcesses {
+    dir: tempfile::TempDir,
+    children: Vec<(&'static str, Child)>,
+}
+
+impl FluxProcesses {
+    fn start(out: &Path, kubeconfig: &Path, namespace: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("storage");
+        std::fs::create_dir_all(&storage).unwrap();
+        let port = || plumb_e2e_support::free_port().unwrap();
+        let addr = |p: u16| format!("127.0.0.1:{p}");
+        let storage_port = port();
+        let source = vec![
+            format!("--storage-path={}", storage.display()),
+            format!("--storage-addr={}", addr(storage_port)),
+            format!("--storage-adv-addr={}", addr(storage_port)),
+            format!("--metrics-addr={}", addr(port())),
+            format!("--health-addr={}", addr(port())),
+            "--enable-leader-election=false".into(),
+            "--watch-all-namespaces=false".into(),
+            "--concurrent=2".into(),
+        ];
+        let kustomize = vec![
+            format!("--metrics-addr={}", addr(port())),
+            format!("--health-addr={}", addr(port())),
+            "--enable-leader-election=false".into(),
+            "--watch-all-namespaces=false".into(),
+            "--concurrent=4".into(),
+        ];
+        let mut children = Vec::new();
+        for (name, args) in [
+            ("source-controller", source),
+            ("kustomize-controller", kustomize),
+        ] {
+            let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+            let child = Command::new(out.join("bin").join(name))
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .env("RUNTIME_NAMESPACE", namespace)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting Flux's {name}: {e}"));
+            children.push((name, child));
+        }
+        Self { dir, children }
+    }
+
+    fn logs_tail(&self) -> String {
+        let mut out = String::new();
+        for (name, _) in &self.children {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let _ = writeln!(out, "--- {name}");
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                let _ = writeln!(out, "{l}");
+            }
+        }
+        out
+    }
+}
+
+impl Drop for FluxProcesses {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The controllers of one system, running.
+enum Running {
+    Flux(FluxProcesses),
+    Plumb(Controllers),
+}
+
+impl Running {
+    fn pids(&self) -> Vec<(&'static str, u32)> {
+        match self {
+            Running::Flux(f) => f.children.iter().map(|(n, c)| (*n, c.id())).collect(),
+            Running::Plumb(c) => [
+                ("source", Controller::Source),
+                ("render", Controller::Render),
+                ("sync", Controller::Sync),
+            ]
+            .into_iter()
+            .filter_map(|(n, k)| Some((n, c.pid(k)?)))
+            .collect(),
+        }
+    }
+
+    fn stats(&self) -> Vec<(&'static str, ProcStats)> {
+        self.pids()
+            .into_iter()
+            .map(|(n, pid)| (n, proc_stats(pid).unwrap_or_default()))
+            .collect()
+    }
+
+    fn logs_tail(&self) -> String {
+        match self {
+            Running::Flux(f) => f.logs_tail(),
+            Running::Plumb(c) => c.logs_tail(15),
+        }
+    }
+
+    /// Stops the processes without any clean-up of theirs (the run's namespaces are deleted
+    /// afterwards, finalizers and all).
+    fn kill(self) {
+        match self {
+            Running::Flux(f) => drop(f),
+            Running::Plumb(mut c) => {
+                for k in Controller::ALL {
+                    c.kill(k);
+                }
+            }
+        }
+    }
+}
+
+/// What one run of one system measured.
+struct Figures {
+    system: System,
+    apps: usize,
+    created: Duration,
+    ready: Duration,
+    /// Per controller: peak memory over its life, CPU seconds from the first create to all Ready.
+    controllers: Vec<(&'static str, u64, f64)>,
+    apiserver_cpu: Option<f64>,
+    idle_cpu: Vec<(&'static str, f64)>,
+    idle_seconds: u64,
+    drift: Result<Duration, Duration>,
+    load: String,
+}
+
+impl Figures {
+    fn peak_mib(&self) -> f64 {
+        self.controllers.iter().map(|c| c.1).sum::<u64>() as f64 / 1024.0
+    }
+
+    fn cpu(&self) -> f64 {
+        self.controllers.iter().map(|c| c.2).sum()
+    }
+
+    fn idle(&self) -> f64 {
+        self.idle_cpu.iter().map(|c| c.1).sum()
+    }
+
+    fn drift_text(&self) -> String {
+        match self.drift {
+            Ok(d) => format!("{:.1} s", d.as_secs_f64()),
+            Err(limit) => format!("not within {} s", limit.as_secs()),
+        }
+    }
+
+    fn print(&self) {
+        println!(
+            "{} N={}: created in {:.1} s, all Ready after {:.1} s; peak RSS {:.0} MiB, {:.1} CPU s (API server {}); idle {:.2} CPU s over {} s; drift reverted: {}; load {}",
+            self.system.name(),
+            self.apps,
+            self.created.as_secs_f64(),
+            self.ready.as_secs_f64(),
+            self.peak_mib(),
+            self.cpu(),
+            self.apiserver_cpu
+                .map_or("unknown".into(), |c| format!("{c:.1} CPU s")),
+            self.idle(),
+            self.idle_seconds,
+            self.drift_text(),
+            self.load,
+        );
+        for ((name, peak, cpu), (_, idle)) in self.controllers.iter().zip(&self.idle_cpu) {
+            println!(
+                "    {name}: peak RSS {:.1} MiB, {cpu:.1} CPU s to Ready, {idle:.2} CPU s idle",
+                *peak as f64 / 1024.0
+            );
+        }
+    }
+}
+
+/// The API server's process, when the cluster is a local one started by `e2e/cluster/up.sh`.
+fn apiserver_pid() -> Option<u32> {
+    let dir = plumb_e2e_support::kubeconfig_path().parent()?.to_path_buf();
+    std::fs::read_to_string(dir.join("pids").join("kube-apiserver.pid"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn apiserver_cpu() -> Option<f64> {
+    apiserver_pid().and_then(proc_stats).map(|s| s.cpu_seconds)
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn is_ready(obj: &DynamicObject) -> bool {
+    obj.data
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.get("type").and_then(Value::as_str) == Some("Ready")
+                    && c.get("status").and_then(Value::as_str) == Some("True")
+            })
+        })
+}
+
+/// Waits until `count` objects of `api` selected by `selector` are Ready; returns the time since
+/// `start`. Watches instead of listing, so the waiting costs the API server next to nothing.
+async fn wait_ready(
+    api: &Api<DynamicObject>,
+    selector: &str,
+    count: usize,
+    start: Instant,
+    running: &Running,
+) -> Duration {
+    let stream = watcher(api.clone(), watcher::Config::default().labels(selector));
+    let mut stream = std::pin::pin!(stream);
+    let mut ready = HashSet::new();
+    let mut last_report = Instant::now();
+    loop {
+        if let Ok(next) = tokio::time::timeout(Duration::from_secs(1), stream.next()).await {
+            match next.expect("the watch ended") {
+                Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => {
+                    if is_ready(&o) {
+                        ready.insert(o.name_any());
+                    } else {
+                        ready.remove(&o.name_any());
+                    }
+                }
+                Ok(watcher::Event::Delete(o)) => {
+                    ready.remove(&o.name_any());
+                }
+                Ok(watcher::Event::Init) => ready.clear(),
+                Ok(watcher::Event::InitDone) => {}
+                Err(e) => eprintln!("  watch: {e}"),
+            }
+        }
+        if ready.len() >= count {
+            return start.elapsed();
+        }
+        if last_report.elapsed() > Duration::from_secs(15) {
+            eprintln!(
+                "  {}/{count} Ready after {:.0} s (load {})",
+                ready.len(),
+                start.elapsed().as_secs_f64(),
+                load_average()
+            );
+            last_report = Instant::now();
+        }
+        assert!(
+            start.elapsed() < READY_LIMIT,
+            "{}/{count} Ready after {} s\n{}",
+            ready.len(),
+            READY_LIMIT.as_secs(),
+            running.logs_tail()
+        );
+    }
+}
+
+/// Creates `count` namespaces `<prefix>-<i>` (and `<prefix>-drift`) carrying `labels`.
+async fn create_namespaces(
+    client: &Client,
+    prefix: &str,
+    count: usize,
+    labels: &BTreeMap<String, String>,
+) -> Vec<String> {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let names: Vec<String> = (0..count)
+        .map(|i| format!("{prefix}-{i}"))
+        .chain([format!("{prefix}-drift")])
+        .collect();
+    futures::stream::iter(names.clone())
+        .map(|name| {
+            let api = api.clone();
+            let ns = Namespace {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            async move { api.create(&PostParams::default(), &ns).await.unwrap() }
+        })
+        .buffer_unordered(APPLY_WORKERS)
+        .collect::<Vec<_>>()
+        .await;
+    names
+}
+
+/// Deletes the run's namespaces and waits until they are gone, so the next run starts on a
+/// quiet API server. Finalizers of the stopped controllers' objects are removed first.
+async fn delete_run(client: &Client, control: TestNamespace, system: System, owner: &str) {
+    let started = Instant::now();
+    let merge = PatchParams::default();
+    let unfinalize = Patch::Merge(json!({ "metadata": { "finalizers": null } }));
+    for ar in [system.app_kind(), system.repo_kind()] {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), control.name(), &ar);
+        let names: Vec<String> = api
+            .list_metadata(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|o| o.name_any())
+            .collect();
+        futures::stream::iter(names)
+            .map(|n| {
+                let (api, merge, unfinalize) = (api.clone(), merge.clone(), unfinalize.clone());
+                async move { api.patch(&n, &merge, &unfinalize).await.ok() }
+            })
+            .buffer_unordered(APPLY_WORKERS * 2)
+            .collect::<Vec<_>>()
+            .await;
+    }
+    control.delete().await.unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let selector =
+        ListParams::default().labels(&format!("{}={owner}", plumb_e2e_support::OWNER_LABEL));
+    let names: Vec<String> = namespaces
+        .list_metadata(&selector)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    futures::stream::iter(names)
+        .map(|n| {
+            let api = namespaces.clone();
+            async move { api.delete(&n, &DeleteParams::background()).await.ok() }
+        })
+        .buffer_unordered(APPLY_WORKERS * 2)
+        .collect::<Vec<_>>()
+        .await;
+    loop {
+        let left = namespaces
+            .list_metadata(&selector)
+            .await
+            .unwrap()
+            .items
+            .len();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1800),
+            "{left} namespaces of the run still there after 30 minutes"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    eprintln!("  cleaned up in {:.0} s", started.elapsed().as_secs_f64());
+}
+
+/// Edits the drift probe's ConfigMap as a person with kubectl would, and returns how long the
+/// edit stayed (`Err(limit)` when it was not reverted within `limit`).
+async fn drift_revert(
+    client: &Client,
+    namespace: &str,
+    limit: Duration,
+) -> Result<Duration, Duration> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let edit = Patch::Merge(json!({ "data": { "id": "edited by hand" } }));
+    let params = PatchParams {
+        field_manager: Some(BENCH_MANAGER.into()),
+        ..Default::default()
+    };
+    api.patch("app-drift", &params, &edit).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let cm = api.get("app-drift").await.unwrap();
+        if cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get("id"))
+            .map(String::as_str)
+            == Some("app-drift")
+        {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return Err(limit);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn create_all(api: &Api<DynamicObject>, objects: Vec<Value>) {
+    for o in objects {
+        let obj: DynamicObject = serde_json::from_value(o).unwrap();
+        api.create(&PostParams::default(), &obj).await.unwrap();
+    }
+}
+
+/// One run: `system` takes `count` apps to Ready, idles, and reverts a drift.
+async fn run(
+    client: &Client,
+    system: System,
+    count: usize,
+    git: &GitFixture,
+    flux: &Path,
+) -> Figures {
+    let control = TestNamespace::new(&format!("bvf-{}", system.name().to_lowercase()))
+        .await
+        .unwrap();
+    let ctl = control.name().to_owned();
+    eprintln!("{} N={count}: namespaces {ctl}-*", system.name());
+    create_namespaces(client, &ctl, count, &control.test_labels()).await;
+    let running = match system {
+        System::Flux => Running::Flux(FluxProcesses::start(
+            flux,
+            &plumb_e2e_support::kubeconfig_path(),
+            &ctl,
+        )),
+        System::Plumb => {
+            let workers = |n: u16| vec![format!("--concurrent={n}")];
+            let flags = BTreeMap::from([
+                (Controller::Source, workers(2)),
+                (Controller::Render, workers(4)),
+                (Controller::Sync, workers(4)),
+            ]);
+            Running::Plumb(Controllers::start_release_with_flags(&ctl, flags).unwrap())
+        }
+    };
+    let repos: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ctl, &system.repo_kind());
+    let apps: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ctl, &system.app_kind());
+    create_all(&repos, vec![system.repo(&git.url())]).await;
+    // The drift probe first: once it is Ready, every controller is up and has done one round.
+    let drift_ns = format!("{ctl}-drift");
+    create_all(&apps, vec![system.app(&ctl, "drift", &drift_ns, "1m")]).await;
+    wait_ready(
+        &apps,
+        &format!("{APP_LABEL}=drift"),
+        1,
+        Instant::now(),
+        &running,
+    )
+    .await;
+
+    let before = running.stats();
+    let apiserver_before = apiserver_cpu();
+    let start = Instant::now();
+    let fleet: Vec<Value> = (0..count)
+        .map(|i| system.app(&ctl, &i.to_string(), &format!("{ctl}-{i}"), "10m"))
+        .collect();
+    create_all(&apps, fleet).await;
+    let created = start.elapsed();
+    let ready = wait_ready(&apps, APP_LABEL, count + 1, start, &running).await;
+    let after = running.stats();
+    let apiserver_cpu = apiserver_before.zip(apiserver_cpu()).map(|(a, b)| b - a);
+    let load = load_average();
+    let controllers = after
+        .iter()
+        .zip(&before)
+        .map(|((name, a), (_, b))| (*name, a.peak_rss_kib, a.cpu_seconds - b.cpu_seconds))
+        .collect();
+
+    let idle_seconds = env_or("BENCH_IDLE_SECONDS", 60u64);
+    tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
+    let idle = running.stats();
+    let idle_cpu = idle
+        .iter()
+        .zip(&after)
+        .map(|((name, i), (_, a))| (*name, i.cpu_seconds - a.cpu_seconds))
+        .collect();
+    let limit = Duration::from_secs(env_or("BENCH_DRIFT_WAIT", 150u64));
+    let drift = drift_revert(client, &drift_ns, limit).await;
+    let figures = Figures {
+        system,
+        apps: count,
+        created,
+        ready,
+        controllers,
+        apiserver_cpu,
+        idle_cpu,
+        idle_seconds,
+        drift,
+        load,
+    };
+    figures.print();
+    running.kill();
+    delete_run(client, control, system, &ctl).await;
+    figures
+}
+
+/// The objects of app `id` as the systems apply them, into `namespace`.
+fn rendered_app(id: usize, namespace: &str) -> Vec<Value> {
+    let text = FLEET_APP.replace("${id}", &id.to_string());
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| {
+            let mut v: Value = serde::Deserialize::deserialize(doc).unwrap();
+            v["metadata"]["namespace"] = json!(namespace);
+            v
+        })
+        .collect()
+}
+
+/// The API server's ceiling for the workload: the fleet's objects server-side applied from one
+/// client, `APPLY_WORKERS` requests in flight. Returns (objects, seconds).
+async fn apply_ceiling(client: &Client, count: usize) -> (usize, Duration) {
+    let control = TestNamespace::new("bvf-ssa").await.unwrap();
+    let ctl = control.name().to_owned();
+    create_namespaces(client, &ctl, count, &control.test_labels()).await;
+    let objects: Vec<Value> = (0..count)
+        .flat_map(|i| rendered_app(i, &format!("{ctl}-{i}")))
+        .collect();
+    let n = objects.len();
+    let params = PatchParams::apply(BENCH_MANAGER).force();
+    let start = Instant::now();
+    futures::stream::iter(objects)
+        .map(|o| {
+            let (client, params) = (client.clone(), params.clone());
+            async move {
+                let api_version = o["apiVersion"].as_str().unwrap();
+                let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+                let ar = resource(group, version, o["kind"].as_str().unwrap());
+                let ns = o["metadata"]["namespace"].as_str().unwrap();
+                let name = o["metadata"]["name"].as_str().unwrap();
+                let api: Api<DynamicObject> = Api::namespaced_with(client, ns, &ar);
+                api.patch(name, &params, &Patch::Apply(&o)).await.unwrap();
+            }
+        })
+        .buffer_unordered(APPLY_WORKERS)
+        .collect::<Vec<_>>()
+        .await;
+    let took = start.elapsed();
+    delete_run(client, control, System::Plumb, &ctl).await;
+    (n, took)
+}
+
+fn flux_build() -> PathBuf {
+    let script = plumb_e2e_support::repo_root().join("e2e/flux/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{} failed", script.display());
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+async fn install_flux_crds(client: &Client, out: &Path) {
+    let mut files: Vec<_> = std::fs::read_dir(out.join("crds"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        let yaml = std::fs::read_to_string(&f).unwrap();
+        plumb_e2e_support::apply_yaml(client, &yaml, BENCH_MANAGER)
+            .await
+            .unwrap();
+    }
+    // Established before use: list each kind until the API server serves it.
+    for system in [System::Flux] {
+        for ar in [system.repo_kind(), system.app_kind()] {
+            let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+            plumb_e2e_support::wait_for(
+                &format!("{} to be served", ar.kind),
+                Duration::from_secs(60),
+                || {
+                    let api = api.clone();
+                    async move {
+                        Ok::<_, kube::Error>(
+                            api.list_metadata(&ListParams::default())
+                                .await
+                                .ok()
+                                .map(|_| ()),
+                        )
+                    }
+                },
+            )
+            .await
+            .unwrap();
+        }
+    }
+}
+
+fn ratio(flux: f64, plumb: f64) -> String {
+    if plumb > 0.0 {
+        format!("{:.1}×", flux / plumb)
+    } else {
+        "n/a".into()
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let sizes: Vec<usize> = std::env::var("BENCH_SYNCS")
+        .unwrap_or_else(|_| "100,1000".into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("BENCH_SYNCS: numbers separated by commas")
+        })
+        .collect();
+    let flux = flux_build();
+    let client = plumb_e2e_support::client().await.unwrap();
+    plumb_e2e_support::install_crds(&client).await.unwrap();
+    install_flux_crds(&client, &flux).await;
+    let git = GitFixture::new().await.unwrap();
+    git.write("fleet/app.yaml", FLEET_APP).unwrap();
+    git.commit("fleet").unwrap();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "plumb vs Flux (source-controller and kustomize-controller from {}), {cores} cores",
+        flux.display()
+    );
+    println!(
+        "workers: Flux source 2, kustomize 4 (--concurrent, its defaults); plumb source 2, render 4, sync 4 (--concurrent, its defaults)"
+    );
+    println!(
+        "client rate limits: none on either side (kube-rs has no client-side limiter; Flux's --kube-api-qps=50/--kube-api-burst=300 are switched off by Flux when the API server has Priority and Fairness, on by default)"
+    );
+    let mut table = Vec::new();
+    for &n in &sizes {
+        let f = run(&client, System::Flux, n, &git, &flux).await;
+        let p = run(&client, System::Plumb, n, &git, &flux).await;
+        let (objects, took) = apply_ceiling(&client, n).await;
+        let per_second = objects as f64 / took.as_secs_f64();
+        println!(
+            "API server ceiling N={n}: {objects} objects server-side applied from one client, {APPLY_WORKERS} in flight, in {:.1} s ({per_second:.0} applies/s); load {}",
+            took.as_secs_f64(),
+            load_average()
+        );
+        table.push((f, p, objects, took));
+    }
+    println!();
+    println!(
+        "| N | | all Ready after | peak RSS, all controllers | CPU seconds (API server) | idle CPU s/min | drift reverted after |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (f, p, objects, took) in &table {
+        for x in [f, p] {
+            println!(
+                "| {} | {} | {:.1} s (created in {:.1} s) | {:.0} MiB | {:.1} ({}) | {:.2} | {} |",
+                x.apps,
+                x.system.name(),
+                x.ready.as_secs_f64(),
+                x.created.as_secs_f64(),
+                x.peak_mib(),
+                x.cpu(),
+                x.apiserver_cpu
+                    .map_or("unknown".into(), |c| format!("{c:.1}")),
+                x.idle() * 60.0 / x.idle_seconds.max(1) as f64,
+                x.drift_text(),
+            );
+        }
+        println!(
+            "| {} | Flux/plumb | {} faster | {} less memory | {} less CPU | | |",
+            p.apps,
+            ratio(f.ready.as_secs_f64(), p.ready.as_secs_f64()),
+            ratio(f.peak_mib(), p.peak_mib()),
+            ratio(f.cpu(), p.cpu()),
+        );
+        println!(
+            "| {} | API server alone | {:.1} s for the {objects} objects from one client ({:.0}/s) | | | | |",
+            p.apps,
+            took.as_secs_f64(),
+            *objects as f64 / took.as_secs_f64()
+        );
+    }
+}
