@@ -8,6 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::reference::DataKind;
+
 /// How a chart is rendered: release name, values and what `helm template` leaves out.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -59,7 +61,7 @@ impl Default for HelmSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ValuesReference {
     /// `ConfigMap` or `Secret`.
-    pub kind: ValuesKind,
+    pub kind: DataKind,
     /// The object's name, in the Sync's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
@@ -82,15 +84,6 @@ impl ValuesReference {
 
 /// The key [`ValuesReference::key`] reads when `valuesKey` is unset.
 pub const DEFAULT_VALUES_KEY: &str = "values.yaml";
-
-/// The kinds `valuesFrom` may read.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
-pub enum ValuesKind {
-    /// A core/v1 ConfigMap (`data`).
-    ConfigMap,
-    /// A core/v1 Secret (`data`, base64-decoded).
-    Secret,
-}
 
 fn default_true() -> bool {
     true

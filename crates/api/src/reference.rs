@@ -26,6 +26,16 @@ pub struct NamespacedObjectReference {
     pub namespace: Option<String>,
 }
 
+/// The kinds a Sync reads data keys of, in its own namespace: chart values (`helm.valuesFrom`)
+/// and substitution variables (`substituteFrom`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum DataKind {
+    /// A core/v1 ConfigMap (its `data`).
+    ConfigMap,
+    /// A core/v1 Secret (its `data`, base64-decoded).
+    Secret,
+}
+
 /// A digest-verified file a controller produced and serves over HTTP.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::Duration;
 use crate::helm::HelmSpec;
 use crate::inventory::InventoryEntry;
-use crate::reference::Artifact;
+use crate::reference::{Artifact, DataKind};
 use crate::revision::{Digest, Revision};
 
 /// The desired state of a Sync: which source path to render, how, and how to apply it.
@@ -193,22 +193,13 @@ pub struct SyncSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 pub struct SubstituteReference {
     /// `ConfigMap` or `Secret`.
-    pub kind: VariablesKind,
+    pub kind: DataKind,
     /// Its name, in the Sync's namespace.
     #[schemars(length(min = 1, max = 253))]
     pub name: String,
     /// Treat a missing object as one without data instead of failing the render.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub optional: bool,
-}
-
-/// The kinds substitution variables come from.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum VariablesKind {
-    /// A core ConfigMap (its `data`).
-    ConfigMap,
-    /// A core Secret (its decoded `data`).
-    Secret,
 }
 
 /// When substitution runs.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use base64::Engine as _;
 use clap::ValueEnum;
-use plumb_api::sync::VariablesKind;
+use plumb_api::reference::DataKind;
 use plumb_kustomize::{BuildOptions, Reorder};
 use serde_json::Value;
 
@@ -241,8 +241,8 @@ fn render_sync(args: &Args, file: &Path) -> anyhow::Result<Vec<Value>> {
             o["apiVersion"] == "v1"
                 && o["kind"]
                     == match r.kind {
-                        VariablesKind::ConfigMap => "ConfigMap",
-                        VariablesKind::Secret => "Secret",
+                        DataKind::ConfigMap => "ConfigMap",
+                        DataKind::Secret => "Secret",
                     }
                 && o["metadata"]["name"] == r.name.as_str()
         });
@@ -261,15 +261,15 @@ fn render_sync(args: &Args, file: &Path) -> anyhow::Result<Vec<Value>> {
 }
 
 /// The variables a ConfigMap's `data` or a Secret's `data` (base64) and `stringData` hold.
-fn data_of(obj: &Value, kind: VariablesKind) -> anyhow::Result<BTreeMap<String, String>> {
+fn data_of(obj: &Value, kind: DataKind) -> anyhow::Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     if let Some(data) = obj["data"].as_object() {
         for (k, v) in data {
             let v = v.as_str().unwrap_or_default();
             let v = match kind {
-                VariablesKind::ConfigMap => v.to_owned(),
-                VariablesKind::Secret => String::from_utf8_lossy(
+                DataKind::ConfigMap => v.to_owned(),
+                DataKind::Secret => String::from_utf8_lossy(
                     &base64::engine::general_purpose::STANDARD
                         .decode(v)
                         .with_context(|| format!("Secret {name}: data.{k} is not base64"))?,
@@ -279,7 +279,7 @@ fn data_of(obj: &Value, kind: VariablesKind) -> anyhow::Result<BTreeMap<String, 
             out.insert(k.clone(), v);
         }
     }
-    if kind == VariablesKind::Secret
+    if kind == DataKind::Secret
         && let Some(data) = obj["stringData"].as_object()
     {
         for (k, v) in data {

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::discovery::Discovery;
 use kube::{Api, Client};
-use plumb_api::helm::{ValuesKind, ValuesReference};
+use plumb_api::helm::ValuesReference;
+use plumb_api::reference::DataKind;
 use plumb_helm::Capabilities;
 use sha2::{Digest as _, Sha256};
 
@@ -54,7 +55,7 @@ pub enum ValuesFromError {
     #[error("helm valuesFrom: {kind:?} {namespace}/{name}: {what}")]
     Missing {
         /// ConfigMap or Secret.
-        kind: ValuesKind,
+        kind: DataKind,
         /// Its namespace.
         namespace: String,
         /// Its name.
@@ -66,7 +67,7 @@ pub enum ValuesFromError {
     #[error("helm valuesFrom: reading {kind:?} {namespace}/{name}: {source}")]
     Api {
         /// ConfigMap or Secret.
-        kind: ValuesKind,
+        kind: DataKind,
         /// Its namespace.
         namespace: String,
         /// Its name.
@@ -106,7 +107,7 @@ pub async fn values_from(
         };
         let value: Option<Result<String, ValuesFromError>> =
             match r.kind {
-                ValuesKind::ConfigMap => {
+                DataKind::ConfigMap => {
                     let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
                     match api.get_opt(&r.name).await.map_err(api_err)? {
                         None => None,
@@ -117,7 +118,7 @@ pub async fn values_from(
                             .or_else(|| Some(Err(missing(format!("has no key {:?}", r.key()))))),
                     }
                 }
-                ValuesKind::Secret => {
+                DataKind::Secret => {
                     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
                     match api.get_opt(&r.name).await.map_err(api_err)? {
                         None => None,

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use plumb_api::Sync;
-use plumb_api::sync::{SubstituteReference, VariablesKind};
+use plumb_api::reference::DataKind;
+use plumb_api::sync::SubstituteReference;
 
 /// Why the variables of a Sync could not be read. Never carries a value.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +17,7 @@ pub enum VariablesError {
     #[error("substituteFrom: {kind:?} {namespace}/{name} not found")]
     NotFound {
         /// ConfigMap or Secret.
-        kind: VariablesKind,
+        kind: DataKind,
         /// Its namespace (the Sync's).
         namespace: String,
         /// Its name.
@@ -26,7 +27,7 @@ pub enum VariablesError {
     #[error("substituteFrom: reading {kind:?} {namespace}/{name}: {source}")]
     Api {
         /// ConfigMap or Secret.
-        kind: VariablesKind,
+        kind: DataKind,
         /// Its namespace (the Sync's).
         namespace: String,
         /// Its name.
@@ -60,12 +61,12 @@ pub async fn load(
             source,
         };
         let data = match r.kind {
-            VariablesKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
+            DataKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
                 .get_opt(&r.name)
                 .await
                 .map_err(err)?
                 .map(|cm| cm.data.unwrap_or_default()),
-            VariablesKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
+            DataKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
                 .get_opt(&r.name)
                 .await
                 .map_err(err)?
@@ -94,7 +95,7 @@ pub async fn load(
 
 /// Whether `sync`'s `substituteFrom` names the `kind` object `name` (in its namespace; a
 /// change, a creation or a deletion of it re-renders the Sync, optional or not).
-pub fn takes_variables(sync: &Sync, kind: VariablesKind, name: &str) -> bool {
+pub fn takes_variables(sync: &Sync, kind: DataKind, name: &str) -> bool {
     sync.spec
         .substitute_from
         .iter()
@@ -106,7 +107,6 @@ mod tests {
     use super::*;
     use crate::watches::readers_of;
     use kube::runtime::reflector::ObjectRef;
-    use plumb_api::helm::ValuesKind;
     use serde_json::json;
     use std::sync::Arc;
 
@@ -141,8 +141,7 @@ mod tests {
             ),
             sync("a", "none", json!([])),
         ];
-        let cm = (ValuesKind::ConfigMap, VariablesKind::ConfigMap);
-        let secret = (ValuesKind::Secret, VariablesKind::Secret);
+        let (cm, secret) = (DataKind::ConfigMap, DataKind::Secret);
         let names = |v: Vec<ObjectRef<Sync>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
         assert_eq!(names(readers_of(&syncs, cm, "a", "vars")), ["uses-cm"]);
         assert_eq!(

@@ -10,8 +10,7 @@ use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
 use kube::runtime::reflector::ObjectRef;
-use plumb_api::helm::ValuesKind;
-use plumb_api::sync::VariablesKind;
+use plumb_api::reference::DataKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_ops::changed;
 
@@ -57,7 +56,7 @@ pub fn syncs_of_source(syncs: &[Arc<Sync>], repo: &GitRepository) -> Vec<ObjectR
 }
 
 /// Whether `sync`'s `spec.helm.valuesFrom` names the `kind` object `name` (in its namespace).
-fn reads_values(sync: &Sync, kind: ValuesKind, name: &str) -> bool {
+fn reads_values(sync: &Sync, kind: DataKind, name: &str) -> bool {
     sync.spec.helm.as_ref().is_some_and(|h| {
         h.values_from
             .iter()
@@ -65,22 +64,19 @@ fn reads_values(sync: &Sync, kind: ValuesKind, name: &str) -> bool {
     })
 }
 
-/// The Syncs in `namespace` that read the ConfigMap or Secret `name` — as chart values
-/// (`helm.valuesFrom`, named there by `values`) or as substitution variables (`substituteFrom`,
-/// named there by `variables`) — each once: its change, creation or deletion renders them again
-/// (the cache key covers what was read).
+/// The Syncs in `namespace` that read the `kind` object `name` — as chart values
+/// (`helm.valuesFrom`) or as substitution variables (`substituteFrom`) — each once: its change,
+/// creation or deletion renders them again (the cache key covers what was read).
 pub fn readers_of(
     syncs: &[Arc<Sync>],
-    (values, variables): (ValuesKind, VariablesKind),
+    kind: DataKind,
     namespace: &str,
     name: &str,
 ) -> Vec<ObjectRef<Sync>> {
     syncs
         .iter()
         .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|s| {
-            reads_values(s, values, name) || crate::variables::takes_variables(s, variables, name)
-        })
+        .filter(|s| reads_values(s, kind, name) || crate::variables::takes_variables(s, kind, name))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
 }
@@ -88,12 +84,12 @@ pub fn readers_of(
 /// [`readers_of`] for a changed object's metadata.
 pub fn readers_of_changed<K>(
     syncs: &[Arc<Sync>],
-    kinds: (ValuesKind, VariablesKind),
+    kind: DataKind,
     changed: &PartialObjectMeta<K>,
 ) -> Vec<ObjectRef<Sync>> {
     readers_of(
         syncs,
-        kinds,
+        kind,
         changed.metadata.namespace.as_deref().unwrap_or_default(),
         changed.metadata.name.as_deref().unwrap_or_default(),
     )
@@ -206,9 +202,8 @@ mod tests {
             .unwrap(),
         );
         let syncs = [reader, sync("team", "plain", source)];
-        let cm = (ValuesKind::ConfigMap, VariablesKind::ConfigMap);
-        let secret = (ValuesKind::Secret, VariablesKind::Secret);
-        let woken = |kinds, ns, name| names(readers_of(&syncs, kinds, ns, name));
+        let (cm, secret) = (DataKind::ConfigMap, DataKind::Secret);
+        let woken = |kind, ns, name| names(readers_of(&syncs, kind, ns, name));
         assert_eq!(woken(cm, "team", "vals"), ["team/chart"]);
         assert_eq!(woken(secret, "team", "creds"), ["team/chart"]);
         assert!(woken(secret, "team", "vals").is_empty(), "kind matters");

@@ -13,8 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::watcher;
-use plumb_api::helm::ValuesKind;
-use plumb_api::sync::VariablesKind;
+use plumb_api::reference::DataKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
@@ -186,12 +185,10 @@ async fn controllers(
         // One metadata watch per kind wakes both the Syncs reading chart values from the object
         // (`helm.valuesFrom`) and those taking substitution variables from it (`substituteFrom`).
         .watches_stream(values_changes::<ConfigMap>(&scope, &client), move |cm| {
-            let kinds = (ValuesKind::ConfigMap, VariablesKind::ConfigMap);
-            watches::readers_of_changed(&for_config_maps.state(), kinds, &cm)
+            watches::readers_of_changed(&for_config_maps.state(), DataKind::ConfigMap, &cm)
         })
         .watches_stream(values_changes::<Secret>(&scope, &client), move |s| {
-            let kinds = (ValuesKind::Secret, VariablesKind::Secret);
-            watches::readers_of_changed(&for_secrets.state(), kinds, &s)
+            watches::readers_of_changed(&for_secrets.state(), DataKind::Secret, &s)
         })
         .graceful_shutdown_on(runtime.stopped())
         .run(
