@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use plumb_api::{Policy, Sync};
+use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
 use plumb_ops::{EventRecorder, EventType, Failures};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -42,6 +42,8 @@ pub struct Context {
     pub all_syncs: Store<PartialObjectMeta<Sync>>,
     /// Namespace labels, for Policy namespace selectors.
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// The GitRepositories in the controller's namespace scope (their artifacts).
+    pub repos: Store<GitRepository>,
     /// Compiled Policies by name, with the uid and generation compiled.
     pub(crate) compiled: Mutex<HashMap<String, CompiledEntry>>,
     /// The cache key and verdict of each Sync's last completed render.

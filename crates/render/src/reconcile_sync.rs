@@ -111,8 +111,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         );
     }
 
-    let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), &src_ns);
-    let repo = match repos.get_opt(&src.name).await {
+    let repo = match source_of(ctx, &src_ns, &src.name).await {
         Ok(Some(r)) => r,
         Ok(None) => {
             let msg = format!("GitRepository {src_ns}/{} not found", src.name);
@@ -234,6 +233,21 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             .insert(objref, (key, outcome.clone()));
     }
     (Some(outcome), next)
+}
+
+/// The GitRepository `namespace/name`: from the cache (which its watch wakes this Sync by),
+/// read from the API server only when the cache does not hold it (a source outside the
+/// controller's namespace, or none).
+async fn source_of(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Arc<GitRepository>>, kube::Error> {
+    if let Some(repo) = ctx.repos.get(&ObjectRef::new(name).within(namespace)) {
+        return Ok(Some(repo));
+    }
+    let repos: Api<GitRepository> = Api::namespaced(ctx.client.clone(), namespace);
+    Ok(repos.get_opt(name).await?.map(Arc::new))
 }
 
 /// What a chart render reads from the cluster: the `valuesFrom` documents (a Sync without

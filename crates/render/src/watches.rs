@@ -2,6 +2,7 @@
 //! predicates over the shared watches) and the trigger mappers of the two controllers, plain
 //! functions over the cached objects.
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use futures::Stream;
@@ -11,8 +12,46 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
 use kube::runtime::reflector::ObjectRef;
 use plumb_api::reference::DataKind;
-use plumb_api::{GitRepository, Policy, Sync};
+use plumb_api::{GitRepository, Policy, REQUESTED_AT_ANNOTATION, Sync};
 use plumb_ops::changed;
+
+/// What of a Sync its render depends on: its spec (by generation), its labels (a Policy's
+/// `syncSelector` decides with them which Policies gate it) and a reconcile request.
+fn render_inputs(sync: &Sync) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    sync.metadata.generation.hash(&mut h);
+    sync.metadata.labels.hash(&mut h);
+    sync.annotations().get(REQUESTED_AT_ANNOTATION).hash(&mut h);
+    Some(h.finish())
+}
+
+/// The Sync events that may change its render: a new Sync, a spec change, a relabel or a
+/// `plumb.dev/requested-at`; not status writes (the sync controller's above all, several per
+/// apply), which would each wake a render reconcile for nothing.
+pub fn render_input_changes(
+    syncs: impl Stream<Item = Arc<Sync>> + Send + 'static,
+) -> impl Stream<Item = Arc<Sync>> + Send + 'static {
+    changed(syncs, render_inputs)
+}
+
+/// What of a GitRepository a render reads: its artifact.
+fn published_artifact(repo: &GitRepository) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    repo.status
+        .as_ref()
+        .and_then(|s| s.artifact.as_ref())
+        .map(|a| (&a.revision, &a.digest, &a.url))
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// GitRepositories seen for the first time or publishing another artifact (not the condition
+/// churn of each poll, which would wake every Sync of the source).
+pub fn artifact_changes(
+    repos: impl Stream<Item = Arc<GitRepository>> + Send + 'static,
+) -> impl Stream<Item = Arc<GitRepository>> + Send + 'static {
+    changed(repos, published_artifact)
+}
 
 /// The Policy events that may change a Sync's verdict: a new Policy or a new generation (a
 /// spec change); not status updates, which with many Syncs would otherwise wake every Sync
@@ -248,6 +287,93 @@ mod tests {
             passed,
             [Some(1), Some(2)],
             "new and spec change, not status"
+        );
+    }
+
+    #[tokio::test]
+    async fn only_changes_of_what_a_render_reads_wake_it() {
+        use futures::StreamExt;
+        let source = json!({"kind": "GitRepository", "name": "app"});
+        let mut s = Arc::unwrap_or_clone(sync("team", "app", source));
+        s.metadata.uid = Some("u".into());
+        s.metadata.generation = Some(1);
+        let mut events = Vec::new();
+        // Each event is told apart by its resourceVersion, which no predicate reads.
+        let mut push = |what: &str, s: &Sync| {
+            let mut s = s.clone();
+            s.metadata.resource_version = Some(what.to_owned());
+            events.push(Arc::new(s));
+        };
+        push("new", &s);
+        let mut status = plumb_api::SyncStatus {
+            observed_generation: Some(1),
+            ..Default::default()
+        };
+        s.status = Some(status.clone());
+        push("the sync controller's status", &s);
+        status.render = Some(Default::default());
+        s.status = Some(status);
+        push("its own status", &s);
+        s.metadata.finalizers = Some(vec!["sync.plumb.dev/finalizer".into()]);
+        push("a finalizer", &s);
+        s.metadata.generation = Some(2);
+        push("spec", &s);
+        s.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        push("labels", &s);
+        s.metadata.annotations =
+            Some([(REQUESTED_AT_ANNOTATION.to_owned(), "1".to_owned())].into());
+        push("reconcile request", &s);
+        let passed: Vec<String> = render_input_changes(futures::stream::iter(events))
+            .map(|s| s.metadata.resource_version.clone().unwrap_or_default())
+            .collect()
+            .await;
+        assert_eq!(passed, ["new", "spec", "labels", "reconcile request"]);
+    }
+
+    #[tokio::test]
+    async fn only_a_new_artifact_of_a_source_wakes_its_syncs() {
+        use futures::StreamExt;
+        let artifact = |c: char| -> plumb_api::reference::Artifact {
+            serde_json::from_value(json!({
+                "revision": format!("main@sha1:{}", c.to_string().repeat(40)),
+                "digest": format!("sha256:{}", c.to_string().repeat(64)),
+                "url": "http://x/a.tar.gz", "lastUpdateTime": "2026-01-01T00:00:00Z",
+            }))
+            .unwrap()
+        };
+        let mut r = repo("team", "app");
+        r.metadata.uid = Some("u".into());
+        let with = |r: &GitRepository, a: Option<char>, ready: &str| {
+            let mut r = r.clone();
+            r.status = Some(plumb_api::GitRepositoryStatus {
+                artifact: a.map(artifact),
+                last_handled_reconcile_at: Some(ready.to_owned()),
+                ..Default::default()
+            });
+            Arc::new(r)
+        };
+        let events = vec![
+            with(&r, None, "0"),
+            with(&r, Some('a'), "1"),
+            with(&r, Some('a'), "2"),
+            with(&r, Some('b'), "3"),
+            with(&r, Some('b'), "4"),
+        ];
+        let passed: Vec<String> = artifact_changes(futures::stream::iter(events))
+            .map(|r| {
+                r.status
+                    .as_ref()
+                    .unwrap()
+                    .last_handled_reconcile_at
+                    .clone()
+                    .unwrap()
+            })
+            .collect()
+            .await;
+        assert_eq!(
+            passed,
+            ["0", "1", "3"],
+            "first seen, then each new artifact"
         );
     }
 

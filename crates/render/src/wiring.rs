@@ -138,6 +138,7 @@ async fn controllers(
     let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new();
     let mut all_syncs = SharedWatch::<PartialObjectMeta<Sync>>::new();
     let syncs = SharedWatch::<Sync>::new();
+    let mut repos = SharedWatch::<GitRepository>::new();
     let ctx = Arc::new(Context {
         client: client.clone(),
         storage: parts.storage,
@@ -147,6 +148,7 @@ async fn controllers(
         syncs: syncs.store(),
         all_syncs: all_syncs.store(),
         namespaces: namespaces.store(),
+        repos: repos.store(),
         compiled: Mutex::default(),
         rendered: Mutex::default(),
         helm: parts.helm,
@@ -161,13 +163,14 @@ async fn controllers(
     let (for_source, for_policy, for_namespace) =
         (sync_store.clone(), sync_store.clone(), sync_store.clone());
     let (for_config_maps, for_secrets) = (sync_store.clone(), sync_store.clone());
-    let sync_loop = Controller::for_shared_stream(syncs.subscribe(), sync_store)
+    let triggers = watches::render_input_changes(syncs.subscribe());
+    let sync_loop = Controller::for_shared_stream(triggers, sync_store)
         .with_config(controller::Config::default().concurrency(ctx.config.concurrent.max(1)))
-        .watches(
-            scope.api::<GitRepository>(client.clone()),
-            watcher::Config::default(),
-            move |repo| watches::syncs_of_source(&for_source.state(), &repo),
-        )
+        .watches_shared_stream(watches::artifact_changes(repos.subscribe()), move |repo| {
+            watches::syncs_of_source(&for_source.state(), &repo)
+        })
+        // A source gone: its Syncs say so (the others find their render current and write nothing).
+        .reconcile_all_on(repos.deletions())
         .watches_shared_stream(
             watches::policy_spec_changes(policies.subscribe()),
             move |_| watches::every_sync(&for_policy.state()),
@@ -230,16 +233,18 @@ async fn controllers(
             namespaces.run(Api::all(client.clone()), watcher::Config::default()),
             all_syncs.run(Api::all(client.clone()), watcher::Config::default()),
             syncs.run(scope.api(client.clone()), scope.watcher_config()),
+            repos.run(scope.api(client.clone()), watcher::Config::default()),
         );
     };
     let caches = async {
         // The controllers start only once every cache is complete: a Sync is never judged
         // against a partial Policy list.
-        let all = futures::future::try_join4(
+        let all = futures::future::try_join5(
             ctx.policies.wait_until_ready(),
             ctx.namespaces.wait_until_ready(),
             ctx.all_syncs.wait_until_ready(),
             ctx.syncs.wait_until_ready(),
+            ctx.repos.wait_until_ready(),
         );
         tokio::select! {
             r = all => r.is_ok(),
