@@ -2,6 +2,7 @@
 //! dependencies) and of Policies (drift mode, ignored paths, windows), the Namespaces' metadata
 //! (Policy namespace selectors), and the watches of applied objects (drift).
 
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -13,7 +14,7 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 
-use plumb_api::{Policy, Sync};
+use plumb_api::{Conditions, Policy, Sync, condition_type};
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
 
 use crate::config::Config;
@@ -71,6 +72,40 @@ pub fn dependents(syncs: &[Arc<Sync>], changed: &Sync) -> Vec<ObjectRef<Sync>> {
         .filter(|s| deps::dependencies(s).contains(&key))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
+}
+
+/// What of a Sync this controller acts on: all but its own part of the status, which it
+/// writes itself. That is the metadata a pass reads (generation for the spec, labels for Policy
+/// selectors, annotations for reconcile requests, finalizers and deletion), and the render
+/// controller's part: the rendered artifact and the `Rendered` condition.
+fn sync_inputs(sync: &Sync) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    let meta = &sync.metadata;
+    meta.generation.hash(&mut h);
+    meta.labels.hash(&mut h);
+    meta.annotations.hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    let status = sync.status.as_ref();
+    status
+        .and_then(|s| s.render.as_ref())
+        .and_then(|r| r.artifact.as_ref())
+        .map(|a| (&a.revision, &a.digest, &a.url))
+        .hash(&mut h);
+    status
+        .and_then(|s| s.conditions.get_condition(condition_type::RENDERED))
+        .map(|c| (&c.status, &c.reason, &c.message, c.observed_generation))
+        .hash(&mut h);
+    Some(h.finish())
+}
+
+/// The Sync events that may change what a pass does: not the writes of this controller's own
+/// status (two or three per apply), which would each wake a pass that finds nothing to do.
+/// Another Sync's status change still reaches its dependents ([`dependents`]).
+pub fn input_changes(
+    syncs: impl futures::Stream<Item = Arc<Sync>> + Send + 'static,
+) -> impl futures::Stream<Item = Arc<Sync>> + Send + 'static {
+    plumb_ops::changed(syncs, sync_inputs)
 }
 
 /// Every Sync: a Policy change may change drift mode, ignored paths or windows of any Sync.
@@ -141,7 +176,7 @@ async fn controller(
     let default_keys = config.sops_age_secret.clone();
     let keys_namespace = decrypt::controller_namespace(&client);
     let key_changes = key_secret_changes(&scope, &client, default_keys.as_ref(), &keys_namespace);
-    let sync_loop = Controller::for_shared_stream(syncs.subscribe(), store)
+    let sync_loop = Controller::for_shared_stream(input_changes(syncs.subscribe()), store)
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .watches_shared_stream(syncs.subscribe(), move |changed| {
             dependents(&for_deps.state(), &changed)
@@ -208,4 +243,117 @@ async fn controller(
         () = feeds => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use plumb_api::condition::{new_condition, status};
+    use plumb_api::sync::RenderStatus;
+    use plumb_api::{SyncStatus, reason};
+    use serde_json::json;
+
+    use super::*;
+
+    fn artifact(c: char) -> plumb_api::reference::Artifact {
+        serde_json::from_value(json!({
+            "revision": format!("main@sha1:{}", c.to_string().repeat(40)),
+            "digest": format!("sha256:{}", c.to_string().repeat(64)),
+            "url": "http://x/a.tar.gz", "lastUpdateTime": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn its_own_status_writes_do_not_wake_a_sync() {
+        let mut s: Sync = serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "metadata": {"name": "app", "namespace": "team", "uid": "u", "generation": 1},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": "repo"}},
+        }))
+        .unwrap();
+        let mut events = Vec::new();
+        // Each event is told apart by its resourceVersion, which no predicate reads.
+        let mut push = |what: &str, s: &Sync| {
+            let mut s = s.clone();
+            s.metadata.resource_version = Some(what.to_owned());
+            events.push(Arc::new(s));
+        };
+        push("new", &s);
+        s.metadata.finalizers = Some(vec![crate::finalize::FINALIZER.to_owned()]);
+        push("finalizer", &s);
+        let mut st = SyncStatus::default();
+        st.conditions.push(new_condition(
+            condition_type::READY,
+            status::UNKNOWN,
+            reason::RENDER_NOT_READY,
+            "waiting",
+            Some(1),
+        ));
+        s.status = Some(st.clone());
+        push("its own waiting status", &s);
+        st.render = Some(RenderStatus {
+            artifact: Some(artifact('a')),
+            ..Default::default()
+        });
+        st.conditions.push(new_condition(
+            condition_type::RENDERED,
+            status::TRUE,
+            reason::SUCCEEDED,
+            "",
+            Some(1),
+        ));
+        s.status = Some(st.clone());
+        push("render", &s);
+        st.inventory = Some(Vec::new());
+        st.observed_generation = Some(1);
+        s.status = Some(st.clone());
+        push("its own progressing status", &s);
+        st.render.as_mut().unwrap().artifact = Some(artifact('b'));
+        s.status = Some(st.clone());
+        push("new render", &s);
+        let failed = new_condition(
+            condition_type::RENDERED,
+            status::FALSE,
+            "BuildFailed",
+            "bad",
+            Some(1),
+        );
+        st.conditions
+            .retain(|c| c.type_ != condition_type::RENDERED);
+        st.conditions.push(failed);
+        s.status = Some(st);
+        push("render failed", &s);
+        s.metadata.generation = Some(2);
+        push("spec", &s);
+        s.metadata.annotations = Some(
+            [(
+                plumb_api::REQUESTED_AT_ANNOTATION.to_owned(),
+                "1".to_owned(),
+            )]
+            .into(),
+        );
+        push("reconcile request", &s);
+        s.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+        push("deletion", &s);
+        let passed: Vec<String> = input_changes(futures::stream::iter(events))
+            .map(|s| s.metadata.resource_version.clone().unwrap_or_default())
+            .collect()
+            .await;
+        assert_eq!(
+            passed,
+            [
+                "new",
+                "finalizer",
+                "render",
+                "new render",
+                "render failed",
+                "spec",
+                "reconcile request",
+                "deletion"
+            ]
+        );
+    }
 }
