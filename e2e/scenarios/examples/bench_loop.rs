@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{ListParams, PostParams};
 use plumb_api::{Conditions, GitRepository, Sync, condition_type};
-use plumb_e2e_scenarios::bench::{FLEET_APP, http_get, load_average, phase_summary, proc_stats};
+use plumb_e2e_scenarios::bench::{FLEET_APP, load_average, print_phases, proc_stats};
 use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
 use plumb_e2e_support::{TestNamespace, wait_for};
 use serde_json::json;
@@ -188,15 +188,7 @@ async fn fleet(ns: &TestNamespace, controllers: &Controllers, count: usize) {
             stats.cpu_seconds
         );
     }
-    for c in [Controller::Render, Controller::Sync] {
-        let Some(text) = http_get(&controllers.metrics_url(c)).await else {
-            continue;
-        };
-        println!("  where the {c:?} controller's reconciles spent their time:");
-        for row in phase_summary(&text) {
-            println!("    {row}");
-        }
-    }
+    print_phases(controllers).await;
 }
 
 #[tokio::main]

@@ -18,6 +18,12 @@
 //! (`--kube-api-qps=50 --kube-api-burst=300`) off when the API server has Priority and Fairness,
 //! as this one has.
 //!
+//! `BENCH_SYSTEMS` (comma-separated, default `flux,plumb,api`) picks what runs: `flux`, `plumb`,
+//! and `api` for the API server's ceiling; `BENCH_SYSTEMS=plumb` measures plumb alone (no Flux
+//! build), e.g. while working on plumb's own figures. The ratios are printed when both systems
+//! ran. After each plumb run it prints where the render and sync controllers' reconciles spent
+//! their time (from their `/metrics`).
+//!
 //! Run: `make bench-vs-flux`, or `cargo run --release -p plumb-e2e-scenarios --example
 //! bench_vs_flux` against the cluster of `PLUMB_TEST_KUBECONFIG` (a cluster of its own is best:
 //! other tests disturb the figures, and 1000 apps disturb other tests).
@@ -40,7 +46,9 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use plumb_e2e_scenarios::bench::{FLEET_APP, ProcStats, load_average, proc_stats};
+use plumb_e2e_scenarios::bench::{
+    FLEET_APP, ProcStats, http_get, load_average, print_phases, proc_stats,
+};
 use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
 use plumb_e2e_support::TestNamespace;
 
@@ -579,6 +587,9 @@ async fn run(
     let after = running.stats();
     let apiserver_cpu = apiserver_before.zip(apiserver_cpu()).map(|(a, b)| b - a);
     let load = load_average();
+    if let Running::Plumb(c) = &running {
+        print_phases(c).await;
+    }
     let controllers = after
         .iter()
         .zip(&before)
@@ -586,8 +597,18 @@ async fn run(
         .collect();
 
     let idle_seconds = env_or("BENCH_IDLE_SECONDS", 60u64);
+    let reconciles_before = reconciles(&running).await;
     tokio::time::sleep(Duration::from_secs(idle_seconds)).await;
     let idle = running.stats();
+    let reconciles_after = reconciles(&running).await;
+    if !reconciles_before.is_empty() {
+        let during: Vec<String> = reconciles_after
+            .iter()
+            .zip(&reconciles_before)
+            .map(|((name, a), (_, b))| format!("{name} {:.0}", a - b))
+            .collect();
+        println!("  reconciles while idle: {}", during.join(", "));
+    }
     let idle_cpu = idle
         .iter()
         .zip(&after)
@@ -611,6 +632,27 @@ async fn run(
     running.kill();
     delete_run(client, control, system, &ctl).await;
     figures
+}
+
+/// How many reconciles plumb's render and sync controllers have run so far (`/metrics`);
+/// nothing for Flux.
+async fn reconciles(running: &Running) -> Vec<(&'static str, f64)> {
+    let Running::Plumb(controllers) = running else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (name, c) in [("render", Controller::Render), ("sync", Controller::Sync)] {
+        let text = http_get(&controllers.metrics_url(c))
+            .await
+            .unwrap_or_default();
+        let n = text
+            .lines()
+            .filter(|l| l.starts_with("plumb_reconcile_duration_seconds_count{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        out.push((name, n));
+    }
+    out
 }
 
 /// The objects of app `id` as the systems apply them, into `namespace`.
@@ -714,6 +756,30 @@ fn ratio(flux: f64, plumb: f64) -> String {
     }
 }
 
+/// What `BENCH_SYSTEMS` asks to run.
+struct Selection {
+    flux: bool,
+    plumb: bool,
+    ceiling: bool,
+}
+
+fn selection() -> Selection {
+    let text = std::env::var("BENCH_SYSTEMS").unwrap_or_else(|_| "flux,plumb,api".into());
+    let names: Vec<String> = text.split(',').map(|s| s.trim().to_lowercase()).collect();
+    for n in &names {
+        assert!(
+            ["flux", "plumb", "api"].contains(&n.as_str()),
+            "BENCH_SYSTEMS: {n:?} is none of flux, plumb, api"
+        );
+    }
+    let has = |n: &str| names.iter().any(|x| x == n);
+    Selection {
+        flux: has("flux"),
+        plumb: has("plumb"),
+        ceiling: has("api"),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let sizes: Vec<usize> = std::env::var("BENCH_SYNCS")
@@ -725,18 +791,29 @@ async fn main() {
                 .expect("BENCH_SYNCS: numbers separated by commas")
         })
         .collect();
-    let flux = flux_build();
+    let selected = selection();
+    let flux = if selected.flux {
+        flux_build()
+    } else {
+        PathBuf::new()
+    };
     let client = plumb_e2e_support::client().await.unwrap();
     plumb_e2e_support::install_crds(&client).await.unwrap();
-    install_flux_crds(&client, &flux).await;
+    if selected.flux {
+        install_flux_crds(&client, &flux).await;
+    }
     let git = GitFixture::new().await.unwrap();
     git.write("fleet/app.yaml", FLEET_APP).unwrap();
     git.commit("fleet").unwrap();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "plumb vs Flux (source-controller and kustomize-controller from {}), {cores} cores",
-        flux.display()
-    );
+    if selected.flux {
+        println!(
+            "plumb vs Flux (source-controller and kustomize-controller from {}), {cores} cores",
+            flux.display()
+        );
+    } else {
+        println!("plumb alone (BENCH_SYSTEMS), {cores} cores");
+    }
     println!(
         "workers: Flux source 2, kustomize 4 (--concurrent, its defaults); plumb source 2, render 4, sync 4 (--concurrent, its defaults)"
     );
@@ -745,24 +822,37 @@ async fn main() {
     );
     let mut table = Vec::new();
     for &n in &sizes {
-        let f = run(&client, System::Flux, n, &git, &flux).await;
-        let p = run(&client, System::Plumb, n, &git, &flux).await;
-        let (objects, took) = apply_ceiling(&client, n).await;
-        let per_second = objects as f64 / took.as_secs_f64();
-        println!(
-            "API server ceiling N={n}: {objects} objects server-side applied from one client, {APPLY_WORKERS} in flight, in {:.1} s ({per_second:.0} applies/s); load {}",
-            took.as_secs_f64(),
-            load_average()
-        );
-        table.push((f, p, objects, took));
+        let f = if selected.flux {
+            Some(run(&client, System::Flux, n, &git, &flux).await)
+        } else {
+            None
+        };
+        let p = if selected.plumb {
+            Some(run(&client, System::Plumb, n, &git, &flux).await)
+        } else {
+            None
+        };
+        let ceiling = if selected.ceiling {
+            let (objects, took) = apply_ceiling(&client, n).await;
+            let per_second = objects as f64 / took.as_secs_f64();
+            println!(
+                "API server ceiling N={n}: {objects} objects server-side applied from one client, {APPLY_WORKERS} in flight, in {:.1} s ({per_second:.0} applies/s); load {}",
+                took.as_secs_f64(),
+                load_average()
+            );
+            Some((objects, took))
+        } else {
+            None
+        };
+        table.push((n, f, p, ceiling));
     }
     println!();
     println!(
         "| N | | all Ready after | peak RSS, all controllers | CPU seconds (API server) | idle CPU s/min | drift reverted after |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (f, p, objects, took) in &table {
-        for x in [f, p] {
+    for (n, f, p, ceiling) in &table {
+        for x in [f, p].into_iter().flatten() {
             println!(
                 "| {} | {} | {:.1} s (created in {:.1} s) | {:.0} MiB | {:.1} ({}) | {:.2} | {} |",
                 x.apps,
@@ -777,18 +867,20 @@ async fn main() {
                 x.drift_text(),
             );
         }
-        println!(
-            "| {} | Flux/plumb | {} faster | {} less memory | {} less CPU | | |",
-            p.apps,
-            ratio(f.ready.as_secs_f64(), p.ready.as_secs_f64()),
-            ratio(f.peak_mib(), p.peak_mib()),
-            ratio(f.cpu(), p.cpu()),
-        );
-        println!(
-            "| {} | API server alone | {:.1} s for the {objects} objects from one client ({:.0}/s) | | | | |",
-            p.apps,
-            took.as_secs_f64(),
-            *objects as f64 / took.as_secs_f64()
-        );
+        if let (Some(f), Some(p)) = (f, p) {
+            println!(
+                "| {n} | Flux/plumb | {} faster | {} less memory | {} less CPU | | |",
+                ratio(f.ready.as_secs_f64(), p.ready.as_secs_f64()),
+                ratio(f.peak_mib(), p.peak_mib()),
+                ratio(f.cpu(), p.cpu()),
+            );
+        }
+        if let Some((objects, took)) = ceiling {
+            println!(
+                "| {n} | API server alone | {:.1} s for the {objects} objects from one client ({:.0}/s) | | | | |",
+                took.as_secs_f64(),
+                *objects as f64 / took.as_secs_f64()
+            );
+        }
     }
 }

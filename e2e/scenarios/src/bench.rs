@@ -121,6 +121,20 @@ pub async fn http_get(url: &str) -> Option<String> {
     head.starts_with("HTTP/1.1 200").then(|| body.to_owned())
 }
 
+/// Prints where the render and sync controllers of `controllers` spent their reconciles so
+/// far, from their `/metrics` ([`phase_summary`]).
+pub async fn print_phases(controllers: &crate::Controllers) {
+    for c in [crate::Controller::Render, crate::Controller::Sync] {
+        let Some(text) = http_get(&controllers.metrics_url(c)).await else {
+            continue;
+        };
+        println!("  where the {c:?} controller's reconciles spent their time:");
+        for row in phase_summary(&text) {
+            println!("    {row}");
+        }
+    }
+}
+
 /// Where a controller's reconciles spent their time, from its `/metrics` text: per phase of
 /// `plumb_reconcile_phase_duration_seconds` (and the whole reconcile), how many there were,
 /// their total and mean seconds; plus the counters whose names contain `status`. One line each.
