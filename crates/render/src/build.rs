@@ -7,7 +7,7 @@
 //! kustomize applies them with its own semantics. `namePrefix`, `nameSuffix` and `components`
 //! are set in the directory's own kustomization (in memory), as Flux edits it: a prefix replaces
 //! the kustomization's own, components are added to its list. Substitution runs over the built
-//! objects ([`crate::substitute`]), then `commonMetadata` is set on every object. The source
+//! objects ([`plumb_substitute`]), then `commonMetadata` is set on every object. The source
 //! tree is only read.
 
 use std::fs;
@@ -20,13 +20,16 @@ use serde_json::{Value, json};
 
 use std::collections::BTreeMap;
 
-use plumb_api::sync::{CommonMetadata, SubstituteStrategy};
+use plumb_api::sync::SubstituteStrategy;
+
+use plumb_substitute::deferred::{VariableSource, Variables, defer};
+use plumb_substitute::{
+    SubstituteError, SubstituteLimits, apply_common_metadata, assemble_variables,
+    substitute_objects, substitute_objects_tracked,
+};
 
 use crate::chart::ChartOptions;
 use crate::engine;
-use crate::substitute::{
-    SubstituteError, SubstituteLimits, assemble_variables, substitute_objects,
-};
 
 /// File names a kustomization may have.
 pub const KUSTOMIZATION_FILES: [&str; 3] =
@@ -361,37 +364,6 @@ fn read_kustomization(dir: &Path) -> Result<Value, BuildError> {
     Ok(doc)
 }
 
-/// Sets `commonMetadata` on every object, as Flux does just before applying: each label and
-/// annotation is set, replacing one of the same key.
-pub fn apply_common_metadata(objects: &mut [Value], common: &CommonMetadata) {
-    for obj in objects {
-        for (field, values) in [
-            ("labels", &common.labels),
-            ("annotations", &common.annotations),
-        ] {
-            if values.is_empty() {
-                continue;
-            }
-            let Some(meta) = obj
-                .as_object_mut()
-                .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
-                .and_then(Value::as_object_mut)
-            else {
-                continue;
-            };
-            let map = meta.entry(field).or_insert_with(|| json!({}));
-            if !map.is_object() {
-                *map = json!({});
-            }
-            if let Some(map) = map.as_object_mut() {
-                for (k, v) in values {
-                    map.insert(k.clone(), json!(v));
-                }
-            }
-        }
-    }
-}
-
 /// The kustomization, placed in the rendered directory, that lists `resources` and applies the
 /// Sync's `targetNamespace`, `images` and `patches` to them.
 pub fn generated_kustomization(spec: &SyncSpec, resources: &[String]) -> Value {
@@ -436,16 +408,116 @@ pub fn render_with(
     from: &[BTreeMap<String, String>],
     opts: &RenderOptions,
 ) -> Result<Vec<Value>, BuildError> {
+    let deadline = deadline(opts);
+    let objects = build_objects(root, spec, opts)?;
+    let vars = assemble_variables(from, &spec.substitute);
+    let mut objects = if vars.is_empty() && spec.substitute_strategy != SubstituteStrategy::Always {
+        // As in Flux, substitution runs only when there is a variable, unless asked always.
+        objects
+    } else {
+        let limits = SubstituteLimits {
+            max_output_bytes: opts.max_output_bytes,
+            deadline,
+        };
+        let objects = substitute_objects(objects, &vars, &limits)?;
+        check_output_size(&objects, opts.max_output_bytes)?;
+        objects
+    };
+    if let Some(common) = &spec.common_metadata {
+        apply_common_metadata(&mut objects, common);
+    }
+    Ok(objects)
+}
+
+/// A render as the render controller publishes it.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The objects as the sync controller will apply them (substituted), in apply order: what
+    /// Policies judge. They may hold values from Secrets, so they are never stored.
+    pub objects: Vec<Value>,
+    /// The objects whose substitution used a value from a Secret, by position in `objects`:
+    /// unsubstituted, carrying what the sync controller needs to finish it
+    /// ([`plumb_substitute::deferred`]). They take those places in the artifact.
+    pub deferred: Vec<(usize, Value)>,
+}
+
+impl Published {
+    /// The objects for the artifact: [`Published::objects`] with the deferred ones in place.
+    pub fn into_artifact(self) -> Vec<Value> {
+        let mut objects = self.objects;
+        for (i, object) in self.deferred {
+            if let Some(slot) = objects.get_mut(i) {
+                *slot = object;
+            }
+        }
+        objects
+    }
+}
+
+/// Renders as [`render_with`] does, with the `substituteFrom` sources as read (kind, name and
+/// `resourceVersion` with the data): an object whose substitution uses a value from a Secret
+/// is also given in the form that keeps the value out of the artifact ([`Published`]).
+pub fn render_published(
+    root: &Path,
+    spec: &SyncSpec,
+    sources: &[VariableSource],
+    opts: &RenderOptions,
+) -> Result<Published, BuildError> {
+    let deadline = deadline(opts);
+    let objects = build_objects(root, spec, opts)?;
+    let vars = Variables::assemble(sources, &spec.substitute);
+    if vars.values().is_empty() && spec.substitute_strategy != SubstituteStrategy::Always {
+        let mut objects = objects;
+        if let Some(common) = &spec.common_metadata {
+            apply_common_metadata(&mut objects, common);
+        }
+        return Ok(Published {
+            objects,
+            deferred: Vec::new(),
+        });
+    }
+    let limits = SubstituteLimits {
+        max_output_bytes: opts.max_output_bytes,
+        deadline,
+    };
+    // The built objects are kept for the artifact only when a value may come from a Secret.
+    let originals = vars.any_secret().then(|| objects.clone());
+    let done = substitute_objects_tracked(objects, vars.values(), &limits)?;
+    let mut deferred = Vec::new();
+    if let Some(originals) = originals {
+        for (i, (original, s)) in originals.into_iter().zip(&done).enumerate() {
+            if let Some(d) = vars.deferral(&s.used, spec.common_metadata.as_ref()) {
+                deferred.push((i, defer(original, &d)));
+            }
+        }
+    }
+    let mut objects: Vec<Value> = done.into_iter().map(|s| s.object).collect();
+    check_output_size(&objects, opts.max_output_bytes)?;
+    if let Some(common) = &spec.common_metadata {
+        apply_common_metadata(&mut objects, common);
+    }
+    Ok(Published { objects, deferred })
+}
+
+/// The render's deadline, which bounds substitution too.
+fn deadline(opts: &RenderOptions) -> Option<std::time::Instant> {
+    opts.timeout
+        .and_then(|t| std::time::Instant::now().checked_add(t))
+}
+
+/// Builds `spec.path` with the Sync's transforms: the objects before substitution and
+/// `commonMetadata`.
+fn build_objects(
+    root: &Path,
+    spec: &SyncSpec,
+    opts: &RenderOptions,
+) -> Result<Vec<Value>, BuildError> {
     let build_opts = BuildOptions {
         limits: opts.limits.clone(),
         timeout: opts.timeout,
         charts: crate::chart::kustomize_charts(opts),
         ..BuildOptions::default()
     };
-    // The render's deadline bounds substitution too.
-    let deadline = opts
-        .timeout
-        .and_then(|t| std::time::Instant::now().checked_add(t));
     let root = root.canonicalize().map_err(io_err(root))?;
     let dir = resolve_path(&root, &spec.path)?;
     let kustomize_err = |source| BuildError::Kustomize {
@@ -490,22 +562,6 @@ pub fn render_with(
         }
     };
     check_output_size(&objects, opts.max_output_bytes)?;
-    let vars = assemble_variables(from, &spec.substitute);
-    let mut objects = if vars.is_empty() && spec.substitute_strategy != SubstituteStrategy::Always {
-        // As in Flux, substitution runs only when there is a variable, unless asked always.
-        objects
-    } else {
-        let limits = SubstituteLimits {
-            max_output_bytes: opts.max_output_bytes,
-            deadline,
-        };
-        let objects = substitute_objects(objects, &vars, &limits)?;
-        check_output_size(&objects, opts.max_output_bytes)?;
-        objects
-    };
-    if let Some(common) = &spec.common_metadata {
-        apply_common_metadata(&mut objects, common);
-    }
     Ok(objects)
 }
 
@@ -657,6 +713,75 @@ mod tests {
             !root.join("deploy/kustomization.yaml").exists(),
             "nothing is written"
         );
+    }
+
+    #[test]
+    fn objects_using_a_secret_value_are_published_unsubstituted_and_judged_substituted() {
+        use plumb_api::reference::DataKind;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(
+            root,
+            "deploy/objects.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: uses-secret\ndata:\n  dsn: db://${user}:${password}@${host}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\ndata:\n  host: ${host}\n",
+        );
+        let source = |kind, name: &str, pairs: &[(&str, &str)]| VariableSource {
+            kind,
+            name: name.into(),
+            resource_version: "7".into(),
+            data: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let sources = [
+            source(DataKind::ConfigMap, "vars", &[("host", "db.local")]),
+            source(
+                DataKind::Secret,
+                "creds",
+                &[("password", "s3cr3t"), ("user", "u")],
+            ),
+        ];
+        let mut s = spec("deploy");
+        s.substitute.insert("user".into(), "app".into());
+        s.common_metadata = Some(plumb_api::sync::CommonMetadata {
+            labels: [("team".to_owned(), "a".to_owned())].into(),
+            annotations: Default::default(),
+        });
+        let published = render_published(root, &s, &sources, &RenderOptions::default()).unwrap();
+        assert_eq!(
+            names(&published.objects),
+            ["ConfigMap/plain", "ConfigMap/uses-secret"]
+        );
+        assert_eq!(
+            published.objects[1]["data"]["dsn"],
+            "db://app:s3cr3t@db.local"
+        );
+        assert_eq!(published.objects[1]["metadata"]["labels"]["team"], "a");
+        let from = [sources[0].data.clone(), sources[1].data.clone()];
+        assert_eq!(
+            published.objects,
+            render(root, &s, &from).unwrap(),
+            "what Policies judge is what plumb build renders"
+        );
+        let artifact = Published {
+            objects: published.objects.clone(),
+            deferred: published.deferred.clone(),
+        }
+        .into_artifact();
+        assert_eq!(
+            artifact[0], published.objects[0],
+            "no Secret value: substituted"
+        );
+        let deferred = &artifact[1];
+        assert_eq!(deferred["data"]["dsn"], "db://${user}:${password}@${host}");
+        assert_eq!(
+            deferred[plumb_substitute::deferred::DEFERRED_KEY],
+            json!({"values": {"host": "db.local", "user": "app"},
+                   "secrets": {"password": {"name": "creds", "resourceVersion": "7"}},
+                   "commonMetadata": {"labels": {"team": "a"}}})
+        );
+        assert!(!serde_json::to_string(&artifact).unwrap().contains("s3cr3t"));
     }
 
     #[test]

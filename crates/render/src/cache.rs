@@ -1,21 +1,21 @@
 //! The render cache key: a render is skipped when nothing that shapes its output changed.
 
-use std::collections::BTreeMap;
-
+use plumb_substitute::deferred::VariableSource;
 use sha2::{Digest as _, Sha256};
 
 use plumb_api::{Digest, SyncSpec};
 use serde_json::json;
 
 /// What a render depends on, hashed: the source digest, the render-relevant spec (path,
-/// targetNamespace, images, patches, helm, substitute and its sources' data, name prefix and
+/// targetNamespace, images, patches, helm, substitute and its sources' data and
+/// `resourceVersion`s (published in the artifact when a value comes from a Secret), name prefix and
 /// suffix, common metadata, components), the governing policies' names and generations, and the
 /// `plumb.dev/requested-at` value (so a request forces a fresh render). Only the hash is kept,
 /// never the variables' values.
 pub fn cache_key(
     source_digest: &Digest,
     spec: &SyncSpec,
-    variables: &[BTreeMap<String, String>],
+    variables: &[VariableSource],
     policies: &[(String, Option<i64>)],
     requested_at: Option<&str>,
 ) -> String {
@@ -88,11 +88,19 @@ mod tests {
             base,
             cache_key(&digest('a'), &s, &[], &[("p".into(), Some(1))], None)
         );
-        let vars = [BTreeMap::from([("A".to_owned(), "1".to_owned())])];
+        let mut vars = [VariableSource {
+            kind: plumb_api::reference::DataKind::Secret,
+            name: "s".into(),
+            resource_version: "1".into(),
+            data: [("A".to_owned(), "1".to_owned())].into(),
+        }];
+        let with_vars = cache_key(&digest('a'), &spec(), &vars, &[("p".into(), Some(1))], None);
+        assert_ne!(base, with_vars, "a substituteFrom value changed");
+        vars[0].resource_version = "2".into();
         assert_ne!(
-            base,
+            with_vars,
             cache_key(&digest('a'), &spec(), &vars, &[("p".into(), Some(1))], None),
-            "a substituteFrom value changed"
+            "a substituteFrom source changed, if only its metadata"
         );
         let mut s = spec();
         s.name_prefix = Some("p-".into());

@@ -12,7 +12,7 @@
 //! render reads from the cluster ([`ChartInputs`], for `plumb diff` to render as the controller
 //! does).
 //!
-//! Inside, the core is pure and tested without a cluster (`build`, `substitute`, `policy`,
+//! Inside, the core is pure and tested without a cluster (`build`, `policy`,
 //! `cache`, `publish`, `status`); `wiring` starts the watches (`watches`: change filters and
 //! trigger mappers) and the two reconcilers, `reconcile_sync` (a Sync's render) and
 //! `reconcile_policy` (a Policy's status).
@@ -33,13 +33,14 @@ mod reconcile_policy;
 mod reconcile_sync;
 mod sops_sources;
 mod status;
-mod substitute;
 mod sweep;
 mod variables;
 mod watches;
 mod wiring;
 
-pub use build::{BuildError, RenderOptions, has_kustomization, render, render_with};
+pub use build::{
+    BuildError, Published, RenderOptions, has_kustomization, render, render_published, render_with,
+};
 pub use chart::{ChartOptions, kustomize_charts};
 pub use chart_inputs::{
     ChartInputs, ValuesFromError, discover as discover_capabilities,

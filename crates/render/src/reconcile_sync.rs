@@ -1,6 +1,5 @@
 //! Reconciling a Sync's render: source artifact → render → Policy gate → rendered artifact.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use crate::policy::{CompiledPolicy, describe, evaluate};
 use crate::publish::{Rendered, pack};
 use crate::status::{Outcome, render_status, rendered_condition, status_patch};
 use crate::{Error, build, variables};
+use plumb_substitute::deferred::VariableSource;
 
 /// The artifact kind segment of rendered artifacts: `<base>/sync/<namespace>/<name>/<file>`.
 pub const ARTIFACT_KIND: &str = "sync";
@@ -159,21 +159,21 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         .annotations()
         .get(REQUESTED_AT_ANNOTATION)
         .map(String::as_str);
-    let variables = match variables::load(&ctx.client, &namespace, &sync.spec.substitute_from).await
-    {
-        Ok(v) => v,
-        Err(e) => {
-            let next = if e.is_transient() {
-                Next::Retry
-            } else {
-                Next::Settled
-            };
-            return (
-                Some(Outcome::failed(reason::BUILD_FAILED, e.to_string())),
-                next,
-            );
-        }
-    };
+    let variables =
+        match variables::load_sources(&ctx.client, &namespace, &sync.spec.substitute_from).await {
+            Ok(v) => v,
+            Err(e) => {
+                let next = if e.is_transient() {
+                    Next::Retry
+                } else {
+                    Next::Settled
+                };
+                return (
+                    Some(Outcome::failed(reason::BUILD_FAILED, e.to_string())),
+                    next,
+                );
+            }
+        };
     let key = cache_key(
         &artifact.digest,
         &sync.spec,
@@ -295,7 +295,7 @@ async fn render_artifact(
     source: &Artifact,
     policies: &[Arc<CompiledPolicy>],
     inputs: ChartInputs,
-    variables: Vec<BTreeMap<String, String>>,
+    variables: Vec<VariableSource>,
 ) -> (Outcome, Next, Option<bool>) {
     let bytes = match plumb_artifact::fetch_verified(
         &ctx.http,
@@ -358,12 +358,12 @@ async fn render_artifact(
                 Next::Retry,
             )));
         }
-        let rendered = build::render_with(tmp.path(), &spec, &variables, &opts);
+        let rendered = build::render_published(tmp.path(), &spec, &variables, &opts);
         // A kustomization's helmCharts depend on the capabilities as a chart does.
         if opts.chart.inflated.load(std::sync::atomic::Ordering::Relaxed) {
             chart_seen.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let mut objects = rendered.map_err(|e| {
+        let rendered = rendered.map_err(|e| {
             let next = if e.is_transient() {
                 Next::Retry
             } else {
@@ -371,9 +371,24 @@ async fn render_artifact(
             };
             Box::new((Outcome::failed(build_reason(&e), e.to_string()), next))
         })?;
+        let mut objects = rendered.objects;
         // SOPS-encrypted objects stay encrypted; each carries its file for the sync controller.
         crate::sops_sources::attach(tmp.path(), &mut objects);
+        // Policies judge the objects as they will be applied, Secret values substituted ...
         let report = evaluate(&policies, &objects, &placement);
+        // ... and the artifact holds those objects unsubstituted, for the sync controller to
+        // finish (plumb_substitute::deferred): no Secret value is stored or served.
+        let objects = if rendered.deferred.is_empty() {
+            objects
+        } else {
+            let mut objects = build::Published {
+                objects,
+                deferred: rendered.deferred,
+            }
+            .into_artifact();
+            crate::sops_sources::attach(tmp.path(), &mut objects);
+            objects
+        };
         let packed = pack(&objects).map_err(|e| {
             Box::new((
                 Outcome::failed(reason::BUILD_FAILED, format!("packing: {e}")),

@@ -9,6 +9,7 @@ use kube::api::Api;
 use plumb_api::Sync;
 use plumb_api::reference::DataKind;
 use plumb_api::sync::SubstituteReference;
+use plumb_substitute::deferred::VariableSource;
 
 /// Why the variables of a Sync could not be read. Never carries a value.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,21 @@ pub async fn load(
     namespace: &str,
     refs: &[SubstituteReference],
 ) -> Result<Vec<BTreeMap<String, String>>, VariablesError> {
+    Ok(load_sources(client, namespace, refs)
+        .await?
+        .into_iter()
+        .map(|s| s.data)
+        .collect())
+}
+
+/// Each of `refs` as read from `namespace`, in order, with its `resourceVersion` (so the sync
+/// controller can tell the Secret it reads is the one the render used); a missing `optional`
+/// source is left out.
+pub async fn load_sources(
+    client: &kube::Client,
+    namespace: &str,
+    refs: &[SubstituteReference],
+) -> Result<Vec<VariableSource>, VariablesError> {
     let mut out = Vec::with_capacity(refs.len());
     for r in refs {
         let err = |source| VariablesError::Api {
@@ -60,26 +76,33 @@ pub async fn load(
             name: r.name.clone(),
             source,
         };
-        let data = match r.kind {
+        let read = match r.kind {
             DataKind::ConfigMap => Api::<ConfigMap>::namespaced(client.clone(), namespace)
                 .get_opt(&r.name)
                 .await
                 .map_err(err)?
-                .map(|cm| cm.data.unwrap_or_default()),
+                .map(|cm| (cm.metadata.resource_version, cm.data.unwrap_or_default())),
             DataKind::Secret => Api::<Secret>::namespaced(client.clone(), namespace)
                 .get_opt(&r.name)
                 .await
                 .map_err(err)?
                 .map(|s| {
-                    s.data
+                    let data = s
+                        .data
                         .unwrap_or_default()
                         .into_iter()
                         .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                        .collect()
+                        .collect();
+                    (s.metadata.resource_version, data)
                 }),
         };
-        match data {
-            Some(d) => out.push(d),
+        match read {
+            Some((resource_version, data)) => out.push(VariableSource {
+                kind: r.kind,
+                name: r.name.clone(),
+                resource_version: resource_version.unwrap_or_default(),
+                data,
+            }),
             None if r.optional => {}
             None => {
                 return Err(VariablesError::NotFound {

@@ -47,6 +47,9 @@ pub enum Error {
     /// SOPS decryption of the render failed; nothing of it was applied.
     #[error("decryption failed, nothing applied: {0}")]
     Decryption(#[from] crate::decrypt::DecryptError),
+    /// Values from `substituteFrom` Secrets could not be substituted; nothing was applied.
+    #[error("substitution of Secret values failed, nothing applied: {0}")]
+    Substitution(#[from] crate::substitution::SubstitutionError),
     /// A governing Policy's window cannot be evaluated.
     #[error("governing policy: {0}")]
     Window(#[from] WindowError),
@@ -141,6 +144,8 @@ impl Error {
             Error::RenderFailed { reason, .. } => reason,
             Error::Fetch(_) | Error::Manifest(_) => reason::ARTIFACT_FAILED,
             Error::Decryption(_) => reason::DECRYPTION_FAILED,
+            Error::Substitution(e) if e.is_transient() => reason::RENDER_NOT_READY,
+            Error::Substitution(_) => reason::ARTIFACT_FAILED,
             Error::Window(_) => reason::INVALID_SPEC,
             Error::InvalidHealthExpression(_) | Error::InvalidReadyExpr(_) => {
                 reason::INVALID_CEL_EXPRESSION

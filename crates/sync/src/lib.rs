@@ -34,6 +34,7 @@ mod memory;
 mod reconcile;
 mod stage;
 mod status;
+mod substitution;
 mod watches;
 mod window;
 
@@ -48,5 +49,6 @@ pub mod view {
     pub use crate::health::{Health, assess};
     pub use crate::manifest::{Manifest, ManifestError, parse_gzip};
     pub use crate::stage::{Stage, stage_of};
+    pub use plumb_substitute::deferred::is_deferred as substitution_deferred;
 }
 pub use controller::{Error, LEASE_NAME, run};

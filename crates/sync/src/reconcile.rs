@@ -40,6 +40,7 @@ use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
 use crate::manifest::{self, Manifest};
 use crate::memory::{Kept, SyncMemory};
 use crate::status::{DriftSeen, HealthReport, Outcome, Verdict, events_for, status_for};
+use crate::substitution;
 
 /// Reconciles one Sync: once the Policy and Namespace caches are complete (a pass before that
 /// would ignore windows and drift settings), applies it, or deletes what it applied when it is
@@ -401,9 +402,16 @@ impl Pass<'_> {
         )
         .await?;
         let manifests = manifest::parse_gzip(&bytes)?;
-        if decrypt::first_encrypted(&manifests).is_none() {
+        let deferred = substitution::any_deferred(&manifests);
+        if !deferred && decrypt::first_encrypted(&manifests).is_none() {
             return Ok((Arc::new(manifests), Some(Kept::Artifact(bytes.into()))));
         }
+        // Values from substituteFrom Secrets, then SOPS: in memory only, kept as they are.
+        let manifests = if deferred {
+            substitution::finish_all(&self.ctx.client, &self.key.0, manifests).await?
+        } else {
+            manifests
+        };
         let objects = Arc::new(self.decrypt(manifests).await?);
         Ok((objects.clone(), Some(Kept::Objects(objects))))
     }

@@ -97,6 +97,9 @@ struct Intent {
     normalized: Option<Value>,
     /// Rendered from SOPS-encrypted input: the controller applies decrypted values.
     encrypted: bool,
+    /// Substituted with values from a Secret, which the artifact does not hold: the controller
+    /// substitutes them.
+    from_secret: bool,
 }
 
 /// The tracked state of one Sync.
@@ -294,6 +297,7 @@ impl Trackers {
                     body: i.body,
                     normalized: None,
                     encrypted: m.object.get("sops").is_some(),
+                    from_secret: plumb_sync::view::substitution_deferred(&m.object),
                 },
             );
         }
@@ -519,6 +523,11 @@ impl Trackers {
         if intent.encrypted {
             return ObjectDrift::NotCompared(
                 "encrypted in Git; the sync controller compares the decrypted values".into(),
+            );
+        }
+        if intent.from_secret {
+            return ObjectDrift::NotCompared(
+                "substituted with values from a Secret; the sync controller compares them".into(),
             );
         }
         let want = intent.normalized.as_ref().unwrap_or(&intent.body);

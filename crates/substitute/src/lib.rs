@@ -1,4 +1,6 @@
-//! Post-build variable substitution, byte for byte as Flux's kustomize-controller does it.
+//! Post-build variable substitution, byte for byte as Flux's kustomize-controller does it, used
+//! by the render controller (and `plumb build`/`plumb diff`) and by the sync controller, which
+//! finishes the substitution of values that come from Secrets ([`deferred`]).
 //!
 //! Each built object is written as YAML the way Flux writes it (its JSON through
 //! sigs.k8s.io/yaml, i.e. go-yaml v2: sorted keys, strings quoted only when they would read back
@@ -12,15 +14,33 @@
 //! Flux 2.7. Objects labelled or annotated `kustomize.toolkit.fluxcd.io/substitute: disabled` or
 //! `plumb.dev/substitute: disabled` are left alone.
 
+pub mod deferred;
 mod envsubst;
 mod pattern;
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 
+use plumb_api::ObjectId;
+use plumb_api::sync::CommonMetadata;
 use plumb_kustomize::yaml::{ScalarMode, YamlError, parse_documents, to_yaml_document};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::objects::object_id;
+/// The inventory id of an object: `<namespace>_<name>_<group>_<kind>`.
+fn object_id(obj: &Value) -> ObjectId {
+    let at = |pointer: &str| {
+        obj.pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let group = at("/apiVersion").rsplit_once('/').map_or("", |(g, _)| g);
+    ObjectId::new(
+        at("/metadata/namespace"),
+        at("/metadata/name"),
+        group,
+        at("/kind"),
+    )
+}
 
 /// Annotation (or label) that keeps an object out of substitution when set to `disabled`.
 pub const SUBSTITUTE_ANNOTATION: &str = "plumb.dev/substitute";
@@ -171,6 +191,29 @@ pub fn substitute_objects(
     vars: &BTreeMap<String, String>,
     limits: &SubstituteLimits,
 ) -> Result<Vec<Value>, SubstituteError> {
+    Ok(substitute_objects_tracked(objects, vars, limits)?
+        .into_iter()
+        .map(|s| s.object)
+        .collect())
+}
+
+/// An object after substitution, with the variables its substitution looked up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Substituted {
+    /// The object, substituted (or as it was, when it opts out).
+    pub object: Value,
+    /// Every variable name the substitution looked up (set or not, defaults and patterns
+    /// included): the same text with the same values looks up the same names, so these are all
+    /// the values the result depends on. Empty for an object that opts out.
+    pub used: BTreeSet<String>,
+}
+
+/// [`substitute_objects`], telling for each object which variables it used.
+pub fn substitute_objects_tracked(
+    objects: Vec<Value>,
+    vars: &BTreeMap<String, String>,
+    limits: &SubstituteLimits,
+) -> Result<Vec<Substituted>, SubstituteError> {
     let mut names_checked = false;
     let mut budget = envsubst::Budget {
         bytes: usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX),
@@ -180,7 +223,10 @@ pub fn substitute_objects(
         .into_iter()
         .map(|obj| {
             if is_disabled(&obj) {
-                return Ok(obj);
+                return Ok(Substituted {
+                    object: obj,
+                    used: BTreeSet::new(),
+                });
             }
             if !names_checked {
                 // As Flux: the names are checked when an object is substituted.
@@ -199,12 +245,17 @@ fn substitute_enabled(
     vars: &BTreeMap<String, String>,
     budget: &mut envsubst::Budget,
     limit: u64,
-) -> Result<Value, SubstituteError> {
+) -> Result<Substituted, SubstituteError> {
     let id = object_id(&obj).to_string();
     let secret = obj.get("kind").and_then(Value::as_str) == Some("Secret")
         && obj.get("apiVersion").and_then(Value::as_str) == Some("v1");
     let text = to_yaml_document(&obj);
-    let out = substitute_text_within(&text, vars, *budget).map_err(|e| match e {
+    let used = RefCell::new(BTreeSet::new());
+    let lookup = |k: &str| {
+        used.borrow_mut().insert(k.to_owned());
+        vars.get(k).map(|v| v.as_bytes().to_vec())
+    };
+    let out = substitute_text_within(&text, &lookup, *budget).map_err(|e| match e {
         TextError::Missing { line, var } => SubstituteError::Missing {
             object: id.clone(),
             var: (!secret).then_some(var),
@@ -237,8 +288,42 @@ fn substitute_enabled(
         .next()
         .unwrap_or(Value::Null);
     match doc {
-        Value::Object(_) => Ok(doc),
+        Value::Object(_) => Ok(Substituted {
+            object: doc,
+            used: used.into_inner(),
+        }),
         _ => Err(yaml_err("not an object".to_owned())),
+    }
+}
+
+/// Sets `common`'s labels and annotations on every object (over ones of the same key), as a
+/// Sync's `commonMetadata` asks, after substitution (so they are never substituted).
+pub fn apply_common_metadata(objects: &mut [Value], common: &CommonMetadata) {
+    for obj in objects {
+        for (field, values) in [
+            ("labels", &common.labels),
+            ("annotations", &common.annotations),
+        ] {
+            if values.is_empty() {
+                continue;
+            }
+            let Some(meta) = obj
+                .as_object_mut()
+                .map(|o| o.entry("metadata").or_insert_with(|| json!({})))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let map = meta.entry(field).or_insert_with(|| json!({}));
+            if !map.is_object() {
+                *map = json!({});
+            }
+            if let Some(map) = map.as_object_mut() {
+                for (k, v) in values {
+                    map.insert(k.clone(), json!(v));
+                }
+            }
+        }
     }
 }
 
@@ -293,7 +378,7 @@ pub enum TextError {
 pub fn substitute_text(text: &str, vars: &BTreeMap<String, String>) -> Result<Vec<u8>, TextError> {
     substitute_text_within(
         text,
-        vars,
+        &|k: &str| vars.get(k).map(|v| v.as_bytes().to_vec()),
         envsubst::Budget {
             bytes: usize::MAX,
             deadline: None,
@@ -303,7 +388,7 @@ pub fn substitute_text(text: &str, vars: &BTreeMap<String, String>) -> Result<Ve
 
 fn substitute_text_within(
     text: &str,
-    vars: &BTreeMap<String, String>,
+    lookup: &dyn Fn(&str) -> Option<Vec<u8>>,
     budget: envsubst::Budget,
 ) -> Result<Vec<u8>, TextError> {
     let convert = |e| match e {
@@ -313,12 +398,7 @@ fn substitute_text_within(
         envsubst::EvalError::Deadline { line } => TextError::Deadline { line },
     };
     let template = envsubst::parse(text).map_err(convert)?;
-    template
-        .execute_within(
-            &|k: &str| vars.get(k).map(|v| v.as_bytes().to_vec()),
-            budget,
-        )
-        .map_err(convert)
+    template.execute_within(lookup, budget).map_err(convert)
 }
 
 #[cfg(test)]
