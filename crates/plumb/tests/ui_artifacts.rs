@@ -11,65 +11,23 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plumb_api::{SYNC_FIELD_MANAGER, SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL, Sync};
 use plumb_artifact::ArtifactToken;
 use plumb_artifact::fetch::digest_of;
-use plumb_e2e_support::{TestNamespace, kubeconfig_path, wait_for};
+use plumb_e2e_support::{TestNamespace, Ui, kubeconfig_path, wait_for};
 use serde_json::json;
 
 /// Bound on the page showing what it will show (a failure bound, not a timing assertion).
 const PAGE: Duration = Duration::from_secs(90);
 
-/// `plumb ui` as a user runs it; killed when dropped.
-struct Ui {
-    child: Child,
-    url: String,
-}
-
-impl Ui {
-    fn start(namespace: &str, token_secret: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plumb"))
-            .args(["ui", "--addr", "127.0.0.1:0", "-n", namespace])
-            .arg(format!(
-                "--artifact-token-secret={namespace}/{token_secret}"
-            ))
-            .env("KUBECONFIG", kubeconfig_path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        // Its log follows on stdout: drained, so the pipe never fills.
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("plumb ui printed no URL: {line:?}"))
-            .trim_end_matches('/')
-            .to_owned();
-        Self { child, url }
-    }
-}
-
-impl Drop for Ui {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits until the Sync page `name` satisfies `ok`; returns it.
 async fn page_shows(ui: &Ui, name: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
     let http = reqwest::Client::new();
-    let url = format!("{}/sync/{}", ui.url, name);
+    let url = format!("{}/sync/{}", ui.url(), name);
     let get = || async { http.get(&url).send().await?.text().await };
     let found = wait_for(what, PAGE, || async {
         let page = get().await.map_err(|e| e.to_string())?;
@@ -163,7 +121,14 @@ data:
             .unwrap();
     }
 
-    let ui = Ui::start(&name, "artifact-token");
+    let ui = Ui::start(
+        Path::new(env!("CARGO_BIN_EXE_plumb")),
+        &name,
+        &kubeconfig_path(),
+        &[format!("--artifact-token-secret={name}/artifact-token")],
+        None,
+    )
+    .unwrap();
     let expectations = [
         ("render-controller", "no endpoints available for service"),
         ("nothing", "not found"),

@@ -10,9 +10,8 @@
 
 mod browser;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use browser::Browser;
@@ -22,7 +21,7 @@ use kube::{Api, ResourceExt};
 use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
 use plumb_e2e_scenarios::demo::{self, Demo};
 use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, SCOPE_LABEL};
-use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_e2e_support::{TestNamespace, Ui, wait_for};
 use serde_json::json;
 
 /// Bound on the controllers reaching a state (a failure bound, not a timing assertion).
@@ -58,74 +57,46 @@ fn settings(value: &str) -> String {
     )
 }
 
-/// `plumb ui` as a user runs it, in its own process.
-struct Ui {
-    child: Child,
-    url: String,
+/// `plumb ui -n NAMESPACE` with the tests' kubeconfig and the controllers' artifact token.
+fn start_ui(namespace: &str) -> Ui {
+    start_ui_with(
+        namespace,
+        &plumb_e2e_support::kubeconfig_path(),
+        &[format!(
+            "--artifact-token-secret={namespace}/{ARTIFACT_TOKEN_SECRET}"
+        )],
+    )
 }
 
-impl Ui {
-    /// `plumb ui -n NAMESPACE` with the tests' kubeconfig and the controllers' artifact token.
-    fn start(namespace: &str) -> Self {
-        Self::start_with(
-            namespace,
-            &plumb_e2e_support::kubeconfig_path(),
-            &[format!(
-                "--artifact-token-secret={namespace}/{ARTIFACT_TOKEN_SECRET}"
-            )],
-        )
-    }
-
-    /// `plumb ui -n NAMESPACE FLAGS...` with the kubeconfig at `kubeconfig`.
-    fn start_with(namespace: &str, kubeconfig: &Path, flags: &[String]) -> Self {
-        let root = plumb_e2e_support::repo_root();
-        // `plumb` runs `plumb-cli` beside it for everything but builds: both.
-        let built = plumb_e2e_scenarios::cargo()
-            .args(["build", "--quiet", "-p", "plumb", "--bins"])
-            .current_dir(&root)
-            .output()
-            .expect("running cargo");
-        assert!(
-            built.status.success(),
-            "building plumb failed: {}",
-            String::from_utf8_lossy(&built.stderr)
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        let mut child = Command::new(target.join("debug/plumb"))
-            .args(["ui", "--addr", "127.0.0.1:0", "-n", namespace])
-            .args(flags)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info,plumb=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting plumb ui");
-        let mut line = String::new();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        stdout.read_line(&mut line).unwrap();
-        // Its log follows on stdout: into a file beside the screenshots, so the pipe never fills.
-        let log_path = screenshot_dir().join(format!("plumb-ui-{namespace}.log"));
-        let mut log = std::fs::File::create(&log_path).unwrap();
-        std::thread::spawn(move || std::io::copy(&mut stdout, &mut log));
-        eprintln!("plumb ui log: {}", log_path.display());
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("plumb ui printed no URL: {line:?}"))
-            .trim_end_matches('/')
-            .to_owned();
-        Self { child, url }
-    }
-}
-
-impl Drop for Ui {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `plumb ui -n NAMESPACE FLAGS...` with the kubeconfig at `kubeconfig`, from a fresh build;
+/// its log goes to a file beside the screenshots.
+fn start_ui_with(namespace: &str, kubeconfig: &Path, flags: &[String]) -> Ui {
+    let root = plumb_e2e_support::repo_root();
+    // `plumb` runs `plumb-cli` beside it for everything but builds: both.
+    let built = plumb_e2e_scenarios::cargo()
+        .args(["build", "--quiet", "-p", "plumb", "--bins"])
+        .current_dir(&root)
+        .output()
+        .expect("running cargo");
+    assert!(
+        built.status.success(),
+        "building plumb failed: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let log = screenshot_dir().join(format!("plumb-ui-{namespace}.log"));
+    let ui = Ui::start(
+        &target.join("debug/plumb"),
+        namespace,
+        kubeconfig,
+        flags,
+        Some(&log),
+    )
+    .expect("starting plumb ui");
+    eprintln!("plumb ui log: {}", log.display());
+    ui
 }
 
 fn screenshot_dir() -> PathBuf {
@@ -316,12 +287,12 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
         syncs,
     } = App::synced(&ns).await;
 
-    let ui = Ui::start(ns.name());
+    let ui = start_ui(ns.name());
     let browser = Browser::launch(1280, 900).await.unwrap();
     let ns_name = ns.name().to_owned();
 
     // The overview lists the source, its Sync, the Policy governing it, and the counts.
-    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    browser.open(&format!("{}/", ui.url())).await.unwrap();
     let overview = page_shows(&browser, "the overview to list the objects", "main", |t| {
         t.contains(&format!("GitRepository {ns_name}/app")) && t.contains(&policy_name)
     })
@@ -354,7 +325,7 @@ async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() 
 
     // The Sync's page: the chain, the objects with health, in sync.
     browser
-        .open(&format!("{}/sync/{ns_name}/app", ui.url))
+        .open(&format!("{}/sync/{ns_name}/app", ui.url()))
         .await
         .unwrap();
     let web_drift = format!("tr[data-object='{ns_name}_web_apps_Deployment'] td.drift");
@@ -575,11 +546,11 @@ async fn the_overview_lists_the_demos_own_objects_in_sync() {
         demo::NAMESPACE
     );
     let policy = demo_policy_name();
-    let ui = Ui::start_with(demo::NAMESPACE, &plumb_e2e_support::kubeconfig_path(), &[]);
+    let ui = start_ui_with(demo::NAMESPACE, &plumb_e2e_support::kubeconfig_path(), &[]);
     let browser = Browser::launch(1280, 900).await.unwrap();
 
     // Every GitRepository and Sync of the demo, every Sync Ready, and the demo's Policy.
-    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    browser.open(&format!("{}/", ui.url())).await.unwrap();
     let ready = format!("{} Ready", syncs.len());
     let overview = page_shows(
         &browser,
@@ -635,7 +606,7 @@ async fn the_overview_lists_the_demos_own_objects_in_sync() {
     for sync in &syncs {
         let name = sync.name_any();
         browser
-            .open(&format!("{}/sync/{}/{name}", ui.url, demo::NAMESPACE))
+            .open(&format!("{}/sync/{}/{name}", ui.url(), demo::NAMESPACE))
             .await
             .unwrap();
         let inventory = sync
@@ -772,7 +743,7 @@ subjects:
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = impersonating_kubeconfig(dir.path(), &user);
-    let ui = Ui::start_with(
+    let ui = start_ui_with(
         &ns_name,
         &kubeconfig,
         &[format!(
@@ -782,7 +753,7 @@ subjects:
     let browser = Browser::launch(1280, 900).await.unwrap();
 
     // The overview: the namespace's objects, and plainly that Policies cannot be read.
-    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    browser.open(&format!("{}/", ui.url())).await.unwrap();
     page_shows(&browser, "the overview to list the objects", "main", |t| {
         t.contains(&format!("GitRepository {ns_name}/app")) && t.contains("1 Ready")
     })
@@ -812,7 +783,7 @@ subjects:
 
     // The Sync's page: its objects watched in the namespace, live.
     browser
-        .open(&format!("{}/sync/{ns_name}/app", ui.url))
+        .open(&format!("{}/sync/{ns_name}/app", ui.url()))
         .await
         .unwrap();
     for id in [
@@ -867,7 +838,7 @@ subjects:
     })
     .await;
     shoot(&browser, "limited-sync.png").await;
-    browser.open(&format!("{}/", ui.url)).await.unwrap();
+    browser.open(&format!("{}/", ui.url())).await.unwrap();
     page_shows(&browser, "the Policies table", "table.policies", |t| {
         t.contains(&policy_name)
     })

@@ -25,6 +25,7 @@ mod ports;
 mod sops;
 mod task;
 mod teardown;
+mod ui;
 mod wait;
 
 pub use apply::apply_yaml;
@@ -42,4 +43,5 @@ pub use ports::{free_addr, free_port};
 pub use sops::{AgeKey, SopsTools};
 pub use task::{ControllerTask, Shutdown};
 pub use teardown::{delete_plumb_objects, delete_plumb_objects_blocking};
+pub use ui::Ui;
 pub use wait::{wait_for, wait_for_while};
