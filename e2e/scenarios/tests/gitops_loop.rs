@@ -9,9 +9,9 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
+use plumb_api::{Conditions, GitRepository, Sync, condition_type};
 use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture};
-use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_e2e_support::{PolicyRule, TestNamespace, wait_for};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -267,21 +267,16 @@ async fn a_deny_policy_blocks_the_new_revision_until_it_is_fixed() {
     let good = git.commit("pinned image").unwrap();
 
     // Deleted with the namespace, whether the scenario passes or not.
-    let policy_name = format!("{}-pinned", ns.name());
-    ns.apply_cluster::<Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": { "name": policy_name },
-        "spec": {
-            "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns.name() } } },
-            "rules": [{
-                "name": "pinned-images",
-                "match": { "resources": [{ "group": "apps", "kinds": ["Deployment"] }] },
-                "expression": "object.spec.template.spec.containers.all(c, !c.image.endsWith(':latest'))",
-                "message": "images must not use the latest tag",
-                "action": "Deny"
-            }]
-        }
-    }))
+    ns.apply_policy(
+        "pinned",
+        PolicyRule::deny(
+            "pinned-images",
+            "apps/Deployment",
+            "object.spec.template.spec.containers.all(c, !c.image.endsWith(':latest'))",
+            "images must not use the latest tag",
+        )
+        .spec(),
+    )
     .await
     .unwrap();
     let controllers = Controllers::start(ns.name()).unwrap();

@@ -21,12 +21,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt as _};
-use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
+use plumb_api::{Conditions, GitRepository, Sync, condition_type};
 use plumb_e2e_scenarios::{
     ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL,
 };
 use plumb_e2e_support::{
-    TestNamespace, helm_binary, helm_template, pinned_kubernetes_version, wait_for,
+    PolicyRule, TestNamespace, helm_binary, helm_template, pinned_kubernetes_version, wait_for,
     yaml_documents_json,
 };
 use serde_json::{Value, json};
@@ -750,20 +750,16 @@ async fn chart_values_from_git_and_a_config_map_render_again_drift_is_healed_and
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deny_policy_blocks_a_chart_object_naming_the_rule() {
     let (s, first) = Scenario::start("e2e-chart-policy", "replicaCount: 2\n").await;
-    s.ns.apply_cluster::<Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": { "name": format!("{}-capped", s.ns.name()) },
-        "spec": {
-            "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": s.ns.name() } } },
-            "rules": [{
-                "name": "replicas-capped",
-                "match": { "resources": [{ "group": "apps", "kinds": ["Deployment"] }] },
-                "expression": "object.spec.replicas <= 5",
-                "message": "at most five replicas",
-                "action": "Deny"
-            }]
-        }
-    }))
+    s.ns.apply_policy(
+        "capped",
+        PolicyRule::deny(
+            "replicas-capped",
+            "apps/Deployment",
+            "object.spec.replicas <= 5",
+            "at most five replicas",
+        )
+        .spec(),
+    )
     .await
     .unwrap();
     s.create_sync(json!({})).await;

@@ -18,10 +18,10 @@ use browser::Browser;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type};
+use plumb_api::{Conditions, GitRepository, Sync, condition_type};
 use plumb_e2e_scenarios::demo::{self, Demo};
 use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, SCOPE_LABEL};
-use plumb_e2e_support::{TestNamespace, Ui, wait_for};
+use plumb_e2e_support::{PolicyRule, TestNamespace, Ui, wait_for};
 use serde_json::json;
 
 /// Bound on the controllers reaching a state (a failure bound, not a timing assertion).
@@ -263,23 +263,17 @@ impl App {
 async fn the_ui_shows_objects_drift_heal_actions_and_denials_live_in_chromium() {
     let ns = TestNamespace::new("e2e-ui").await.unwrap();
     plumb_e2e_support::install_crds(ns.client()).await.unwrap();
-    let policy_name = format!("{}-values", ns.name());
-    ns.apply_cluster::<Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": { "name": policy_name },
-        "spec": {
-            "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns.name() } } },
-            "rules": [{
-                "name": "no-forbidden-value",
-                "match": { "resources": [{ "group": "", "kinds": ["ConfigMap"] }] },
-                "expression": "object.data.value != 'forbidden'",
-                "message": "the value 'forbidden' is not allowed",
-                "action": "Deny"
-            }]
-        }
-    }))
-    .await
-    .unwrap();
+    let rule = PolicyRule::deny(
+        "no-forbidden-value",
+        "ConfigMap",
+        "object.data.value != 'forbidden'",
+        "the value 'forbidden' is not allowed",
+    );
+    let policy_name = ns
+        .apply_policy("values", rule.spec())
+        .await
+        .unwrap()
+        .name_any();
     let App {
         git,
         controllers,
@@ -720,23 +714,17 @@ subjects:
             "{what:?} as {user}: {said}"
         );
     }
-    let policy_name = format!("{ns_name}-limited");
-    ns.apply_cluster::<Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": { "name": policy_name },
-        "spec": {
-            "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns_name } } },
-            "rules": [{
-                "name": "named",
-                "match": { "resources": [{ "group": "", "kinds": ["ConfigMap"] }] },
-                "expression": "has(object.metadata.name)",
-                "message": "objects have names",
-                "action": "Warn"
-            }]
-        }
-    }))
-    .await
-    .unwrap();
+    let rule = PolicyRule::warn(
+        "named",
+        "ConfigMap",
+        "has(object.metadata.name)",
+        "objects have names",
+    );
+    let policy_name = ns
+        .apply_policy("limited", rule.spec())
+        .await
+        .unwrap()
+        .name_any();
 
     // The Git server and the controllers live as long as `app`.
     let app = App::synced(&ns).await;
