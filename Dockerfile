@@ -9,7 +9,7 @@
 FROM golang:1.26-bookworm AS helm
 WORKDIR /src/crates/helm/go
 COPY crates/helm/go/ .
-COPY e2e/lib/go.sh /src/e2e/lib/go.sh
+COPY e2e/lib/ /src/e2e/lib/
 RUN --mount=type=cache,target=/root/go/pkg/mod \
     PLUMB_CACHE_DIR=/cache bash build.sh >/dev/null \
     && cp /cache/helm-*/bin/helm /usr/local/bin/helm

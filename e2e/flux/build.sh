@@ -11,13 +11,14 @@
 # its `api` module comes from the proxy at the release's version instead of from ./api.
 #
 # Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/flux-sc-<version>-kc-<version>-<source hash>, where
-# the hash covers both go.mod and go.sum files, this script and e2e/lib/go.sh.
+# the hash covers both go.mod and go.sum files, this script, e2e/lib/go.sh and e2e/lib/cache.sh.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/go.sh
 source "$SRC/../lib/go.sh"
-CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
+# shellcheck source=../lib/cache.sh
+source "$SRC/../lib/cache.sh"
 
 say() { printf 'flux: %s\n' "$*" >&2; }
 die() {
@@ -33,7 +34,7 @@ version_of() {
 
 source_hash() {
 	(cd "$SRC" && sha256sum source-controller/go.mod source-controller/go.sum \
-		kustomize-controller/go.mod kustomize-controller/go.sum build.sh ../lib/go.sh |
+		kustomize-controller/go.mod kustomize-controller/go.sum build.sh ../lib/go.sh ../lib/cache.sh |
 		sha256sum | cut -c1-12)
 }
 
@@ -55,31 +56,10 @@ compile() {
 	done
 }
 
-ensure_flux() {
-	local dir
-	dir=$CACHE_DIR/flux-sc-$(version_of source-controller)-kc-$(version_of kustomize-controller)-$(source_hash)
-	if [[ -d $dir/out ]]; then
-		echo "$dir/out"
-		return
-	fi
-	mkdir -p "$dir"
-	exec 8>"$dir/.lock"
-	flock 8
-	if [[ -d $dir/out ]]; then
-		echo "$dir/out"
-		return
-	fi
-	local partial=$dir/out.partial.$$ start=$SECONDS c
-	rm -rf "$partial" "$partial.log"
-	compile "$partial"
-	for c in "${CONTROLLERS[@]}"; do
-		[[ -x $partial/bin/$c ]] || die "build finished but $partial/bin/$c is missing"
-	done
-	# Publish at once, so an interrupted build is never mistaken for a cache hit.
-	mv "$partial.log" "$dir/build.log"
-	mv "$partial" "$dir/out"
-	say "built in $((SECONDS - start))s: $dir/out"
-	echo "$dir/out"
+# build OUT_DIR: compile, and check that both controllers are there.
+build() {
+	compile "$1"
+	require_built "$1/bin" "${CONTROLLERS[@]}"
 }
 
-ensure_flux
+cached_build "$CACHE_DIR/flux-sc-$(version_of source-controller)-kc-$(version_of kustomize-controller)-$(source_hash)" out build

@@ -5,14 +5,15 @@
 # first use (so a fresh machine and CI need nothing else); it can be run alone to warm the cache.
 #
 # Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/sops-<sops version>-age-<age version>-<source hash>/bin,
-# where the hash covers go.mod, go.sum, this script and e2e/lib/go.sh, so a changed pin builds
-# anew and an unchanged one never does.
+# where the hash covers go.mod, go.sum, this script, e2e/lib/go.sh and e2e/lib/cache.sh, so a
+# changed pin builds anew and an unchanged one never does.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../lib/go.sh
 source "$SRC/../lib/go.sh"
-CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
+# shellcheck source=../lib/cache.sh
+source "$SRC/../lib/cache.sh"
 BINARIES=(sops age age-keygen)
 
 say() { printf 'sops-tools: %s\n' "$*" >&2; }
@@ -27,9 +28,8 @@ module_version() {
 }
 
 source_hash() {
-	(cd "$SRC" && sha256sum go.mod go.sum build.sh ../lib/go.sh | sha256sum | cut -c1-12)
+	(cd "$SRC" && sha256sum go.mod go.sum build.sh ../lib/go.sh ../lib/cache.sh | sha256sum | cut -c1-12)
 }
-
 
 # compile OUT_DIR: build the three tools into OUT_DIR in one go build (shared compile).
 compile() {
@@ -47,33 +47,10 @@ compile() {
 		}
 }
 
-ensure_binaries() {
-	local dir bin
-	dir=$CACHE_DIR/sops-$(module_version github.com/getsops/sops/v3)-age-$(module_version filippo.io/age)-$(source_hash)
-	bin=$dir/bin
-	if [[ -d $bin ]]; then
-		echo "$bin"
-		return
-	fi
-	mkdir -p "$dir"
-	# Parallel test binaries may all ask at once: one builds, the others wait for it.
-	exec 8>"$dir/.lock"
-	flock 8
-	if [[ -d $bin ]]; then
-		echo "$bin"
-		return
-	fi
-	local partial=$dir/bin.partial.$$ start=$SECONDS b
-	rm -rf "$partial" "$partial.log"
-	compile "$partial"
-	for b in "${BINARIES[@]}"; do
-		[[ -x $partial/$b ]] || die "build finished but $partial/$b is missing"
-	done
-	# Publish the whole set at once, so an interrupted build is never mistaken for a cache hit.
-	mv "$partial.log" "$dir/build.log"
-	mv "$partial" "$bin"
-	say "built in $((SECONDS - start))s: $bin"
-	echo "$bin"
+# build OUT_DIR: compile, and check that every tool is there.
+build() {
+	compile "$1"
+	require_built "$1" "${BINARIES[@]}"
 }
 
-ensure_binaries
+cached_build "$CACHE_DIR/sops-$(module_version github.com/getsops/sops/v3)-age-$(module_version filippo.io/age)-$(source_hash)" bin build

@@ -4,8 +4,8 @@
 # build`'s tests, e2e/deps.sh (so `make test`, `make demo` and .ci/run) and the Dockerfile call it.
 #
 # Cache: ${PLUMB_CACHE_DIR:-~/.cache/plumb}/helm-<helm version>-<source hash>/bin/helm, where the
-# hash covers go.mod, go.sum, this script and e2e/lib/go.sh, so a changed pin builds anew and an
-# unchanged one never does.
+# hash covers go.mod, go.sum, this script, e2e/lib/go.sh and e2e/lib/cache.sh, so a changed pin
+# builds anew and an unchanged one never does.
 #
 # The version ldflags matter: a Helm built without them reports itself as "v3.x" and, worse,
 # believes the cluster is Kubernetes v1.20.0 (`.Capabilities.KubeVersion` in `helm template`).
@@ -15,7 +15,8 @@ set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../../../e2e/lib/go.sh
 source "$SRC/../../../e2e/lib/go.sh"
-CACHE_DIR=${PLUMB_CACHE_DIR:-${HOME:?HOME is not set}/.cache/plumb}
+# shellcheck source=../../../e2e/lib/cache.sh
+source "$SRC/../../../e2e/lib/cache.sh"
 
 say() { printf 'helm: %s\n' "$*" >&2; }
 die() {
@@ -23,14 +24,13 @@ die() {
 	exit 1
 }
 
-
 # module_version MODULE prints the version go.mod pins for MODULE.
 module_version() {
 	go_mod_version "$SRC/go.mod" "$1"
 }
 
 source_hash() {
-	(cd "$SRC" && sha256sum go.mod go.sum build.sh ../../../e2e/lib/go.sh | sha256sum | cut -c1-12)
+	(cd "$SRC" && sha256sum go.mod go.sum build.sh ../../../e2e/lib/go.sh ../../../e2e/lib/cache.sh | sha256sum | cut -c1-12)
 }
 
 # compile OUT_DIR: build helm into OUT_DIR with the release's version stamps.
@@ -53,32 +53,10 @@ compile() {
 		{ tail -n 40 "$out.log" >&2; die "go build of helm failed; log: $out.log"; }
 }
 
-ensure_helm() {
-	local dir bin
-	dir=$CACHE_DIR/helm-$(module_version helm.sh/helm/v3)-$(source_hash)
-	bin=$dir/bin
-	if [[ -x $bin/helm ]]; then
-		echo "$bin/helm"
-		return
-	fi
-	mkdir -p "$dir"
-	# Parallel test binaries may ask at once: one builds, the others wait.
-	exec 8>"$dir/.lock"
-	flock 8
-	if [[ -x $bin/helm ]]; then
-		echo "$bin/helm"
-		return
-	fi
-	local partial=$dir/bin.partial.$$
-	rm -rf "$partial" "$partial.log"
-	local start=$SECONDS
-	compile "$partial"
-	"$partial/helm" version --short >>"$partial.log" 2>&1 || die "the built helm does not run; log: $partial.log"
-	mv "$partial.log" "$dir/build.log"
-	# Publish at once, so an interrupted build is never mistaken for a cache hit.
-	mv "$partial" "$bin"
-	say "built in $((SECONDS - start))s: $bin/helm"
-	echo "$bin/helm"
+# build OUT_DIR: compile, and check that the binary runs.
+build() {
+	compile "$1"
+	"$1/helm" version --short >>"$1.log" 2>&1 || die "the built helm does not run; log: $1.log"
 }
 
-ensure_helm
+cached_build "$CACHE_DIR/helm-$(module_version helm.sh/helm/v3)-$(source_hash)" bin build helm
