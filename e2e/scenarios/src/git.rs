@@ -177,6 +177,28 @@ impl GitFixture {
     }
 }
 
+/// Every file under `root`, sorted, leaving out `.git`.
+pub fn files_under(root: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(io(format!("reading {}", dir.display())))?;
+        for entry in entries {
+            let entry = entry.map_err(io(format!("reading {}", dir.display())))?;
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            if entry.path().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Copies the directory `from` to `to` (created), leaving out `.git`.
 pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to).map_err(io(format!("creating {}", to.display())))?;

@@ -13,7 +13,7 @@ pub use controllers::{
     ARTIFACT_TOKEN_SECRET, BIN_DIR_ENV, Controller, Controllers, SCOPE_LABEL, cargo, plumb_binary,
     without_cargo_test_env,
 };
-pub use git::{GitFixture, copy_tree};
+pub use git::{GitFixture, copy_tree, files_under};
 pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
 pub use private_cluster::PrivateCluster;
 

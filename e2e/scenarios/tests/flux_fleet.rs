@@ -1,9 +1,11 @@
-//! Moving a Flux fleet repository to plumb, end to end: `examples/flux-fleet` (a cluster
-//! directory with Flux's bootstrap objects and Kustomizations, infrastructure/, apps/ with a
-//! base and an overlay, a component, SOPS-encrypted Secrets, a cluster-vars ConfigMap used by
-//! `postBuild.substituteFrom`) is served from a git server, `plumb import` turns its Flux objects
-//! into plumb ones, which replace them in the repository as a user moving would commit them, and
-//! the three controllers apply it. Every object in the cluster, decrypted Secret values included,
+//! Moving a Flux fleet repository to plumb, end to end: `examples/flux-fleet` (two cluster
+//! directories, staging and production, each with Flux's bootstrap objects and Kustomizations
+//! and its own cluster-vars ConfigMap used by `postBuild.substituteFrom` (production also a
+//! SOPS-encrypted cluster-secrets Secret); infrastructure/ and apps/ with a base and an overlay
+//! per cluster, a component, SOPS-encrypted Secrets) is served from a git server, `plumb import`
+//! of one cluster directory turns its Flux objects into plumb ones, which replace them in the
+//! repository as a user moving would commit them, and the three controllers apply it. Each
+//! cluster is its own test, with its own namespaces and controllers. Every object in the cluster, decrypted Secret values included,
 //! is then checked against what Flux makes of the same manifests: `kubectl kustomize` over the
 //! tree as Flux's generator lays it out (the Kustomization's `targetNamespace`, `namePrefix`,
 //! `components`; a generated kustomization for a plain directory), `commonMetadata` set after
@@ -19,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -28,14 +31,14 @@ use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::{Scope, pinned_kind};
 use plumb_api::{Conditions, Sync, condition_type};
-use plumb_e2e_scenarios::{Controllers, GitFixture, SCOPE_LABEL, copy_tree, plumb_binary};
+use plumb_e2e_scenarios::{
+    Controller, Controllers, GitFixture, SCOPE_LABEL, copy_tree, files_under, plumb_binary,
+};
 use plumb_e2e_support::{SopsTools, TestNamespace, flux_substitute, wait_for};
 use serde_json::{Map, Value, json};
 
 /// The fleet's GitRepository URL, replaced by the test's git server.
 const FLEET_URL: &str = "https://git.example.com/fleet.git";
-/// The cluster directory the test bootstraps.
-const CLUSTER: &str = "clusters/staging";
 /// How long the three Syncs may take to be Ready (the infrastructure waits for a Deployment).
 const READY_WITHIN: Duration = Duration::from_secs(240);
 /// The annotation (or label) by which an object opts out of Flux's substitution.
@@ -46,26 +49,6 @@ fn yaml_documents(text: &str) -> Vec<Value> {
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
         .filter(|v: &Value| v.is_object())
         .collect()
-}
-
-fn files_under(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() == ".git" {
-                continue;
-            }
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            } else {
-                out.push(entry.path());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn is_yaml(path: &Path) -> bool {
@@ -79,7 +62,11 @@ fn is_sops(path: &Path) -> bool {
 /// The names of the Namespace objects the fleet declares.
 fn declared_namespaces(root: &Path) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
-    for file in files_under(root).into_iter().filter(|f| is_yaml(f)) {
+    for file in files_under(root)
+        .unwrap()
+        .into_iter()
+        .filter(|f| is_yaml(f))
+    {
         for doc in yaml_documents(&std::fs::read_to_string(&file).unwrap()) {
             if doc["kind"] == "Namespace"
                 && let Some(name) = doc["metadata"]["name"].as_str()
@@ -139,6 +126,7 @@ fn plumb_import(work: &Path, dir: &str) -> (Vec<Value>, Vec<String>) {
 /// The Flux Kustomizations under `dir`.
 fn flux_kustomizations(dir: &Path) -> Vec<Value> {
     files_under(dir)
+        .unwrap()
         .into_iter()
         .filter(|f| is_yaml(f))
         .flat_map(|f| yaml_documents(&std::fs::read_to_string(f).unwrap()))
@@ -291,19 +279,34 @@ fn flux_build(tree: &Path, kustomization: &Value, vars: &BTreeMap<String, String
     objects
 }
 
-/// Flux's variables for `kustomization`: its `substituteFrom` ConfigMaps, as the cluster holds
-/// them, in order, then its inline `substitute` over them.
+/// Flux's variables for `kustomization`: its `substituteFrom` ConfigMaps and Secrets, as the
+/// cluster holds them, in order, then its inline `substitute` over them.
 async fn flux_vars(ns: &TestNamespace, kustomization: &Value) -> BTreeMap<String, String> {
     let post = &kustomization["spec"]["postBuild"];
     let mut vars = BTreeMap::new();
     for source in post["substituteFrom"].as_array().into_iter().flatten() {
-        assert_eq!(source["kind"], "ConfigMap", "emulated: ConfigMaps only");
-        let cm: ConfigMap = ns
-            .api()
-            .get(source["name"].as_str().unwrap())
-            .await
-            .unwrap();
-        vars.extend(cm.data.unwrap_or_default());
+        assert!(
+            source.get("optional").is_none(),
+            "emulated: required sources only"
+        );
+        let name = source["name"].as_str().unwrap();
+        match source["kind"].as_str() {
+            Some("ConfigMap") => {
+                let cm: ConfigMap = ns.api().get(name).await.unwrap();
+                vars.extend(cm.data.unwrap_or_default());
+            }
+            Some("Secret") => {
+                let secret: Secret = ns.api().get(name).await.unwrap();
+                vars.extend(
+                    secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap())),
+                );
+            }
+            other => panic!("substituteFrom kind {other:?}"),
+        }
     }
     for (k, v) in post["substitute"].as_object().into_iter().flatten() {
         vars.insert(k.clone(), v.as_str().unwrap().to_owned());
@@ -413,17 +416,71 @@ async fn wait_ready(ns: &TestNamespace, controllers: &Controllers, names: &[Stri
     }
 }
 
+/// What one cluster of the fleet must show, besides matching Flux's build.
+struct Cluster {
+    /// Its directory under `clusters/`.
+    name: &'static str,
+    /// The apps Kustomization's `namePrefix`.
+    prefix: &'static str,
+    /// The shop's replicas, from its cluster-vars.
+    replicas: i64,
+    /// The database password its SOPS Secret holds.
+    db_password: &'static str,
+    /// `${log_level:=info}`: its cluster-vars value or the default.
+    log_level: &'static str,
+    /// `${analytics_token:=disabled}`: from its cluster-secrets Secret, or the default.
+    analytics_token: &'static str,
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_flux_fleet_imported_with_plumb_import_applies_what_flux_would() {
+async fn the_staging_cluster_imported_with_plumb_import_applies_what_flux_would() {
+    move_cluster(Cluster {
+        name: "staging",
+        prefix: "staging-",
+        replicas: 2,
+        db_password: "correct-horse-battery-staple",
+        log_level: "debug",
+        analytics_token: "disabled",
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_production_cluster_imported_with_plumb_import_applies_what_flux_would() {
+    move_cluster(Cluster {
+        name: "production",
+        prefix: "",
+        replicas: 3,
+        db_password: "tr0ub4dor-and-3-more",
+        log_level: "info",
+        analytics_token: "prod-analytics-7f3e9a41",
+    })
+    .await;
+}
+
+/// Whether the fleet file at `rel` belongs to `cluster` (its `clusters/`, `infrastructure/` or
+/// `apps/` directory of that name).
+fn of_cluster(rel: &Path, cluster: &str) -> bool {
+    rel.components()
+        .nth(1)
+        .is_some_and(|c| c.as_os_str() == cluster)
+}
+
+/// Moves the fleet's cluster `c` to plumb and checks it against Flux's build.
+async fn move_cluster(c: Cluster) {
+    let cluster_dir = format!("clusters/{}", c.name);
+    let cluster_dir = cluster_dir.as_str();
     let fleet = plumb_e2e_support::repo_root().join("examples/flux-fleet");
-    let ns = TestNamespace::new("e2e-fleet").await.unwrap();
+    let ns = TestNamespace::new(&format!("e2e-fleet-{}", &c.name[..4]))
+        .await
+        .unwrap();
     plumb_e2e_support::install_crds(ns.client()).await.unwrap();
 
     // The fleet's namespaces become test namespaces (unique, swept when a test process dies).
     let mut fleet_namespaces = Vec::new();
     let mut names = BTreeMap::from([("flux-system".to_owned(), ns.name().to_owned())]);
     for declared in declared_namespaces(&fleet) {
-        let test_ns = TestNamespace::new(&format!("fleet-{declared}"))
+        let test_ns = TestNamespace::new(&format!("fleet-{}-{declared}", &c.name[..4]))
             .await
             .unwrap();
         names.insert(declared, test_ns.name().to_owned());
@@ -436,14 +493,16 @@ async fn a_flux_fleet_imported_with_plumb_import_applies_what_flux_would() {
     let git = GitFixture::new().await.unwrap();
     git.copy_dir(&fleet, ".").unwrap();
     let mut encrypted_files = Vec::new();
-    for file in files_under(&git.work()) {
+    for file in files_under(&git.work()).unwrap() {
         let Ok(text) = std::fs::read_to_string(&file) else {
             continue;
         };
         let text = rename_namespaces(&text, &names).replace(FLEET_URL, &git.url());
         let bytes = if is_sops(&file) {
             let name = file.file_name().unwrap().to_string_lossy();
-            encrypted_files.push(file.clone());
+            if of_cluster(file.strip_prefix(git.work()).unwrap(), c.name) {
+                encrypted_files.push(file.clone());
+            }
             tools
                 .encrypt(
                     text.as_bytes(),
@@ -457,12 +516,15 @@ async fn a_flux_fleet_imported_with_plumb_import_applies_what_flux_would() {
         };
         std::fs::write(&file, bytes).unwrap();
     }
-    assert!(!encrypted_files.is_empty(), "the fleet has no *.sops.yaml");
+    assert!(
+        !encrypted_files.is_empty(),
+        "the cluster has no *.sops.yaml"
+    );
     git.commit("the Flux fleet").unwrap();
 
     // plumb import, then the move as a user commits it: the plumb objects replace Flux's.
-    let kustomizations = flux_kustomizations(&git.work().join(CLUSTER));
-    let (mut imported, warnings) = plumb_import(&git.work(), CLUSTER);
+    let kustomizations = flux_kustomizations(&git.work().join(cluster_dir));
+    let (mut imported, warnings) = plumb_import(&git.work(), cluster_dir);
     assert_eq!(
         warnings,
         Vec::<String>::new(),
@@ -483,20 +545,20 @@ async fn a_flux_fleet_imported_with_plumb_import_applies_what_flux_would() {
         .iter()
         .map(|o| format!("---\n{}", serde_yaml::to_string(o).unwrap()))
         .collect();
-    std::fs::remove_dir_all(git.work().join(CLUSTER).join("flux-system")).unwrap();
+    std::fs::remove_dir_all(git.work().join(cluster_dir).join("flux-system")).unwrap();
     for k in &kustomizations {
         let file = git
             .work()
-            .join(CLUSTER)
+            .join(cluster_dir)
             .join(format!("{}.yaml", k["metadata"]["name"].as_str().unwrap()));
         if file.exists() {
             std::fs::remove_file(file).unwrap();
         }
     }
-    git.write(&format!("{CLUSTER}/plumb.yaml"), &plumb_yaml)
+    git.write(&format!("{cluster_dir}/plumb.yaml"), &plumb_yaml)
         .unwrap();
     let moved = git.commit("move from Flux to plumb").unwrap();
-    let leftover = flux_kustomizations(&git.work().join(CLUSTER));
+    let leftover = flux_kustomizations(&git.work().join(cluster_dir));
     assert!(leftover.is_empty(), "Flux objects left: {leftover:#?}");
 
     // The age key, then the imported objects, applied as the README says.
@@ -585,28 +647,56 @@ async fn a_flux_fleet_imported_with_plumb_import_applies_what_flux_would() {
         "every encrypted Secret"
     );
 
-    // Spot checks that tie the comparison to the fleet's files.
+    // Spot checks that tie the comparison to the cluster's files.
     let shop_ns = &names["storefront"];
     let db: Secret = Api::namespaced(ns.client().clone(), shop_ns)
-        .get("staging-db-credentials")
+        .get(&format!("{}db-credentials", c.prefix))
         .await
         .unwrap();
-    assert_eq!(
-        db.data.unwrap()["password"].0,
-        b"correct-horse-battery-staple"
-    );
+    assert_eq!(db.data.unwrap()["password"].0, c.db_password.as_bytes());
     let shop = live_object(
         ns.client(),
         &json!({"apiVersion": "apps/v1", "kind": "Deployment",
-                "metadata": {"name": "staging-shop", "namespace": shop_ns}}),
+                "metadata": {"name": format!("{}shop", c.prefix), "namespace": shop_ns}}),
     )
     .await
     .unwrap();
-    assert_eq!(shop["spec"]["replicas"], json!(2), "a number, as in Flux");
     assert_eq!(
-        shop["metadata"]["labels"]["example.com/cluster"], "staging",
+        shop["spec"]["replicas"],
+        json!(c.replicas),
+        "a number, as in Flux"
+    );
+    assert_eq!(
+        shop["metadata"]["labels"]["example.com/cluster"], c.name,
         "commonMetadata"
     );
+    let env: BTreeMap<&str, &str> = shop["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    assert_eq!(env["LOG_LEVEL"], c.log_level);
+    assert_eq!(env["ANALYTICS_TOKEN"], c.analytics_token);
+    // A value from a substituteFrom Secret is applied, never stored in a rendered artifact.
+    if c.analytics_token != "disabled" {
+        let storage = controllers.storage_dir(Controller::Render);
+        for file in files_under(&storage).unwrap() {
+            let bytes = std::fs::read(&file).unwrap();
+            let mut text = Vec::new();
+            flate2::read::GzDecoder::new(bytes.as_slice())
+                .read_to_end(&mut text)
+                .unwrap_or_else(|_| {
+                    text = bytes.clone();
+                    0
+                });
+            assert!(
+                !String::from_utf8_lossy(&text).contains(c.analytics_token),
+                "{} holds the Secret's value",
+                file.display()
+            );
+        }
+    }
     drop(controllers);
     drop(fleet_namespaces);
 }

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::Path;
 use std::time::Duration;
 
 use base64::Engine;
@@ -18,7 +17,7 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type, reason};
 use plumb_e2e_scenarios::{
-    ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL,
+    ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL, files_under,
 };
 use plumb_e2e_support::{TestNamespace, wait_for};
 use serde_json::json;
@@ -83,7 +82,7 @@ async fn assert_nowhere_but_applied(
     values: &[&str],
 ) {
     let mut places: Vec<(String, String)> = Vec::new();
-    for file in files_under(&controllers.storage_dir(Controller::Render)) {
+    for file in files_under(&controllers.storage_dir(Controller::Render)).unwrap() {
         places.push((
             file.display().to_string(),
             read_maybe_gzip(&std::fs::read(&file).unwrap()),
@@ -142,22 +141,6 @@ async fn assert_nowhere_but_applied(
 /// The top-level key the render controller puts on a deferred object.
 fn plumb_substitute_key() -> &'static str {
     "plumbSubstitution:"
-}
-
-fn files_under(root: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            } else {
-                out.push(entry.path());
-            }
-        }
-    }
-    out
 }
 
 fn read_maybe_gzip(bytes: &[u8]) -> String {
