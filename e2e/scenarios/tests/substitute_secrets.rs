@@ -15,11 +15,11 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use plumb_api::{Conditions, GitRepository, Policy, Sync, condition_type, reason};
+use plumb_api::{Conditions, GitRepository, Sync, condition_type, reason};
 use plumb_e2e_scenarios::{
     ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL, files_under,
 };
-use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_e2e_support::{PolicyRule, TestNamespace, wait_for};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -231,20 +231,18 @@ async fn secret_values_are_applied_and_never_stored_shown_or_logged() {
         .await
         .unwrap();
     // Deleted with the namespace, whether the scenario passes or not.
-    ns.apply_cluster::<Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": { "name": format!("{}-dsn", ns.name()) },
-        "spec": {
-            "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns.name() } } },
-            "rules": [{
-                "name": "no-blocked-password",
-                "match": { "resources": [{ "group": "", "kinds": ["ConfigMap"] }] },
-                "expression": format!("!has(object.data.dsn) || !object.data.dsn.contains(':{BLOCKED_PREFIX}')"),
-                "message": "the DSN uses a blocked password",
-                "action": "Deny"
-            }]
-        }
-    }))
+    let no_blocked =
+        format!("!has(object.data.dsn) || !object.data.dsn.contains(':{BLOCKED_PREFIX}')");
+    ns.apply_policy(
+        "dsn",
+        PolicyRule::deny(
+            "no-blocked-password",
+            "ConfigMap",
+            &no_blocked,
+            "the DSN uses a blocked password",
+        )
+        .spec(),
+    )
     .await
     .unwrap();
 
