@@ -37,7 +37,8 @@ fn write(root: &Path, rel: &str, bytes: &[u8]) {
 }
 
 /// A source tree: an encrypted Secret manifest, a secretGenerator over an encrypted dotenv file
-/// (`envs`) and an encrypted JSON file (`files`), and a ConfigMap holding `marker`.
+/// (`envs`) and encrypted JSON, INI, YAML and binary files (`files`), and a ConfigMap holding
+/// `marker`.
 fn tree(root: &Path, tools: &SopsTools, key: &AgeKey, password: &str, marker: &str) {
     let regex = ["--encrypted-regex", "^(data|stringData)$"];
     let secret = SECRET.replace("hunter2", password);
@@ -72,6 +73,29 @@ fn tree(root: &Path, tools: &SopsTools, key: &AgeKey, password: &str, marker: &s
             )
             .unwrap(),
     );
+    // The other formats sops writes, each a whole file in the `files` generator.
+    let binary: Vec<u8> = [0u8, 0xff, 0x80]
+        .iter()
+        .copied()
+        .chain(format!("{password}-binary\n").bytes())
+        .collect();
+    for (name, plain) in [
+        (
+            "settings.ini",
+            format!("[db]\npassword = {password}\nport = 5432\n").into_bytes(),
+        ),
+        (
+            "extra.yaml",
+            format!("token: {password}-yaml\nlist: [1, 2]\n").into_bytes(),
+        ),
+        ("blob.bin", binary),
+    ] {
+        write(
+            root,
+            &format!("app/{name}"),
+            &tools.encrypt(&plain, name, &[&key.recipient], &[]).unwrap(),
+        );
+    }
     write(
         root,
         "app/cm.yaml",
@@ -80,7 +104,7 @@ fn tree(root: &Path, tools: &SopsTools, key: &AgeKey, password: &str, marker: &s
     write(
         root,
         "app/kustomization.yaml",
-        b"resources: [secret.yaml, cm.yaml]\nsecretGenerator:\n  - name: generated\n    envs: [db.env]\n  - name: files\n    files: [config.json]\n",
+        b"resources: [secret.yaml, cm.yaml]\nsecretGenerator:\n  - name: generated\n    envs: [db.env]\n  - name: files\n    files: [config.json, settings.ini, extra.yaml, blob.bin]\n",
     );
 }
 
@@ -199,6 +223,22 @@ async fn encrypted_secrets_apply_decrypted_a_wrong_key_applies_nothing_and_a_new
     let files = generated(&secrets, "files").await;
     let json: Value = serde_json::from_str(&data(&files, "config.json")).unwrap();
     assert_eq!(json["token"], "hunter2-token");
+    for name in ["settings.ini", "extra.yaml", "blob.bin"] {
+        let encrypted = std::fs::read(src.path().join("app").join(name)).unwrap();
+        let want = tools.decrypt(&encrypted, name, &key.identity).unwrap();
+        let got = &files.data.as_ref().unwrap()[name].0;
+        if name == "extra.yaml" {
+            // The same data; serde_yaml lays it out (docs/sops.md).
+            let read = |b: &[u8]| serde_yaml::from_slice::<serde_yaml::Value>(b).unwrap();
+            assert_eq!(read(got), read(&want), "{name}: as sops --decrypt gives it");
+        } else {
+            assert_eq!(
+                got, &want,
+                "{name}: byte for byte as sops --decrypt prints it"
+            );
+        }
+        assert!(got.windows(7).any(|w| w == b"hunter2"), "{name}: decrypted");
+    }
     let status = serde_json::to_string(&s.status).unwrap();
     assert!(!status.contains("hunter2"));
 
