@@ -18,6 +18,9 @@
 //! (`--kube-api-qps=50 --kube-api-burst=300`) off when the API server has Priority and Fairness,
 //! as this one has.
 //!
+//! Beside each peak it prints the controller's resident memory once the drift probe was Ready,
+//! before the fleet was created, and what each app added: (peak - before) / N.
+//!
 //! `BENCH_SYSTEMS` (comma-separated, default `flux,plumb,api`) picks what runs: `flux`, `plumb`,
 //! and `api` for the API server's ceiling; `BENCH_SYSTEMS=plumb` measures plumb alone (no Flux
 //! build), e.g. while working on plumb's own figures. The ratios are printed when both systems
@@ -257,6 +260,8 @@ struct Figures {
     ready: Duration,
     /// Per controller: peak memory over its life, CPU seconds from the first create to all Ready.
     controllers: Vec<(&'static str, u64, f64)>,
+    /// Per controller: resident memory once the drift probe was Ready, before the fleet.
+    before_kib: Vec<(&'static str, u64)>,
     apiserver_cpu: Option<f64>,
     idle_cpu: Vec<(&'static str, f64)>,
     idle_seconds: u64,
@@ -267,6 +272,16 @@ struct Figures {
 impl Figures {
     fn peak_mib(&self) -> f64 {
         self.controllers.iter().map(|c| c.1).sum::<u64>() as f64 / 1024.0
+    }
+
+    /// Resident memory of all controllers before the fleet, MiB.
+    fn before_mib(&self) -> f64 {
+        self.before_kib.iter().map(|c| c.1).sum::<u64>() as f64 / 1024.0
+    }
+
+    /// What each app added to the peak of all controllers, KiB: (peak - before) / apps.
+    fn growth_kib(&self) -> f64 {
+        (self.peak_mib() - self.before_mib()) * 1024.0 / self.apps.max(1) as f64
     }
 
     fn cpu(&self) -> f64 {
@@ -286,12 +301,14 @@ impl Figures {
 
     fn print(&self) {
         println!(
-            "{} N={}: created in {:.1} s, all Ready after {:.1} s; peak RSS {:.0} MiB, {:.1} CPU s (API server {}); idle {:.2} CPU s over {} s; drift reverted: {}; load {}",
+            "{} N={}: created in {:.1} s, all Ready after {:.1} s; peak RSS {:.0} MiB ({:.0} MiB before the fleet, {:.1} KiB per app), {:.1} CPU s (API server {}); idle {:.2} CPU s over {} s; drift reverted: {}; load {}",
             self.system.name(),
             self.apps,
             self.created.as_secs_f64(),
             self.ready.as_secs_f64(),
             self.peak_mib(),
+            self.before_mib(),
+            self.growth_kib(),
             self.cpu(),
             self.apiserver_cpu
                 .map_or("unknown".into(), |c| format!("{c:.1} CPU s")),
@@ -300,10 +317,13 @@ impl Figures {
             self.drift_text(),
             self.load,
         );
-        for ((name, peak, cpu), (_, idle)) in self.controllers.iter().zip(&self.idle_cpu) {
+        let per_controller = self.controllers.iter().zip(&self.idle_cpu);
+        for (((name, peak, cpu), (_, idle)), (_, before)) in per_controller.zip(&self.before_kib) {
             println!(
-                "    {name}: peak RSS {:.1} MiB, {cpu:.1} CPU s to Ready, {idle:.2} CPU s idle",
-                *peak as f64 / 1024.0
+                "    {name}: peak RSS {:.1} MiB ({:.1} MiB before the fleet, {:.1} KiB per app), {cpu:.1} CPU s to Ready, {idle:.2} CPU s idle",
+                *peak as f64 / 1024.0,
+                *before as f64 / 1024.0,
+                peak.saturating_sub(*before) as f64 / self.apps.max(1) as f64,
             );
         }
     }
@@ -616,12 +636,14 @@ async fn run(
         .collect();
     let limit = Duration::from_secs(env_or("BENCH_DRIFT_WAIT", 150u64));
     let drift = drift_revert(client, &drift_ns, limit).await;
+    let before_kib = before.iter().map(|(name, b)| (*name, b.rss_kib)).collect();
     let figures = Figures {
         system,
         apps: count,
         created,
         ready,
         controllers,
+        before_kib,
         apiserver_cpu,
         idle_cpu,
         idle_seconds,
@@ -812,7 +834,10 @@ async fn main() {
             flux.display()
         );
     } else {
-        println!("plumb alone (BENCH_SYSTEMS), {cores} cores");
+        println!(
+            "plumb alone (BENCH_SYSTEMS), {cores} cores; load {}",
+            load_average()
+        );
     }
     println!(
         "workers: Flux source 2, kustomize 4 (--concurrent, its defaults); plumb source 2, render 4, sync 4 (--concurrent, its defaults)"
@@ -848,18 +873,19 @@ async fn main() {
     }
     println!();
     println!(
-        "| N | | all Ready after | peak RSS, all controllers | CPU seconds (API server) | idle CPU s/min | drift reverted after |"
+        "| N | | all Ready after | peak RSS, all controllers (per app) | CPU seconds (API server) | idle CPU s/min | drift reverted after |"
     );
     println!("|---|---|---|---|---|---|---|");
     for (n, f, p, ceiling) in &table {
         for x in [f, p].into_iter().flatten() {
             println!(
-                "| {} | {} | {:.1} s (created in {:.1} s) | {:.0} MiB | {:.1} ({}) | {:.2} | {} |",
+                "| {} | {} | {:.1} s (created in {:.1} s) | {:.0} MiB ({:.1} KiB) | {:.1} ({}) | {:.2} | {} |",
                 x.apps,
                 x.system.name(),
                 x.ready.as_secs_f64(),
                 x.created.as_secs_f64(),
                 x.peak_mib(),
+                x.growth_kib(),
                 x.cpu(),
                 x.apiserver_cpu
                     .map_or("unknown".into(), |c| format!("{c:.1}")),

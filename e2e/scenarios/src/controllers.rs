@@ -156,7 +156,8 @@ impl Layout {
     }
 }
 
-/// How long stopping the controllers waits for the namespace's plumb objects to be finalized.
+/// How long stopping the controllers waits for one more of the namespace's plumb objects to be
+/// finalized (all of them may take longer, as long as they keep going).
 const TEARDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The three controllers, each its own process, watching only one namespace.

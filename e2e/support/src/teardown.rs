@@ -2,17 +2,21 @@
 //! still run, so their finalizers are honoured, and only then stop the controllers.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
 use plumb_api::{GitRepository, Sync};
 
 use crate::cluster::connect;
-use crate::{Error, Result, wait_for};
+use crate::{Error, Result};
 
-/// Deletes every Sync, then every GitRepository, in `namespace` and waits (at most `timeout`)
-/// until they are gone — their controllers must still be running to release their finalizers.
+/// How often the objects left are listed.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Deletes every Sync, then every GitRepository, in `namespace` and waits until they are gone —
+/// their controllers must still be running to release their finalizers. It fails once `timeout`
+/// passes without one of them going (so a thousand Syncs may take longer, as long as they go).
 /// Call it before stopping the controllers: a namespace whose GitRepository keeps
 /// `source.plumb.dev/finalizer` with no controller left stays `Terminating` for good.
 pub async fn delete_plumb_objects(
@@ -55,7 +59,7 @@ pub fn delete_plumb_objects_blocking(
         .unwrap_or_else(|_| Err(Error::Io("the teardown thread panicked".into())))
 }
 
-async fn delete_all<K>(api: &Api<K>, namespace: &str, timeout: Duration) -> Result<()>
+async fn delete_all<K>(api: &Api<K>, namespace: &str, stall: Duration) -> Result<()>
 where
     K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -69,24 +73,43 @@ where
         Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
         Err(e) => return Err(Error::kube(format!("delete {kind}s in {namespace}"), e)),
     }
-    wait_for(
-        &format!("every {kind} in {namespace} to be gone (finalizers released)"),
-        timeout,
-        || {
-            let api = api.clone();
-            async move {
-                let left = api
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let names: Vec<String> = left.iter().map(ResourceExt::name_any).collect();
-                if names.is_empty() {
-                    Ok(Some(()))
-                } else {
-                    Err(format!("still there: {}", names.join(", ")))
-                }
+    // A controller releases finalizers one object after another (a thousand Syncs, each pruning
+    // its objects, take minutes on a busy machine), so what is bounded is the time without
+    // progress: the wait fails once `stall` passes with no object gone.
+    let start = Instant::now();
+    let mut last_progress = start;
+    let mut fewest = usize::MAX;
+    loop {
+        let names: std::result::Result<Vec<String>, String> = api
+            .list_metadata(&ListParams::default())
+            .await
+            .map(|left| left.iter().map(ResourceExt::name_any).collect())
+            .map_err(|e| e.to_string());
+        match &names {
+            Ok(names) if names.is_empty() => return Ok(()),
+            Ok(names) if names.len() < fewest => {
+                fewest = names.len();
+                last_progress = Instant::now();
             }
-        },
-    )
-    .await
+            _ => {}
+        }
+        if last_progress.elapsed() >= stall {
+            let last = Some(match names {
+                Ok(names) => {
+                    let shown: Vec<&str> = names.iter().take(10).map(String::as_str).collect();
+                    format!("{} still there: {}", names.len(), shown.join(", "))
+                }
+                Err(e) => e,
+            });
+            return Err(Error::Timeout {
+                what: format!(
+                    "every {kind} in {namespace} to be gone (finalizers released; none went for {} s)",
+                    stall.as_secs()
+                ),
+                waited: start.elapsed(),
+                last,
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
