@@ -14,7 +14,9 @@
 //! - [`telemetry`]: `tracing` initialisation, console or JSON.
 //! - [`events`]: Kubernetes Event recording.
 //! - [`watch`]: one shared watch per kind, and change filters for triggers.
+//! - [`allocator`]: the C allocator's settings for a long-running controller process.
 
+pub mod allocator;
 pub mod events;
 pub mod http;
 pub mod leader;
@@ -36,4 +38,4 @@ pub use runtime::{Runtime, RuntimeError, RuntimeFlags, Started};
 pub use scope::{SHARD_LABEL, WatchScope};
 pub use server::ServerLimits;
 pub use telemetry::{LogFormat, init_tracing};
-pub use watch::{SharedWatch, changed, trim_for_cache};
+pub use watch::{LIST_PAGE_SIZE, SharedWatch, changed, trim_for_cache};

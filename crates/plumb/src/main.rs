@@ -66,7 +66,8 @@ fn main() -> ExitCode {
 /// Runs the commands that talk to a cluster.
 fn run_async(command: Command) -> anyhow::Result<ExitCode> {
     if matches!(command, Command::Controllers(_)) {
-        // Process-wide libgit2 settings, before the runtime starts any thread.
+        // Process-wide allocator and libgit2 settings, before the runtime starts any thread.
+        plumb_ops::allocator::tune_for_controller();
         plumb_source::git::bound_network_waits();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -12,10 +12,16 @@ struct Cli {
     config: plumb_render::Config,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime starts any thread.
+    plumb_ops::allocator::tune_for_controller();
     let cli = Cli::parse();
-    let runtime = plumb_ops::Runtime::start(cli.runtime).await?;
-    plumb_render::run(&runtime, cli.config).await?;
-    Ok(())
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            let runtime = plumb_ops::Runtime::start(cli.runtime).await?;
+            plumb_render::run(&runtime, cli.config).await?;
+            Ok::<(), anyhow::Error>(())
+        })
 }

@@ -13,6 +13,8 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before the runtime starts any thread.
+    plumb_ops::allocator::tune_for_controller();
     let cli = Cli::parse();
     // Process-wide libgit2 settings, before the runtime starts any thread.
     plumb_source::git::bound_network_waits();

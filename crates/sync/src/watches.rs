@@ -181,8 +181,12 @@ impl Watches {
         let objects = Arc::new(Objects::default());
         let (listed_tx, listed) = tokio::sync::watch::channel(false);
         let trigger = self.trigger.clone();
-        let stream =
-            watcher(api, watcher::Config::default().labels(SYNC_NAME_LABEL)).default_backoff();
+        // Pages of LIST_PAGE_SIZE: a list parses a whole page (field ownership and all) before
+        // the objects are compacted, and a kind may have thousands of applied objects.
+        let config = watcher::Config::default()
+            .labels(SYNC_NAME_LABEL)
+            .page_size(plumb_ops::LIST_PAGE_SIZE);
+        let stream = watcher(api, config).default_backoff();
         let cache = objects.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
