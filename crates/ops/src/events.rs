@@ -1,11 +1,23 @@
 //! Kubernetes Events about the objects a controller reconciles. Events are best effort: a
 //! failure to record one is logged and never fails a reconcile.
+//!
+//! kube's [`Recorder`] keeps every Event it published for six minutes, to count a repeat into
+//! the first one's series instead of creating another Event: a Sync reconciled once leaves about
+//! 2.7 KB behind (measured with heaptrack at 300 Syncs), so thousands of Syncs made ready at once
+//! cost megabytes. [`EventRecorder`] bounds that record to [`RECORD_LIMIT`] Events by starting a
+//! fresh recorder once that many were published; a repeat after a fresh start becomes an Event
+//! of its own, as it would after six minutes.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Resource;
 use kube::runtime::events::{Event, Recorder, Reporter};
 
 pub use kube::runtime::events::EventType;
+
+/// Events published into one recorder's record before a fresh recorder takes over.
+pub const RECORD_LIMIT: usize = 256;
 
 /// The longest note the API server accepts, in bytes.
 const NOTE_LIMIT: usize = 1024;
@@ -25,7 +37,17 @@ fn truncate(s: &str, max: usize) -> &str {
 /// Records Events as one controller (`reportingController` = its name).
 #[derive(Clone)]
 pub struct EventRecorder {
+    client: kube::Client,
+    reporter: Reporter,
+    current: Arc<Mutex<Current>>,
+}
+
+/// The recorder in use and how many Events it published.
+struct Current {
     recorder: Recorder,
+    published: usize,
+    /// Fresh recorders started so far.
+    generation: u64,
 }
 
 impl EventRecorder {
@@ -36,9 +58,29 @@ impl EventRecorder {
             controller: controller.to_owned(),
             instance,
         };
+        let current = Current {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            published: 0,
+            generation: 0,
+        };
         Self {
-            recorder: Recorder::new(client, reporter),
+            client,
+            reporter,
+            current: Arc::new(Mutex::new(current)),
         }
+    }
+
+    /// The recorder for the next Event: the current one, or a fresh one (with an empty record)
+    /// once the current one published [`RECORD_LIMIT`] Events.
+    fn recorder(&self) -> Recorder {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.published >= RECORD_LIMIT {
+            current.recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+            current.published = 0;
+            current.generation += 1;
+        }
+        current.published += 1;
+        current.recorder.clone()
     }
 
     /// Records a Normal event (`reason` in PascalCase, `note` for people).
@@ -95,7 +137,7 @@ impl EventRecorder {
             action: action.to_owned(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, regarding).await {
+        if let Err(e) = self.recorder().publish(&event, regarding).await {
             tracing::warn!(error = %e, reason, "recording event failed");
         }
     }
@@ -104,6 +146,31 @@ impl EventRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_fresh_recorder_takes_over_after_the_record_limit() {
+        // A client that is never used to connect: only the recorder's bookkeeping is tested.
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let events = EventRecorder::new(client, "plumb-test", None);
+        let generation = || events.current.lock().unwrap().generation;
+        for _ in 0..RECORD_LIMIT {
+            let _ = events.recorder();
+        }
+        assert_eq!(
+            generation(),
+            0,
+            "the first {RECORD_LIMIT} Events share one record"
+        );
+        let _ = events.recorder();
+        assert_eq!(generation(), 1);
+        assert_eq!(events.current.lock().unwrap().published, 1);
+        let copy = events.clone();
+        for _ in 0..RECORD_LIMIT {
+            let _ = copy.recorder();
+        }
+        assert_eq!(generation(), 2, "clones share the count");
+    }
 
     #[test]
     fn notes_are_cut_to_the_byte_limit_on_a_character_boundary() {
