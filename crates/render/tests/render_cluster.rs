@@ -227,6 +227,54 @@ async fn renders_a_plain_directory_with_substitution_and_reports_missing_variabl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_suffix_missing_components_and_substitute_strategy_always() {
+    let w = World::new("render-fields").await;
+    let env = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: env\ndata:\n  home: ${HOME_DIR:=/home}\n  literal: $${X}\n";
+    let component =
+        "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nresources: [extra.yaml]\n";
+    let extra = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n";
+    w.publish_source(
+        "fields",
+        'c',
+        &[
+            ("app/kustomization.yaml", "resources: [env.yaml]\n"),
+            ("app/env.yaml", env),
+            ("components/extra/kustomization.yaml", component),
+            ("components/extra/extra.yaml", extra),
+        ],
+        None,
+    )
+    .await;
+    let components = json!(["../components/extra", "../components/missing"]);
+    w.apply_sync(
+        "fields",
+        "fields",
+        json!({"path": "app", "nameSuffix": "-v2", "components": components}),
+    )
+    .await;
+    // A missing component fails the render, naming it.
+    let sync = w.wait_rendered("fields", "False", "BuildFailed").await;
+    let msg = &support::rendered(&sync).unwrap().message;
+    assert!(msg.contains("../components/missing"), "{msg}");
+
+    // Tolerated with ignoreMissingComponents; substituteStrategy Always substitutes with no
+    // variable at all (defaults and escapes), which the default strategy would skip.
+    w.apply_sync(
+        "fields",
+        "fields",
+        json!({"path": "app", "nameSuffix": "-v2", "components": components,
+               "ignoreMissingComponents": true, "substituteStrategy": "Always"}),
+    )
+    .await;
+    let sync = w
+        .wait_rendered("fields", "True", "ReconciliationSucceeded")
+        .await;
+    let objs = w.rendered_objects(&sync).await;
+    assert_eq!(names(&objs), ["ConfigMap/env-v2", "ConfigMap/extra-v2"]);
+    assert_eq!(objs[0]["data"], json!({"home": "/home", "literal": "${X}"}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
     let w = World::new("render-policy").await;
     let policy = unique("pinned-images", w.name());
