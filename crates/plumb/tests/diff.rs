@@ -3,56 +3,72 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use plumb_api::Sync;
 use plumb_e2e_support::{TestNamespace, kubeconfig_path};
-use serde_json::json;
+use serde_json::{Value, json};
 
-fn plumb_diff(ns: &str, dir: &std::path::Path) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
-        .args(["diff", "sync", "app", "-n", ns, "--path"])
-        .arg(dir)
-        .env("KUBECONFIG", kubeconfig_path())
-        .env("PLUMB_HELM", plumb_e2e_support::helm_binary())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+/// The `Chart.yaml` of the charts these tests diff.
+const CHART: &str = "apiVersion: v2\nname: board\nversion: 0.1.0\n";
+
+/// A ConfigMap `name` whose `data` holds the one line `entry` (`key: value`).
+fn config_map(name: &str, entry: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  {entry}\n")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something_changes() {
-    let ns = TestNamespace::new("cli-diff").await.unwrap();
+/// A fresh namespace on a cluster that serves the plumb kinds.
+async fn namespace(prefix: &str) -> TestNamespace {
+    let ns = TestNamespace::new(prefix).await.unwrap();
+    // Waits for the CRDs to be Established, so the kinds are served.
     plumb_e2e_support::install_crds(ns.client()).await.unwrap();
-    let name = ns.name().to_owned();
+    ns
+}
 
-    // What the cluster has: a ConfigMap applied by plumb, and an inventory naming it and an old one.
+/// The ConfigMap `name` with `data` (YAML lines below `data:`), as the sync controller applied
+/// it for Sync `app`: its field manager and labels.
+async fn apply_as_synced(ns: &TestNamespace, name: &str, data: &str) {
     let labels =
-        json!({ plumb_api::SYNC_NAME_LABEL: "app", plumb_api::SYNC_NAMESPACE_LABEL: name });
+        json!({ plumb_api::SYNC_NAME_LABEL: "app", plumb_api::SYNC_NAMESPACE_LABEL: ns.name() });
     ns.apply_yaml(
-        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: {name}\n  labels: {labels}\ndata:\n  value: one\n"),
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels: {labels}\ndata:\n{data}"
+        ),
         plumb_api::SYNC_FIELD_MANAGER,
     )
     .await
     .unwrap();
-    let syncs: Api<Sync> = ns.api();
-    let sync: Sync = serde_json::from_value(json!({
+}
+
+/// Creates the Sync `app` of source `app` with `spec` added, its inventory the ConfigMaps
+/// `inventory` of its namespace.
+async fn create_sync(ns: &TestNamespace, spec: Value, inventory: &[&str]) {
+    let mut sync = json!({
         "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "metadata": { "name": "app" },
-        "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./app" }
-    }))
-    .unwrap();
-    // install_crds waited for Established, so the kind is served.
-    syncs.create(&PostParams::default(), &sync).await.unwrap();
-    let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": { "inventory": [
-        { "id": format!("{name}_settings__ConfigMap"), "v": "v1" },
-        { "id": format!("{name}_old__ConfigMap"), "v": "v1" }
-    ] } });
+        "spec": { "sourceRef": { "kind": "GitRepository", "name": "app" } }
+    });
+    for (key, value) in spec.as_object().unwrap() {
+        sync["spec"][key] = value.clone();
+    }
+    let sync: Sync = serde_json::from_value(sync).unwrap();
+    ns.api::<Sync>()
+        .create(&PostParams::default(), &sync)
+        .await
+        .unwrap();
+    set_inventory(ns, inventory).await;
+}
+
+/// Sets the inventory of Sync `app` to the ConfigMaps `names` of its namespace.
+async fn set_inventory(ns: &TestNamespace, names: &[&str]) {
+    let entries: Vec<Value> = names
+        .iter()
+        .map(|n| json!({ "id": format!("{}_{n}__ConfigMap", ns.name()), "v": "v1" }))
+        .collect();
+    let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+        "status": { "inventory": entries } });
+    let syncs: Api<Sync> = ns.api();
     syncs
         .patch_status(
             "app",
@@ -61,32 +77,63 @@ async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something
         )
         .await
         .unwrap();
+}
+
+/// Writes `files` (path, text) below `root`, making their directories.
+fn write_files(root: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// `plumb diff sync app -n NAMESPACE --path DIR`: its exit code, and its stdout and stderr.
+async fn plumb_diff(ns: &TestNamespace, dir: &Path) -> (i32, String) {
+    let (ns, dir): (String, PathBuf) = (ns.name().to_owned(), dir.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(["diff", "sync", "app", "-n", &ns, "--path"])
+            .arg(dir)
+            .env("KUBECONFIG", kubeconfig_path())
+            .env("PLUMB_HELM", plumb_e2e_support::helm_binary())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something_changes() {
+    let ns = namespace("cli-diff").await;
+
+    // What the cluster has: a ConfigMap applied by plumb, and an inventory naming it and an old one.
+    apply_as_synced(&ns, "settings", "  value: one\n").await;
+    create_sync(&ns, json!({ "path": "./app" }), &["settings", "old"]).await;
 
     // The local checkout: settings changed, a new ConfigMap, old gone.
     let checkout = tempfile::tempdir().unwrap();
     let app = checkout.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::write(
-        app.join("kustomization.yaml"),
-        "resources:\n  - settings.yaml\n  - extra.yaml\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.join("settings.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: two\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.join("extra.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  value: x\n",
-    )
-    .unwrap();
+    write_files(
+        &app,
+        &[
+            (
+                "kustomization.yaml",
+                "resources:\n  - settings.yaml\n  - extra.yaml\n",
+            ),
+            ("settings.yaml", &config_map("settings", "value: two")),
+            ("extra.yaml", &config_map("extra", "value: x")),
+        ],
+    );
 
-    let ns_name = name.clone();
-    let dir = app.clone();
-    let (code, text) = tokio::task::spawn_blocking(move || plumb_diff(&ns_name, &dir))
-        .await
-        .unwrap();
+    let (code, text) = plumb_diff(&ns, &app).await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("~ ConfigMap/settings"), "{text}");
     assert!(
@@ -101,31 +148,15 @@ async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something
     );
 
     // A checkout equal to the cluster: nothing to do, exit 0.
-    std::fs::write(
-        app.join("kustomization.yaml"),
-        "resources:\n  - settings.yaml\n",
-    )
-    .unwrap();
-    std::fs::write(
-        app.join("settings.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  value: one\n",
-    )
-    .unwrap();
-    let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": { "inventory": [
-        { "id": format!("{name}_settings__ConfigMap"), "v": "v1" }
-    ] } });
-    syncs
-        .patch_status(
-            "app",
-            &PatchParams::apply(plumb_api::SYNC_FIELD_MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await
-        .unwrap();
-    let ns_name = name.clone();
-    let (code, text) = tokio::task::spawn_blocking(move || plumb_diff(&ns_name, &app))
-        .await
-        .unwrap();
+    write_files(
+        &app,
+        &[
+            ("kustomization.yaml", "resources:\n  - settings.yaml\n"),
+            ("settings.yaml", &config_map("settings", "value: one")),
+        ],
+    );
+    set_inventory(&ns, &["settings"]).await;
+    let (code, text) = plumb_diff(&ns, &app).await;
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("0 to create, 0 to change, 0 to prune"),
@@ -139,77 +170,59 @@ async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something
 /// `valuesFrom` value shows.
 #[tokio::test(flavor = "multi_thread")]
 async fn diff_of_a_chart_sync_renders_as_the_controller_and_leaves_hooks_out() {
-    let ns = TestNamespace::new("cli-diff-chart").await.unwrap();
-    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
-    let name = ns.name().to_owned();
+    let ns = namespace("cli-diff-chart").await;
+    let name = ns.name();
     let checkout = tempfile::tempdir().unwrap();
     let chart = checkout.path().join("chart");
-    std::fs::create_dir_all(chart.join("templates")).unwrap();
-    std::fs::write(
-        chart.join("Chart.yaml"),
-        "apiVersion: v2\nname: board\nversion: 0.1.0\n",
-    )
-    .unwrap();
-    std::fs::write(chart.join("values.yaml"), "greeting: from the chart\n").unwrap();
-    std::fs::write(
-        chart.join("templates/settings.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\n\
-         data:\n  greeting: {{ .Values.greeting | quote }}\n  namespace: {{ .Release.Namespace }}\n\
-         \x20 kubeVersion: {{ .Capabilities.KubeVersion.Version }}\n",
-    )
-    .unwrap();
-    std::fs::write(
-        chart.join("templates/hook.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-schema\n\
-         \x20 annotations:\n    helm.sh/hook: pre-install\ndata:\n  v: \"1\"\n",
-    )
-    .unwrap();
+    write_files(
+        &chart,
+        &[
+            ("Chart.yaml", CHART),
+            ("values.yaml", "greeting: from the chart\n"),
+            (
+                "templates/settings.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\n\
+                 data:\n  greeting: {{ .Values.greeting | quote }}\n  namespace: {{ .Release.Namespace }}\n\
+                 \x20 kubeVersion: {{ .Capabilities.KubeVersion.Version }}\n",
+            ),
+            (
+                "templates/hook.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-schema\n\
+                 \x20 annotations:\n    helm.sh/hook: pre-install\ndata:\n  v: \"1\"\n",
+            ),
+        ],
+    );
 
     // The values ConfigMap, and what plumb applied from the render of them.
     let values = |greeting: &str| {
-        format!(
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-values\ndata:\n  values.yaml: \"greeting: {greeting}\"\n"
+        config_map(
+            "app-values",
+            &format!("values.yaml: \"greeting: {greeting}\""),
         )
     };
     ns.apply_yaml(&values("from a ConfigMap"), "test")
         .await
         .unwrap();
-    let labels =
-        json!({ plumb_api::SYNC_NAME_LABEL: "app", plumb_api::SYNC_NAMESPACE_LABEL: name });
     let kube_version = plumb_e2e_support::pinned_kubernetes_version();
-    ns.apply_yaml(
-        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-settings\n  labels: {labels}\ndata:\n  greeting: from a ConfigMap\n  namespace: {name}\n  kubeVersion: {kube_version}\n"),
-        plumb_api::SYNC_FIELD_MANAGER,
+    apply_as_synced(
+        &ns,
+        "app-settings",
+        &format!(
+            "  greeting: from a ConfigMap\n  namespace: {name}\n  kubeVersion: {kube_version}\n"
+        ),
     )
-    .await
-    .unwrap();
-    let syncs: Api<Sync> = ns.api();
-    let sync: Sync = serde_json::from_value(json!({
-        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "metadata": { "name": "app" },
-        "spec": {
-            "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": "./chart",
+    .await;
+    create_sync(
+        &ns,
+        json!({
+            "path": "./chart",
             "helm": { "valuesFrom": [{ "kind": "ConfigMap", "name": "app-values" }] }
-        }
-    }))
-    .unwrap();
-    syncs.create(&PostParams::default(), &sync).await.unwrap();
-    let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": { "inventory": [
-        { "id": format!("{name}_app-settings__ConfigMap"), "v": "v1" }
-    ] } });
-    syncs
-        .patch_status(
-            "app",
-            &PatchParams::apply(plumb_api::SYNC_FIELD_MANAGER).force(),
-            &Patch::Apply(&status),
-        )
-        .await
-        .unwrap();
+        }),
+        &["app-settings"],
+    )
+    .await;
 
-    let diff = |chart: std::path::PathBuf| {
-        let ns_name = name.clone();
-        tokio::task::spawn_blocking(move || plumb_diff(&ns_name, &chart))
-    };
-    let (code, text) = diff(chart.clone()).await.unwrap();
+    let (code, text) = plumb_diff(&ns, &chart).await;
     assert_eq!(code, 0, "{text}");
     assert!(
         text.contains("1 Helm hook(s) not compared")
@@ -218,7 +231,7 @@ async fn diff_of_a_chart_sync_renders_as_the_controller_and_leaves_hooks_out() {
     );
 
     ns.apply_yaml(&values("changed"), "test").await.unwrap();
-    let (code, text) = diff(chart).await.unwrap();
+    let (code, text) = plumb_diff(&ns, &chart).await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("~ ConfigMap/app-settings"), "{text}");
     assert!(
@@ -234,75 +247,39 @@ async fn diff_of_a_chart_sync_renders_as_the_controller_and_leaves_hooks_out() {
 async fn diff_substitutes_substitute_from_for_kustomize_and_chart_syncs() {
     let checkout = tempfile::tempdir().unwrap();
     let root = checkout.path();
-    std::fs::create_dir_all(root.join("deploy")).unwrap();
-    std::fs::write(
-        root.join("deploy/kustomization.yaml"),
-        "resources: [settings.yaml]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("deploy/settings.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-settings\ndata:\n  greeting: ${GREETING}\n",
-    )
-    .unwrap();
-    std::fs::create_dir_all(root.join("chart/templates")).unwrap();
-    std::fs::write(
-        root.join("chart/Chart.yaml"),
-        "apiVersion: v2\nname: board\nversion: 0.1.0\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("chart/templates/settings.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-settings\ndata:\n  greeting: ${GREETING}\n",
-    )
-    .unwrap();
+    write_files(
+        root,
+        &[
+            ("deploy/kustomization.yaml", "resources: [settings.yaml]\n"),
+            (
+                "deploy/settings.yaml",
+                &config_map("app-settings", "greeting: ${GREETING}"),
+            ),
+            ("chart/Chart.yaml", CHART),
+            (
+                "chart/templates/settings.yaml",
+                &config_map("{{ .Release.Name }}-settings", "greeting: ${GREETING}"),
+            ),
+        ],
+    );
     for (prefix, path) in [
         ("cli-diff-subst-k", "deploy"),
         ("cli-diff-subst-c", "chart"),
     ] {
-        let ns = TestNamespace::new(prefix).await.unwrap();
-        plumb_e2e_support::install_crds(ns.client()).await.unwrap();
-        let name = ns.name().to_owned();
-        let vars = |greeting: &str| {
-            format!(
-                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: vars\ndata:\n  GREETING: {greeting}\n"
-            )
-        };
+        let ns = namespace(prefix).await;
+        let vars = |greeting: &str| config_map("vars", &format!("GREETING: {greeting}"));
         ns.apply_yaml(&vars("from-vars"), "test").await.unwrap();
-        let labels =
-            json!({ plumb_api::SYNC_NAME_LABEL: "app", plumb_api::SYNC_NAMESPACE_LABEL: name });
-        ns.apply_yaml(
-            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-settings\n  labels: {labels}\ndata:\n  greeting: from-vars\n"),
-            plumb_api::SYNC_FIELD_MANAGER,
-        )
-        .await
-        .unwrap();
-        let syncs: Api<Sync> = ns.api();
-        let sync: Sync = serde_json::from_value(json!({
-            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "metadata": { "name": "app" },
-            "spec": {
-                "sourceRef": { "kind": "GitRepository", "name": "app" }, "path": format!("./{path}"),
+        apply_as_synced(&ns, "app-settings", "  greeting: from-vars\n").await;
+        create_sync(
+            &ns,
+            json!({
+                "path": format!("./{path}"),
                 "substituteFrom": [{ "kind": "ConfigMap", "name": "vars" }]
-            }
-        }))
-        .unwrap();
-        syncs.create(&PostParams::default(), &sync).await.unwrap();
-        let status = json!({ "apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": { "inventory": [
-            { "id": format!("{name}_app-settings__ConfigMap"), "v": "v1" }
-        ] } });
-        syncs
-            .patch_status(
-                "app",
-                &PatchParams::apply(plumb_api::SYNC_FIELD_MANAGER).force(),
-                &Patch::Apply(&status),
-            )
-            .await
-            .unwrap();
-        let diff = || {
-            let (ns_name, dir) = (name.clone(), root.join(path));
-            tokio::task::spawn_blocking(move || plumb_diff(&ns_name, &dir))
-        };
-        let (code, text) = diff().await.unwrap();
+            }),
+            &["app-settings"],
+        )
+        .await;
+        let (code, text) = plumb_diff(&ns, &root.join(path)).await;
         assert_eq!(code, 0, "{path}: {text}");
         assert!(
             text.contains("0 to create, 0 to change, 0 to prune"),
@@ -310,7 +287,7 @@ async fn diff_substitutes_substitute_from_for_kustomize_and_chart_syncs() {
         );
 
         ns.apply_yaml(&vars("changed"), "test").await.unwrap();
-        let (code, text) = diff().await.unwrap();
+        let (code, text) = plumb_diff(&ns, &root.join(path)).await;
         assert_eq!(code, 1, "{path}: {text}");
         assert!(
             text.contains("-  greeting: from-vars") && text.contains("+  greeting: changed"),
