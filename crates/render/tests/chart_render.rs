@@ -21,21 +21,50 @@ fn charts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/tests/charts")
 }
 
+/// Copies the directory `from` (with its content) to `to`.
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -r {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
 /// A source tree holding the test charts under `charts/`.
 fn source() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(charts())
-        .arg(tmp.path().join("charts"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    copy_dir(&charts(), &tmp.path().join("charts"));
     tmp
 }
 
-fn spec(v: Value) -> SyncSpec {
-    serde_json::from_value(v).unwrap()
+/// A [`source`] with the kustomization `kustomization` at `deploy/`, beside copies of the test
+/// charts `vendored` in `deploy/charts/`.
+fn kustomize_source(kustomization: &str, vendored: &[&str]) -> tempfile::TempDir {
+    let src = source();
+    let deploy = src.path().join("deploy");
+    fs::create_dir_all(&deploy).unwrap();
+    for chart in vendored {
+        fs::create_dir_all(deploy.join("charts")).unwrap();
+        copy_dir(&charts().join(chart), &deploy.join("charts").join(chart));
+    }
+    fs::write(deploy.join("kustomization.yaml"), kustomization).unwrap();
+    src
+}
+
+/// The spec of a Sync rendering `path` of its GitRepository, with `fields` besides.
+fn spec(path: &str, fields: Value) -> SyncSpec {
+    let mut spec = json!({"sourceRef": {"kind": "GitRepository", "name": "repo"}, "path": path});
+    for (key, value) in fields.as_object().unwrap() {
+        spec[key] = value.clone();
+    }
+    serde_json::from_value(spec).unwrap()
 }
 
 fn capabilities() -> Capabilities {
@@ -83,17 +112,18 @@ fn a_sync_renders_its_chart_exactly_as_helm_template() {
     let src = source();
     let chart = src.path().join("charts/app");
     let values_from = "batch:\n  queue: from-configmap\nworker:\n  replicas: 6\n".to_owned();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "./charts/app",
-        "targetNamespace": "prod",
-        "helm": {
-            "releaseName": "shop",
-            "valuesFiles": ["charts/app/values-prod.yaml", "charts/app/values-extra.yaml"],
-            "valuesFrom": [{"kind": "ConfigMap", "name": "shop-values"}],
-            "values": {"replicaCount": 5, "image": {"tag": "010"}, "worker": {"queue": "fast"}},
-        },
-    }));
+    let sync = spec(
+        "./charts/app",
+        json!({
+            "targetNamespace": "prod",
+            "helm": {
+                "releaseName": "shop",
+                "valuesFiles": ["charts/app/values-prod.yaml", "charts/app/values-extra.yaml"],
+                "valuesFrom": [{"kind": "ConfigMap", "name": "shop-values"}],
+                "values": {"replicaCount": 5, "image": {"tag": "010"}, "worker": {"queue": "fast"}},
+            },
+        }),
+    );
     let got = render_with(src.path(), &sync, &[], &options(vec![values_from.clone()])).unwrap();
 
     // The equivalent command line: values files in order, then valuesFrom, then inline values.
@@ -146,10 +176,7 @@ fn a_sync_renders_its_chart_exactly_as_helm_template() {
 #[test]
 fn defaults_name_the_release_after_the_sync_and_place_it_in_its_namespace() {
     let src = source();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/app",
-    }));
+    let sync = spec("charts/app", json!({}));
     let got = render_with(src.path(), &sync, &[], &options(vec![])).unwrap();
     let mut args = vec![
         "web-sync".to_owned(),
@@ -162,11 +189,10 @@ fn defaults_name_the_release_after_the_sync_and_place_it_in_its_namespace() {
     assert_eq!(as_json(&got), helm_template(&args));
     assert!(as_json(&got)[0].contains("CustomResourceDefinition"));
 
-    let no_crds = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/app",
-        "helm": {"includeCRDs": false, "skipTests": false},
-    }));
+    let no_crds = spec(
+        "charts/app",
+        json!({"helm": {"includeCRDs": false, "skipTests": false}}),
+    );
     let got = as_json(&render_with(src.path(), &no_crds, &[], &options(vec![])).unwrap());
     assert!(!got.iter().any(|o| o.contains("CustomResourceDefinition")));
     assert!(got.iter().any(|o| o.contains("\"helm.sh/hook\":\"test\"")));
@@ -175,17 +201,18 @@ fn defaults_name_the_release_after_the_sync_and_place_it_in_its_namespace() {
 #[test]
 fn images_patches_and_substitution_apply_to_the_chart() {
     let src = source();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/app",
-        "images": [{"name": "registry.example.com/shop/web", "newTag": "2.0.0"}],
-        "patches": [{
-            "patch": "- op: add\n  path: /metadata/labels/patched\n  value: \"yes\"",
-            "target": {"kind": "Service"},
-        }],
-        "substitute": {"unused": "x"},
-        "helm": {"values": {"greeting": "Hi ${unused}"}},
-    }));
+    let sync = spec(
+        "charts/app",
+        json!({
+            "images": [{"name": "registry.example.com/shop/web", "newTag": "2.0.0"}],
+            "patches": [{
+                "patch": "- op: add\n  path: /metadata/labels/patched\n  value: \"yes\"",
+                "target": {"kind": "Service"},
+            }],
+            "substitute": {"unused": "x"},
+            "helm": {"values": {"greeting": "Hi ${unused}"}},
+        }),
+    );
     let got = render_with(src.path(), &sync, &[], &options(vec![])).unwrap();
     let deploy = got
         .iter()
@@ -215,10 +242,7 @@ fn images_patches_and_substitution_apply_to_the_chart() {
 #[test]
 fn a_chart_failure_names_the_chart_and_helms_message() {
     let src = source();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/app",
-    }));
+    let sync = spec("charts/app", json!({}));
     let mut opts = options(vec![]);
     opts.chart.capabilities.kube_version = Some("v1.24.3".into());
     let err = render_with(src.path(), &sync, &[], &opts).unwrap_err();
@@ -228,26 +252,18 @@ fn a_chart_failure_names_the_chart_and_helms_message() {
     assert!(msg.contains("kubeVersion: >=1.25.0-0"), "{msg}");
     assert!(!err.is_transient() && !err.is_limit());
 
-    let missing = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/missing-dep",
-    }));
+    let missing = spec("charts/missing-dep", json!({}));
     let err = render_with(src.path(), &missing, &[], &options(vec![])).unwrap_err();
     assert!(err.to_string().contains("dependency redis 18.1.0"), "{err}");
 
-    let bad_values = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/app",
-        "helm": {"valuesFiles": ["../etc/passwd"]},
-    }));
+    let bad_values = spec(
+        "charts/app",
+        json!({"helm": {"valuesFiles": ["../etc/passwd"]}}),
+    );
     let err = render_with(src.path(), &bad_values, &[], &options(vec![])).unwrap_err();
     assert!(err.to_string().contains("must not contain `..`"), "{err}");
 
-    let not_a_chart = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/app/templates",
-        "helm": {},
-    }));
+    let not_a_chart = spec("charts/app/templates", json!({"helm": {}}));
     let err = render_with(src.path(), &not_a_chart, &[], &options(vec![])).unwrap_err();
     assert!(err.to_string().contains("no Chart.yaml"), "{err}");
 }
@@ -263,10 +279,7 @@ fn a_template_that_eats_memory_is_stopped_at_the_limit() {
          a: {{ len $s }}\n",
     )
     .unwrap();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "charts/app",
-    }));
+    let sync = spec("charts/app", json!({}));
     let mut opts = options(vec![]);
     opts.chart.max_memory = 128 << 20;
     let err = render_with(src.path(), &sync, &[], &opts).unwrap_err();
@@ -280,27 +293,18 @@ fn a_template_that_eats_memory_is_stopped_at_the_limit() {
 /// its verdict is cached with the capabilities).
 #[test]
 fn kustomize_helm_charts_render_with_the_cluster_capabilities_and_the_sync_transforms() {
-    let src = source();
-    fs::create_dir_all(src.path().join("deploy/charts")).unwrap();
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(charts().join("web"))
-        .arg(src.path().join("deploy/charts/web"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    fs::write(
-        src.path().join("deploy/kustomization.yaml"),
+    let src = kustomize_source(
         "helmCharts:\n- name: web\n  releaseName: shop\n  valuesInline:\n    replicas: 2\n    image: {tag: \"2.2.0\"}\n    drop: \"${TAG}\"\n",
-    )
-    .unwrap();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "./deploy",
-        "targetNamespace": "prod",
-        "images": [{"name": "registry.example.com/web", "newName": "mirror.example.com/web"}],
-        "substitute": {"TAG": "2.3.0"},
-    }));
+        &["web"],
+    );
+    let sync = spec(
+        "./deploy",
+        json!({
+            "targetNamespace": "prod",
+            "images": [{"name": "registry.example.com/web", "newName": "mirror.example.com/web"}],
+            "substitute": {"TAG": "2.3.0"},
+        }),
+    );
     let mut opts = options(vec![]);
     opts.chart
         .capabilities
@@ -339,17 +343,11 @@ fn kustomize_helm_charts_render_with_the_cluster_capabilities_and_the_sync_trans
 /// where kustomize would have downloaded it from.
 #[test]
 fn kustomize_helm_charts_name_a_chart_that_is_not_in_the_source() {
-    let src = source();
-    fs::create_dir_all(src.path().join("deploy")).unwrap();
-    fs::write(
-        src.path().join("deploy/kustomization.yaml"),
+    let src = kustomize_source(
         "helmCharts:\n- name: redis\n  repo: oci://registry.example.com/charts\n",
-    )
-    .unwrap();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "deploy",
-    }));
+        &[],
+    );
+    let sync = spec("deploy", json!({}));
     let err = render_with(src.path(), &sync, &[], &options(vec![])).unwrap_err();
     let text = err.to_string();
     assert!(!err.is_transient(), "{text}");
@@ -366,25 +364,16 @@ fn kustomize_helm_charts_name_a_chart_that_is_not_in_the_source() {
 /// `replicas: 3` reaches Helm as a number.
 #[test]
 fn kustomize_helm_charts_keep_value_types_when_the_sync_edits_the_kustomization() {
-    let src = source();
-    fs::create_dir_all(src.path().join("deploy/charts")).unwrap();
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(charts().join("web"))
-        .arg(src.path().join("deploy/charts/web"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    fs::write(
-        src.path().join("deploy/kustomization.yaml"),
+    let src = kustomize_source(
         "helmCharts:\n- name: web\n  releaseName: shop\n  includeCRDs: true\n  valuesInline:\n    replicas: 3\n    flag: on\n",
-    )
-    .unwrap();
-    let sync = spec(json!({
-        "sourceRef": {"kind": "GitRepository", "name": "repo"},
-        "path": "./deploy",
-        "namePrefix": "team-",
-    }));
+        &["web"],
+    );
+    let sync = spec(
+        "./deploy",
+        json!({
+            "namePrefix": "team-",
+        }),
+    );
     let got = render_with(src.path(), &sync, &[], &options(vec![])).unwrap();
     let deployment = got.iter().find(|o| o["kind"] == "Deployment").unwrap();
     assert_eq!(deployment["metadata"]["name"], "team-shop-web");
