@@ -214,12 +214,10 @@ async fn orphan_leaves_objects_and_wait_for_termination_waits_until_they_are_gon
         .delete("waits", &DeleteParams::default())
         .await
         .unwrap();
-    let s = h
-        .wait_sync(n, "waits", "DeletionFailed", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DeletionFailed")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
+    let msg = h
+        .wait_ready_reason(n, "waits", "DeletionFailed")
+        .await
+        .message;
     assert!(
         msg.contains(&format!("{n}_held__ConfigMap")) && msg.contains("was not deleted"),
         "{msg}"
@@ -372,12 +370,10 @@ async fn a_deletion_refused_by_rbac_retries_but_never_holds_its_namespace() {
         .delete("app", &DeleteParams::default())
         .await
         .unwrap();
-    let s = h
-        .wait_sync(n, "app", "DeletionFailed", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DeletionFailed")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
+    let msg = h
+        .wait_ready_reason(n, "app", "DeletionFailed")
+        .await
+        .message;
     assert!(msg.contains(&format!("{n}_config__ConfigMap")), "{msg}");
     assert!(
         ns.api::<ConfigMap>()

@@ -8,8 +8,8 @@ mod common;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use common::{
@@ -184,16 +184,15 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
     // An autoscaler arrives: a Policy ignores replicas from now on (and reports drift, which
     // shows when the controller has seen it).
     // Labelled as this test's and deleted with its namespace, whether the test passes or not.
-    ns.apply_cluster::<plumb_api::Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": {"name": format!("hpa-{n}")},
-        "spec": {
-            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
-            "drift": {"mode": "Report", "ignore": [{"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]}]}
-        }
-    }))
-    .await
-    .unwrap();
+    let replicas = json!({"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]});
+    let policy = ns
+        .apply_policy(
+            "hpa",
+            json!({"drift": {"mode": "Report", "ignore": [replicas]}}),
+        )
+        .await
+        .unwrap()
+        .name_any();
     let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
     let cms = ns.api::<ConfigMap>();
     edit_cm(&cms, "probe", "edited").await;
@@ -225,7 +224,7 @@ async fn an_ignored_path_plumb_owned_keeps_its_live_value() {
         Some(5)
     );
     policies
-        .delete(&format!("hpa-{n}"), &DeleteParams::default())
+        .delete(&policy, &DeleteParams::default())
         .await
         .unwrap();
 }

@@ -16,7 +16,7 @@ use kube::api::PostParams;
 use plumb_e2e_support::{AgeKey, SopsTools};
 use serde_json::{Value, json};
 
-use common::{Harness, TestNamespace, cm_data, condition};
+use common::{Harness, TestNamespace, cm_data, cm_exists};
 
 const SECRET: &str = "apiVersion: v1
 kind: Secret
@@ -247,12 +247,10 @@ async fn encrypted_secrets_apply_decrypted_a_wrong_key_applies_nothing_and_a_new
     let next = tempfile::tempdir().unwrap();
     tree(next.path(), tools, &next_key, "swordfish", "two");
     let second = h.render(n, "app", &render(next.path(), n)).await;
-    let s = h
-        .wait_sync(n, "app", "DecryptionFailed", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DecryptionFailed")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
+    let msg = h
+        .wait_ready_reason(n, "app", "DecryptionFailed")
+        .await
+        .message;
     assert!(msg.contains(&format!("Secret/{n}/db")), "{msg}");
     assert!(msg.contains("app/secret.yaml"), "{msg}");
     assert!(msg.contains(&next_key.recipient), "{msg}");
@@ -307,37 +305,28 @@ async fn a_tampered_file_or_a_sync_without_decryption_is_refused_by_name() {
     )
     .await;
     h.render(n, "app", &render(src.path(), n)).await;
-    let s = h
-        .wait_sync(n, "app", "DecryptionFailed (MAC)", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DecryptionFailed")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
+    let msg = h
+        .wait_ready_reason(n, "app", "DecryptionFailed")
+        .await
+        .message;
     assert!(
         msg.contains("MAC mismatch") && msg.contains("app/secret.yaml"),
         "{msg}"
     );
-    assert!(cms_absent(&ns).await, "nothing of the render was applied");
+    assert!(
+        !cm_exists(&ns, "marker").await,
+        "nothing of the render was applied"
+    );
 
     h.create_sync(n, "plain", json!({})).await;
     let fine = tempfile::tempdir().unwrap();
     tree(fine.path(), tools, &key, "hunter2", "one");
     h.render(n, "plain", &render(fine.path(), n)).await;
-    let s = h
-        .wait_sync(n, "plain", "DecryptionFailed (not configured)", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DecryptionFailed")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
-    assert!(msg.contains("spec.decryption"), "{msg}");
-}
-
-async fn cms_absent(ns: &TestNamespace) -> bool {
-    ns.api::<ConfigMap>()
-        .get_opt("marker")
+    let msg = h
+        .wait_ready_reason(n, "plain", "DecryptionFailed")
         .await
-        .unwrap()
-        .is_none()
+        .message;
+    assert!(msg.contains("spec.decryption"), "{msg}");
 }
 
 #[tokio::test]
@@ -360,17 +349,18 @@ async fn a_sync_waiting_for_its_key_secret_recovers_as_soon_as_it_is_created() {
     )
     .await;
     let art = h.render(n, "app", &render(src.path(), n)).await;
-    let s = h
-        .wait_sync(n, "app", "DecryptionFailed (no key Secret)", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DecryptionFailed")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
+    let msg = h
+        .wait_ready_reason(n, "app", "DecryptionFailed")
+        .await
+        .message;
     assert!(
         msg.contains(&format!("{n}/sops-keys")) && msg.contains("not found"),
         "{msg}"
     );
-    assert!(cms_absent(&ns).await, "nothing of the render was applied");
+    assert!(
+        !cm_exists(&ns, "marker").await,
+        "nothing of the render was applied"
+    );
 
     let secrets = ns.api::<Secret>();
     key_secret(&secrets, &key).await;

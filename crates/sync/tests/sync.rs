@@ -14,8 +14,8 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
 use common::{
-    HEAL_WITHIN, Harness, TestNamespace, cm, cm_annotated, cm_data, condition, deny_window,
-    deployment, edit_cm, handled, inventory, is_ready,
+    HEAL_WITHIN, Harness, TestNamespace, cm, cm_annotated, cm_data, cm_exists, condition,
+    deny_window, deployment, edit_cm, handled, inventory, is_ready,
 };
 
 /// Waits at most [`HEAL_WITHIN`] for `condition`; fails at once if the controller stopped.
@@ -121,11 +121,13 @@ async fn prune_removes_objects_that_left_the_render() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-prune").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({})).await;
-    let art = h
-        .render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2")))
-        .await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(
+        n,
+        "app",
+        json!({}),
+        &format!("{}{}", cm("a", "1"), cm("b", "2")),
+    )
+    .await;
     let cms = ns.api::<ConfigMap>();
     assert!(cms.get_opt("b").await.unwrap().is_some());
     let art = h.render(n, "app", &cm("a", "1")).await;
@@ -220,18 +222,9 @@ async fn an_empty_render_prunes_nothing_unless_asked() {
     let n = ns.name();
     h.create_applied(n, "app", json!({}), &cm("a", "1")).await;
     h.render(n, "app", "").await;
-    let s = h
-        .wait_sync(n, "app", "Stalled on empty render", |s| {
-            condition(s, "Stalled").is_some_and(|c| c.status == "True")
-        })
-        .await;
-    assert!(
-        condition(&s, "Ready")
-            .unwrap()
-            .message
-            .contains("pruneEmpty")
-    );
-    assert!(ns.api::<ConfigMap>().get_opt("a").await.unwrap().is_some());
+    let ready = h.wait_stalled(n, "app").await;
+    assert!(ready.message.contains("pruneEmpty"));
+    assert!(cm_exists(&ns, "a").await);
 }
 
 #[tokio::test]
@@ -369,19 +362,12 @@ async fn a_policy_ignored_path_is_left_to_its_other_owner() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-hpa").await.unwrap();
     let n = ns.name();
-    ns.apply_cluster::<plumb_api::Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": {"name": format!("hpa-{n}")},
-        "spec": {
-            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
-            "drift": {"ignore": [{"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]}]}
-        }
-    }))
-    .await
-    .unwrap();
-    h.create_sync(n, "app", json!({})).await;
-    let art = h.render(n, "app", &deployment("web", 1, "")).await;
-    h.wait_applied(n, "app", &art).await;
+    let replicas = json!({"resources": [{"group": "apps", "kinds": ["Deployment"]}], "paths": ["/spec/replicas"]});
+    ns.apply_policy("hpa", json!({"drift": {"ignore": [replicas]}}))
+        .await
+        .unwrap();
+    h.create_applied(n, "app", json!({}), &deployment("web", 1, ""))
+        .await;
     let deps = ns.api::<Deployment>();
     let d = deps.get("web").await.unwrap();
     let plumb_owns_replicas = d.metadata.managed_fields.unwrap().iter().any(|m| {
@@ -433,24 +419,9 @@ async fn depends_on_waits_and_is_woken_by_the_dependency() {
     h.create_sync(n, "app", json!({"dependsOn": [{"name": "db"}]}))
         .await;
     let app_art = h.render_at(n, "app", &cm("app", "1"), COMMIT_1).await;
-    let s = h
-        .wait_sync(n, "app", "DependencyNotReady", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DependencyNotReady")
-        })
-        .await;
-    assert!(
-        condition(&s, "Ready")
-            .unwrap()
-            .message
-            .contains(&format!("{n}/db"))
-    );
-    assert!(
-        ns.api::<ConfigMap>()
-            .get_opt("app")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let ready = h.wait_ready_reason(n, "app", "DependencyNotReady").await;
+    assert!(ready.message.contains(&format!("{n}/db")));
+    assert!(!cm_exists(&ns, "app").await);
     // The dependency becomes ready; the app follows without waiting for its 1h interval (or a
     // retry: a Sync held by a dependency retries at its interval too), so within the wait's
     // bound only the dependency's status change can have woken it.
@@ -557,23 +528,15 @@ async fn ready_expr_decides_when_a_dependency_is_ready_and_a_bad_one_stalls() {
     let app_art = h.render_at(n, "app", &cm("app", "1"), COMMIT_1).await;
     // db is Ready at the same commit, which the built-in check would accept; the expression
     // holds app back.
-    let held = h
-        .wait_sync(n, "app", "DependencyNotReady by its readyExpr", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "DependencyNotReady")
-        })
-        .await;
-    let message = condition(&held, "Ready").unwrap().message;
+    let message = h
+        .wait_ready_reason(n, "app", "DependencyNotReady")
+        .await
+        .message;
     assert!(
         message.contains(&format!("{n}/db (readyExpr")) && message.contains("is false"),
         "{message}"
     );
-    assert!(
-        ns.api::<ConfigMap>()
-            .get_opt("app")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!cm_exists(&ns, "app").await);
     // db's label changes (no new generation, no new status): that change alone wakes app.
     set_version(&h, n, "db", "v2").await;
     h.wait_applied(n, "app", &app_art).await;
@@ -587,12 +550,7 @@ async fn ready_expr_decides_when_a_dependency_is_ready_and_a_bad_one_stalls() {
     )
     .await;
     h.render_at(n, "bad", &cm("bad", "1"), COMMIT_1).await;
-    let s = h
-        .wait_sync(n, "bad", "Stalled on an invalid readyExpr", |s| {
-            condition(s, "Stalled").is_some_and(|c| c.status == "True")
-        })
-        .await;
-    let ready = condition(&s, "Ready").unwrap();
+    let ready = h.wait_stalled(n, "bad").await;
     assert_eq!(ready.reason, "InvalidCELExpression");
     assert!(
         ready
@@ -601,13 +559,7 @@ async fn ready_expr_decides_when_a_dependency_is_ready_and_a_bad_one_stalls() {
         "{}",
         ready.message
     );
-    assert!(
-        ns.api::<ConfigMap>()
-            .get_opt("bad")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!cm_exists(&ns, "bad").await);
 }
 
 #[tokio::test]
@@ -619,12 +571,8 @@ async fn a_dependency_cycle_stalls() {
         .await;
     h.create_sync(n, "b", json!({"dependsOn": [{"name": "a"}]}))
         .await;
-    let s = h
-        .wait_sync(n, "a", "Stalled on cycle", |s| {
-            condition(s, "Stalled").is_some_and(|c| c.status == "True")
-        })
-        .await;
-    assert!(condition(&s, "Ready").unwrap().message.contains("cycle"));
+    let ready = h.wait_stalled(n, "a").await;
+    assert!(ready.message.contains("cycle"));
 }
 
 #[tokio::test]
@@ -641,24 +589,13 @@ async fn impersonation_denied_by_rbac_is_a_clear_error() {
     h.create_sync(n, "app", json!({"serviceAccountName": "deployer"}))
         .await;
     h.render(n, "app", &cm("config", "1")).await;
-    let s = h
-        .wait_sync(n, "app", "AccessDenied", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "AccessDenied")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
+    let msg = h.wait_ready_reason(n, "app", "AccessDenied").await.message;
     assert!(
         msg.contains(&format!("service account {n}/deployer may not apply")),
         "{msg}"
     );
     assert!(msg.contains("forbidden"), "{msg}");
-    assert!(
-        ns.api::<ConfigMap>()
-            .get_opt("config")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!cm_exists(&ns, "config").await);
 }
 
 #[tokio::test]
@@ -686,14 +623,9 @@ async fn an_unhealthy_object_fails_the_health_check_naming_it() {
     // No node matches, so the pod never runs.
     let stuck = deployment("stuck", 1, "      nodeSelector: {no-such-node: \"true\"}\n");
     h.render(n, "app", &stuck).await;
-    let s = h
-        .wait_sync(n, "app", "HealthCheckFailed", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "HealthCheckFailed")
-        })
-        .await;
+    let ready = h.wait_ready_reason(n, "app", "HealthCheckFailed").await;
     assert!(
-        condition(&s, "Ready")
-            .unwrap()
+        ready
             .message
             .contains(&format!("{n}_stuck_apps_Deployment"))
     );
@@ -771,17 +703,8 @@ async fn force_recreates_an_object_whose_immutable_field_changed() {
     let cms = ns.api::<ConfigMap>();
     let uid = cms.get("frozen").await.unwrap().metadata.uid;
     h.render(n, "app", &frozen("2")).await;
-    let s = h
-        .wait_sync(n, "app", "ApplyFailed", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "ApplyFailed")
-        })
-        .await;
-    assert!(
-        condition(&s, "Ready")
-            .unwrap()
-            .message
-            .contains("immutable")
-    );
+    let ready = h.wait_ready_reason(n, "app", "ApplyFailed").await;
+    assert!(ready.message.contains("immutable"));
     let force = json!({"spec": {"force": true}});
     h.syncs(n)
         .patch("app", &PatchParams::default(), &Patch::Merge(&force))
@@ -817,13 +740,7 @@ async fn cross_namespace_sources_can_be_forbidden() {
             .message
             .contains("cross-namespace")
     );
-    assert!(
-        ns.api::<ConfigMap>()
-            .get_opt("config")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(!cm_exists(&ns, "config").await);
 }
 
 #[tokio::test]
@@ -833,12 +750,7 @@ async fn a_default_service_account_is_impersonated_when_none_is_named() {
     let n = ns.name();
     h.create_sync(n, "app", json!({})).await;
     h.render(n, "app", &cm("config", "1")).await;
-    let s = h
-        .wait_sync(n, "app", "AccessDenied", |s| {
-            condition(s, "Ready").is_some_and(|c| c.reason == "AccessDenied")
-        })
-        .await;
-    let msg = condition(&s, "Ready").unwrap().message;
+    let msg = h.wait_ready_reason(n, "app", "AccessDenied").await.message;
     assert!(
         msg.contains(&format!("service account {n}/restricted may not apply")),
         "{msg}"
@@ -950,11 +862,13 @@ async fn prune_false_keeps_objects_that_left_the_render() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-noprune").await.unwrap();
     let n = ns.name();
-    h.create_sync(n, "app", json!({"prune": false})).await;
-    let art = h
-        .render(n, "app", &format!("{}{}", cm("a", "1"), cm("b", "2")))
-        .await;
-    h.wait_applied(n, "app", &art).await;
+    h.create_applied(
+        n,
+        "app",
+        json!({"prune": false}),
+        &format!("{}{}", cm("a", "1"), cm("b", "2")),
+    )
+    .await;
     let art = h.render(n, "app", &cm("a", "1")).await;
     // Pruning would happen before the new revision is recorded as applied.
     let s = h.wait_applied(n, "app", &art).await;
@@ -1033,31 +947,15 @@ async fn drift_mode_ignore_leaves_an_edit_until_the_next_full_reconcile() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-ignore").await.unwrap();
     let n = ns.name();
-    ns.apply_cluster::<plumb_api::Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": {"name": format!("ignore-{n}")},
-        "spec": {
-            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}},
-            "drift": {"mode": "Ignore"}
-        }
-    }))
-    .await
-    .unwrap();
+    ns.apply_policy("ignore", json!({"drift": {"mode": "Ignore"}}))
+        .await
+        .unwrap();
     // selfHeal is on: only the Policy's mode keeps the edit.
     h.create_applied(n, "app", json!({"selfHeal": true}), &cm("config", "git"))
         .await;
     let cms = ns.api::<ConfigMap>();
     let corrected = h.counter("plumb_sync_drift_corrections_total");
-    cms.patch(
-        "config",
-        &PatchParams {
-            field_manager: Some("kubectl-edit".into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&json!({"data": {"key": "edited"}})),
-    )
-    .await
-    .unwrap();
+    edit_cm(&cms, "config", "edited").await;
     // A reconcile that started after the edit has returned: the edit is still there.
     h.settle(n, "app").await;
     assert_eq!(cm_data(&cms, "config").await.as_deref(), Some("edited"));
@@ -1109,16 +1007,7 @@ async fn a_suspended_sync_applies_and_heals_nothing_until_resumed() {
         )
         .await;
     let cms = ns.api::<ConfigMap>();
-    cms.patch(
-        "config",
-        &PatchParams {
-            field_manager: Some("kubectl-edit".into()),
-            ..Default::default()
-        },
-        &Patch::Merge(&json!({"data": {"key": "edited"}})),
-    )
-    .await
-    .unwrap();
+    edit_cm(&cms, "config", "edited").await;
     // Reconciles after the suspension changed nothing: no new revision, no healing.
     h.settle(n, "app").await;
     let s = h.syncs(n).get("app").await.unwrap();

@@ -10,9 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use plumb_api::Sync as PlumbSync;
 use plumb_e2e_support::{ControllerTask, wait_for_while};
 use serde_json::{Value, json};
@@ -360,6 +361,26 @@ impl Harness {
         }
     }
 
+    /// Waits until Sync `ns/name`'s Ready condition has `reason`; returns that condition.
+    pub async fn wait_ready_reason(&self, ns: &str, name: &str, reason: &str) -> Condition {
+        let s = self
+            .wait_sync(ns, name, &format!("Ready with reason {reason}"), |s| {
+                condition(s, "Ready").is_some_and(|c| c.reason == reason)
+            })
+            .await;
+        condition(&s, "Ready").unwrap()
+    }
+
+    /// Waits until Sync `ns/name` is Stalled; returns its Ready condition, which says why.
+    pub async fn wait_stalled(&self, ns: &str, name: &str) -> Condition {
+        let s = self
+            .wait_sync(ns, name, "Stalled", |s| {
+                condition(s, "Stalled").is_some_and(|c| c.status == "True")
+            })
+            .await;
+        condition(&s, "Ready").unwrap()
+    }
+
     /// Waits (at most `timeout`) until Sync `ns/name` is gone: its finalizer released it.
     pub async fn wait_sync_gone(&self, ns: &str, name: &str, what: &str, timeout: Duration) {
         let api = self.syncs(ns);
@@ -413,18 +434,11 @@ pub fn handled(s: &PlumbSync, at: &str) -> bool {
 /// Applies a Policy with a deny window open all the time for the Syncs of `ns` (labelled as the
 /// test's, deleted with `ns`); returns its name.
 pub async fn deny_window(ns: &TestNamespace) -> String {
-    let name = format!("freeze-{}", ns.name());
-    ns.apply_cluster::<plumb_api::Policy>(json!({
-        "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns.name()}}},
-            "windows": [{"action": "deny", "schedule": "* * * * *", "duration": "1h"}]
-        }
-    }))
-    .await
-    .expect("apply the deny-window Policy");
-    name
+    let always = json!({"action": "deny", "schedule": "* * * * *", "duration": "1h"});
+    ns.apply_policy("freeze", json!({"windows": [always]}))
+        .await
+        .expect("apply the deny-window Policy")
+        .name_any()
 }
 
 /// Whether the Sync's Ready condition is True for its generation.
@@ -434,10 +448,7 @@ pub fn is_ready(s: &PlumbSync) -> bool {
 }
 
 /// A condition of a Sync.
-pub fn condition(
-    s: &PlumbSync,
-    type_: &str,
-) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+pub fn condition(s: &PlumbSync, type_: &str) -> Option<Condition> {
     s.status
         .as_ref()?
         .conditions
@@ -475,6 +486,11 @@ pub fn deployment(name: &str, replicas: u32, pod_extra: &str) -> String {
     format!(
         "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n{pod_extra}      containers: [{{name: web, image: \"nginx:1\"}}]\n"
     )
+}
+
+/// Whether ConfigMap `name` exists in `ns`.
+pub async fn cm_exists(ns: &TestNamespace, name: &str) -> bool {
+    ns.api::<ConfigMap>().get_opt(name).await.unwrap().is_some()
 }
 
 /// `data.key` of ConfigMap `name`, if it exists.
