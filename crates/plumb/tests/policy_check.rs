@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -19,11 +19,28 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-fn check(examples: &Path) -> (i32, String) {
+/// A copy of the repository's `examples/` (in a temporary directory, removed when dropped), so
+/// a test may edit it.
+fn copy_examples() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let examples = tmp.path().join("examples");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
+        &examples,
+    );
+    (tmp, examples)
+}
+
+/// `plumb policy check FLAGS... --policy <the examples' Policy> TARGET`: its exit code, and its
+/// stdout and stderr.
+fn check(examples: &Path, flags: &[&str], target: &Path) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
-        .args(["policy", "check", "--policy"])
+        .args(["policy", "check"])
+        .args(flags)
+        .arg("--policy")
         .arg(examples.join("clusters/local/policy.yaml"))
-        .arg(examples.join("apps/overlays/prod"))
+        .arg(target)
+        .env("PLUMB_HELM", plumb_e2e_support::helm_binary())
         .output()
         .unwrap();
     let text = format!(
@@ -34,14 +51,16 @@ fn check(examples: &Path) -> (i32, String) {
     (out.status.code().unwrap(), text)
 }
 
+/// Replaces `from` with `to` in the file `path`.
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap().replace(from, to);
+    std::fs::write(path, text).unwrap();
+}
+
 #[test]
 fn policy_check_passes_pinned_images_and_denies_latest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let examples = tmp.path().join("examples");
-    copy_tree(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
-        &examples,
-    );
+    let (_tmp, examples) = copy_examples();
+    let overlay = examples.join("apps/overlays/prod");
     // A checkout, as in CI: overlays may reach bases anywhere in the work tree.
     let init = Command::new("git")
         .args(["init", "-q"])
@@ -50,19 +69,19 @@ fn policy_check_passes_pinned_images_and_denies_latest() {
         .unwrap();
     assert!(init.success());
 
-    let (code, out) = check(&examples);
+    let (code, out) = check(&examples, &[], &overlay);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("4 objects, 1 policies: 0 violations, 0 warnings"),
         "{out}"
     );
 
-    let overlay = examples.join("apps/overlays/prod/kustomization.yaml");
-    let text = std::fs::read_to_string(&overlay)
-        .unwrap()
-        .replace("newTag: 1.0.0", "newTag: latest");
-    std::fs::write(&overlay, text).unwrap();
-    let (code, out) = check(&examples);
+    edit(
+        &overlay.join("kustomization.yaml"),
+        "newTag: 1.0.0",
+        "newTag: latest",
+    );
+    let (code, out) = check(&examples, &[], &overlay);
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(
@@ -76,41 +95,18 @@ fn policy_check_passes_pinned_images_and_denies_latest() {
 /// the namespace given, with the broken rule and the object named.
 #[test]
 fn policy_check_renders_a_chart_with_helm() {
-    let tmp = tempfile::tempdir().unwrap();
-    let examples = tmp.path().join("examples");
-    copy_tree(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples"),
-        &examples,
-    );
+    let (_tmp, examples) = copy_examples();
     let chart = examples.join("apps/charts/status-board");
-    let check = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
-            .args(["policy", "check", "-n", "boards", "--policy"])
-            .arg(examples.join("clusters/local/policy.yaml"))
-            .arg(&chart)
-            .env("PLUMB_HELM", plumb_e2e_support::helm_binary())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap(), text)
-    };
-    let (code, out) = check();
+    let check_chart = || check(&examples, &["-n", "boards"], &chart);
+    let (code, out) = check_chart();
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("3 objects, 1 policies: 0 violations, 0 warnings"),
         "{out}"
     );
 
-    let values = chart.join("values.yaml");
-    let text = std::fs::read_to_string(&values)
-        .unwrap()
-        .replace("tag: \"\"", "tag: latest");
-    std::fs::write(&values, text).unwrap();
-    let (code, out) = check();
+    edit(&chart.join("values.yaml"), "tag: \"\"", "tag: latest");
+    let (code, out) = check_chart();
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(
