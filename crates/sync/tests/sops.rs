@@ -36,10 +36,12 @@ fn write(root: &Path, rel: &str, bytes: &[u8]) {
     std::fs::write(p, bytes).unwrap();
 }
 
-/// A source tree: an encrypted Secret manifest, a secretGenerator over an encrypted dotenv file
-/// (`envs`) and encrypted JSON, INI, YAML and binary files (`files`), and a ConfigMap holding
-/// `marker`.
-fn tree(root: &Path, tools: &SopsTools, key: &AgeKey, password: &str, marker: &str) {
+/// A source tree in a new temporary directory: an encrypted Secret manifest, a secretGenerator
+/// over an encrypted dotenv file (`envs`) and encrypted JSON, INI, YAML and binary files
+/// (`files`), and a ConfigMap holding `marker`.
+fn tree(tools: &SopsTools, key: &AgeKey, password: &str, marker: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
     let regex = ["--encrypted-regex", "^(data|stringData)$"];
     let secret = SECRET.replace("hunter2", password);
     write(
@@ -106,6 +108,7 @@ fn tree(root: &Path, tools: &SopsTools, key: &AgeKey, password: &str, marker: &s
         "app/kustomization.yaml",
         b"resources: [secret.yaml, cm.yaml]\nsecretGenerator:\n  - name: generated\n    envs: [db.env]\n  - name: files\n    files: [config.json, settings.ini, extra.yaml, blob.bin]\n",
     );
+    dir
 }
 
 /// Renders `root` for a Sync placing objects in `ns`, as the render controller does.
@@ -185,8 +188,7 @@ async fn encrypted_secrets_apply_decrypted_a_wrong_key_applies_nothing_and_a_new
     let cms = ns.api::<ConfigMap>();
     key_secret(&secrets, &key).await;
 
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path(), tools, &key, "hunter2", "one");
+    let src = tree(tools, &key, "hunter2", "one");
     h.create_sync(
         n,
         "app",
@@ -244,8 +246,7 @@ async fn encrypted_secrets_apply_decrypted_a_wrong_key_applies_nothing_and_a_new
 
     // The files re-encrypted for a key the Sync does not have, with a ConfigMap change: nothing
     // of the revision is applied, and the condition names the object and the file.
-    let next = tempfile::tempdir().unwrap();
-    tree(next.path(), tools, &next_key, "swordfish", "two");
+    let next = tree(tools, &next_key, "swordfish", "two");
     let second = h.render(n, "app", &render(next.path(), n)).await;
     let msg = h
         .wait_ready_reason(n, "app", "DecryptionFailed")
@@ -292,8 +293,7 @@ async fn a_tampered_file_or_a_sync_without_decryption_is_refused_by_name() {
     let secrets = ns.api::<Secret>();
     key_secret(&secrets, &key).await;
 
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path(), tools, &key, "hunter2", "one");
+    let src = tree(tools, &key, "hunter2", "one");
     // Someone renames the Secret in Git without the key: the MAC no longer matches.
     let path = src.path().join("app/secret.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
@@ -319,8 +319,7 @@ async fn a_tampered_file_or_a_sync_without_decryption_is_refused_by_name() {
     );
 
     h.create_sync(n, "plain", json!({})).await;
-    let fine = tempfile::tempdir().unwrap();
-    tree(fine.path(), tools, &key, "hunter2", "one");
+    let fine = tree(tools, &key, "hunter2", "one");
     h.render(n, "plain", &render(fine.path(), n)).await;
     let msg = h
         .wait_ready_reason(n, "plain", "DecryptionFailed")
@@ -336,8 +335,7 @@ async fn a_sync_waiting_for_its_key_secret_recovers_as_soon_as_it_is_created() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-sops-keywatch").await.unwrap();
     let n = ns.name();
-    let src = tempfile::tempdir().unwrap();
-    tree(src.path(), tools, &key, "hunter2", "one");
+    let src = tree(tools, &key, "hunter2", "one");
     // Retries an hour apart: only the watch of the key Secret can bring it back in time.
     h.create_sync(
         n,
