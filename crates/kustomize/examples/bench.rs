@@ -137,13 +137,21 @@ fn processes(bin: &Path, dirs: &[PathBuf], rounds: usize) -> Processes {
     t
 }
 
+/// The machine's load averages (1, 5, 15 minutes), printed beside the figures: on a shared
+/// machine a ratio is only comparable with one taken under a similar load.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 fn report(label: &str, kubectl_each: Duration, in_process: Duration, p: Option<&Processes>) {
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-9);
-    println!("{label}");
+    println!("{label} (load average {})", load_average());
     println!(
         "  in process: plumb-kustomize {:.3} ms per build ({:.1}x faster than a kubectl kustomize process)",
         ms(in_process),

@@ -92,6 +92,23 @@ fn report(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Whether this process's main thread may grow its stack to what a build on it needs
+/// ([`plumb_kustomize::limits::CALLER_STACK_MIN_BYTES`]): the stack limit (`ulimit -s`) allows
+/// it. Otherwise the build runs on a thread of its own, as in the controllers.
+#[allow(unsafe_code)] // one getrlimit call, audited below
+fn main_stack_fits() -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, writable one.
+    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } != 0 {
+        return false;
+    }
+    limit.rlim_cur == libc::RLIM_INFINITY
+        || limit.rlim_cur >= plumb_kustomize::limits::CALLER_STACK_MIN_BYTES as libc::rlim_t
+}
+
 /// Builds and prints when `b` names a kustomization; `None` when `plumb-cli` must answer.
 fn run(b: &Build) -> Option<ExitCode> {
     let dir = b
@@ -109,6 +126,7 @@ fn run(b: &Build) -> Option<ExitCode> {
     };
     let opts = BuildOptions {
         reorder: b.reorder,
+        on_caller_thread: main_stack_fits(),
         ..BuildOptions::default()
     };
     let printed = match plumb_kustomize::build(&root, &dir, &opts) {

@@ -160,3 +160,32 @@ fn without_plumb_cli_beside_it_only_kustomizations_build() {
         "{err}"
     );
 }
+
+#[test]
+fn under_a_small_stack_limit_the_build_runs_on_a_thread_of_its_own_and_prints_the_same() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    tree(root);
+    for dir in ["overlay", "broken"] {
+        let dir = root.join(dir);
+        let dir = dir.to_str().unwrap();
+        let usual = run(PLUMB, &["build", dir]);
+        // 1 MiB: under `limits::CALLER_STACK_MIN_BYTES`, so the main thread is not used.
+        let small = Command::new("sh")
+            .args([
+                "-c",
+                "ulimit -s 1024 && exec \"$0\" build \"$1\"",
+                PLUMB,
+                dir,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(small.status.code(), usual.status.code(), "{dir}");
+        assert_eq!(small.stdout, usual.stdout, "{dir}");
+        assert_eq!(
+            String::from_utf8_lossy(&small.stderr),
+            String::from_utf8_lossy(&usual.stderr),
+            "{dir}"
+        );
+    }
+}

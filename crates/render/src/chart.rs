@@ -197,7 +197,7 @@ fn transform(
         timeout: opts.timeout,
         // Keep Helm's order: hooks and CRDs are staged by the sync controller anyway.
         reorder: plumb_kustomize::Reorder::None,
-        charts: None,
+        ..plumb_kustomize::BuildOptions::default()
     };
     engine::build_generated(scratch.path(), scratch.path(), &k, &build_opts).map_err(|source| {
         BuildError::Kustomize {

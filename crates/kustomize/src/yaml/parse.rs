@@ -59,18 +59,25 @@ enum Node {
 }
 
 thread_local! {
-    /// Alias nodes left to the build running on this thread (builds run on a thread of their
-    /// own; see [`with_alias_budget`]). `None` outside a build.
+    /// Alias nodes left to the build running on this thread (see [`with_alias_budget`]).
+    /// `None` outside a build.
     static BUILD_ALIAS_BUDGET: Cell<Option<(usize, usize)>> = const { Cell::new(None) };
 }
 
 /// Run `f` with a budget of `max` alias-expanded nodes shared by every YAML text parsed on this
 /// thread meanwhile: a build's budget.
+///
+/// The budget in force before is restored when `f` returns or unwinds, so a build run on a
+/// caller's thread leaves nothing of its own behind.
 pub(crate) fn with_alias_budget<R>(max: usize, f: impl FnOnce() -> R) -> R {
-    let before = BUILD_ALIAS_BUDGET.with(|b| b.replace(Some((0, max))));
-    let out = f();
-    BUILD_ALIAS_BUDGET.with(|b| b.set(before));
-    out
+    struct Restore(Option<(usize, usize)>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            BUILD_ALIAS_BUDGET.with(|b| b.set(self.0));
+        }
+    }
+    let _restore = Restore(BUILD_ALIAS_BUDGET.with(|b| b.replace(Some((0, max)))));
+    f()
 }
 
 /// Charge `value`'s nodes, about to be copied by a transformer (JSON patch `copy`, a
