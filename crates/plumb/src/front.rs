@@ -92,23 +92,6 @@ fn report(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Whether this process's main thread may grow its stack to what a build on it needs
-/// ([`plumb_kustomize::limits::CALLER_STACK_MIN_BYTES`]): the stack limit (`ulimit -s`) allows
-/// it. Otherwise the build runs on a thread of its own, as in the controllers.
-#[allow(unsafe_code)] // one getrlimit call, audited below
-fn main_stack_fits() -> bool {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes one `rlimit` through a pointer to a live, writable one.
-    if unsafe { libc::getrlimit(libc::RLIMIT_STACK, &mut limit) } != 0 {
-        return false;
-    }
-    limit.rlim_cur == libc::RLIM_INFINITY
-        || limit.rlim_cur >= plumb_kustomize::limits::CALLER_STACK_MIN_BYTES as libc::rlim_t
-}
-
 /// Builds and prints when `b` names a kustomization; `None` when `plumb-cli` must answer.
 fn run(b: &Build) -> Option<ExitCode> {
     let dir = b
@@ -126,7 +109,10 @@ fn run(b: &Build) -> Option<ExitCode> {
     };
     let opts = BuildOptions {
         reorder: b.reorder,
-        on_caller_thread: main_stack_fits(),
+        // Always a thread of its own (the engine's 64 MiB stack), never the main thread: a
+        // hostile replacement can create an object nested thousands of levels deep, and
+        // building or dropping it needs more stack than the usual 8 MiB main thread has.
+        on_caller_thread: false,
         ..BuildOptions::default()
     };
     let printed = match plumb_kustomize::build(&root, &dir, &opts) {
