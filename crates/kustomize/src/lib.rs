@@ -16,8 +16,9 @@
 //! ([`BuildOptions::charts`]), as `kustomize build --enable-helm` runs Helm; remote bases, chart
 //! downloads, exec/container functions and non-builtin plugins are refused.
 //! Builds share no state, so any number may run in parallel. Each runs on a thread of its own
-//! with a known stack ([`limits::BUILD_STACK_BYTES`]), or on the caller's when it has enough
-//! ([`BuildOptions::on_caller_thread`]), and is held to the [`limits`] in its options, so a
+//! with a known stack ([`limits::BUILD_STACK_BYTES`]), never the caller's: a hostile replacement
+//! can create an object nested thousands of levels deep, and building or dropping it needs more
+//! stack than a process's main thread has. Each is held to the [`limits`] in its options, so a
 //! hostile tree costs an [`Error`] naming the limit, never the process.
 
 mod build;
@@ -86,13 +87,6 @@ pub struct BuildOptions {
     /// What inflates `helmCharts` (as `kustomize build --enable-helm`); without one they are
     /// refused.
     pub charts: Option<std::sync::Arc<dyn ChartEngine>>,
-    /// Run the build on the calling thread rather than on a thread of its own. Only for a caller
-    /// whose stack has at least [`limits::CALLER_STACK_MIN_BYTES`] left (a process's main
-    /// thread under the usual 8 MiB stack limit): it saves starting a thread, which is a good
-    /// part of a small build's cost in a short-lived process. Honoured while
-    /// `limits.max_kustomization_depth` is at most the default, which that stack was measured
-    /// for; a build allowed deeper chains runs on a thread of its own.
-    pub on_caller_thread: bool,
 }
 
 /// Whether `dir` holds a kustomization file (`kustomization.yaml`, `kustomization.yml` or
@@ -116,8 +110,8 @@ pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Resour
 }
 
 /// Run a build with the build's alias budget, on a thread with a stack of
-/// [`limits::BUILD_STACK_BYTES`] (or on the caller's, when [`BuildOptions::on_caller_thread`]
-/// says it is large enough); a panic (a bug) becomes an error rather than taking the caller down.
+/// [`limits::BUILD_STACK_BYTES`]; a panic (a bug) becomes an error rather than taking the caller
+/// down.
 fn on_build_thread(
     path: &Path,
     opts: &BuildOptions,
@@ -136,13 +130,6 @@ fn on_build_thread(
         })
     };
     let run = || yaml::with_alias_budget(opts.limits.max_alias_nodes, f);
-    if opts.on_caller_thread
-        && opts.limits.max_kustomization_depth <= Limits::default().max_kustomization_depth
-    {
-        // The build owns everything it touches but the options and the alias budget, which
-        // `with_alias_budget` resets on the way out, unwinding or not.
-        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(failed);
-    }
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()
             .name("kustomize-build".into())

@@ -20,13 +20,6 @@ pub const YAML_MAX_ALIAS_NODES: usize = 100_000;
 /// depth and the kustomization depth limits, which need a small fraction of it.
 pub const BUILD_STACK_BYTES: usize = 64 << 20;
 
-/// Least stack a caller must have for a build on its own thread
-/// ([`BuildOptions::on_caller_thread`](crate::BuildOptions)): the usual 8 MiB of a process's
-/// main thread. The deepest build the default limits allow (a chain of 50 kustomizations, each
-/// patching a resource nested [`YAML_MAX_DEPTH`] levels deep) needs under half of it even
-/// unoptimized (the test `deepest_default_build_fits_half_the_caller_stack` keeps it so).
-pub const CALLER_STACK_MIN_BYTES: usize = 8 << 20;
-
 /// Hard ceiling of [`Limits::max_kustomization_depth`]: each level of a bases/components chain
 /// costs stack on the build thread.
 pub const KUSTOMIZATION_DEPTH_CEILING: usize = 200;

@@ -109,10 +109,6 @@ fn run(b: &Build) -> Option<ExitCode> {
     };
     let opts = BuildOptions {
         reorder: b.reorder,
-        // Always a thread of its own (the engine's 64 MiB stack), never the main thread: a
-        // hostile replacement can create an object nested thousands of levels deep, and
-        // building or dropping it needs more stack than the usual 8 MiB main thread has.
-        on_caller_thread: false,
         ..BuildOptions::default()
     };
     let printed = match plumb_kustomize::build(&root, &dir, &opts) {
