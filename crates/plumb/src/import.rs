@@ -26,7 +26,8 @@ pub struct Args {
     /// With --from-cluster: every namespace.
     #[arg(long, short = 'A', requires = "from_cluster")]
     pub all_namespaces: bool,
-    /// Suspend (`spec.suspend: true`) each Flux object that was imported (with --from-cluster).
+    /// Suspend (`spec.suspend: true`, annotated `plumb.dev/suspended-by`) each Flux object that
+    /// was imported (with --from-cluster); one suspended already is left as it is.
     #[arg(long, requires = "from_cluster")]
     pub suspend_flux: bool,
     /// Write the plumb objects here instead of standard output.
@@ -38,6 +39,14 @@ pub struct Args {
 
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 const FLUX_KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
+
+/// The annotation `--suspend-flux` sets on each Flux object it suspends. An object that carries
+/// it is imported again without its `spec.suspend` (the suspension was the move's, not the
+/// user's), so a second import after the move gives the same plumb objects as the first.
+pub const SUSPENDED_BY_ANNOTATION: &str = "plumb.dev/suspended-by";
+
+/// The value of [`SUSPENDED_BY_ANNOTATION`].
+const SUSPENDED_BY: &str = "plumb import";
 
 /// What an import produced: the plumb objects, the warnings, and the Flux objects replaced
 /// (kind, namespace, name).
@@ -64,12 +73,18 @@ pub fn convert(objects: &[Value], default_namespace: &str) -> Imported {
             .as_str()
             .unwrap_or(default_namespace);
         let what = format!("{kind} {namespace}/{name}");
-        let converted = match (group, kind) {
-            (FLUX_SOURCE_GROUP, "GitRepository") => git_repository(obj, &what, &mut out.warnings),
-            (FLUX_KUSTOMIZE_GROUP, "Kustomization") => {
-                kustomization(obj, namespace, &what, &mut out.warnings)
-            }
-            _ => continue,
+        let flux_kind = matches!(
+            (group, kind),
+            (FLUX_SOURCE_GROUP, "GitRepository") | (FLUX_KUSTOMIZE_GROUP, "Kustomization")
+        );
+        if !flux_kind {
+            continue;
+        }
+        let obj = &without_import_suspension(obj);
+        let converted = if kind == "GitRepository" {
+            git_repository(obj, &what, &mut out.warnings)
+        } else {
+            kustomization(obj, namespace, &what, &mut out.warnings)
         };
         match converted {
             Ok(spec) => {
@@ -93,6 +108,20 @@ pub fn convert(objects: &[Value], default_namespace: &str) -> Imported {
         }
     }
     out
+}
+
+/// `obj` without the `spec.suspend: true` that an earlier `--suspend-flux` set (it carries
+/// [`SUSPENDED_BY_ANNOTATION`]): the plumb object takes over, it is not suspended.
+fn without_import_suspension(obj: &Value) -> std::borrow::Cow<'_, Value> {
+    let by_import = obj["metadata"]["annotations"][SUSPENDED_BY_ANNOTATION] == SUSPENDED_BY;
+    if !by_import || obj["spec"].get("suspend").is_none() {
+        return std::borrow::Cow::Borrowed(obj);
+    }
+    let mut obj = obj.clone();
+    if let Some(spec) = obj["spec"].as_object_mut() {
+        spec.remove("suspend");
+    }
+    std::borrow::Cow::Owned(obj)
 }
 
 /// Takes `key` out of `spec` into `to[as_key]` when present.
@@ -158,8 +187,13 @@ fn kustomization(
         .and_then(Value::as_str)
         .unwrap_or_default();
     if kind != "GitRepository" {
+        let article = if kind.starts_with(['A', 'E', 'I', 'O', 'U']) {
+            "an"
+        } else {
+            "a"
+        };
         return Err(format!(
-            "its source is a {kind}; plumb syncs from GitRepositories only"
+            "its source is {article} {kind}; plumb syncs from GitRepositories only"
         ));
     }
     source.remove("apiVersion");
@@ -338,10 +372,26 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
             let scope = (!args.all_namespaces).then_some(namespace.as_str());
             let mut objects = Vec::new();
             for kind in ["GitRepository", "Kustomization"] {
-                let list = flux_api(client, scope, kind)
+                let where_ = scope.map_or("in any namespace".to_owned(), |ns| {
+                    format!("in namespace {ns}")
+                });
+                let list = match flux_api(client, scope, kind)
                     .list(&ListParams::default())
                     .await
-                    .with_context(|| format!("listing Flux {kind} objects"))?;
+                {
+                    Ok(list) => list,
+                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                        let ar = flux_resource(kind);
+                        anyhow::bail!(
+                            "the cluster does not serve Flux's {kind} kind ({}, resource {}): is Flux installed there?",
+                            ar.api_version,
+                            ar.plural
+                        );
+                    }
+                    Err(e) => {
+                        return Err(e).context(format!("listing Flux {kind} objects {where_}"));
+                    }
+                };
                 for mut o in list.items {
                     let ar = flux_resource(kind);
                     o.types = Some(kube::api::TypeMeta {
@@ -381,15 +431,24 @@ pub async fn run(args: &Args) -> anyhow::Result<()> {
     );
     if let (true, Some((client, _))) = (args.suspend_flux, &client) {
         for (kind, ns, name) in &imported.replaced {
+            let flux = objects.iter().find(|o| {
+                o["kind"] == kind.as_str()
+                    && o["metadata"]["namespace"] == ns.as_str()
+                    && o["metadata"]["name"] == name.as_str()
+            });
+            if flux.is_some_and(|o| o["spec"]["suspend"] == true) {
+                eprintln!("Flux {kind} {ns}/{name} is suspended already; left as it is");
+                continue;
+            }
             let api: Api<DynamicObject> =
                 Api::namespaced_with(client.clone(), ns, &flux_resource(kind));
-            api.patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": {"suspend": true}})),
-            )
-            .await
-            .with_context(|| format!("suspending Flux {kind} {ns}/{name}"))?;
+            let patch = json!({
+                "metadata": {"annotations": {SUSPENDED_BY_ANNOTATION: SUSPENDED_BY}},
+                "spec": {"suspend": true},
+            });
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .with_context(|| format!("suspending Flux {kind} {ns}/{name}"))?;
             eprintln!("suspended Flux {kind} {ns}/{name}");
         }
     }
@@ -514,6 +573,25 @@ spec:
             "{:?}",
             out.warnings
         );
+    }
+
+    #[test]
+    fn a_suspension_by_an_earlier_import_is_not_carried_over_and_the_users_own_is() {
+        let text = |annotations: &str| {
+            format!(
+                "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {{name: a, namespace: n, annotations: {{{annotations}}}}}\nspec: {{sourceRef: {{kind: GitRepository, name: r}}, interval: 5m, prune: true, suspend: true}}\n---\napiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata: {{name: r, namespace: n, annotations: {{{annotations}}}}}\nspec: {{url: https://git.example.com/r.git, interval: 1m, suspend: true}}\n"
+            )
+        };
+        let by_import = convert(&flux(&text("plumb.dev/suspended-by: plumb import")), "n");
+        assert_eq!(by_import.objects.len(), 2);
+        for o in &by_import.objects {
+            assert_eq!(o["spec"].get("suspend"), None, "{o}");
+        }
+        let by_user = convert(&flux(&text("team: web")), "n");
+        for o in &by_user.objects {
+            assert_eq!(o["spec"]["suspend"], true, "{o}");
+        }
+        assert!(by_import.warnings.is_empty() && by_user.warnings.is_empty());
     }
 
     #[test]

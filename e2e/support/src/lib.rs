@@ -34,7 +34,7 @@ pub use cluster::{
     CLUSTER_DIR_ENV, KUBECONFIG_ENV, NO_CLUSTER_ENV, client, connect, default_kubeconfig_path,
     kube_config, kubeconfig_path, pinned_kubernetes_version, repo_root,
 };
-pub use crds::install_crds;
+pub use crds::{FLUX_CRD_LABEL, install_crds, install_flux_crds};
 pub use error::{Error, Result};
 pub use files::FileServer;
 pub use flux_oracle::{flux_oracle, flux_substitute};
