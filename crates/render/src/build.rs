@@ -486,7 +486,8 @@ pub fn render_published(
     let mut deferred = Vec::new();
     if let Some(originals) = originals {
         for (i, (original, s)) in originals.into_iter().zip(&done).enumerate() {
-            if let Some(d) = vars.deferral(&s.used, spec.common_metadata.as_ref()) {
+            if let Some(mut d) = vars.deferral(&s.used, spec.common_metadata.as_ref()) {
+                d.note_substituted_id(&original, &s.object);
                 deferred.push((i, defer(original, &d)));
             }
         }

@@ -64,12 +64,39 @@ pub struct Deferred {
     /// The Sync's `commonMetadata`, set after substitution.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub common_metadata: Option<CommonMetadata>,
+    /// The name and namespace the object is applied under, when substitution changes them
+    /// (the published object holds `${...}` there): what tools that show the artifact's
+    /// objects (`plumb ui`) know it by. Not secret: the Sync's inventory names it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substituted_id: Option<SubstitutedId>,
+}
+
+/// The `metadata.name` and `metadata.namespace` of an object once substituted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubstitutedId {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`, when the object has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
 }
 
 impl Deferred {
     /// The Secrets this object needs, each once.
     pub fn secret_versions(&self) -> BTreeSet<&SecretVersion> {
         self.secrets.values().collect()
+    }
+
+    /// Notes the name and namespace of `substituted` (the object as substitution made it) when
+    /// they are not those of `built` (the object as built, which is published).
+    pub fn note_substituted_id(&mut self, built: &Value, substituted: &Value) {
+        let id = |o: &Value, field: &str| o["metadata"][field].as_str().map(str::to_owned);
+        let (name, namespace) = (id(substituted, "name"), id(substituted, "namespace"));
+        if name == id(built, "name") && namespace == id(built, "namespace") {
+            return;
+        }
+        self.substituted_id = name.map(|name| SubstitutedId { name, namespace });
     }
 }
 
@@ -142,6 +169,7 @@ impl Variables {
             values,
             secrets,
             common_metadata: common_metadata.cloned(),
+            substituted_id: None,
         })
     }
 }
@@ -160,6 +188,14 @@ pub fn defer(mut object: Value, deferred: &Deferred) -> Value {
 /// Whether a published object's substitution is deferred.
 pub fn is_deferred(object: &Value) -> bool {
     object.get(DEFERRED_KEY).is_some()
+}
+
+/// The name and namespace a published object is applied under when its substitution is
+/// deferred and changes them (see [`Deferred::substituted_id`]); `None` otherwise, when the
+/// published object's own are the ones applied.
+pub fn substituted_id(object: &Value) -> Option<SubstitutedId> {
+    let id = object.get(DEFERRED_KEY)?.get("substitutedId")?;
+    serde_json::from_value(id.clone()).ok()
 }
 
 /// Takes the deferral off a published object: `None` when it carries none.
@@ -226,7 +262,10 @@ mod tests {
             .zip(&checked)
             .map(
                 |((original, s), checked)| match vars.deferral(&s.used, common) {
-                    Some(d) => defer(original, &d),
+                    Some(mut d) => {
+                        d.note_substituted_id(&original, &s.object);
+                        defer(original, &d)
+                    }
                     None => checked.clone(),
                 },
             )
@@ -324,6 +363,47 @@ mod tests {
             let done = finish(object, &deferred, &secret, &Default::default()).unwrap();
             assert_eq!(done, checked[i], "object {i}");
         }
+    }
+
+    #[test]
+    fn a_deferred_object_whose_name_or_namespace_is_substituted_records_them() {
+        let sources = [
+            source(DataKind::ConfigMap, "vars", &[("cluster", "staging")]),
+            source(
+                DataKind::Secret,
+                "creds",
+                &[("password", "pw"), ("team", "shop")],
+            ),
+        ];
+        let vars = Variables::assemble(&sources, &BTreeMap::new());
+        let objects = vec![
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "db-${cluster}", "namespace": "${team}-apps"},
+                   "stringData": {"password": "${password}"}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web"},
+                   "data": {"p": "${password}"}}),
+        ];
+        let (checked, published) = render(objects, &vars, None);
+        assert_eq!(
+            substituted_id(&published[0]),
+            Some(SubstitutedId {
+                name: "db-staging".into(),
+                namespace: Some("shop-apps".into())
+            })
+        );
+        assert_eq!(checked[0]["metadata"]["name"], "db-staging");
+        assert!(is_deferred(&published[1]));
+        assert_eq!(substituted_id(&published[1]), None, "its name is as built");
+        assert_eq!(substituted_id(&checked[1]), None, "not deferred");
+        // The sync controller ignores the record: the object comes out as the render checked it.
+        let secret = BTreeMap::from([
+            ("password".to_owned(), "pw".to_owned()),
+            ("team".to_owned(), "shop".to_owned()),
+        ]);
+        let mut object = published[0].clone();
+        let deferred = take(&mut object).unwrap().unwrap();
+        let done = finish(object, &deferred, &secret, &Default::default()).unwrap();
+        assert_eq!(done, checked[0]);
     }
 
     #[test]

@@ -50,5 +50,6 @@ pub mod view {
     pub use crate::manifest::{Manifest, ManifestError, parse_gzip};
     pub use crate::stage::{Stage, stage_of};
     pub use plumb_substitute::deferred::is_deferred as substitution_deferred;
+    pub use plumb_substitute::deferred::substituted_id;
 }
 pub use controller::{Error, LEASE_NAME, run};

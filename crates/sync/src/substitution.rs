@@ -224,6 +224,7 @@ mod tests {
                 },
             )]),
             common_metadata: None,
+            substituted_id: None,
         };
         let object = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "x", "labels": {"l": "${p}"}},

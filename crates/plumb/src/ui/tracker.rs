@@ -7,6 +7,7 @@
 //! names rather than across the cluster, so a user whose RBAC allows only some namespaces sees
 //! the objects there, and a refusal elsewhere is shown for that namespace only.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -288,7 +289,8 @@ impl Trackers {
             let Some((resource, namespaced)) = self.resolve(&gvk_of(m), state).await else {
                 continue;
             };
-            let i = intended(m, namespaced, &sync_ns, &sync_name, &placement, &refs);
+            let m = as_applied(m);
+            let i = intended(&m, namespaced, &sync_ns, &sync_name, &placement, &refs);
             intents.insert(
                 i.id,
                 Intent {
@@ -575,6 +577,20 @@ impl Trackers {
     }
 }
 
+/// Rendered object `m` under the name and namespace it is applied under: a deferred object's
+/// own may hold `${...}` that the sync controller substitutes (the render recorded the result),
+/// and the live object, the inventory and the page know it by the substituted ones.
+fn as_applied(m: &Manifest) -> Cow<'_, Manifest> {
+    match plumb_sync::view::substituted_id(&m.object) {
+        Some(id) => Cow::Owned(Manifest {
+            name: id.name,
+            namespace: id.namespace,
+            ..m.clone()
+        }),
+        None => Cow::Borrowed(m),
+    }
+}
+
 fn gvk_of(m: &Manifest) -> GroupVersionKind {
     GroupVersionKind::gvk(m.group(), m.version(), &m.kind)
 }
@@ -602,4 +618,87 @@ fn identify(gvk: &GroupVersionKind, obj: DynamicObject) -> (ObjectId, Value) {
         map.insert("kind".into(), Value::String(gvk.kind.clone()));
     }
     (id, value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_api::reference::DataKind;
+    use plumb_render::{Published, RenderOptions, render_published};
+    use plumb_substitute::deferred::VariableSource;
+    use serde_json::json;
+
+    /// The id plumb applies rendered object `m` under, as the page keys what plumb applied.
+    fn intent_id(m: &Manifest) -> ObjectId {
+        intended(&as_applied(m), true, "team", "app", "team", &[]).id
+    }
+
+    #[test]
+    fn a_deferred_object_is_known_by_the_name_and_namespace_it_is_applied_under() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("deploy");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("objects.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web-${cluster}\n  namespace: ${tenant}\ndata:\n  dsn: db://app:${password}@db\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: uses-secret\ndata:\n  p: ${password}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain-${cluster}\ndata:\n  c: ${cluster}\n",
+        )
+        .unwrap();
+        let source = |kind, name: &str, pairs: &[(&str, &str)]| VariableSource {
+            kind,
+            name: name.into(),
+            resource_version: "1".into(),
+            data: pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let sources = [
+            source(DataKind::ConfigMap, "vars", &[("cluster", "staging")]),
+            source(
+                DataKind::Secret,
+                "creds",
+                &[("password", "s3cr3t"), ("tenant", "shop")],
+            ),
+        ];
+        let spec: plumb_api::SyncSpec = serde_json::from_value(json!({
+            "sourceRef": {"kind": "GitRepository", "name": "repo"}, "path": "deploy", "interval": "1m",
+        }))
+        .unwrap();
+        let published =
+            render_published(tmp.path(), &spec, &sources, &RenderOptions::default()).unwrap();
+        // What the sync controller applies: the substituted objects.
+        let applied: Vec<ObjectId> = published
+            .objects
+            .iter()
+            .map(|o| {
+                let m = Manifest::from_value(o.clone(), 0).unwrap();
+                intent_id(&m)
+            })
+            .collect();
+        let artifact = Published {
+            objects: published.objects.clone(),
+            deferred: published.deferred.clone(),
+        }
+        .into_artifact();
+        let rendered: Vec<Manifest> = artifact
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| Manifest::from_value(o, i).unwrap())
+            .collect();
+        assert_eq!(
+            rendered[0].name, "web-${cluster}",
+            "published unsubstituted"
+        );
+        assert!(plumb_sync::view::substitution_deferred(&rendered[0].object));
+        let shown: Vec<ObjectId> = rendered.iter().map(intent_id).collect();
+        assert_eq!(shown, applied);
+        assert_eq!(
+            shown.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "shop_web-staging__ConfigMap",
+                "team_plain-staging__ConfigMap",
+                "team_uses-secret__ConfigMap",
+            ]
+        );
+    }
 }
