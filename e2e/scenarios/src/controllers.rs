@@ -419,6 +419,40 @@ impl Controllers {
         }
         out
     }
+
+    /// Waits until Sync `name` of `syncs`'s namespace is Ready with `commit` applied. The
+    /// error names what was awaited and holds the Sync's status and the last lines of every
+    /// controller's log, for the failure report.
+    pub async fn wait_ready_at(
+        &self,
+        syncs: &kube::Api<plumb_api::Sync>,
+        name: &str,
+        commit: &str,
+        within: std::time::Duration,
+    ) -> std::result::Result<(), String> {
+        use plumb_api::{Conditions, condition_type};
+        let ready = plumb_e2e_support::wait_for(
+            &format!("Sync {name} Ready at {commit}"),
+            within,
+            || async {
+                let status = syncs.get(name).await?.status.unwrap_or_default();
+                let applied = status
+                    .last_applied_revision
+                    .as_ref()
+                    .is_some_and(|r| r.commit() == commit);
+                let ready = status.conditions.is_true(condition_type::READY);
+                Ok::<_, kube::Error>((applied && ready).then_some(()))
+            },
+        )
+        .await;
+        match ready {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let status = syncs.get(name).await.ok().and_then(|s| s.status);
+                Err(format!("{e}\n{status:#?}\n{}", self.logs_tail(60)))
+            }
+        }
+    }
 }
 
 impl Drop for Controllers {

@@ -16,11 +16,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
-use plumb_api::{Conditions, Sync, condition_type};
+use plumb_api::Sync;
 use plumb_e2e_scenarios::{Controllers, GitFixture, SCOPE_LABEL, plumb_binary};
-use plumb_e2e_support::{
-    TestNamespace, install_crds, install_flux_crds, kubeconfig_path, wait_for,
-};
+use plumb_e2e_support::{TestNamespace, install_crds, install_flux_crds, kubeconfig_path};
 use serde_json::{Value, json};
 
 /// How long the imported Sync may take to be Ready (a failure bound, not a timing assertion).
@@ -306,29 +304,10 @@ spec:
     let controllers = Controllers::start(&name).unwrap();
     ns.apply_yaml(&first.stdout, "plumb-e2e").await.unwrap();
     let syncs: Api<Sync> = ns.api();
-    let ready = wait_for(
-        &format!("Sync {name}/web Ready at {commit}"),
-        READY_WITHIN,
-        || {
-            let syncs = syncs.clone();
-            let commit = commit.clone();
-            async move {
-                let status = syncs.get("web").await?.status.unwrap_or_default();
-                let applied = status
-                    .last_applied_revision
-                    .as_ref()
-                    .is_some_and(|r| r.commit() == commit);
-                Ok::<_, kube::Error>(
-                    (applied && status.conditions.is_true(condition_type::READY)).then_some(()),
-                )
-            }
-        },
-    )
-    .await;
-    if let Err(e) = ready {
-        let status = syncs.get("web").await.ok().and_then(|s| s.status);
-        panic!("{e}\n{status:#?}\n{}", controllers.logs_tail(60));
-    }
+    controllers
+        .wait_ready_at(&syncs, "web", &commit, READY_WITHIN)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let settings: ConfigMap = ns.api().get("prod-settings").await.unwrap();
     assert_eq!(
         json!(settings.data.unwrap()),

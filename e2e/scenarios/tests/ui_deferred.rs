@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::PostParams;
-use plumb_api::{Conditions, GitRepository, Sync, condition_type};
+use plumb_api::{GitRepository, Sync};
 use plumb_e2e_scenarios::{
     ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, SCOPE_LABEL, plumb_binary,
 };
@@ -100,24 +100,10 @@ async fn an_object_named_with_a_secret_value_shows_under_its_applied_name() {
         .await
         .unwrap();
     let syncs: Api<Sync> = ns.api();
-    let ready = wait_for(&format!("Sync app Ready at {commit}"), WAIT, || {
-        let (syncs, commit) = (syncs.clone(), commit.clone());
-        async move {
-            let status = syncs.get("app").await?.status.unwrap_or_default();
-            let applied = status
-                .last_applied_revision
-                .as_ref()
-                .is_some_and(|r| r.commit() == commit);
-            Ok::<_, kube::Error>(
-                (applied && status.conditions.is_true(condition_type::READY)).then_some(()),
-            )
-        }
-    })
-    .await;
-    if let Err(e) = ready {
-        let status = syncs.get("app").await.ok().and_then(|s| s.status);
-        panic!("{e}\n{status:#?}\n{}", controllers.logs_tail(60));
-    }
+    controllers
+        .wait_ready_at(&syncs, "app", &commit, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let applied: ConfigMap = ns.api().get("settings-blue").await.unwrap();
     assert_eq!(
         applied.data.unwrap()["dsn"],
