@@ -5,10 +5,11 @@
 //! Flux is its source-controller and kustomize-controller built from their Go modules by
 //! `e2e/flux/build.sh` (cached); plumb is its three controllers, release builds. For each N
 //! (`BENCH_SYNCS`, comma-separated, default `100,1000`) it prints, per system: the time from the
-//! first create to all Ready, each controller's peak resident memory and CPU seconds over the
-//! run, the API server's CPU seconds, each controller's CPU over an idle minute
-//! (`BENCH_IDLE_SECONDS`), and how long an edit of an applied ConfigMap stays before it is
-//! reverted; then the plumb/Flux ratios, and the API server's own ceiling for the same writes:
+//! first create to all Ready (and from the last create), the API server's write requests over
+//! that time by verb and resource (every client's, from its `apiserver_request_total`), each
+//! controller's peak resident memory and CPU seconds over the run, the API server's CPU seconds,
+//! each controller's CPU over an idle minute (`BENCH_IDLE_SECONDS`), and how long an edit of an
+//! applied ConfigMap stays before it is reverted; then the plumb/Flux ratios, and the API server's own ceiling for the same writes:
 //! the fleet's objects server-side applied from one client with as many requests in flight as
 //! the apply workers (4).
 //!
@@ -50,7 +51,8 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
 use plumb_e2e_scenarios::bench::{
-    FLEET_APP, ProcStats, http_get, load_average, print_phases, proc_stats,
+    FLEET_APP, ProcStats, http_get, load_average, print_phases, proc_stats, write_requests,
+    writes_between,
 };
 use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
 use plumb_e2e_support::TestNamespace;
@@ -267,6 +269,9 @@ struct Figures {
     idle_seconds: u64,
     drift: Result<Duration, Duration>,
     load: String,
+    /// The API server's write requests from the first create to all Ready (every client's):
+    /// verb, resource, count.
+    writes: Vec<(String, String, f64)>,
 }
 
 impl Figures {
@@ -299,13 +304,19 @@ impl Figures {
         }
     }
 
+    /// From the last create to all Ready.
+    fn after_last_create(&self) -> Duration {
+        self.ready.saturating_sub(self.created)
+    }
+
     fn print(&self) {
         println!(
-            "{} N={}: created in {:.1} s, all Ready after {:.1} s; peak RSS {:.0} MiB ({:.0} MiB before the fleet, {:.1} KiB per app), {:.1} CPU s (API server {}); idle {:.2} CPU s over {} s; drift reverted: {}; load {}",
+            "{} N={}: created in {:.1} s, all Ready after {:.1} s ({:.1} s after the last create); peak RSS {:.0} MiB ({:.0} MiB before the fleet, {:.1} KiB per app), {:.1} CPU s (API server {}); idle {:.2} CPU s over {} s; drift reverted: {}; load {}",
             self.system.name(),
             self.apps,
             self.created.as_secs_f64(),
             self.ready.as_secs_f64(),
+            self.after_last_create().as_secs_f64(),
             self.peak_mib(),
             self.before_mib(),
             self.growth_kib(),
@@ -326,6 +337,18 @@ impl Figures {
                 peak.saturating_sub(*before) as f64 / self.apps.max(1) as f64,
             );
         }
+        let n = self.apps.max(1) as f64;
+        let total: f64 = self.writes.iter().map(|w| w.2).sum();
+        println!(
+            "    API writes from the first create to all Ready, every client's (the bench's creates, the controllers', kube-controller-manager's, kwok's): {total:.0}, {:.1} per app",
+            total / n
+        );
+        for (verb, resource, count) in &self.writes {
+            println!(
+                "      {verb} {resource}: {count:.0} ({:.2} per app)",
+                count / n
+            );
+        }
     }
 }
 
@@ -341,6 +364,19 @@ fn apiserver_pid() -> Option<u32> {
 
 fn apiserver_cpu() -> Option<f64> {
     apiserver_pid().and_then(proc_stats).map(|s| s.cpu_seconds)
+}
+
+/// The API server's write requests so far, by verb and resource (empty when its `/metrics`
+/// cannot be read).
+async fn apiserver_writes(client: &Client) -> BTreeMap<(String, String), f64> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    match client.request_text(request).await {
+        Ok(text) => write_requests(&text),
+        Err(e) => {
+            eprintln!("  the API server's /metrics: {e}");
+            BTreeMap::new()
+        }
+    }
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -597,6 +633,7 @@ async fn run(
 
     let before = running.stats();
     let apiserver_before = apiserver_cpu();
+    let writes_before = apiserver_writes(client).await;
     let start = Instant::now();
     let fleet: Vec<Value> = (0..count)
         .map(|i| system.app(&ctl, &i.to_string(), &format!("{ctl}-{i}"), "10m"))
@@ -607,6 +644,7 @@ async fn run(
     let after = running.stats();
     let apiserver_cpu = apiserver_before.zip(apiserver_cpu()).map(|(a, b)| b - a);
     let load = load_average();
+    let writes = writes_between(&writes_before, &apiserver_writes(client).await);
     if let Running::Plumb(c) = &running {
         print_phases(c).await;
     }
@@ -649,6 +687,7 @@ async fn run(
         idle_seconds,
         drift,
         load,
+        writes,
     };
     figures.print();
     running.kill();
@@ -873,16 +912,17 @@ async fn main() {
     }
     println!();
     println!(
-        "| N | | all Ready after | peak RSS, all controllers (per app) | CPU seconds (API server) | idle CPU s/min | drift reverted after |"
+        "| N | | all Ready after (after the last create) | peak RSS, all controllers (per app) | CPU seconds (API server) | idle CPU s/min | drift reverted after |"
     );
     println!("|---|---|---|---|---|---|---|");
     for (n, f, p, ceiling) in &table {
         for x in [f, p].into_iter().flatten() {
             println!(
-                "| {} | {} | {:.1} s (created in {:.1} s) | {:.0} MiB ({:.1} KiB) | {:.1} ({}) | {:.2} | {} |",
+                "| {} | {} | {:.1} s ({:.1} s; created in {:.1} s) | {:.0} MiB ({:.1} KiB) | {:.1} ({}) | {:.2} | {} |",
                 x.apps,
                 x.system.name(),
                 x.ready.as_secs_f64(),
+                x.after_last_create().as_secs_f64(),
                 x.created.as_secs_f64(),
                 x.peak_mib(),
                 x.growth_kib(),

@@ -1,5 +1,8 @@
 //! What the benchmarks share: the fleet application every Sync (or Flux Kustomization) of a
-//! fleet applies, and the figures of a process read from `/proc`.
+//! fleet applies, the figures of a process read from `/proc`, and the API server's count of
+//! write requests read from its `/metrics`.
+
+use std::collections::BTreeMap;
 
 /// One application of a fleet: a ServiceAccount, ConfigMap, Service and Deployment (0 replicas)
 /// named by the substituted variable `id`, so each Sync's render is its own.
@@ -196,6 +199,64 @@ pub fn phase_summary(metrics: &str) -> Vec<String> {
     out
 }
 
+/// The API server's write requests so far, from its `/metrics` text
+/// (`apiserver_request_total`): the count per verb and resource (`group/resource/subresource`,
+/// empty parts left out), for every verb that changes something (not GET, LIST, WATCH).
+pub fn write_requests(metrics: &str) -> BTreeMap<(String, String), f64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let label = |name: &str| {
+            let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = labels[start..].find('"')? + start;
+            Some(&labels[start..end])
+        };
+        let verb = label("verb").unwrap_or_default();
+        if matches!(verb, "GET" | "LIST" | "WATCH" | "CONNECT") || label("dry_run") == Some("All") {
+            continue;
+        }
+        let resource = [label("group"), label("resource"), label("subresource")]
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        *out.entry((verb.to_owned(), resource)).or_insert(0.0) += value;
+    }
+    out
+}
+
+/// The write requests of [`write_requests`] made between `before` and `after`, most first.
+pub fn writes_between(
+    before: &BTreeMap<(String, String), f64>,
+    after: &BTreeMap<(String, String), f64>,
+) -> Vec<(String, String, f64)> {
+    let mut out: Vec<(String, String, f64)> = after
+        .iter()
+        .map(|((verb, res), n)| {
+            let was = before
+                .get(&(verb.clone(), res.clone()))
+                .copied()
+                .unwrap_or(0.0);
+            (verb.clone(), res.clone(), n - was)
+        })
+        .filter(|(_, _, n)| *n > 0.0)
+        .collect();
+    out.sort_by(|a, b| {
+        b.2.total_cmp(&a.2)
+            .then_with(|| (&a.0, &a.1).cmp(&(&b.0, &b.1)))
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +279,31 @@ mod tests {
         assert!(me.cpu_seconds > 0.0, "{me:?}");
         assert!(me.peak_rss_kib >= me.rss_kib && me.rss_kib > 0, "{me:?}");
         assert!(proc_stats(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn write_requests_are_counted_by_verb_and_resource() {
+        let before_text = r#"# TYPE apiserver_request_total counter
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="APPLY",version="v1"} 10
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"} 99
+"#;
+        let after_text = r#"apiserver_request_total{code="201",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="APPLY",version="v1"} 14
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="APPLY",version="v1"} 1
+apiserver_request_total{code="200",component="apiserver",dry_run="All",group="",resource="configmaps",scope="resource",subresource="",verb="APPLY",version="v1"} 5
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="sync.plumb.dev",resource="syncs",scope="resource",subresource="status",verb="APPLY",version="v1"} 3
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="",resource="configmaps",scope="resource",subresource="",verb="GET",version="v1"} 150
+apiserver_request_total{code="201",component="apiserver",dry_run="",group="events.k8s.io",resource="events",scope="resource",subresource="",verb="POST",version="v1"} 2
+"#;
+        let writes = writes_between(&write_requests(before_text), &write_requests(after_text));
+        let key = |v: &str, r: &str, n: f64| (v.to_owned(), r.to_owned(), n);
+        assert_eq!(
+            writes,
+            [
+                key("APPLY", "configmaps", 5.0),
+                key("APPLY", "sync.plumb.dev/syncs/status", 3.0),
+                key("POST", "events.k8s.io/events", 2.0),
+            ]
+        );
     }
 
     #[test]
