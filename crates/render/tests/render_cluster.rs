@@ -274,6 +274,98 @@ async fn name_suffix_missing_components_and_substitute_strategy_always() {
     assert_eq!(objs[0]["data"], json!({"home": "/home", "literal": "${X}"}));
 }
 
+/// Waits until Sync `name` is rendered with `data` as its first object's data; returns it.
+async fn wait_rendered_data(w: &World, name: &str, data: serde_json::Value) -> plumb_api::Sync {
+    let api: Api<plumb_api::Sync> = w.ns.api();
+    w.wait(
+        &format!("Sync {name} rendered with data {data}"),
+        support::TIMEOUT,
+        || {
+            let (api, data) = (api.clone(), data.clone());
+            async move {
+                let s = api.get(name).await?;
+                let current = support::rendered(&s).is_some_and(|c| {
+                    c.status == "True" && c.observed_generation == s.metadata.generation
+                });
+                if !current {
+                    return Ok::<_, kube::Error>(None);
+                }
+                let objs = w.rendered_objects(&s).await;
+                Ok((objs[0]["data"] == data).then_some(s))
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn substitute_from_needs_its_sources_tolerates_optional_ones_and_renders_again_on_change() {
+    let w = World::new("render-subst-from").await;
+    let env = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: env\ndata:\n  cluster: ${cluster}\n  tier: ${tier:=standard}\n";
+    w.publish_source("vars", 'e', &[("app/env.yaml", env)], None)
+        .await;
+    w.apply_sync(
+        "vars",
+        "vars",
+        // An hour between reconciles: whatever renders again within the test was a watch.
+        json!({"path": "app", "interval": "1h", "substituteFrom": [
+            {"kind": "ConfigMap", "name": "cluster-vars"},
+            {"kind": "ConfigMap", "name": "tier-override", "optional": true},
+        ]}),
+    )
+    .await;
+    // The required ConfigMap does not exist: the render fails naming it, nothing is published.
+    let sync = w.wait_rendered("vars", "False", "BuildFailed").await;
+    let msg = &support::rendered(&sync).unwrap().message;
+    let missing = format!("ConfigMap {}/cluster-vars not found", w.name());
+    assert!(msg.contains(&missing), "{msg}");
+    assert!(
+        sync.status
+            .as_ref()
+            .and_then(|s| s.render.as_ref())
+            .and_then(|r| r.artifact.as_ref())
+            .is_none(),
+        "nothing published"
+    );
+
+    // Created: its watch renders the Sync again (a missing source is not retried, it settles the
+    // Sync until a change); the optional source is absent, so the default applies.
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = w.ns.api();
+    let vars = |name: &str, key: &str, value: &str| {
+        serde_json::from_value(json!({"metadata": {"name": name}, "data": {key: value}})).unwrap()
+    };
+    config_maps
+        .create(
+            &Default::default(),
+            &vars("cluster-vars", "cluster", "blue"),
+        )
+        .await
+        .unwrap();
+    wait_rendered_data(&w, "vars", json!({"cluster": "blue", "tier": "standard"})).await;
+
+    // The optional source appears, then the required one changes: each renders again.
+    config_maps
+        .create(&Default::default(), &vars("tier-override", "tier", "gold"))
+        .await
+        .unwrap();
+    wait_rendered_data(&w, "vars", json!({"cluster": "blue", "tier": "gold"})).await;
+    config_maps
+        .replace("cluster-vars", &Default::default(), &{
+            let mut cm = config_maps.get("cluster-vars").await.unwrap();
+            cm.data = Some([("cluster".to_owned(), "green".to_owned())].into());
+            cm
+        })
+        .await
+        .unwrap();
+    wait_rendered_data(&w, "vars", json!({"cluster": "green", "tier": "gold"})).await;
+    // The optional source goes again: the default is back.
+    config_maps
+        .delete("tier-override", &Default::default())
+        .await
+        .unwrap();
+    wait_rendered_data(&w, "vars", json!({"cluster": "green", "tier": "standard"})).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deny_blocks_warn_passes_and_a_fixed_policy_renders_again() {
     let w = World::new("render-policy").await;
