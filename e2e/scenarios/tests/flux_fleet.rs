@@ -55,8 +55,10 @@ fn is_yaml(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "yaml" || e == "yml")
 }
 
+/// A SOPS-encrypted manifest of the fleet: YAML or JSON (sops picks the format by the extension).
 fn is_sops(path: &Path) -> bool {
-    path.to_string_lossy().ends_with(".sops.yaml")
+    let path = path.to_string_lossy();
+    path.ends_with(".sops.yaml") || path.ends_with(".sops.json")
 }
 
 /// The names of the Namespace objects the fleet declares.
@@ -518,7 +520,7 @@ async fn move_cluster(c: Cluster) {
     }
     assert!(
         !encrypted_files.is_empty(),
-        "the cluster has no *.sops.yaml"
+        "the cluster has no *.sops.yaml or *.sops.json"
     );
     git.commit("the Flux fleet").unwrap();
 
@@ -654,6 +656,15 @@ async fn move_cluster(c: Cluster) {
         .await
         .unwrap();
     assert_eq!(db.data.unwrap()["password"].0, c.db_password.as_bytes());
+    // The SOPS-encrypted JSON manifest, decrypted the same way.
+    let payment: Secret = Api::namespaced(ns.client().clone(), shop_ns)
+        .get(&format!("{}payment-api", c.prefix))
+        .await
+        .unwrap();
+    assert_eq!(
+        payment.data.unwrap()["webhook-secret"].0,
+        format!("whsec-{}-only", c.name).as_bytes()
+    );
     let shop = live_object(
         ns.client(),
         &json!({"apiVersion": "apps/v1", "kind": "Deployment",
