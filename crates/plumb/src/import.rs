@@ -40,6 +40,10 @@ pub struct Args {
 const FLUX_SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 const FLUX_KUSTOMIZE_GROUP: &str = "kustomize.toolkit.fluxcd.io";
 
+/// The prefix of the labels by which Flux's kustomize-controller marks the objects it applied
+/// (`kustomize.toolkit.fluxcd.io/name`, `/namespace`); not carried over.
+const FLUX_OWNER_LABEL_PREFIX: &str = "kustomize.toolkit.fluxcd.io/";
+
 /// The annotation `--suspend-flux` sets on each Flux object it suspends. An object that carries
 /// it is imported again without its `spec.suspend` (the suspension was the move's, not the
 /// user's), so a second import after the move gives the same plumb objects as the first.
@@ -94,8 +98,17 @@ pub fn convert(objects: &[Value], default_namespace: &str) -> Imported {
                     ("sync.plumb.dev/v1", "Sync")
                 };
                 let mut metadata = json!({"name": name, "namespace": namespace});
-                if let Some(labels) = obj["metadata"].get("labels") {
-                    metadata["labels"] = labels.clone();
+                // The labels, but Flux's ownership labels (the Flux Kustomization that applied
+                // this object, e.g. `flux-system`): they would claim the plumb object for it.
+                let labels: Map<String, Value> = obj["metadata"]["labels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(k, _)| !k.starts_with(FLUX_OWNER_LABEL_PREFIX))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                if !labels.is_empty() {
+                    metadata["labels"] = Value::Object(labels);
                 }
                 out.objects.push(json!({
                     "apiVersion": api_version, "kind": plumb_kind,
@@ -495,7 +508,10 @@ mod tests {
             &flux(
                 r#"apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
-metadata: {name: apps, namespace: flux-system}
+metadata:
+  name: apps
+  namespace: flux-system
+  labels: {team: web, kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}
 spec:
   interval: 10m
   sourceRef: {kind: GitRepository, name: fleet, namespace: flux-system}
@@ -527,6 +543,11 @@ spec:
         );
         let sync = &out.objects[0];
         assert_eq!(sync["kind"], "Sync");
+        assert_eq!(
+            sync["metadata"]["labels"],
+            json!({"team": "web"}),
+            "Flux's ownership labels are not carried over"
+        );
         let spec: plumb_api::SyncSpec = serde_json::from_value(sync["spec"].clone()).unwrap();
         assert_eq!(spec.path, "./apps/prod");
         assert!(spec.prune && spec.wait);

@@ -134,7 +134,7 @@ apiVersion: kustomize.toolkit.fluxcd.io/v1
 kind: Kustomization
 metadata:
   name: web
-  labels: {{{SCOPE_LABEL}: {name}}}
+  labels: {{{SCOPE_LABEL}: {name}, kustomize.toolkit.fluxcd.io/name: flux-system, kustomize.toolkit.fluxcd.io/namespace: flux-system}}
 spec:
   interval: 10m
   sourceRef: {{kind: GitRepository, name: fleet}}
