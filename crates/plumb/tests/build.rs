@@ -88,7 +88,7 @@ fn a_sync_file_renders_with_its_transforms_and_local_variables() {
     write(
         root,
         "sync.yaml",
-        "apiVersion: sync.plumb.dev/v1\nkind: Sync\nmetadata: {name: apps, namespace: team}\nspec:\n  sourceRef: {kind: GitRepository, name: fleet}\n  path: ./apps/base\n  namePrefix: prod-\n  images: [{name: nginx, newTag: \"1.27\"}]\n  commonMetadata: {labels: {team: web}}\n  substitute: {replicas: \"3\"}\n  substituteFrom:\n    - {kind: ConfigMap, name: cluster-vars}\n    - {kind: Secret, name: cluster-secrets}\n    - {kind: ConfigMap, name: absent, optional: true}\n",
+        "apiVersion: sync.plumb.dev/v1\nkind: Sync\nmetadata: {name: apps, namespace: team}\nspec:\n  sourceRef: {kind: GitRepository, name: fleet}\n  path: ./apps/base\n  namePrefix: prod-\n  images: [{name: nginx, newTag: \"1.27\"}]\n  patches:\n    - target: {kind: Deployment, name: web}\n      patch: |\n        - {op: add, path: /spec/template/spec/containers/0/args, value: [--port=8080]}\n  commonMetadata: {labels: {team: web}}\n  substitute: {replicas: \"3\"}\n  substituteFrom:\n    - {kind: ConfigMap, name: cluster-vars}\n    - {kind: Secret, name: cluster-secrets}\n    - {kind: ConfigMap, name: absent, optional: true}\n",
     );
     write(
         root,
@@ -118,6 +118,7 @@ fn a_sync_file_renders_with_its_transforms_and_local_variables() {
     );
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["image"], "nginx:1.27");
+    assert_eq!(c["args"], json!(["--port=8080"]), "the Sync's patches");
     assert_eq!(
         c["env"],
         json!([{"name": "REGION", "value": "eu-1"}, {"name": "TOKEN", "value": "s3cr3t"}])
