@@ -15,7 +15,8 @@ set -euo pipefail
 # repositories and the demo. libssl-dev, pkg-config, cmake: building libgit2/libssh2 with OpenSSL.
 # curl: the cluster scripts' health checks. util-linux: flock and setsid (cluster scripts).
 # time: GNU time measures peak memory of `plumb build` on hostile trees (crates/plumb/tests).
-PACKAGES=(git openssl openssh-server openssh-client libssl-dev pkg-config cmake make ca-certificates curl util-linux time)
+# gnupg: the SOPS tests make PGP keys with the real gpg, which `sops --pgp` calls (crates/sops).
+PACKAGES=(git openssl openssh-server openssh-client libssl-dev pkg-config cmake make ca-certificates curl util-linux time gnupg)
 
 need_go=1
 for arg in "$@"; do

@@ -14,8 +14,9 @@ use crate::reference::LocalObjectReference;
 pub struct Decryption {
     /// The decryption provider.
     pub provider: DecryptionProvider,
-    /// A Secret in the Sync's own namespace whose `*.agekey` entries hold age identities. Without
-    /// it, the sync controller's default key Secret (`--sops-age-secret`) is used.
+    /// A Secret in the Sync's own namespace whose `*.agekey` entries hold age identities and
+    /// `*.asc` entries armored PGP private keys. Without it, the sync controller's default key
+    /// Secret (`--sops-age-secret`) is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<LocalObjectReference>,
 }
@@ -24,13 +25,12 @@ pub struct Decryption {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DecryptionProvider {
-    /// Mozilla SOPS with age keys.
+    /// Mozilla SOPS with age or PGP keys.
     Sops,
 }
 
 /// Suffix of the entries of a decryption Secret that hold age identities (as in Flux).
 pub const AGE_KEY_SUFFIX: &str = ".agekey";
 
-/// Suffix of the entries of a decryption Secret that hold armored PGP keys (as in Flux); plumb
-/// reports them as unsupported rather than ignoring them.
+/// Suffix of the entries of a decryption Secret that hold armored PGP private keys (as in Flux).
 pub const PGP_KEY_SUFFIX: &str = ".asc";

@@ -25,21 +25,40 @@ pub enum Error {
     Unsupported(String),
     /// The file is encrypted only for key services plumb does not speak.
     #[error(
-        "the data key is held only by {0}, which plumb does not decrypt; add an age recipient to the file (sops updatekeys)"
+        "the data key is held only by {0}, which plumb does not decrypt; add an age or PGP recipient to the file (sops updatekeys)"
     )]
     UnsupportedKeys(String),
     /// No key was given at all.
-    #[error("no age identity to decrypt with (the decryption Secret holds no *.agekey entry)")]
+    #[error("no key to decrypt with (the decryption Secret holds no *.agekey or *.asc entry)")]
     NoIdentities,
-    /// None of the identities opens any age stanza of the file.
+    /// None of the keys opens any age or PGP stanza of the file.
     #[error(
-        "none of the {identities} age identities given can decrypt the data key (file is for {recipients})"
+        "none of the keys given ({}) can decrypt the data key (file is for {recipients})",
+        count_keys(*identities, *pgp_keys)
     )]
     WrongKey {
-        /// How many identities were tried.
+        /// How many age identities were tried.
         identities: usize,
-        /// The file's age recipients.
+        /// How many PGP keys were tried.
+        pgp_keys: usize,
+        /// The file's recipients: age recipients and `PGP key FINGERPRINT`s.
         recipients: String,
+    },
+    /// The PGP key the file is for is locked by a passphrase.
+    #[error(
+        "PGP key {fingerprint} is protected by a passphrase, which plumb cannot give: put the key in the decryption Secret without one (as Flux requires)"
+    )]
+    PassphraseProtected {
+        /// The key's primary fingerprint.
+        fingerprint: String,
+    },
+    /// A PGP stanza is malformed or does not open.
+    #[error("PGP stanza for {fingerprint}: {why}")]
+    Pgp {
+        /// The stanza's fingerprint.
+        fingerprint: String,
+        /// What went wrong.
+        why: String,
     },
     /// An age stanza is malformed.
     #[error("age stanza for {recipient}: {why}")]
@@ -71,4 +90,15 @@ pub enum Error {
         "MAC mismatch: the file was changed after it was encrypted (values, their order or unencrypted values)"
     )]
     MacMismatch,
+}
+
+/// `1 age identity, 2 PGP keys`: what a keyring held, for messages.
+fn count_keys(age: usize, pgp: usize) -> String {
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "{}, {}",
+        plural(age, "age identity", "age identities"),
+        plural(pgp, "PGP key", "PGP keys")
+    )
 }

@@ -1,5 +1,5 @@
-//! The identities that open a document's data key: age identities, read from the `*.agekey`
-//! entries of a decryption Secret as Flux reads them.
+//! The keys that open a document's data key: age identities and PGP private keys, read from the
+//! `*.agekey` and `*.asc` entries of a decryption Secret as Flux reads them.
 
 use std::fmt;
 use std::io::Read;
@@ -9,16 +9,23 @@ use age::armor::ArmoredReader;
 
 use crate::error::Error;
 use crate::metadata::{MasterKey, Metadata};
+use crate::pgp::PgpKey;
 
-/// A set of age identities. Its `Debug` output names only how many it holds.
+/// A set of age identities and PGP private keys. Its `Debug` output names only how many it holds.
 #[derive(Default)]
 pub struct Keyring {
     identities: Vec<Box<dyn Identity + Send + Sync>>,
+    pgp: Vec<PgpKey>,
 }
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Keyring({} age identities)", self.identities.len())
+        write!(
+            f,
+            "Keyring({} age identities, {} PGP keys)",
+            self.identities.len(),
+            self.pgp.len()
+        )
     }
 }
 
@@ -44,14 +51,25 @@ impl Keyring {
         Ok(n)
     }
 
-    /// How many identities it holds.
+    /// Adds every private key of an armored PGP key block, as `gpg --export-secret-keys --armor`
+    /// writes it (what a Flux `*.asc` entry holds). A key locked by a passphrase is kept, so a file
+    /// for it fails naming that cause; plumb has no passphrase to give. The error names nothing of
+    /// the text.
+    pub fn add_pgp_keys(&mut self, armored: &str) -> Result<usize, String> {
+        let keys = crate::pgp::read_keys(armored)?;
+        let n = keys.len();
+        self.pgp.extend(keys);
+        Ok(n)
+    }
+
+    /// How many keys it holds, age identities and PGP keys together.
     pub fn len(&self) -> usize {
-        self.identities.len()
+        self.identities.len() + self.pgp.len()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.identities.is_empty()
+        self.len() == 0
     }
 
     /// Opens one age stanza: the armored age file holding the data key.
@@ -71,7 +89,8 @@ impl Keyring {
             .map_err(|_| format!("data key is {} bytes, not 32", key.len()))
     }
 
-    /// The document's data key, from the first age stanza one of the identities opens.
+    /// The document's data key, from the first age or PGP stanza one of the keys opens. When none
+    /// opens, the error is the first stanza's own failure if one failed, else why no key fits.
     pub fn data_key(&self, meta: &Metadata) -> Result<[u8; 32], Error> {
         if meta.key_groups.len() > 1 {
             return Err(Error::Unsupported(format!(
@@ -81,40 +100,64 @@ impl Keyring {
         }
         let group = meta.key_groups.first().map(Vec::as_slice).unwrap_or(&[]);
         let mut recipients = Vec::new();
+        let mut others = Vec::new();
+        let mut failed = None;
         for key in group {
-            if let MasterKey::Age { recipient, enc } = key {
-                recipients.push(recipient.clone());
-                if self.identities.is_empty() {
+            let opened = match key {
+                MasterKey::Age { recipient, enc } => {
+                    recipients.push(recipient.clone());
+                    if self.identities.is_empty() {
+                        continue;
+                    }
+                    self.open(enc).map_err(|why| Error::Age {
+                        recipient: recipient.clone(),
+                        why,
+                    })
+                }
+                MasterKey::Pgp { fingerprint, enc } => {
+                    recipients.push(format!("PGP key {fingerprint}"));
+                    crate::pgp::open(&self.pgp, enc).map_err(|why| Error::Pgp {
+                        fingerprint: fingerprint.clone(),
+                        why,
+                    })
+                }
+                MasterKey::Other { kind } => {
+                    others.push(kind.clone());
                     continue;
                 }
-                match self.open(enc) {
-                    Ok(Some(k)) => return Ok(k),
-                    Ok(None) => {}
-                    Err(why) => {
-                        return Err(Error::Age {
-                            recipient: recipient.clone(),
-                            why,
-                        });
-                    }
+            };
+            match opened {
+                Ok(Some(k)) => return Ok(k),
+                Ok(None) => {}
+                Err(e) => {
+                    failed.get_or_insert(e);
                 }
             }
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
         if recipients.is_empty() {
-            let others: Vec<String> = group
-                .iter()
-                .map(|k| match k {
-                    MasterKey::Pgp { fingerprint } => format!("PGP key {fingerprint}"),
-                    MasterKey::Other { kind } => kind.clone(),
-                    MasterKey::Age { .. } => String::new(),
-                })
-                .collect();
             return Err(Error::UnsupportedKeys(others.join(", ")));
         }
-        if self.identities.is_empty() {
+        let locked = group.iter().find_map(|k| match k {
+            MasterKey::Pgp { fingerprint, .. } => self
+                .pgp
+                .iter()
+                .find(|p| p.is_protected() && p.is(fingerprint)),
+            _ => None,
+        });
+        if let Some(key) = locked {
+            return Err(Error::PassphraseProtected {
+                fingerprint: key.fingerprint().to_owned(),
+            });
+        }
+        if self.is_empty() {
             return Err(Error::NoIdentities);
         }
         Err(Error::WrongKey {
             identities: self.identities.len(),
+            pgp_keys: self.pgp.len(),
             recipients: recipients.join(", "),
         })
     }

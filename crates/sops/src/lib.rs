@@ -1,6 +1,7 @@
 //! SOPS decryption for plumb, written from the SOPS file format: documents in YAML, JSON, dotenv,
 //! INI or binary form whose values are `ENC[AES256_GCM,data:,iv:,tag:,type:]`, their data key
-//! held by age recipients, and a MAC over the plaintext values that proves the file unchanged.
+//! held by age recipients or PGP keys, and a MAC over the plaintext values that proves the file
+//! unchanged.
 //!
 //! ```no_run
 //! use plumb_sops::{Format, Keyring, decrypt};
@@ -20,6 +21,7 @@ mod error;
 mod formats;
 mod keys;
 mod metadata;
+mod pgp;
 mod tree;
 
 pub use cipher::{ENC_PREFIX, ValueError, is_encrypted};
@@ -48,7 +50,8 @@ pub fn stored_mac(bytes: &[u8], format: Format) -> Result<String, Error> {
     Ok(formats::load(bytes, format)?.metadata.mac)
 }
 
-/// The age recipients a SOPS document is encrypted for, read without any key.
+/// The key holders (age recipients, PGP keys, key services) a SOPS document is encrypted for,
+/// read without any key.
 pub fn recipients(bytes: &[u8], format: Format) -> Result<Vec<MasterKey>, Error> {
     Ok(formats::load(bytes, format)?
         .metadata

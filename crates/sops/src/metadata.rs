@@ -17,10 +17,12 @@ pub enum MasterKey {
         /// The armored age file holding the data key.
         enc: String,
     },
-    /// A PGP key, by fingerprint.
+    /// A PGP key; `enc` is the data key encrypted to it (an armored OpenPGP message).
     Pgp {
-        /// The key's fingerprint.
+        /// The key's fingerprint, as given to `sops --pgp`.
         fingerprint: String,
+        /// The armored OpenPGP message holding the data key.
+        enc: String,
     },
     /// A key service plumb does not speak (AWS/GCP/Azure KMS, Vault, HuaweiCloud KMS).
     Other {
@@ -113,6 +115,7 @@ fn group(items: &[Item]) -> Vec<MasterKey> {
     for p in maps(items, "pgp") {
         keys.push(MasterKey::Pgp {
             fingerprint: text(p, "fp").unwrap_or_default(),
+            enc: text(p, "enc").unwrap_or_default(),
         });
     }
     for kind in OTHER_SERVICES {

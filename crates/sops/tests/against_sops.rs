@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use plumb_e2e_support::{AgeKey, SopsTools};
+use plumb_e2e_support::{AgeKey, GnuPg, PgpKey, SopsTools};
 use plumb_sops::{Error, Format, Keyring, ValueError, decrypt};
 
 fn tools() -> &'static SopsTools {
@@ -250,7 +250,7 @@ fn a_wrong_or_missing_key_is_named() {
         .unwrap();
     let err = decrypt(&enc, Format::Dotenv, &keyring(&[&stranger])).unwrap_err();
     assert!(
-        matches!(&err, Error::WrongKey { identities: 1, recipients } if recipients == &owner.recipient),
+        matches!(&err, Error::WrongKey { identities: 1, pgp_keys: 0, recipients } if recipients == &owner.recipient),
         "{err}"
     );
     assert!(!err.to_string().contains("hunter2"));
@@ -269,4 +269,178 @@ fn any_one_of_several_recipients_decrypts() {
         let plain = decrypt(&enc, Format::Yaml, &keyring(&[k])).unwrap();
         assert_eq!(yaml(&plain.emit(Format::Yaml).unwrap())["k"], "v");
     }
+}
+
+// PGP: keys made by the real `gpg` in a GnuPG home of the test's own, files encrypted by
+// `sops --pgp` (which calls that gpg), plumb's plaintext compared with `sops decrypt`'s.
+
+fn gnupg() -> GnuPg {
+    GnuPg::new().expect("gpg (the Debian package gnupg, installed by e2e/deps.sh)")
+}
+
+fn pgp_keyring(keys: &[&PgpKey]) -> Keyring {
+    let mut ring = Keyring::new();
+    for k in keys {
+        assert_eq!(ring.add_pgp_keys(&k.secret_key).unwrap(), 1);
+    }
+    ring
+}
+
+#[test]
+fn pgp_keys_decrypt_every_format_as_sops_decrypts_it() {
+    let t = tools();
+    let gpg = gnupg();
+    // RSA (GnuPG's default) and Ed25519/Curve25519: the two kinds of key users have.
+    let keys = [
+        gpg.generate("default", "").unwrap(),
+        gpg.generate("future-default", "").unwrap(),
+    ];
+    let binary: Vec<u8> = (0u8..=255).collect();
+    let cases: [(&str, &[u8]); 5] = [
+        ("secret.yaml", SECRET.as_bytes()),
+        (
+            "config.json",
+            br#"{"user": "admin", "pass": "<s3cr&t>", "port": 8080}"#,
+        ),
+        ("app.env", b"DB_USER=admin\nDB_PASS=p=ss#word\n"),
+        ("settings.ini", b"[database]\npassword = hunter2\n"),
+        ("blob.bin", &binary),
+    ];
+    for key in &keys {
+        let ring = pgp_keyring(&[key]);
+        for (name, plain) in cases {
+            let format = Format::for_path(name);
+            let enc = t
+                .encrypt_pgp(plain, name, &gpg, &[&key.fingerprint], &[], &[])
+                .unwrap();
+            assert!(
+                String::from_utf8_lossy(&enc).contains(&key.fingerprint),
+                "{name}: encrypted for the PGP key"
+            );
+            let want = t.decrypt_pgp(&enc, name, &gpg).unwrap();
+            let got = decrypt(&enc, format, &ring)
+                .unwrap_or_else(|e| panic!("{name} with {}: {e}", key.fingerprint))
+                .emit(format)
+                .unwrap();
+            if format == Format::Yaml {
+                assert_eq!(yaml(&got), yaml(&want), "{name}");
+            } else {
+                assert_eq!(got, want, "{name}: byte for byte");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_for_age_and_pgp_recipients_decrypts_with_either_key() {
+    let t = tools();
+    let gpg = gnupg();
+    let pgp = gpg.generate("future-default", "").unwrap();
+    let age = t.age_keygen().unwrap();
+    let cases: [(&str, &[u8]); 2] = [
+        ("x.yaml", b"password: hunter2\n"),
+        ("x.env", b"password=hunter2\n"),
+    ];
+    for (name, plain) in cases {
+        let format = Format::for_path(name);
+        let enc = t
+            .encrypt_pgp(
+                plain,
+                name,
+                &gpg,
+                &[&pgp.fingerprint],
+                &[&age.recipient],
+                &[],
+            )
+            .unwrap();
+        let want = t.decrypt(&enc, name, &age.identity).unwrap();
+        for (what, ring) in [("age", keyring(&[&age])), ("PGP", pgp_keyring(&[&pgp]))] {
+            let got = decrypt(&enc, format, &ring)
+                .unwrap_or_else(|e| panic!("{name} with the {what} key: {e}"))
+                .emit(format)
+                .unwrap();
+            if format == Format::Yaml {
+                assert_eq!(yaml(&got), yaml(&want), "{name} with the {what} key");
+            } else {
+                assert_eq!(got, want, "{name} with the {what} key");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_wrong_missing_or_locked_pgp_key_is_named_and_the_mac_is_verified() {
+    let t = tools();
+    let gpg = gnupg();
+    let owner = gpg.generate("future-default", "").unwrap();
+    let stranger = gpg.generate("future-default", "").unwrap();
+    let locked = gpg.generate("future-default", "open sesame").unwrap();
+    let plain = b"{\"password\": \"hunter2\", \"user\": \"admin\"}";
+    let enc = t
+        .encrypt_pgp(plain, "db.json", &gpg, &[&owner.fingerprint], &[], &[])
+        .unwrap();
+    let mut messages = Vec::new();
+
+    let err = decrypt(&enc, Format::Json, &pgp_keyring(&[&stranger])).unwrap_err();
+    assert!(
+        matches!(&err, Error::WrongKey { identities: 0, pgp_keys: 1, recipients }
+            if recipients == &format!("PGP key {}", owner.fingerprint)),
+        "{err}"
+    );
+    messages.push(err.to_string());
+
+    let err = decrypt(&enc, Format::Json, &Keyring::new()).unwrap_err();
+    assert_eq!(err, Error::NoIdentities);
+
+    // A key locked by a passphrase loads, and a file for it says why it cannot be used.
+    let for_locked = t
+        .encrypt_pgp(plain, "db.json", &gpg, &[&locked.fingerprint], &[], &[])
+        .unwrap();
+    let err = decrypt(&for_locked, Format::Json, &pgp_keyring(&[&locked])).unwrap_err();
+    assert_eq!(
+        err,
+        Error::PassphraseProtected {
+            fingerprint: locked.fingerprint.clone()
+        }
+    );
+    assert!(err.to_string().contains("passphrase"), "{err}");
+    messages.push(err.to_string());
+    // ... while a file for an unlocked key of the same keyring still decrypts.
+    let both = pgp_keyring(&[&locked, &owner]);
+    assert!(decrypt(&enc, Format::Json, &both).is_ok());
+
+    // The MAC is verified whichever key unwrapped the data key.
+    let mut doc: serde_json::Value = serde_json::from_slice(&enc).unwrap();
+    doc.as_object_mut().unwrap().remove("user");
+    let err = decrypt(
+        &serde_json::to_vec(&doc).unwrap(),
+        Format::Json,
+        &pgp_keyring(&[&owner]),
+    )
+    .unwrap_err();
+    assert_eq!(err, Error::MacMismatch);
+    messages.push(err.to_string());
+
+    for m in messages {
+        assert!(!m.contains("hunter2"), "{m}");
+    }
+}
+
+#[test]
+fn pgp_key_entries_that_hold_no_private_key_are_refused_without_quoting_them() {
+    let gpg = gnupg();
+    let key = gpg.generate("future-default", "").unwrap();
+    let public = key
+        .secret_key
+        .replace("PRIVATE KEY BLOCK", "PUBLIC KEY BLOCK");
+    let mut ring = Keyring::new();
+    let err = ring.add_pgp_keys(&public).unwrap_err();
+    assert!(err.contains("public PGP key"), "{err}");
+    let body: String = key.secret_key.lines().nth(3).unwrap().to_owned();
+    for text in ["not a key", &key.secret_key[..key.secret_key.len() / 2]] {
+        let err = ring.add_pgp_keys(text).unwrap_err();
+        assert!(err.contains("not an armored PGP private key"), "{err}");
+        assert!(!err.contains(&body), "{err}");
+    }
+    assert!(ring.is_empty());
 }

@@ -31,8 +31,8 @@ pub struct Config {
     #[arg(long, env = "PLUMB_ARTIFACT_TOKEN_SECRET")]
     pub artifact_token_secret: Option<plumb_artifact::TokenSecret>,
     /// The Secret (`[NAMESPACE/]NAME`; `$POD_NAMESPACE` when no namespace) whose `*.agekey`
-    /// entries decrypt the SOPS files of Syncs whose `spec.decryption` names no `secretRef`
-    /// (as Flux's `--sops-age-secret`).
+    /// (age) and `*.asc` (PGP) entries decrypt the SOPS files of Syncs whose `spec.decryption`
+    /// names no `secretRef` (as Flux's `--sops-age-secret`).
     #[arg(long, env = "PLUMB_SOPS_AGE_SECRET")]
     pub sops_age_secret: Option<plumb_artifact::TokenSecret>,
     /// Which Syncs to reconcile.

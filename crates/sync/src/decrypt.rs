@@ -445,7 +445,9 @@ fn key_secret(
     }
 }
 
-/// Reads the age identities of a key Secret's `*.agekey` entries.
+/// Reads the keys of a key Secret: age identities from its `*.agekey` entries, PGP private keys
+/// from its `*.asc` entries (Flux's convention). An entry that holds no usable key is an error
+/// naming it.
 pub fn keyring_from(
     secret: &str,
     data: &HashMap<String, Vec<u8>>,
@@ -455,31 +457,27 @@ pub fn keyring_from(
         why,
     };
     let mut keys = Keyring::new();
-    let mut pgp = false;
     let mut names: Vec<&String> = data.keys().collect();
     names.sort();
     for name in names {
-        if name.ends_with(AGE_KEY_SUFFIX) {
-            let text = std::str::from_utf8(&data[name])
-                .map_err(|_| bad(format!("entry {name} is not text")))?;
-            keys.add_age_identities(text)
-                .map_err(|why| bad(format!("entry {name}: {why}")))?;
+        let add = if name.ends_with(AGE_KEY_SUFFIX) {
+            Keyring::add_age_identities
         } else if name.ends_with(PGP_KEY_SUFFIX) {
-            pgp = true;
-        }
+            Keyring::add_pgp_keys
+        } else {
+            continue;
+        };
+        let text = std::str::from_utf8(&data[name])
+            .map_err(|_| bad(format!("entry {name} is not text")))?;
+        add(&mut keys, text).map_err(|why| bad(format!("entry {name}: {why}")))?;
     }
     if keys.is_empty() {
-        return Err(bad(if pgp {
-            "holds only PGP keys (*.asc); plumb decrypts with age keys only: add an *.agekey entry"
-                .into()
-        } else {
-            "holds no *.agekey entry".into()
-        }));
+        return Err(bad("holds no *.agekey or *.asc entry".into()));
     }
     Ok(keys)
 }
 
-/// Loads the age identities a Sync decrypts with (see [`key_secret`]).
+/// Loads the keys a Sync decrypts with (see [`key_secret`]).
 pub async fn keyring(
     client: &kube::Client,
     sync: &Sync,

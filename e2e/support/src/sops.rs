@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use crate::{Error, Result, repo_root};
+use crate::{Error, GnuPg, Result, repo_root};
 
 /// The built tools.
 #[derive(Debug)]
@@ -37,7 +37,7 @@ fn io(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Io(format!("{what}: {e}"))
 }
 
-fn run(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn run(mut cmd: Command, what: &str) -> Result<Vec<u8>> {
     let out = cmd.stdin(Stdio::null()).output().map_err(|e| io(what, e))?;
     if !out.status.success() {
         return Err(Error::Io(format!(
@@ -108,16 +108,52 @@ impl SopsTools {
         recipients: &[&str],
         extra: &[&str],
     ) -> Result<Vec<u8>> {
+        self.encrypt_with(plaintext, name, recipients, None, extra)
+    }
+
+    /// Like [`SopsTools::encrypt`], for the PGP keys `fingerprints` of `gnupg`'s keyring
+    /// (`sops --pgp`, which calls the real `gpg`) and the age `recipients` (may be empty).
+    pub fn encrypt_pgp(
+        &self,
+        plaintext: &[u8],
+        name: &str,
+        gnupg: &GnuPg,
+        fingerprints: &[&str],
+        recipients: &[&str],
+        extra: &[&str],
+    ) -> Result<Vec<u8>> {
+        self.encrypt_with(
+            plaintext,
+            name,
+            recipients,
+            Some((gnupg, fingerprints)),
+            extra,
+        )
+    }
+
+    fn encrypt_with(
+        &self,
+        plaintext: &[u8],
+        name: &str,
+        recipients: &[&str],
+        pgp: Option<(&GnuPg, &[&str])>,
+        extra: &[&str],
+    ) -> Result<Vec<u8>> {
         let dir = tempdir()?;
         let file = dir.path().join(name);
         std::fs::write(&file, plaintext).map_err(|e| io("writing the plaintext", e))?;
         let mut cmd = self.sops(dir.path());
         // The global-flag form accepts every option (`--mac-only-encrypted` is global only).
-        cmd.arg("--encrypt")
-            .arg("--age")
-            .arg(recipients.join(","))
-            .args(extra)
-            .arg(&file);
+        cmd.arg("--encrypt");
+        if !recipients.is_empty() {
+            cmd.arg("--age").arg(recipients.join(","));
+        }
+        if let Some((gnupg, fingerprints)) = pgp {
+            cmd.env("GNUPGHOME", gnupg.home())
+                .arg("--pgp")
+                .arg(fingerprints.join(","));
+        }
+        cmd.args(extra).arg(&file);
         run(cmd, &format!("sops encrypt {name}"))
     }
 
@@ -130,13 +166,24 @@ impl SopsTools {
         cmd.env("SOPS_AGE_KEY", identity).arg("decrypt").arg(&file);
         run(cmd, &format!("sops decrypt {name}"))
     }
+
+    /// Decrypts `encrypted` (the file `name`) with the PGP keys of `gnupg` (the real `gpg`).
+    pub fn decrypt_pgp(&self, encrypted: &[u8], name: &str, gnupg: &GnuPg) -> Result<Vec<u8>> {
+        let dir = tempdir()?;
+        let file = dir.path().join(name);
+        std::fs::write(&file, encrypted).map_err(|e| io("writing the file", e))?;
+        let mut cmd = self.sops(dir.path());
+        cmd.env("GNUPGHOME", gnupg.home()).arg("decrypt").arg(&file);
+        run(cmd, &format!("sops decrypt {name}"))
+    }
 }
 
 /// A scratch directory removed on drop.
-struct TempDir(PathBuf);
+#[derive(Debug)]
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -147,7 +194,7 @@ impl Drop for TempDir {
     }
 }
 
-fn tempdir() -> Result<TempDir> {
+pub(crate) fn tempdir() -> Result<TempDir> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     let dir = std::env::temp_dir().join(format!(
