@@ -405,7 +405,7 @@ impl<'a> Builder<'a> {
         let present: Vec<&str> = KUSTOMIZATION_FILES
             .iter()
             .copied()
-            .filter(|f| dir.join(f).is_file())
+            .filter(|f| self.fs.is_file(&dir.join(f)))
             .collect();
         let name = match present.as_slice() {
             [] => {
@@ -545,7 +545,7 @@ impl<'a> Builder<'a> {
         generators::run(self, t, &mut acc)?;
         for c in &t.k.components {
             let dir = self.fs.resolve(&t.dir, c).map_err(|e| t.fs_err(e))?;
-            if !dir.is_dir() {
+            if !self.fs.is_dir(&dir) {
                 return Err(t.err(format!("component {c} must be a directory")));
             }
             let mut sub = self.enter(t, &dir)?;
@@ -624,7 +624,7 @@ impl<'a> Builder<'a> {
         r: &str,
     ) -> Result<(), Error> {
         let path = self.fs.resolve(&t.dir, r).map_err(|e| t.fs_err(e))?;
-        if path.is_dir() {
+        if self.fs.is_dir(&path) {
             let mut sub = self.enter(t, &path)?;
             if sub.k.is_component() {
                 self.stack.pop();

@@ -3,6 +3,9 @@
 
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use crate::accesses::{Access, Accesses};
 
 /// What went wrong reaching a file.
 #[derive(Debug)]
@@ -41,6 +44,8 @@ impl std::fmt::Display for FsError {
 #[derive(Debug, Clone)]
 pub(crate) struct RootFs {
     root: PathBuf,
+    /// Where what the build looks at is recorded, when the caller asked.
+    log: Option<Arc<Accesses>>,
 }
 
 impl RootFs {
@@ -49,7 +54,31 @@ impl RootFs {
         let root = root
             .canonicalize()
             .map_err(|e| FsError::Io(root.display().to_string(), e))?;
-        Ok(RootFs { root })
+        Ok(RootFs { root, log: None })
+    }
+
+    /// The same root, recording every path looked at in `log`.
+    pub(crate) fn recording(mut self, log: Option<Arc<Accesses>>) -> Self {
+        self.log = log;
+        self
+    }
+
+    fn note(&self, access: Access, path: &Path) {
+        if let Some(log) = &self.log {
+            log.record(access, path);
+        }
+    }
+
+    /// Whether `path` (inside the root) is a file; recorded as a probe.
+    pub(crate) fn is_file(&self, path: &Path) -> bool {
+        self.note(Access::Probe, path);
+        path.is_file()
+    }
+
+    /// Whether `path` (inside the root) is a directory; recorded as a probe.
+    pub(crate) fn is_dir(&self, path: &Path) -> bool {
+        self.note(Access::Probe, path);
+        path.is_dir()
     }
 
     /// The canonical root.
@@ -81,6 +110,7 @@ impl RootFs {
         if !lexical.starts_with(&self.root) {
             return Err(FsError::Outside(rel.to_string()));
         }
+        self.note(Access::Probe, &lexical);
         match lexical.canonicalize() {
             Ok(real) if real.starts_with(&self.root) => Ok(real),
             Ok(_) => Err(FsError::Outside(rel.to_string())),
@@ -101,6 +131,7 @@ impl RootFs {
     /// Read a file already resolved by [`RootFs::resolve`], refusing one of more than `max`
     /// bytes before reading it (and while reading, should it grow).
     pub(crate) fn read(&self, path: &Path, max: u64) -> Result<Vec<u8>, FsError> {
+        self.note(Access::Read, path);
         let io_err = |e: io::Error| {
             if e.kind() == io::ErrorKind::NotFound {
                 FsError::NotFound(self.show(path))

@@ -128,7 +128,7 @@ fn pairs(
             _ => return Err(t.err(format!("source {f:?} key name or file path contains '='"))),
         };
         let path = b.resolve_local_file(t, file)?;
-        if path.is_dir() {
+        if b.fs.is_dir(&path) {
             return Err(t.err(format!("file source {file} is a directory")));
         }
         let bytes = read_capped(&path)?;

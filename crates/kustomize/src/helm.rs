@@ -325,7 +325,7 @@ fn request(
         }
     };
     let dir = match b.fs.resolve(&t.dir, &rel) {
-        Ok(dir) if dir.is_dir() => dir,
+        Ok(dir) if b.fs.is_dir(&dir) => dir,
         Ok(_) | Err(crate::fs::FsError::NotFound(_)) => return Err(not_here()),
         Err(e) => return Err(t.fs_err(e)),
     };

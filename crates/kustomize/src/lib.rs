@@ -21,6 +21,7 @@
 //! stack than a process's main thread has. Each is held to the [`limits`] in its options, so a
 //! hostile tree costs an [`Error`] naming the limit, never the process.
 
+mod accesses;
 mod build;
 mod config;
 mod crds;
@@ -46,6 +47,7 @@ mod transform;
 mod vars;
 pub mod yaml;
 
+pub use accesses::{Access, Accesses};
 pub use error::{
     Error, FieldError, NameRefError, PatchError, ReplacementError, SelectorError, TransformError,
     VarError,
@@ -87,6 +89,9 @@ pub struct BuildOptions {
     /// What inflates `helmCharts` (as `kustomize build --enable-helm`); without one they are
     /// refused.
     pub charts: Option<std::sync::Arc<dyn ChartEngine>>,
+    /// Where to record every path of the tree the build looks at (files read, paths probed),
+    /// so a caller can tell whether a new version of the tree could build differently.
+    pub accesses: Option<std::sync::Arc<Accesses>>,
 }
 
 /// Whether `dir` holds a kustomization file (`kustomization.yaml`, `kustomization.yml` or
@@ -100,7 +105,7 @@ pub fn has_kustomization(dir: &Path) -> bool {
 /// Build the kustomization in directory `path`, reading nothing outside `root`.
 pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<Vec<Resource>, Error> {
     on_build_thread(path, opts, || {
-        let fs = root_fs(root)?;
+        let fs = root_fs(root, opts)?;
         let dir = resolve_dir(&fs, path)?;
         let mut b = Builder::new(&fs, &opts.limits, opts.timeout);
         b.charts = opts.charts.clone();
@@ -154,7 +159,7 @@ pub fn build_kustomization(
     opts: &BuildOptions,
 ) -> Result<Vec<Resource>, Error> {
     on_build_thread(dir, opts, || {
-        let fs = root_fs(root)?;
+        let fs = root_fs(root, opts)?;
         let dir = resolve_dir(&fs, dir)?;
         let mut k = kustomization.clone();
         k.fix_legacy_fields();
@@ -173,11 +178,13 @@ pub fn build_kustomization(
     })
 }
 
-fn root_fs(root: &Path) -> Result<fs::RootFs, Error> {
-    fs::RootFs::new(root).map_err(|e| Error::Root {
-        root: root.display().to_string(),
-        message: e.to_string(),
-    })
+fn root_fs(root: &Path, opts: &BuildOptions) -> Result<fs::RootFs, Error> {
+    fs::RootFs::new(root)
+        .map(|fs| fs.recording(opts.accesses.clone()))
+        .map_err(|e| Error::Root {
+            root: root.display().to_string(),
+            message: e.to_string(),
+        })
 }
 
 fn resolve_dir(fs: &fs::RootFs, path: &Path) -> Result<std::path::PathBuf, Error> {
@@ -211,7 +218,7 @@ fn resolve_dir(fs: &fs::RootFs, path: &Path) -> Result<std::path::PathBuf, Error
                 },
             })?
     };
-    if !dir.is_dir() {
+    if !fs.is_dir(&dir) {
         return Err(Error::Root {
             root: fs.root().display().to_string(),
             message: format!("{shown} is not a directory"),

@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use plumb_api::SyncSpec;
-use plumb_kustomize::{BuildOptions, Limits};
+use plumb_kustomize::{Access, Accesses, BuildOptions, Limits};
 use serde_json::{Value, json};
 
 use std::collections::BTreeMap;
@@ -147,6 +147,9 @@ pub struct RenderOptions {
     pub max_output_bytes: u64,
     /// What a Helm chart render needs (engine, release, capabilities, values).
     pub chart: ChartOptions,
+    /// Where to record every path of the source tree the render looks at (the render
+    /// controller keeps them to tell which Syncs a new commit touches).
+    pub accesses: Option<std::sync::Arc<Accesses>>,
 }
 
 impl Default for RenderOptions {
@@ -156,6 +159,7 @@ impl Default for RenderOptions {
             timeout: None,
             max_output_bytes: 64 << 20,
             chart: ChartOptions::default(),
+            accesses: None,
         }
     }
 }
@@ -229,19 +233,41 @@ fn resolve(root: &Path, path: &str, dir: bool) -> Result<PathBuf, BuildError> {
 
 /// Whether `dir` holds a kustomization file.
 pub fn has_kustomization(dir: &Path) -> bool {
-    KUSTOMIZATION_FILES.iter().any(|f| dir.join(f).is_file())
+    has_kustomization_noted(dir, None)
+}
+
+/// Records `path` as looked at in `log`, if there is one.
+fn note(log: Option<&Accesses>, access: Access, path: &Path) {
+    if let Some(log) = log {
+        log.record(access, path);
+    }
+}
+
+/// [`has_kustomization`], recording the file names probed in `log`.
+fn has_kustomization_noted(dir: &Path, log: Option<&Accesses>) -> bool {
+    KUSTOMIZATION_FILES.iter().any(|f| {
+        note(log, Access::Probe, &dir.join(f));
+        dir.join(f).is_file()
+    })
 }
 
 /// Every resource a generated kustomization for the plain directory `dir` lists, relative to it:
 /// YAML files, and subdirectories that hold a kustomization; other subdirectories are descended.
-pub fn plain_resources(dir: &Path) -> Result<Vec<String>, BuildError> {
+/// The directories listed and paths probed are recorded in `log`.
+fn plain_resources_noted(dir: &Path, log: Option<&Accesses>) -> Result<Vec<String>, BuildError> {
     let mut out = Vec::new();
-    collect(dir, Path::new(""), &mut out)?;
+    collect(dir, Path::new(""), &mut out, log)?;
     Ok(out)
 }
 
-fn collect(dir: &Path, rel: &Path, out: &mut Vec<String>) -> Result<(), BuildError> {
+fn collect(
+    dir: &Path,
+    rel: &Path,
+    out: &mut Vec<String>,
+    log: Option<&Accesses>,
+) -> Result<(), BuildError> {
     let here = dir.join(rel);
+    note(log, Access::List, &here);
     let mut entries: Vec<_> = fs::read_dir(&here)
         .map_err(io_err(&here))?
         .collect::<Result<_, _>>()
@@ -258,10 +284,10 @@ fn collect(dir: &Path, rel: &Path, out: &mut Vec<String>) -> Result<(), BuildErr
         let rel_child = rel.join(name);
         let shown = rel_child.to_string_lossy().into_owned();
         if file_type.is_dir() {
-            if has_kustomization(&entry.path()) {
+            if has_kustomization_noted(&entry.path(), log) {
                 out.push(shown);
             } else {
-                collect(dir, &rel_child, out)?;
+                collect(dir, &rel_child, out, log)?;
             }
         } else if file_type.is_file() && (name.ends_with(".yaml") || name.ends_with(".yml")) {
             out.push(shown);
@@ -282,7 +308,11 @@ fn edits_kustomization(spec: &SyncSpec) -> bool {
 
 /// The components of `spec` to add to the kustomization in `dir`: each must be a local
 /// relative path; a missing one is left out with `ignoreMissingComponents`, else an error.
-fn components(spec: &SyncSpec, dir: &Path) -> Result<Vec<String>, BuildError> {
+fn components(
+    spec: &SyncSpec,
+    dir: &Path,
+    log: Option<&Accesses>,
+) -> Result<Vec<String>, BuildError> {
     let mut out = Vec::new();
     for c in &spec.components {
         let bad = |why: &str| BuildError::Component {
@@ -292,6 +322,7 @@ fn components(spec: &SyncSpec, dir: &Path) -> Result<Vec<String>, BuildError> {
         if c.is_empty() || c.starts_with('/') || c.contains("://") || c.starts_with("git@") {
             return Err(bad("must be a local relative path"));
         }
+        note(log, Access::Probe, &dir.join(c));
         if !dir.join(c).exists() {
             if spec.ignore_missing_components {
                 continue;
@@ -325,15 +356,19 @@ fn edit_kustomization(k: &mut Value, spec: &SyncSpec, components: Vec<String>) {
 
 /// The kustomization file of `dir`, read as data (every scalar kept as text, as kustomize reads
 /// a kustomization), to be edited and built in memory.
-fn read_kustomization(dir: &Path) -> Result<Value, BuildError> {
+fn read_kustomization(dir: &Path, log: Option<&Accesses>) -> Result<Value, BuildError> {
     let file = KUSTOMIZATION_FILES
         .iter()
         .map(|f| dir.join(f))
-        .find(|p| p.is_file())
+        .find(|p| {
+            note(log, Access::Probe, p);
+            p.is_file()
+        })
         .ok_or_else(|| BuildError::Path {
             path: dir.display().to_string(),
             why: "no kustomization file".to_owned(),
         })?;
+    note(log, Access::Read, &file);
     let text = fs::read_to_string(&file).map_err(io_err(&file))?;
     let doc =
         plumb_kustomize::yaml::parse_documents(&text, plumb_kustomize::yaml::ScalarMode::Text)
@@ -517,15 +552,19 @@ fn build_objects(
         limits: opts.limits.clone(),
         timeout: opts.timeout,
         charts: crate::chart::kustomize_charts(opts),
+        accesses: opts.accesses.clone(),
         ..BuildOptions::default()
     };
+    let log = opts.accesses.as_deref();
     let root = root.canonicalize().map_err(io_err(root))?;
     let dir = resolve_path(&root, &spec.path)?;
+    note(log, Access::Probe, &dir);
+    note(log, Access::Probe, &dir.join(plumb_helm::CHART_FILE));
     let kustomize_err = |source| BuildError::Kustomize {
         path: spec.path.clone(),
         source: Box::new(source),
     };
-    let objects = match (has_kustomization(&dir), needs_wrapper(spec)) {
+    let objects = match (has_kustomization_noted(&dir, log), needs_wrapper(spec)) {
         // A chart is rendered by Helm (crate::chart), with the Sync's images and patches.
         _ if plumb_helm::is_chart(&dir) => crate::chart::render(&root, &dir, spec, opts)?,
         _ if spec.helm.is_some() => {
@@ -534,15 +573,15 @@ fn build_objects(
             });
         }
         (true, false) if edits_kustomization(spec) => {
-            let mut k = read_kustomization(&dir)?;
-            edit_kustomization(&mut k, spec, components(spec, &dir)?);
+            let mut k = read_kustomization(&dir, log)?;
+            edit_kustomization(&mut k, spec, components(spec, &dir, log)?);
             engine::build_generated(&root, &dir, &k, &build_opts).map_err(kustomize_err)?
         }
         (true, false) => engine::build(&root, &dir, &build_opts).map_err(kustomize_err)?,
         (true, true) if edits_kustomization(spec) => {
             // As Flux: every Sync field goes into the directory's own kustomization.
-            let mut k = read_kustomization(&dir)?;
-            edit_kustomization(&mut k, spec, components(spec, &dir)?);
+            let mut k = read_kustomization(&dir, log)?;
+            edit_kustomization(&mut k, spec, components(spec, &dir, log)?);
             merge_transforms(&mut k, spec);
             engine::build_generated(&root, &dir, &k, &build_opts).map_err(kustomize_err)?
         }
@@ -557,8 +596,8 @@ fn build_objects(
             engine::build_generated(&root, &wrapper, &k, &build_opts).map_err(kustomize_err)?
         }
         (false, _) => {
-            let mut k = generated_kustomization(spec, &plain_resources(&dir)?);
-            edit_kustomization(&mut k, spec, components(spec, &dir)?);
+            let mut k = generated_kustomization(spec, &plain_resources_noted(&dir, log)?);
+            edit_kustomization(&mut k, spec, components(spec, &dir, log)?);
             engine::build_generated(&root, &dir, &k, &build_opts).map_err(kustomize_err)?
         }
     };
@@ -664,7 +703,7 @@ mod tests {
         write(root, "app/inner.yaml", "");
         write(root, ".hidden/e.yaml", "");
         assert_eq!(
-            plain_resources(root).unwrap(),
+            plain_resources_noted(root, None).unwrap(),
             ["a.yml", "app", "b.yaml", "sub/c.yaml", "sub/deep/d.yaml"]
         );
     }
@@ -838,6 +877,57 @@ mod tests {
             "the tree is only read"
         );
         assert_eq!(fs::read_dir(root.join(".plumb-render")).unwrap().count(), 0);
+    }
+
+    /// What a render of `spec` over `root` read, as inputs over `root`'s index now.
+    fn render_inputs(root: &Path, spec: &SyncSpec) -> crate::inputs::Inputs {
+        let accesses = std::sync::Arc::new(Accesses::default());
+        let opts = RenderOptions {
+            accesses: Some(accesses.clone()),
+            ..RenderOptions::default()
+        };
+        render_with(root, spec, &[], &opts).unwrap();
+        let root = root.canonicalize().unwrap();
+        let index = crate::inputs::Index::of_tree(&root).unwrap();
+        crate::inputs::Inputs::observe(&root, &accesses.snapshot(), &index).unwrap()
+    }
+
+    #[test]
+    fn a_render_reads_its_overlay_and_base_and_nothing_of_other_apps() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        write(root, "base/kustomization.yaml", "resources: [cm.yaml]\n");
+        write(root, "base/cm.yaml", &cm("settings"));
+        for app in ["a", "b"] {
+            write(
+                root,
+                &format!("apps/{app}/kustomization.yaml"),
+                &format!("resources: [../../base, own.yaml]\nnamePrefix: {app}-\n"),
+            );
+            write(root, &format!("apps/{app}/own.yaml"), &cm("own"));
+            write(root, &format!("plain/{app}/objects.yaml"), &cm(app));
+        }
+        let mut overlay = spec("apps/a");
+        overlay.target_namespace = Some("team".into());
+        let plain = spec("plain/a");
+        let inputs = [render_inputs(root, &overlay), render_inputs(root, &plain)];
+        let holds = |root: &Path| {
+            let index = crate::inputs::Index::of_tree(&root.canonicalize().unwrap()).unwrap();
+            inputs.iter().map(|i| i.hold_in(&index)).collect::<Vec<_>>()
+        };
+        assert_eq!(holds(root), [true, true]);
+        write(root, "apps/b/own.yaml", &cm("changed"));
+        write(root, "plain/b/objects.yaml", &cm("changed"));
+        write(
+            root,
+            "apps/c/kustomization.yaml",
+            "resources: [../../base]\n",
+        );
+        assert_eq!(holds(root), [true, true], "other apps changed, one added");
+        write(root, "plain/a/more.yaml", &cm("more"));
+        assert_eq!(holds(root), [true, false], "a file added to a plain app");
+        write(root, "base/cm.yaml", &cm("changed"));
+        assert_eq!(holds(root), [false, false], "the shared base changed");
     }
 
     #[test]

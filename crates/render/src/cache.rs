@@ -3,10 +3,56 @@
 use plumb_substitute::deferred::VariableSource;
 use sha2::{Digest as _, Sha256};
 
+use std::sync::Arc;
+
 use plumb_api::{Digest, SyncSpec};
 use serde_json::json;
 
-/// What a render depends on, hashed: the source digest, the render-relevant spec (path,
+use crate::inputs::Inputs;
+use crate::status::Outcome;
+
+/// A Sync's last completed render: what it depended on, its verdict, and the paths of the source
+/// tree it read (none when they cannot tell, e.g. a chart: such a render is never carried).
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// What the render depended on.
+    pub key: RenderKey,
+    /// Its verdict.
+    pub outcome: Outcome,
+    /// What it read of the source tree.
+    pub inputs: Option<Arc<Inputs>>,
+}
+
+impl Record {
+    /// Whether the render can stand for a render of the same Sync over a tree indexed as
+    /// `index`: it published an artifact and every path it read holds the same there.
+    pub fn holds_in(&self, index: &crate::inputs::Index) -> bool {
+        matches!(self.outcome, Outcome::Published(_))
+            && self.inputs.as_ref().is_some_and(|i| i.hold_in(index))
+    }
+}
+
+/// What a render depends on: the source artifact's digest, and the rest hashed apart, so a render
+/// can be carried to a new source digest when the rest is the same and the files it read are too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderKey {
+    /// The source artifact's digest.
+    pub source: Digest,
+    /// The hash of every other input (see [`cache_key`]).
+    pub rest: String,
+}
+
+impl RenderKey {
+    /// The same key with `suffix` (the hash of more inputs, such as a chart's) added to the rest.
+    pub fn with(&self, suffix: &str) -> RenderKey {
+        RenderKey {
+            source: self.source.clone(),
+            rest: format!("{}/{suffix}", self.rest),
+        }
+    }
+}
+
+/// What a render depends on: the source digest, and hashed: the render-relevant spec (path,
 /// targetNamespace, images, patches, helm, substitute and its sources' data and
 /// `resourceVersion`s (published in the artifact when a value comes from a Secret), name prefix and
 /// suffix, common metadata, components), the governing policies' names and generations, and the
@@ -18,9 +64,8 @@ pub fn cache_key(
     variables: &[VariableSource],
     policies: &[(String, Option<i64>)],
     requested_at: Option<&str>,
-) -> String {
+) -> RenderKey {
     let input = json!({
-        "source": source_digest.as_str(),
         "path": spec.path,
         "targetNamespace": spec.target_namespace,
         "images": spec.images,
@@ -38,7 +83,10 @@ pub fn cache_key(
         "policies": policies,
         "requestedAt": requested_at,
     });
-    hex::encode(Sha256::digest(input.to_string().as_bytes()))
+    RenderKey {
+        source: source_digest.clone(),
+        rest: hex::encode(Sha256::digest(input.to_string().as_bytes())),
+    }
 }
 
 #[cfg(test)]

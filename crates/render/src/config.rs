@@ -142,6 +142,7 @@ impl Config {
                 max_memory: self.chart_max_memory,
                 ..Default::default()
             },
+            accesses: None,
         }
     }
 

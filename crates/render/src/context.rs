@@ -16,8 +16,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::Config;
+use crate::cache::Record;
 use crate::policy::{CompileError, CompiledPolicy, compile};
-use crate::status::Outcome;
+use crate::trees::Trees;
 
 /// The name the controller reports Events under.
 pub const CONTROLLER_NAME: &str = "plumb-render";
@@ -46,8 +47,17 @@ pub struct Context {
     pub repos: Store<GitRepository>,
     /// Compiled Policies by name, with the uid and generation compiled.
     pub(crate) compiled: Mutex<HashMap<String, CompiledEntry>>,
-    /// The cache key and verdict of each Sync's last completed render.
-    pub rendered: Mutex<HashMap<ObjectRef<Sync>, (String, Outcome)>>,
+    /// Each Sync's last completed render: its key, verdict and inputs.
+    pub rendered: Mutex<HashMap<ObjectRef<Sync>, Record>>,
+    /// Source trees, unpacked once per artifact digest and shared by the renders.
+    pub trees: Trees,
+    /// The Syncs a new source artifact touched, queued ahead of the others, with when they
+    /// were queued: the others wait until each has been reconciled since
+    /// ([`crate::fanout`]).
+    pub waiting: Mutex<HashMap<ObjectRef<Sync>, std::time::Instant>>,
+    /// Counts the reconciles of waited-for Syncs that finished (and Sync deletions), to wake
+    /// what waits for them.
+    pub finished: tokio::sync::watch::Sender<u64>,
     /// The Helm engine charts are rendered with (`None`: no binary found; chart renders fail
     /// saying so).
     pub helm: Option<plumb_helm::Helm>,
@@ -70,6 +80,11 @@ pub struct RenderMetrics {
     pub artifact_size: Histogram,
     /// Policy findings, by action.
     pub findings: Family<FindingLabels, Counter>,
+    /// Renders run (source tree → kustomize or Helm → artifact).
+    pub renders: Counter,
+    /// Renders carried to a new source revision without rendering, none of their inputs
+    /// having changed.
+    pub carried: Counter,
 }
 
 /// Labels of the policy findings counter.
@@ -84,6 +99,17 @@ impl RenderMetrics {
     pub fn new(ops: plumb_ops::Metrics) -> Self {
         let artifact_size = Histogram::new(exponential_buckets(1024.0, 4.0, 10));
         let findings = Family::<FindingLabels, Counter>::default();
+        let (renders, carried) = (Counter::default(), Counter::default());
+        ops.register(
+            "render_renders",
+            "Renders run from a source tree",
+            renders.clone(),
+        );
+        ops.register(
+            "render_carried_forward",
+            "Renders carried to a new source revision unchanged, no file they read having changed",
+            carried.clone(),
+        );
         ops.register(
             "render_artifact_size_bytes",
             "Size of each published rendered artifact",
@@ -98,6 +124,8 @@ impl RenderMetrics {
             ops,
             artifact_size,
             findings,
+            renders,
+            carried,
         }
     }
 }
@@ -167,6 +195,17 @@ impl Context {
             .collect();
         out.sort_by_key(|p| p.name_any());
         out
+    }
+
+    /// Notes that a reconcile of `sync` that began at `began` finished: a Sync queued ahead of
+    /// others since before then is done ([`crate::fanout`]).
+    pub fn reconciled(&self, sync: &ObjectRef<Sync>, began: std::time::Instant) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.get(sync).is_some_and(|queued| *queued <= began) {
+            waiting.remove(sync);
+            drop(waiting);
+            self.finished.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 
     /// Publishes an Event about `obj`; failures are logged, never fatal.

@@ -13,9 +13,11 @@
 //! does).
 //!
 //! Inside, the core is pure and tested without a cluster (`build`, `policy`,
-//! `cache`, `publish`, `status`); `wiring` starts the watches (`watches`: change filters and
-//! trigger mappers) and the two reconcilers, `reconcile_sync` (a Sync's render) and
-//! `reconcile_policy` (a Policy's status).
+//! `cache`, `publish`, `status`, `inputs`); `wiring` starts the watches (`watches`: change
+//! filters and trigger mappers) and the two reconcilers, `reconcile_sync` (a Sync's render) and
+//! `reconcile_policy` (a Policy's status). A new source artifact is unpacked once and shared by
+//! its renders (`trees`); `fanout` queues the Syncs whose files it changed first, and the others
+//! carry their render to the new revision without rendering.
 
 mod build;
 mod cache;
@@ -25,6 +27,8 @@ mod config;
 mod context;
 mod engine;
 mod error;
+mod fanout;
+mod inputs;
 mod objects;
 mod policy;
 mod policy_check;
@@ -34,6 +38,7 @@ mod reconcile_sync;
 mod sops_sources;
 mod status;
 mod sweep;
+mod trees;
 mod variables;
 mod watches;
 mod wiring;

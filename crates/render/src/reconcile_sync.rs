@@ -19,14 +19,16 @@ use plumb_ops::backoff;
 use tracing::instrument;
 
 use crate::build::RenderOptions;
-use crate::cache::cache_key;
+use crate::cache::{Record, RenderKey, cache_key};
 use crate::chart::ChartOptions;
 use crate::chart_inputs::ChartInputs;
 use crate::context::Context;
 use crate::error::build_reason;
+use crate::inputs::Inputs;
 use crate::policy::{CompiledPolicy, describe, evaluate};
 use crate::publish::{Rendered, pack};
 use crate::status::{Outcome, render_status, rendered_condition, status_patch};
+use crate::trees::{FetchSettings, Tree};
 use crate::{Error, build, variables};
 use plumb_substitute::deferred::VariableSource;
 
@@ -51,10 +53,16 @@ enum Next {
 #[instrument(skip(sync, ctx), fields(namespace = sync.namespace().unwrap_or_default(), name = sync.name_any()))]
 pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
+    let key = ObjectRef::from_obj(sync.as_ref());
+    // However it ends, a Sync queued ahead of others is then done.
+    let _done = Reconciled {
+        ctx: ctx.clone(),
+        sync: key.clone(),
+        began: started,
+    };
     if sync.spec.suspend {
         return Ok(Action::await_change());
     }
-    let key = ObjectRef::from_obj(sync.as_ref());
     let (outcome, next) = render_sync(&sync, &ctx).await;
     if let Some(outcome) = &outcome
         && !status_is_current(&sync, outcome)
@@ -86,6 +94,19 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
             Action::requeue(backoff(RETRY_BASE, ctx.failures.record(key), max))
         }
     })
+}
+
+/// Tells the context, when dropped, that a reconcile of `sync` begun at `began` ended.
+struct Reconciled {
+    ctx: Arc<Context>,
+    sync: ObjectRef<Sync>,
+    began: std::time::Instant,
+}
+
+impl Drop for Reconciled {
+    fn drop(&mut self) {
+        self.ctx.reconciled(&self.sync, self.began);
+    }
 }
 
 /// Backs off after an API error (status write, store).
@@ -187,7 +208,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         Ok(inputs) => inputs,
         Err(failed) => return failed,
     };
-    let chart_key = format!("{key}/{}", inputs.digest());
+    let chart_key = key.with(&inputs.digest());
     let was_chart = sync.spec.helm.is_some()
         || ctx
             .charts
@@ -195,23 +216,41 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             .unwrap_or_else(|e| e.into_inner())
             .contains(&objref);
     let key = if was_chart { chart_key.clone() } else { key };
-    let cached = ctx
+    let last = ctx
         .rendered
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(&objref)
-        .filter(|(k, _)| *k == key)
-        .map(|(_, outcome)| outcome.clone());
-    if let Some(outcome) = cached {
+        .cloned();
+    if let Some(last) = &last
+        && last.key == key
+    {
         // Same inputs, same verdict: nothing is downloaded or rendered. Only the generation the
         // verdict is reported for may move on (a change of, say, `interval`).
         return (
-            Some(outcome.for_generation(sync.metadata.generation)),
+            Some(
+                last.outcome
+                    .clone()
+                    .for_generation(sync.metadata.generation),
+            ),
             Next::Settled,
         );
     }
+    if let Some(last) = last
+        && let Some(outcome) = carry(ctx, last, &key, &artifact).await
+    {
+        ctx.metrics.carried.inc();
+        let outcome = outcome.for_generation(sync.metadata.generation);
+        let mut rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(record) = rendered.get_mut(&objref) {
+            record.key = key;
+            record.outcome = outcome.clone();
+        }
+        return (Some(outcome), Next::Settled);
+    }
 
-    let (outcome, next, is_chart) =
+    ctx.metrics.renders.inc();
+    let (outcome, next, is_chart, read) =
         render_artifact(sync, ctx, &artifact, &compiled, inputs, variables).await;
     if matches!(next, Next::Settled) {
         let mut charts = ctx.charts.lock().unwrap_or_else(|e| e.into_inner());
@@ -227,12 +266,56 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             None => key,
         };
         drop(charts);
+        let record = Record {
+            key,
+            outcome: outcome.clone(),
+            inputs: read.map(Arc::new),
+        };
         ctx.rendered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(objref, (key, outcome.clone()));
+            .insert(objref, record);
     }
     (Some(outcome), next)
+}
+
+/// The last render `last`, carried to the source artifact `source` (whose render key is `key`)
+/// without rendering: when only the source digest changed and no path the render read differs
+/// in the new tree. `None`: render.
+async fn carry(ctx: &Context, last: Record, key: &RenderKey, source: &Artifact) -> Option<Outcome> {
+    if last.key.rest != key.rest || last.key.source == key.source || last.inputs.is_none() {
+        return None;
+    }
+    let tree = ctx
+        .trees
+        .get(&ctx.http, source, &fetch_settings(ctx))
+        .await
+        .ok()?;
+    if !last.holds_in(&tree.index) {
+        return None;
+    }
+    let Outcome::Published(mut render) = last.outcome else {
+        return None;
+    };
+    // The same rendered artifact, now standing for the new revision: the sync controller sees
+    // the digest it applied already, and applies nothing.
+    render.source_revision = Some(source.revision.clone());
+    render.source_digest = Some(source.digest.clone());
+    if let Some(a) = render.artifact.as_mut() {
+        a.revision = source.revision.clone();
+    }
+    Some(Outcome::Published(render))
+}
+
+/// How source artifacts are downloaded and unpacked, from the controller's settings.
+pub fn fetch_settings(ctx: &Context) -> FetchSettings {
+    FetchSettings {
+        max_artifact_size: ctx.config.max_artifact_size,
+        limits: UnpackLimits {
+            max_bytes: ctx.config.max_unpacked_size,
+            ..UnpackLimits::default()
+        },
+    }
 }
 
 /// The GitRepository `namespace/name`: from the cache (which its watch wakes this Sync by),
@@ -287,8 +370,9 @@ async fn chart_inputs(sync: &Sync, ctx: &Context) -> Result<ChartInputs, (Option
     })
 }
 
-/// Downloads, renders, gates and publishes; says whether the path was a chart, when it got
-/// that far.
+/// Renders over the shared source tree, gates and publishes; says whether the path was a chart,
+/// when it got that far, and what the render read of the tree (when that can tell whether a
+/// later tree would render the same).
 async fn render_artifact(
     sync: &Sync,
     ctx: &Context,
@@ -296,20 +380,14 @@ async fn render_artifact(
     policies: &[Arc<CompiledPolicy>],
     inputs: ChartInputs,
     variables: Vec<VariableSource>,
-) -> (Outcome, Next, Option<bool>) {
-    let bytes = match plumb_artifact::fetch_verified(
-        &ctx.http,
-        &source.url,
-        &source.digest,
-        ctx.config.max_artifact_size,
-    )
-    .await
-    {
-        Ok(b) => b,
+) -> (Outcome, Next, Option<bool>, Option<Inputs>) {
+    let tree = match ctx.trees.get(&ctx.http, source, &fetch_settings(ctx)).await {
+        Ok(tree) => tree,
         Err(e) => {
             return (
-                Outcome::failed(reason::ARTIFACT_FAILED, e.to_string()),
+                Outcome::failed(reason::ARTIFACT_FAILED, e),
                 Next::Retry,
+                None,
                 None,
             );
         }
@@ -322,30 +400,21 @@ async fn render_artifact(
         ..ChartOptions::for_sync(sync, inputs)
     };
     let placement = sync.placement_namespace();
-    let limits = UnpackLimits {
-        max_bytes: ctx.config.max_unpacked_size,
-        ..UnpackLimits::default()
-    };
     let policies = policies.to_vec();
     let config = ctx.config.clone();
     let saw_chart = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let chart_seen = saw_chart.clone();
     // An error comes with whether to retry it (a transient failure is never cached).
     let rendered = tokio::task::spawn_blocking(move || -> Result<_, Box<(Outcome, Next)>> {
-        let artifact_failed = |message: String| {
-            Box::new((
-                Outcome::failed(reason::ARTIFACT_FAILED, message),
-                Next::Retry,
-            ))
-        };
-        let tmp = tempfile::tempdir().map_err(|e| artifact_failed(format!("temp dir: {e}")))?;
-        let unpacked = plumb_artifact::unpack_tar_gz(bytes.as_slice(), tmp.path(), limits)
-            .map_err(|e| artifact_failed(e.to_string()))?;
+        let tree: &Tree = &tree;
+        let root = tree.root.as_path();
+        let accesses = Arc::new(plumb_kustomize::Accesses::default());
         let opts = RenderOptions {
             chart,
-            ..config.render_options(unpacked)
+            accesses: Some(accesses.clone()),
+            ..config.render_options(tree.unpacked)
         };
-        let is_chart = build::resolve_path(tmp.path(), &spec.path)
+        let is_chart = build::resolve_path(root, &spec.path)
             .map(|dir| plumb_helm::is_chart(&dir))
             .unwrap_or(false);
         chart_seen.store(is_chart, std::sync::atomic::Ordering::Relaxed);
@@ -358,7 +427,7 @@ async fn render_artifact(
                 Next::Retry,
             )));
         }
-        let rendered = build::render_published(tmp.path(), &spec, &variables, &opts);
+        let rendered = build::render_published(root, &spec, &variables, &opts);
         // A kustomization's helmCharts depend on the capabilities as a chart does.
         if opts.chart.inflated.load(std::sync::atomic::Ordering::Relaxed) {
             chart_seen.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -373,7 +442,14 @@ async fn render_artifact(
         })?;
         let mut objects = rendered.objects;
         // SOPS-encrypted objects stay encrypted; each carries its file for the sync controller.
-        crate::sops_sources::attach(tmp.path(), &mut objects);
+        let searched = crate::sops_sources::attach(root, &mut objects);
+        // What the render read tells whether a later tree renders the same, unless Helm read a
+        // chart or the whole tree was searched for SOPS files.
+        let read = if searched || chart_seen.load(std::sync::atomic::Ordering::Relaxed) {
+            None
+        } else {
+            Inputs::observe(root, &accesses.snapshot(), &tree.index)
+        };
         // Policies judge the objects as they will be applied, Secret values substituted ...
         let report = evaluate(&policies, &objects, &placement);
         // ... and the artifact holds those objects unsubstituted, for the sync controller to
@@ -386,7 +462,7 @@ async fn render_artifact(
                 deferred: rendered.deferred,
             }
             .into_artifact();
-            crate::sops_sources::attach(tmp.path(), &mut objects);
+            crate::sops_sources::attach(root, &mut objects);
             objects
         };
         let packed = pack(&objects).map_err(|e| {
@@ -395,20 +471,21 @@ async fn render_artifact(
                 Next::Settled,
             ))
         })?;
-        Ok((packed, report))
+        Ok((packed, report, read))
     })
     .await;
     let is_chart = saw_chart.load(std::sync::atomic::Ordering::Relaxed);
-    let (packed, report) = match rendered {
+    let (packed, report, read) = match rendered {
         Ok(Ok(r)) => r,
         Ok(Err(failed)) => {
             let (outcome, next) = *failed;
-            return (outcome, next, Some(is_chart));
+            return (outcome, next, Some(is_chart), None);
         }
         Err(e) => {
             return (
                 Outcome::failed(reason::BUILD_FAILED, format!("render task: {e}")),
                 Next::Retry,
+                None,
                 None,
             );
         }
@@ -436,7 +513,7 @@ async fn render_artifact(
             message,
             policy: Some(report),
         };
-        return (outcome, Next::Settled, Some(is_chart));
+        return (outcome, Next::Settled, Some(is_chart), None);
     }
 
     match store(sync, ctx, &packed) {
@@ -456,12 +533,18 @@ async fn render_artifact(
                 objects: Some(packed.objects as i64),
                 policy: (!report.warnings.is_empty()).then_some(report),
             };
-            (Outcome::Published(render), Next::Settled, Some(is_chart))
+            (
+                Outcome::Published(render),
+                Next::Settled,
+                Some(is_chart),
+                read,
+            )
         }
         Err(e) => (
             Outcome::failed(reason::ARTIFACT_STORAGE_FAILED, e.to_string()),
             Next::Retry,
             Some(is_chart),
+            None,
         ),
     }
 }

@@ -144,10 +144,11 @@ fn documents(text: &str, format: Format) -> Vec<(String, String)> {
 
 /// Attaches to every SOPS-encrypted object the file it came from (see the module docs). An
 /// object whose file is not found is left as it is; the sync controller refuses to apply it.
-pub fn attach(root: &Path, objects: &mut [Value]) {
+/// Whether any object was SOPS-encrypted (the whole tree was then searched).
+pub fn attach(root: &Path, objects: &mut [Value]) -> bool {
     let wanted: HashSet<String> = objects.iter().filter_map(wanted_mac).collect();
     if wanted.is_empty() {
-        return;
+        return false;
     }
     let sources = index(root, &wanted);
     for object in objects.iter_mut() {
@@ -171,6 +172,7 @@ pub fn attach(root: &Path, objects: &mut [Value]) {
             );
         }
     }
+    true
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ async fn controllers(
     let mut policies = SharedWatch::<Policy>::new();
     let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new();
     let mut all_syncs = SharedWatch::<PartialObjectMeta<Sync>>::new();
-    let syncs = SharedWatch::<Sync>::new();
+    let mut syncs = SharedWatch::<Sync>::new();
     let mut repos = SharedWatch::<GitRepository>::new();
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -151,6 +151,9 @@ async fn controllers(
         repos: repos.store(),
         compiled: Mutex::default(),
         rendered: Mutex::default(),
+        trees: Default::default(),
+        waiting: Mutex::default(),
+        finished: tokio::sync::watch::Sender::new(0),
         helm: parts.helm,
         capabilities: Default::default(),
         charts: Mutex::default(),
@@ -160,15 +163,23 @@ async fn controllers(
     });
 
     let sync_store = ctx.syncs.clone();
-    let (for_source, for_policy, for_namespace) =
-        (sync_store.clone(), sync_store.clone(), sync_store.clone());
+    let (for_policy, for_namespace) = (sync_store.clone(), sync_store.clone());
     let (for_config_maps, for_secrets) = (sync_store.clone(), sync_store.clone());
     let triggers = watches::render_input_changes(syncs.subscribe());
+    // A new source artifact wakes its Syncs through the fan-out plan: those it touches first.
+    let (planned_tx, planned_rx) = tokio::sync::mpsc::unbounded_channel();
+    let planner = crate::fanout::run(
+        ctx.clone(),
+        watches::artifact_changes(repos.subscribe()),
+        syncs.deletions(),
+        planned_tx,
+    );
+    let planned = futures::stream::unfold(planned_rx, |mut rx| async move {
+        rx.recv().await.map(|s| (s, rx))
+    });
     let sync_loop = Controller::for_shared_stream(triggers, sync_store)
         .with_config(controller::Config::default().concurrency(ctx.config.concurrent.max(1)))
-        .watches_shared_stream(watches::artifact_changes(repos.subscribe()), move |repo| {
-            watches::syncs_of_source(&for_source.state(), &repo)
-        })
+        .reconcile_on(planned)
         // A source gone: its Syncs say so (the others find their render current and write nothing).
         .reconcile_all_on(repos.deletions())
         .watches_shared_stream(
@@ -260,6 +271,7 @@ async fn controllers(
         tokio::select! {
             _ = future::join(sync_loop, policy_loop) => {}
             () = sweeper => {}
+            () = planner => {}
         }
     };
     // The watches feed the caches and the controllers; they end with the controllers.

@@ -28,6 +28,8 @@ pub struct World {
     /// Serves the source artifacts, as the source controller would.
     pub files: FileServer,
     controller: OnceLock<ControllerTask>,
+    /// The running controller's metrics.
+    metrics: OnceLock<plumb_ops::Metrics>,
     _storage: tempfile::TempDir,
 }
 
@@ -64,6 +66,7 @@ impl World {
             client,
             files,
             controller: OnceLock::new(),
+            metrics: OnceLock::new(),
             _storage: storage,
         }
     }
@@ -87,6 +90,7 @@ impl World {
             Default::default(),
         )
         .unwrap();
+        let _ = self.metrics.set(runtime.metrics().clone());
         let rt = runtime.clone();
         let handle = runtime
             .spawn(async move { plumb_render::run(&rt, config).await })
@@ -117,6 +121,16 @@ impl World {
         wait_for_while(what, timeout, &running, condition)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The value of the controller's counter `name` (as exposed, `plumb_` prefix and `_total`
+    /// suffix included); 0 before it counted anything.
+    pub fn counter(&self, name: &str) -> f64 {
+        let text = self.metrics.get().expect("controller started").encode();
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .next()
+            .unwrap_or(0.0)
     }
 
     pub fn name(&self) -> &str {

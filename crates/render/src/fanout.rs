@@ -1,0 +1,213 @@
+//! Which Syncs a new source artifact wakes, and in which order.
+//!
+//! A commit to a repository many Syncs render from touches few of them. For each new artifact
+//! of a GitRepository the tree is unpacked once ([`crate::trees`]) and each Sync's last render
+//! is checked against it ([`Record::holds_in`](crate::cache::Record::holds_in)): the Syncs
+//! whose inputs changed (or are unknown) are queued first; the others — whose reconcile only
+//! carries the render to the new revision, a status write each — are queued once each of the
+//! first has been reconciled, so a one-app commit is rendered and published before thousands of
+//! status writes compete with it. The check here only orders; each reconcile decides again for
+//! itself whether to render.
+//!
+//! A newer artifact of the same repository supersedes a plan still waiting: it queues all of
+//! the repository's Syncs again, in its own order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::stream::FuturesUnordered;
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::ObjectRef;
+use plumb_api::{Digest, GitRepository, Sync};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::cache::Record;
+use crate::context::Context;
+use crate::inputs::Index;
+use crate::reconcile_sync::fetch_settings;
+use crate::watches;
+
+/// The plan generation of each repository: a plan goes on only while it is the latest.
+type Latest = Arc<Mutex<HashMap<ObjectRef<GitRepository>, u64>>>;
+
+/// Splits `syncs` into those to reconcile first (their render may change) and those after (their
+/// last render holds in the tree indexed as `index`, of artifact `digest`, or is of it already).
+pub fn order(
+    rendered: &HashMap<ObjectRef<Sync>, Record>,
+    syncs: Vec<ObjectRef<Sync>>,
+    digest: &Digest,
+    index: &Index,
+) -> (Vec<ObjectRef<Sync>>, Vec<ObjectRef<Sync>>) {
+    syncs.into_iter().partition(|s| {
+        !rendered
+            .get(s)
+            .is_some_and(|r| r.key.source == *digest || r.holds_in(index))
+    })
+}
+
+/// Plans every new artifact of `changes` (each repository's latest), queueing the Syncs into
+/// `out`, until `changes` ends. `deletions` ticks when a Sync is deleted (a plan waiting for it
+/// stops waiting).
+pub async fn run(
+    ctx: Arc<Context>,
+    changes: impl Stream<Item = Arc<GitRepository>> + Send,
+    deletions: impl Stream<Item = ()> + Send,
+    out: UnboundedSender<ObjectRef<Sync>>,
+) {
+    let latest = Latest::default();
+    let mut plans = FuturesUnordered::new();
+    let mut changes = std::pin::pin!(changes);
+    let mut deletions = std::pin::pin!(deletions);
+    let mut generation = 0u64;
+    loop {
+        tokio::select! {
+            repo = changes.next() => {
+                let Some(repo) = repo else { return };
+                generation += 1;
+                latest
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(ObjectRef::from_obj(repo.as_ref()), generation);
+                plans.push(plan(ctx.clone(), repo, generation, latest.clone(), out.clone()));
+            }
+            Some(()) = deletions.next() => {
+                ctx.finished.send_modify(|n| *n = n.wrapping_add(1));
+            }
+            Some(()) = plans.next(), if !plans.is_empty() => {}
+        }
+    }
+}
+
+/// Queues the Syncs of `repo`'s artifact: those it may change first, the others once each of
+/// those has been reconciled, unless a newer plan for `repo` came meanwhile.
+async fn plan(
+    ctx: Arc<Context>,
+    repo: Arc<GitRepository>,
+    generation: u64,
+    latest: Latest,
+    out: UnboundedSender<ObjectRef<Sync>>,
+) {
+    let syncs = watches::syncs_of_source(&ctx.syncs.state(), &repo);
+    let artifact = repo.status.as_ref().and_then(|s| s.artifact.clone());
+    let tree = match &artifact {
+        Some(a) => ctx
+            .trees
+            .get(&ctx.http, a, &fetch_settings(&ctx))
+            .await
+            .ok(),
+        None => None,
+    };
+    let (first, later) = match (&artifact, &tree) {
+        (Some(a), Some(tree)) => {
+            let rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
+            order(&rendered, syncs, &a.digest, &tree.index)
+        }
+        // No tree: every reconcile finds out for itself (and says why it cannot render).
+        _ => (syncs, Vec::new()),
+    };
+    drop(tree);
+    if later.is_empty() {
+        for s in first {
+            let _ = out.send(s);
+        }
+        return;
+    }
+    tracing::info!(
+        source = %ObjectRef::from_obj(repo.as_ref()),
+        touched = first.len(),
+        unchanged = later.len(),
+        "new source artifact: rendering the Syncs it touches first"
+    );
+    let queued = Instant::now();
+    let mut finished = ctx.finished.subscribe();
+    {
+        let mut waiting = ctx.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        for s in &first {
+            waiting.insert(s.clone(), queued);
+        }
+    }
+    for s in &first {
+        let _ = out.send(s.clone());
+    }
+    loop {
+        let left = {
+            let mut waiting = ctx.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            // A Sync deleted meanwhile is never reconciled: nothing to wait for.
+            waiting.retain(|s, _| ctx.syncs.get(s).is_some());
+            first
+                .iter()
+                .any(|s| waiting.get(s).is_some_and(|at| *at == queued))
+        };
+        if !left || finished.changed().await.is_err() {
+            break;
+        }
+    }
+    let current = latest
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&ObjectRef::from_obj(repo.as_ref()))
+        == Some(&generation);
+    if current {
+        for s in later {
+            let _ = out.send(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::RenderKey;
+    use crate::status::Outcome;
+    use plumb_kustomize::Access;
+
+    fn digest(c: char) -> Digest {
+        Digest::from_sha256_hex(&c.to_string().repeat(64)).unwrap()
+    }
+
+    #[test]
+    fn syncs_whose_files_changed_or_never_rendered_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let write = |p: &str, t: &str| {
+            std::fs::create_dir_all(root.join(p).parent().unwrap()).unwrap();
+            std::fs::write(root.join(p), t).unwrap();
+        };
+        write("apps/a/app.yaml", "a");
+        write("apps/b/app.yaml", "b");
+        let old = Index::of_tree(&root).unwrap();
+        let record = |app: &str, outcome: Outcome| Record {
+            key: RenderKey {
+                source: digest('1'),
+                rest: String::new(),
+            },
+            outcome,
+            inputs: crate::inputs::Inputs::observe(
+                &root,
+                &[(Access::Read, root.join(format!("apps/{app}/app.yaml")))],
+                &old,
+            )
+            .map(Arc::new),
+        };
+        let published = || Outcome::Published(Default::default());
+        let sync = |n: &str| ObjectRef::<Sync>::new(n).within("team");
+        let mut rendered = HashMap::new();
+        rendered.insert(sync("a"), record("a", published()));
+        rendered.insert(sync("b"), record("b", published()));
+        rendered.insert(
+            sync("failed-b"),
+            record("b", Outcome::failed("BuildFailed", "x")),
+        );
+        let mut at_new = record("a", published());
+        at_new.key.source = digest('2');
+        rendered.insert(sync("already"), at_new);
+        write("apps/a/app.yaml", "a2");
+        let new = Index::of_tree(&root).unwrap();
+        let all = ["a", "b", "failed-b", "already", "new"].map(sync).to_vec();
+        let (first, later) = order(&rendered, all, &digest('2'), &new);
+        let names = |v: Vec<ObjectRef<Sync>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(first), ["a", "failed-b", "new"]);
+        assert_eq!(names(later), ["b", "already"]);
+    }
+}

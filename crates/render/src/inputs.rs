@@ -1,0 +1,321 @@
+//! What a render read of its source tree, and whether a new version of the tree changed any of
+//! it: the test that lets a new source artifact re-render only the Syncs it touches.
+//!
+//! A source tree is indexed once per artifact ([`Index`]): every file by a digest of its content,
+//! every directory by a digest of its listing. A render records the paths it looked at
+//! ([`plumb_kustomize::Accesses`]: files read, paths probed, directories listed); with the index
+//! of its tree they become its [`Inputs`]: those paths and one digest of what they were. For a
+//! later tree, the render would come out the same if the digest over the same paths is the same.
+//! A probe sees only whether a path exists and as what, so adding a file beside an app's
+//! directory does not touch the app; a read sees the content; a listing sees the names.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use plumb_kustomize::Access;
+use sha2::{Digest as _, Sha256};
+
+/// A digest short enough to keep one per file of a large tree (a truncated SHA-256).
+type Hash = [u8; 16];
+
+/// The most paths one render's inputs may name; a render that looked at more is always
+/// rendered again (the list would cost more to keep and compare than the render saves).
+pub const MAX_INPUT_PATHS: usize = 4096;
+
+fn digest(parts: &[&[u8]]) -> Hash {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_le_bytes());
+        h.update(p);
+    }
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// One entry of a source tree, as a render can see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// A file, by the digest of its content.
+    File(Hash),
+    /// A directory, by the digest of its entries' names and kinds.
+    Dir(Hash),
+}
+
+/// Every file and directory of an unpacked source tree, by path relative to its root (`""` is
+/// the root, separators are `/`).
+#[derive(Debug, Default)]
+pub struct Index {
+    entries: HashMap<Box<str>, Entry>,
+    /// The tree holds a symlink: a path may then be reached by several names, so no render's
+    /// inputs are kept (each is rendered again).
+    links: bool,
+}
+
+impl Index {
+    /// Indexes the tree under `root`, reading every file once.
+    pub fn of_tree(root: &Path) -> io::Result<Index> {
+        let mut index = Index::default();
+        index.walk(root, "")?;
+        Ok(index)
+    }
+
+    /// Adds `dir` (at `rel`) and everything under it; returns the directory's entry.
+    fn walk(&mut self, dir: &Path, rel: &str) -> io::Result<Entry> {
+        let mut children: Vec<(String, &'static str)> = Vec::new();
+        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            let Ok(name) = entry.file_name().into_string() else {
+                // A name that is not UTF-8 cannot be named in a kustomization; keep it out of
+                // the index but mark the tree so no inputs are trusted.
+                self.links = true;
+                continue;
+            };
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let kind = entry.file_type()?;
+            let tag = if kind.is_symlink() {
+                self.links = true;
+                "l"
+            } else if kind.is_dir() {
+                let e = self.walk(&entry.path(), &path)?;
+                self.entries.insert(path.into(), e);
+                "d"
+            } else {
+                let bytes = fs::read(entry.path())?;
+                self.entries
+                    .insert(path.into(), Entry::File(digest(&[&bytes])));
+                "f"
+            };
+            children.push((name, tag));
+        }
+        let parts: Vec<&[u8]> = children
+            .iter()
+            .flat_map(|(n, t)| [n.as_bytes(), t.as_bytes()])
+            .collect();
+        let entry = Entry::Dir(digest(&parts));
+        if rel.is_empty() {
+            self.entries.insert("".into(), entry);
+        }
+        Ok(entry)
+    }
+
+    /// What `access` of `path` sees in this tree, written into `out`: for a probe, whether the
+    /// path is a file, a directory or missing; for a read or a listing, also its content or
+    /// entries. A missing path adds what its parent is, up to the first that exists (a file
+    /// turned into a directory changes what a probe below it finds).
+    fn observe(&self, access: Access, path: &str, out: &mut Vec<u8>) {
+        let mut path = path;
+        loop {
+            match (self.entries.get(path), access) {
+                (Some(Entry::File(_)), Access::Probe) => out.push(b'f'),
+                (Some(Entry::Dir(_)), Access::Probe) => out.push(b'd'),
+                (Some(Entry::File(h)), _) => {
+                    out.push(b'f');
+                    out.extend_from_slice(h);
+                }
+                (Some(Entry::Dir(h)), _) => {
+                    out.push(b'd');
+                    out.extend_from_slice(h);
+                }
+                (None, _) => {
+                    out.push(b'-');
+                    if !path.is_empty() {
+                        path = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+                        continue;
+                    }
+                }
+            }
+            return;
+        }
+    }
+}
+
+/// What one render read of its tree: the paths (relative to the root) and how, with one digest
+/// of what they held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inputs {
+    paths: Box<[(Access, Box<str>)]>,
+    digest: Hash,
+}
+
+impl Inputs {
+    /// The inputs of a render over the tree at `root` (canonical) indexed as `index`, from the
+    /// paths it looked at; `None` when they cannot be trusted to tell (a path outside the root,
+    /// a tree with symlinks, more than [`MAX_INPUT_PATHS`] paths).
+    pub fn observe(root: &Path, looked_at: &[(Access, PathBuf)], index: &Index) -> Option<Inputs> {
+        if index.links || looked_at.len() > MAX_INPUT_PATHS {
+            return None;
+        }
+        let mut paths = Vec::with_capacity(looked_at.len());
+        for (access, path) in looked_at {
+            paths.push((*access, relative(root, path)?.into_boxed_str()));
+        }
+        paths.sort();
+        paths.dedup();
+        let paths = paths.into_boxed_slice();
+        let digest = Self::digest_in(&paths, index);
+        Some(Inputs { paths, digest })
+    }
+
+    fn digest_in(paths: &[(Access, Box<str>)], index: &Index) -> Hash {
+        let mut seen = Vec::with_capacity(paths.len() * 20);
+        for (access, path) in paths {
+            seen.push(*access as u8);
+            seen.extend_from_slice(path.as_bytes());
+            seen.push(0);
+            index.observe(*access, path, &mut seen);
+        }
+        digest(&[&seen])
+    }
+
+    /// Whether the tree indexed as `index` holds, at every input path, what the render saw.
+    pub fn hold_in(&self, index: &Index) -> bool {
+        !index.links && Self::digest_in(&self.paths, index) == self.digest
+    }
+}
+
+/// `path` relative to `root` with `/` separators, `.` and `..` resolved lexically; `None` when
+/// it leaves the root or is not UTF-8.
+fn relative(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let mut parts: Vec<&str> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (p, text) in files {
+            let path = dir.path().join(p);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
+        dir
+    }
+
+    fn inputs(dir: &tempfile::TempDir, looked: &[(Access, &str)]) -> Inputs {
+        let root = dir.path().canonicalize().unwrap();
+        let looked: Vec<_> = looked.iter().map(|(a, p)| (*a, root.join(p))).collect();
+        Inputs::observe(&root, &looked, &Index::of_tree(&root).unwrap()).unwrap()
+    }
+
+    fn index(files: &[(&str, &str)]) -> Index {
+        Index::of_tree(tree(files).path()).unwrap()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("apps/a/app.yaml", "a"),
+        ("apps/b/app.yaml", "b"),
+        ("base/kustomization.yaml", "k"),
+    ];
+
+    /// The index of [`BASE`] with `changes` (path, content) written over it.
+    fn with(changes: &[(&str, &str)]) -> Index {
+        let mut files: Vec<(&str, &str)> = BASE.to_vec();
+        for (p, t) in changes {
+            files.retain(|(q, _)| q != p);
+            files.push((p, t));
+        }
+        index(&files)
+    }
+
+    #[test]
+    fn a_read_file_changed_is_seen_and_another_apps_file_is_not() {
+        let app_a = inputs(
+            &tree(BASE),
+            &[
+                (Access::Probe, "apps/a"),
+                (Access::List, "apps/a"),
+                (Access::Read, "apps/a/app.yaml"),
+            ],
+        );
+        assert!(app_a.hold_in(&index(BASE)));
+        assert!(
+            app_a.hold_in(&with(&[("apps/b/app.yaml", "b2")])),
+            "another app's file"
+        );
+        assert!(
+            app_a.hold_in(&with(&[("apps/c/app.yaml", "c")])),
+            "an app added beside it"
+        );
+        assert!(!app_a.hold_in(&with(&[("apps/a/app.yaml", "a2")])));
+        assert!(
+            !app_a.hold_in(&with(&[("apps/a/more.yaml", "x")])),
+            "a file added to a listed directory"
+        );
+    }
+
+    #[test]
+    fn a_probe_sees_existence_and_kind_not_content() {
+        let probed = inputs(
+            &tree(BASE),
+            &[
+                (Access::Probe, "base/kustomization.yaml"),
+                (Access::Probe, "base/kustomization.yml"),
+            ],
+        );
+        assert!(probed.hold_in(&with(&[("base/kustomization.yaml", "k2")])));
+        assert!(
+            !probed.hold_in(&with(&[("base/kustomization.yml", "k")])),
+            "a second kustomization file appeared"
+        );
+        let mut gone = BASE.to_vec();
+        gone.retain(|(p, _)| !p.starts_with("base/"));
+        gone.push(("base", "now a file"));
+        assert!(
+            !probed.hold_in(&index(&gone)),
+            "the directory became a file"
+        );
+    }
+
+    #[test]
+    fn paths_are_taken_relative_and_normalized_and_never_outside() {
+        let dir = tree(BASE);
+        let root = dir.path().canonicalize().unwrap();
+        let idx = Index::of_tree(&root).unwrap();
+        let via_dots = Inputs::observe(
+            &root,
+            &[(Access::Read, root.join("apps/b/../a/app.yaml"))],
+            &idx,
+        )
+        .unwrap();
+        let direct = inputs(&dir, &[(Access::Read, "apps/a/app.yaml")]);
+        assert_eq!(via_dots, direct);
+        assert!(Inputs::observe(&root, &[(Access::Read, "/etc/passwd".into())], &idx).is_none());
+        assert!(Inputs::observe(&root, &[(Access::Read, root.join("../x"))], &idx).is_none());
+    }
+
+    #[test]
+    fn a_tree_with_a_symlink_trusts_no_inputs() {
+        let dir = tree(BASE);
+        std::os::unix::fs::symlink("a", dir.path().join("apps/link")).unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let idx = Index::of_tree(&root).unwrap();
+        assert!(
+            Inputs::observe(&root, &[(Access::Read, root.join("apps/a/app.yaml"))], &idx).is_none()
+        );
+        let clean = inputs(&tree(BASE), &[(Access::Read, "apps/a/app.yaml")]);
+        assert!(!clean.hold_in(&idx));
+    }
+}

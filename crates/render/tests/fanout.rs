@@ -1,0 +1,153 @@
+//! A new source artifact re-renders only the Syncs whose files it changed; the others carry
+//! their rendered artifact to the new revision without rendering.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use plumb_api::Sync;
+use plumb_api::reference::Artifact;
+use serde_json::json;
+use support::World;
+
+const APPS: [&str; 3] = ["one", "two", "three"];
+const RENDERS: &str = "plumb_render_renders_total";
+const CARRIED: &str = "plumb_render_carried_forward_total";
+
+fn config_map(name: &str, value: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value}\n")
+}
+
+/// The tree: a shared base, and one overlay per app using it with a file of its own.
+fn tree(base: &str, own_of_one: &str) -> Vec<(String, String)> {
+    let mut files = vec![
+        (
+            "base/kustomization.yaml".to_owned(),
+            "resources: [settings.yaml]\n".to_owned(),
+        ),
+        (
+            "base/settings.yaml".to_owned(),
+            config_map("settings", base),
+        ),
+    ];
+    for app in APPS {
+        files.push((
+            format!("apps/{app}/kustomization.yaml"),
+            format!("resources: [../../base, own.yaml]\nnamePrefix: {app}-\n"),
+        ));
+        let own = if app == "one" { own_of_one } else { "v1" };
+        files.push((format!("apps/{app}/own.yaml"), config_map("own", own)));
+    }
+    files
+}
+
+async fn publish(w: &World, commit: char, files: &[(String, String)]) {
+    let files: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(p, t)| (p.as_str(), t.as_str()))
+        .collect();
+    w.publish_source("app", commit, &files, None).await;
+}
+
+fn revision(commit: char) -> String {
+    format!("main@sha1:{}", commit.to_string().repeat(40))
+}
+
+fn artifact(s: &Sync) -> Artifact {
+    s.status
+        .as_ref()
+        .and_then(|s| s.render.as_ref())
+        .and_then(|r| r.artifact.clone())
+        .unwrap()
+}
+
+/// Waits until every app's render reports source revision `commit`; their artifacts by app.
+async fn all_at(w: &World, commit: char) -> Vec<Artifact> {
+    let mut out = Vec::new();
+    for app in APPS {
+        let want = revision(commit);
+        let s = w
+            .wait_sync(app, &format!("Sync {app} rendered from {want}"), |s| {
+                s.status
+                    .as_ref()
+                    .and_then(|s| s.render.as_ref())
+                    .and_then(|r| r.source_revision.as_ref())
+                    .is_some_and(|r| r.to_string() == want)
+            })
+            .await;
+        let a = artifact(&s);
+        assert_eq!(
+            a.revision.to_string(),
+            want,
+            "{app}: the artifact's revision"
+        );
+        out.push(a);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_re_renders_only_the_syncs_whose_files_it_changed() {
+    let w = World::new("render-fanout").await;
+    publish(&w, 'a', &tree("v1", "v1")).await;
+    for app in APPS {
+        w.apply_sync(
+            app,
+            "app",
+            json!({"path": format!("./apps/{app}"), "targetNamespace": w.name()}),
+        )
+        .await;
+    }
+    let first = all_at(&w, 'a').await;
+    let (renders, carried) = (w.counter(RENDERS), w.counter(CARRIED));
+    assert!(renders >= 3.0, "{renders} renders of three Syncs");
+
+    // One app's own file changed: only that Sync renders.
+    publish(&w, 'b', &tree("v1", "v2")).await;
+    let second = all_at(&w, 'b').await;
+    assert_eq!(
+        w.counter(RENDERS) - renders,
+        1.0,
+        "renders for a one-app commit"
+    );
+    assert_eq!(w.counter(CARRIED) - carried, 2.0, "renders carried forward");
+    assert_ne!(second[0].digest, first[0].digest, "one: rendered anew");
+    for i in [1, 2] {
+        assert_eq!(
+            (&second[i].digest, &second[i].url),
+            (&first[i].digest, &first[i].url),
+            "{}: the same rendered artifact, now for revision b",
+            APPS[i]
+        );
+    }
+    let two = w.wait_sync("two", "Sync two", |_| true).await;
+    let own = w
+        .rendered_objects(&two)
+        .await
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == "two-own")
+        .unwrap();
+    assert_eq!(own["data"]["value"], "v1", "two's own file as it was");
+
+    // The shared base changed: every Sync using it renders.
+    let (renders, carried) = (w.counter(RENDERS), w.counter(CARRIED));
+    publish(&w, 'c', &tree("v2", "v2")).await;
+    let third = all_at(&w, 'c').await;
+    assert_eq!(
+        w.counter(RENDERS) - renders,
+        3.0,
+        "renders for a base change"
+    );
+    assert_eq!(w.counter(CARRIED) - carried, 0.0);
+    for (i, app) in APPS.iter().enumerate() {
+        assert_ne!(third[i].digest, second[i].digest, "{app}: rendered anew");
+        let s = w.wait_sync(app, app, |_| true).await;
+        let settings = w
+            .rendered_objects(&s)
+            .await
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == format!("{app}-settings"))
+            .unwrap();
+        assert_eq!(settings["data"]["value"], "v2", "{app}: the new base");
+    }
+}
