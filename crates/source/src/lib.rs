@@ -66,6 +66,20 @@ async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, RunEr
         .map_err(|source| RunError::Serve { what, addr, source })
 }
 
+/// Completes once shutdown was asked for while the GitRepository cache has never listed (the
+/// CRD not installed yet, or no permission to list): kube-runtime's graceful shutdown waits for
+/// that first list before it lets the controller end, which would ignore SIGTERM until the CRD
+/// appears. Nothing was ever reconciled then, so there is nothing to wait for. Never completes
+/// otherwise (the controller's own graceful shutdown ends it).
+async fn stop_unlisted(runtime: &Runtime, cache: &reflector::Store<GitRepository>) {
+    runtime.stopped().await;
+    if futures::FutureExt::now_or_never(cache.wait_until_ready()).is_none() {
+        tracing::info!("stopping before GitRepositories were ever listed");
+        return;
+    }
+    std::future::pending::<()>().await;
+}
+
 /// Runs the source controller in `runtime` until it shuts down: the artifact server and the
 /// webhook receiver (on every replica), and the controller (under the leader Lease when
 /// leader election is on). Storage and addresses are checked before anything runs, so a
@@ -145,7 +159,8 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), RunError> 
             .reflect(writer)
             .applied_objects()
             .predicate_filter(controller::wants_reconcile, PredicateConfig::default());
-            Controller::for_stream(triggers, reader)
+            let cache = reader.clone();
+            let reconciles = Controller::for_stream(triggers, reader)
                 .with_config(
                     kube::runtime::controller::Config::default().concurrency(config.concurrent),
                 )
@@ -155,8 +170,11 @@ pub async fn run(runtime: &Runtime, mut config: Config) -> Result<(), RunError> 
                     if let Err(e) = res {
                         tracing::debug!(error = %e, "reconcile loop");
                     }
-                })
-                .await;
+                });
+            tokio::select! {
+                () = reconciles => {}
+                () = stop_unlisted(runtime, &cache) => {}
+            }
             Ok(())
         }
     });

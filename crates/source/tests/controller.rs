@@ -61,6 +61,12 @@ impl Drop for Running {
 
 impl Running {
     async fn start(ns: &TestNamespace) -> Self {
+        let config = plumb_e2e_support::kube_config().await.unwrap();
+        Self::start_as(ns, ns.client().clone(), config).await
+    }
+
+    /// A controller for `ns` whose requests go out as `client` (made from `kube_config`).
+    async fn start_as(ns: &TestNamespace, client: kube::Client, kube_config: kube::Config) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         ensure_crds(ns.client()).await;
         let storage = tempfile::tempdir().unwrap();
@@ -75,12 +81,7 @@ impl Running {
             ..WatchScope::shard(ns.name())
         };
         let webhook = config.webhook_addr;
-        let runtime = Runtime::with_client(
-            ns.client().clone(),
-            plumb_e2e_support::kube_config().await.unwrap(),
-            Default::default(),
-        )
-        .unwrap();
+        let runtime = Runtime::with_client(client, kube_config, Default::default()).unwrap();
         let metrics = runtime.metrics().clone();
         let rt = runtime.clone();
         let handle = runtime
@@ -917,5 +918,31 @@ async fn a_suspended_git_repository_fetches_nothing_until_resumed() {
     wait_revision(&ctrl, &api, "app", &format!("main@sha1:{c2}")).await;
     ctrl.delete(&api, "app").await;
     ctrl.stop().await;
+    ns.delete().await.unwrap();
+}
+
+/// Started where it cannot list GitRepositories (as before its CRD is installed: here, as a user
+/// without permission to), the controller still stops when asked, instead of waiting for a first
+/// list that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_that_never_listed_stops_when_asked() {
+    let ns = TestNamespace::new("source-unlisted").await.unwrap();
+    let mut kube_config = plumb_e2e_support::kube_config().await.unwrap();
+    kube_config.auth_info.impersonate = Some(format!(
+        "system:serviceaccount:{}:no-permissions",
+        ns.name()
+    ));
+    let client = kube::Client::try_from(kube_config.clone()).unwrap();
+    let repos: Api<GitRepository> = Api::namespaced(client.clone(), ns.name());
+    let denied = repos.list(&Default::default()).await.unwrap_err();
+    assert!(
+        matches!(&denied, kube::Error::Api(s) if s.code == 403),
+        "the user may not list GitRepositories: {denied}"
+    );
+    let ctrl = Running::start_as(&ns, client, kube_config).await;
+    // Before the fix this never returned: the bound only turns a hang into a failure.
+    tokio::time::timeout(WAIT, ctrl.stop())
+        .await
+        .expect("the controller stops although it never listed");
     ns.delete().await.unwrap();
 }
