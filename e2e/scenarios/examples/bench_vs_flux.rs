@@ -262,8 +262,10 @@ struct Figures {
     ready: Duration,
     /// Per controller: peak memory over its life, CPU seconds from the first create to all Ready.
     controllers: Vec<(&'static str, u64, f64)>,
-    /// Per controller: resident memory once the drift probe was Ready, before the fleet.
-    before_kib: Vec<(&'static str, u64)>,
+    /// Per controller: its figures once the drift probe was Ready, before the fleet.
+    before: Vec<(&'static str, ProcStats)>,
+    /// Per controller: its figures once the fleet was Ready.
+    at_ready: Vec<(&'static str, ProcStats)>,
     apiserver_cpu: Option<f64>,
     idle_cpu: Vec<(&'static str, f64)>,
     idle_seconds: u64,
@@ -281,7 +283,7 @@ impl Figures {
 
     /// Resident memory of all controllers before the fleet, MiB.
     fn before_mib(&self) -> f64 {
-        self.before_kib.iter().map(|c| c.1).sum::<u64>() as f64 / 1024.0
+        self.before.iter().map(|c| c.1.rss_kib).sum::<u64>() as f64 / 1024.0
     }
 
     /// What each app added to the peak of all controllers, KiB: (peak - before) / apps.
@@ -328,13 +330,21 @@ impl Figures {
             self.drift_text(),
             self.load,
         );
+        let mib = |kib: u64| kib as f64 / 1024.0;
         let per_controller = self.controllers.iter().zip(&self.idle_cpu);
-        for (((name, peak, cpu), (_, idle)), (_, before)) in per_controller.zip(&self.before_kib) {
+        let states = self.before.iter().zip(&self.at_ready);
+        for (((name, peak, cpu), (_, idle)), ((_, before), (_, ready))) in
+            per_controller.zip(states)
+        {
             println!(
-                "    {name}: peak RSS {:.1} MiB ({:.1} MiB before the fleet, {:.1} KiB per app), {cpu:.1} CPU s to Ready, {idle:.2} CPU s idle",
-                *peak as f64 / 1024.0,
-                *before as f64 / 1024.0,
-                peak.saturating_sub(*before) as f64 / self.apps.max(1) as f64,
+                "    {name}: peak RSS {:.1} MiB ({:.1} MiB before the fleet, {:.1} KiB per app), {cpu:.1} CPU s to Ready, {idle:.2} CPU s idle; resident file-backed + anonymous: {:.1} + {:.1} MiB before the fleet, {:.1} + {:.1} MiB at Ready",
+                mib(*peak),
+                mib(before.rss_kib),
+                peak.saturating_sub(before.rss_kib) as f64 / self.apps.max(1) as f64,
+                mib(before.file_kib),
+                mib(before.anon_kib),
+                mib(ready.file_kib),
+                mib(ready.anon_kib),
             );
         }
         let n = self.apps.max(1) as f64;
@@ -674,20 +684,20 @@ async fn run(
         .collect();
     let limit = Duration::from_secs(env_or("BENCH_DRIFT_WAIT", 150u64));
     let drift = drift_revert(client, &drift_ns, limit).await;
-    let before_kib = before.iter().map(|(name, b)| (*name, b.rss_kib)).collect();
     let figures = Figures {
         system,
         apps: count,
         created,
         ready,
         controllers,
-        before_kib,
         apiserver_cpu,
         idle_cpu,
         idle_seconds,
         drift,
         load,
         writes,
+        before,
+        at_ready: after,
     };
     figures.print();
     running.kill();

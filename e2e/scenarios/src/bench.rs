@@ -55,6 +55,12 @@ pub struct ProcStats {
     pub peak_rss_kib: u64,
     /// Resident set now (`VmRSS`), KiB.
     pub rss_kib: u64,
+    /// Of the resident set now, anonymous memory (`RssAnon`: heap, stacks, pages the process
+    /// wrote), KiB.
+    pub anon_kib: u64,
+    /// Of the resident set now, pages of mapped files (`RssFile`: the executable's code and
+    /// read-only data, shared libraries), KiB.
+    pub file_kib: u64,
     /// CPU time spent, user plus system, in seconds.
     pub cpu_seconds: f64,
 }
@@ -81,6 +87,8 @@ pub fn proc_stats(pid: u32) -> Option<ProcStats> {
     Some(ProcStats {
         peak_rss_kib: kib("VmHWM:")?,
         rss_kib: kib("VmRSS:")?,
+        anon_kib: kib("RssAnon:")?,
+        file_kib: kib("RssFile:")?,
         cpu_seconds: cpu_ticks as f64 / clock_ticks_per_second(),
     })
 }
@@ -278,6 +286,9 @@ mod tests {
         };
         assert!(me.cpu_seconds > 0.0, "{me:?}");
         assert!(me.peak_rss_kib >= me.rss_kib && me.rss_kib > 0, "{me:?}");
+        // The executable is mapped from a file, and the test's heap is anonymous.
+        assert!(me.anon_kib > 0 && me.file_kib > 0, "{me:?}");
+        assert!(me.anon_kib + me.file_kib <= me.rss_kib, "{me:?}");
         assert!(proc_stats(u32::MAX).is_none());
     }
 
