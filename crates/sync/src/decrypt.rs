@@ -30,6 +30,7 @@ use plumb_artifact::TokenSecret;
 use plumb_sops::{ENC_PREFIX, Format, Keyring, SOURCE_KEY, Scalar};
 
 use crate::manifest::Manifest;
+use crate::secret_values::SecretValues;
 
 /// Why a render could not be decrypted. Names objects, files, keys and Secrets, never values.
 #[derive(Debug, thiserror::Error)]
@@ -249,12 +250,36 @@ fn join(at: &str, key: &str) -> String {
     }
 }
 
+/// Adds every plaintext value of a decrypted file to `secrets`.
+fn note_values(plain: &plumb_sops::Decrypted, secrets: &mut SecretValues) {
+    for v in plain.values.values() {
+        secrets.add(&String::from_utf8_lossy(&bytes_of(v)));
+    }
+}
+
+/// Adds the values of a decrypted Secret to `secrets`: `stringData` as it is, `data` decoded
+/// (its base64 form is one of the forms every value is masked in).
+fn note_secret_data(object: &Map<String, Value>, secrets: &mut SecretValues) {
+    for (field, encoded) in [("data", true), ("stringData", false)] {
+        let Some(entries) = object.get(field).and_then(Value::as_object) else {
+            continue;
+        };
+        for v in entries.values().filter_map(Value::as_str) {
+            match encoded.then(|| b64(v)).flatten() {
+                Some(bytes) => secrets.add(&String::from_utf8_lossy(&bytes)),
+                None => secrets.add(v),
+            }
+        }
+    }
+}
+
 /// Decrypts an object with a top-level `sops` mapping, by the file the render attached.
 fn decrypt_by_source(
     m: &Manifest,
     object: &mut Map<String, Value>,
     sops: &Value,
     keys: &Keyring,
+    secrets: &mut SecretValues,
 ) -> Result<(), DecryptError> {
     let name = describe(m);
     let source = sops.get(SOURCE_KEY).ok_or_else(|| DecryptError::NoSource {
@@ -277,6 +302,7 @@ fn decrypt_by_source(
                 source,
             }
         })?;
+    note_values(&plain, secrets);
     let replace = Replace {
         object: &name,
         file: &file,
@@ -306,6 +332,7 @@ fn decrypt_whole_files(
     m: &Manifest,
     object: &mut Map<String, Value>,
     keys: &Keyring,
+    secrets: &mut SecretValues,
 ) -> Result<(), DecryptError> {
     for (field, encoded) in [("data", true), ("stringData", false)] {
         let Some(entries) = object.get_mut(field).and_then(Value::as_object_mut) else {
@@ -326,12 +353,16 @@ fn decrypt_whole_files(
             };
             let file = format!("{field}.{k}");
             let plain = plumb_sops::decrypt(&bytes, format, keys)
-                .and_then(|d| d.emit(format))
+                .and_then(|d| {
+                    note_values(&d, secrets);
+                    d.emit(format)
+                })
                 .map_err(|source| DecryptError::File {
                     object: describe(m),
                     file: file.clone(),
                     source,
                 })?;
+            secrets.add(&String::from_utf8_lossy(&plain));
             *v = Value::String(if encoded {
                 STANDARD.encode(plain)
             } else {
@@ -355,8 +386,13 @@ fn leftover(v: &Value, at: &str) -> Option<String> {
     }
 }
 
-/// Decrypts every SOPS-encrypted object of a render; on any failure, nothing is returned.
-pub fn decrypt_all(manifests: &[Manifest], keys: &Keyring) -> Result<Vec<Manifest>, DecryptError> {
+/// Decrypts every SOPS-encrypted object of a render; on any failure, nothing is returned. Every
+/// plaintext value goes into `secrets`, so no message can show it.
+pub fn decrypt_all(
+    manifests: &[Manifest],
+    keys: &Keyring,
+    secrets: &mut SecretValues,
+) -> Result<Vec<Manifest>, DecryptError> {
     let mut out = Vec::with_capacity(manifests.len());
     for m in manifests {
         let mut m = m.clone();
@@ -365,11 +401,15 @@ pub fn decrypt_all(manifests: &[Manifest], keys: &Keyring) -> Result<Vec<Manifes
             continue;
         };
         let mut object = std::mem::take(object);
-        if let Some(sops) = object.remove("sops") {
-            decrypt_by_source(&m, &mut object, &sops, keys)?;
+        let encrypted = object.remove("sops");
+        if let Some(sops) = &encrypted {
+            decrypt_by_source(&m, &mut object, sops, keys, secrets)?;
         }
         if is_secret(&m) {
-            decrypt_whole_files(&m, &mut object, keys)?;
+            decrypt_whole_files(&m, &mut object, keys, secrets)?;
+            if encrypted.is_some() {
+                note_secret_data(&object, secrets);
+            }
         }
         let mut check = object.clone();
         if let Some(data) = check.get_mut("data").and_then(Value::as_object_mut) {

@@ -40,6 +40,7 @@ use plumb_api::{Digest, ObjectId};
 
 use crate::deps::Key;
 use crate::manifest::Manifest;
+use crate::secret_values::SecretValues;
 
 /// What plumb applied for one object, normalized by the server's answer, kept small: the body
 /// itself is in the rendered artifact, so only its fingerprint is kept, and the normalized form
@@ -95,8 +96,8 @@ pub enum Kept {
     /// objects take ten times that), parsed again when read.
     Artifact(Arc<[u8]>),
     /// Objects decrypted after the download: kept as they are, so keys are not read and secrets
-    /// not decrypted again on every pass.
-    Objects(Arc<Vec<Manifest>>),
+    /// not decrypted again on every pass; with their secret values, masked in every message.
+    Objects(Arc<Vec<Manifest>>, Arc<SecretValues>),
 }
 
 /// What the controller remembers about one Sync between reconciles (see the module docs for
@@ -154,7 +155,16 @@ impl SyncMemory {
         match kept {
             // It parsed when it was downloaded; should it not now, it is downloaded again.
             Kept::Artifact(gzip) => crate::manifest::parse_gzip(gzip).ok().map(Arc::new),
-            Kept::Objects(objects) => Some(objects.clone()),
+            Kept::Objects(objects, _) => Some(objects.clone()),
+        }
+    }
+
+    /// The secret values of the objects of the artifact with `digest` (none when it is not the
+    /// one remembered, or was kept as downloaded: nothing of it was decrypted or substituted).
+    pub fn secret_values(&self, digest: &Digest) -> Arc<SecretValues> {
+        match &self.artifact {
+            Some((d, Kept::Objects(_, secrets))) if d == digest => secrets.clone(),
+            _ => Arc::default(),
         }
     }
 
@@ -313,7 +323,7 @@ mod tests {
     #[test]
     fn manifests_are_served_only_for_their_digest() {
         let mut m = SyncMemory::default();
-        m.keep_artifact(digest('a'), Kept::Objects(Arc::new(vec![])));
+        m.keep_artifact(digest('a'), Kept::Objects(Arc::new(vec![]), Arc::default()));
         assert!(m.manifests(&digest('a')).is_some());
         assert!(m.manifests(&digest('b')).is_none());
     }

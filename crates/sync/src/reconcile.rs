@@ -39,6 +39,7 @@ use crate::inventory;
 use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
 use crate::manifest::{self, Manifest};
 use crate::memory::{Kept, SyncMemory};
+use crate::secret_values::SecretValues;
 use crate::status::{DriftSeen, HealthReport, Outcome, Verdict, events_for, status_for};
 use crate::substitution;
 
@@ -285,7 +286,10 @@ impl Pass<'_> {
             outcome.requeue = hold.requeue;
             outcome.verdict = hold.verdict;
             // Keep correcting the revision already applied, if its objects are at hand.
-            if let Some(manifests) = self.applied_manifests(current, &inputs.artifact).await? {
+            if let Some((manifests, secrets)) =
+                self.applied_manifests(current, &inputs.artifact).await?
+            {
+                outcome.secrets = secrets;
                 self.apply(&manifests, &inputs, outcome).await?;
             }
             return Ok(());
@@ -297,6 +301,7 @@ impl Pass<'_> {
             self.memory
                 .keep_artifact(inputs.artifact.digest.clone(), kept);
         }
+        outcome.secrets = self.memory.secret_values(&inputs.artifact.digest);
         let (_, hook_objects) = hooks::split(&manifests);
         let digest = &inputs.artifact.digest;
         if !hook_objects.is_empty() && self.hooks_due(current, &inputs) {
@@ -406,18 +411,27 @@ impl Pass<'_> {
         if !deferred && decrypt::first_encrypted(&manifests).is_none() {
             return Ok((Arc::new(manifests), Some(Kept::Artifact(bytes.into()))));
         }
-        // Values from substituteFrom Secrets, then SOPS: in memory only, kept as they are.
+        // Values from substituteFrom Secrets, then SOPS: in memory only, kept as they are, with
+        // the secret values they hold.
+        let mut secrets = SecretValues::default();
         let manifests = if deferred {
-            substitution::finish_all(&self.ctx.client, &self.key.0, manifests).await?
+            substitution::finish_all(&self.ctx.client, &self.key.0, manifests, &mut secrets).await?
         } else {
             manifests
         };
-        let objects = Arc::new(self.decrypt(manifests).await?);
-        Ok((objects.clone(), Some(Kept::Objects(objects))))
+        let objects = Arc::new(self.decrypt(manifests, &mut secrets).await?);
+        Ok((
+            objects.clone(),
+            Some(Kept::Objects(objects, Arc::new(secrets))),
+        ))
     }
 
     /// Decrypts the render's SOPS-encrypted objects, all or none ([`decrypt`]).
-    async fn decrypt(&self, manifests: Vec<Manifest>) -> Result<Vec<Manifest>, Error> {
+    async fn decrypt(
+        &self,
+        manifests: Vec<Manifest>,
+        secrets: &mut SecretValues,
+    ) -> Result<Vec<Manifest>, Error> {
         let Some(object) = decrypt::first_encrypted(&manifests) else {
             return Ok(manifests);
         };
@@ -430,23 +444,32 @@ impl Pass<'_> {
             self.ctx.settings.sops_age_secret.as_ref(),
         )
         .await?;
-        Ok(decrypt::decrypt_all(&manifests, &keys)?)
+        Ok(decrypt::decrypt_all(&manifests, &keys, secrets)?)
     }
 
-    /// The objects of the revision last applied: remembered, or fetched when the render still
-    /// points at it; `None` when neither (after a restart, while a newer render waits).
+    /// The objects of the revision last applied, with their secret values: remembered, or
+    /// fetched when the render still points at it; `None` when neither (after a restart, while
+    /// a newer render waits).
     async fn applied_manifests(
         &self,
         current: &SyncStatus,
         render: &Artifact,
-    ) -> Result<Option<Arc<Vec<Manifest>>>, Error> {
+    ) -> Result<Option<(Arc<Vec<Manifest>>, Arc<SecretValues>)>, Error> {
         let Some(applied) = current.last_applied_digest.as_ref() else {
             return Ok(None);
         };
         if *applied == render.digest {
-            return self.fetch(render).await.map(|(m, _)| Some(m));
+            let (manifests, fetched) = self.fetch(render).await?;
+            let secrets = match fetched {
+                Some(Kept::Objects(_, secrets)) => secrets,
+                _ => self.memory.secret_values(applied),
+            };
+            return Ok(Some((manifests, secrets)));
         }
-        Ok(self.memory.manifests(applied))
+        Ok(self
+            .memory
+            .manifests(applied)
+            .map(|m| (m, self.memory.secret_values(applied))))
     }
 
     /// Whether a new revision must wait: for dependencies that are not ready, or for a sync

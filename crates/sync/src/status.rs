@@ -1,6 +1,7 @@
 //! The sync controller's part of a Sync's status, and the Events of a reconcile, as pure
 //! functions of what the reconcile found ([`Outcome`]): [`status_for`] and [`events_for`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -14,6 +15,7 @@ use plumb_api::sync::{DriftStatus, ReconcileRecord};
 use plumb_api::{ConditionExt, Conditions, Digest, ObjectId, SyncStatus, condition_type, reason};
 
 use crate::error::Error;
+use crate::secret_values::SecretValues;
 
 /// How many reconciliations `status.history` keeps.
 pub const HISTORY_LENGTH: usize = 5;
@@ -90,6 +92,8 @@ pub struct Outcome {
     /// A change of `status.pendingPostHooks`: `Some(Some(digest))` when the pre-sync hooks of
     /// that render ran, `Some(None)` once its post-sync hooks ran; `None` leaves it as it is.
     pub post_hooks: Option<Option<Digest>>,
+    /// The secret values of the objects applied, masked in every message recorded.
+    pub secrets: Arc<SecretValues>,
 }
 
 impl Outcome {
@@ -109,7 +113,14 @@ impl Outcome {
             requeue: None,
             took: Duration::ZERO,
             post_hooks: None,
+            secrets: Arc::default(),
         }
+    }
+
+    /// The message of a failure, as conditions, Events and logs record it: without any secret
+    /// value, even one the API server quoted in its error.
+    pub fn message_of(&self, e: &Error) -> String {
+        self.secrets.scrub(&e.to_string())
     }
 }
 
@@ -160,7 +171,7 @@ pub fn status_for(current: &SyncStatus, outcome: &Outcome, now: Timestamp) -> Sy
             condition_type::HEALTHY,
             s,
             h.reason,
-            h.message.clone(),
+            outcome.secrets.scrub(&h.message),
             generation,
         ));
     }
@@ -180,11 +191,11 @@ pub fn status_for(current: &SyncStatus, outcome: &Outcome, now: Timestamp) -> Sy
             Some(reason::SUCCEEDED)
         }
         Verdict::Failed(e) if e.stalls() => {
-            c.mark_stalled(e.reason(), &e.to_string(), generation);
+            c.mark_stalled(e.reason(), &outcome.message_of(e), generation);
             Some(e.reason())
         }
         Verdict::Failed(e) => {
-            c.mark_failed(e.reason(), &e.to_string(), generation);
+            c.mark_failed(e.reason(), &outcome.message_of(e), generation);
             Some(e.reason())
         }
     };
@@ -300,7 +311,7 @@ pub fn events_for(current: &SyncStatus, next: &SyncStatus, outcome: &Outcome) ->
         let before = current.conditions.get_condition(condition_type::READY);
         let after = next.conditions.get_condition(condition_type::READY);
         if before.map(|c| &c.message) != after.map(|c| &c.message) {
-            notes.push(note(EventType::Warning, e.reason(), e.to_string()));
+            notes.push(note(EventType::Warning, e.reason(), outcome.message_of(e)));
         }
     }
     notes

@@ -16,6 +16,7 @@ use plumb_substitute::{SubstituteError, SubstituteLimits};
 use serde_json::Value;
 
 use crate::manifest::{Manifest, ManifestError};
+use crate::secret_values::SecretValues;
 
 /// Why the deferred substitution of a render could not be finished. Names Secrets, objects and
 /// variables, never a value.
@@ -144,11 +145,13 @@ async fn read_secrets(
 }
 
 /// Finishes the substitution of every deferred object of `manifests` with the Secrets of
-/// `namespace` (the Sync's), all or none; other objects pass unchanged.
+/// `namespace` (the Sync's), all or none; other objects pass unchanged. Every Secret value
+/// substituted goes into `secret_values`, so no message can show it.
 pub async fn finish_all(
     client: &kube::Client,
     namespace: &str,
     mut manifests: Vec<Manifest>,
+    secret_values: &mut SecretValues,
 ) -> Result<Vec<Manifest>, SubstitutionError> {
     let mut records = Vec::new();
     for (i, m) in manifests.iter_mut().enumerate() {
@@ -177,6 +180,7 @@ pub async fn finish_all(
                     name: version.name.clone(),
                     var: var.clone(),
                 })?;
+            secret_values.add(value);
             values.insert(var.clone(), value.clone());
         }
         m.object = finish_one(std::mem::take(&mut m.object), &record, &values)?;

@@ -55,6 +55,25 @@ impl GitFixture {
         format!("http://{}/repo.git", self.addr)
     }
 
+    /// Creates the GitRepository `name` in namespace `ns` for this repository's branch `main`,
+    /// polled hourly (a scenario that waits for a commit asks for it rather than the poll).
+    pub async fn create_source(&self, client: &kube::Client, ns: &str, name: &str) -> Result<()> {
+        let repo: plumb_api::GitRepository = serde_json::from_value(serde_json::json!({
+            "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
+            "metadata": {"name": name},
+            "spec": {"url": self.url(), "ref": {"branch": "main"}, "interval": "1h"}
+        }))
+        .map_err(|e| Error::Config(format!("GitRepository {name}: {e}")))?;
+        kube::Api::<plumb_api::GitRepository>::namespaced(client.clone(), ns)
+            .create(&kube::api::PostParams::default(), &repo)
+            .await
+            .map_err(|source| Error::Kube {
+                what: format!("creating GitRepository {ns}/{name}"),
+                source,
+            })?;
+        Ok(())
+    }
+
     /// Starts (or restarts, on the same port) the HTTP server.
     ///
     /// The first start takes a port from below the ephemeral range

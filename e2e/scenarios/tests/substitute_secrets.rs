@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use plumb_api::{Conditions, GitRepository, Sync, condition_type, reason};
+use plumb_api::{Conditions, Sync, condition_type, reason};
 use plumb_e2e_scenarios::{
     ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL, files_under,
 };
@@ -247,14 +247,7 @@ async fn secret_values_are_applied_and_never_stored_shown_or_logged() {
     .unwrap();
 
     let controllers = Controllers::start(ns.name()).unwrap();
-    let repo: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
-        "metadata": {"name": "app"},
-        "spec": {"url": git.url(), "ref": {"branch": "main"}, "interval": "1h"}
-    }))
-    .unwrap();
-    ns.api::<GitRepository>()
-        .create(&PostParams::default(), &repo)
+    git.create_source(ns.client(), ns.name(), "app")
         .await
         .unwrap();
     let sync: Sync = serde_json::from_value(json!({

@@ -1,0 +1,205 @@
+//! A secret value that makes the API server reject an object never reaches the Sync's status,
+//! an Event or a controller's log, though the API server quotes it in its error: a label value
+//! decrypted from a SOPS file, and one substituted from a `substituteFrom` Secret, each invalid
+//! as a label (kube-apiserver answers `metadata.labels: Invalid value: "<the value>": a valid
+//! label must ...`). The condition still names the object and the cause, with the value masked.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::Read;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use plumb_api::{Conditions, Sync, condition_type, reason};
+use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
+use plumb_e2e_support::{SopsTools, TestNamespace, wait_for};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(120);
+
+/// Hex no other text of the test holds.
+fn unique() -> String {
+    let mut bytes = [0u8; 10];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut bytes)
+        .unwrap();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits until Sync `name` is not Ready because an apply failed, and returns that condition.
+async fn apply_failed(ns: &TestNamespace, controllers: &Controllers, name: &str) -> Condition {
+    let syncs: Api<Sync> = ns.api();
+    wait_for("the Sync to report the refused apply", WAIT, || {
+        let syncs = syncs.clone();
+        async move {
+            let sync = syncs.get(name).await?;
+            let conditions = sync.status.unwrap_or_default().conditions;
+            let ready = conditions.get_condition(condition_type::READY).cloned();
+            Ok::<_, kube::Error>(
+                ready.filter(|c| c.status == "False" && c.reason == reason::APPLY_FAILED),
+            )
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(40)))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_values_the_api_server_rejects_are_masked_in_status_events_and_logs() {
+    let ns = TestNamespace::new("e2e-secret-errors").await.unwrap();
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+    let tools = SopsTools::get().unwrap();
+    let key = tools.age_keygen().unwrap();
+    let id = unique();
+    // Spaces and `!` make both invalid label values.
+    let decrypted = format!("sops {id} value!");
+    let substituted = format!("subst {id} value!");
+    let password = format!("pw-{id}");
+
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  labels:\n    tier: \"{decrypted}\"\n\
+         stringData:\n  password: {password}\n"
+    );
+    let encrypted = tools
+        .encrypt(
+            secret.as_bytes(),
+            "secret.yaml",
+            &[&key.recipient],
+            &["--encrypted-regex", "^(labels|data|stringData)$"],
+        )
+        .unwrap();
+    let git = GitFixture::new().await.unwrap();
+    git.write("sops/secret.yaml", &String::from_utf8(encrypted).unwrap())
+        .unwrap();
+    git.write(
+        "subst/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  labels:\n    \
+         tier: \"${tier}\"\ndata:\n  mode: strict\n",
+    )
+    .unwrap();
+    git.commit("a decrypted and a substituted label value, both invalid")
+        .unwrap();
+    let secrets = ns.api::<Secret>();
+    for (name, entry, value) in [
+        ("sops-keys", "identity.agekey", key.identity.as_str()),
+        ("cluster-secrets", "tier", substituted.as_str()),
+    ] {
+        let body = json!({"metadata": {"name": name}, "stringData": {entry: value}});
+        secrets
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(body).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+
+    let controllers = Controllers::start(ns.name()).unwrap();
+    git.create_source(ns.client(), ns.name(), "app")
+        .await
+        .unwrap();
+    for (name, extra) in [
+        (
+            "sops",
+            json!({"decryption": {"provider": "sops", "secretRef": {"name": "sops-keys"}}}),
+        ),
+        (
+            "subst",
+            json!({"substituteFrom": [{"kind": "Secret", "name": "cluster-secrets"}]}),
+        ),
+    ] {
+        let mut spec = json!({
+            "sourceRef": {"kind": "GitRepository", "name": "app"},
+            "path": format!("./{name}"), "interval": "1h", "retryInterval": "1h",
+            "targetNamespace": ns.name(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let sync: Sync = serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "metadata": {"name": name, "labels": {SCOPE_LABEL: ns.name()}},
+            "spec": spec,
+        }))
+        .unwrap();
+        ns.api::<Sync>()
+            .create(&PostParams::default(), &sync)
+            .await
+            .unwrap();
+    }
+
+    // Each condition names the object and what the API server refused, the value masked: the
+    // server did quote it (`Invalid value: "..."`), and only the mask is left of it.
+    let n = ns.name();
+    for (sync, object) in [
+        ("sops", format!("{n}_db__Secret")),
+        ("subst", format!("{n}_settings__ConfigMap")),
+    ] {
+        let failed = apply_failed(&ns, &controllers, sync).await;
+        let msg = &failed.message;
+        assert!(msg.contains(&object), "{sync}: {msg}");
+        assert!(
+            msg.contains("metadata.labels: Invalid value: \"***\""),
+            "{sync}: the API server's cause, its quote of the value masked: {msg}"
+        );
+    }
+    assert!(
+        secrets.get_opt("db").await.unwrap().is_none(),
+        "nothing of the refused object was applied"
+    );
+
+    // The Warning Events say the same, masked, before anything is looked for in them.
+    let events: Api<Event> = ns.api();
+    let listed = wait_for("the Warning Events of both Syncs", WAIT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await?;
+            let failures = list
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(reason::APPLY_FAILED))
+                .count();
+            Ok::<_, kube::Error>((failures >= 2).then_some(list))
+        }
+    })
+    .await
+    .unwrap();
+    let events_text = serde_json::to_string(&listed).unwrap();
+    assert!(
+        events_text.contains("Invalid value: \\\"***\\\""),
+        "{events_text}"
+    );
+
+    let mut places = vec![("the Events".to_owned(), events_text)];
+    for name in ["sops", "subst"] {
+        let sync: Sync = ns.api().get(name).await.unwrap();
+        places.push((
+            format!("Sync {name}"),
+            serde_json::to_string(&sync).unwrap(),
+        ));
+    }
+    for c in Controller::ALL {
+        places.push((format!("the {c:?} controller's log"), controllers.log(c)));
+    }
+    for value in [&decrypted, &substituted, &password] {
+        for form in [value.to_string(), STANDARD.encode(value)] {
+            for (place, text) in &places {
+                assert!(
+                    !text.contains(&form),
+                    "{place} holds a secret value ({form})"
+                );
+            }
+        }
+    }
+    // The id is in every value and in nothing else the test made.
+    for (place, text) in &places {
+        assert!(!text.contains(&id), "{place} holds part of a secret value");
+    }
+    drop(controllers);
+}
