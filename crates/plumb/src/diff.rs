@@ -5,15 +5,20 @@
 //! would be pruned. Exit code 1 when anything would change. A chart renders as the render
 //! controller renders it (release, namespace, `valuesFrom`, the cluster's capabilities); its
 //! hooks are not compared. `substituteFrom` is read from the cluster and substituted, as the
-//! render controller does, for charts and kustomizations alike.
+//! render controller does, for charts and kustomizations alike. Values never show: a Secret's
+//! `data` and `stringData` are masked as `kubectl diff` masks them, and so is every field of any
+//! other object that holds a value its substitution took from a `substituteFrom` Secret.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope};
+use plumb_api::reference::DataKind;
 use plumb_api::{ObjectId, Sync};
+use plumb_substitute::deferred::{self, VariableSource};
+use plumb_sync::view::SecretValues;
 use serde_json::Value;
 use similar::TextDiff;
 
@@ -60,8 +65,10 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         .await?;
     let chart = chart_options(&client, &sync, &args.path).await?;
     // `substituteFrom` is read from the Sync's namespace, as the render controller reads it.
-    let variables = plumb_render::load_variables(&client, &ns, &sync.spec.substitute_from).await?;
-    let objects = render_local(&args.path, &sync, chart, &variables)?;
+    let sources =
+        plumb_render::load_variable_sources(&client, &ns, &sync.spec.substitute_from).await?;
+    let published = render_local(&args.path, &sync, chart, &sources)?;
+    let mut used = secret_values_used(published.deferred, &sources);
     let mut summary = Summary::default();
     let mut hooks = 0;
     let mut rendered_ids = BTreeSet::new();
@@ -70,7 +77,8 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
         .target_namespace
         .clone()
         .unwrap_or_else(|| ns.clone());
-    for mut obj in objects {
+    for (i, mut obj) in published.objects.into_iter().enumerate() {
+        let secret_values = used.remove(&i).unwrap_or_default();
         // Hooks are not applied with the rest: they run, and go, when a revision is applied.
         if plumb_helm::hooks::is_hook(&obj) {
             hooks += 1;
@@ -128,6 +136,7 @@ pub async fn run(args: &Args) -> anyhow::Result<bool> {
                 if resource.group.is_empty() && resource.kind == "Secret" {
                     mask_secret(&mut before, &mut after);
                 }
+                mask_secret_values(&mut before, &mut after, &secret_values);
                 if before != after {
                     summary.changed += 1;
                     print_diff(&title, &before, &after)?;
@@ -187,13 +196,14 @@ async fn chart_options(
 }
 
 /// Renders `dir` with the Sync's render settings (path replaced), from a scratch copy of its
-/// checkout so nothing is written to the user's tree.
+/// checkout so nothing is written to the user's tree; with, as the render controller has it,
+/// which objects took values from `substituteFrom` Secrets.
 fn render_local(
     dir: &Path,
     sync: &Sync,
     chart: plumb_render::ChartOptions,
-    variables: &[std::collections::BTreeMap<String, String>],
-) -> anyhow::Result<Vec<Value>> {
+    sources: &[VariableSource],
+) -> anyhow::Result<plumb_render::Published> {
     let dir = dir
         .canonicalize()
         .map_err(|e| anyhow::anyhow!("--path {}: {e}", dir.display()))?;
@@ -207,8 +217,45 @@ fn render_local(
         chart,
         ..plumb_render::RenderOptions::default()
     };
-    plumb_render::render_with(scratch.path(), &spec, variables, &opts)
+    plumb_render::render_published(scratch.path(), &spec, sources, &opts)
         .map_err(|e| anyhow::anyhow!("rendering {}: {e}", dir.display()))
+}
+
+/// The values each object's substitution took from `substituteFrom` Secrets, by the object's
+/// position: read from the render's deferral records, which name each secret variable an object
+/// uses and its Secret. An unreadable record (not one this render wrote) masks every value of
+/// every Secret in that object.
+fn secret_values_used(
+    deferred: Vec<(usize, Value)>,
+    sources: &[VariableSource],
+) -> BTreeMap<usize, SecretValues> {
+    let secrets: Vec<&VariableSource> = sources
+        .iter()
+        .filter(|s| s.kind == DataKind::Secret)
+        .collect();
+    let mut out = BTreeMap::new();
+    for (i, mut object) in deferred {
+        let values: &mut SecretValues = out.entry(i).or_default();
+        match deferred::take(&mut object) {
+            Some(Ok(record)) => {
+                for (var, version) in &record.secrets {
+                    let value = secrets
+                        .iter()
+                        .find(|s| s.name == version.name)
+                        .and_then(|s| s.data.get(var));
+                    if let Some(value) = value {
+                        values.add(value);
+                    }
+                }
+            }
+            _ => {
+                for value in secrets.iter().flat_map(|s| s.data.values()) {
+                    values.add(value);
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The top of the git checkout holding `dir`, or `dir` itself outside one.
@@ -329,6 +376,59 @@ fn mask_secret(before: &mut Value, after: &mut Value) {
     }
 }
 
+/// Masks every field of a (non-Secret) object that holds a Secret value on either side, as
+/// [`mask_secret`] masks a Secret's values: `***` on both sides when it is the same, `*** (before)`
+/// and `*** (after)` when it changes. A field is masked on both sides when either holds a value,
+/// so the live side of a changed value (the Secret's old value, no longer in the Secret) never
+/// shows either.
+fn mask_secret_values(before: &mut Value, after: &mut Value, secrets: &SecretValues) {
+    if secrets.is_empty() {
+        return;
+    }
+    let mut paths = BTreeSet::new();
+    for side in [&*before, &*after] {
+        leaves_holding(side, secrets, "", &mut paths);
+    }
+    for path in paths {
+        let (b, a) = (
+            before.pointer(&path).cloned(),
+            after.pointer(&path).cloned(),
+        );
+        let changed = b.is_some() && a.is_some() && b != a;
+        for (side, changed_mask) in [(&mut *before, MASK_BEFORE), (&mut *after, MASK_AFTER)] {
+            if let Some(value) = side.pointer_mut(&path) {
+                *value = Value::String(if changed { changed_mask } else { MASK }.to_owned());
+            }
+        }
+    }
+}
+
+/// Adds to `out` the JSON pointer of every scalar under `value` (at `path`) whose text holds one
+/// of `secrets`.
+fn leaves_holding(value: &Value, secrets: &SecretValues, path: &str, out: &mut BTreeSet<String>) {
+    let child = |key: &str| format!("{path}/{}", key.replace('~', "~0").replace('/', "~1"));
+    let text = match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                leaves_holding(v, secrets, &child(k), out);
+            }
+            return;
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                leaves_holding(v, secrets, &child(&i.to_string()), out);
+            }
+            return;
+        }
+        Value::Null => return,
+        Value::String(s) => s.clone(),
+        scalar => scalar.to_string(),
+    };
+    if secrets.scrub(&text) != text {
+        out.insert(path.to_owned());
+    }
+}
+
 /// `mine` with every value replaced: `changed` where `theirs` holds another value for the key,
 /// `***` otherwise.
 fn masked(
@@ -414,6 +514,78 @@ mod tests {
         ] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
+    }
+
+    #[test]
+    fn fields_holding_a_secret_value_are_masked_on_both_sides() {
+        let mut secrets = SecretValues::default();
+        secrets.add("n3w-pa55");
+        secrets.add("7");
+        let mut before = json!({"kind": "ConfigMap", "metadata": {"name": "settings",
+                "labels": {"pin": "7"}},
+            "data": {"dsn": "postgres://app:0ld-pa55@db:5432/shop", "same": "user n3w-pa55",
+                "plain": "one", "list": ["a", "x n3w-pa55"]}});
+        let mut after = json!({"kind": "ConfigMap", "metadata": {"name": "settings",
+                "labels": {"pin": "7"}, "annotations": {"count": 7}},
+            "data": {"dsn": "postgres://app:n3w-pa55@db:5432/shop", "same": "user n3w-pa55",
+                "plain": "two", "list": ["a", "x n3w-pa55"], "version": "1.7"}});
+        mask_secret_values(&mut before, &mut after, &secrets);
+        // The old value is no longer in the Secret: masked because the new one is there.
+        assert_eq!(before["data"]["dsn"], MASK_BEFORE);
+        assert_eq!(after["data"]["dsn"], MASK_AFTER);
+        assert_eq!(before["data"]["same"], MASK);
+        assert_eq!(after["data"]["same"], MASK);
+        assert_eq!(after["data"]["list"], json!(["a", MASK]));
+        assert_eq!(after["metadata"]["labels"]["pin"], MASK);
+        assert_eq!(after["metadata"]["annotations"]["count"], MASK);
+        // Fields without a value stay as they are, so the diff still shows what changes.
+        assert_eq!(
+            (&before["data"]["plain"], &after["data"]["plain"]),
+            (&json!("one"), &json!("two"))
+        );
+        assert_eq!(after["data"]["version"], "1.7");
+        let shown = format!("{before}{after}");
+        assert!(!shown.contains("pa55"), "{shown}");
+
+        let (mut b, mut a) = (before.clone(), after.clone());
+        mask_secret_values(&mut b, &mut a, &SecretValues::default());
+        assert_eq!((b, a), (before, after), "no Secret values, nothing masked");
+    }
+
+    #[test]
+    fn secret_values_used_come_from_the_deferral_records() {
+        let source = |kind, name: &str, data: &[(&str, &str)]| VariableSource {
+            kind,
+            name: name.into(),
+            resource_version: "1".into(),
+            data: data
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        let sources = [
+            source(DataKind::ConfigMap, "vars", &[("cluster", "east")]),
+            source(
+                DataKind::Secret,
+                "creds",
+                &[("password", "hunter2"), ("unused", "zebra99")],
+            ),
+        ];
+        let record = json!({"secrets": {"password": {"name": "creds", "resourceVersion": "1"}}});
+        let deferred = vec![
+            (
+                1,
+                json!({"kind": "ConfigMap", deferred::DEFERRED_KEY: record}),
+            ),
+            (
+                3,
+                json!({"kind": "ConfigMap", deferred::DEFERRED_KEY: "not a record"}),
+            ),
+        ];
+        let used = secret_values_used(deferred, &sources);
+        assert_eq!(used.keys().copied().collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(used[&1].scrub("hunter2 zebra99 east"), "*** zebra99 east");
+        assert_eq!(used[&3].scrub("hunter2 zebra99 east"), "*** *** east");
     }
 
     #[test]

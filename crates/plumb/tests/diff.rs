@@ -295,3 +295,85 @@ async fn diff_substitutes_substitute_from_for_kustomize_and_chart_syncs() {
         );
     }
 }
+
+/// A value an object takes from a `substituteFrom` Secret never shows in the diff, neither the
+/// Secret's value nor the old one the live object still holds: the field is masked on both sides
+/// as `kubectl diff` masks a Secret's values (`*** (before)`, `*** (after)`), while fields that
+/// hold no such value show as usual.
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_masks_values_substituted_from_secrets_in_any_object() {
+    let checkout = tempfile::tempdir().unwrap();
+    let root = checkout.path();
+    write_files(
+        root,
+        &[
+            ("deploy/kustomization.yaml", "resources: [settings.yaml]\n"),
+            (
+                "deploy/settings.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-settings\ndata:\n  \
+                 dsn: postgres://app:${DB_PASSWORD}@db:5432/shop\n  greeting: ${GREETING}\n",
+            ),
+        ],
+    );
+    let ns = namespace("cli-diff-secret").await;
+    let (old, new) = ("0ld-s3cret-pw", "n3w-s3cret-pw");
+    let creds = |password: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  DB_PASSWORD: {password}\n"
+        )
+    };
+    let vars = |greeting: &str| config_map("vars", &format!("GREETING: {greeting}"));
+    ns.apply_yaml(&creds(old), "test").await.unwrap();
+    ns.apply_yaml(&vars("hello"), "test").await.unwrap();
+    apply_as_synced(
+        &ns,
+        "app-settings",
+        &format!("  dsn: postgres://app:{old}@db:5432/shop\n  greeting: hello\n"),
+    )
+    .await;
+    create_sync(
+        &ns,
+        json!({
+            "path": "./deploy",
+            "substituteFrom": [
+                { "kind": "ConfigMap", "name": "vars" },
+                { "kind": "Secret", "name": "creds" }
+            ]
+        }),
+        &["app-settings"],
+    )
+    .await;
+    let (code, text) = plumb_diff(&ns, &root.join("deploy")).await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("0 to create, 0 to change, 0 to prune"),
+        "{text}"
+    );
+
+    // The Secret and the ConfigMap change: the DSN shows as changed, masked; the greeting as is.
+    ns.apply_yaml(&creds(new), "test").await.unwrap();
+    ns.apply_yaml(&vars("changed"), "test").await.unwrap();
+    let (code, text) = plumb_diff(&ns, &root.join("deploy")).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("~ ConfigMap/app-settings") && text.contains("1 to change"),
+        "{text}"
+    );
+    assert!(
+        text.contains("-  greeting: hello") && text.contains("+  greeting: changed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("dsn: '*** (before)'") && text.contains("dsn: '*** (after)'"),
+        "{text}"
+    );
+    use base64::Engine;
+    for value in [old, new] {
+        for form in [
+            value.to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(value),
+        ] {
+            assert!(!text.contains(&form), "the diff shows {form}:\n{text}");
+        }
+    }
+}

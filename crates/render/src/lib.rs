@@ -57,5 +57,7 @@ pub use error::Error;
 pub use policy_check::{CheckError, Report, run as check_policies};
 pub use publish::unpack;
 pub use sops_sources::attach as attach_sops_sources;
-pub use variables::{VariablesError, load as load_variables};
+pub use variables::{
+    VariablesError, load as load_variables, load_sources as load_variable_sources,
+};
 pub use wiring::{LEASE_NAME, run};
