@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::{Api, Client};
 use plumb_api::{Conditions, Sync, condition_type};
 use plumb_e2e_scenarios::demo::{Demo, NAMESPACE};
-use plumb_e2e_support::wait_for;
+use plumb_e2e_support::{ready_at, wait_for};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// How long the demo must have been up before the steps run: the time after which, on a flapping
@@ -83,12 +83,7 @@ async fn wait_applied(client: &Client, name: &str, commit: &str) {
         let syncs = syncs.clone();
         async move {
             let status = syncs.get(name).await?.status.unwrap_or_default();
-            let applied = status
-                .last_applied_revision
-                .as_ref()
-                .is_some_and(|r| r.commit() == commit);
-            let ready = status.conditions.is_true(condition_type::READY);
-            Ok::<_, kube::Error>((applied && ready).then_some(()))
+            Ok::<_, kube::Error>(ready_at(&status, commit).then_some(()))
         }
     })
     .await

@@ -34,7 +34,7 @@ use plumb_api::{GitRepository, Sync};
 use plumb_e2e_scenarios::{
     Controller, Controllers, GitFixture, PrivateCluster, SCOPE_LABEL, noise,
 };
-use plumb_e2e_support::{TestNamespace, wait_for};
+use plumb_e2e_support::{TestNamespace, ready_at, wait_for};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
@@ -439,22 +439,15 @@ impl World {
                 let values_ok = objects.iter().all(|(_, v)| v == value);
                 let sync = syncs.get("app").await?;
                 let status = sync.status.unwrap_or_default();
+                let ready = ready_at(&status, commit);
                 let inventory: BTreeSet<String> = status
                     .inventory
                     .unwrap_or_default()
                     .into_iter()
                     .map(|e| e.id)
                     .collect();
-                let ready = status
-                    .conditions
-                    .iter()
-                    .any(|c| c.type_ == "Ready" && c.status == "True");
-                let applied = status
-                    .last_applied_revision
-                    .is_some_and(|r| r.commit() == commit);
                 Ok::<_, kube::Error>(
-                    (&have == names && values_ok && &inventory == ids && ready && applied)
-                        .then_some(()),
+                    (&have == names && values_ok && &inventory == ids && ready).then_some(()),
                 )
             }
         })

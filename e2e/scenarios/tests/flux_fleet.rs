@@ -30,11 +30,11 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{DynamicObject, GroupVersionKind, PostParams};
 use kube::discovery::{Scope, pinned_kind};
-use plumb_api::{Conditions, Sync, condition_type};
+use plumb_api::Sync;
 use plumb_e2e_scenarios::{
     Controller, Controllers, GitFixture, SCOPE_LABEL, copy_tree, files_under, plumb_binary,
 };
-use plumb_e2e_support::{SopsTools, TestNamespace, flux_substitute, wait_for};
+use plumb_e2e_support::{SopsTools, TestNamespace, flux_substitute, ready_at, wait_for};
 use serde_json::{Map, Value, json};
 
 /// The fleet's GitRepository URL, replaced by the test's git server.
@@ -395,11 +395,7 @@ async fn wait_ready(ns: &TestNamespace, controllers: &Controllers, names: &[Stri
             async move {
                 for name in names {
                     let status = syncs.get(name).await?.status.unwrap_or_default();
-                    let applied = status
-                        .last_applied_revision
-                        .as_ref()
-                        .is_some_and(|r| r.commit() == commit);
-                    if !applied || !status.conditions.is_true(condition_type::READY) {
+                    if !ready_at(&status, commit) {
                         return Ok::<_, kube::Error>(None);
                     }
                 }

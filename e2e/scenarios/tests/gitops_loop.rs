@@ -11,7 +11,7 @@ use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use plumb_api::{Conditions, GitRepository, Sync, condition_type};
 use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture};
-use plumb_e2e_support::{PolicyRule, TestNamespace, wait_for};
+use plumb_e2e_support::{PolicyRule, TestNamespace, ready_at, wait_for};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -106,13 +106,7 @@ async fn wait_applied(ns: &TestNamespace, controllers: &Controllers, commit: &st
         async move {
             let sync = syncs.get("app").await?;
             let status = sync.status.clone().unwrap_or_default();
-            let applied = status
-                .last_applied_revision
-                .as_ref()
-                .is_some_and(|r| r.commit() == commit);
-            Ok::<_, kube::Error>(
-                (applied && status.conditions.is_true(condition_type::READY)).then_some(sync),
-            )
+            Ok::<_, kube::Error>(ready_at(&status, commit).then_some(sync))
         }
     })
     .await;

@@ -21,13 +21,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt as _};
-use plumb_api::{Conditions, GitRepository, Sync, condition_type};
+use plumb_api::{GitRepository, Sync, condition_type};
 use plumb_e2e_scenarios::{
     ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL,
 };
 use plumb_e2e_support::{
-    PolicyRule, TestNamespace, helm_binary, helm_template, pinned_kubernetes_version, wait_for,
-    yaml_documents_json,
+    PolicyRule, TestNamespace, helm_binary, helm_template, pinned_kubernetes_version, ready_at,
+    wait_for, yaml_documents_json,
 };
 use serde_json::{Value, json};
 
@@ -159,13 +159,7 @@ impl Scenario {
             async move {
                 let sync = syncs.get("shop").await?;
                 let status = sync.status.clone().unwrap_or_default();
-                let applied = status
-                    .last_applied_revision
-                    .as_ref()
-                    .is_some_and(|r| r.commit() == commit);
-                Ok::<_, kube::Error>(
-                    (applied && status.conditions.is_true(condition_type::READY)).then_some(sync),
-                )
+                Ok::<_, kube::Error>(ready_at(&status, commit).then_some(sync))
             }
         })
         .await

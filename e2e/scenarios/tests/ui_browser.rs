@@ -18,10 +18,10 @@ use browser::Browser;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
-use plumb_api::{Conditions, GitRepository, Sync, condition_type};
+use plumb_api::{GitRepository, Sync};
 use plumb_e2e_scenarios::demo::{self, Demo};
 use plumb_e2e_scenarios::{ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, SCOPE_LABEL};
-use plumb_e2e_support::{PolicyRule, TestNamespace, Ui, wait_for};
+use plumb_e2e_support::{PolicyRule, TestNamespace, Ui, ready_at, wait_for};
 use serde_json::json;
 
 /// Bound on the controllers reaching a state (a failure bound, not a timing assertion).
@@ -241,12 +241,7 @@ impl App {
         wait_for("Sync app Ready at the first commit", WAIT, || async {
             let sync = syncs.get("app").await.map_err(|e| e.to_string())?;
             let status = sync.status.unwrap_or_default();
-            let applied = status
-                .last_applied_revision
-                .is_some_and(|r| r.commit() == first);
-            Ok::<_, String>(
-                (applied && status.conditions.is_true(condition_type::READY)).then_some(()),
-            )
+            Ok::<_, String>(ready_at(&status, &first).then_some(()))
         })
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(30)));

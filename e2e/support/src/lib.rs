@@ -48,4 +48,4 @@ pub use sops::{AgeKey, SopsTools};
 pub use task::{ControllerTask, Shutdown};
 pub use teardown::{delete_plumb_objects, delete_plumb_objects_blocking};
 pub use ui::Ui;
-pub use wait::{wait_for, wait_for_while};
+pub use wait::{ready_at, wait_for, wait_for_while};

@@ -82,6 +82,17 @@ where
     }
 }
 
+/// Whether a Sync's status says it is Ready with `commit` applied (`lastAppliedRevision` at that
+/// commit and the `Ready` condition `True`): what a test waits for after pushing a commit.
+pub fn ready_at(status: &plumb_api::SyncStatus, commit: &str) -> bool {
+    use plumb_api::Conditions as _;
+    status
+        .last_applied_revision
+        .as_ref()
+        .is_some_and(|r| r.commit() == commit)
+        && status.conditions.is_true(plumb_api::condition_type::READY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
