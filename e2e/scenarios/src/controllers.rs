@@ -430,18 +430,12 @@ impl Controllers {
         commit: &str,
         within: std::time::Duration,
     ) -> std::result::Result<(), String> {
-        use plumb_api::{Conditions, condition_type};
         let ready = plumb_e2e_support::wait_for(
             &format!("Sync {name} Ready at {commit}"),
             within,
             || async {
                 let status = syncs.get(name).await?.status.unwrap_or_default();
-                let applied = status
-                    .last_applied_revision
-                    .as_ref()
-                    .is_some_and(|r| r.commit() == commit);
-                let ready = status.conditions.is_true(condition_type::READY);
-                Ok::<_, kube::Error>((applied && ready).then_some(()))
+                Ok::<_, kube::Error>(plumb_e2e_support::ready_at(&status, commit).then_some(()))
             },
         )
         .await;
