@@ -38,7 +38,9 @@ use crate::manager::ResourceManager;
 pub const FINALIZER: &str = "sync.plumb.dev/finalizer";
 
 /// Runs `apply` for a live Sync, or the deletion of a Sync being deleted, with the finalizer
-/// added before the first apply and removed once the deletion is done.
+/// added before the first apply and removed once the deletion is done. A live Sync without the
+/// finalizer gets it and is applied in the same pass (not in the pass its watch event would
+/// wake), so a new Sync costs no extra trip through the queue.
 pub async fn with_finalizer<F, Fut>(
     sync: Arc<Sync>,
     ctx: Arc<Context>,
@@ -51,6 +53,16 @@ where
     let key = key_of(&sync);
     let being_deleted = sync.metadata.deletion_timestamp.is_some();
     let api: Api<Sync> = Api::namespaced(ctx.client.clone(), &key.0);
+    if !being_deleted && !has_finalizer(&sync) {
+        let sync = add_finalizer(&api, &sync)
+            .await
+            .map_err(|source| Error::Write {
+                namespace: key.0.clone(),
+                name: key.1.clone(),
+                source,
+            })?;
+        return apply(Arc::new(sync), ctx).await;
+    }
     let result = finalizer(&api, FINALIZER, sync, |event| async {
         match event {
             Finalize::Apply(sync) => apply(sync, ctx.clone()).await,
@@ -62,6 +74,33 @@ where
         ctx.forget(&key);
     }
     result.map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn has_finalizer(sync: &Sync) -> bool {
+    sync.metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == FINALIZER))
+}
+
+/// Adds the finalizer as kube's finalizer helper does, by a JSON patch that first tests the
+/// list it extends (the API server does not deduplicate finalizers, so a list changed meanwhile
+/// fails the patch, and the pass is retried); returns the Sync as stored.
+async fn add_finalizer(api: &Api<Sync>, sync: &Sync) -> Result<Sync, kube::Error> {
+    let patch = match sync.metadata.finalizers.as_deref() {
+        None | Some([]) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        Some(present) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": present},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
+    };
+    let patch = serde_json::from_value(patch).map_err(kube::Error::SerdeError)?;
+    let name = sync.metadata.name.as_deref().unwrap_or_default();
+    api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
 }
 
 /// What deletion does with the objects, and why.

@@ -5,8 +5,10 @@
 //! watches' caches, so an unchanged object costs no request; which object to apply, skip or
 //! report is the pure [`decide`].
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use kube::Client;
 use kube::core::GroupVersionKind;
@@ -210,24 +212,6 @@ impl<'a> ResourceManager<'a> {
         self.memory.record_intent(d.id.clone(), intent);
     }
 
-    /// `live` with its field-ownership records when the apply needs them (`ssa: Merge`, or
-    /// paths a Policy ignores): the watch caches leave them out, so such an object is read from
-    /// the API server.
-    async fn with_field_owners(
-        &self,
-        d: &Desired,
-        live: Option<Value>,
-        controls: Controls,
-    ) -> Result<Option<Value>, ApplyError> {
-        let needed = controls.ssa == Ssa::Merge || !d.ignored.is_empty();
-        match live {
-            Some(l) if needed && l.pointer("/metadata/managedFields").is_none() => {
-                apply::get(&self.client, &d.res, &d.id).await
-            }
-            other => Ok(other),
-        }
-    }
-
     /// Compares `d` with the live object: from the watch cache first, confirmed by a read before
     /// anything is reported different (the cache may lag), normalized by a dry run when plumb has
     /// no record of applying it (after a restart). Returns the live object when it was seen.
@@ -275,25 +259,9 @@ impl<'a> ResourceManager<'a> {
         }
     }
 
-    /// The body to send for `d`, and the shape to compare the live object with from now on:
-    /// ignored paths plumb owns keep their live value (sent, never compared), and with
-    /// `ssa: Merge` the fields other managers own are left to them (neither sent nor compared).
-    fn body_to_send(d: &Desired, live: Option<&Value>, controls: Controls) -> (Desired, Value) {
-        let mut send = d.clone();
-        let mut shape = d.body.clone();
-        if let Some(live) = live {
-            if controls.ssa == Ssa::Merge {
-                let theirs = drift::fields_owned_by_others(live, SYNC_FIELD_MANAGER);
-                drift::remove_paths(&mut send.body, &theirs);
-                drift::remove_paths(&mut shape, &theirs);
-            }
-            drift::keep_owned_ignored(&mut send.body, &d.ignored, live, SYNC_FIELD_MANAGER);
-        }
-        (send, shape)
-    }
-
     /// Resolves, prepares, compares and applies `manifests` in stages (cluster-wide objects,
-    /// then classes, then the rest), waiting for CRDs to be Established between stages.
+    /// then classes, then the rest), waiting for CRDs to be Established between stages; within
+    /// a stage, what needs nothing of each other is applied at once ([`stage::wave`]).
     pub async fn apply_all(
         &mut self,
         manifests: &[Manifest],
@@ -305,6 +273,7 @@ impl<'a> ResourceManager<'a> {
         let mut out = ChangeSet::default();
         for current in [Stage::Cluster, Stage::Classes, Stage::Rest] {
             let mut crds = Vec::new();
+            let mut to_apply = Vec::new();
             for m in sorted
                 .iter()
                 .filter(|m| stage::stage_of(m.group(), &m.kind) == current)
@@ -323,23 +292,12 @@ impl<'a> ResourceManager<'a> {
                 let (found, live) = self.diff(&d).await?;
                 let controls = controls::controls(&d.body, live.as_ref());
                 match decide(&found, opts.mode, controls) {
-                    Decision::Apply => {
-                        let live = self.with_field_owners(&d, live, controls).await?;
-                        let (send, shape) = Self::body_to_send(&d, live.as_ref(), controls);
-                        let force = opts.force || controls.force;
-                        let answer =
-                            apply::apply_or_recreate(&self.client, &send, force, opts.timeout)
-                                .await?;
-                        self.remember(&d, &shape, &answer);
-                        if !opts.mode.new_revision
-                            && matches!(found, Check::Missing | Check::Drifted(_))
-                        {
-                            tracing::info!(object = %d.id, ?found, "drift corrected");
-                            out.corrected.push(d.id.clone());
-                        } else {
-                            out.applied.push(d.id.clone());
-                        }
-                    }
+                    Decision::Apply => to_apply.push(ToApply {
+                        d: d.clone(),
+                        found,
+                        live,
+                        controls,
+                    }),
                     Decision::Report => {
                         tracing::info!(object = %d.id, ?found, "drift reported");
                         out.reported.push(d.id.clone());
@@ -360,6 +318,7 @@ impl<'a> ResourceManager<'a> {
                 }
                 out.objects.push(d);
             }
+            self.apply_waves(to_apply, opts, &mut out).await?;
             for crd in &crds {
                 self.wait_established(crd, opts.timeout).await?;
             }
@@ -369,6 +328,56 @@ impl<'a> ResourceManager<'a> {
             self.memory.retain_intents(|id| ids.contains(id));
         }
         Ok(out)
+    }
+
+    /// Applies the objects of one stage wave by wave ([`stage::wave`]): the objects of a wave at
+    /// once (at most [`APPLY_CONCURRENCY`] in flight), each wave after the one before has
+    /// answered. The first failure, in apply order, stops the waves after it; what its own wave
+    /// applied is remembered all the same.
+    async fn apply_waves(
+        &mut self,
+        to_apply: Vec<ToApply>,
+        opts: &ApplyOptions,
+        out: &mut ChangeSet,
+    ) -> Result<(), ApplyError> {
+        let mut waves: BTreeMap<usize, Vec<ToApply>> = BTreeMap::new();
+        for t in to_apply {
+            let wave = stage::wave(&t.d.id.group, &t.d.id.kind);
+            waves.entry(wave).or_default().push(t);
+        }
+        for wave in waves.into_values() {
+            let client = &self.client;
+            let answers: Vec<_> = futures::stream::iter(wave)
+                .map(|t| async move {
+                    let answer = apply_one(client, &t, opts).await;
+                    (t, answer)
+                })
+                .buffered(APPLY_CONCURRENCY)
+                .collect()
+                .await;
+            let mut failure = None;
+            for (t, answer) in answers {
+                let (shape, answer) = match answer {
+                    Ok(a) => a,
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                        continue;
+                    }
+                };
+                self.remember(&t.d, &shape, &answer);
+                if !opts.mode.new_revision && matches!(t.found, Check::Missing | Check::Drifted(_))
+                {
+                    tracing::info!(object = %t.d.id, found = ?t.found, "drift corrected");
+                    out.corrected.push(t.d.id);
+                } else {
+                    out.applied.push(t.d.id);
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     async fn wait_established(&self, crd: &Desired, timeout: Duration) -> Result<(), ApplyError> {
@@ -507,6 +516,66 @@ impl<'a> ResourceManager<'a> {
 /// How long a reconcile that starts the watch of a kind waits for its first list; the others
 /// read from the API server until it is in.
 const FIRST_LIST: Duration = Duration::from_secs(10);
+
+/// The most applies one Sync has in flight at once (within one [wave](stage::wave)).
+pub const APPLY_CONCURRENCY: usize = 8;
+
+/// An object decided to be applied, with what the comparison found.
+struct ToApply {
+    d: Desired,
+    found: Check,
+    live: Option<Value>,
+    controls: Controls,
+}
+
+/// Server-side applies `t` (recreating it on an immutable-field refusal when forced); returns
+/// the shape to compare the live object with from now on, and the API server's answer.
+async fn apply_one(
+    client: &Client,
+    t: &ToApply,
+    opts: &ApplyOptions,
+) -> Result<(Value, Value), ApplyError> {
+    let live = with_field_owners(client, &t.d, t.live.clone(), t.controls).await?;
+    let (send, shape) = body_to_send(&t.d, live.as_ref(), t.controls);
+    let force = opts.force || t.controls.force;
+    let answer = apply::apply_or_recreate(client, &send, force, opts.timeout).await?;
+    Ok((shape, answer))
+}
+
+/// `live` with its field-ownership records when the apply needs them (`ssa: Merge`, or paths a
+/// Policy ignores): the watch caches leave them out, so such an object is read from the API
+/// server.
+async fn with_field_owners(
+    client: &Client,
+    d: &Desired,
+    live: Option<Value>,
+    controls: Controls,
+) -> Result<Option<Value>, ApplyError> {
+    let needed = controls.ssa == Ssa::Merge || !d.ignored.is_empty();
+    match live {
+        Some(l) if needed && l.pointer("/metadata/managedFields").is_none() => {
+            apply::get(client, &d.res, &d.id).await
+        }
+        other => Ok(other),
+    }
+}
+
+/// The body to send for `d`, and the shape to compare the live object with from now on: ignored
+/// paths plumb owns keep their live value (sent, never compared), and with `ssa: Merge` the
+/// fields other managers own are left to them (neither sent nor compared).
+fn body_to_send(d: &Desired, live: Option<&Value>, controls: Controls) -> (Desired, Value) {
+    let mut send = d.clone();
+    let mut shape = d.body.clone();
+    if let Some(live) = live {
+        if controls.ssa == Ssa::Merge {
+            let theirs = drift::fields_owned_by_others(live, SYNC_FIELD_MANAGER);
+            drift::remove_paths(&mut send.body, &theirs);
+            drift::remove_paths(&mut shape, &theirs);
+        }
+        drift::keep_owned_ignored(&mut send.body, &d.ignored, live, SYNC_FIELD_MANAGER);
+    }
+    (send, shape)
+}
 
 /// The Sync named by `live`'s owner labels when that is not `key`.
 fn other_owner(live: &Value, key: &Key) -> Option<String> {

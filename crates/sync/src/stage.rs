@@ -1,5 +1,7 @@
 //! Apply stages: cluster-wide prerequisites first, then `*Class` kinds, then the rest in an order
-//! where what an object needs comes before it (as Flux and kustomize order them).
+//! where what an object needs comes before it (as Flux and kustomize order them). Within a stage,
+//! the objects of one [wave](wave) need nothing of each other and are applied at once; each wave
+//! waits for the ones before it.
 
 /// The stage an object is applied in; stages are applied in this order, each before the next
 /// starts, and CustomResourceDefinitions are Established before the next stage.
@@ -85,6 +87,51 @@ pub fn rank(kind: &str) -> usize {
     }
 }
 
+/// The wave of a `group`/`kind` within its stage: objects of one wave are applied concurrently,
+/// after every object of the waves before. A kind comes after what the API server or a
+/// controller needs to exist when an object of it arrives: a binding after its role (the RBAC
+/// escalation check reads the role), a service-account token Secret after its ServiceAccount (the
+/// token controller deletes a token whose account is missing), Pods and the workloads that make
+/// them after ServiceAccounts, ConfigMaps, Secrets, claims, LimitRanges and quotas (admission reads
+/// them), objects that point at workloads after those; kinds plumb does not know come after all
+/// it knows, webhook configurations last of all (their webhook may serve nothing yet).
+pub fn wave(group: &str, kind: &str) -> usize {
+    match stage_of(group, kind) {
+        Stage::Cluster => usize::from(kind == "ClusterRoleBinding"),
+        Stage::Classes => 0,
+        Stage::Rest => match kind {
+            "ResourceQuota"
+            | "LimitRange"
+            | "PriorityLevelConfiguration"
+            | "ServiceAccount"
+            | "Role"
+            | "ConfigMap"
+            | "PersistentVolume"
+            | "Service"
+            | "NetworkPolicy" => 0,
+            "FlowSchema"
+            | "RoleBinding"
+            | "Secret"
+            | "PersistentVolumeClaim"
+            | "Endpoints"
+            | "EndpointSlice" => 1,
+            "Pod"
+            | "ReplicationController"
+            | "ReplicaSet"
+            | "Deployment"
+            | "DaemonSet"
+            | "StatefulSet"
+            | "Job"
+            | "CronJob"
+            | "Ingress"
+            | "APIService" => 2,
+            "HorizontalPodAutoscaler" | "PodDisruptionBudget" => 3,
+            k if LAST.contains(&k) => 5,
+            _ => 4,
+        },
+    }
+}
+
 /// Sorts items into apply order by `(stage, rank)` of their `(group, kind)`; items of equal key
 /// keep their order from the render.
 pub fn sort_for_apply<T>(items: &mut [T], key: impl Fn(&T) -> (&str, &str)) {
@@ -142,6 +189,71 @@ mod tests {
         sort_for_apply(&mut items, |(g, k, _)| (*g, *k));
         let order: Vec<_> = items.iter().map(|i| i.2).collect();
         assert_eq!(order, [3, 1, 2]);
+    }
+
+    #[test]
+    fn each_wave_comes_after_what_its_kinds_need() {
+        let w = |kind: &str| wave(group_of(kind), kind);
+        let after = |later: &str, earlier: &str| {
+            assert!(w(later) > w(earlier), "{later} must come after {earlier}");
+        };
+        after("ClusterRoleBinding", "ClusterRole");
+        after("RoleBinding", "Role");
+        after("Secret", "ServiceAccount");
+        after("PersistentVolumeClaim", "PersistentVolume");
+        after("Endpoints", "Service");
+        after("FlowSchema", "PriorityLevelConfiguration");
+        for workload in [
+            "Pod",
+            "Deployment",
+            "StatefulSet",
+            "DaemonSet",
+            "Job",
+            "CronJob",
+        ] {
+            for needed in [
+                "ServiceAccount",
+                "ConfigMap",
+                "Secret",
+                "PersistentVolumeClaim",
+                "LimitRange",
+                "ResourceQuota",
+            ] {
+                after(workload, needed);
+            }
+            after("HorizontalPodAutoscaler", workload);
+            after("PodDisruptionBudget", workload);
+        }
+        after("Ingress", "Service");
+        after("Ingress", "Secret");
+        after("Widget", "HorizontalPodAutoscaler");
+        after("ValidatingWebhookConfiguration", "Widget");
+        after("MutatingWebhookConfiguration", "Deployment");
+        // What needs nothing of each other goes at once.
+        assert_eq!(w("ServiceAccount"), w("ConfigMap"));
+        assert_eq!(w("ConfigMap"), w("Service"));
+        assert_eq!(w("Namespace"), w("CustomResourceDefinition"));
+    }
+
+    /// The group of the kinds the wave test names.
+    fn group_of(kind: &str) -> &'static str {
+        match kind {
+            "ClusterRole" | "ClusterRoleBinding" | "Role" | "RoleBinding" => {
+                "rbac.authorization.k8s.io"
+            }
+            "CustomResourceDefinition" => "apiextensions.k8s.io",
+            "Deployment" | "StatefulSet" | "DaemonSet" => "apps",
+            "Job" | "CronJob" => "batch",
+            "HorizontalPodAutoscaler" => "autoscaling",
+            "PodDisruptionBudget" => "policy",
+            "Ingress" => "networking.k8s.io",
+            "FlowSchema" | "PriorityLevelConfiguration" => "flowcontrol.apiserver.k8s.io",
+            "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+                "admissionregistration.k8s.io"
+            }
+            "Widget" => "example.com",
+            _ => "",
+        }
     }
 
     #[test]
