@@ -56,6 +56,15 @@ pub fn observed_generation_lags(obj: &Value) -> Option<Health> {
     })
 }
 
+/// In progress when `obj`'s controller has not reported on it at all yet (no
+/// `status.observedGeneration`): a workload just created is not current before its controller
+/// has seen it, however few replicas it asks for.
+fn unobserved(obj: &Value) -> Option<Health> {
+    obj.pointer("/status/observedGeneration")
+        .is_none()
+        .then(|| progressing("not yet observed by its controller"))
+}
+
 /// Assesses the health of `obj` (a live object with status) of `group`/`kind`.
 pub fn assess(group: &str, kind: &str, obj: &Value) -> Health {
     if let Some(lag) = observed_generation_lags(obj) {
@@ -91,6 +100,9 @@ pub fn assess(group: &str, kind: &str, obj: &Value) -> Health {
 fn deployment(obj: &Value) -> Health {
     if let Some(("False", "ProgressDeadlineExceeded", msg)) = condition(obj, "Progressing") {
         return Health::Failed(format!("progress deadline exceeded: {msg}"));
+    }
+    if let Some(h) = unobserved(obj) {
+        return h;
     }
     let want = int(obj, "/spec/replicas").unwrap_or(1);
     let updated = int(obj, "/status/updatedReplicas").unwrap_or(0);
@@ -153,6 +165,9 @@ fn daemonset(obj: &Value) -> Health {
 }
 
 fn replicaset(obj: &Value) -> Health {
+    if let Some(h) = unobserved(obj) {
+        return h;
+    }
     let want = int(obj, "/spec/replicas").unwrap_or(1);
     let available = int(obj, "/status/availableReplicas").unwrap_or(0);
     if available < want {
@@ -328,6 +343,22 @@ mod tests {
         assert!(
             matches!(assess("apps", "Deployment", &d), Health::InProgress(m) if m.contains("generation 3"))
         );
+    }
+
+    #[test]
+    fn a_workload_its_controller_has_not_seen_is_in_progress_even_at_zero_replicas() {
+        for (kind, spec) in [
+            ("Deployment", json!({"replicas": 0})),
+            ("ReplicaSet", json!({"replicas": 0})),
+        ] {
+            let mut w = json!({"metadata": {"generation": 1}, "spec": spec});
+            assert!(
+                matches!(assess("apps", kind, &w), Health::InProgress(m) if m.contains("not yet observed")),
+                "{kind} without status"
+            );
+            w["status"] = json!({"observedGeneration": 1});
+            assert_eq!(assess("apps", kind, &w), Health::Current, "{kind} observed");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! watches' caches, so an unchanged object costs no request; which object to apply, skip or
 //! report is the pure [`decide`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -123,6 +123,9 @@ pub struct ChangeSet {
     /// Objects in the inventory plumb does not manage now (`reconcile: disabled`, `ssa: Ignore`);
     /// their health is not awaited.
     pub unmanaged: HashSet<ObjectId>,
+    /// The API server's answers to this pass's applies (without field ownership): what the
+    /// objects were when applied, for health until their watches have seen them.
+    pub answers: HashMap<ObjectId, Value>,
 }
 
 impl ChangeSet {
@@ -365,6 +368,11 @@ impl<'a> ResourceManager<'a> {
                     }
                 };
                 self.remember(&t.d, &shape, &answer);
+                let mut answer = answer;
+                if let Some(meta) = answer.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("managedFields");
+                }
+                out.answers.insert(t.d.id.clone(), answer);
                 if !opts.mode.new_revision && matches!(t.found, Check::Missing | Check::Drifted(_))
                 {
                     tracing::info!(object = %t.d.id, found = ?t.found, "drift corrected");
@@ -487,10 +495,11 @@ impl<'a> ResourceManager<'a> {
         Ok(true)
     }
 
-    /// The managed objects of `changes` that are not healthy, judged from the watch caches (an
-    /// object not seen there yet, or only at a generation older than the one applied, is in
-    /// progress; its arrival triggers another reconcile). `exprs` (`spec.healthCheckExprs`) decide
-    /// the kinds they name, the built-in rules the rest.
+    /// The managed objects of `changes` that are not healthy, judged from the watch caches, or,
+    /// for an object applied in this pass that its watch has not seen yet (or only at an older
+    /// generation), from the API server's answer to the apply (an object seen in neither is in
+    /// progress; its arrival triggers another reconcile). `exprs` (`spec.healthCheckExprs`)
+    /// decide the kinds they name, the built-in rules the rest.
     pub fn unhealthy(&self, changes: &ChangeSet, exprs: &HealthExprs) -> Vec<(ObjectId, Health)> {
         changes
             .objects
@@ -498,10 +507,12 @@ impl<'a> ResourceManager<'a> {
             .filter(|d| !changes.unmanaged.contains(&d.id))
             .filter_map(|d| {
                 let applied = self.memory.intent(&d.id).and_then(|i| i.generation);
-                let h = match self.cached(d).flatten() {
-                    Some(live) if generation_of(&live) < applied => {
-                        Health::InProgress("not yet observed".into())
-                    }
+                let cached = self.cached(d).flatten();
+                let live = match cached {
+                    Some(live) if generation_of(&live) >= applied => Some(live),
+                    _ => changes.answers.get(&d.id).cloned(),
+                };
+                let h = match live {
                     Some(live) => exprs
                         .assess(&d.res.ar.api_version, &d.id.kind, &live)
                         .unwrap_or_else(|| health::assess(&d.id.group, &d.id.kind, &live)),
