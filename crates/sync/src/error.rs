@@ -132,6 +132,15 @@ fn conflicts_message(conflicts: &[(ObjectId, String)]) -> String {
 }
 
 impl Error {
+    /// A failed write of Sync `key` (its status or finalizer), for `map_err`.
+    pub fn write(key: &crate::deps::Key) -> impl FnOnce(kube::Error) -> Error + '_ {
+        |source| Error::Write {
+            namespace: key.0.clone(),
+            name: key.1.clone(),
+            source,
+        }
+    }
+
     /// The condition reason.
     pub fn reason(&self) -> &str {
         match self {

@@ -56,11 +56,7 @@ where
     if !being_deleted && !has_finalizer(&sync) {
         let sync = add_finalizer(&api, &sync)
             .await
-            .map_err(|source| Error::Write {
-                namespace: key.0.clone(),
-                name: key.1.clone(),
-                source,
-            })?;
+            .map_err(Error::write(&key))?;
         return apply(Arc::new(sync), ctx).await;
     }
     let result = finalizer(&api, FINALIZER, sync, |event| async {

@@ -133,11 +133,7 @@ async fn write_status(ctx: &Context, key: &Key, status: &SyncStatus) -> Result<(
         &Patch::Apply(&body),
     )
     .await
-    .map_err(|source| Error::Write {
-        namespace: key.0.clone(),
-        name: key.1.clone(),
-        source,
-    })?;
+    .map_err(Error::write(key))?;
     Ok(())
 }
 
