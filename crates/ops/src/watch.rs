@@ -49,6 +49,9 @@ where
     store: Store<K>,
     writer: reflector::store::Writer<K>,
     deleted: Vec<mpsc::UnboundedSender<()>>,
+    /// What the controller drops from each object after [`trim_for_cache`] (nothing unless
+    /// [`SharedWatch::keeping_only`] set it).
+    trim: Option<fn(&mut K)>,
 }
 
 impl<K> SharedWatch<K>
@@ -63,7 +66,17 @@ where
             store,
             writer,
             deleted: Vec::new(),
+            trim: None,
         }
+    }
+
+    /// The same watch, with `trim` applied to every object after [`trim_for_cache`] and before
+    /// the cache and the subscribers see it: for a controller that reads only part of the kind
+    /// (another controller's part of the status, say), so that a cache of thousands of objects
+    /// holds only what its decisions read.
+    pub fn keeping_only(mut self, trim: fn(&mut K)) -> Self {
+        self.trim = Some(trim);
+        self
     }
 
     /// The cache, complete once [`Store::wait_until_ready`] returns.
@@ -96,9 +109,15 @@ where
     pub async fn run(self, api: kube::Api<K>, config: watcher::Config) {
         let kind = K::kind(&Default::default()).into_owned();
         let deleted = self.deleted;
+        let trim = self.trim;
         watcher(api, config.page_size(LIST_PAGE_SIZE))
             .default_backoff()
-            .modify(trim_for_cache)
+            .modify(move |obj| {
+                trim_for_cache(obj);
+                if let Some(trim) = trim {
+                    trim(obj);
+                }
+            })
             .reflect_shared(self.writer)
             .for_each(|event| {
                 match event {

@@ -12,7 +12,7 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
 use kube::runtime::reflector::ObjectRef;
 use plumb_api::reference::DataKind;
-use plumb_api::{GitRepository, Policy, REQUESTED_AT_ANNOTATION, Sync};
+use plumb_api::{GitRepository, Policy, REQUESTED_AT_ANNOTATION, Sync, SyncStatus, condition_type};
 use plumb_ops::changed;
 
 /// What of a Sync its render depends on: its spec (by generation), its labels (a Policy's
@@ -23,6 +23,25 @@ fn render_inputs(sync: &Sync) -> Option<u64> {
     sync.metadata.labels.hash(&mut h);
     sync.annotations().get(REQUESTED_AT_ANNOTATION).hash(&mut h);
     Some(h.finish())
+}
+
+/// What the render controller keeps of a Sync in its cache: all but the sync controller's part
+/// of the status (inventory, history, applied revisions, drift, its conditions), which no render
+/// decision reads; `status.render` and the `Rendered` condition stay (a render compares its
+/// verdict with them before writing). With thousands of Syncs that part is most of the status.
+pub fn render_view(sync: &mut Sync) {
+    if let Some(status) = sync.status.take() {
+        let rendered = status
+            .conditions
+            .into_iter()
+            .filter(|c| c.type_ == condition_type::RENDERED)
+            .collect();
+        sync.status = Some(SyncStatus {
+            render: status.render,
+            conditions: rendered,
+            ..SyncStatus::default()
+        });
+    }
 }
 
 /// The Sync events that may change its render: a new Sync, a spec change, a relabel or a
@@ -164,6 +183,7 @@ pub fn every_policy(policies: &[Arc<Policy>]) -> Vec<ObjectRef<Policy>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plumb_api::Conditions;
     use serde_json::json;
 
     fn sync(ns: &str, name: &str, source: serde_json::Value) -> Arc<Sync> {
@@ -193,6 +213,63 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn the_cached_sync_keeps_only_the_render_controllers_part_of_the_status() {
+        let rev = format!("main@sha1:{}", "7".repeat(40));
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let condition = |type_: &str| {
+            json!({"type": type_, "status": "True", "reason": "ReconciliationSucceeded",
+                   "message": "m", "observedGeneration": 1,
+                   "lastTransitionTime": "2026-11-29T22:45:17Z"})
+        };
+        let mut s: Sync = serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "metadata": {"name": "app", "namespace": "team", "generation": 1,
+                         "labels": {"team": "a"}},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": "app"}},
+            "status": {
+                "observedGeneration": 1,
+                "conditions": [condition("Ready"), condition("Rendered"), condition("Healthy")],
+                "render": {"observedGeneration": 1, "sourceRevision": rev, "objects": 4,
+                           "artifact": {"revision": rev, "digest": digest, "size": 274,
+                                        "url": "http://x/a.yaml.gz",
+                                        "lastUpdateTime": "2026-11-29T22:45:17Z"}},
+                "inventory": [{"id": "team_app__ConfigMap", "v": "v1"}],
+                "lastAppliedRevision": rev, "lastAttemptedRevision": rev,
+                "lastAppliedDigest": digest,
+                "history": [{"revision": rev, "digest": digest, "result": "ReconciliationSucceeded",
+                             "duration": "0ms", "time": "2026-11-29T22:45:17Z"}],
+            },
+        }))
+        .unwrap();
+        let before = s.status.clone().unwrap();
+        let spec = serde_json::to_value(&s.spec).unwrap();
+        render_view(&mut s);
+        let status = s.status.unwrap();
+        assert_eq!(status.render, before.render);
+        assert_eq!(status.conditions.len(), 1);
+        assert_eq!(
+            status.conditions.get_condition(condition_type::RENDERED),
+            before.conditions.get_condition(condition_type::RENDERED)
+        );
+        assert!(status.inventory.is_none());
+        assert!(status.history.is_empty());
+        assert!(status.last_applied_revision.is_none() && status.last_applied_digest.is_none());
+        assert_eq!(status.observed_generation, None);
+        // What a render reads besides: spec and metadata, untouched.
+        assert_eq!(serde_json::to_value(&s.spec).unwrap(), spec);
+        assert_eq!(s.metadata.labels.unwrap()["team"], "a");
+
+        let mut bare: Sync = serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "metadata": {"name": "new", "namespace": "team"},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": "app"}},
+        }))
+        .unwrap();
+        render_view(&mut bare);
+        assert!(bare.status.is_none(), "a Sync without status stays without");
     }
 
     #[test]

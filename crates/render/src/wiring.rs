@@ -137,7 +137,7 @@ async fn controllers(
     let mut policies = SharedWatch::<Policy>::new();
     let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new();
     let mut all_syncs = SharedWatch::<PartialObjectMeta<Sync>>::new();
-    let mut syncs = SharedWatch::<Sync>::new();
+    let mut syncs = SharedWatch::<Sync>::new().keeping_only(watches::render_view);
     let mut repos = SharedWatch::<GitRepository>::new();
     let ctx = Arc::new(Context {
         client: client.clone(),
