@@ -123,7 +123,8 @@ pub struct ChangeSet {
     /// Objects in the inventory plumb does not manage now (`reconcile: disabled`, `ssa: Ignore`);
     /// their health is not awaited.
     pub unmanaged: HashSet<ObjectId>,
-    /// The API server's answers to this pass's applies (without field ownership): what the
+    /// The API server's answers to this pass's applies, and the objects this pass read and found
+    /// in sync (without field ownership): what the
     /// objects were when applied, for health until their watches have seen them.
     pub answers: HashMap<ObjectId, Value>,
 }
@@ -313,6 +314,17 @@ impl<'a> ResourceManager<'a> {
                     Decision::Skip => {
                         if controls.reconcile_disabled || controls.ssa == Ssa::Ignore {
                             out.unmanaged.insert(d.id.clone());
+                        } else if let Some(mut live) = live {
+                            // Read in this pass (from the API server when its watch has not
+                            // seen it yet): health is judged from it, as from an apply's
+                            // answer, not reported "not yet observed" until the watch catches up
+                            // (which cost a second status write).
+                            if let Some(meta) =
+                                live.get_mut("metadata").and_then(Value::as_object_mut)
+                            {
+                                meta.remove("managedFields");
+                            }
+                            out.answers.insert(d.id.clone(), live);
                         }
                     }
                 }
