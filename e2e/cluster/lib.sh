@@ -17,6 +17,15 @@ CONTROLLER_MANAGER_PORT=${PLUMB_CONTROLLER_MANAGER_PORT:-16257}
 SCHEDULER_PORT=${PLUMB_SCHEDULER_PORT:-16259}
 KWOK_PORT=${PLUMB_KWOK_PORT:-16247}
 NODE_COUNT=${PLUMB_NODE_COUNT:-3}
+# Client-side rate limits of kube-controller-manager and kube-scheduler (--kube-api-qps and
+# --kube-api-burst). Their own defaults (20/30 and 50/100) cap how fast the cluster reports on
+# what is applied to it: the deployment controller writes about four times per new Deployment
+# (its ReplicaSet and three status updates), so at 20 requests/s a thousand new Deployments
+# are observed no sooner than 200 s later, whoever applied them. This cluster runs tests and
+# benchmarks on fake nodes, so by default it lifts them as `kwokctl --disable-qps-limits` does;
+# PLUMB_CLUSTER_QPS=20 PLUMB_CLUSTER_BURST=30 gives a controller-manager with stock limits.
+CLUSTER_QPS=${PLUMB_CLUSTER_QPS:-5000}
+CLUSTER_BURST=${PLUMB_CLUSTER_BURST:-10000}
 
 PKI_DIR=$CLUSTER_DIR/pki
 LOG_DIR=$CLUSTER_DIR/logs

@@ -169,6 +169,8 @@ start_controller_manager() {
 		--cluster-name=plumb \
 		--service-cluster-ip-range=10.0.0.0/16 \
 		--controllers='*,-cloud-node-lifecycle-controller,-service-lb-controller,-node-route-controller' \
+		--kube-api-qps="$CLUSTER_QPS" \
+		--kube-api-burst="$CLUSTER_BURST" \
 		--profiling=false
 	wait_for kube-controller-manager "healthy /healthz on port $CONTROLLER_MANAGER_PORT" component_healthy "$CONTROLLER_MANAGER_PORT"
 }
@@ -184,6 +186,8 @@ start_scheduler() {
 		--secure-port="$SCHEDULER_PORT" \
 		--cert-dir="$CLUSTER_DIR/kube-scheduler" \
 		--leader-elect=false \
+		--kube-api-qps="$CLUSTER_QPS" \
+		--kube-api-burst="$CLUSTER_BURST" \
 		--profiling=false
 	wait_for kube-scheduler "healthy /healthz on port $SCHEDULER_PORT" component_healthy "$SCHEDULER_PORT"
 }

@@ -17,7 +17,9 @@
 //! kustomize-controller 4 for build and apply, plumb's render 4 and sync 4). Neither limits its
 //! requests on the client side here: kube-rs has no client-side limiter, and Flux turns its own
 //! (`--kube-api-qps=50 --kube-api-burst=300`) off when the API server has Priority and Fairness,
-//! as this one has.
+//! as this one has. The cluster's own controllers have limits too, and both systems wait for their
+//! reports (a Deployment is healthy once the deployment controller has observed it): the bench
+//! prints the ones kube-controller-manager and kube-scheduler run with (`e2e/cluster/README.md`).
 //!
 //! Beside each peak it prints the controller's resident memory once the drift probe was Ready,
 //! before the fleet was created, and what each app added: (peak - before) / N.
@@ -362,10 +364,11 @@ impl Figures {
     }
 }
 
-/// The API server's process, when the cluster is a local one started by `e2e/cluster/up.sh`.
-fn apiserver_pid() -> Option<u32> {
+/// The process of the cluster's component `name` (`kube-apiserver`, `kube-controller-manager`,
+/// ...), when the cluster is a local one started by `e2e/cluster/up.sh`.
+fn component_pid(name: &str) -> Option<u32> {
     let dir = plumb_e2e_support::kubeconfig_path().parent()?.to_path_buf();
-    std::fs::read_to_string(dir.join("pids").join("kube-apiserver.pid"))
+    std::fs::read_to_string(dir.join("pids").join(format!("{name}.pid")))
         .ok()?
         .trim()
         .parse()
@@ -373,7 +376,29 @@ fn apiserver_pid() -> Option<u32> {
 }
 
 fn apiserver_cpu() -> Option<f64> {
-    apiserver_pid().and_then(proc_stats).map(|s| s.cpu_seconds)
+    component_pid("kube-apiserver")
+        .and_then(proc_stats)
+        .map(|s| s.cpu_seconds)
+}
+
+/// The client rate limits component `name` runs with, from its command line: its
+/// `--kube-api-qps`/`--kube-api-burst` flags, or the stock limits it has without them.
+fn component_limits(name: &str, stock: &str) -> String {
+    let Some(cmdline) = component_pid(name)
+        .and_then(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+    else {
+        return format!("{name}: unknown (not a cluster of e2e/cluster/up.sh)");
+    };
+    let flags: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|arg| String::from_utf8_lossy(arg).into_owned())
+        .filter(|arg| arg.starts_with("--kube-api-qps=") || arg.starts_with("--kube-api-burst="))
+        .collect();
+    if flags.is_empty() {
+        format!("{name}: its stock {stock}")
+    } else {
+        format!("{name}: {}", flags.join(" "))
+    }
 }
 
 /// The API server's write requests so far, by verb and resource (empty when its `/metrics`
@@ -893,6 +918,13 @@ async fn main() {
     );
     println!(
         "client rate limits: none on either side (kube-rs has no client-side limiter; Flux's --kube-api-qps=50/--kube-api-burst=300 are switched off by Flux when the API server has Priority and Fairness, on by default)"
+    );
+    // Both systems wait for health, and a new Deployment is healthy once the deployment
+    // controller has reported on it: the cluster's own limits bound the time to Ready too.
+    println!(
+        "the cluster's controllers (whose reports on each Deployment both systems wait for): {}; {}",
+        component_limits("kube-controller-manager", "--kube-api-qps=20 --kube-api-burst=30"),
+        component_limits("kube-scheduler", "--kube-api-qps=50 --kube-api-burst=100"),
     );
     let mut table = Vec::new();
     for &n in &sizes {
