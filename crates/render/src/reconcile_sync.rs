@@ -250,8 +250,10 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
     }
 
     ctx.metrics.renders.inc();
+    let secrets = variables::secret_values(&variables);
     let (outcome, next, is_chart, read) =
         render_artifact(sync, ctx, &artifact, &compiled, inputs, variables).await;
+    let outcome = outcome.scrubbed(&secrets);
     if matches!(next, Next::Settled) {
         let mut charts = ctx.charts.lock().unwrap_or_else(|e| e.into_inner());
         let key = match is_chart {

@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use plumb_api::condition::{new_condition, status};
 use plumb_api::sync::{PolicyReport, RenderStatus};
 use plumb_api::{Conditions, Sync, condition_type, reason};
+use plumb_substitute::SecretValues;
 use serde_json::{Value, json};
 
 /// What one reconcile of a Sync concluded.
@@ -35,6 +36,31 @@ impl Outcome {
 }
 
 impl Outcome {
+    /// The same verdict with every Secret value of the render masked in its texts: the failure
+    /// message (a build error over substituted YAML may quote a line) and each Policy finding's
+    /// message (a CEL expression that fails over a substituted value may quote it). Status,
+    /// Events and logs all take their words from the outcome.
+    pub fn scrubbed(mut self, secrets: &SecretValues) -> Self {
+        if secrets.is_empty() {
+            return self;
+        }
+        let report = match &mut self {
+            Outcome::Published(render) => render.policy.as_mut(),
+            Outcome::Failed {
+                message, policy, ..
+            } => {
+                *message = secrets.scrub(message);
+                policy.as_mut()
+            }
+        };
+        if let Some(report) = report {
+            for finding in report.violations.iter_mut().chain(&mut report.warnings) {
+                finding.message = secrets.scrub(&finding.message);
+            }
+        }
+        self
+    }
+
     /// The same verdict, reported for Sync generation `generation`.
     pub fn for_generation(mut self, generation: Option<i64>) -> Self {
         if let Outcome::Published(render) = &mut self {

@@ -9,6 +9,7 @@ use kube::api::Api;
 use plumb_api::Sync;
 use plumb_api::reference::DataKind;
 use plumb_api::sync::SubstituteReference;
+use plumb_substitute::SecretValues;
 use plumb_substitute::deferred::VariableSource;
 
 /// Why the variables of a Sync could not be read. Never carries a value.
@@ -58,6 +59,19 @@ pub async fn load(
         .into_iter()
         .map(|s| s.data)
         .collect())
+}
+
+/// The values of the Secrets among `sources`: a render substitutes them (Policies judge the
+/// objects as they will be applied), so a render or Policy error may quote them, and each is
+/// masked in the outcome ([`crate::status::Outcome::scrubbed`]).
+pub fn secret_values(sources: &[VariableSource]) -> SecretValues {
+    let mut secrets = SecretValues::default();
+    for source in sources.iter().filter(|s| s.kind == DataKind::Secret) {
+        for value in source.data.values() {
+            secrets.add(value);
+        }
+    }
+    secrets
 }
 
 /// Each of `refs` as read from `namespace`, in order, with its `resourceVersion` (so the sync
@@ -172,5 +186,69 @@ mod tests {
             ["uses-secret"]
         );
         assert!(readers_of(&syncs, cm, "a", "other").is_empty());
+    }
+
+    #[test]
+    fn a_policy_error_over_a_secret_value_is_masked_and_a_config_map_value_is_not() {
+        use crate::policy::{compile_rule, describe, evaluate};
+        use crate::status::Outcome;
+        use plumb_api::policy::Rule;
+
+        let source = |kind, name: &str, key: &str, value: &str| VariableSource {
+            kind,
+            name: name.to_owned(),
+            resource_version: "1".to_owned(),
+            data: [(key.to_owned(), value.to_owned())].into(),
+        };
+        let secrets = secret_values(&[
+            source(DataKind::Secret, "cluster-secrets", "token", "s3cret-token"),
+            source(DataKind::ConfigMap, "cluster-vars", "region", "eu-west-9"),
+        ]);
+        let rule: Rule = serde_json::from_value(json!({
+            "name": "small-token",
+            "expression": "object.data[object.data.token] == 'on'",
+            "message": "token too large",
+        }))
+        .unwrap();
+        let policy = crate::policy::CompiledPolicy {
+            name: "limits".to_owned(),
+            rules: vec![compile_rule("limits", &rule).unwrap()],
+        };
+        let object = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "app", "namespace": "team"},
+            "data": {"token": "s3cret-token", "region": "eu-west-9"},
+        });
+        let report = evaluate(&[Arc::new(policy)], &[object], "team");
+        let raw = describe(&report.violations);
+        assert!(
+            raw.contains("s3cret-token"),
+            "CEL's error quotes the value: {raw}"
+        );
+        let outcome = Outcome::Failed {
+            reason: plumb_api::reason::POLICY_VIOLATION,
+            message: format!("1 policy violations, nothing published: {raw}"),
+            policy: Some(report),
+        }
+        .scrubbed(&secrets);
+        let Outcome::Failed {
+            message, policy, ..
+        } = outcome
+        else {
+            unreachable!()
+        };
+        let finding = &policy.unwrap().violations[0].message;
+        assert_eq!(
+            secrets.scrub("eu-west-9"),
+            "eu-west-9",
+            "not a Secret's value"
+        );
+        for text in [&message, finding] {
+            assert!(!text.contains("s3cret-token"), "{text}");
+            assert!(
+                text.contains("token too large (evaluation failed: No such key: ***)"),
+                "{text}"
+            );
+        }
     }
 }

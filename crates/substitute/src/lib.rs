@@ -17,6 +17,9 @@
 pub mod deferred;
 mod envsubst;
 mod pattern;
+pub mod secret_values;
+
+pub use secret_values::SecretValues;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};

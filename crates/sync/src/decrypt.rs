@@ -30,7 +30,7 @@ use plumb_artifact::TokenSecret;
 use plumb_sops::{ENC_PREFIX, Format, Keyring, SOURCE_KEY, Scalar};
 
 use crate::manifest::Manifest;
-use crate::secret_values::SecretValues;
+use plumb_substitute::SecretValues;
 
 /// Why a render could not be decrypted. Names objects, files, keys and Secrets, never values.
 #[derive(Debug, thiserror::Error)]

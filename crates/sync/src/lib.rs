@@ -32,7 +32,6 @@ mod manager;
 mod manifest;
 mod memory;
 mod reconcile;
-mod secret_values;
 mod stage;
 mod status;
 mod substitution;
@@ -49,8 +48,8 @@ pub mod view {
     pub use crate::drift::{differences, project};
     pub use crate::health::{Health, assess};
     pub use crate::manifest::{Manifest, ManifestError, parse_gzip};
-    pub use crate::secret_values::SecretValues;
     pub use crate::stage::{Stage, stage_of};
+    pub use plumb_substitute::SecretValues;
     pub use plumb_substitute::deferred::is_deferred as substitution_deferred;
     pub use plumb_substitute::deferred::substituted_id;
 }

@@ -40,7 +40,7 @@ use plumb_api::{Digest, ObjectId};
 
 use crate::deps::Key;
 use crate::manifest::Manifest;
-use crate::secret_values::SecretValues;
+use plumb_substitute::SecretValues;
 
 /// What plumb applied for one object, normalized by the server's answer, kept small: the body
 /// itself is in the rendered artifact, so only its fingerprint is kept, and the normalized form

@@ -39,9 +39,9 @@ use crate::inventory;
 use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
 use crate::manifest::{self, Manifest};
 use crate::memory::{Kept, SyncMemory};
-use crate::secret_values::SecretValues;
 use crate::status::{DriftSeen, HealthReport, Outcome, Verdict, events_for, status_for};
 use crate::substitution;
+use plumb_substitute::SecretValues;
 
 /// Reconciles one Sync: once the Policy and Namespace caches are complete (a pass before that
 /// would ignore windows and drift settings), applies it, or deletes what it applied when it is

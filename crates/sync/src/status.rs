@@ -15,7 +15,7 @@ use plumb_api::sync::{DriftStatus, ReconcileRecord};
 use plumb_api::{ConditionExt, Conditions, Digest, ObjectId, SyncStatus, condition_type, reason};
 
 use crate::error::Error;
-use crate::secret_values::SecretValues;
+use plumb_substitute::SecretValues;
 
 /// How many reconciliations `status.history` keeps.
 pub const HISTORY_LENGTH: usize = 5;

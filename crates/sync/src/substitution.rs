@@ -16,7 +16,7 @@ use plumb_substitute::{SubstituteError, SubstituteLimits};
 use serde_json::Value;
 
 use crate::manifest::{Manifest, ManifestError};
-use crate::secret_values::SecretValues;
+use plumb_substitute::SecretValues;
 
 /// Why the deferred substitution of a render could not be finished. Names Secrets, objects and
 /// variables, never a value.

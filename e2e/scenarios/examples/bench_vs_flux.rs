@@ -384,8 +384,8 @@ fn apiserver_cpu() -> Option<f64> {
 /// The client rate limits component `name` runs with, from its command line: its
 /// `--kube-api-qps`/`--kube-api-burst` flags, or the stock limits it has without them.
 fn component_limits(name: &str, stock: &str) -> String {
-    let Some(cmdline) = component_pid(name)
-        .and_then(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+    let Some(cmdline) =
+        component_pid(name).and_then(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
     else {
         return format!("{name}: unknown (not a cluster of e2e/cluster/up.sh)");
     };
@@ -923,7 +923,10 @@ async fn main() {
     // controller has reported on it: the cluster's own limits bound the time to Ready too.
     println!(
         "the cluster's controllers (whose reports on each Deployment both systems wait for): {}; {}",
-        component_limits("kube-controller-manager", "--kube-api-qps=20 --kube-api-burst=30"),
+        component_limits(
+            "kube-controller-manager",
+            "--kube-api-qps=20 --kube-api-burst=30"
+        ),
         component_limits("kube-scheduler", "--kube-api-qps=50 --kube-api-burst=100"),
     );
     let mut table = Vec::new();

@@ -17,7 +17,7 @@ use kube::Api;
 use kube::api::{ListParams, PostParams};
 use plumb_api::{Conditions, Sync, condition_type, reason};
 use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
-use plumb_e2e_support::{SopsTools, TestNamespace, wait_for};
+use plumb_e2e_support::{PolicyRule, SopsTools, TestNamespace, wait_for};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -200,6 +200,140 @@ async fn secret_values_the_api_server_rejects_are_masked_in_status_events_and_lo
     // The id is in every value and in nothing else the test made.
     for (place, text) in &places {
         assert!(!text.contains(&id), "{place} holds part of a secret value");
+    }
+    drop(controllers);
+}
+
+/// A Policy rule whose CEL expression fails over a value substituted from a Secret: CEL's error
+/// quotes the value (`No such key: <the value>`); the finding and the condition keep the rule,
+/// the object and the cause, the value masked, and neither the Sync, the Events nor any
+/// controller's log holds it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_error_over_a_substituted_secret_value_is_masked() {
+    let ns = TestNamespace::new("e2e-secret-policy").await.unwrap();
+    plumb_e2e_support::install_crds(ns.client()).await.unwrap();
+    let id = unique();
+    let token = format!("token-{id}");
+    let git = GitFixture::new().await.unwrap();
+    git.write(
+        "app/settings.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  \
+         token: \"${token}\"\n  known: fine\n",
+    )
+    .unwrap();
+    git.commit("a ConfigMap with a substituted token").unwrap();
+    let body = json!({"metadata": {"name": "cluster-secrets"}, "stringData": {"token": token}});
+    ns.api::<Secret>()
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(body).unwrap(),
+        )
+        .await
+        .unwrap();
+    // Deleted with the namespace, whether the scenario passes or not.
+    ns.apply_policy(
+        "token",
+        PolicyRule::deny(
+            "token-names-a-key",
+            "ConfigMap",
+            "!has(object.data.token) || object.data[object.data.token] == 'fine'",
+            "the token must name a key of the ConfigMap",
+        )
+        .spec(),
+    )
+    .await
+    .unwrap();
+
+    let controllers = Controllers::start(ns.name()).unwrap();
+    git.create_source(ns.client(), ns.name(), "app")
+        .await
+        .unwrap();
+    let sync: Sync = serde_json::from_value(json!({
+        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+        "metadata": {"name": "app", "labels": {SCOPE_LABEL: ns.name()}},
+        "spec": {
+            "sourceRef": {"kind": "GitRepository", "name": "app"},
+            "path": "./app", "interval": "1h", "retryInterval": "1h",
+            "targetNamespace": ns.name(),
+            "substituteFrom": [{"kind": "Secret", "name": "cluster-secrets"}],
+        },
+    }))
+    .unwrap();
+    ns.api::<Sync>()
+        .create(&PostParams::default(), &sync)
+        .await
+        .unwrap();
+
+    let syncs: Api<Sync> = ns.api();
+    let denied = wait_for("the Sync to report the violation", WAIT, || {
+        let syncs = syncs.clone();
+        async move {
+            let sync = syncs.get("app").await?;
+            let conds = sync.status.clone().unwrap_or_default().conditions;
+            let rendered = conds.get_condition(condition_type::RENDERED).cloned();
+            Ok::<_, kube::Error>(
+                rendered.filter(|c| c.status == "False" && c.reason == reason::POLICY_VIOLATION),
+            )
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(40)));
+    let msg = &denied.message;
+    assert!(
+        msg.contains(&format!("{}_settings__ConfigMap", ns.name()))
+            && msg.contains("token-names-a-key")
+            && msg.contains("the token must name a key of the ConfigMap"),
+        "the object, the rule and its message: {msg}"
+    );
+    assert!(
+        msg.contains("evaluation failed: No such key: ***"),
+        "CEL's cause, its quote of the value masked: {msg}"
+    );
+    let synced = syncs.get("app").await.unwrap();
+    let findings = synced
+        .status
+        .as_ref()
+        .and_then(|s| s.render.as_ref())
+        .and_then(|r| r.policy.as_ref())
+        .map(|p| p.violations.clone())
+        .unwrap_or_default();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert!(
+        findings[0]
+            .message
+            .ends_with("(evaluation failed: No such key: ***)"),
+        "{findings:?}"
+    );
+
+    let events: Api<Event> = ns.api();
+    let listed = wait_for("the Warning Event of the violation", WAIT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&ListParams::default()).await?;
+            let found = list
+                .items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some(reason::POLICY_VIOLATION));
+            Ok::<_, kube::Error>(found.then_some(list))
+        }
+    })
+    .await
+    .unwrap();
+    let events_text = serde_json::to_string(&listed).unwrap();
+    assert!(events_text.contains("No such key: ***"), "{events_text}");
+
+    let mut places = vec![
+        ("the Events".to_owned(), events_text),
+        (
+            "the Sync".to_owned(),
+            serde_json::to_string(&synced).unwrap(),
+        ),
+    ];
+    for c in Controller::ALL {
+        places.push((format!("the {c:?} controller's log"), controllers.log(c)));
+    }
+    for (place, text) in &places {
+        assert!(!text.contains(&id), "{place} holds the Secret's value");
     }
     drop(controllers);
 }

@@ -1,9 +1,11 @@
 //! The secret values of a render — SOPS plaintext and values substituted from `substituteFrom`
-//! Secrets — and their removal from the texts the controller records. An API server that
-//! rejects an object may quote the value it rejects (`metadata.labels: Invalid value:
-//! "...": a valid label must ...`, an admission webhook's message); that error becomes the
-//! Sync's condition, an Event and a log line, so every failure message is scrubbed of the
-//! values first ([`crate::status`] does it, the one place failures become text).
+//! Secrets — and their removal from the texts a controller records. An API server that rejects
+//! an object may quote the value it rejects (`metadata.labels: Invalid value: "...": a valid
+//! label must ...`, an admission webhook's message), and a Policy's CEL expression that fails
+//! over a substituted value may quote it (`String("...") can not be compared to Int(5)`); such
+//! an error becomes the Sync's condition, an Event and a log line, so every failure message is
+//! scrubbed of the values first (by the sync controller's `status.rs` for apply errors, by the
+//! render controller's for render and Policy errors).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -86,12 +88,14 @@ fn boundary(c: Option<char>) -> bool {
     c.is_none_or(|c| !(c.is_alphanumeric() || matches!(c, '.' | '-' | '_')))
 }
 
-/// The forms a value takes in API errors: as it is, base64 (a Secret's `data`), quoted as Go's
-/// `%q` and `encoding/json` quote it (the API server's field errors use both), without the
-/// quotes; and each line of a multi-line value, for messages that quote only part of it.
+/// The forms a value takes in errors: as it is, base64 (a Secret's `data`), quoted as Go's `%q`
+/// and `encoding/json` quote it (the API server's field errors use both) and as Rust's `{:?}`
+/// does (CEL's evaluation errors), without the quotes; and each line of a multi-line value, for
+/// messages that quote only part of it.
 fn forms(value: &str) -> Vec<String> {
     let mut out = vec![value.to_owned(), STANDARD.encode(value)];
     out.push(go_quoted(value));
+    out.push(rust_quoted(value));
     out.push(json_quoted(value, false));
     out.push(json_quoted(value, true));
     if value.contains('\n') {
@@ -132,6 +136,12 @@ fn go_quoted(value: &str) -> String {
         }
     }
     out
+}
+
+/// The inside of Rust's `format!("{value:?}")`.
+fn rust_quoted(value: &str) -> String {
+    let quoted = format!("{value:?}");
+    quoted[1..quoted.len() - 1].to_owned()
 }
 
 /// The inside of a JSON string holding `value`; with `html`, as Go's `encoding/json` writes it
@@ -215,6 +225,16 @@ mod tests {
         let mut empty = SecretValues::default();
         empty.add("");
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn a_value_a_cel_error_quotes_is_masked() {
+        // cel's `ValuesNotComparable` prints both values with `{:?}`; Rust escapes a control
+        // character as `\u{1}` where Go writes `\x01`.
+        let value = "tok\u{1}en \"q\"";
+        let s = values(&[value]);
+        let cel = format!("{:?} can not be compared to {:?}", value, 5);
+        assert_eq!(s.scrub(&cel), "\"***\" can not be compared to 5");
     }
 
     #[test]
