@@ -110,6 +110,17 @@ async fn plumb_diff(ns: &TestNamespace, dir: &Path) -> (i32, String) {
     .unwrap()
 }
 
+/// Runs `plumb diff` of `dir` and asserts it finds nothing to do (exit 0); `what` names the case
+/// in the failure report.
+async fn assert_unchanged(ns: &TestNamespace, dir: &Path, what: &str) {
+    let (code, text) = plumb_diff(ns, dir).await;
+    assert_eq!(code, 0, "{what}: {text}");
+    assert!(
+        text.contains("0 to create, 0 to change, 0 to prune"),
+        "{what}: {text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something_changes() {
     let ns = namespace("cli-diff").await;
@@ -156,12 +167,7 @@ async fn diff_shows_changes_creations_and_prunes_and_exits_1_only_when_something
         ],
     );
     set_inventory(&ns, &["settings"]).await;
-    let (code, text) = plumb_diff(&ns, &app).await;
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("0 to create, 0 to change, 0 to prune"),
-        "{text}"
-    );
+    assert_unchanged(&ns, &app, "a checkout equal to the cluster").await;
 }
 
 /// A chart directory is rendered as the render controller renders the Sync's chart: the Sync's
@@ -194,15 +200,13 @@ async fn diff_of_a_chart_sync_renders_as_the_controller_and_leaves_hooks_out() {
     );
 
     // The values ConfigMap, and what plumb applied from the render of them.
-    let values = |greeting: &str| {
-        config_map(
-            "app-values",
-            &format!("values.yaml: \"greeting: {greeting}\""),
-        )
-    };
-    ns.apply_yaml(&values("from a ConfigMap"), "test")
-        .await
-        .unwrap();
+    let values = |greeting: &str| format!("greeting: {greeting}");
+    ns.apply_config_map(
+        "app-values",
+        &[("values.yaml", &values("from a ConfigMap"))],
+    )
+    .await
+    .unwrap();
     let kube_version = plumb_e2e_support::pinned_kubernetes_version();
     apply_as_synced(
         &ns,
@@ -230,7 +234,9 @@ async fn diff_of_a_chart_sync_renders_as_the_controller_and_leaves_hooks_out() {
         "{text}"
     );
 
-    ns.apply_yaml(&values("changed"), "test").await.unwrap();
+    ns.apply_config_map("app-values", &[("values.yaml", &values("changed"))])
+        .await
+        .unwrap();
     let (code, text) = plumb_diff(&ns, &chart).await;
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("~ ConfigMap/app-settings"), "{text}");
@@ -267,8 +273,9 @@ async fn diff_substitutes_substitute_from_for_kustomize_and_chart_syncs() {
         ("cli-diff-subst-c", "chart"),
     ] {
         let ns = namespace(prefix).await;
-        let vars = |greeting: &str| config_map("vars", &format!("GREETING: {greeting}"));
-        ns.apply_yaml(&vars("from-vars"), "test").await.unwrap();
+        ns.apply_config_map("vars", &[("GREETING", "from-vars")])
+            .await
+            .unwrap();
         apply_as_synced(&ns, "app-settings", "  greeting: from-vars\n").await;
         create_sync(
             &ns,
@@ -279,14 +286,11 @@ async fn diff_substitutes_substitute_from_for_kustomize_and_chart_syncs() {
             &["app-settings"],
         )
         .await;
-        let (code, text) = plumb_diff(&ns, &root.join(path)).await;
-        assert_eq!(code, 0, "{path}: {text}");
-        assert!(
-            text.contains("0 to create, 0 to change, 0 to prune"),
-            "{path}: {text}"
-        );
+        assert_unchanged(&ns, &root.join(path), path).await;
 
-        ns.apply_yaml(&vars("changed"), "test").await.unwrap();
+        ns.apply_config_map("vars", &[("GREETING", "changed")])
+            .await
+            .unwrap();
         let (code, text) = plumb_diff(&ns, &root.join(path)).await;
         assert_eq!(code, 1, "{path}: {text}");
         assert!(
@@ -317,14 +321,12 @@ async fn diff_masks_values_substituted_from_secrets_in_any_object() {
     );
     let ns = namespace("cli-diff-secret").await;
     let (old, new) = ("0ld-s3cret-pw", "n3w-s3cret-pw");
-    let creds = |password: &str| {
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  DB_PASSWORD: {password}\n"
-        )
-    };
-    let vars = |greeting: &str| config_map("vars", &format!("GREETING: {greeting}"));
-    ns.apply_yaml(&creds(old), "test").await.unwrap();
-    ns.apply_yaml(&vars("hello"), "test").await.unwrap();
+    ns.apply_secret("creds", &[("DB_PASSWORD", old)])
+        .await
+        .unwrap();
+    ns.apply_config_map("vars", &[("GREETING", "hello")])
+        .await
+        .unwrap();
     apply_as_synced(
         &ns,
         "app-settings",
@@ -343,16 +345,15 @@ async fn diff_masks_values_substituted_from_secrets_in_any_object() {
         &["app-settings"],
     )
     .await;
-    let (code, text) = plumb_diff(&ns, &root.join("deploy")).await;
-    assert_eq!(code, 0, "{text}");
-    assert!(
-        text.contains("0 to create, 0 to change, 0 to prune"),
-        "{text}"
-    );
+    assert_unchanged(&ns, &root.join("deploy"), "as applied").await;
 
     // The Secret and the ConfigMap change: the DSN shows as changed, masked; the greeting as is.
-    ns.apply_yaml(&creds(new), "test").await.unwrap();
-    ns.apply_yaml(&vars("changed"), "test").await.unwrap();
+    ns.apply_secret("creds", &[("DB_PASSWORD", new)])
+        .await
+        .unwrap();
+    ns.apply_config_map("vars", &[("GREETING", "changed")])
+        .await
+        .unwrap();
     let (code, text) = plumb_diff(&ns, &root.join("deploy")).await;
     assert_eq!(code, 1, "{text}");
     assert!(

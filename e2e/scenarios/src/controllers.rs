@@ -447,6 +447,40 @@ impl Controllers {
             }
         }
     }
+
+    /// Waits until Sync `name` of `syncs`'s namespace has condition `kind` (`Ready`,
+    /// `Rendered`, ...) `False` with `reason`, and returns that condition. The error names what
+    /// was awaited and holds the Sync's status and the last lines of every controller's log.
+    pub async fn wait_failed(
+        &self,
+        syncs: &kube::Api<plumb_api::Sync>,
+        name: &str,
+        kind: &str,
+        reason: &str,
+        within: std::time::Duration,
+    ) -> std::result::Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition, String>
+    {
+        use plumb_api::Conditions as _;
+        let failed = plumb_e2e_support::wait_for(
+            &format!("Sync {name} {kind}=False, {reason}"),
+            within,
+            || async {
+                let status = syncs.get(name).await?.status.unwrap_or_default();
+                let condition = status.conditions.get_condition(kind).cloned();
+                Ok::<_, kube::Error>(
+                    condition.filter(|c| c.status == "False" && c.reason == reason),
+                )
+            },
+        )
+        .await;
+        match failed {
+            Ok(condition) => Ok(condition),
+            Err(e) => {
+                let status = syncs.get(name).await.ok().and_then(|s| s.status);
+                Err(format!("{e}\n{status:#?}\n{}", self.logs_tail(60)))
+            }
+        }
+    }
 }
 
 impl Drop for Controllers {

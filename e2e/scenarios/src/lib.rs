@@ -8,6 +8,7 @@ pub mod demo;
 mod git;
 mod install;
 mod private_cluster;
+mod syncs;
 
 pub use controllers::{
     ARTIFACT_TOKEN_SECRET, BIN_DIR_ENV, Controller, Controllers, SCOPE_LABEL, cargo, plumb_binary,
@@ -16,6 +17,7 @@ pub use controllers::{
 pub use git::{GitFixture, copy_tree, files_under};
 pub use install::{Install, NAMESPACE as INSTALL_NAMESPACE};
 pub use private_cluster::PrivateCluster;
+pub use syncs::create_sync;
 
 /// `len` bytes that do not compress (xorshift from `seed`), so pack, artifact and storage sizes
 /// are what a test means.

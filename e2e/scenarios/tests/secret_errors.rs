@@ -14,10 +14,10 @@ use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::Api;
-use kube::api::{ListParams, PostParams};
-use plumb_api::{Conditions, Sync, condition_type, reason};
-use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
-use plumb_e2e_support::{PolicyRule, SopsTools, TestNamespace, wait_for};
+use kube::api::ListParams;
+use plumb_api::{Sync, condition_type, reason};
+use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, create_sync};
+use plumb_e2e_support::{CLUSTER_SECRETS, PolicyRule, SopsTools, TestNamespace, wait_for};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -34,20 +34,37 @@ fn unique() -> String {
 
 /// Waits until Sync `name` is not Ready because an apply failed, and returns that condition.
 async fn apply_failed(ns: &TestNamespace, controllers: &Controllers, name: &str) -> Condition {
-    let syncs: Api<Sync> = ns.api();
-    wait_for("the Sync to report the refused apply", WAIT, || {
-        let syncs = syncs.clone();
+    controllers
+        .wait_failed(
+            &ns.api(),
+            name,
+            condition_type::READY,
+            reason::APPLY_FAILED,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Waits until the namespace holds at least `count` Events of `reason`, and returns all its
+/// Events as JSON.
+async fn events_of(ns: &TestNamespace, reason: &str, count: usize) -> String {
+    let events: Api<Event> = ns.api();
+    let listed = wait_for(&format!("{count} {reason} Events"), WAIT, || {
+        let events = events.clone();
         async move {
-            let sync = syncs.get(name).await?;
-            let conditions = sync.status.unwrap_or_default().conditions;
-            let ready = conditions.get_condition(condition_type::READY).cloned();
-            Ok::<_, kube::Error>(
-                ready.filter(|c| c.status == "False" && c.reason == reason::APPLY_FAILED),
-            )
+            let list = events.list(&ListParams::default()).await?;
+            let found = list
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some(reason))
+                .count();
+            Ok::<_, kube::Error>((found >= count).then_some(list))
         }
     })
     .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(40)))
+    .unwrap();
+    serde_json::to_string(&listed).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,20 +102,12 @@ async fn secret_values_the_api_server_rejects_are_masked_in_status_events_and_lo
     .unwrap();
     git.commit("a decrypted and a substituted label value, both invalid")
         .unwrap();
-    let secrets = ns.api::<Secret>();
-    for (name, entry, value) in [
-        ("sops-keys", "identity.agekey", key.identity.as_str()),
-        ("cluster-secrets", "tier", substituted.as_str()),
-    ] {
-        let body = json!({"metadata": {"name": name}, "stringData": {entry: value}});
-        secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(body).unwrap(),
-            )
-            .await
-            .unwrap();
-    }
+    ns.apply_secret("sops-keys", &[("identity.agekey", &key.identity)])
+        .await
+        .unwrap();
+    ns.apply_secret(CLUSTER_SECRETS, &[("tier", &substituted)])
+        .await
+        .unwrap();
 
     let controllers = Controllers::start(ns.name()).unwrap();
     git.create_source(ns.client(), ns.name(), "app")
@@ -111,27 +120,16 @@ async fn secret_values_the_api_server_rejects_are_masked_in_status_events_and_lo
         ),
         (
             "subst",
-            json!({"substituteFrom": [{"kind": "Secret", "name": "cluster-secrets"}]}),
+            json!({"substituteFrom": [{"kind": "Secret", "name": CLUSTER_SECRETS}]}),
         ),
     ] {
         let mut spec = json!({
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
             "path": format!("./{name}"), "interval": "1h", "retryInterval": "1h",
-            "targetNamespace": ns.name(),
         });
         for (k, v) in extra.as_object().unwrap() {
             spec[k] = v.clone();
         }
-        let sync: Sync = serde_json::from_value(json!({
-            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-            "metadata": {"name": name, "labels": {SCOPE_LABEL: ns.name()}},
-            "spec": spec,
-        }))
-        .unwrap();
-        ns.api::<Sync>()
-            .create(&PostParams::default(), &sync)
-            .await
-            .unwrap();
+        create_sync(&ns, name, spec).await.unwrap();
     }
 
     // Each condition names the object and what the API server refused, the value masked: the
@@ -150,27 +148,12 @@ async fn secret_values_the_api_server_rejects_are_masked_in_status_events_and_lo
         );
     }
     assert!(
-        secrets.get_opt("db").await.unwrap().is_none(),
+        ns.api::<Secret>().get_opt("db").await.unwrap().is_none(),
         "nothing of the refused object was applied"
     );
 
     // The Warning Events say the same, masked, before anything is looked for in them.
-    let events: Api<Event> = ns.api();
-    let listed = wait_for("the Warning Events of both Syncs", WAIT, || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await?;
-            let failures = list
-                .items
-                .iter()
-                .filter(|e| e.reason.as_deref() == Some(reason::APPLY_FAILED))
-                .count();
-            Ok::<_, kube::Error>((failures >= 2).then_some(list))
-        }
-    })
-    .await
-    .unwrap();
-    let events_text = serde_json::to_string(&listed).unwrap();
+    let events_text = events_of(&ns, reason::APPLY_FAILED, 2).await;
     assert!(
         events_text.contains("Invalid value: \\\"***\\\""),
         "{events_text}"
@@ -222,12 +205,7 @@ async fn a_policy_error_over_a_substituted_secret_value_is_masked() {
     )
     .unwrap();
     git.commit("a ConfigMap with a substituted token").unwrap();
-    let body = json!({"metadata": {"name": "cluster-secrets"}, "stringData": {"token": token}});
-    ns.api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(body).unwrap(),
-        )
+    ns.apply_secret(CLUSTER_SECRETS, &[("token", &token)])
         .await
         .unwrap();
     // Deleted with the namespace, whether the scenario passes or not.
@@ -248,36 +226,28 @@ async fn a_policy_error_over_a_substituted_secret_value_is_masked() {
     git.create_source(ns.client(), ns.name(), "app")
         .await
         .unwrap();
-    let sync: Sync = serde_json::from_value(json!({
-        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-        "metadata": {"name": "app", "labels": {SCOPE_LABEL: ns.name()}},
-        "spec": {
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
+    create_sync(
+        &ns,
+        "app",
+        json!({
             "path": "./app", "interval": "1h", "retryInterval": "1h",
-            "targetNamespace": ns.name(),
-            "substituteFrom": [{"kind": "Secret", "name": "cluster-secrets"}],
-        },
-    }))
+            "substituteFrom": [{"kind": "Secret", "name": CLUSTER_SECRETS}],
+        }),
+    )
+    .await
     .unwrap();
-    ns.api::<Sync>()
-        .create(&PostParams::default(), &sync)
-        .await
-        .unwrap();
 
     let syncs: Api<Sync> = ns.api();
-    let denied = wait_for("the Sync to report the violation", WAIT, || {
-        let syncs = syncs.clone();
-        async move {
-            let sync = syncs.get("app").await?;
-            let conds = sync.status.clone().unwrap_or_default().conditions;
-            let rendered = conds.get_condition(condition_type::RENDERED).cloned();
-            Ok::<_, kube::Error>(
-                rendered.filter(|c| c.status == "False" && c.reason == reason::POLICY_VIOLATION),
-            )
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(40)));
+    let denied = controllers
+        .wait_failed(
+            &syncs,
+            "app",
+            condition_type::RENDERED,
+            reason::POLICY_VIOLATION,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let msg = &denied.message;
     assert!(
         msg.contains(&format!("{}_settings__ConfigMap", ns.name()))
@@ -305,21 +275,7 @@ async fn a_policy_error_over_a_substituted_secret_value_is_masked() {
         "{findings:?}"
     );
 
-    let events: Api<Event> = ns.api();
-    let listed = wait_for("the Warning Event of the violation", WAIT, || {
-        let events = events.clone();
-        async move {
-            let list = events.list(&ListParams::default()).await?;
-            let found = list
-                .items
-                .iter()
-                .any(|e| e.reason.as_deref() == Some(reason::POLICY_VIOLATION));
-            Ok::<_, kube::Error>(found.then_some(list))
-        }
-    })
-    .await
-    .unwrap();
-    let events_text = serde_json::to_string(&listed).unwrap();
+    let events_text = events_of(&ns, reason::POLICY_VIOLATION, 1).await;
     assert!(events_text.contains("No such key: ***"), "{events_text}");
 
     let mut places = vec![

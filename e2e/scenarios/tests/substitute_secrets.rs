@@ -14,12 +14,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use plumb_api::{Conditions, Sync, condition_type, reason};
 use plumb_e2e_scenarios::{
-    ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, SCOPE_LABEL, files_under,
+    ARTIFACT_TOKEN_SECRET, Controller, Controllers, GitFixture, create_sync, files_under,
 };
-use plumb_e2e_support::{PolicyRule, TestNamespace, wait_for};
+use plumb_e2e_support::{CLUSTER_SECRETS, PolicyRule, TestNamespace, wait_for};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -156,13 +156,7 @@ fn read_maybe_gzip(bytes: &[u8]) -> String {
 }
 
 async fn set_password(ns: &TestNamespace, value: &str) {
-    let patch = json!({"data": {"db_password": STANDARD.encode(value)}});
-    ns.api::<Secret>()
-        .patch(
-            "cluster-secrets",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
+    ns.apply_secret(CLUSTER_SECRETS, &[("db_password", value)])
         .await
         .unwrap();
 }
@@ -212,22 +206,8 @@ async fn secret_values_are_applied_and_never_stored_shown_or_logged() {
     let commit = git.commit("an app using cluster variables").unwrap();
 
     let first = unique_value("pw-");
-    ns.api::<ConfigMap>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "cluster-vars"},
-                "data": {"cluster": "staging-east"}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    ns.api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "cluster-secrets"},
-                "stringData": {"db_password": first}}))
-            .unwrap(),
-        )
+    let substitute_from = ns
+        .apply_cluster_variables(&[("cluster", "staging-east")], &[("db_password", &first)])
         .await
         .unwrap();
     // Deleted with the namespace, whether the scenario passes or not.
@@ -250,24 +230,16 @@ async fn secret_values_are_applied_and_never_stored_shown_or_logged() {
     git.create_source(ns.client(), ns.name(), "app")
         .await
         .unwrap();
-    let sync: Sync = serde_json::from_value(json!({
-        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-        "metadata": {"name": "app", "labels": {SCOPE_LABEL: ns.name()}},
-        "spec": {
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
-            "path": "./app", "interval": "1h", "targetNamespace": ns.name(),
-            "substituteFrom": [
-                {"kind": "ConfigMap", "name": "cluster-vars"},
-                {"kind": "Secret", "name": "cluster-secrets"}
-            ],
+    create_sync(
+        &ns,
+        "app",
+        json!({
+            "path": "./app", "interval": "1h", "substituteFrom": substitute_from,
             "commonMetadata": {"labels": {"example.com/team": "shop"}}
-        }
-    }))
+        }),
+    )
+    .await
     .unwrap();
-    ns.api::<Sync>()
-        .create(&PostParams::default(), &sync)
-        .await
-        .unwrap();
 
     // Applied with the Secret's value, substituted as the render controller substitutes.
     wait_dsn(&ns, &controllers, &first).await;
@@ -310,19 +282,16 @@ async fn secret_values_are_applied_and_never_stored_shown_or_logged() {
     let blocked = unique_value(BLOCKED_PREFIX);
     set_password(&ns, &blocked).await;
     let syncs: Api<Sync> = ns.api();
-    let denied = wait_for("the Sync to report the violation", WAIT, || {
-        let syncs = syncs.clone();
-        async move {
-            let sync = syncs.get("app").await?;
-            let conds = sync.status.clone().unwrap_or_default().conditions;
-            let rendered = conds.get_condition(condition_type::RENDERED).cloned();
-            Ok::<_, kube::Error>(
-                rendered.filter(|c| c.status == "False" && c.reason == reason::POLICY_VIOLATION),
-            )
-        }
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", controllers.logs_tail(40)));
+    let denied = controllers
+        .wait_failed(
+            &syncs,
+            "app",
+            condition_type::RENDERED,
+            reason::POLICY_VIOLATION,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(
         denied.message.contains("no-blocked-password") && denied.message.contains("settings"),
         "{}",

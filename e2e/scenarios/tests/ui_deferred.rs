@@ -8,12 +8,11 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
-use kube::api::PostParams;
-use plumb_api::{GitRepository, Sync};
+use plumb_api::Sync;
 use plumb_e2e_scenarios::{
-    ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, SCOPE_LABEL, plumb_binary,
+    ARTIFACT_TOKEN_SECRET, Controllers, GitFixture, create_sync, plumb_binary,
 };
 use plumb_e2e_support::{TestNamespace, Ui, kubeconfig_path, wait_for};
 use serde_json::json;
@@ -52,53 +51,23 @@ async fn an_object_named_with_a_secret_value_shows_under_its_applied_name() {
     let git = GitFixture::new().await.unwrap();
     git.write("app/objects.yaml", APP).unwrap();
     let commit = git.commit("names from variables").unwrap();
-    ns.api::<ConfigMap>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "cluster-vars"},
-                "data": {"cluster": "east"}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-    ns.api::<Secret>()
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "cluster-secrets"},
-                "stringData": {"db_password": "pw-for-the-ui-test", "suffix": "blue"}}))
-            .unwrap(),
+    let substitute_from = ns
+        .apply_cluster_variables(
+            &[("cluster", "east")],
+            &[("db_password", "pw-for-the-ui-test"), ("suffix", "blue")],
         )
         .await
         .unwrap();
 
     let controllers = Controllers::start(&name).unwrap();
-    let repo: GitRepository = serde_json::from_value(json!({
-        "apiVersion": "source.plumb.dev/v1", "kind": "GitRepository",
-        "metadata": {"name": "app"},
-        "spec": {"url": git.url(), "ref": {"branch": "main"}, "interval": "1h"}
-    }))
+    git.create_source(ns.client(), &name, "app").await.unwrap();
+    create_sync(
+        &ns,
+        "app",
+        json!({"path": "./app", "interval": "1h", "substituteFrom": substitute_from}),
+    )
+    .await
     .unwrap();
-    ns.api::<GitRepository>()
-        .create(&PostParams::default(), &repo)
-        .await
-        .unwrap();
-    let sync: Sync = serde_json::from_value(json!({
-        "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-        "metadata": {"name": "app", "labels": {SCOPE_LABEL: name}},
-        "spec": {
-            "sourceRef": {"kind": "GitRepository", "name": "app"},
-            "path": "./app", "interval": "1h", "targetNamespace": name,
-            "substituteFrom": [
-                {"kind": "ConfigMap", "name": "cluster-vars"},
-                {"kind": "Secret", "name": "cluster-secrets"}
-            ]
-        }
-    }))
-    .unwrap();
-    ns.api::<Sync>()
-        .create(&PostParams::default(), &sync)
-        .await
-        .unwrap();
     let syncs: Api<Sync> = ns.api();
     controllers
         .wait_ready_at(&syncs, "app", &commit, WAIT)

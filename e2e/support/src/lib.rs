@@ -28,6 +28,7 @@ mod sops;
 mod task;
 mod teardown;
 mod ui;
+mod variables;
 mod wait;
 
 pub use apply::apply_yaml;
@@ -48,4 +49,5 @@ pub use sops::{AgeKey, SopsTools};
 pub use task::{ControllerTask, Shutdown};
 pub use teardown::{delete_plumb_objects, delete_plumb_objects_blocking};
 pub use ui::Ui;
+pub use variables::{CLUSTER_SECRETS, CLUSTER_VARS};
 pub use wait::{ready_at, wait_for, wait_for_while};

@@ -31,7 +31,7 @@ const HOST_LABEL: &str = "plumb.dev/test-host";
 pub const OWNER_LABEL: &str = "plumb.dev/test-namespace";
 
 /// Field manager under which the support crate applies test objects.
-const FIELD_MANAGER: &str = "plumb-test";
+pub(crate) const FIELD_MANAGER: &str = "plumb-test";
 
 /// How long dropping a [`TestNamespace`] waits for its delete request to be sent.
 const DROP_DELETE_TIMEOUT: Duration = Duration::from_secs(5);
