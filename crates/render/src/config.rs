@@ -49,6 +49,13 @@ pub struct Config {
     #[arg(long = "concurrent", alias = "concurrency", default_value_t = 4)]
     pub concurrent: u16,
 
+    /// How long the Syncs a new source revision leaves unchanged wait for the changed ones to be
+    /// applied (their `status.lastAttemptedRevision` set by the sync controller) before they
+    /// are moved to the new revision, so that their status writes do not compete with those
+    /// applies; `0s`: they are moved at once.
+    #[arg(long, value_parser = plumb_ops::parse_duration, default_value = "10s")]
+    pub apply_first_timeout: Duration,
+
     /// Refuse Syncs whose sourceRef names another namespace.
     #[arg(long)]
     pub no_cross_namespace_refs: bool,

@@ -13,6 +13,7 @@ use plumb_ops::{EventRecorder, EventType, Failures};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::Config;
@@ -55,8 +56,8 @@ pub struct Context {
     /// were queued: the others wait until each has been reconciled since
     /// ([`crate::fanout`]).
     pub waiting: Mutex<HashMap<ObjectRef<Sync>, std::time::Instant>>,
-    /// Counts the reconciles of waited-for Syncs that finished (and Sync deletions), to wake
-    /// what waits for them.
+    /// Counts the reconciles of waited-for Syncs that finished, Sync deletions and changes of
+    /// a Sync's attempted revision, to wake what waits for them.
     pub finished: tokio::sync::watch::Sender<u64>,
     /// The Helm engine charts are rendered with (`None`: no binary found; chart renders fail
     /// saying so).
@@ -85,6 +86,9 @@ pub struct RenderMetrics {
     /// Renders carried to a new source revision without rendering, none of their inputs
     /// having changed.
     pub carried: Counter,
+    /// Syncs a new source revision left unchanged, waiting for the ones it changed to be
+    /// applied ([`crate::fanout`]).
+    pub held: Gauge,
 }
 
 /// Labels of the policy findings counter.
@@ -110,6 +114,12 @@ impl RenderMetrics {
             "Renders carried to a new source revision unchanged, no file they read having changed",
             carried.clone(),
         );
+        let held = Gauge::default();
+        ops.register(
+            "render_fanout_held_syncs",
+            "Syncs a new source revision left unchanged, waiting for the Syncs it changed to be applied",
+            held.clone(),
+        );
         ops.register(
             "render_artifact_size_bytes",
             "Size of each published rendered artifact",
@@ -126,6 +136,7 @@ impl RenderMetrics {
             findings,
             renders,
             carried,
+            held,
         }
     }
 }

@@ -9,6 +9,12 @@
 //! status writes compete with it. The check here only orders; each reconcile decides again for
 //! itself whether to render.
 //!
+//! The others then wait once more, until the sync controller has attempted to apply each of the
+//! first whose render was published (its `status.lastAttemptedRevision` is the new revision), at
+//! most [`Config::apply_first_timeout`](crate::Config::apply_first_timeout): their thousands of
+//! status writes, and the sync controller's that follow each, would otherwise compete with
+//! those applies on the API server.
+//!
 //! A newer artifact of the same repository supersedes a plan still waiting: it queues all of
 //! the repository's Syncs again, in its own order.
 
@@ -19,13 +25,14 @@ use std::time::Instant;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::ObjectRef;
-use plumb_api::{Digest, GitRepository, Sync};
+use plumb_api::{Digest, GitRepository, Revision, Sync};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cache::Record;
 use crate::context::Context;
 use crate::inputs::Index;
 use crate::reconcile_sync::fetch_settings;
+use crate::status::Outcome;
 use crate::watches;
 
 /// The plan generation of each repository: a plan goes on only while it is the latest.
@@ -143,23 +150,96 @@ async fn plan(
             break;
         }
     }
-    let current = latest
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&ObjectRef::from_obj(repo.as_ref()))
-        == Some(&generation);
-    if current {
+    let current = || {
+        latest
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ObjectRef::from_obj(repo.as_ref()))
+            == Some(&generation)
+    };
+    if let Some(a) = &artifact {
+        let published = published_for(&ctx, &first, &a.digest);
+        wait_for_applies(&ctx, &published, later.len(), &current, &mut finished).await;
+    }
+    if current() {
         for s in later {
             let _ = out.send(s);
         }
     }
 }
 
+/// The Syncs of `first` whose render was just published for source artifact `digest`, with the
+/// source revision the sync controller will attempt.
+fn published_for(
+    ctx: &Context,
+    first: &[ObjectRef<Sync>],
+    digest: &Digest,
+) -> Vec<(ObjectRef<Sync>, Revision)> {
+    let rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
+    first
+        .iter()
+        .filter_map(|s| {
+            let record = rendered.get(s)?;
+            match &record.outcome {
+                Outcome::Published(r) if record.key.source == *digest => {
+                    Some((s.clone(), r.source_revision.clone()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Whether the sync controller has yet to attempt `revision` of `sync` (a suspended Sync is
+/// not applied at all, one deleted never will be).
+fn awaits_apply(sync: Option<Arc<Sync>>, revision: &Revision) -> bool {
+    sync.is_some_and(|s| !s.spec.suspend && watches::attempted(&s) != Some(revision))
+}
+
+/// Holds `held` Syncs until the sync controller has attempted each of `published`, at most
+/// [`Config::apply_first_timeout`](crate::Config::apply_first_timeout), and not once the plan is
+/// no longer `current`.
+async fn wait_for_applies(
+    ctx: &Context,
+    published: &[(ObjectRef<Sync>, Revision)],
+    held: usize,
+    current: &impl Fn() -> bool,
+    finished: &mut tokio::sync::watch::Receiver<u64>,
+) {
+    let timeout = ctx.config.apply_first_timeout;
+    if timeout.is_zero() || published.is_empty() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let held = i64::try_from(held).unwrap_or(i64::MAX);
+    ctx.metrics.held.inc_by(held);
+    loop {
+        let waiting = published
+            .iter()
+            .filter(|(s, revision)| awaits_apply(ctx.syncs.get(s), revision))
+            .count();
+        if waiting == 0 || !current() {
+            break;
+        }
+        if !matches!(
+            tokio::time::timeout_at(deadline, finished.changed()).await,
+            Ok(Ok(()))
+        ) {
+            tracing::info!(
+                waiting,
+                ?timeout,
+                "the Syncs a new source artifact changed were not all applied in time; moving the others to it"
+            );
+            break;
+        }
+    }
+    ctx.metrics.held.dec_by(held);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cache::RenderKey;
-    use crate::status::Outcome;
     use plumb_kustomize::Access;
 
     fn digest(c: char) -> Digest {

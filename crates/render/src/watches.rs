@@ -12,7 +12,9 @@ use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
 use kube::runtime::reflector::ObjectRef;
 use plumb_api::reference::DataKind;
-use plumb_api::{GitRepository, Policy, REQUESTED_AT_ANNOTATION, Sync, SyncStatus, condition_type};
+use plumb_api::{
+    GitRepository, Policy, REQUESTED_AT_ANNOTATION, Revision, Sync, SyncStatus, condition_type,
+};
 use plumb_ops::changed;
 
 /// What of a Sync its render depends on: its spec (by generation), its labels (a Policy's
@@ -28,7 +30,9 @@ fn render_inputs(sync: &Sync) -> Option<u64> {
 /// What the render controller keeps of a Sync in its cache: all but the sync controller's part
 /// of the status (inventory, history, applied revisions, drift, its conditions), which no render
 /// decision reads; `status.render` and the `Rendered` condition stay (a render compares its
-/// verdict with them before writing). With thousands of Syncs that part is most of the status.
+/// verdict with them before writing), and `lastAttemptedRevision` (a new source revision's
+/// unchanged Syncs wait for the changed ones to be attempted, [`crate::fanout`]). With
+/// thousands of Syncs that part is most of the status.
 pub fn render_view(sync: &mut Sync) {
     if let Some(status) = sync.status.take() {
         let rendered = status
@@ -39,9 +43,30 @@ pub fn render_view(sync: &mut Sync) {
         sync.status = Some(SyncStatus {
             render: status.render,
             conditions: rendered,
+            last_attempted_revision: status.last_attempted_revision,
             ..SyncStatus::default()
         });
     }
+}
+
+/// The revision the sync controller last attempted to apply.
+fn attempted_revision(sync: &Sync) -> Option<u64> {
+    let mut h = DefaultHasher::new();
+    attempted(sync).hash(&mut h);
+    Some(h.finish())
+}
+
+/// `status.lastAttemptedRevision` of `sync`, as the sync controller wrote it.
+pub fn attempted(sync: &Sync) -> Option<&Revision> {
+    sync.status.as_ref()?.last_attempted_revision.as_ref()
+}
+
+/// The Syncs whose attempted revision changed (each Sync once when first seen): what a fan-out
+/// plan waiting for applies looks at ([`crate::fanout`]).
+pub fn attempts(
+    syncs: impl Stream<Item = Arc<Sync>> + Send + 'static,
+) -> impl Stream<Item = Arc<Sync>> + Send + 'static {
+    changed(syncs, attempted_revision)
 }
 
 /// The Sync events that may change its render: a new Sync, a spec change, a relabel or a
@@ -258,6 +283,11 @@ mod tests {
         assert!(status.history.is_empty());
         assert!(status.last_applied_revision.is_none() && status.last_applied_digest.is_none());
         assert_eq!(status.observed_generation, None);
+        // What a fan-out plan waits for.
+        assert_eq!(
+            status.last_attempted_revision,
+            before.last_attempted_revision
+        );
         // What a render reads besides: spec and metadata, untouched.
         assert_eq!(serde_json::to_value(&s.spec).unwrap(), spec);
         assert_eq!(s.metadata.labels.unwrap()["team"], "a");

@@ -177,6 +177,14 @@ async fn controllers(
     let planned = futures::stream::unfold(planned_rx, |mut rx| async move {
         rx.recv().await.map(|s| (s, rx))
     });
+    // A plan holding Syncs back looks again whenever a Sync's attempted revision moves.
+    let attempts = {
+        let ctx = ctx.clone();
+        watches::attempts(syncs.subscribe()).for_each(move |_| {
+            ctx.finished.send_modify(|n| *n = n.wrapping_add(1));
+            future::ready(())
+        })
+    };
     let sync_loop = Controller::for_shared_stream(triggers, sync_store)
         .with_config(controller::Config::default().concurrency(ctx.config.concurrent.max(1)))
         .reconcile_on(planned)
@@ -272,6 +280,7 @@ async fn controllers(
             _ = future::join(sync_loop, policy_loop) => {}
             () = sweeper => {}
             () = planner => {}
+            () = attempts => {}
         }
     };
     // The watches feed the caches and the controllers; they end with the controllers.

@@ -1,18 +1,24 @@
 //! A new source artifact re-renders only the Syncs whose files it changed; the others carry
-//! their rendered artifact to the new revision without rendering.
+//! their rendered artifact to the new revision without rendering, once the changed ones were
+//! applied.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod support;
 
-use plumb_api::Sync;
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use plumb_api::reference::Artifact;
+use plumb_api::{SYNC_FIELD_MANAGER, Sync};
 use serde_json::json;
-use support::World;
+use support::{TIMEOUT, World};
 
 const APPS: [&str; 3] = ["one", "two", "three"];
 const RENDERS: &str = "plumb_render_renders_total";
 const CARRIED: &str = "plumb_render_carried_forward_total";
+const HELD: &str = "plumb_render_fanout_held_syncs";
 
 fn config_map(name: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  value: {value}\n")
@@ -86,10 +92,9 @@ async fn all_at(w: &World, commit: char) -> Vec<Artifact> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_re_renders_only_the_syncs_whose_files_it_changed() {
-    let w = World::new("render-fanout").await;
-    publish(&w, 'a', &tree("v1", "v1")).await;
+/// Publishes commit `a` and a Sync per app; their artifacts once all rendered it.
+async fn start_at_a(w: &World) -> Vec<Artifact> {
+    publish(w, 'a', &tree("v1", "v1")).await;
     for app in APPS {
         w.apply_sync(
             app,
@@ -98,7 +103,13 @@ async fn a_commit_re_renders_only_the_syncs_whose_files_it_changed() {
         )
         .await;
     }
-    let first = all_at(&w, 'a').await;
+    all_at(w, 'a').await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_re_renders_only_the_syncs_whose_files_it_changed() {
+    let w = World::new("render-fanout").await;
+    let first = start_at_a(&w).await;
     let (renders, carried) = (w.counter(RENDERS), w.counter(CARRIED));
     assert!(renders >= 3.0, "{renders} renders of three Syncs");
 
@@ -150,4 +161,75 @@ async fn a_commit_re_renders_only_the_syncs_whose_files_it_changed() {
             .unwrap();
         assert_eq!(settings["data"]["value"], "v2", "{app}: the new base");
     }
+}
+
+fn source_revision(s: &Sync) -> Option<String> {
+    let render = s.status.as_ref()?.render.as_ref()?;
+    render.source_revision.as_ref().map(ToString::to_string)
+}
+
+/// Waits until the controller holds `n` Syncs back for applies.
+async fn held(w: &World, n: f64) {
+    w.wait(&format!("{n} Syncs held for applies"), TIMEOUT, || async {
+        Ok::<_, String>((w.counter(HELD) == n).then_some(()))
+    })
+    .await;
+}
+
+/// Writes what the sync controller writes when it has attempted `commit` of Sync `name`: its
+/// `lastAttemptedRevision`, under its own field manager.
+async fn attempted(w: &World, name: &str, commit: char) {
+    let api: Api<Sync> = w.ns.api();
+    api.patch_status(
+        name,
+        &PatchParams::apply(SYNC_FIELD_MANAGER).force(),
+        &Patch::Apply(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "status": {"lastAttemptedRevision": revision(commit)},
+        })),
+    )
+    .await
+    .unwrap();
+}
+
+/// Starts the three apps at commit `a`, then publishes commit `b`, which changes app one's own
+/// file only.
+async fn one_app_commit(w: &World) {
+    start_at_a(w).await;
+    publish(w, 'b', &tree("v1", "v2")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_syncs_a_commit_left_unchanged_move_to_it_once_the_changed_one_is_applied() {
+    let w = World::with_config("render-apply-first", |c| plumb_render::Config {
+        // Longer than the test: only the attempt lets the others move on.
+        apply_first_timeout: Duration::from_secs(3600),
+        ..c
+    })
+    .await;
+    one_app_commit(&w).await;
+    w.wait_sync("one", "Sync one rendered from b", |s| {
+        source_revision(s) == Some(revision('b'))
+    })
+    .await;
+    // The plan holds the two others back. (Another trigger, e.g. any Policy changed in the
+    // cluster, still reconciles them: each reconcile decides for itself.)
+    held(&w, 2.0).await;
+    attempted(&w, "one", 'b').await;
+    all_at(&w, 'b').await;
+    held(&w, 0.0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_syncs_a_commit_left_unchanged_move_to_it_when_the_changed_one_is_not_applied_in_time()
+{
+    let w = World::with_config("render-apply-first-timeout", |c| plumb_render::Config {
+        apply_first_timeout: Duration::from_secs(1),
+        ..c
+    })
+    .await;
+    one_app_commit(&w).await;
+    // Nothing applies one (no sync controller runs): the others still move on.
+    all_at(&w, 'b').await;
+    held(&w, 0.0).await;
 }

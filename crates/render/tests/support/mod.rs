@@ -81,6 +81,9 @@ impl World {
         let config = tweak(plumb_render::Config {
             max_artifact_size: 16 << 20,
             fetch_timeout: Duration::from_secs(10),
+            // No sync controller runs here to apply what a commit changed: the Syncs it left
+            // unchanged are moved on at once unless a test plays the sync controller.
+            apply_first_timeout: Duration::ZERO,
             scope: plumb_ops::WatchScope::shard(self.ns.name()),
             ..plumb_render::Config::local(self._storage.path().to_owned())
         });
@@ -123,8 +126,8 @@ impl World {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    /// The value of the controller's counter `name` (as exposed, `plumb_` prefix and `_total`
-    /// suffix included); 0 before it counted anything.
+    /// The value of the controller's counter or gauge `name` (as exposed, `plumb_` prefix and
+    /// `_total` suffix included); 0 before it counted anything.
     pub fn counter(&self, name: &str) -> f64 {
         let text = self.metrics.get().expect("controller started").encode();
         text.lines()
