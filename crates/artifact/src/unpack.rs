@@ -8,13 +8,19 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
-/// Bounds on what an archive may unpack to.
+/// Bounds on what an archive may unpack to, and so on what reading the tree back costs (an
+/// index of it holds every path in memory; a walk of it recurses once per directory level).
 #[derive(Debug, Clone, Copy)]
 pub struct UnpackLimits {
     /// Maximum total size of all file contents, in bytes.
     pub max_bytes: u64,
-    /// Maximum number of entries.
+    /// Maximum number of entries, counting the directories that entries' paths imply but the
+    /// archive does not hold as entries of their own.
     pub max_entries: u64,
+    /// Maximum number of components in one path.
+    pub max_depth: usize,
+    /// Maximum total length of the paths of all entries and implied directories, in bytes.
+    pub max_path_bytes: u64,
 }
 
 impl Default for UnpackLimits {
@@ -22,7 +28,45 @@ impl Default for UnpackLimits {
         Self {
             max_bytes: 512 << 20,
             max_entries: 100_000,
+            max_depth: 128,
+            max_path_bytes: 32 << 20,
         }
+    }
+}
+
+/// What an archive has used of its [`UnpackLimits`] so far.
+struct Used {
+    limits: UnpackLimits,
+    entries: u64,
+    path_bytes: u64,
+}
+
+impl Used {
+    /// Counts one more entry (or implied directory) at `rel`.
+    fn entry(&mut self, rel: &Path) -> Result<(), UnpackError> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(UnpackError::TooLarge(format!(
+                "{} entries (directories implied by paths included)",
+                self.limits.max_entries
+            )));
+        }
+        self.path_bytes = self.path_bytes.saturating_add(rel.as_os_str().len() as u64);
+        if self.path_bytes > self.limits.max_path_bytes {
+            return Err(UnpackError::TooLarge(format!(
+                "{} bytes of paths",
+                self.limits.max_path_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// At most the first 80 characters of `path`, for a message about a path that may be huge.
+fn shortened(path: &str) -> String {
+    match path.char_indices().nth(80) {
+        Some((at, _)) => format!("{}...", &path[..at]),
+        None => path.to_owned(),
     }
 }
 
@@ -110,19 +154,25 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
     true
 }
 
-/// Creates the parent directories of `rel` under `root`, refusing to pass through a symlink.
-fn create_parents(root: &Path, rel: &Path) -> Result<(), UnpackError> {
+/// Creates the parent directories of `rel` under `root`, refusing to pass through a symlink;
+/// each directory created is counted in `used` as an implied entry.
+fn create_parents(root: &Path, rel: &Path, used: &mut Used) -> Result<(), UnpackError> {
     let mut dir = root.to_path_buf();
+    let mut dir_rel = PathBuf::new();
     if let Some(parent) = rel.parent() {
         for c in parent.components() {
             dir.push(c);
+            dir_rel.push(c);
             match fs::symlink_metadata(&dir) {
                 Ok(m) if m.file_type().is_symlink() => {
                     return Err(UnpackError::UnsafeLink(rel.display().to_string()));
                 }
                 Ok(m) if m.is_dir() => {}
                 Ok(_) => return Err(UnpackError::UnsafePath(rel.display().to_string())),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&dir)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    used.entry(&dir_rel)?;
+                    fs::create_dir(&dir)?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -144,7 +194,12 @@ pub fn unpack_tar_gz(
         left: left.clone(),
     };
     let mut ar = tar::Archive::new(metered);
-    let (mut total, mut count, mut files) = (0u64, 0u64, 0u64);
+    let (mut total, mut files) = (0u64, 0u64);
+    let mut used = Used {
+        limits,
+        entries: 0,
+        path_bytes: 0,
+    };
     for entry in ar.entries()? {
         let mut entry = entry.map_err(|e| {
             let why = e.to_string();
@@ -156,25 +211,36 @@ pub fn unpack_tar_gz(
         })?;
         // The entry's own data is bounded by the size limit below, not by the metadata budget.
         left.set(u64::MAX);
-        count += 1;
-        if count > limits.max_entries {
-            return Err(UnpackError::TooLarge(format!(
-                "{} entries",
-                limits.max_entries
-            )));
-        }
         let raw = entry.path()?.into_owned();
         let shown = raw.display().to_string();
         let Some(rel) = safe_relative(&raw) else {
             return Err(UnpackError::UnsafePath(shown));
         };
+        used.entry(&rel)?;
+        if rel.components().count() > limits.max_depth {
+            return Err(UnpackError::TooLarge(format!(
+                "{} directory levels ({})",
+                limits.max_depth,
+                shortened(&shown)
+            )));
+        }
         let target = dest.join(&rel);
         match entry.header().entry_type() {
             tar::EntryType::Directory => {
-                create_parents(dest, &rel.join("x"))?;
+                // The entry's own directory is counted already: only its parents are implied.
+                create_parents(dest, &rel, &mut used)?;
+                match fs::symlink_metadata(&target) {
+                    Ok(m) if m.file_type().is_symlink() => {
+                        return Err(UnpackError::UnsafeLink(shown));
+                    }
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(UnpackError::UnsafePath(shown)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&target)?,
+                    Err(e) => return Err(e.into()),
+                }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                create_parents(dest, &rel)?;
+                create_parents(dest, &rel, &mut used)?;
                 if fs::symlink_metadata(&target).is_ok() {
                     return Err(UnpackError::UnsafePath(shown));
                 }
@@ -200,7 +266,7 @@ pub fn unpack_tar_gz(
                 if !link_stays_inside(&rel, &link_target) {
                     return Err(UnpackError::UnsafeLink(shown));
                 }
-                create_parents(dest, &rel)?;
+                create_parents(dest, &rel, &mut used)?;
                 #[cfg(unix)]
                 std::os::unix::fs::symlink(&link_target, &target)?;
             }
@@ -321,6 +387,7 @@ mod tests {
         let limits = UnpackLimits {
             max_bytes: 150,
             max_entries: 10,
+            ..UnpackLimits::default()
         };
         assert!(matches!(
             unpack_tar_gz(bytes.as_slice(), dir.path(), limits),
@@ -329,11 +396,86 @@ mod tests {
         let limits = UnpackLimits {
             max_bytes: 1000,
             max_entries: 1,
+            ..UnpackLimits::default()
         };
         let other = dir.path().join("other");
         assert!(matches!(
             unpack_tar_gz(bytes.as_slice(), &other, limits),
             Err(UnpackError::TooLarge(_))
+        ));
+    }
+
+    /// A tar.gz of regular files at `paths` (any length: GNU long names), each holding `x`.
+    fn files_at(paths: &[String]) -> Vec<u8> {
+        let mut tar = tar::Builder::new(Vec::new());
+        for path in paths {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(Regular);
+            h.set_size(1);
+            h.set_mode(0o644);
+            tar.append_data(&mut h, path, &b"x"[..]).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&tar.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    }
+
+    fn unpack_with(bytes: &[u8], limits: UnpackLimits) -> Result<u64, UnpackError> {
+        let dir = tempfile::tempdir().unwrap();
+        unpack_tar_gz(bytes, &dir.path().join("out"), limits)
+    }
+
+    #[test]
+    fn directories_implied_by_paths_count_as_entries() {
+        let limits = UnpackLimits {
+            max_entries: 20,
+            ..UnpackLimits::default()
+        };
+        let deep = |top: &str| format!("{top}/{}/f.yaml", ["d"; 9].join("/"));
+        // One file under ten directories: 11 entries.
+        assert_eq!(unpack_with(&files_at(&[deep("a")]), limits).unwrap(), 1);
+        // Three such files: 3 entries in the archive, 33 in the tree.
+        let err = unpack_with(&files_at(&[deep("a"), deep("b"), deep("c")]), limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unpacking artifact: exceeds the limit of 20 entries (directories implied by paths \
+             included)"
+        );
+    }
+
+    #[test]
+    fn paths_deeper_than_the_limit_are_refused() {
+        let levels = |n: usize| format!("{}/f.yaml", ["d"; 200][..n].join("/"));
+        let limits = UnpackLimits::default();
+        assert_eq!(
+            unpack_with(&files_at(&[levels(limits.max_depth - 1)]), limits).unwrap(),
+            1
+        );
+        let err = unpack_with(&files_at(&[levels(limits.max_depth)]), limits)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "unpacking artifact: exceeds the limit of 128 directory levels (d/d/d/"
+            ) && err.ends_with("...)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn paths_longer_in_total_than_the_limit_are_refused() {
+        let limits = UnpackLimits {
+            max_path_bytes: 100,
+            ..UnpackLimits::default()
+        };
+        let named = |c: &str| format!("{}.yaml", c.repeat(35));
+        assert_eq!(
+            unpack_with(&files_at(&[named("a"), named("b")]), limits).unwrap(),
+            2
+        );
+        assert!(matches!(
+            unpack_with(&files_at(&[named("a"), named("b"), named("c")]), limits),
+            Err(UnpackError::TooLarge(m)) if m == "100 bytes of paths"
         ));
     }
 

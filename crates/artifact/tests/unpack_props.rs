@@ -13,6 +13,8 @@ use proptest::prelude::*;
 const LIMITS: UnpackLimits = UnpackLimits {
     max_bytes: 4096,
     max_entries: 16,
+    max_depth: 8,
+    max_path_bytes: 1024,
 };
 
 /// One tar entry as an attacker may write it: raw name bytes, any type, any link target.
@@ -125,7 +127,7 @@ fn check_tree(parent: &Path) {
         "something was written beside the destination: {names:?}"
     );
     let root = parent.join("out");
-    let (mut bytes, mut count) = (0u64, 0u64);
+    let (mut bytes, mut count, mut path_bytes, mut depth) = (0u64, 0u64, 0u64, 0usize);
     let mut stack: Vec<PathBuf> = vec![root.clone()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -135,6 +137,9 @@ fn check_tree(parent: &Path) {
             let e = e.unwrap();
             let meta = std::fs::symlink_metadata(e.path()).unwrap();
             count += 1;
+            let rel = e.path().strip_prefix(&root).unwrap().to_owned();
+            path_bytes += rel.as_os_str().len() as u64;
+            depth = depth.max(rel.components().count());
             if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(e.path()).unwrap();
                 assert!(
@@ -152,8 +157,13 @@ fn check_tree(parent: &Path) {
         }
     }
     assert!(bytes <= LIMITS.max_bytes, "{bytes} bytes written");
-    // Directories made for a file's parents are not entries of the archive; allow for them.
-    assert!(count <= LIMITS.max_entries * 6, "{count} paths written");
+    // Directories made for a file's parents count as entries.
+    assert!(count <= LIMITS.max_entries, "{count} paths written");
+    assert!(
+        path_bytes <= LIMITS.max_path_bytes,
+        "{path_bytes} bytes of paths written"
+    );
+    assert!(depth <= LIMITS.max_depth, "{depth} levels deep");
 }
 
 proptest! {
@@ -238,6 +248,7 @@ fn compression_bombs_are_stopped_with_bounded_memory() {
     let limits = UnpackLimits {
         max_bytes: 1 << 20,
         max_entries: 10,
+        ..UnpackLimits::default()
     };
     for (kind, name) in [
         (tar::EntryType::GNULongName, "GNU long name"),

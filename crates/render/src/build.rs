@@ -889,7 +889,7 @@ mod tests {
         render_with(root, spec, &[], &opts).unwrap();
         let root = root.canonicalize().unwrap();
         let index = crate::inputs::Index::of_tree(&root).unwrap();
-        crate::inputs::Inputs::observe(&root, &accesses.snapshot(), &index).unwrap()
+        crate::inputs::Inputs::observe(&root, &accesses.snapshot().unwrap(), &index).unwrap()
     }
 
     #[test]

@@ -98,11 +98,19 @@ async fn plan(
     let syncs = watches::syncs_of_source(&ctx.syncs.state(), &repo);
     let artifact = repo.status.as_ref().and_then(|s| s.artifact.clone());
     let tree = match &artifact {
-        Some(a) => ctx
-            .trees
-            .get(&ctx.http, a, &fetch_settings(&ctx))
-            .await
-            .ok(),
+        Some(a) => match ctx.trees.get(&ctx.http, a, &fetch_settings(&ctx)).await {
+            Ok(tree) => Some(tree),
+            Err(e) => {
+                // Said once per artifact here; each Sync's condition says it too.
+                tracing::warn!(
+                    source = %ObjectRef::from_obj(repo.as_ref()),
+                    digest = %a.digest,
+                    error = %e,
+                    "the new source artifact cannot be used"
+                );
+                None
+            }
+        },
         None => None,
     };
     let (first, later) = match (&artifact, &tree) {

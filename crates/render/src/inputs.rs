@@ -36,6 +36,16 @@ fn digest(parts: &[&[u8]]) -> Hash {
     out
 }
 
+/// The digest of the content of the file at `path`, read in pieces: a file may be as large as
+/// the whole tree is allowed to be, and indexing holds none of it whole.
+fn file_digest(path: &Path) -> io::Result<Hash> {
+    let mut h = Sha256::new();
+    io::copy(&mut fs::File::open(path)?, &mut h)?;
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    Ok(out)
+}
+
 /// One entry of a source tree, as a render can see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
@@ -56,7 +66,9 @@ pub struct Index {
 }
 
 impl Index {
-    /// Indexes the tree under `root`, reading every file once.
+    /// Indexes the tree under `root`, reading every file once. It recurses once per directory
+    /// level: the unpacker bounds the depth of a source tree
+    /// ([`UnpackLimits::max_depth`](plumb_artifact::UnpackLimits)).
     pub fn of_tree(root: &Path) -> io::Result<Index> {
         let mut index = Index::default();
         index.walk(root, "")?;
@@ -89,9 +101,8 @@ impl Index {
                 self.entries.insert(path.into(), e);
                 "d"
             } else {
-                let bytes = fs::read(entry.path())?;
                 self.entries
-                    .insert(path.into(), Entry::File(digest(&[&bytes])));
+                    .insert(path.into(), Entry::File(file_digest(&entry.path())?));
                 "f"
             };
             children.push((name, tag));

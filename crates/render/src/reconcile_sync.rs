@@ -251,8 +251,15 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
 
     ctx.metrics.renders.inc();
     let secrets = variables::secret_values(&variables);
-    let (outcome, next, is_chart, read) =
-        render_artifact(sync, ctx, &artifact, &compiled, inputs, variables).await;
+    let (outcome, next, is_chart, read) = render_artifact(
+        sync,
+        ctx,
+        (&format!("{src_ns}/{}", src.name), &artifact),
+        &compiled,
+        inputs,
+        variables,
+    )
+    .await;
     let outcome = outcome.scrubbed(&secrets);
     if matches!(next, Next::Settled) {
         let mut charts = ctx.charts.lock().unwrap_or_else(|e| e.into_inner());
@@ -372,13 +379,14 @@ async fn chart_inputs(sync: &Sync, ctx: &Context) -> Result<ChartInputs, (Option
     })
 }
 
-/// Renders over the shared source tree, gates and publishes; says whether the path was a chart,
+/// Renders over the shared source tree (of `source`, the artifact of GitRepository `repo`),
+/// gates and publishes; says whether the path was a chart,
 /// when it got that far, and what the render read of the tree (when that can tell whether a
 /// later tree would render the same).
 async fn render_artifact(
     sync: &Sync,
     ctx: &Context,
-    source: &Artifact,
+    (repo, source): (&str, &Artifact),
     policies: &[Arc<CompiledPolicy>],
     inputs: ChartInputs,
     variables: Vec<VariableSource>,
@@ -387,7 +395,10 @@ async fn render_artifact(
         Ok(tree) => tree,
         Err(e) => {
             return (
-                Outcome::failed(reason::ARTIFACT_FAILED, e),
+                Outcome::failed(
+                    reason::ARTIFACT_FAILED,
+                    format!("GitRepository {repo}: {e}"),
+                ),
                 Next::Retry,
                 None,
                 None,
@@ -410,7 +421,10 @@ async fn render_artifact(
     let rendered = tokio::task::spawn_blocking(move || -> Result<_, Box<(Outcome, Next)>> {
         let tree: &Tree = &tree;
         let root = tree.root.as_path();
-        let accesses = Arc::new(plumb_kustomize::Accesses::default());
+        // A render that looked at more paths than its inputs may name is rendered again anyway.
+        let accesses = Arc::new(plumb_kustomize::Accesses::with_limit(
+            crate::inputs::MAX_INPUT_PATHS,
+        ));
         let opts = RenderOptions {
             chart,
             accesses: Some(accesses.clone()),
@@ -450,7 +464,9 @@ async fn render_artifact(
         let read = if searched || chart_seen.load(std::sync::atomic::Ordering::Relaxed) {
             None
         } else {
-            Inputs::observe(root, &accesses.snapshot(), &tree.index)
+            accesses
+                .snapshot()
+                .and_then(|looked_at| Inputs::observe(root, &looked_at, &tree.index))
         };
         // Policies judge the objects as they will be applied, Secret values substituted ...
         let report = evaluate(&policies, &objects, &placement);

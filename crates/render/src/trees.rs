@@ -4,24 +4,33 @@
 //! they still hold.
 //!
 //! The last [`TREES_KEPT`] trees used stay; an older one is dropped from the cache, and its
-//! directory removed once the last render using it ends. A failed download or unpack is the
-//! answer of every render that waited for it, and is then forgotten: a later render of that
-//! digest tries again.
+//! directory removed once the last render using it ends. At most [`PREPARED_AT_ONCE`] trees are
+//! downloaded and unpacked at a time, so a burst of new artifacts (commits to many repositories
+//! at once) never holds more than that many artifacts in memory and half-unpacked trees on disk.
+//! A failed download or unpack is the answer of every render that waited for it; an artifact
+//! the unpacker refused (over a limit, an unsafe path or link) stays refused while its digest is
+//! in the cache, as the same bytes are refused again, so the Syncs of a hostile repository do
+//! not each unpack it anew. Any other failure (the network, the disk) is forgotten: a later
+//! render of that digest tries again.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use plumb_api::Digest;
 use plumb_api::reference::Artifact;
-use plumb_artifact::UnpackLimits;
-use tokio::sync::OnceCell;
+use plumb_artifact::{UnpackError, UnpackLimits};
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::inputs::Index;
 
 /// How many unpacked source trees are kept for later renders. Renders of one commit share one
 /// tree; a few more serve Syncs of other repositories, or of an older commit, in between.
 pub const TREES_KEPT: usize = 4;
+
+/// How many source trees are downloaded, unpacked and indexed at once.
+pub const PREPARED_AT_ONCE: usize = 2;
 
 /// One unpacked source artifact, read only.
 #[derive(Debug)]
@@ -36,12 +45,39 @@ pub struct Tree {
     pub unpacked: u64,
 }
 
-type Cell = Arc<OnceCell<Result<Arc<Tree>, String>>>;
+/// Why a tree could not be had.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    /// The artifact's bytes themselves were refused: they always will be.
+    lasting: bool,
+}
+
+impl Failure {
+    fn passing(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            lasting: false,
+        }
+    }
+}
+
+type Cell = Arc<OnceCell<Result<Arc<Tree>, Failure>>>;
 
 /// The shared trees, by artifact digest, least recently used first.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Trees {
     cells: Mutex<VecDeque<(Digest, Cell)>>,
+    preparing: Semaphore,
+}
+
+impl Default for Trees {
+    fn default() -> Self {
+        Trees {
+            cells: Mutex::default(),
+            preparing: Semaphore::new(PREPARED_AT_ONCE),
+        }
+    }
 }
 
 /// How a source artifact is fetched and unpacked.
@@ -63,30 +99,38 @@ impl Trees {
         artifact: &Artifact,
         settings: &FetchSettings,
     ) -> Result<Arc<Tree>, String> {
-        let cell = self.cell(&artifact.digest);
+        self.get_or_prepare(&artifact.digest, || prepare(http, artifact, settings))
+            .await
+    }
+
+    /// The tree of `digest`, made by `prepare` (when a turn to prepare one is free) unless it
+    /// is cached or being made.
+    async fn get_or_prepare<F, Fut>(&self, digest: &Digest, prepare: F) -> Result<Arc<Tree>, String>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Tree, Failure>>,
+    {
+        let cell = self.cell(digest);
         let tree = cell
             .get_or_init(|| async {
-                let bytes = plumb_artifact::fetch_verified(
-                    http,
-                    &artifact.url,
-                    &artifact.digest,
-                    settings.max_artifact_size,
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-                let limits = settings.limits;
-                tokio::task::spawn_blocking(move || unpack(&bytes, limits))
+                let _turn = self
+                    .preparing
+                    .acquire()
                     .await
-                    .map_err(|e| format!("unpacking: {e}"))?
-                    .map(Arc::new)
+                    .map_err(|e| Failure::passing(format!("waiting to unpack: {e}")))?;
+                prepare().await.map(Arc::new)
             })
-            .await
-            .clone();
-        if tree.is_err() {
-            let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
-            cells.retain(|(_, c)| !Arc::ptr_eq(c, &cell));
+            .await;
+        match tree {
+            Ok(tree) => Ok(tree.clone()),
+            Err(failure) => {
+                if !failure.lasting {
+                    let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+                    cells.retain(|(_, c)| !Arc::ptr_eq(c, &cell));
+                }
+                Err(failure.message.clone())
+            }
         }
-        tree
     }
 
     /// The cell of `digest`, made (and the oldest beyond [`TREES_KEPT`] dropped) if needed; it
@@ -105,16 +149,42 @@ impl Trees {
     }
 }
 
+/// Downloads `artifact` (its digest verified), unpacks and indexes it.
+async fn prepare(
+    http: &reqwest::Client,
+    artifact: &Artifact,
+    settings: &FetchSettings,
+) -> Result<Tree, Failure> {
+    let bytes = plumb_artifact::fetch_verified(
+        http,
+        &artifact.url,
+        &artifact.digest,
+        settings.max_artifact_size,
+    )
+    .await
+    .map_err(|e| Failure::passing(e.to_string()))?;
+    let limits = settings.limits;
+    tokio::task::spawn_blocking(move || unpack(&bytes, limits))
+        .await
+        .map_err(|e| Failure::passing(format!("unpacking: {e}")))?
+}
+
 /// Unpacks `bytes` into a new temporary directory and indexes it.
-fn unpack(bytes: &[u8], limits: UnpackLimits) -> Result<Tree, String> {
-    let dir = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
-    let unpacked =
-        plumb_artifact::unpack_tar_gz(bytes, dir.path(), limits).map_err(|e| e.to_string())?;
+fn unpack(bytes: &[u8], limits: UnpackLimits) -> Result<Tree, Failure> {
+    let dir = tempfile::tempdir().map_err(|e| Failure::passing(format!("temp dir: {e}")))?;
+    let unpacked = plumb_artifact::unpack_tar_gz(bytes, dir.path(), limits).map_err(|e| {
+        Failure {
+            // Reading or writing may fail for a while (a full disk); a refusal is for good.
+            lasting: !matches!(e, UnpackError::Io(_)),
+            message: e.to_string(),
+        }
+    })?;
     let root = dir
         .path()
         .canonicalize()
-        .map_err(|e| format!("{}: {e}", dir.path().display()))?;
-    let index = Index::of_tree(&root).map_err(|e| format!("indexing the source: {e}"))?;
+        .map_err(|e| Failure::passing(format!("{}: {e}", dir.path().display())))?;
+    let index =
+        Index::of_tree(&root).map_err(|e| Failure::passing(format!("indexing the source: {e}")))?;
     Ok(Tree {
         _dir: dir,
         root,
@@ -129,6 +199,101 @@ mod tests {
 
     fn digest(c: char) -> Digest {
         Digest::from_sha256_hex(&c.to_string().repeat(64)).unwrap()
+    }
+
+    /// An empty tree.
+    fn tree() -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        Tree {
+            index: Index::of_tree(&root).unwrap(),
+            _dir: dir,
+            root,
+            unpacked: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn only_a_few_trees_are_prepared_at_once() {
+        use futures::StreamExt;
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let trees = Trees::default();
+        let started = AtomicUsize::new(0);
+        let gate = Semaphore::new(0);
+        let mut gets: futures::stream::FuturesUnordered<_> = ['a', 'b', 'c', 'd', 'e']
+            .into_iter()
+            .map(|c| {
+                let (trees, started, gate) = (&trees, &started, &gate);
+                let digest = digest(c);
+                async move {
+                    trees
+                        .get_or_prepare(&digest, || async move {
+                            started.fetch_add(1, SeqCst);
+                            let _open = gate.acquire().await;
+                            Ok(tree())
+                        })
+                        .await
+                }
+            })
+            .collect();
+        // Every get runs until it waits: for its turn, or (with one) for the gate.
+        assert!(futures::poll!(gets.next()).is_pending());
+        assert_eq!(started.load(SeqCst), PREPARED_AT_ONCE);
+        gate.add_permits(5);
+        let mut made = 0;
+        while let Some(tree) = gets.next().await {
+            tree.unwrap();
+            made += 1;
+        }
+        assert_eq!((made, started.load(SeqCst)), (5, 5));
+    }
+
+    #[tokio::test]
+    async fn a_refused_artifact_stays_refused_and_other_failures_are_tried_again() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        let trees = Trees::default();
+        let tries = AtomicUsize::new(0);
+        let fail = |lasting: bool| {
+            let tries = &tries;
+            move || async move {
+                tries.fetch_add(1, SeqCst);
+                Err(Failure {
+                    message: "no".to_owned(),
+                    lasting,
+                })
+            }
+        };
+        for _ in 0..3 {
+            let err = trees.get_or_prepare(&digest('a'), fail(true)).await;
+            assert_eq!(err.unwrap_err(), "no");
+        }
+        assert_eq!(tries.load(SeqCst), 1, "refused once, remembered");
+        for _ in 0..2 {
+            let err = trees.get_or_prepare(&digest('b'), fail(false)).await;
+            assert_eq!(err.unwrap_err(), "no");
+        }
+        assert_eq!(tries.load(SeqCst), 3, "a passing failure is tried again");
+    }
+
+    #[test]
+    fn an_artifact_over_a_limit_is_refused_for_good_and_broken_bytes_are_not() {
+        let deep = format!("{}/app.yaml", ["d"; 200].join("/"));
+        let entries = vec![plumb_artifact::FileEntry {
+            path: deep,
+            executable: false,
+            handle: b"x".to_vec(),
+        }];
+        let bytes = plumb_artifact::write_tar_gz(Vec::new(), entries, |h| Ok(h.clone())).unwrap();
+        let refused = unpack(&bytes, UnpackLimits::default()).unwrap_err();
+        assert!(refused.lasting, "{refused:?}");
+        assert!(
+            refused
+                .message
+                .starts_with("unpacking artifact: exceeds the limit of 128 directory levels"),
+            "{refused:?}"
+        );
+        let broken = unpack(b"not a gzip", UnpackLimits::default()).unwrap_err();
+        assert!(!broken.lasting, "{broken:?}");
     }
 
     #[test]

@@ -233,3 +233,41 @@ async fn the_syncs_a_commit_left_unchanged_move_to_it_when_the_changed_one_is_no
     all_at(&w, 'b').await;
     held(&w, 0.0).await;
 }
+
+/// A source tree deeper than the unpacker allows (a tree that deep would overflow the stack of
+/// whatever walks it, the controller with it) is refused: each Sync of that repository says so,
+/// naming the GitRepository and the limit, while a Sync of another repository renders.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_too_deep_source_tree_fails_its_syncs_by_name_and_others_render() {
+    let w = World::new("render-deep-tree").await;
+    let deep = format!("apps/deep/{}/settings.yaml", ["d"; 130].join("/"));
+    let settings = config_map("settings", "v1");
+    w.publish_source(
+        "hostile",
+        '1',
+        &[("apps/ok/settings.yaml", &settings), (&deep, &settings)],
+        None,
+    )
+    .await;
+    w.publish_source("good", '1', &[("apps/ok/settings.yaml", &settings)], None)
+        .await;
+    for (sync, repo) in [
+        ("victim-a", "hostile"),
+        ("victim-b", "hostile"),
+        ("bystander", "good"),
+    ] {
+        w.apply_sync(sync, repo, json!({"path": "./apps/ok"})).await;
+    }
+    let want = format!(
+        "GitRepository {}/hostile: unpacking artifact: exceeds the limit of 128 directory levels \
+         ({}...)",
+        w.name(),
+        &deep[..80]
+    );
+    for name in ["victim-a", "victim-b"] {
+        let sync = w.wait_rendered(name, "False", "ArtifactFailed").await;
+        assert_eq!(support::rendered(&sync).unwrap().message, want, "{name}");
+    }
+    w.wait_rendered("bystander", "True", "ReconciliationSucceeded")
+        .await;
+}
