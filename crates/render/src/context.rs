@@ -56,8 +56,8 @@ pub struct Context {
     /// were queued: the others wait until each has been reconciled since
     /// ([`crate::fanout`]).
     pub waiting: Mutex<HashMap<ObjectRef<Sync>, std::time::Instant>>,
-    /// Counts the reconciles of waited-for Syncs that finished, Sync deletions and changes of
-    /// a Sync's attempted revision, to wake what waits for them.
+    /// Counts the reconciles of waited-for Syncs that finished, Sync deletions and (while Syncs
+    /// are held for applies) changes of Syncs, to wake what waits for them.
     pub finished: tokio::sync::watch::Sender<u64>,
     /// The Helm engine charts are rendered with (`None`: no binary found; chart renders fail
     /// saying so).

@@ -49,24 +49,9 @@ pub fn render_view(sync: &mut Sync) {
     }
 }
 
-/// The revision the sync controller last attempted to apply.
-fn attempted_revision(sync: &Sync) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    attempted(sync).hash(&mut h);
-    Some(h.finish())
-}
-
 /// `status.lastAttemptedRevision` of `sync`, as the sync controller wrote it.
 pub fn attempted(sync: &Sync) -> Option<&Revision> {
     sync.status.as_ref()?.last_attempted_revision.as_ref()
-}
-
-/// The Syncs whose attempted revision changed (each Sync once when first seen): what a fan-out
-/// plan waiting for applies looks at ([`crate::fanout`]).
-pub fn attempts(
-    syncs: impl Stream<Item = Arc<Sync>> + Send + 'static,
-) -> impl Stream<Item = Arc<Sync>> + Send + 'static {
-    changed(syncs, attempted_revision)
 }
 
 /// The Sync events that may change its render: a new Sync, a spec change, a relabel or a

@@ -177,11 +177,14 @@ async fn controllers(
     let planned = futures::stream::unfold(planned_rx, |mut rx| async move {
         rx.recv().await.map(|s| (s, rx))
     });
-    // A plan holding Syncs back looks again whenever a Sync's attempted revision moves.
+    // A plan holding Syncs back for applies looks again at each change of a Sync (the sync
+    // controller's status writes among them); no state is kept per Sync for it.
     let attempts = {
         let ctx = ctx.clone();
-        watches::attempts(syncs.subscribe()).for_each(move |_| {
-            ctx.finished.send_modify(|n| *n = n.wrapping_add(1));
+        syncs.subscribe().for_each(move |_| {
+            if ctx.metrics.held.get() > 0 {
+                ctx.finished.send_modify(|n| *n = n.wrapping_add(1));
+            }
             future::ready(())
         })
     };
