@@ -26,6 +26,7 @@ use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::ObjectRef;
 use plumb_api::{Digest, GitRepository, Revision, Sync};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cache::Record;
@@ -219,8 +220,7 @@ async fn wait_for_applies(
         return;
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    let held = i64::try_from(held).unwrap_or(i64::MAX);
-    ctx.metrics.held.inc_by(held);
+    let _held = Held::new(&ctx.metrics.held, held);
     loop {
         let waiting = published
             .iter()
@@ -241,7 +241,27 @@ async fn wait_for_applies(
             break;
         }
     }
-    ctx.metrics.held.dec_by(held);
+}
+
+/// Counts Syncs as held in a gauge for as long as it lives (a plan dropped while waiting, as
+/// when leadership ends, counts them no more).
+struct Held<'a> {
+    gauge: &'a Gauge,
+    n: i64,
+}
+
+impl<'a> Held<'a> {
+    fn new(gauge: &'a Gauge, n: usize) -> Self {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        gauge.inc_by(n);
+        Self { gauge, n }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.n);
+    }
 }
 
 #[cfg(test)]
@@ -252,6 +272,23 @@ mod tests {
 
     fn digest(c: char) -> Digest {
         Digest::from_sha256_hex(&c.to_string().repeat(64)).unwrap()
+    }
+
+    #[test]
+    fn syncs_count_as_held_until_the_plan_holding_them_ends_or_is_dropped() {
+        let gauge = Gauge::default();
+        let plan = async {
+            let _held = Held::new(&gauge, 3);
+            std::future::pending::<()>().await;
+        };
+        let mut plan = Box::pin(plan);
+        let waker = std::task::Waker::noop();
+        let _ = plan
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker));
+        assert_eq!(gauge.get(), 3, "while the plan waits");
+        drop(plan);
+        assert_eq!(gauge.get(), 0, "a plan dropped while waiting");
     }
 
     #[test]
