@@ -213,7 +213,7 @@ impl<'a> ResourceManager<'a> {
             drift::project(shape, answer),
             generation_of(answer),
         );
-        self.memory.record_intent(d.id.clone(), intent);
+        self.memory.record_intent(&d.id, intent);
     }
 
     /// Compares `d` with the live object: from the watch cache first, confirmed by a read before
@@ -256,7 +256,7 @@ impl<'a> ResourceManager<'a> {
         match drift::diff(&normalized, &live) {
             None => {
                 let intent = Intent::new(&d.body, normalized, generation_of(&live));
-                self.memory.record_intent(d.id.clone(), intent);
+                self.memory.record_intent(&d.id, intent);
                 Ok((Check::InSync, Some(live)))
             }
             Some(path) => Ok((Check::Drifted(path), Some(live))),
@@ -339,8 +339,8 @@ impl<'a> ResourceManager<'a> {
             }
         }
         if opts.mode.new_revision {
-            let ids: HashSet<&ObjectId> = out.objects.iter().map(|d| &d.id).collect();
-            self.memory.retain_intents(|id| ids.contains(id));
+            self.memory
+                .retain_intents(out.objects.iter().map(|d| &d.id));
         }
         Ok(out)
     }

@@ -28,11 +28,10 @@
 //!   the pre-sync hooks and that status write runs the render's hooks again (its status still
 //!   names the render before), as a sync operation started again would.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kube::core::GroupVersionKind;
 use serde_json::Value;
 
 use plumb_api::inventory::InventoryEntry;
@@ -44,14 +43,15 @@ use plumb_substitute::SecretValues;
 
 /// What plumb applied for one object, normalized by the server's answer, kept small: the body
 /// itself is in the rendered artifact, so only its fingerprint is kept, and the normalized form
-/// only where it differs from the body (the server changed a value plumb sent, `1000m` → `1`).
+/// only where it differs from the body (the server changed a value plumb sent, `1000m` → `1`),
+/// boxed, as it seldom does.
 #[derive(Debug, Clone)]
 pub struct Intent {
     /// SHA-256 of the applied body's JSON.
     body: [u8; 32],
     /// The fields of the body with the values the server stored for them; `None` when those are
     /// the body's own.
-    normalized: Option<Value>,
+    normalized: Option<Box<Value>>,
     /// `metadata.generation` the server gave the object for it; a cached copy of an older
     /// generation has not caught up with the apply yet.
     pub generation: Option<i64>,
@@ -62,7 +62,7 @@ impl Intent {
     pub fn new(body: &Value, normalized: Value, generation: Option<i64>) -> Self {
         Self {
             body: fingerprint(body),
-            normalized: (normalized != *body).then_some(normalized),
+            normalized: (normalized != *body).then(|| Box::new(normalized)),
             generation,
         }
     }
@@ -75,7 +75,30 @@ impl Intent {
     /// What a live object holding this intent shows in the fields of `body` (the body this
     /// intent [is for](Intent::is_for)).
     pub fn normalized<'a>(&'a self, body: &'a Value) -> &'a Value {
-        self.normalized.as_ref().unwrap_or(body)
+        self.normalized.as_deref().unwrap_or(body)
+    }
+}
+
+/// An object id as the intents are keyed: the first 16 bytes of the SHA-256 of its namespace,
+/// name, group and kind (each after its length). Four strings per object (some hundred bytes
+/// with their allocations) become 16 bytes; ids differ in their keys unless SHA-256 collides in
+/// 128 bits, and should two ever share one, the intent found is not [for](Intent::is_for) the
+/// other's body and is not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct IdKey([u8; 16]);
+
+impl IdKey {
+    fn of(id: &ObjectId) -> Self {
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        for part in [&id.namespace, &id.name, &id.group, &id.kind] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        let full = hasher.finalize();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&full[..16]);
+        Self(key)
     }
 }
 
@@ -105,10 +128,9 @@ pub enum Kept {
 #[derive(Debug, Default)]
 pub struct SyncMemory {
     artifact: Option<(Digest, Kept)>,
-    intents: HashMap<ObjectId, Intent>,
+    intents: HashMap<IdKey, Intent>,
     last_full: Option<Instant>,
     health_since: Option<(Digest, Instant)>,
-    kinds: HashSet<GroupVersionKind>,
     deleting: Option<Vec<InventoryEntry>>,
     post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
@@ -175,23 +197,24 @@ impl SyncMemory {
 
     /// What was applied for `id`.
     pub fn intent(&self, id: &ObjectId) -> Option<&Intent> {
-        self.intents.get(id)
+        self.intents.get(&IdKey::of(id))
     }
 
     /// Records what was applied for `id`.
-    pub fn record_intent(&mut self, id: ObjectId, intent: Intent) {
-        self.intents.insert(id, intent);
+    pub fn record_intent(&mut self, id: &ObjectId, intent: Intent) {
+        self.intents.insert(IdKey::of(id), intent);
     }
 
     /// Forgets `id` (pruned or deleted).
     pub fn forget_intent(&mut self, id: &ObjectId) {
-        self.intents.remove(id);
+        self.intents.remove(&IdKey::of(id));
     }
 
-    /// Forgets the intents of objects `keep` rejects (no longer in the render), so the record
-    /// never outgrows what the Sync applies now.
-    pub fn retain_intents(&mut self, keep: impl Fn(&ObjectId) -> bool) {
-        self.intents.retain(|id, _| keep(id));
+    /// Forgets the intents of every object but those of `keep` (the objects of the render now
+    /// applied), so the record never outgrows what the Sync applies now.
+    pub fn retain_intents<'a>(&mut self, keep: impl IntoIterator<Item = &'a ObjectId>) {
+        let keep: std::collections::HashSet<IdKey> = keep.into_iter().map(IdKey::of).collect();
+        self.intents.retain(|id, _| keep.contains(id));
     }
 
     /// Whether the safety-net full pass is due (never ran, or `interval` ago).
@@ -228,11 +251,6 @@ impl SyncMemory {
     /// The objects a deletion had left, if it was under way.
     pub fn left_by_deletion(&self) -> Option<&[InventoryEntry]> {
         self.deleting.as_deref()
-    }
-
-    /// Records the kinds of the applied objects (whose watches the Sync holds).
-    pub fn set_kinds(&mut self, kinds: HashSet<GroupVersionKind>) {
-        self.kinds = kinds;
     }
 }
 
@@ -313,11 +331,13 @@ mod tests {
         let mut m = SyncMemory::default();
         let id = |n: &str| ObjectId::new("ns", n, "", "ConfigMap");
         let body = serde_json::json!({});
-        m.record_intent(id("a"), Intent::new(&body, body.clone(), None));
-        m.record_intent(id("b"), Intent::new(&body, body.clone(), None));
-        m.retain_intents(|i| i.name == "a");
+        m.record_intent(&id("a"), Intent::new(&body, body.clone(), None));
+        m.record_intent(&id("b"), Intent::new(&body, body.clone(), None));
+        m.retain_intents([&id("a")]);
         assert!(m.intent(&id("a")).is_some());
         assert!(m.intent(&id("b")).is_none());
+        m.forget_intent(&id("a"));
+        assert!(m.intent(&id("a")).is_none());
     }
 
     #[test]

@@ -589,9 +589,7 @@ impl Pass<'_> {
         } else if !inputs.new_revision {
             inventory = old_entries;
         }
-        let kinds = changes.kinds();
-        self.ctx.watches.retain(&self.key, &kinds);
-        self.memory.set_kinds(kinds);
+        self.ctx.watches.retain(&self.key, &changes.kinds());
         outcome.inventory = Some(inventory);
         outcome.landed = true;
         Ok(())
