@@ -42,7 +42,7 @@ type Latest = Arc<Mutex<HashMap<ObjectRef<GitRepository>, u64>>>;
 /// Splits `syncs` into those to reconcile first (their render may change) and those after (their
 /// last render holds in the tree indexed as `index`, of artifact `digest`, or is of it already).
 pub fn order(
-    rendered: &HashMap<ObjectRef<Sync>, Record>,
+    rendered: &HashMap<ObjectRef<Sync>, Box<Record>>,
     syncs: Vec<ObjectRef<Sync>>,
     digest: &Digest,
     index: &Index,
@@ -318,15 +318,15 @@ mod tests {
         let published = || Outcome::Published(Default::default());
         let sync = |n: &str| ObjectRef::<Sync>::new(n).within("team");
         let mut rendered = HashMap::new();
-        rendered.insert(sync("a"), record("a", published()));
-        rendered.insert(sync("b"), record("b", published()));
+        rendered.insert(sync("a"), Box::new(record("a", published())));
+        rendered.insert(sync("b"), Box::new(record("b", published())));
         rendered.insert(
             sync("failed-b"),
-            record("b", Outcome::failed("BuildFailed", "x")),
+            Box::new(record("b", Outcome::failed("BuildFailed", "x"))),
         );
         let mut at_new = record("a", published());
         at_new.key.source = digest('2');
-        rendered.insert(sync("already"), at_new);
+        rendered.insert(sync("already"), Box::new(at_new));
         write("apps/a/app.yaml", "a2");
         let new = Index::of_tree(&root).unwrap();
         let all = ["a", "b", "failed-b", "already", "new"].map(sync).to_vec();

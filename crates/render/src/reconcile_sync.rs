@@ -202,7 +202,9 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         &generations,
         requested,
     );
-    let objref = ObjectRef::from_obj(sync);
+    // Keyed by namespace and name alone (the cached Sync's resourceVersion and uid would be
+    // copied into every key for nothing: keys compare by namespace and name).
+    let objref = ObjectRef::new(&sync.name_any()).within(&sync.namespace().unwrap_or_default());
     // A chart's render also depends on the valuesFrom values and the cluster's capabilities.
     let inputs = match chart_inputs(sync, ctx).await {
         Ok(inputs) => inputs,
@@ -237,7 +239,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         );
     }
     if let Some(last) = last
-        && let Some(outcome) = carry(ctx, last, &key, &artifact).await
+        && let Some(outcome) = carry(ctx, *last, &key, &artifact).await
     {
         ctx.metrics.carried.inc();
         let outcome = outcome.for_generation(sync.metadata.generation);
@@ -283,7 +285,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         ctx.rendered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(objref, record);
+            .insert(objref, Box::new(record));
     }
     (Some(outcome), next)
 }
