@@ -4,14 +4,16 @@
 //! passes on only the objects whose watched property (a kube-runtime predicate such as
 //! `predicates::generation` or `predicates::labels`) changed.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt, future};
 use kube::Resource;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
-use kube::runtime::{Predicate, PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
@@ -145,21 +147,88 @@ where
     }
 }
 
+/// How long a property value seen is remembered (kube-runtime's `predicate_filter` default): an
+/// object not seen for longer passes again, and the memory of deleted objects is given back.
+const PREDICATE_TTL: Duration = Duration::from_secs(3600);
+
 /// The objects of `objects` whose `predicate` value differs from the last one seen for the
 /// same object (new objects always pass), e.g. `changed(sub, predicates::generation)` passes
 /// on spec changes and not status updates.
+///
+/// It decides as kube-runtime's `predicate_filter` does (an object is its name, namespace and
+/// uid; a value is remembered for an hour; an object the predicate cannot value always passes)
+/// but over the shared objects as they are: that filter takes each object by value, so every
+/// change of every object was deep-copied to be judged, and it keeps the three strings of each
+/// object's identity, some 280 bytes per object for each filter. Here an object's identity is
+/// kept as 128 bits of two keyed hashes of it (keys drawn at random per filter, so no one can
+/// make two objects share it), about 70 bytes per object.
 pub fn changed<K, P>(
     objects: impl Stream<Item = Arc<K>> + Send + 'static,
     predicate: P,
 ) -> impl Stream<Item = Arc<K>> + Send + 'static
 where
-    K: Resource + Clone + Send + Sync + 'static,
+    K: Resource + Send + Sync + 'static,
     P: Predicate<K> + Send + 'static,
 {
-    objects
-        .map(|obj| Ok::<K, watcher::Error>(K::clone(&obj)))
-        .predicate_filter(predicate, PredicateConfig::default())
-        .filter_map(|obj| future::ready(obj.ok().map(Arc::new)))
+    changed_within(objects, predicate, PREDICATE_TTL)
+}
+
+fn changed_within<K, P>(
+    objects: impl Stream<Item = Arc<K>> + Send + 'static,
+    predicate: P,
+    ttl: Duration,
+) -> impl Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource + Send + Sync + 'static,
+    P: Predicate<K> + Send + 'static,
+{
+    let mut seen = Seen::new(ttl);
+    objects.filter(move |obj| future::ready(seen.changed(obj.as_ref(), &predicate)))
+}
+
+/// The last property value seen of each object, by a 128-bit identity of the object.
+struct Seen {
+    ttl: Duration,
+    keys: (std::hash::RandomState, std::hash::RandomState),
+    values: HashMap<u128, (u64, Instant)>,
+    last_evicted: Instant,
+}
+
+impl Seen {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            keys: Default::default(),
+            values: HashMap::new(),
+            last_evicted: Instant::now(),
+        }
+    }
+
+    /// The identity of `obj`: its name, namespace and uid, hashed under both keys.
+    fn identity<K: Resource>(&self, obj: &K) -> u128 {
+        let meta = obj.meta();
+        let id = (&meta.name, &meta.namespace, &meta.uid);
+        (u128::from(self.keys.0.hash_one(id)) << 64) | u128::from(self.keys.1.hash_one(id))
+    }
+
+    /// Whether `obj` passes: new, not seen within the ttl, or with another value of `predicate`.
+    fn changed<K: Resource, P: Predicate<K>>(&mut self, obj: &K, predicate: &P) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.last_evicted) >= self.ttl {
+            let ttl = self.ttl;
+            self.values
+                .retain(|_, (_, seen)| now.duration_since(*seen) < ttl);
+            self.last_evicted = now;
+        }
+        let Some(value) = predicate.hash_property(obj) else {
+            return true;
+        };
+        let identity = self.identity(obj);
+        match self.values.insert(identity, (value, now)) {
+            Some((last, seen)) => last != value || now.duration_since(seen) >= self.ttl,
+            None => true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -223,9 +292,45 @@ mod tests {
         .collect()
         .await;
         assert_eq!(names(by_generation), ["a@1", "b@1", "a@2"]);
-        let by_labels: Vec<_> = changed(futures::stream::iter(events), predicates::labels)
+        let by_labels: Vec<_> = changed(futures::stream::iter(events.clone()), predicates::labels)
             .collect()
             .await;
         assert_eq!(names(by_labels), ["a@1", "a@1", "b@1"]);
+        // The same name under another uid is another object.
+        let mut again = ConfigMap::clone(&events[0]);
+        again.metadata.uid = Some("uid-a-again".to_owned());
+        let recreated: Vec<_> = changed(
+            futures::stream::iter([events[0].clone(), Arc::new(again)]),
+            predicates::generation,
+        )
+        .collect()
+        .await;
+        assert_eq!(recreated.len(), 2);
+        // An object the predicate cannot value always passes.
+        let unvalued: Vec<_> = changed(futures::stream::iter(events.clone()), |_: &ConfigMap| None)
+            .collect()
+            .await;
+        assert_eq!(unvalued.len(), events.len());
+    }
+
+    #[tokio::test]
+    async fn a_value_older_than_the_ttl_is_forgotten() {
+        let events = vec![cm("a", 1, "x"), cm("a", 1, "x")];
+        let kept: Vec<_> = changed_within(
+            futures::stream::iter(events.clone()),
+            predicates::generation,
+            Duration::from_secs(3600),
+        )
+        .collect()
+        .await;
+        assert_eq!(kept.len(), 1);
+        let forgotten: Vec<_> = changed_within(
+            futures::stream::iter(events),
+            predicates::generation,
+            Duration::ZERO,
+        )
+        .collect()
+        .await;
+        assert_eq!(forgotten.len(), 2);
     }
 }
