@@ -38,4 +38,4 @@ pub use runtime::{Runtime, RuntimeError, RuntimeFlags, Started};
 pub use scope::{SHARD_LABEL, WatchScope};
 pub use server::ServerLimits;
 pub use telemetry::{LogFormat, init_tracing};
-pub use watch::{LIST_PAGE_SIZE, SharedWatch, changed, trim_for_cache};
+pub use watch::{LIST_PAGE_SIZE, SharedWatch, changed, keep_selector_metadata, trim_for_cache};

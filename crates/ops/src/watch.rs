@@ -42,6 +42,24 @@ pub fn trim_for_cache<K: Resource>(obj: &mut K) {
     }
 }
 
+/// Keeps of an object's metadata only what selector decisions read: its name, namespace and uid
+/// (its identity), labels and deletion timestamp; the resourceVersion, finalizers, annotations,
+/// owners, timestamps and the type's name strings go. For a [`SharedWatch::keeping_only`] of
+/// metadata watches (Namespaces for Policy namespace selectors, Syncs counted by Policies): with
+/// a thousand objects each it saves some 150 bytes an object.
+pub fn keep_selector_metadata<K>(obj: &mut kube::core::PartialObjectMeta<K>) {
+    let meta = std::mem::take(&mut obj.metadata);
+    obj.types = None;
+    obj.metadata = kube::api::ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        labels: meta.labels,
+        deletion_timestamp: meta.deletion_timestamp,
+        ..Default::default()
+    };
+}
+
 /// A watch of one kind whose cache and changes several controllers share.
 pub struct SharedWatch<K>
 where
@@ -256,6 +274,31 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn selector_metadata_keeps_identity_labels_and_deletion() {
+        use k8s_openapi::api::core::v1::Namespace;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let mut ns: kube::core::PartialObjectMeta<Namespace> =
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                "metadata": {"name": "team", "uid": "u1", "resourceVersion": "7",
+                             "labels": {"env": "prod"}, "annotations": {"a": "b"},
+                             "finalizers": ["kubernetes"],
+                             "creationTimestamp": "2026-01-01T00:00:00Z",
+                             "deletionTimestamp": "2026-01-02T00:00:00Z"}
+            }))
+            .unwrap();
+        keep_selector_metadata(&mut ns);
+        assert!(ns.types.is_none());
+        let m = &ns.metadata;
+        assert_eq!(m.name.as_deref(), Some("team"));
+        assert_eq!(m.uid.as_deref(), Some("u1"));
+        assert_eq!(m.labels.as_ref().unwrap()["env"], "prod");
+        assert!(matches!(m.deletion_timestamp, Some(Time(_))));
+        assert!(m.resource_version.is_none() && m.annotations.is_none());
+        assert!(m.finalizers.is_none() && m.creation_timestamp.is_none());
     }
 
     #[test]

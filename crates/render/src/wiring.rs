@@ -135,8 +135,11 @@ async fn controllers(
     let client = runtime.client().clone();
     let scope = parts.config.scope.clone();
     let mut policies = SharedWatch::<Policy>::new();
-    let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new();
-    let mut all_syncs = SharedWatch::<PartialObjectMeta<Sync>>::new();
+    // Of Namespaces and of every Sync only what Policy selectors and counts read.
+    let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new()
+        .keeping_only(plumb_ops::keep_selector_metadata);
+    let mut all_syncs = SharedWatch::<PartialObjectMeta<Sync>>::new()
+        .keeping_only(plumb_ops::keep_selector_metadata);
     let mut syncs = SharedWatch::<Sync>::new().keeping_only(watches::render_view);
     let mut repos = SharedWatch::<GitRepository>::new();
     let ctx = Arc::new(Context {

@@ -152,7 +152,9 @@ async fn controller(
     let scope = config.scope.clone();
     let syncs = SharedWatch::<Sync>::new();
     let mut policies = SharedWatch::<Policy>::new();
-    let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new();
+    // Of Namespaces only what Policy namespace selectors and the terminating check read.
+    let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new()
+        .keeping_only(plumb_ops::keep_selector_metadata);
 
     let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
     let drift_triggers = futures::stream::unfold(trigger_rx, |mut rx| async move {
