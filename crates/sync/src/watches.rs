@@ -8,7 +8,7 @@
 //! of the object) would take several times the memory, for every object every Sync applied.
 //! The few decisions that need field ownership read the object from the API server.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -86,13 +86,30 @@ struct Watch {
     objects: Arc<Objects>,
     listed: tokio::sync::watch::Receiver<bool>,
     task: JoinHandle<()>,
-    users: BTreeSet<Key>,
+    /// The Syncs holding the watch, by [`user_id`].
+    users: HashSet<u128>,
 }
 
 impl Watch {
     fn has_listed(&self) -> bool {
         *self.listed.borrow()
     }
+}
+
+/// A Sync as a watch's users are kept: the first 16 bytes of the SHA-256 of its namespace and
+/// name (each after its length), where a copy of both strings for every kind it applies took
+/// some hundred bytes in a B-tree; two Syncs share one only if SHA-256 collides in 128 bits.
+fn user_id(user: &Key) -> u128 {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in [&user.0, &user.1] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let full = hasher.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&full[..16]);
+    u128::from_le_bytes(id)
 }
 
 /// The running watches, by kind.
@@ -129,7 +146,7 @@ impl Watches {
             let gvk = gvk_of(res);
             let started = !running.contains_key(&gvk);
             let w = running.entry(gvk).or_insert_with(|| self.start(res));
-            w.users.insert(user.clone());
+            w.users.insert(user_id(user));
             (w.listed.clone(), started)
         };
         if *listed.borrow() {
@@ -171,7 +188,7 @@ impl Watches {
         };
         running.retain(|gvk, w| {
             if !kinds.contains(gvk) {
-                w.users.remove(user);
+                w.users.remove(&user_id(user));
             }
             if w.users.is_empty() {
                 tracing::debug!(kind = %gvk.kind, group = %gvk.group, "stopping drift watch");
@@ -240,7 +257,7 @@ impl Watches {
             objects,
             listed,
             task,
-            users: BTreeSet::new(),
+            users: HashSet::new(),
         }
     }
 }
@@ -267,6 +284,14 @@ pub fn owner_of(obj: &DynamicObject) -> Option<ObjectRef<Sync>> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn users_are_told_apart_by_namespace_and_name() {
+        let key = |ns: &str, name: &str| (ns.to_owned(), name.to_owned());
+        assert_eq!(user_id(&key("a", "bc")), user_id(&key("a", "bc")));
+        assert_ne!(user_id(&key("a", "bc")), user_id(&key("ab", "c")));
+        assert_ne!(user_id(&key("a", "b")), user_id(&key("b", "a")));
+    }
 
     #[test]
     fn the_cache_keeps_objects_without_field_ownership() {
