@@ -1109,6 +1109,19 @@ fn raw_tar(entries: &[(&str, tar::EntryType, &str, Vec<u8>)]) -> Vec<u8> {
     tar.into_inner().unwrap()
 }
 
+/// A tar.gz of regular files at `paths` (of any length: GNU long names), each holding `data`.
+fn files_tar_gz(paths: &[String], data: &[u8]) -> Vec<u8> {
+    let entries = paths
+        .iter()
+        .map(|path| plumb_artifact::FileEntry {
+            path: path.clone(),
+            executable: false,
+            handle: (),
+        })
+        .collect();
+    plumb_artifact::write_tar_gz(Vec::new(), entries, |()| Ok(data.to_vec())).unwrap()
+}
+
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(bytes).unwrap();
@@ -1198,6 +1211,12 @@ async fn tarballs(s: &mut Suite) {
             "tar-longname",
             bomb(GNULongName, 256 << 20),
             &["between two entries"],
+        ),
+        (
+            "tarball: a path 200 directories deep (limit 128 levels)",
+            "tar-deep",
+            files_tar_gz(&[format!("{}/deep.yaml", ["d"; 200].join("/"))], &cm),
+            &["128 directory levels"],
         ),
         (
             "tarball: truncated gzip",
