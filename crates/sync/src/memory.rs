@@ -79,26 +79,36 @@ impl Intent {
     }
 }
 
-/// An object id as the intents are keyed: the first 16 bytes of the SHA-256 of its namespace,
-/// name, group and kind (each after its length). Four strings per object (some hundred bytes
-/// with their allocations) become 16 bytes; ids differ in their keys unless SHA-256 collides in
-/// 128 bits, and should two ever share one, the intent found is not [for](Intent::is_for) the
-/// other's body and is not used.
+/// The first 16 bytes of the SHA-256 of `parts`, each after its length: a name of several
+/// strings kept in 16 bytes, where the strings took some hundred with their allocations. Two
+/// names share one only if SHA-256 collides in 128 bits.
+pub(crate) fn short_digest(parts: &[&str]) -> u128 {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let full = hasher.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    u128::from_le_bytes(out)
+}
+
+/// An object id as the intents are keyed: the [short digest](short_digest) of its namespace,
+/// name, group and kind. Should two ids ever share one, the intent found is not
+/// [for](Intent::is_for) the other's body and is not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct IdKey([u8; 16]);
+struct IdKey(u128);
 
 impl IdKey {
     fn of(id: &ObjectId) -> Self {
-        use sha2::Digest as _;
-        let mut hasher = sha2::Sha256::new();
-        for part in [&id.namespace, &id.name, &id.group, &id.kind] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part.as_bytes());
-        }
-        let full = hasher.finalize();
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&full[..16]);
-        Self(key)
+        Self(short_digest(&[
+            &id.namespace,
+            &id.name,
+            &id.group,
+            &id.kind,
+        ]))
     }
 }
 

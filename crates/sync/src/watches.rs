@@ -96,20 +96,11 @@ impl Watch {
     }
 }
 
-/// A Sync as a watch's users are kept: the first 16 bytes of the SHA-256 of its namespace and
-/// name (each after its length), where a copy of both strings for every kind it applies took
-/// some hundred bytes in a B-tree; two Syncs share one only if SHA-256 collides in 128 bits.
+/// A Sync as a watch's users are kept: the [short digest](crate::memory::short_digest) of its
+/// namespace and name, where a copy of both strings for every kind it applies took some hundred
+/// bytes in a B-tree.
 fn user_id(user: &Key) -> u128 {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    for part in [&user.0, &user.1] {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part.as_bytes());
-    }
-    let full = hasher.finalize();
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&full[..16]);
-    u128::from_le_bytes(id)
+    crate::memory::short_digest(&[&user.0, &user.1])
 }
 
 /// The running watches, by kind.
