@@ -32,11 +32,28 @@ pub const TREES_KEPT: usize = 4;
 /// How many source trees are downloaded, unpacked and indexed at once.
 pub const PREPARED_AT_ONCE: usize = 2;
 
+/// The directory of a [`Tree`]. Removing thousands of files takes a while (seconds on a busy
+/// machine): when dropped inside the runtime it is removed on a blocking thread, so that neither
+/// the task dropping it (the one preparing the next tree, when the cache lets the oldest go)
+/// nor the others of the runtime's thread wait for it.
+#[derive(Debug)]
+struct TreeDir(Option<tempfile::TempDir>);
+
+impl Drop for TreeDir {
+    fn drop(&mut self) {
+        let Some(dir) = self.0.take() else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(dir))),
+            Err(_) => drop(dir),
+        }
+    }
+}
+
 /// One unpacked source artifact, read only.
 #[derive(Debug)]
 pub struct Tree {
     /// Removed when the last holder of the tree drops it.
-    _dir: tempfile::TempDir,
+    _dir: TreeDir,
     /// The canonical path of the tree's root.
     pub root: PathBuf,
     /// Every file and directory of the tree.
@@ -186,7 +203,7 @@ fn unpack(bytes: &[u8], limits: UnpackLimits) -> Result<Tree, Failure> {
     let index =
         Index::of_tree(&root).map_err(|e| Failure::passing(format!("indexing the source: {e}")))?;
     Ok(Tree {
-        _dir: dir,
+        _dir: TreeDir(Some(dir)),
         root,
         index,
         unpacked,
@@ -207,10 +224,37 @@ mod tests {
         let root = dir.path().canonicalize().unwrap();
         Tree {
             index: Index::of_tree(&root).unwrap(),
-            _dir: dir,
+            _dir: TreeDir(Some(dir)),
             root,
             unpacked: 0,
         }
+    }
+
+    #[test]
+    fn a_dropped_tree_is_removed_on_a_blocking_thread_not_by_the_task_dropping_it() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            // The only blocking thread is busy until told otherwise.
+            let (release, busy) = std::sync::mpsc::channel::<()>();
+            let occupied = tokio::task::spawn_blocking(move || busy.recv());
+            let t = tree();
+            std::fs::write(t.root.join("file"), "x").unwrap();
+            let root = t.root.clone();
+            drop(t);
+            assert!(root.exists(), "not removed by the task that dropped it");
+            release.send(()).unwrap();
+            occupied.await.unwrap().unwrap();
+            while root.exists() {
+                tokio::task::yield_now().await;
+            }
+        });
+        let t = tree();
+        let root = t.root.clone();
+        drop(t);
+        assert!(!root.exists(), "outside a runtime: removed at once");
     }
 
     #[tokio::test]
