@@ -31,6 +31,7 @@ mod inventory;
 mod manager;
 mod manifest;
 mod memory;
+mod packed;
 mod reconcile;
 mod stage;
 mod status;

@@ -3,10 +3,13 @@
 //! Each keeps a cache of the live objects (read by reconciles instead of the API server) and
 //! turns every change of an object into a reconcile request for the Sync its labels name.
 //!
-//! The cache holds each object as compact JSON without `metadata.managedFields`, parsed when a
-//! decision reads it: a parsed tree (and the field-ownership records, often as large as the rest
-//! of the object) would take several times the memory, for every object every Sync applied.
-//! The few decisions that need field ownership read the object from the API server.
+//! The cache holds each object as compact JSON without `metadata.managedFields`,
+//! [packed](crate::packed) (deflated against a dictionary of Kubernetes' field names and
+//! defaults), and unpacked and parsed when a decision reads it: a parsed tree (and the
+//! field-ownership records, often as large as the rest of the object) would take several times
+//! the memory, for every object every Sync applied, and the JSON itself three to four times the
+//! packed text. Decisions read exactly the JSON the watch received. The few decisions that need
+//! field ownership read the object from the API server.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -27,9 +30,10 @@ use plumb_api::{SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL, Sync};
 use crate::apply::Resolved;
 use crate::checked::CheckWatches;
 use crate::deps::Key;
+use crate::packed::Packer;
 
-/// Objects by [key](key), as compact JSON.
-type ByKey = HashMap<Box<str>, Arc<[u8]>>;
+/// Objects by [key](key), as [packed](crate::packed) compact JSON.
+type ByKey = HashMap<Box<str>, Box<[u8]>>;
 
 /// The key of the object `name` in `namespace` (empty for cluster-scoped objects):
 /// `<namespace>/<name>`, one string where a pair of them took two allocations and twice the
@@ -54,16 +58,16 @@ impl Objects {
 
     fn get(&self, namespace: Option<&str>, name: &str) -> Option<Value> {
         let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
-        let text = map.get(&key(namespace.unwrap_or(""), name))?.clone();
+        let text = Packer::unpack(map.get(&key(namespace.unwrap_or(""), name))?);
         drop(map);
-        serde_json::from_slice(&text).ok()
+        serde_json::from_slice(&text?).ok()
     }
 
     fn set(&self, objects: ByKey) {
         *self.by_key.write().unwrap_or_else(|p| p.into_inner()) = objects;
     }
 
-    fn insert(&self, key: Box<str>, text: Arc<[u8]>) {
+    fn insert(&self, key: Box<str>, text: Box<[u8]>) {
         let mut map = self.by_key.write().unwrap_or_else(|p| p.into_inner());
         map.insert(key, text);
     }
@@ -74,12 +78,12 @@ impl Objects {
     }
 }
 
-/// An object as the cache keeps it: JSON, without the field-ownership records. (Annotations stay,
-/// kubectl's copy of the last applied object included: a render may carry it, and what plumb
-/// applied is compared in full.)
-fn compact(mut obj: DynamicObject) -> Option<Arc<[u8]>> {
+/// An object as the cache keeps it: [packed](Packer::pack) JSON, without the field-ownership
+/// records. (Annotations stay, kubectl's copy of the last applied object included: a render may
+/// carry it, and what plumb applied is compared in full.)
+fn compact(packer: &Packer, mut obj: DynamicObject) -> Option<Box<[u8]>> {
     obj.metadata.managed_fields = None;
-    serde_json::to_vec(&obj).ok().map(Arc::from)
+    serde_json::to_vec(&obj).ok().map(|json| packer.pack(&json))
 }
 
 struct Watch {
@@ -108,6 +112,8 @@ pub struct Watches {
     client: Client,
     trigger: UnboundedSender<ObjectRef<Sync>>,
     running: Mutex<HashMap<GroupVersionKind, Watch>>,
+    /// Packs the objects of every watch's cache.
+    packer: Arc<Packer>,
     /// The watches of objects named in `spec.healthChecks`.
     pub checks: CheckWatches,
 }
@@ -124,6 +130,7 @@ impl Watches {
             checks: CheckWatches::new(trigger.clone()),
             trigger,
             running: Mutex::default(),
+            packer: Arc::default(),
         }
     }
 
@@ -204,6 +211,7 @@ impl Watches {
             .page_size(plumb_ops::LIST_PAGE_SIZE);
         let stream = watcher(api, config).default_backoff();
         let cache = objects.clone();
+        let packer = self.packer.clone();
         let task = tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             // A (re-)list fills a fresh map that replaces the cache once complete, as
@@ -214,7 +222,7 @@ impl Watches {
                     Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
                     Ok(watcher::Event::InitApply(obj)) => {
                         let key = Objects::key(&obj);
-                        if let (Some(map), Some(text)) = (relist.as_mut(), compact(obj)) {
+                        if let (Some(map), Some(text)) = (relist.as_mut(), compact(&packer, obj)) {
                             map.insert(key, text);
                         }
                     }
@@ -227,7 +235,7 @@ impl Watches {
                     Ok(watcher::Event::Apply(obj)) => {
                         let owner = owner_of(&obj);
                         let key = Objects::key(&obj);
-                        if let Some(text) = compact(obj) {
+                        if let Some(text) = compact(&packer, obj) {
                             cache.insert(key, text);
                         }
                         if let Some(sync) = owner {
@@ -299,7 +307,7 @@ mod tests {
         .unwrap();
         let objects = Objects::default();
         let key = Objects::key(&obj);
-        objects.insert(key.clone(), compact(obj).unwrap());
+        objects.insert(key.clone(), compact(&Packer::new(), obj).unwrap());
         let live = objects.get(Some("ns"), "a").unwrap();
         assert_eq!(live.pointer("/data/k"), Some(&json!("v")));
         assert_eq!(live.pointer("/metadata/generation"), Some(&json!(1)));
