@@ -142,6 +142,18 @@ fn key_secret_changes(
     }
 }
 
+/// The Namespaces whose metadata a pass reads: those Syncs in scope live in (for Policy namespace
+/// selectors and the terminating check, both about the Sync's own namespace). A controller
+/// watching one namespace watches that Namespace alone, not every Namespace of the cluster
+/// (a thousand apps each in its own namespace made a thousand cached Namespaces that no
+/// decision of it read).
+fn namespace_watch(scope: &plumb_ops::WatchScope) -> watcher::Config {
+    match &scope.namespace {
+        Some(ns) => watcher::Config::default().fields(&format!("metadata.name={ns}")),
+        None => watcher::Config::default(),
+    }
+}
+
 async fn controller(
     runtime: &Runtime,
     config: Config,
@@ -208,7 +220,7 @@ async fn controller(
         tokio::join!(
             syncs.run(scope.api(client.clone()), scope.watcher_config()),
             policies.run(Api::all(client.clone()), watcher::Config::default()),
-            namespaces.run(Api::all(client.clone()), watcher::Config::default()),
+            namespaces.run(Api::all(client.clone()), namespace_watch(&scope)),
         );
     };
     let work = async {
@@ -264,6 +276,21 @@ mod tests {
             "url": "http://x/a.tar.gz", "lastUpdateTime": "2026-01-01T00:00:00Z",
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_controller_of_one_namespace_watches_that_namespace_alone() {
+        let mut scope = plumb_ops::WatchScope {
+            namespace: Some("team-a".into()),
+            label_selector: String::new(),
+            shard: None,
+        };
+        assert_eq!(
+            namespace_watch(&scope).field_selector.as_deref(),
+            Some("metadata.name=team-a")
+        );
+        scope.namespace = None;
+        assert_eq!(namespace_watch(&scope).field_selector, None);
     }
 
     #[tokio::test]
