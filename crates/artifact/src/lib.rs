@@ -8,7 +8,8 @@
 //! - [`auth`]: the bearer token the controllers share, so only they can download artifacts.
 //! - [`fetch`]: download with a size limit and digest verification.
 //! - [`unpack`]: extraction that refuses absolute paths, `..`, links leaving the root and
-//!   archives over a size limit.
+//!   archives over a size limit, listing (and hashing) the tree before writing it, and writing
+//!   over a tree unpacked before only what differs.
 
 pub mod archive;
 pub mod auth;
@@ -21,4 +22,6 @@ pub use archive::{FileEntry, IgnoreRules, write_tar_gz};
 pub use auth::{ArtifactToken, TokenSecret};
 pub use fetch::{FetchError, fetch_verified, verify_digest};
 pub use storage::{ArtifactKey, Storage, StorageError, Stored};
-pub use unpack::{UnpackError, UnpackLimits, unpack_tar_gz};
+pub use unpack::{
+    Listing, Node, UnpackError, UnpackLimits, list_tar_gz, unpack_listed, unpack_tar_gz,
+};

@@ -1,12 +1,19 @@
-//! Safe extraction of a tar.gz artifact into an empty directory.
+//! Safe extraction of a tar.gz artifact, into an empty directory or over the tree of an earlier
+//! artifact.
 //!
 //! The archive is untrusted input: entries with absolute paths or `..` are refused, symlinks
 //! may only point inside the root, hard links and special files are refused, no entry may be
-//! written through a symlinked directory, and the total unpacked size is bounded.
+//! written through a symlinked directory, and the total unpacked size is bounded. All of that
+//! is checked while the archive is read into a [`Listing`] of the tree (every file hashed on the
+//! way), before anything is written; writing it ([`unpack_listed`]) then changes only what
+//! differs from the tree already there.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
 
 /// Bounds on what an archive may unpack to, and so on what reading the tree back costs (an
 /// index of it holds every path in memory; a walk of it recurses once per directory level).
@@ -154,52 +161,114 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
     true
 }
 
-/// Creates the parent directories of `rel` under `root`, refusing to pass through a symlink;
-/// each directory created is counted in `used` as an implied entry.
-fn create_parents(root: &Path, rel: &Path, used: &mut Used) -> Result<(), UnpackError> {
-    let mut dir = root.to_path_buf();
-    let mut dir_rel = PathBuf::new();
-    if let Some(parent) = rel.parent() {
-        for c in parent.components() {
-            dir.push(c);
-            dir_rel.push(c);
-            match fs::symlink_metadata(&dir) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(UnpackError::UnsafeLink(rel.display().to_string()));
-                }
-                Ok(m) if m.is_dir() => {}
-                Ok(_) => return Err(UnpackError::UnsafePath(rel.display().to_string())),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    used.entry(&dir_rel)?;
-                    fs::create_dir(&dir)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    Ok(())
+/// One entry of an unpacked tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A directory (held by the archive, or implied by the paths under it).
+    Dir,
+    /// A regular file: the SHA-256 of its content, and whether it is executable.
+    File {
+        /// The SHA-256 of the file's content, computed from the archive as it was read.
+        sha256: [u8; 32],
+        /// Mode 0555 when true, 0444 otherwise.
+        executable: bool,
+    },
+    /// A symbolic link to a target inside the tree.
+    Symlink(Box<Path>),
 }
 
-/// Unpacks the tar.gz `archive` into `dest` (created if missing, expected empty).
-/// Returns the number of files written.
-pub fn unpack_tar_gz(
-    archive: impl Read,
-    dest: &Path,
-    limits: UnpackLimits,
-) -> Result<u64, UnpackError> {
-    fs::create_dir_all(dest)?;
+/// Everything an archive unpacks to, by normalized relative path, read from the archive alone:
+/// the tree it describes is known (and the archive checked against every limit) before anything
+/// is written, and nothing need be read back from the disk to know what the tree holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Ordered by path components, so a directory comes before everything under it.
+    nodes: BTreeMap<Box<Path>, Node>,
+    files: u64,
+    bytes: u64,
+}
+
+impl Listing {
+    /// The entry at `path` (relative, normalized), if any.
+    pub fn get(&self, path: &Path) -> Option<&Node> {
+        self.nodes.get(path)
+    }
+
+    /// Every entry, each directory before what is under it.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Path, &Node)> {
+        self.nodes.iter().map(|(p, n)| (&**p, n))
+    }
+
+    /// How many entries (files, directories, links; implied directories included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the tree is empty.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// How many regular files.
+    pub fn files(&self) -> u64 {
+        self.files
+    }
+
+    /// The total size of the regular files, in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// How many entries [`unpack_listed`] removes or writes to turn a tree of `self` into one
+    /// of `new`.
+    pub fn changes_to(&self, new: &Listing) -> usize {
+        let gone = self.iter().filter(|(p, n)| new.get(p) != Some(n)).count();
+        let made = new.iter().filter(|(p, n)| self.get(p) != Some(n)).count();
+        gone + made
+    }
+
+    /// Adds the directories `rel`'s path implies, refusing to pass through a link or a file;
+    /// each one added is counted in `used` as an implied entry.
+    fn add_parents(&mut self, rel: &Path, used: &mut Used) -> Result<(), UnpackError> {
+        let Some(parent) = rel.parent() else {
+            return Ok(());
+        };
+        let mut dir = PathBuf::new();
+        for c in parent.components() {
+            dir.push(c);
+            match self.nodes.get(dir.as_path()) {
+                Some(Node::Symlink(_)) => {
+                    return Err(UnpackError::UnsafeLink(rel.display().to_string()));
+                }
+                Some(Node::Dir) => {}
+                Some(Node::File { .. }) => {
+                    return Err(UnpackError::UnsafePath(rel.display().to_string()));
+                }
+                None => {
+                    used.entry(&dir)?;
+                    self.nodes.insert(dir.clone().into_boxed_path(), Node::Dir);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The entries of the tar.gz `archive`, each read into `each` (which may read its data),
+/// metered: at most [`MAX_ENTRY_METADATA`] bytes of headers, names and skipped data between
+/// two entries.
+fn for_each_entry(
+    archive: &[u8],
+    mut each: impl FnMut(
+        &mut tar::Entry<'_, Metered<flate2::read::GzDecoder<&[u8]>>>,
+    ) -> Result<(), UnpackError>,
+) -> Result<(), UnpackError> {
     let left = std::rc::Rc::new(std::cell::Cell::new(MAX_ENTRY_METADATA));
     let metered = Metered {
         inner: flate2::read::GzDecoder::new(archive),
         left: left.clone(),
     };
     let mut ar = tar::Archive::new(metered);
-    let (mut total, mut files) = (0u64, 0u64);
-    let mut used = Used {
-        limits,
-        entries: 0,
-        path_bytes: 0,
-    };
     for entry in ar.entries()? {
         let mut entry = entry.map_err(|e| {
             let why = e.to_string();
@@ -209,8 +278,60 @@ pub fn unpack_tar_gz(
                 UnpackError::Io(e)
             }
         })?;
-        // The entry's own data is bounded by the size limit below, not by the metadata budget.
+        // The entry's own data is bounded by the size limit, not by the metadata budget.
         left.set(u64::MAX);
+        each(&mut entry)?;
+        left.set(MAX_ENTRY_METADATA);
+    }
+    Ok(())
+}
+
+/// A writer that hashes what goes through it.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Copies exactly `size` bytes of `entry` into `out`, hashing them in pieces (a file may be as
+/// large as the whole tree is allowed to be); their SHA-256.
+fn copy_hashed(entry: &mut impl Read, size: u64, out: impl Write) -> io::Result<[u8; 32]> {
+    let mut hashing = Hashing {
+        inner: out,
+        hash: Sha256::new(),
+    };
+    let copied = io::copy(&mut entry.take(size), &mut hashing)?;
+    if copied != size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("an entry holds {copied} of the {size} bytes its header says"),
+        ));
+    }
+    Ok(hashing.hash.finalize().into())
+}
+
+/// Reads the tar.gz `archive` into the [`Listing`] of the tree it unpacks to, checking every
+/// entry against `limits` and refusing absolute paths, `..`, links leaving the root, writes
+/// through a link, hard links and special files. Writes nothing.
+pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, UnpackError> {
+    let mut listing = Listing::default();
+    let mut used = Used {
+        limits,
+        entries: 0,
+        path_bytes: 0,
+    };
+    for_each_entry(archive, |entry| {
         let raw = entry.path()?.into_owned();
         let shown = raw.display().to_string();
         let Some(rel) = safe_relative(&raw) else {
@@ -224,60 +345,153 @@ pub fn unpack_tar_gz(
                 shortened(&shown)
             )));
         }
-        let target = dest.join(&rel);
-        match entry.header().entry_type() {
+        let node = match entry.header().entry_type() {
             tar::EntryType::Directory => {
                 // The entry's own directory is counted already: only its parents are implied.
-                create_parents(dest, &rel, &mut used)?;
-                match fs::symlink_metadata(&target) {
-                    Ok(m) if m.file_type().is_symlink() => {
-                        return Err(UnpackError::UnsafeLink(shown));
-                    }
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(UnpackError::UnsafePath(shown)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&target)?,
-                    Err(e) => return Err(e.into()),
+                listing.add_parents(&rel, &mut used)?;
+                match listing.nodes.get(rel.as_path()) {
+                    Some(Node::Symlink(_)) => return Err(UnpackError::UnsafeLink(shown)),
+                    Some(Node::Dir) => return Ok(()),
+                    Some(Node::File { .. }) => return Err(UnpackError::UnsafePath(shown)),
+                    None => Node::Dir,
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                create_parents(dest, &rel, &mut used)?;
-                if fs::symlink_metadata(&target).is_ok() {
+                listing.add_parents(&rel, &mut used)?;
+                if listing.nodes.contains_key(rel.as_path()) {
                     return Err(UnpackError::UnsafePath(shown));
                 }
                 let size = entry.header().size()?;
-                total = total.saturating_add(size);
-                if total > limits.max_bytes {
+                listing.bytes = listing.bytes.saturating_add(size);
+                if listing.bytes > limits.max_bytes {
                     return Err(UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)));
                 }
-                let mut out = fs::File::create(&target)?;
-                // Bound the copy by the header size so a lying header cannot write more.
-                io::copy(&mut (&mut entry).take(size), &mut out)?;
-                #[cfg(unix)]
-                if entry.header().mode()? & 0o111 != 0 {
-                    use std::os::unix::fs::PermissionsExt;
-                    out.set_permissions(fs::Permissions::from_mode(0o755))?;
-                }
-                files += 1;
+                let executable = entry.header().mode()? & 0o111 != 0;
+                let sha256 = copy_hashed(entry, size, io::sink())?;
+                listing.files += 1;
+                Node::File { sha256, executable }
             }
             tar::EntryType::Symlink => {
-                let link_target = entry
+                let target = entry
                     .link_name()?
                     .ok_or_else(|| UnpackError::UnsafeLink(shown.clone()))?;
-                if !link_stays_inside(&rel, &link_target) {
+                if !link_stays_inside(&rel, &target) {
                     return Err(UnpackError::UnsafeLink(shown));
                 }
-                create_parents(dest, &rel, &mut used)?;
-                #[cfg(unix)]
-                std::os::unix::fs::symlink(&link_target, &target)?;
+                listing.add_parents(&rel, &mut used)?;
+                if listing.nodes.contains_key(rel.as_path()) {
+                    return Err(UnpackError::UnsafePath(shown));
+                }
+                Node::Symlink(target.into_owned().into_boxed_path())
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
-            | tar::EntryType::GNULongName => {}
+            | tar::EntryType::GNULongName => return Ok(()),
             _ => return Err(UnpackError::UnsupportedEntry(shown)),
+        };
+        listing.nodes.insert(rel.into_boxed_path(), node);
+        Ok(())
+    })?;
+    Ok(listing)
+}
+
+/// Makes `dest`, which holds the tree of `base` (an empty listing: nothing, or a directory not
+/// yet made), hold the tree of `listing`, read from the tar.gz `archive` ([`list_tar_gz`] of
+/// the same bytes): what `base` holds and `listing` does not (or not alike) is removed,
+/// deepest first; then what is new is made, directories first, files from the archive, links
+/// last (so no write ever passes through a link). Entries alike in both are not touched: a
+/// commit that changes one file of thousands writes one file.
+///
+/// Files are made read only (0444, or 0555 when executable) and never opened for writing
+/// again: a file that changes is removed and made anew. Each file written is hashed again as
+/// it is written and must match the listing. When this fails, `dest` holds neither tree.
+pub fn unpack_listed(
+    archive: &[u8],
+    listing: &Listing,
+    dest: &Path,
+    base: &Listing,
+) -> Result<(), UnpackError> {
+    fs::create_dir_all(dest)?;
+    for (rel, old) in base.iter().rev() {
+        if listing.get(rel) != Some(old) {
+            match old {
+                Node::Dir => fs::remove_dir(dest.join(rel))?,
+                Node::File { .. } | Node::Symlink(_) => fs::remove_file(dest.join(rel))?,
+            }
         }
-        left.set(MAX_ENTRY_METADATA);
     }
-    Ok(files)
+    let mut to_write = HashMap::new();
+    let mut links = Vec::new();
+    for (rel, node) in listing.iter() {
+        if base.get(rel) == Some(node) {
+            continue;
+        }
+        match node {
+            Node::Dir => fs::create_dir(dest.join(rel))?,
+            Node::File { sha256, executable } => {
+                to_write.insert(rel, (*sha256, *executable));
+            }
+            Node::Symlink(target) => links.push((rel, target)),
+        }
+    }
+    if !to_write.is_empty() {
+        // The archive passed `list_tar_gz` already: the same bytes read the same again.
+        for_each_entry(archive, |entry| {
+            if !matches!(
+                entry.header().entry_type(),
+                tar::EntryType::Regular | tar::EntryType::Continuous
+            ) {
+                return Ok(());
+            }
+            let raw = entry.path()?.into_owned();
+            let Some(rel) = safe_relative(&raw) else {
+                return Ok(());
+            };
+            let Some((sha256, executable)) = to_write.remove(rel.as_path()) else {
+                return Ok(());
+            };
+            let size = entry.header().size()?;
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.mode(if executable { 0o555 } else { 0o444 });
+            }
+            let out = options.open(dest.join(&rel))?;
+            if copy_hashed(entry, size, out)? != sha256 {
+                return Err(UnpackError::Io(io::Error::other(format!(
+                    "{}: the archive read differently the second time",
+                    raw.display()
+                ))));
+            }
+            Ok(())
+        })?;
+    }
+    if let Some(rel) = to_write.keys().next() {
+        return Err(UnpackError::Io(io::Error::other(format!(
+            "{}: not found in the archive the second time",
+            rel.display()
+        ))));
+    }
+    for (rel, target) in links {
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(target, dest.join(rel))?;
+    }
+    Ok(())
+}
+
+/// Unpacks the tar.gz `archive` into `dest` (created if missing, expected empty): lists it
+/// ([`list_tar_gz`], which refuses it before anything is written) and writes it
+/// ([`unpack_listed`]). Returns the number of files written.
+pub fn unpack_tar_gz(
+    archive: &[u8],
+    dest: &Path,
+    limits: UnpackLimits,
+) -> Result<u64, UnpackError> {
+    let listing = list_tar_gz(archive, limits)?;
+    unpack_listed(archive, &listing, dest, &Listing::default())?;
+    Ok(listing.files())
 }
 
 #[cfg(test)]
@@ -477,6 +691,52 @@ mod tests {
             unpack_with(&files_at(&[named("a"), named("b"), named("c")]), limits),
             Err(UnpackError::TooLarge(m)) if m == "100 bytes of paths"
         ));
+    }
+
+    #[test]
+    fn a_listing_hashes_each_file_and_holds_the_directories_its_paths_imply() {
+        use sha2::{Digest as _, Sha256};
+        let bytes = archive(&[
+            ("a/b/c.yaml", Regular, "", b"c: 1"),
+            ("run.sh", Regular, "", b"#!"),
+            ("l", Symlink, "a/b/c.yaml", b""),
+        ]);
+        let listing = list_tar_gz(&bytes, UnpackLimits::default()).unwrap();
+        let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+        let got: Vec<(&Path, &Node)> = listing.iter().collect();
+        let file = |b: &[u8]| Node::File {
+            sha256: sha(b),
+            executable: false,
+        };
+        assert_eq!(
+            got,
+            [
+                (Path::new("a"), &Node::Dir),
+                (Path::new("a/b"), &Node::Dir),
+                (Path::new("a/b/c.yaml"), &file(b"c: 1")),
+                (
+                    Path::new("l"),
+                    &Node::Symlink(Path::new("a/b/c.yaml").into())
+                ),
+                (Path::new("run.sh"), &file(b"#!")),
+            ]
+        );
+        assert_eq!((listing.files(), listing.bytes()), (2, 6));
+    }
+
+    #[test]
+    fn a_refused_archive_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let bytes = archive(&[
+            ("a.yaml", Regular, "", b"a"),
+            ("../evil", Regular, "", b"x"),
+        ]);
+        assert!(matches!(
+            unpack_tar_gz(&bytes, &out, UnpackLimits::default()),
+            Err(UnpackError::UnsafePath(_))
+        ));
+        assert!(!out.exists(), "not even the destination was made");
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! Property tests of the tar.gz unpacker on hostile archives: whatever the bytes, it returns
 //! (never panics), writes nothing outside its destination, leaves no link pointing out of it,
-//! and writes no more than its limits allow.
+//! and writes no more than its limits allow. And of unpacking over an earlier tree: it ends as
+//! unpacking anew would, writing only what differs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use plumb_artifact::{UnpackLimits, unpack_tar_gz};
+use plumb_artifact::{Listing, Node, UnpackLimits, list_tar_gz, unpack_listed, unpack_tar_gz};
 use proptest::prelude::*;
 
 const LIMITS: UnpackLimits = UnpackLimits {
@@ -274,5 +275,199 @@ fn compression_bombs_are_stopped_with_bounded_memory() {
                 "{name} bomb: peak resident set grew by {grew} KiB"
             );
         }
+    }
+}
+
+/// A tar.gz of `(path, type, link target, data)` entries, files with mode `mode`.
+fn archive_of(entries: &[(&str, tar::EntryType, &str, &[u8])], mode: u32) -> Vec<u8> {
+    let raw: Vec<RawEntry> = entries
+        .iter()
+        .map(|(name, kind, link, data)| RawEntry {
+            name: (*name).to_owned(),
+            kind: kind.as_byte(),
+            link: (*link).to_owned(),
+            data: data.to_vec(),
+            mode,
+        })
+        .collect();
+    gzip(&tar_bytes(&raw))
+}
+
+/// What the tree under `root` holds: each path with its kind, content or target, and mode.
+fn snapshot(root: &Path) -> Vec<(PathBuf, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in std::fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let path = rel.join(e.file_name());
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            let what = if meta.file_type().is_symlink() {
+                format!("link {}", std::fs::read_link(e.path()).unwrap().display())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                "dir".to_owned()
+            } else {
+                let mode = meta.permissions().mode() & 0o777;
+                let text = String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()).into_owned();
+                format!("file {mode:o} {text}")
+            };
+            out.push((path, what));
+        }
+    }
+    out.sort();
+    out
+}
+
+use tar::EntryType::{Regular, Symlink};
+
+#[test]
+fn files_are_made_read_only_and_executables_stay_executable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (mode, shown) in [(0o644, "444"), (0o755, "555")] {
+        let out = dir.path().join(shown);
+        let bytes = archive_of(&[("run.sh", Regular, "", b"#!")], mode);
+        unpack_tar_gz(&bytes, &out, LIMITS).unwrap();
+        assert_eq!(
+            snapshot(&out),
+            [(PathBuf::from("run.sh"), format!("file {shown} #!"))]
+        );
+    }
+}
+
+#[test]
+fn unpacking_over_a_tree_writes_only_what_differs_and_ends_as_unpacking_anew() {
+    let old = archive_of(
+        &[
+            ("keep/a.yaml", Regular, "", b"a"),
+            ("keep/b.yaml", Regular, "", b"b"),
+            ("change.yaml", Regular, "", b"old"),
+            ("gone/deep/x.yaml", Regular, "", b"x"),
+            ("becomes-dir", Regular, "", b"f"),
+            ("becomes-file/y.yaml", Regular, "", b"y"),
+            ("link", Symlink, "keep/a.yaml", b""),
+            ("moved-link", Symlink, "keep/a.yaml", b""),
+        ],
+        0o644,
+    );
+    let new = archive_of(
+        &[
+            ("keep/a.yaml", Regular, "", b"a"),
+            ("keep/b.yaml", Regular, "", b"b"),
+            ("change.yaml", Regular, "", b"new"),
+            ("becomes-dir/z.yaml", Regular, "", b"z"),
+            ("becomes-file", Regular, "", b"now a file"),
+            ("added/n.yaml", Regular, "", b"n"),
+            ("link", Symlink, "keep/a.yaml", b""),
+            ("moved-link", Symlink, "keep/b.yaml", b""),
+        ],
+        0o644,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    let old_listing = list_tar_gz(&old, LIMITS).unwrap();
+    unpack_listed(&old, &old_listing, &tree, &Listing::default()).unwrap();
+    // An unchanged file keeps the time it was written at, a rewritten one does not.
+    let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+    let written_at = |p: &str| {
+        std::fs::symlink_metadata(tree.join(p))
+            .unwrap()
+            .modified()
+            .unwrap()
+    };
+    for p in ["keep/a.yaml", "keep/b.yaml", "change.yaml"] {
+        std::fs::File::open(tree.join(p))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+    }
+    let new_listing = list_tar_gz(&new, LIMITS).unwrap();
+    // Removed: 8 (change.yaml, gone and its 2, becomes-dir, becomes-file and its 1, moved-link);
+    // made: 7 (change.yaml, becomes-dir and its 1, becomes-file, added and its 1, moved-link).
+    assert_eq!(old_listing.changes_to(&new_listing), 15);
+    unpack_listed(&new, &new_listing, &tree, &old_listing).unwrap();
+    assert_eq!(written_at("keep/a.yaml"), long_ago, "not written again");
+    assert_eq!(written_at("keep/b.yaml"), long_ago, "not written again");
+    assert_ne!(written_at("change.yaml"), long_ago, "written anew");
+    let fresh = dir.path().join("fresh");
+    unpack_tar_gz(&new, &fresh, LIMITS).unwrap();
+    assert_eq!(snapshot(&tree), snapshot(&fresh));
+}
+
+/// An entry of a tree a repository may well hold: short relative paths over a few names, so
+/// two trees share some of them; files, directories, links inside.
+fn tree_entry() -> impl Strategy<Value = RawEntry> {
+    (
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), 1..4),
+        prop::sample::select(vec![b'0', b'0', b'5', b'2']),
+        prop::sample::select(vec!["a", "b", "a/b", "../c"]),
+        prop::sample::select(vec![b"1".to_vec(), b"2".to_vec(), Vec::new()]),
+        prop::sample::select(vec![0o644u32, 0o755]),
+    )
+        .prop_map(|(parts, kind, link, data, mode)| RawEntry {
+            name: parts.join("/"),
+            data: if kind == b'0' { data } else { Vec::new() },
+            kind,
+            link: link.to_owned(),
+            mode,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn unpacking_over_any_tree_ends_as_unpacking_anew(
+        old in prop::collection::vec(tree_entry(), 0..10),
+        new in prop::collection::vec(tree_entry(), 0..10),
+    ) {
+        let (old, new) = (gzip(&tar_bytes(&old)), gzip(&tar_bytes(&new)));
+        let (Ok(old_listing), Ok(new_listing)) = (list_tar_gz(&old, LIMITS), list_tar_gz(&new, LIMITS)) else {
+            return Ok(());
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (over, fresh) = (dir.path().join("over"), dir.path().join("fresh"));
+        unpack_listed(&old, &old_listing, &over, &Listing::default()).unwrap();
+        unpack_listed(&new, &new_listing, &over, &old_listing).unwrap();
+        unpack_tar_gz(&new, &fresh, LIMITS).unwrap();
+        prop_assert_eq!(snapshot(&over), snapshot(&fresh));
+    }
+}
+
+#[test]
+fn a_large_file_is_hashed_in_pieces() {
+    use sha2::{Digest as _, Sha256};
+    // 64 MiB of zeros, 64 KiB compressed: listing it must not hold it whole.
+    let size = 64u64 << 20;
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(Regular);
+    h.set_size(size);
+    h.set_mode(0o644);
+    tar.append_data(&mut h, "big", std::io::Read::take(std::io::repeat(0), size))
+        .unwrap();
+    let gz = tar.into_inner().unwrap().finish().unwrap();
+    let mut expected = Sha256::new();
+    std::io::copy(
+        &mut std::io::Read::take(std::io::repeat(0), size),
+        &mut expected,
+    )
+    .unwrap();
+    let expected: [u8; 32] = expected.finalize().into();
+    let before = reset_peak_kib();
+    let listing = list_tar_gz(&gz, UnpackLimits::default()).unwrap();
+    assert_eq!(
+        listing.get(Path::new("big")),
+        Some(&Node::File {
+            sha256: expected,
+            executable: false
+        })
+    );
+    if let (Some(before), Some(peak)) = (before, status_kib("VmHWM:")) {
+        let grew = peak.saturating_sub(before);
+        println!("listing a 64 MiB file: peak resident set grew by {grew} KiB");
+        assert!(grew < 16 << 10, "peak resident set grew by {grew} KiB");
     }
 }

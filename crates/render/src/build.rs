@@ -421,7 +421,7 @@ pub fn generated_kustomization(spec: &SyncSpec, resources: &[String]) -> Value {
 
 /// The empty directory, under the source root, that holds the in-memory kustomization applying a
 /// Sync's transforms over a directory with its own kustomization.
-const WRAPPER_DIR: &str = ".plumb-render";
+pub(crate) const WRAPPER_DIR: &str = ".plumb-render";
 
 /// Renders `spec` over the unpacked source tree at `root` with the default [`RenderOptions`];
 /// `from` holds the data of the Sync's `substituteFrom` sources, in order (a missing optional

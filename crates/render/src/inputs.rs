@@ -1,8 +1,9 @@
 //! What a render read of its source tree, and whether a new version of the tree changed any of
 //! it: the test that lets a new source artifact re-render only the Syncs it touches.
 //!
-//! A source tree is indexed once per artifact ([`Index`]): every file by a digest of its content,
-//! every directory by a digest of its listing. A render records the paths it looked at
+//! A source tree is indexed once per artifact ([`Index`]), from what the unpacker listed as it
+//! read the archive: every file by a digest of its content, every directory by a digest of its
+//! listing. A render records the paths it looked at
 //! ([`plumb_kustomize::Accesses`]: files read, paths probed, directories listed); with the index
 //! of its tree they become its [`Inputs`]: those paths and one digest of what they were. For a
 //! later tree, the render would come out the same if the digest over the same paths is the same.
@@ -10,14 +11,15 @@
 //! directory does not touch the app; a read sees the content; a listing sees the names.
 
 use std::collections::HashMap;
-use std::fs;
-use std::io;
 use std::path::{Component, Path, PathBuf};
+#[cfg(test)]
+use std::{fs, io};
 
+use plumb_artifact::{Listing, Node};
 use plumb_kustomize::Access;
 use sha2::{Digest as _, Sha256};
 
-/// A digest short enough to keep one per file of a large tree (a truncated SHA-256).
+/// The digest of a directory's entries, or of what a render's inputs held (a truncated SHA-256).
 type Hash = [u8; 16];
 
 /// The most paths one render's inputs may name; a render that looked at more is always
@@ -36,86 +38,109 @@ fn digest(parts: &[&[u8]]) -> Hash {
     out
 }
 
-/// The digest of the content of the file at `path`, read in pieces: a file may be as large as
-/// the whole tree is allowed to be, and indexing holds none of it whole.
-fn file_digest(path: &Path) -> io::Result<Hash> {
-    let mut h = Sha256::new();
-    io::copy(&mut fs::File::open(path)?, &mut h)?;
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h.finalize()[..16]);
-    Ok(out)
-}
-
-/// One entry of a source tree, as a render can see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    /// A file, by the digest of its content.
-    File(Hash),
-    /// A directory, by the digest of its entries' names and kinds.
-    Dir(Hash),
-}
-
 /// Every file and directory of an unpacked source tree, by path relative to its root (`""` is
-/// the root, separators are `/`).
+/// the root, separators are `/`): files by the SHA-256 the unpacker computed from the archive
+/// as it read it (nothing is read back from the disk), directories by a digest of their
+/// entries' names and kinds.
 #[derive(Debug, Default)]
 pub struct Index {
-    entries: HashMap<Box<str>, Entry>,
-    /// The tree holds a symlink: a path may then be reached by several names, so no render's
-    /// inputs are kept (each is rendered again).
+    /// What the tree's archive unpacked to.
+    listing: Listing,
+    /// Each directory's digest of its entries' names and kinds.
+    dirs: HashMap<Box<str>, Hash>,
+    /// The tree holds a symlink (or a name that is not UTF-8, which no kustomization can name):
+    /// a path may then be reached by several names, so no render's inputs are kept (each is
+    /// rendered again).
     links: bool,
 }
 
 impl Index {
-    /// Indexes the tree under `root`, reading every file once. It recurses once per directory
-    /// level: the unpacker bounds the depth of a source tree
-    /// ([`UnpackLimits::max_depth`](plumb_artifact::UnpackLimits)).
-    pub fn of_tree(root: &Path) -> io::Result<Index> {
-        let mut index = Index::default();
-        index.walk(root, "")?;
-        Ok(index)
-    }
-
-    /// Adds `dir` (at `rel`) and everything under it; returns the directory's entry.
-    fn walk(&mut self, dir: &Path, rel: &str) -> io::Result<Entry> {
-        let mut children: Vec<(String, &'static str)> = Vec::new();
-        let mut entries: Vec<_> = fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            let Ok(name) = entry.file_name().into_string() else {
-                // A name that is not UTF-8 cannot be named in a kustomization; keep it out of
-                // the index but mark the tree so no inputs are trusted.
-                self.links = true;
+    /// The index of the tree `listing` describes.
+    pub fn of_listing(listing: Listing) -> Index {
+        let mut links = false;
+        // Each directory's entries, in the listing's order: by name, as bytes.
+        let mut children: HashMap<&str, Vec<&str>> = HashMap::new();
+        children.insert("", Vec::new());
+        for (path, node) in listing.iter() {
+            let (Some(path), Some(name)) = (path.to_str(), path.file_name()) else {
+                links = true;
                 continue;
             };
-            let path = if rel.is_empty() {
-                name.clone()
-            } else {
-                format!("{rel}/{name}")
+            let Some(name) = name.to_str() else {
+                links = true;
+                continue;
             };
-            let kind = entry.file_type()?;
-            let tag = if kind.is_symlink() {
-                self.links = true;
-                "l"
-            } else if kind.is_dir() {
-                let e = self.walk(&entry.path(), &path)?;
-                self.entries.insert(path.into(), e);
-                "d"
-            } else {
-                self.entries
-                    .insert(path.into(), Entry::File(file_digest(&entry.path())?));
-                "f"
+            let parent = path.rsplit_once('/').map_or("", |(parent, _)| parent);
+            let tag = match node {
+                Node::Dir => {
+                    children.entry(path).or_default();
+                    "d"
+                }
+                Node::File { .. } => "f",
+                Node::Symlink(_) => {
+                    links = true;
+                    "l"
+                }
             };
-            children.push((name, tag));
+            children.entry(parent).or_default().extend([name, tag]);
         }
-        let parts: Vec<&[u8]> = children
-            .iter()
-            .flat_map(|(n, t)| [n.as_bytes(), t.as_bytes()])
+        let dirs = children
+            .into_iter()
+            .map(|(dir, parts)| {
+                let parts: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+                (Box::from(dir), digest(&parts))
+            })
             .collect();
-        let entry = Entry::Dir(digest(&parts));
-        if rel.is_empty() {
-            self.entries.insert("".into(), entry);
+        Index {
+            listing,
+            dirs,
+            links,
         }
-        Ok(entry)
+    }
+
+    /// What the tree's archive unpacked to.
+    pub fn listing(&self) -> &Listing {
+        &self.listing
+    }
+
+    /// The index of the tree under `root` as the unpacker would list it (a test's tree, made by
+    /// writing files).
+    #[cfg(test)]
+    pub fn of_tree(root: &Path) -> io::Result<Index> {
+        fn add(tar: &mut tar::Builder<Vec<u8>>, root: &Path, rel: &Path) -> io::Result<()> {
+            let mut entries: Vec<_> = fs::read_dir(root.join(rel))?.collect::<Result<_, _>>()?;
+            entries.sort_by_key(|e| e.file_name());
+            for e in entries {
+                let path = rel.join(e.file_name());
+                let kind = e.file_type()?;
+                let mut h = tar::Header::new_gnu();
+                h.set_mode(0o644);
+                if kind.is_symlink() {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    tar.append_link(&mut h, &path, fs::read_link(e.path())?)?;
+                } else if kind.is_dir() {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    tar.append_data(&mut h, &path, io::empty())?;
+                    add(tar, root, &path)?;
+                } else {
+                    let data = fs::read(e.path())?;
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(data.len() as u64);
+                    tar.append_data(&mut h, &path, data.as_slice())?;
+                }
+            }
+            Ok(())
+        }
+        let mut tar = tar::Builder::new(Vec::new());
+        add(&mut tar, root, Path::new(""))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &tar.into_inner()?)?;
+        let listing =
+            plumb_artifact::list_tar_gz(&gz.finish()?, plumb_artifact::UnpackLimits::default())
+                .map_err(io::Error::other)?;
+        Ok(Index::of_listing(listing))
     }
 
     /// What `access` of `path` sees in this tree, written into `out`: for a probe, whether the
@@ -125,16 +150,19 @@ impl Index {
     fn observe(&self, access: Access, path: &str, out: &mut Vec<u8>) {
         let mut path = path;
         loop {
-            match (self.entries.get(path), access) {
-                (Some(Entry::File(_)), Access::Probe) => out.push(b'f'),
-                (Some(Entry::Dir(_)), Access::Probe) => out.push(b'd'),
-                (Some(Entry::File(h)), _) => {
-                    out.push(b'f');
-                    out.extend_from_slice(h);
-                }
-                (Some(Entry::Dir(h)), _) => {
-                    out.push(b'd');
-                    out.extend_from_slice(h);
+            let seen = match self.dirs.get(path) {
+                Some(h) => Some((b'd', &h[..])),
+                None => match self.listing.get(Path::new(path)) {
+                    Some(Node::File { sha256, .. }) => Some((b'f', &sha256[..])),
+                    // A link: the tree trusts no inputs anyway.
+                    Some(Node::Dir | Node::Symlink(_)) | None => None,
+                },
+            };
+            match (seen, access) {
+                (Some((kind, _)), Access::Probe) => out.push(kind),
+                (Some((kind, digest)), _) => {
+                    out.push(kind);
+                    out.extend_from_slice(digest);
                 }
                 (None, _) => {
                     out.push(b'-');

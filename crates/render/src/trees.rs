@@ -1,7 +1,15 @@
 //! Source trees, downloaded and unpacked once per artifact digest and shared by every render
 //! of that digest: a commit to a repository of 5000 apps unpacks its artifact once, not 5000
 //! times. Each tree comes with its [`Index`], which tells a render's recorded inputs whether
-//! they still hold.
+//! they still hold; it is made from what the unpacker listed (and hashed) reading the archive,
+//! before writing anything, so nothing is read back.
+//!
+//! A new artifact is unpacked over the directory of a cached tree it mostly matches (the
+//! previous commit of its repository) when no render holds that tree: only the files that
+//! differ are written, and the old tree leaves the cache. A one-app commit to a repository of
+//! thousands of files writes a few files, instead of all of them, and removes no old tree.
+//! Trees are read only: their files are made read only, no render writes them, and the
+//! unpacker writes over a tree only once it is out of the cache with no other holder.
 //!
 //! The last [`TREES_KEPT`] trees used stay; an older one is dropped from the cache, and its
 //! directory removed once the last render using it ends. At most [`PREPARED_AT_ONCE`] trees are
@@ -15,14 +23,15 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use plumb_api::Digest;
 use plumb_api::reference::Artifact;
-use plumb_artifact::{UnpackError, UnpackLimits};
+use plumb_artifact::{Listing, UnpackError, UnpackLimits};
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::build::WRAPPER_DIR;
 use crate::inputs::Index;
 
 /// How many unpacked source trees are kept for later renders. Renders of one commit share one
@@ -116,7 +125,7 @@ impl Trees {
         artifact: &Artifact,
         settings: &FetchSettings,
     ) -> Result<Arc<Tree>, String> {
-        self.get_or_prepare(&artifact.digest, || prepare(http, artifact, settings))
+        self.get_or_prepare(&artifact.digest, || prepare(self, http, artifact, settings))
             .await
     }
 
@@ -164,10 +173,44 @@ impl Trees {
         }
         cell
     }
+
+    /// The trees made already, but `digest`'s.
+    fn ready(&self, digest: &Digest) -> Vec<(Digest, Arc<Tree>)> {
+        let cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        cells
+            .iter()
+            .filter(|(d, _)| d != digest)
+            .filter_map(|(d, cell)| match cell.get() {
+                Some(Ok(tree)) => Some((d.clone(), tree.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The tree of `digest`, out of the cache, when no render holds it: to be unpacked over.
+    ///
+    /// Only the cache holds a tree's cell, and only the cell the tree, when no render uses it;
+    /// a render can get it only through the cache, whose lock is held here. So a tree taken is
+    /// used by nobody else, and nobody gets it after: the unpacker is the only writer of a tree,
+    /// and writes it only while nothing reads it.
+    fn take_idle(&self, digest: &Digest) -> Option<Tree> {
+        let mut cells = self.cells.lock().unwrap_or_else(|e| e.into_inner());
+        let at = cells.iter().position(|(d, _)| d == digest)?;
+        let cell = &cells[at].1;
+        let idle = Arc::strong_count(cell) == 1
+            && matches!(cell.get(), Some(Ok(tree)) if Arc::strong_count(tree) == 1);
+        if !idle {
+            return None;
+        }
+        let (_, cell) = cells.remove(at)?;
+        let tree = Arc::try_unwrap(cell).ok()?.into_inner()?.ok()?;
+        Arc::try_unwrap(tree).ok()
+    }
 }
 
-/// Downloads `artifact` (its digest verified), unpacks and indexes it.
+/// Downloads `artifact` (its digest verified) and unpacks it ([`unpack_artifact`]).
 async fn prepare(
+    trees: &Trees,
     http: &reqwest::Client,
     artifact: &Artifact,
     settings: &FetchSettings,
@@ -180,34 +223,114 @@ async fn prepare(
     )
     .await
     .map_err(|e| Failure::passing(e.to_string()))?;
-    let limits = settings.limits;
-    tokio::task::spawn_blocking(move || unpack(&bytes, limits))
+    unpack_artifact(trees, &artifact.digest, bytes, settings.limits).await
+}
+
+/// Lists the verified artifact `bytes` (of `digest`), checking them against `limits` before
+/// anything is written, and unpacks them: over the directory of a cached tree that no render
+/// holds and that most of it matches, else into a new one.
+async fn unpack_artifact(
+    trees: &Trees,
+    digest: &Digest,
+    bytes: Vec<u8>,
+    limits: UnpackLimits,
+) -> Result<Tree, Failure> {
+    let candidates = trees.ready(digest);
+    let (bytes, listing, base) = blocking(move || {
+        let listing = plumb_artifact::list_tar_gz(&bytes, limits).map_err(refused)?;
+        let base = closest(candidates, &listing);
+        Ok((bytes, listing, base))
+    })
+    .await?;
+    let base = base.and_then(|digest| trees.take_idle(&digest));
+    blocking(move || unpack(&bytes, listing, base)).await
+}
+
+/// Of `candidates`, the digest of the tree `listing` differs least from, when that is less than
+/// half of it: the previous commit of the same repository, not another repository's tree.
+fn closest(candidates: Vec<(Digest, Arc<Tree>)>, listing: &Listing) -> Option<Digest> {
+    let (digest, changes) = candidates
+        .iter()
+        .map(|(d, t)| (d, t.index.listing().changes_to(listing)))
+        .min_by_key(|(_, changes)| *changes)?;
+    (changes.saturating_mul(2) < listing.len()).then(|| digest.clone())
+}
+
+/// Runs `f` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Failure::passing(format!("unpacking: {e}")))?
 }
 
-/// Unpacks `bytes` into a new temporary directory and indexes it.
-fn unpack(bytes: &[u8], limits: UnpackLimits) -> Result<Tree, Failure> {
-    let dir = tempfile::tempdir().map_err(|e| Failure::passing(format!("temp dir: {e}")))?;
-    let unpacked = plumb_artifact::unpack_tar_gz(bytes, dir.path(), limits).map_err(|e| {
-        Failure {
-            // Reading or writing may fail for a while (a full disk); a refusal is for good.
-            lasting: !matches!(e, UnpackError::Io(_)),
-            message: e.to_string(),
+/// The failure of an unpack: lasting when the archive itself was refused (over a limit, an
+/// unsafe path or link); reading or writing may fail for a while (a full disk).
+fn refused(e: UnpackError) -> Failure {
+    Failure {
+        lasting: !matches!(e, UnpackError::Io(_)),
+        message: e.to_string(),
+    }
+}
+
+/// Unpacks `bytes` (listed as `listing`) over `base`'s directory, or (without a base, or when
+/// that fails) into a new temporary directory; indexes it from the listing.
+fn unpack(bytes: &[u8], listing: Listing, base: Option<Tree>) -> Result<Tree, Failure> {
+    if let Some(base) = base {
+        let root = base.root.clone();
+        match unpack_over(bytes, &listing, base) {
+            Ok(dir) => {
+                return Ok(Tree {
+                    _dir: dir,
+                    root,
+                    unpacked: listing.bytes(),
+                    index: Index::of_listing(listing),
+                });
+            }
+            // The base is gone with the error (its directory dropped): unpack anew.
+            Err(e) => tracing::warn!(
+                tree = %root.display(),
+                error = %e,
+                "unpacking a new source artifact over the previous tree failed; unpacking it anew"
+            ),
         }
-    })?;
+    }
+    let dir = tempfile::tempdir().map_err(|e| Failure::passing(format!("temp dir: {e}")))?;
     let root = dir
         .path()
         .canonicalize()
         .map_err(|e| Failure::passing(format!("{}: {e}", dir.path().display())))?;
-    let index =
-        Index::of_tree(&root).map_err(|e| Failure::passing(format!("indexing the source: {e}")))?;
+    let dir = TreeDir(Some(dir));
+    plumb_artifact::unpack_listed(bytes, &listing, &root, &Listing::default()).map_err(refused)?;
     Ok(Tree {
-        _dir: TreeDir(Some(dir)),
+        _dir: dir,
+        root,
+        unpacked: listing.bytes(),
+        index: Index::of_listing(listing),
+    })
+}
+
+/// Turns the directory of `base` into the tree of `listing` (read from `bytes`), writing only
+/// what differs; the directory, which on failure is dropped (removed) with what it holds.
+fn unpack_over(bytes: &[u8], listing: &Listing, base: Tree) -> Result<TreeDir, String> {
+    let Tree {
+        _dir: dir,
         root,
         index,
-        unpacked,
-    })
+        ..
+    } = base;
+    // A render over the base may have made its (empty) wrapper directory beside the tree,
+    // unless the archive holds one of its own.
+    if index.listing().get(Path::new(WRAPPER_DIR)).is_none() {
+        match std::fs::remove_dir(root.join(WRAPPER_DIR)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.to_string()),
+            _ => {}
+        }
+    }
+    plumb_artifact::unpack_listed(bytes, listing, &root, index.listing())
+        .map_err(|e| e.to_string())?;
+    Ok(dir)
 }
 
 #[cfg(test)]
@@ -321,6 +444,8 @@ mod tests {
 
     #[test]
     fn an_artifact_over_a_limit_is_refused_for_good_and_broken_bytes_are_not() {
+        let unpack =
+            |bytes: &[u8], limits| plumb_artifact::list_tar_gz(bytes, limits).map_err(refused);
         let deep = format!("{}/app.yaml", ["d"; 200].join("/"));
         let entries = vec![plumb_artifact::FileEntry {
             path: deep,
@@ -338,6 +463,113 @@ mod tests {
         );
         let broken = unpack(b"not a gzip", UnpackLimits::default()).unwrap_err();
         assert!(!broken.lasting, "{broken:?}");
+    }
+
+    /// The artifact of a repository of `apps` apps, each `apps/<i>/app.yaml`, app `changed`
+    /// (if any) holding other content.
+    fn repository(apps: usize, changed: Option<usize>) -> Vec<u8> {
+        let entries = (0..apps)
+            .map(|i| plumb_artifact::FileEntry {
+                path: format!("apps/{i}/app.yaml"),
+                executable: false,
+                handle: if Some(i) == changed {
+                    format!("app: {i}\nchanged: true\n")
+                } else {
+                    format!("app: {i}\n")
+                },
+            })
+            .collect();
+        plumb_artifact::write_tar_gz(Vec::new(), entries, |h| Ok(h.clone().into_bytes())).unwrap()
+    }
+
+    async fn unpacked(trees: &Trees, c: char, bytes: Vec<u8>) -> Arc<Tree> {
+        let d = digest(c);
+        trees
+            .get_or_prepare(&d, || {
+                unpack_artifact(trees, &d, bytes, UnpackLimits::default())
+            })
+            .await
+            .unwrap()
+    }
+
+    fn written_at(path: &Path) -> std::time::SystemTime {
+        std::fs::metadata(path).unwrap().modified().unwrap()
+    }
+
+    fn digests(trees: &Trees) -> Vec<Digest> {
+        let cells = trees.cells.lock().unwrap();
+        cells.iter().map(|(d, _)| d.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_commit_is_unpacked_over_the_idle_tree_of_the_last_writing_only_what_changed() {
+        let trees = Trees::default();
+        let old = unpacked(&trees, 'a', repository(50, None)).await;
+        let (root, kept) = (old.root.clone(), old.root.join("apps/7/app.yaml"));
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        std::fs::File::open(&kept)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        // A render made its wrapper directory beside the tree.
+        std::fs::create_dir(root.join(WRAPPER_DIR)).unwrap();
+        drop(old);
+        let new = unpacked(&trees, 'b', repository(50, Some(3))).await;
+        assert_eq!(new.root, root, "unpacked over the old tree");
+        assert_eq!(
+            written_at(&kept),
+            long_ago,
+            "an unchanged file is not written again"
+        );
+        assert_eq!(
+            std::fs::read_to_string(root.join("apps/3/app.yaml")).unwrap(),
+            "app: 3\nchanged: true\n"
+        );
+        assert!(!root.join(WRAPPER_DIR).exists());
+        assert_eq!(
+            digests(&trees),
+            [digest('b')],
+            "the old tree left the cache"
+        );
+        let fresh = tree_of(&repository(50, Some(3)));
+        assert_eq!(
+            new.index.listing(),
+            fresh.index.listing(),
+            "the same tree as unpacked anew"
+        );
+    }
+
+    /// The tree of `bytes`, unpacked anew.
+    fn tree_of(bytes: &[u8]) -> Tree {
+        let listing = plumb_artifact::list_tar_gz(bytes, UnpackLimits::default()).unwrap();
+        unpack(bytes, listing, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_tree_a_render_holds_or_of_another_repository_is_not_unpacked_over() {
+        let trees = Trees::default();
+        let held = unpacked(&trees, 'a', repository(50, None)).await;
+        let new = unpacked(&trees, 'b', repository(50, Some(3))).await;
+        assert_ne!(new.root, held.root, "a render holds the old tree");
+        assert_eq!(
+            std::fs::read_to_string(held.root.join("apps/3/app.yaml")).unwrap(),
+            "app: 3\n",
+            "which stays as it was"
+        );
+        drop((held, new));
+        // Mostly other files: another repository's tree is left for its renders.
+        let other = plumb_artifact::write_tar_gz(
+            Vec::new(),
+            vec![plumb_artifact::FileEntry {
+                path: "apps/3/app.yaml".to_owned(),
+                executable: false,
+                handle: b"app: 3\n".to_vec(),
+            }],
+            |h| Ok(h.clone()),
+        )
+        .unwrap();
+        let _other = unpacked(&trees, 'c', other).await;
+        assert_eq!(digests(&trees), [digest('a'), digest('b'), digest('c')]);
     }
 
     #[test]

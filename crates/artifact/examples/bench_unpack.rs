@@ -1,0 +1,107 @@
+//! What a source tree costs the render controller per commit: a repository of N apps
+//! (`BENCH_APPS`, default 5000; `apps/<i>/app.yaml`, about 600 bytes each) is listed (read and
+//! hashed, nothing written), unpacked into an empty directory, unpacked again over the tree of
+//! the commit before it (one app changed), and removed.
+//!
+//! Run: `cargo run --release -p plumb-artifact --example bench_unpack`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
+
+use std::time::Instant;
+
+use plumb_artifact::{FileEntry, Listing, UnpackLimits, list_tar_gz, unpack_listed};
+
+/// One app's file: four small objects, as the bench-loop fleet's.
+fn app(i: usize, commit: usize) -> Vec<u8> {
+    format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app-{i}\n---\napiVersion: v1\n\
+         kind: ConfigMap\nmetadata:\n  name: app-{i}\ndata:\n  id: app-{i}\n  commit: \"{commit}\"\n\
+         ---\napiVersion: v1\nkind: Service\nmetadata:\n  name: app-{i}\nspec:\n  selector:\n    \
+         app: app-{i}\n  ports:\n    - port: 80\n---\napiVersion: apps/v1\nkind: Deployment\n\
+         metadata:\n  name: app-{i}\nspec:\n  replicas: 0\n  selector:\n    matchLabels:\n      \
+         app: app-{i}\n  template:\n    metadata:\n      labels:\n        app: app-{i}\n    spec:\n\
+         \x20     containers:\n        - name: app\n          image: registry.local/app:1\n"
+    )
+    .into_bytes()
+}
+
+/// The artifact of the repository after `commits` one-app commits (app `commits` changed last).
+fn repository(apps: usize, commits: usize) -> Vec<u8> {
+    let entries = (0..apps)
+        .map(|i| FileEntry {
+            path: format!("apps/{i}/app.yaml"),
+            executable: false,
+            handle: app(i, usize::from(i < commits) + usize::from(i == commits)),
+        })
+        .collect();
+    plumb_artifact::write_tar_gz(Vec::new(), entries, |h| Ok(h.clone())).unwrap()
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn ms(start: Instant) -> String {
+    format!("{:.0} ms", start.elapsed().as_secs_f64() * 1e3)
+}
+
+fn main() {
+    let apps: usize = std::env::var("BENCH_APPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let rounds = 3;
+    let limits = UnpackLimits::default();
+    let commits: Vec<Vec<u8>> = (0..=rounds).map(|c| repository(apps, c)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    println!(
+        "a repository of {apps} apps: {} KiB compressed (load {})",
+        commits[0].len() / 1024,
+        load()
+    );
+    let start = Instant::now();
+    let mut listing = list_tar_gz(&commits[0], limits).unwrap();
+    println!(
+        "  list (read and hash every file, write nothing): {} ({} entries)",
+        ms(start),
+        listing.len()
+    );
+    let tree = dir.path().join("tree");
+    let start = Instant::now();
+    unpack_listed(&commits[0], &listing, &tree, &Listing::default()).unwrap();
+    println!(
+        "  unpack into an empty directory: {} (load {})",
+        ms(start),
+        load()
+    );
+    for commit in &commits[1..] {
+        let start = Instant::now();
+        let next = list_tar_gz(commit, limits).unwrap();
+        let changes = listing.changes_to(&next);
+        unpack_listed(commit, &next, &tree, &listing).unwrap();
+        println!(
+            "  one-app commit, listed and unpacked over the tree before it ({changes} changes): {} (load {})",
+            ms(start),
+            load()
+        );
+        listing = next;
+    }
+    let fresh = dir.path().join("fresh");
+    let start = Instant::now();
+    let again = list_tar_gz(&commits[rounds], limits).unwrap();
+    unpack_listed(&commits[rounds], &again, &fresh, &Listing::default()).unwrap();
+    println!(
+        "  the same commit listed and unpacked anew (what each commit cost before): {} (load {})",
+        ms(start),
+        load()
+    );
+    let start = Instant::now();
+    std::fs::remove_dir_all(&fresh).unwrap();
+    println!(
+        "  removing a tree (what each commit also cost once the cache let the oldest go): {} (load {})",
+        ms(start),
+        load()
+    );
+}
