@@ -91,6 +91,8 @@ pub struct RenderMetrics {
     /// Syncs a new source revision left unchanged, waiting for the ones it changed to be
     /// applied ([`crate::fanout`]).
     pub held: Gauge,
+    /// Sync status writes sent (the render controller's part of the status).
+    pub status_writes: Counter,
 }
 
 /// Labels of the policy findings counter.
@@ -132,6 +134,12 @@ impl RenderMetrics {
             "Policy findings in renders, by action",
             findings.clone(),
         );
+        let status_writes = Counter::default();
+        ops.register(
+            "render_status_writes",
+            "Sync status writes sent (the render controller's part)",
+            status_writes.clone(),
+        );
         Self {
             ops,
             artifact_size,
@@ -139,6 +147,7 @@ impl RenderMetrics {
             renders,
             carried,
             held,
+            status_writes,
         }
     }
 }

@@ -67,9 +67,10 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
     if let Some(outcome) = &outcome
         && !status_is_current(&sync, outcome)
     {
-        // Events and logs follow changes of the verdict, not every look at an unchanged one.
-        announce(&sync, &ctx, outcome).await;
+        // The status first: the sync controller waits for it. Events and logs follow changes
+        // of the verdict, not every look at an unchanged one.
         write_status(&sync, &ctx, outcome).await?;
+        announce(&sync, &ctx, outcome).await;
     }
     let ok = !matches!(outcome, Some(Outcome::Failed { .. }));
     let result = if ok {
@@ -595,7 +596,11 @@ fn store(sync: &Sync, ctx: &Context, packed: &Rendered) -> Result<String, Error>
     Ok(Storage::url(&ctx.config.artifact_base_url, &key, &file))
 }
 
-/// Events and logs for an outcome.
+/// Events and logs for an outcome. A render published is logged and reported by the `Rendered`
+/// condition, with no Event of its own: the sync controller records one Event when it applies
+/// the render (as Flux's kustomize-controller records one per applied revision), and a second
+/// one per render cost every new revision of every Sync another API write. Failures and policy
+/// warnings are Events.
 async fn announce(sync: &Sync, ctx: &Context, outcome: &Outcome) {
     match outcome {
         Outcome::Published(render) => {
@@ -607,17 +612,15 @@ async fn announce(sync: &Sync, ctx: &Context, outcome: &Outcome) {
                 .map(|a| a.digest.clone());
             let digest = render.artifact.as_ref().map(|a| a.digest.clone());
             if previous != digest {
-                let note = format!(
-                    "rendered {} objects from {}",
-                    render.objects.unwrap_or_default(),
-                    render
+                tracing::info!(
+                    objects = render.objects.unwrap_or_default(),
+                    revision = %render
                         .source_revision
                         .as_ref()
                         .map(ToString::to_string)
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    "rendered"
                 );
-                tracing::info!(%note);
-                ctx.event(sync, EventType::Normal, "Rendered", note).await;
             }
             if let Some(PolicyReport { warnings, .. }) = &render.policy
                 && !warnings.is_empty()
@@ -674,5 +677,6 @@ async fn write_status(sync: &Sync, ctx: &Context, outcome: &Outcome) -> Result<(
     )
     .await
     .map_err(Error::Kube)?;
+    ctx.metrics.status_writes.inc();
     Ok(())
 }
