@@ -4,6 +4,9 @@
 
 use plumb_ops::WatchScope;
 
+/// The default of [`Config::progress_report_delay`].
+pub const DEFAULT_PROGRESS_REPORT_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Flags of `plumb-sync-controller`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
@@ -35,6 +38,18 @@ pub struct Config {
     /// names no `secretRef` (as Flux's `--sops-age-secret`).
     #[arg(long, env = "PLUMB_SOPS_AGE_SECRET")]
     pub sops_age_secret: Option<plumb_artifact::TokenSecret>,
+    /// How long a Sync may sit in a state on its way to Ready (waiting for its first render,
+    /// waiting for the objects just applied to become healthy) before the status reports it: a
+    /// state that ends sooner is never written, and the status goes from what it said before
+    /// straight to the outcome, one write instead of two. Nothing waits for this delay: the
+    /// outcome is written as soon as it is known. `0s`: every state is reported at once.
+    #[arg(
+        long,
+        value_parser = plumb_ops::parse_duration,
+        default_value = "2s",
+        env = "PLUMB_PROGRESS_REPORT_DELAY"
+    )]
+    pub progress_report_delay: std::time::Duration,
     /// Which Syncs to reconcile.
     #[command(flatten)]
     pub scope: WatchScope,
@@ -49,6 +64,7 @@ impl Default for Config {
             max_artifact_size: 256 << 20,
             artifact_token_secret: None,
             sops_age_secret: None,
+            progress_report_delay: DEFAULT_PROGRESS_REPORT_DELAY,
             scope: WatchScope::default(),
         }
     }

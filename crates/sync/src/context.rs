@@ -46,7 +46,13 @@ pub struct Context {
     /// What is remembered about each Sync between reconciles.
     pub memories: Memories,
     clients: Mutex<HashMap<String, Client>>,
+    /// Bounds the Events [announced](Context::announce) at once: each takes a connection of its
+    /// own while in flight.
+    events_in_flight: Arc<tokio::sync::Semaphore>,
 }
+
+/// The most Events [`Context::announce`] has in flight at once, as many as the default workers.
+const EVENTS_IN_FLIGHT: usize = 4;
 
 /// The sync controller's metrics, registered in the shared registry.
 #[derive(Clone)]
@@ -67,6 +73,9 @@ pub struct SyncMetrics {
     pub status_writes: prometheus_client::metrics::counter::Counter,
     /// Reconciles that left the status as it was, so wrote nothing.
     pub status_unchanged: prometheus_client::metrics::counter::Counter,
+    /// Reconciles whose status report was held back (`--progress-report-delay`), so wrote
+    /// nothing.
+    pub status_held: prometheus_client::metrics::counter::Counter,
 }
 
 impl SyncMetrics {
@@ -87,6 +96,7 @@ impl SyncMetrics {
             artifact_bytes: Default::default(),
             status_writes: Default::default(),
             status_unchanged: Default::default(),
+            status_held: Default::default(),
         };
         m.ops.register(
             "sync_drift_corrections",
@@ -117,6 +127,11 @@ impl SyncMetrics {
             "sync_status_unchanged",
             "Reconciles whose status stayed as it was (nothing written)",
             m.status_unchanged.clone(),
+        );
+        m.ops.register(
+            "sync_status_held",
+            "Reconciles whose report of a state on the way to Ready was held back by --progress-report-delay (nothing written)",
+            m.status_held.clone(),
         );
         m.ops.register(
             "sync_artifact_bytes",
@@ -156,6 +171,7 @@ impl Context {
             namespaces,
             memories: Memories::default(),
             clients: Mutex::default(),
+            events_in_flight: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         }
     }
 
@@ -292,5 +308,27 @@ impl Context {
         self.recorder
             .publish(sync, type_, reason, "Reconcile", &note)
             .await;
+    }
+
+    /// Publishes the Event `note` about `sync` in the background: a reconcile that ends with
+    /// an Event does not wait for its round trip (Events are best effort, and the status,
+    /// written before, is the record that counts).
+    pub fn announce(&self, sync: &Sync, note: crate::status::Note) {
+        let recorder = self.recorder.clone();
+        let regarding = kube::Resource::object_ref(sync, &());
+        let in_flight = self.events_in_flight.clone();
+        tokio::spawn(async move {
+            // Never closed: the permit is always had.
+            let _permit = in_flight.acquire_owned().await;
+            recorder
+                .publish_ref(
+                    &regarding,
+                    note.type_,
+                    &note.reason,
+                    "Reconcile",
+                    &note.message,
+                )
+                .await;
+        });
     }
 }

@@ -18,6 +18,10 @@
 //! - **Since when health has been awaited**: the health timeout counts again from the restart, so
 //!   a Sync may wait up to one more `timeout` before reporting `HealthCheckFailed` (it errs on the
 //!   side of waiting).
+//! - **Since when a new Sync has waited for its first render**, and a state held back from the
+//!   status by `--progress-report-delay`: the delay counts again from the restart, and an apply
+//!   whose status was held is recorded by the first pass after it (the objects, already applied,
+//!   are found in sync and not applied again).
 //! - **The kinds whose watches the Sync holds**: watches start again as objects are looked at.
 //! - **A deletion under way**: the Sync's finalizer and its status inventory say what is left, so
 //!   the next controller carries on; only the warning for a finalizer removed by hand in the
@@ -141,6 +145,7 @@ pub struct SyncMemory {
     intents: HashMap<IdKey, Intent>,
     last_full: Option<Instant>,
     health_since: Option<(Digest, Instant)>,
+    render_since: Option<Instant>,
     deleting: Option<Vec<InventoryEntry>>,
     post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
@@ -246,6 +251,17 @@ impl SyncMemory {
                 Duration::ZERO
             }
         }
+    }
+
+    /// How long the Sync has been waiting for its first render; the clock starts at the first
+    /// call and stops at [`SyncMemory::render_arrived`].
+    pub fn render_waited(&mut self) -> Duration {
+        self.render_since.get_or_insert_with(Instant::now).elapsed()
+    }
+
+    /// Records that the Sync has a render, so a later wait for one counts from its own start.
+    pub fn render_arrived(&mut self) {
+        self.render_since = None;
     }
 
     /// Whether a deletion of the Sync's objects is under way.

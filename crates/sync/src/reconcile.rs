@@ -39,7 +39,9 @@ use crate::inventory;
 use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
 use crate::manifest::{self, Manifest};
 use crate::memory::{Kept, SyncMemory};
-use crate::status::{DriftSeen, HealthReport, Outcome, Verdict, events_for, status_for};
+use crate::status::{
+    DriftSeen, HealthReport, Outcome, Verdict, events_for, report_hold, status_for,
+};
 use crate::substitution;
 use plumb_substitute::SecretValues;
 
@@ -88,15 +90,21 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
     ctx.metrics.ops.observe_reconcile("Sync", result, started);
     if next == current {
         ctx.metrics.status_unchanged.inc();
+    } else if let Some(left) = report_hold(&outcome, ctx.settings.progress_report_delay) {
+        // A state on the way to Ready, not reported unless it lasts: look again when the
+        // delay is over (the change that ends it, a render or an object's health, wakes the
+        // Sync sooner).
+        ctx.metrics.status_held.inc();
+        outcome.requeue = Some(outcome.requeue.map_or(left, |r| r.min(left)));
     } else {
         let t = Instant::now();
         write_status(&ctx, &key, &next).await?;
         ctx.metrics.status_writes.inc();
         ctx.metrics.phase("status", t);
     }
+    // Sent without holding the worker (or this Sync's memory) for the Event's round trip.
     for note in events_for(&current, &next, &outcome) {
-        ctx.event(&sync, note.type_, &note.reason, note.message)
-            .await;
+        ctx.announce(&sync, note);
     }
     Ok(action_for(&sync.spec, &outcome))
 }
@@ -212,8 +220,12 @@ impl Pass<'_> {
             return outcome;
         }
         let inputs = match self.gather(current) {
-            Ok(Ok(inputs)) => inputs,
+            Ok(Ok(inputs)) => {
+                self.memory.render_arrived();
+                inputs
+            }
             Ok(Err(waiting)) => {
+                outcome.pending_for = Some(self.memory.render_waited());
                 outcome.verdict = waiting;
                 return outcome;
             }
@@ -737,6 +749,7 @@ impl Pass<'_> {
                     .saturating_sub(waited)
                     .max(Duration::from_millis(500)),
             );
+            outcome.pending_for = Some(waited);
             Verdict::Progressing(format!("waiting for: {list}"))
         };
     }

@@ -94,6 +94,9 @@ pub struct Outcome {
     pub post_hooks: Option<Option<Digest>>,
     /// The secret values of the objects applied, masked in every message recorded.
     pub secrets: Arc<SecretValues>,
+    /// How long the state the verdict reports has lasted, when it is one on the way to Ready
+    /// (waiting for the first render, waiting for health after an apply): see [`report_hold`].
+    pub pending_for: Option<Duration>,
 }
 
 impl Outcome {
@@ -114,6 +117,7 @@ impl Outcome {
             took: Duration::ZERO,
             post_hooks: None,
             secrets: Arc::default(),
+            pending_for: None,
         }
     }
 
@@ -203,6 +207,27 @@ pub fn status_for(current: &SyncStatus, outcome: &Outcome, now: Timestamp) -> Sy
         record_history(&mut next.history, outcome, result, now);
     }
     next
+}
+
+/// How much longer the status report of `outcome` is held back, when it reports a state on the
+/// way to Ready that has lasted less than `delay`: a new Sync waiting for its first render
+/// (`RenderNotReady`), or objects just applied waiting to become healthy (`Progressing`). Such a
+/// state usually ends within a second or two (the render controller publishes; the Deployment's
+/// controller reports it available), and a report of it would be a status write that the next
+/// one replaces a moment later. Held, the pass writes nothing and looks again when the delay is
+/// over; the outcome, whenever it comes, is written at once. A pass that ran pre-sync hooks is
+/// never held: their record (`pendingPostHooks`) must reach the status with the apply.
+pub fn report_hold(outcome: &Outcome, delay: Duration) -> Option<Duration> {
+    let pending = outcome.pending_for?;
+    let on_the_way = match &outcome.verdict {
+        Verdict::Progressing(_) => true,
+        Verdict::Waiting { reason, .. } => *reason == reason::RENDER_NOT_READY,
+        _ => false,
+    };
+    if !on_the_way || outcome.post_hooks.is_some() {
+        return None;
+    }
+    delay.checked_sub(pending).filter(|left| !left.is_zero())
 }
 
 /// Adds a record to `history` (newest first) when the result or the artifact changed; a
@@ -343,6 +368,71 @@ mod tests {
     fn ready_of(s: &SyncStatus) -> (String, String, String) {
         let c = s.conditions.get_condition(condition_type::READY).unwrap();
         (c.status.clone(), c.reason.clone(), c.message.clone())
+    }
+
+    #[test]
+    fn only_a_short_state_on_the_way_to_ready_is_held_back() {
+        let delay = Duration::from_secs(2);
+        let with = |verdict, pending: Option<u64>| {
+            let mut o = Outcome::new(Some(1), verdict);
+            o.pending_for = pending.map(Duration::from_millis);
+            o
+        };
+        let progressing = || Verdict::Progressing("waiting for: web".into());
+        let waiting = |reason| Verdict::Waiting {
+            reason,
+            message: "waiting".into(),
+        };
+        let cases: Vec<(&str, Outcome, Option<u64>)> = vec![
+            ("just applied", with(progressing(), Some(0)), Some(2000)),
+            (
+                "applied a while ago",
+                with(progressing(), Some(500)),
+                Some(1500),
+            ),
+            (
+                "waited the whole delay",
+                with(progressing(), Some(2000)),
+                None,
+            ),
+            ("waited longer", with(progressing(), Some(60_000)), None),
+            (
+                "a new Sync's first render",
+                with(waiting(reason::RENDER_NOT_READY), Some(300)),
+                Some(1700),
+            ),
+            (
+                "a closed window is news at once",
+                with(waiting(reason::WINDOW_CLOSED), Some(0)),
+                None,
+            ),
+            (
+                "the outcome",
+                with(Verdict::Ready("ok".into()), Some(0)),
+                None,
+            ),
+            (
+                "a failure",
+                with(Verdict::Failed(Error::PruneBlocked("empty")), Some(0)),
+                None,
+            ),
+            ("nothing pending", with(progressing(), None), None),
+        ];
+        for (what, outcome, want) in cases {
+            assert_eq!(
+                report_hold(&outcome, delay),
+                want.map(Duration::from_millis),
+                "{what}"
+            );
+            assert_eq!(
+                report_hold(&outcome, Duration::ZERO),
+                None,
+                "{what}, no delay"
+            );
+        }
+        let mut hooks = with(progressing(), Some(0));
+        hooks.post_hooks = Some(Some(artifact('a').digest));
+        assert_eq!(report_hold(&hooks, delay), None, "pre-sync hooks ran");
     }
 
     #[test]
