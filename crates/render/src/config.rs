@@ -68,6 +68,16 @@ pub struct Config {
     #[arg(long, default_value_t = 512 << 20)]
     pub max_unpacked_size: u64,
 
+    /// The most entries a source artifact may unpack to, the directories its paths imply
+    /// included. Checked before anything is written.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_unpacked_entries: u64,
+
+    /// The most bytes the paths of a source artifact's entries (and the directories they
+    /// imply) may add up to: the render controller's index of a tree holds them in memory.
+    #[arg(long, default_value_t = 32 << 20)]
+    pub max_unpacked_path_bytes: u64,
+
     /// How many rendered artifacts to keep per Sync.
     #[arg(
         long = "artifact-retention-records",
@@ -153,6 +163,16 @@ impl Config {
         }
     }
 
+    /// What a source artifact may unpack to.
+    pub fn unpack_limits(&self) -> plumb_artifact::UnpackLimits {
+        plumb_artifact::UnpackLimits {
+            max_bytes: self.max_unpacked_size,
+            max_entries: self.max_unpacked_entries,
+            max_path_bytes: self.max_unpacked_path_bytes,
+            ..plumb_artifact::UnpackLimits::default()
+        }
+    }
+
     /// The defaults of every flag, as if none were given.
     pub fn defaults() -> Self {
         #[derive(clap::Parser)]
@@ -197,5 +217,35 @@ mod tests {
         assert_eq!(opts.max_output_bytes, 64 << 20);
         let big = c.render_options((5 << 20) + 1);
         assert_eq!(big.timeout, Some(Duration::from_secs(16)), "6 MiB started");
+    }
+
+    #[test]
+    fn unpack_limits_follow_the_flags() {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            config: Config,
+        }
+        let defaults = Config::defaults().unpack_limits();
+        let set = <Flags as clap::Parser>::parse_from([
+            "plumb-render-controller",
+            "--max-unpacked-size=1000",
+            "--max-unpacked-entries=10",
+            "--max-unpacked-path-bytes=100",
+        ])
+        .config
+        .unpack_limits();
+        assert_eq!(
+            (set.max_bytes, set.max_entries, set.max_path_bytes),
+            (1000, 10, 100)
+        );
+        assert_eq!(
+            (
+                defaults.max_entries,
+                defaults.max_path_bytes,
+                defaults.max_depth
+            ),
+            (100_000, 32 << 20, 128)
+        );
     }
 }

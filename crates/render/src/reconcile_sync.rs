@@ -14,7 +14,7 @@ use plumb_api::{
     Conditions, GitRepository, RENDER_FIELD_MANAGER, REQUESTED_AT_ANNOTATION, Sync, condition_type,
     reason,
 };
-use plumb_artifact::{ArtifactKey, Storage, UnpackLimits};
+use plumb_artifact::{ArtifactKey, Storage};
 use plumb_ops::backoff;
 use tracing::instrument;
 
@@ -323,10 +323,7 @@ async fn carry(ctx: &Context, last: Record, key: &RenderKey, source: &Artifact) 
 pub fn fetch_settings(ctx: &Context) -> FetchSettings {
     FetchSettings {
         max_artifact_size: ctx.config.max_artifact_size,
-        limits: UnpackLimits {
-            max_bytes: ctx.config.max_unpacked_size,
-            ..UnpackLimits::default()
-        },
+        limits: ctx.config.unpack_limits(),
     }
 }
 
