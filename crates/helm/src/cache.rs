@@ -13,44 +13,83 @@ use sha2::{Digest as _, Sha256};
 
 use crate::engine::HelmError;
 
+/// The most files and directories [`chart_digest`] reads under one chart, links followed.
+pub const MAX_CHART_ENTRIES: usize = 100_000;
+
 /// The digest of a chart directory: every file under it (hidden ones too: Helm reads
-/// `.helmignore`), by relative path and content, in sorted order.
+/// `.helmignore`), by relative path and content, in sorted order. Links are followed, as Helm's
+/// loader does, but not back into a directory they are under (a loop), and at most
+/// [`MAX_CHART_ENTRIES`] entries are read (links to links of a directory multiply them).
 pub fn chart_digest(dir: &Path) -> Result<String, HelmError> {
     let mut h = Sha256::new();
-    hash_dir(dir, Path::new(""), &mut h)?;
+    let mut walk = Walk {
+        root: dir,
+        under: Vec::new(),
+        seen: 0,
+    };
+    walk.dir(Path::new(""), &mut h)?;
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
 }
 
-fn hash_dir(root: &Path, rel: &Path, h: &mut Sha256) -> Result<(), HelmError> {
-    let here = root.join(rel);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| HelmError::Io { path, source }
-    };
-    let mut entries: Vec<_> = fs::read_dir(&here)
-        .map_err(io(&here))?
-        .collect::<Result<_, _>>()
-        .map_err(io(&here))?;
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let child = rel.join(e.file_name());
-        // Follow links as Helm's loader does; the source artifact holds none that leave it.
-        let path = e.path();
-        if path.is_dir() {
-            h.update(b"d\0");
-            h.update(child.as_os_str().as_encoded_bytes());
-            h.update(b"\0");
-            hash_dir(root, &child, h)?;
-        } else {
-            let bytes = fs::read(&path).map_err(io(&path))?;
-            h.update(b"f\0");
-            h.update(child.as_os_str().as_encoded_bytes());
-            h.update(b"\0");
-            h.update((bytes.len() as u64).to_le_bytes());
-            h.update(&bytes);
+/// A walk of a chart directory: the directories it is in (canonical), the entries read.
+struct Walk<'a> {
+    root: &'a Path,
+    under: Vec<std::path::PathBuf>,
+    seen: usize,
+}
+
+impl Walk<'_> {
+    fn dir(&mut self, rel: &Path, h: &mut Sha256) -> Result<(), HelmError> {
+        let here = self.root.join(rel);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| HelmError::Io { path, source }
+        };
+        let real = here.canonicalize().map_err(io(&here))?;
+        if self.under.contains(&real) {
+            return Err(HelmError::Io {
+                path: here,
+                source: std::io::Error::other(
+                    "a symlink loop: it leads back to a directory it is in",
+                ),
+            });
         }
+        self.under.push(real);
+        let mut entries: Vec<_> = fs::read_dir(&here)
+            .map_err(io(&here))?
+            .collect::<Result<_, _>>()
+            .map_err(io(&here))?;
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            self.seen += 1;
+            if self.seen > MAX_CHART_ENTRIES {
+                return Err(HelmError::Io {
+                    path: self.root.to_path_buf(),
+                    source: std::io::Error::other(format!(
+                        "more than {MAX_CHART_ENTRIES} files and directories, links followed"
+                    )),
+                });
+            }
+            let child = rel.join(e.file_name());
+            // Follow links as Helm's loader does; the source artifact holds none that leave it.
+            let path = e.path();
+            if path.is_dir() {
+                h.update(b"d\0");
+                h.update(child.as_os_str().as_encoded_bytes());
+                h.update(b"\0");
+                self.dir(&child, h)?;
+            } else {
+                let bytes = fs::read(&path).map_err(io(&path))?;
+                h.update(b"f\0");
+                h.update(child.as_os_str().as_encoded_bytes());
+                h.update(b"\0");
+                h.update((bytes.len() as u64).to_le_bytes());
+                h.update(&bytes);
+            }
+        }
+        self.under.pop();
+        Ok(())
     }
-    Ok(())
 }
 
 /// A bounded cache of rendered output, least recently used out first.
@@ -151,6 +190,57 @@ mod tests {
         assert_ne!(
             chart_digest(a.path()).unwrap(),
             chart_digest(b.path()).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_symlink_loop_in_a_chart_is_refused_not_walked() {
+        let chart = tempfile::tempdir().unwrap();
+        let d = chart.path();
+        fs::create_dir_all(d.join("templates")).unwrap();
+        fs::write(d.join("Chart.yaml"), "name: c\n").unwrap();
+        // Two links back to the chart: walked, each level would double the paths.
+        std::os::unix::fs::symlink("..", d.join("templates/a")).unwrap();
+        std::os::unix::fs::symlink("..", d.join("templates/b")).unwrap();
+        let err = chart_digest(d).unwrap_err().to_string();
+        assert!(
+            err.ends_with("templates/a: a symlink loop: it leads back to a directory it is in"),
+            "{err}"
+        );
+        // A link to a directory beside the chart, not above it, is followed.
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("shared.yaml"), "kind: S\n").unwrap();
+        fs::remove_file(d.join("templates/a")).unwrap();
+        fs::remove_file(d.join("templates/b")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.join("templates/shared")).unwrap();
+        let before = chart_digest(d).unwrap();
+        fs::write(outside.path().join("shared.yaml"), "kind: T\n").unwrap();
+        assert_ne!(chart_digest(d).unwrap(), before);
+    }
+
+    #[test]
+    fn links_multiplying_a_chart_stop_at_the_limit() {
+        // level<i> holds two links to level<i+1>: 2^17 paths without the limit.
+        let chart = tempfile::tempdir().unwrap();
+        let d = chart.path();
+        for i in 0..17 {
+            fs::create_dir_all(d.join(format!("level{i}"))).unwrap();
+            for link in ["a", "b"] {
+                std::os::unix::fs::symlink(
+                    format!("../level{}", i + 1),
+                    d.join(format!("level{i}/{link}")),
+                )
+                .unwrap();
+            }
+        }
+        fs::create_dir_all(d.join("level17")).unwrap();
+        fs::write(d.join("level17/x.yaml"), "x: 1\n").unwrap();
+        let err = chart_digest(&d.join("level0")).unwrap_err().to_string();
+        assert!(
+            err.ends_with(&format!(
+                "more than {MAX_CHART_ENTRIES} files and directories, links followed"
+            )),
+            "{err}"
         );
     }
 
