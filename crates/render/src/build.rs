@@ -691,6 +691,41 @@ mod tests {
     }
 
     #[test]
+    fn symlink_loops_in_a_source_tree_fail_their_render_or_are_not_followed() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        // A plain directory linked into itself: its YAML is read once, the link not followed.
+        write(root, "plain/cm.yaml", &cm("plain"));
+        symlink(".", root.join("plain/again")).unwrap();
+        symlink("..", root.join("plain/up")).unwrap();
+        let plain = render_with(root, &spec("plain"), &[], &RenderOptions::default()).unwrap();
+        assert_eq!(names(&plain), ["ConfigMap/plain"]);
+        // Two links to each other, as a resource: refused, naming the path.
+        write(root, "pair/kustomization.yaml", "resources: [one]\n");
+        symlink("two", root.join("pair/one")).unwrap();
+        symlink("one", root.join("pair/two")).unwrap();
+        let err = render_with(root, &spec("pair"), &[], &RenderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("pair/one") && err.contains("Too many levels of symbolic links"),
+            "{err}"
+        );
+        // A kustomization whose resource is a link to its own directory: a cycle.
+        write(root, "self/kustomization.yaml", "resources: [me]\n");
+        symlink(".", root.join("self/me")).unwrap();
+        let err = render_with(root, &spec("self"), &[], &RenderOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cycle"), "{err}");
+        // The path of a Sync through a loop.
+        symlink("loop", root.join("loop")).unwrap();
+        let err = resolve_path(root, "loop").unwrap_err().to_string();
+        assert!(err.contains("loop"), "{err}");
+    }
+
+    #[test]
     fn plain_directories_list_yaml_files_and_stop_at_kustomizations() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path();
