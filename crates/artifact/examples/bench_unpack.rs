@@ -1,7 +1,9 @@
 //! What a source tree costs the render controller per commit: a repository of N apps
 //! (`BENCH_APPS`, default 5000; `apps/<i>/app.yaml`, about 600 bytes each) is listed (read and
 //! hashed, nothing written), unpacked into an empty directory, unpacked again over the tree of
-//! the commit before it (one app changed), and removed.
+//! the commit before it (one app changed), read back (as the index did before it came from the
+//! listing), and removed. `BENCH_APPS=49999` makes a tree of 99 999 entries, about the most an
+//! artifact may unpack to by default.
 //!
 //! Run: `cargo run --release -p plumb-artifact --example bench_unpack`.
 
@@ -35,6 +37,25 @@ fn repository(apps: usize, commits: usize) -> Vec<u8> {
         })
         .collect();
     plumb_artifact::write_tar_gz(Vec::new(), entries, |h| Ok(h.clone())).unwrap()
+}
+
+/// Reads and hashes every file under `dir`, as the render controller's index did after each
+/// unpack; how many.
+fn read_back(dir: &std::path::Path) -> usize {
+    use sha2::{Digest as _, Sha256};
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            files += read_back(&entry.path());
+        } else {
+            let mut h = Sha256::new();
+            std::io::copy(&mut std::fs::File::open(entry.path()).unwrap(), &mut h).unwrap();
+            std::hint::black_box(h.finalize());
+            files += 1;
+        }
+    }
+    files
 }
 
 fn load() -> String {
@@ -94,6 +115,13 @@ fn main() {
     unpack_listed(&commits[rounds], &again, &fresh, &Listing::default()).unwrap();
     println!(
         "  the same commit listed and unpacked anew (what each commit cost before): {} (load {})",
+        ms(start),
+        load()
+    );
+    let start = Instant::now();
+    let files = read_back(&fresh);
+    println!(
+        "  reading every file of it back and hashing it (what indexing a tree cost before): {} ({files} files, load {})",
         ms(start),
         load()
     );
