@@ -690,6 +690,34 @@ async fn a_closed_window_holds_a_new_revision_but_drift_is_still_corrected() {
 }
 
 #[tokio::test]
+async fn a_controller_of_one_namespace_judges_its_syncs_by_that_namespaces_labels() {
+    // The Policy exists before the controller starts, so its first pass already knows it.
+    let ns = TestNamespace::new("sync-ns-scope").await.unwrap();
+    let n = ns.name().to_owned();
+    let freeze = deny_window(&ns).await;
+    let watched = n.clone();
+    let h = Harness::start_with(|c| c.scope.namespace = Some(watched)).await;
+    h.create_sync(&n, "app", json!({})).await;
+    let rev = h.render(&n, "app", &cm("config", "1")).await;
+    // The window selects the namespace by its labels, which only the Namespace cache knows.
+    h.wait_sync(&n, "app", "window closed", |s| {
+        condition(s, "Reconciling").is_some_and(|c| c.reason == "SyncWindowClosed")
+    })
+    .await;
+    assert!(
+        !cm_exists(&ns, "config").await,
+        "applied in a closed window"
+    );
+    let policies: Api<plumb_api::Policy> = Api::all(h.client.clone());
+    policies
+        .delete(&freeze, &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_applied(&n, "app", &rev).await;
+    assert!(cm_exists(&ns, "config").await);
+}
+
+#[tokio::test]
 async fn force_recreates_an_object_whose_immutable_field_changed() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-force").await.unwrap();
