@@ -9,6 +9,7 @@
 //! differs from the tree already there.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -182,8 +183,9 @@ pub enum Node {
 /// is written, and nothing need be read back from the disk to know what the tree holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
-    /// Ordered by path components, so a directory comes before everything under it.
-    nodes: BTreeMap<Box<Path>, Node>,
+    /// Ordered by the paths' bytes (cheaper to compare than by components): a directory comes
+    /// before everything under it, and the entries of one directory come by name.
+    nodes: BTreeMap<Box<OsStr>, Node>,
     files: u64,
     bytes: u64,
 }
@@ -191,12 +193,12 @@ pub struct Listing {
 impl Listing {
     /// The entry at `path` (relative, normalized), if any.
     pub fn get(&self, path: &Path) -> Option<&Node> {
-        self.nodes.get(path)
+        self.nodes.get(path.as_os_str())
     }
 
     /// Every entry, each directory before what is under it.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&Path, &Node)> {
-        self.nodes.iter().map(|(p, n)| (&**p, n))
+        self.nodes.iter().map(|(p, n)| (Path::new(p), n))
     }
 
     /// How many entries (files, directories, links; implied directories included).
@@ -236,7 +238,7 @@ impl Listing {
         let mut dir = PathBuf::new();
         for c in parent.components() {
             dir.push(c);
-            match self.nodes.get(dir.as_path()) {
+            match self.nodes.get(dir.as_os_str()) {
                 Some(Node::Symlink(_)) => {
                     return Err(UnpackError::UnsafeLink(rel.display().to_string()));
                 }
@@ -246,7 +248,7 @@ impl Listing {
                 }
                 None => {
                     used.entry(&dir)?;
-                    self.nodes.insert(dir.clone().into_boxed_path(), Node::Dir);
+                    self.nodes.insert(dir.as_os_str().into(), Node::Dir);
                 }
             }
         }
@@ -349,7 +351,7 @@ pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, Unpa
             tar::EntryType::Directory => {
                 // The entry's own directory is counted already: only its parents are implied.
                 listing.add_parents(&rel, &mut used)?;
-                match listing.nodes.get(rel.as_path()) {
+                match listing.nodes.get(rel.as_os_str()) {
                     Some(Node::Symlink(_)) => return Err(UnpackError::UnsafeLink(shown)),
                     Some(Node::Dir) => return Ok(()),
                     Some(Node::File { .. }) => return Err(UnpackError::UnsafePath(shown)),
@@ -358,7 +360,7 @@ pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, Unpa
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 listing.add_parents(&rel, &mut used)?;
-                if listing.nodes.contains_key(rel.as_path()) {
+                if listing.nodes.contains_key(rel.as_os_str()) {
                     return Err(UnpackError::UnsafePath(shown));
                 }
                 let size = entry.header().size()?;
@@ -379,7 +381,7 @@ pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, Unpa
                     return Err(UnpackError::UnsafeLink(shown));
                 }
                 listing.add_parents(&rel, &mut used)?;
-                if listing.nodes.contains_key(rel.as_path()) {
+                if listing.nodes.contains_key(rel.as_os_str()) {
                     return Err(UnpackError::UnsafePath(shown));
                 }
                 Node::Symlink(target.into_owned().into_boxed_path())
@@ -389,7 +391,9 @@ pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, Unpa
             | tar::EntryType::GNULongName => return Ok(()),
             _ => return Err(UnpackError::UnsupportedEntry(shown)),
         };
-        listing.nodes.insert(rel.into_boxed_path(), node);
+        listing
+            .nodes
+            .insert(rel.into_os_string().into_boxed_os_str(), node);
         Ok(())
     })?;
     Ok(listing)
