@@ -235,6 +235,7 @@ async fn unpack_artifact(
     bytes: Vec<u8>,
     limits: UnpackLimits,
 ) -> Result<Tree, Failure> {
+    let started = std::time::Instant::now();
     let candidates = trees.ready(digest);
     let (bytes, listing, base) = blocking(move || {
         let listing = plumb_artifact::list_tar_gz(&bytes, limits).map_err(refused)?;
@@ -243,7 +244,16 @@ async fn unpack_artifact(
     })
     .await?;
     let base = base.and_then(|digest| trees.take_idle(&digest));
-    blocking(move || unpack(&bytes, listing, base)).await
+    let over = base.is_some();
+    let tree = blocking(move || unpack(&bytes, listing, base)).await?;
+    tracing::info!(
+        %digest,
+        entries = tree.index.listing().len(),
+        over_the_previous_tree = over,
+        elapsed_ms = started.elapsed().as_millis(),
+        "source artifact listed and unpacked"
+    );
+    Ok(tree)
 }
 
 /// Of `candidates`, the digest of the tree `listing` differs least from, when that is less than
