@@ -1,6 +1,7 @@
 //! Deleting a Sync: its finalizer, and what `spec.deletionPolicy` does to the objects it applied.
 //!
-//! The objects are those of the last applied inventory in the Sync's status, so deletion works
+//! The objects are those of the last applied inventory in the Sync's status (and of an apply whose
+//! report `--progress-report-delay` still holds back, see `memory`), so deletion works
 //! when the source or the render is gone. They are deleted as prune deletes them: in reverse apply
 //! order, only while their owner labels still name the Sync, never when annotated
 //! `plumb.dev/prune: disabled` or `plumb.dev/reconcile: disabled`. A suspended Sync deletes
@@ -130,7 +131,10 @@ async fn cleanup(sync: &Sync, ctx: &Context) -> Result<Action, Error> {
     let key = key_of(sync);
     let spec = &sync.spec;
     let status = sync.status.clone().unwrap_or_default();
-    let inventory = status.inventory.clone().unwrap_or_default();
+    let memory = ctx.memories.of(&key);
+    let mut memory = memory.lock().await;
+    // With the objects of an apply whose status report was held back (`--progress-report-delay`).
+    let inventory = memory.to_delete(status.inventory.clone().unwrap_or_default());
     let names = || {
         inventory
             .iter()
@@ -155,8 +159,6 @@ async fn cleanup(sync: &Sync, ctx: &Context) -> Result<Action, Error> {
     if inventory.is_empty() {
         return Ok(Action::await_change());
     }
-    let memory = ctx.memories.of(&key);
-    let mut memory = memory.lock().await;
     if !memory.deleting() {
         let note = format!(
             "deleting {} objects ({:?}): {}",

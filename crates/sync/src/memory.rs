@@ -21,7 +21,10 @@
 //! - **Since when a new Sync has waited for its first render**, and a state held back from the
 //!   status by `--progress-report-delay`: the delay counts again from the restart, and an apply
 //!   whose status was held is recorded by the first pass after it (the objects, already applied,
-//!   are found in sync and not applied again).
+//!   are found in sync and not applied again). Until then a deletion of the Sync deletes that
+//!   apply's objects too, from this memory; a restart inside the delay forgets them, so a Sync
+//!   deleted before the next controller's first pass leaves them in the cluster with their owner
+//!   labels (as a restart between any apply and its status write always could).
 //! - **The kinds whose watches the Sync holds**: watches start again as objects are looked at.
 //! - **A deletion under way**: the Sync's finalizer and its status inventory say what is left, so
 //!   the next controller carries on; only the warning for a finalizer removed by hand in the
@@ -147,6 +150,7 @@ pub struct SyncMemory {
     health_since: Option<(Digest, Instant)>,
     render_since: Option<Instant>,
     deleting: Option<Vec<InventoryEntry>>,
+    unreported: Option<Vec<InventoryEntry>>,
     post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
 }
@@ -278,6 +282,42 @@ impl SyncMemory {
     pub fn left_by_deletion(&self) -> Option<&[InventoryEntry]> {
         self.deleting.as_deref()
     }
+
+    /// Records the inventory of an apply whose status report `--progress-report-delay` holds
+    /// back (its objects are in the cluster, `status.inventory` does not name them yet), or
+    /// `None` once a status written names what was applied.
+    pub fn set_unreported(&mut self, inventory: Option<Vec<InventoryEntry>>) {
+        self.unreported = inventory;
+    }
+
+    /// What a deletion of the Sync must delete: `recorded` (its `status.inventory`) and the
+    /// objects of an apply not reported yet, so a Sync deleted while its report is held back
+    /// leaves nothing behind.
+    pub fn to_delete(&self, recorded: Vec<InventoryEntry>) -> Vec<InventoryEntry> {
+        match &self.unreported {
+            Some(unreported) => with_unreported(recorded, unreported),
+            None => recorded,
+        }
+    }
+}
+
+/// `recorded` (an inventory in apply order) with the entries of `unreported` (the inventory of a
+/// later apply) it lacks, in `unreported`'s order after the recorded ones: a deletion, which goes
+/// in reverse apply order, deletes the later apply's objects first, as it would once the status
+/// named them.
+fn with_unreported(
+    recorded: Vec<InventoryEntry>,
+    unreported: &[InventoryEntry],
+) -> Vec<InventoryEntry> {
+    let known: std::collections::HashSet<&str> = recorded.iter().map(|e| e.id.as_str()).collect();
+    let later: Vec<InventoryEntry> = unreported
+        .iter()
+        .filter(|e| !known.contains(e.id.as_str()))
+        .cloned()
+        .collect();
+    let mut all = recorded;
+    all.extend(later);
+    all
 }
 
 /// Every Sync's memory, each behind its own lock so one Sync's reconcile never waits on another's.
@@ -320,6 +360,45 @@ mod tests {
         format!("sha256:{}", c.to_string().repeat(64))
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn a_deletion_includes_the_objects_of_an_apply_not_reported_yet() {
+        let entry = |id: &str| InventoryEntry {
+            id: id.to_owned(),
+            v: "v1".to_owned(),
+        };
+        let ids = |v: Vec<InventoryEntry>| v.into_iter().map(|e| e.id).collect::<Vec<_>>();
+        let mut m = SyncMemory::default();
+        // Nothing held back: the status's inventory is the whole story.
+        assert_eq!(
+            ids(m.to_delete(vec![entry("ns_a__ConfigMap")])),
+            ["ns_a__ConfigMap"]
+        );
+        // A new Sync's first apply, its report held back: the status names nothing yet.
+        m.set_unreported(Some(vec![
+            entry("ns_a__ConfigMap"),
+            entry("ns_web_apps_Deployment"),
+        ]));
+        assert_eq!(
+            ids(m.to_delete(Vec::new())),
+            ["ns_a__ConfigMap", "ns_web_apps_Deployment"]
+        );
+        // A later revision's apply: what the status names, then what it does not yet, each once.
+        assert_eq!(
+            ids(m.to_delete(vec![entry("ns_old__ConfigMap"), entry("ns_a__ConfigMap")])),
+            [
+                "ns_old__ConfigMap",
+                "ns_a__ConfigMap",
+                "ns_web_apps_Deployment"
+            ]
+        );
+        // Reported: the status names it all again.
+        m.set_unreported(None);
+        assert_eq!(
+            ids(m.to_delete(vec![entry("ns_a__ConfigMap")])),
+            ["ns_a__ConfigMap"]
+        );
     }
 
     #[test]

@@ -96,11 +96,17 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
         // Sync sooner).
         ctx.metrics.status_held.inc();
         outcome.requeue = Some(outcome.requeue.map_or(left, |r| r.min(left)));
+        // What was applied and is not in the status yet: a deletion in the meantime deletes it.
+        memory.set_unreported(
+            (next.inventory != current.inventory)
+                .then(|| next.inventory.clone().unwrap_or_default()),
+        );
     } else {
         let t = Instant::now();
         write_status(&ctx, &key, &next).await?;
         ctx.metrics.status_writes.inc();
         ctx.metrics.phase("status", t);
+        memory.set_unreported(None);
     }
     // Sent without holding the worker (or this Sync's memory) for the Event's round trip.
     for note in events_for(&current, &next, &outcome) {

@@ -173,6 +173,64 @@ async fn deleting_a_sync_deletes_what_it_applied_from_its_last_inventory() {
 }
 
 #[tokio::test]
+async fn a_sync_deleted_while_its_first_report_is_held_back_deletes_what_it_applied() {
+    // The report of objects just applied and not healthy yet is held back (here for an hour), so
+    // the status names nothing when the Sync is deleted: the deletion must still find them.
+    let h = Harness::start_with(|c| c.progress_report_delay = Duration::from_secs(3600)).await;
+    let ns = TestNamespace::new("sync-delete-held").await.unwrap();
+    let n = ns.name();
+    h.create_sync(n, "app", json!({"wait": true, "timeout": "10m"}))
+        .await;
+    // No node carries this label: the Deployment never becomes available.
+    let never = "      nodeSelector: {plumb.dev/test-no-such-node: \"true\"}\n";
+    let yaml = format!("{}{}", cm("a", "1"), common::deployment("web", 1, never));
+    h.render(n, "app", &yaml).await;
+    let deployments = ns.api::<k8s_openapi::api::apps::v1::Deployment>();
+    let cms = ns.api::<ConfigMap>();
+    h.wait("both objects applied", || async {
+        let applied =
+            cms.get_opt("a").await?.is_some() && deployments.get_opt("web").await?.is_some();
+        Ok::<_, kube::Error>(applied.then_some(()))
+    })
+    .await;
+    let s = h.syncs(n).get("app").await.unwrap();
+    assert!(
+        common::inventory(&s).is_empty(),
+        "the report was not held back, so this test proves nothing: {:?}",
+        s.status
+    );
+
+    h.syncs(n)
+        .delete("app", &DeleteParams::default())
+        .await
+        .unwrap();
+    h.wait_sync_gone(n, "app", "released by its finalizer", SYNC_GONE)
+        .await;
+    h.wait_within(
+        "the objects applied and not reported deleted with their Sync",
+        common::TIMEOUT,
+        || async {
+            let gone = |deleting: Option<Option<_>>| deleting.is_none_or(|d| d.is_some());
+            let a = gone(
+                cms.get_opt("a")
+                    .await?
+                    .map(|c| c.metadata.deletion_timestamp),
+            );
+            let web = gone(
+                deployments
+                    .get_opt("web")
+                    .await?
+                    .map(|d| d.metadata.deletion_timestamp),
+            );
+            Ok::<_, kube::Error>((a && web).then_some(()))
+        },
+    )
+    .await;
+    let reasons = event_reasons(&ns, "app").await;
+    assert!(reasons.iter().any(|r| r == "Deleting"), "{reasons:?}");
+}
+
+#[tokio::test]
 async fn orphan_leaves_objects_and_wait_for_termination_waits_until_they_are_gone() {
     let h = Harness::start().await;
     let ns = TestNamespace::new("sync-delpolicy").await.unwrap();
