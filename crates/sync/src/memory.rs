@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use plumb_api::inventory::InventoryEntry;
+use plumb_api::sync::SyncStatus;
 use plumb_api::{Digest, ObjectId};
 
 use crate::deps::Key;
@@ -151,6 +152,7 @@ pub struct SyncMemory {
     render_since: Option<Instant>,
     deleting: Option<Vec<InventoryEntry>>,
     unreported: Option<Vec<InventoryEntry>>,
+    written: Option<Box<(Box<str>, SyncStatus)>>,
     post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
 }
@@ -290,6 +292,24 @@ impl SyncMemory {
         self.unreported = inventory;
     }
 
+    /// Records that a pass which read the Sync at `resource_version` wrote `status` (this
+    /// controller's part of it).
+    pub fn set_written(&mut self, resource_version: Option<&str>, status: SyncStatus) {
+        self.written = resource_version.map(|rv| Box::new((rv.into(), status)));
+    }
+
+    /// The status the last pass wrote, when the Sync read now is still the version that pass
+    /// read: the watch cache has not seen the write yet, and its copy of the status is older
+    /// than what the API server holds. Forgotten once the cache has a newer version.
+    pub fn written_since(&mut self, resource_version: Option<&str>) -> Option<SyncStatus> {
+        let (rv, status) = self.written.as_deref()?;
+        if resource_version == Some(&**rv) {
+            return Some(status.clone());
+        }
+        self.written = None;
+        None
+    }
+
     /// What a deletion of the Sync must delete: `recorded` (its `status.inventory`) and the
     /// objects of an apply not reported yet, so a Sync deleted while its report is held back
     /// leaves nothing behind.
@@ -360,6 +380,26 @@ mod tests {
         format!("sha256:{}", c.to_string().repeat(64))
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn the_status_written_stands_in_for_a_cached_copy_that_has_not_seen_the_write() {
+        let mut m = SyncMemory::default();
+        let written = SyncStatus {
+            observed_generation: Some(7),
+            ..Default::default()
+        };
+        assert_eq!(m.written_since(Some("10")), None);
+        m.set_written(Some("10"), written.clone());
+        // The cache still holds the version the writing pass read, for as many passes as it does.
+        assert_eq!(m.written_since(Some("10")), Some(written.clone()));
+        assert_eq!(m.written_since(Some("10")), Some(written.clone()));
+        // Once a newer version is read, the record is gone for good.
+        assert_eq!(m.written_since(Some("11")), None);
+        assert_eq!(m.written_since(Some("10")), None);
+        // A Sync read without a version (never from the API server) has nothing to stand for.
+        m.set_written(None, written);
+        assert_eq!(m.written_since(None), None);
     }
 
     #[test]

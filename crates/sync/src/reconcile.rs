@@ -66,7 +66,13 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let memory = ctx.memories.of(&key);
     let mut memory = memory.lock().await;
-    let current = ours(sync.status.clone().unwrap_or_default());
+    let read = sync.metadata.resource_version.as_deref();
+    // The status as the API server has it: the cached Sync's, unless it is still the version the
+    // last pass read before writing (a pass woken right after a write, by an object's event,
+    // would otherwise judge by the status before it, and write the same outcome again).
+    let current = memory
+        .written_since(read)
+        .unwrap_or_else(|| ours(sync.status.clone().unwrap_or_default()));
     let mut outcome = Pass {
         sync: &sync,
         ctx: &ctx,
@@ -107,6 +113,7 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
         ctx.metrics.status_writes.inc();
         ctx.metrics.phase("status", t);
         memory.set_unreported(None);
+        memory.set_written(read, next.clone());
     }
     // Sent without holding the worker (or this Sync's memory) for the Event's round trip.
     for note in events_for(&current, &next, &outcome) {
