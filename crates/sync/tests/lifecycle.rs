@@ -153,10 +153,7 @@ async fn deleting_a_sync_deletes_what_it_applied_from_its_last_inventory() {
     h.wait_within(
         "ConfigMap a deleted with its Sync",
         common::TIMEOUT,
-        || async {
-            let a = cms.get_opt("a").await?;
-            Ok::<_, kube::Error>(a.map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ())))
-        },
+        || async { Ok::<_, kube::Error>(common::deleted(&cms, "a").await?.then_some(())) },
     )
     .await;
     assert!(
@@ -210,19 +207,9 @@ async fn a_sync_deleted_while_its_first_report_is_held_back_deletes_what_it_appl
         "the objects applied and not reported deleted with their Sync",
         common::TIMEOUT,
         || async {
-            let gone = |deleting: Option<Option<_>>| deleting.is_none_or(|d| d.is_some());
-            let a = gone(
-                cms.get_opt("a")
-                    .await?
-                    .map(|c| c.metadata.deletion_timestamp),
-            );
-            let web = gone(
-                deployments
-                    .get_opt("web")
-                    .await?
-                    .map(|d| d.metadata.deletion_timestamp),
-            );
-            Ok::<_, kube::Error>((a && web).then_some(()))
+            let both =
+                common::deleted(&cms, "a").await? && common::deleted(&deployments, "web").await?;
+            Ok::<_, kube::Error>(both.then_some(()))
         },
     )
     .await;

@@ -134,8 +134,7 @@ async fn prune_removes_objects_that_left_the_render() {
     let s = h.wait_applied(n, "app", &art).await;
     assert_eq!(inventory(&s), [format!("{n}_a__ConfigMap")]);
     h.wait("b to be pruned", || async {
-        let b = cms.get_opt("b").await?;
-        Ok::<_, kube::Error>(b.map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ())))
+        Ok::<_, kube::Error>(common::deleted(&cms, "b").await?.then_some(()))
     })
     .await;
     assert!(cms.get_opt("a").await.unwrap().is_some());
@@ -964,8 +963,7 @@ async fn a_failed_prune_keeps_the_object_in_the_inventory_until_it_succeeds() {
     let s = h.wait_applied(n, "app", &art).await;
     assert_eq!(inventory(&s), [format!("{n}_a__ConfigMap")]);
     h.wait("b to be pruned", || async {
-        let b = cms.get_opt("b").await?;
-        Ok::<_, kube::Error>(b.map_or(Some(()), |c| c.metadata.deletion_timestamp.map(|_| ())))
+        Ok::<_, kube::Error>(common::deleted(&cms, "b").await?.then_some(()))
     })
     .await;
 }

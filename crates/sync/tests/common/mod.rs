@@ -488,6 +488,18 @@ pub fn deployment(name: &str, replicas: u32, pod_extra: &str) -> String {
     )
 }
 
+/// Whether object `name` is gone from `api`, or being deleted (the API server accepted the
+/// deletion; its garbage collector finishes it).
+pub async fn deleted<K>(api: &Api<K>, name: &str) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api
+        .get_opt(name)
+        .await?
+        .is_none_or(|o| o.meta().deletion_timestamp.is_some()))
+}
+
 /// Whether ConfigMap `name` exists in `ns`.
 pub async fn cm_exists(ns: &TestNamespace, name: &str) -> bool {
     ns.api::<ConfigMap>().get_opt(name).await.unwrap().is_some()
