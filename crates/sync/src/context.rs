@@ -9,6 +9,9 @@ use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use plumb_ops::{EventRecorder, EventType};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use plumb_api::{Policy, Sync};
 
@@ -45,6 +48,8 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// What is remembered about each Sync between reconciles.
     pub memories: Memories,
+    /// What woke each Sync's next pass.
+    pub wakes: crate::wake::Wakes,
     clients: Mutex<HashMap<String, Client>>,
     /// Bounds the Events [announced](Context::announce) at once: each takes a connection of its
     /// own while in flight.
@@ -76,6 +81,15 @@ pub struct SyncMetrics {
     /// Reconciles whose status report was held back (`--progress-report-delay`), so wrote
     /// nothing.
     pub status_held: prometheus_client::metrics::counter::Counter,
+    /// Passes, by what woke them and what they did.
+    passes: Family<PassLabels, Counter>,
+}
+
+/// The labels of `plumb_sync_passes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PassLabels {
+    woken_by: String,
+    did: String,
 }
 
 impl SyncMetrics {
@@ -83,6 +97,17 @@ impl SyncMetrics {
     /// that started at `started`.
     pub fn phase(&self, phase: &str, started: std::time::Instant) {
         self.ops.observe_phase("Sync", phase, started);
+    }
+
+    /// Counts a pass woken by `woken` that did `did` (`skipped`, `deleted`, `nothing`, `held`,
+    /// `wrote`, `applied`, `applied+held`, `applied+wrote`).
+    pub fn pass(&self, woken: crate::wake::Woken, did: &str) {
+        self.passes
+            .get_or_create(&PassLabels {
+                woken_by: woken.label(),
+                did: did.to_owned(),
+            })
+            .inc();
     }
 
     /// Registers the sync metrics in `ops`'s registry.
@@ -97,6 +122,7 @@ impl SyncMetrics {
             status_writes: Default::default(),
             status_unchanged: Default::default(),
             status_held: Default::default(),
+            passes: Family::default(),
         };
         m.ops.register(
             "sync_drift_corrections",
@@ -132,6 +158,11 @@ impl SyncMetrics {
             "sync_status_held",
             "Reconciles whose report of a state on the way to Ready was held back by --progress-report-delay (nothing written)",
             m.status_held.clone(),
+        );
+        m.ops.register(
+            "sync_passes",
+            "Passes over a Sync, by what woke them (sync, object, dependency, policy, secret; timer for none) and what they did (skipped as redundant, deleted, nothing, held a report back, wrote status, applied objects)",
+            m.passes.clone(),
         );
         m.ops.register(
             "sync_artifact_bytes",
@@ -170,6 +201,7 @@ impl Context {
             policies,
             namespaces,
             memories: Memories::default(),
+            wakes: Default::default(),
             clients: Mutex::default(),
             events_in_flight: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         }
@@ -178,6 +210,7 @@ impl Context {
     /// Forgets every remembered Sync that is no longer in the cache (deleted, or moved out of
     /// this controller's shard), releasing its watches.
     pub fn forget_gone(&self) {
+        self.wakes.retain(|key| self.sync(key).is_some());
         for key in self.memories.keys() {
             if self.sync(&key).is_none() {
                 tracing::debug!(namespace = %key.0, name = %key.1, "Sync gone; releasing its watches");
@@ -230,6 +263,7 @@ impl Context {
     /// Forgets a Sync that is gone, releasing its watches.
     pub fn forget(&self, key: &Key) {
         self.memories.forget(key);
+        self.watches.set_custom_health(key, false);
         self.watches.retain(key, &HashSet::new());
         self.watches.checks.retain(key, &HashSet::new());
     }

@@ -22,6 +22,7 @@ use crate::context::{Context, SyncMetrics, key_of};
 use crate::decrypt;
 use crate::deps;
 use crate::reconcile::{error_policy, reconcile};
+use crate::wake::Woken;
 use crate::watches::Watches;
 
 /// The name of the sync controller's leader Lease (with the watch scope appended when
@@ -187,26 +188,60 @@ async fn controller(
     ));
 
     let (for_deps, for_policies, for_keys) = (store.clone(), store.clone(), store.clone());
+    let for_deletions = store.clone();
     let default_keys = config.sops_age_secret.clone();
     let keys_namespace = decrypt::controller_namespace(&client);
     let key_changes = key_secret_changes(&scope, &client, default_keys.as_ref(), &keys_namespace);
-    let sync_loop = Controller::for_shared_stream(input_changes(syncs.subscribe()), store)
+    // Every source of requests marks what it woke (`wake`): the pass learns whether anything
+    // can be new to it.
+    let marked = |why: Woken| {
+        let ctx = ctx.clone();
+        move |refs: Vec<ObjectRef<Sync>>| {
+            for r in &refs {
+                ctx.wakes.mark(r, why);
+            }
+            refs
+        }
+    };
+    let (on_deps, on_policy, on_key) = (
+        marked(Woken::DEPENDENCY),
+        marked(Woken::POLICY),
+        marked(Woken::SECRET),
+    );
+    let on_deletion = marked(Woken::POLICY);
+    let (on_sync, on_object) = (ctx.clone(), ctx.clone());
+    let inputs = input_changes(syncs.subscribe()).inspect(move |s| {
+        on_sync
+            .wakes
+            .mark(&ObjectRef::from_obj(s.as_ref()), Woken::SYNC);
+    });
+    let drift_triggers = drift_triggers.inspect(move |r| on_object.wakes.mark(r, Woken::OBJECT));
+    let policy_deletions = policies.deletions().inspect(move |()| {
+        on_deletion(every_sync(&for_deletions.state()));
+    });
+    let sync_loop = Controller::for_shared_stream(inputs, store)
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .watches_shared_stream(syncs.subscribe(), move |changed| {
-            dependents(&for_deps.state(), &changed)
+            on_deps(dependents(&for_deps.state(), &changed))
         })
         .watches_shared_stream(
             plumb_ops::changed(policies.subscribe(), predicates::generation),
-            move |_| every_sync(&for_policies.state()),
+            move |_| on_policy(every_sync(&for_policies.state())),
         )
-        .reconcile_all_on(policies.deletions())
+        .reconcile_all_on(policy_deletions)
         .reconcile_on(drift_triggers)
         // A decryption key Secret created or fixed wakes the Syncs waiting for it.
         .watches_stream(key_changes, move |secret| {
             let ns = secret.metadata.namespace.as_deref().unwrap_or_default();
             let name = secret.metadata.name.as_deref().unwrap_or_default();
             let syncs = for_keys.state();
-            decrypt::key_readers(&syncs, default_keys.as_ref(), &keys_namespace, ns, name)
+            on_key(decrypt::key_readers(
+                &syncs,
+                default_keys.as_ref(),
+                &keys_namespace,
+                ns,
+                name,
+            ))
         })
         .graceful_shutdown_on(runtime.stopped())
         .run(reconcile, error_policy, ctx.clone())

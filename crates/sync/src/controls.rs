@@ -15,6 +15,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+/// The prefix of every per-object control annotation.
+pub const CONTROL_PREFIX: &str = "plumb.dev/";
+
 /// `plumb.dev/reconcile: disabled` stops plumb managing one object.
 pub const RECONCILE_ANNOTATION: &str = "plumb.dev/reconcile";
 /// `plumb.dev/ssa: IfNotPresent | Ignore | Merge` chooses how one object is applied.

@@ -71,7 +71,7 @@ pub fn set_path(obj: &mut Value, pointer: &str, value: Value) {
 }
 
 /// The `fieldsV1` of the `Apply` entry of `manager` in `live`'s managed fields.
-fn applied_fields<'a>(live: &'a Value, manager: &str) -> Option<&'a Value> {
+pub(crate) fn applied_fields<'a>(live: &'a Value, manager: &str) -> Option<&'a Value> {
     live.pointer("/metadata/managedFields")?
         .as_array()?
         .iter()

@@ -33,9 +33,11 @@ mod manifest;
 mod memory;
 mod packed;
 mod reconcile;
+mod signal;
 mod stage;
 mod status;
 mod substitution;
+mod wake;
 mod watches;
 mod window;
 

@@ -361,9 +361,11 @@ impl<'a> ResourceManager<'a> {
             waves.entry(wave).or_default().push(t);
         }
         for wave in waves.into_values() {
-            let client = &self.client;
+            let (client, watches) = (&self.client, self.watches);
             let answers: Vec<_> = futures::stream::iter(wave)
                 .map(|t| async move {
+                    // Its watch holds back the events of this write: the answer is judged here.
+                    watches.applying(&t.d.res, t.d.namespace(), &t.d.id.name);
                     let answer = apply_one(client, &t, opts).await;
                     (t, answer)
                 })
@@ -372,6 +374,9 @@ impl<'a> ResourceManager<'a> {
                 .await;
             let mut failure = None;
             for (t, answer) in answers {
+                let stored = answer.as_ref().ok().map(|(_, a)| a);
+                self.watches
+                    .applied(&t.d.res, t.d.namespace(), &t.d.id.name, stored, &self.owner);
                 let (shape, answer) = match answer {
                     Ok(a) => a,
                     Err(e) => {

@@ -26,6 +26,8 @@
 //!   deleted before the next controller's first pass leaves them in the cluster with their owner
 //!   labels (as a restart between any apply and its status write always could).
 //! - **The kinds whose watches the Sync holds**: watches start again as objects are looked at.
+//! - **What the last pass judged** (the Sync's version, when it asked to look again): the first
+//!   pass after a start is never skipped as redundant.
 //! - **A deletion under way**: the Sync's finalizer and its status inventory say what is left, so
 //!   the next controller carries on; only the warning for a finalizer removed by hand in the
 //!   middle of a deletion needs the memory (see `finalize`).
@@ -47,6 +49,7 @@ use plumb_api::{Digest, ObjectId};
 
 use crate::deps::Key;
 use crate::manifest::Manifest;
+use crate::wake::Judged;
 use plumb_substitute::SecretValues;
 
 /// What plumb applied for one object, normalized by the server's answer, kept small: the body
@@ -155,9 +158,21 @@ pub struct SyncMemory {
     written: Option<Box<(Box<str>, SyncStatus)>>,
     post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
+    judged: Option<Judged>,
 }
 
 impl SyncMemory {
+    /// What the last pass judged, taken: a pass that runs replaces it when it succeeds, so a
+    /// failed pass leaves none (see [`wake`](crate::wake)).
+    pub fn take_judged(&mut self) -> Option<Judged> {
+        self.judged.take()
+    }
+
+    /// Records what a pass judged (or puts back what a redundant pass took).
+    pub fn set_judged(&mut self, judged: Option<Judged>) {
+        self.judged = judged;
+    }
+
     /// Whether the post-sync hooks of the render with `digest` still wait for it to be healthy:
     /// what this controller last decided for that render, else what `status.pendingPostHooks`
     /// says (a restart, or a render applied by the controller before it). The decision

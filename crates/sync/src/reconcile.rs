@@ -39,10 +39,12 @@ use crate::inventory;
 use crate::manager::{ApplyOptions, ChangeSet, Mode, ResourceManager};
 use crate::manifest::{self, Manifest};
 use crate::memory::{Kept, SyncMemory};
+use crate::signal::version_of;
 use crate::status::{
     DriftSeen, HealthReport, Outcome, Verdict, events_for, report_hold, status_for,
 };
 use crate::substitution;
+use crate::wake::{self, Judged, Woken};
 use plumb_substitute::SecretValues;
 
 /// Reconciles one Sync: once the Policy and Namespace caches are complete (a pass before that
@@ -50,18 +52,38 @@ use plumb_substitute::SecretValues;
 /// being deleted ([`finalize`]).
 #[tracing::instrument(skip_all, fields(namespace = %key_of(&sync).0, name = %key_of(&sync).1))]
 pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of(&sync);
+    let woken = ctx.wakes.take(&key);
+    let being_deleted = sync.metadata.deletion_timestamp.is_some();
+    if !being_deleted {
+        let memory = ctx.memories.of(&key);
+        let mut memory = memory.lock().await;
+        let last = memory.take_judged();
+        let version = version_of(sync.metadata.resource_version.as_deref());
+        if let Some(next) = wake::redundant(woken, last.as_ref(), version, Instant::now()) {
+            memory.set_judged(last);
+            ctx.metrics.pass(woken, "skipped");
+            tracing::debug!(woken_by = %woken.label(), "nothing new to look at");
+            return Ok(next.map_or_else(Action::await_change, Action::requeue));
+        }
+    }
     if !ctx.caches_ready(CACHE_WAIT).await {
         tracing::info!("waiting for the Policy and Namespace caches");
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
-    finalize::with_finalizer(sync, ctx, apply).await
+    let result =
+        finalize::with_finalizer(sync, ctx.clone(), |sync, ctx| apply(sync, ctx, woken)).await;
+    if being_deleted {
+        ctx.metrics.pass(woken, "deleted");
+    }
+    result
 }
 
 /// How long one reconcile waits for the Policy and Namespace caches before trying again.
 const CACHE_WAIT: Duration = Duration::from_secs(10);
 
-/// Reconciles a Sync that is not being deleted.
-async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles a Sync that is not being deleted, in a pass woken by `woken`.
+async fn apply(sync: Arc<Sync>, ctx: Arc<Context>, woken: Woken) -> Result<Action, Error> {
     let key = key_of(&sync);
     let started = Instant::now();
     let memory = ctx.memories.of(&key);
@@ -94,8 +116,10 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
         ReconcileResult::Success
     };
     ctx.metrics.ops.observe_reconcile("Sync", result, started);
+    let report;
     if next == current {
         ctx.metrics.status_unchanged.inc();
+        report = "";
     } else if let Some(left) = report_hold(&outcome, ctx.settings.progress_report_delay) {
         // A state on the way to Ready, not reported unless it lasts: look again when the
         // delay is over (the change that ends it, a render or an object's health, wakes the
@@ -107,6 +131,7 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
             (next.inventory != current.inventory)
                 .then(|| next.inventory.clone().unwrap_or_default()),
         );
+        report = "held";
     } else {
         let t = Instant::now();
         write_status(&ctx, &key, &next).await?;
@@ -114,12 +139,35 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
         ctx.metrics.phase("status", t);
         memory.set_unreported(None);
         memory.set_written(read, next.clone());
+        report = "wrote";
     }
     // Sent without holding the worker (or this Sync's memory) for the Event's round trip.
     for note in events_for(&current, &next, &outcome) {
         ctx.announce(&sync, note);
     }
-    Ok(action_for(&sync.spec, &outcome))
+    let changed = !(outcome.applied.is_empty() && outcome.pruned.is_empty())
+        || outcome
+            .drift
+            .as_ref()
+            .is_some_and(|d| !d.corrected.is_empty());
+    ctx.metrics.pass(woken, &did(changed, report));
+    let requeue = look_again(&sync.spec, &outcome);
+    memory.set_judged(Some(Judged {
+        version: version_of(read),
+        due: requeue.map(|d| Instant::now() + d),
+    }));
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// The `did` label of a pass that changed objects or not and reported `report` (`wrote`,
+/// `held`, or nothing).
+fn did(changed: bool, report: &str) -> String {
+    match (changed, report) {
+        (false, "") => "nothing".to_owned(),
+        (false, r) => r.to_owned(),
+        (true, "") => "applied".to_owned(),
+        (true, r) => format!("applied+{r}"),
+    }
 }
 
 /// Backs off after an unexpected error.
@@ -158,21 +206,15 @@ async fn write_status(ctx: &Context, key: &Key, status: &SyncStatus) -> Result<(
     Ok(())
 }
 
-/// When to look at the Sync again after `outcome`.
-fn action_for(spec: &SyncSpec, outcome: &Outcome) -> Action {
+/// When to look at the Sync again after `outcome`, if not before a change.
+fn look_again(spec: &SyncSpec, outcome: &Outcome) -> Option<Duration> {
     let interval = spec.interval.get();
     match &outcome.verdict {
-        Verdict::Suspended => Action::await_change(),
-        Verdict::Waiting { .. } => outcome
-            .requeue
-            .map_or_else(Action::await_change, Action::requeue),
-        Verdict::Failed(e) if e.stalls() => Action::await_change(),
-        Verdict::Failed(_) => {
-            Action::requeue(spec.retry_interval.as_ref().unwrap_or(&spec.interval).get())
-        }
-        Verdict::Progressing(_) | Verdict::Ready(_) => {
-            Action::requeue(outcome.requeue.unwrap_or(interval))
-        }
+        Verdict::Suspended => None,
+        Verdict::Waiting { .. } => outcome.requeue,
+        Verdict::Failed(e) if e.stalls() => None,
+        Verdict::Failed(_) => Some(spec.retry_interval.as_ref().unwrap_or(&spec.interval).get()),
+        Verdict::Progressing(_) | Verdict::Ready(_) => Some(outcome.requeue.unwrap_or(interval)),
     }
 }
 
@@ -552,6 +594,9 @@ impl Pass<'_> {
         let ctx = self.ctx;
         // Hooks run in their own steps (`run_hooks`), never as part of the render's objects.
         let (manifests, _) = hooks::split(manifests);
+        // Expressions may read any field: every change of an object wakes such a Sync.
+        ctx.watches
+            .set_custom_health(&self.key, !spec.health_check_exprs.is_empty());
         let mut manager = ResourceManager::for_sync(ctx, self.sync, self.memory)?;
         let changes = manager.apply_all(&manifests, &opts).await.map_err(|e| {
             Error::from_apply(e, || {
@@ -851,7 +896,9 @@ mod tests {
             ),
         ];
         for (outcome, want) in cases {
-            assert_eq!(action_for(&spec, &outcome), want, "{:?}", outcome.verdict);
+            let action =
+                look_again(&spec, &outcome).map_or_else(Action::await_change, Action::requeue);
+            assert_eq!(action, want, "{:?}", outcome.verdict);
         }
     }
 }

@@ -148,12 +148,17 @@ pub async fn print_phases(controllers: &crate::Controllers) {
 
 /// Where a controller's reconciles spent their time, from its `/metrics` text: per phase of
 /// `plumb_reconcile_phase_duration_seconds` (and the whole reconcile), how many there were,
-/// their total and mean seconds; plus the counters whose names contain `status`. One line each.
+/// their total and mean seconds; plus the counters whose names contain `status`, and the sync
+/// controller's passes by what woke them and what they did. One line each.
 pub fn phase_summary(metrics: &str) -> Vec<String> {
     let value = |line: &str| line.rsplit(' ').next()?.parse::<f64>().ok();
     let mut rows: Vec<(String, f64, f64)> = Vec::new();
     let mut counters = Vec::new();
     for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        if line.starts_with("plumb_sync_passes_total{") {
+            counters.push(line.to_owned());
+            continue;
+        }
         let Some((name, rest)) = line.split_once('{') else {
             if line.contains("status") {
                 counters.push(line.to_owned());
@@ -327,6 +332,7 @@ plumb_reconcile_duration_seconds_sum{kind="Sync",result="success"} 4.0
 plumb_reconcile_duration_seconds_count{kind="Sync",result="success"} 4
 plumb_sync_status_writes_total 7
 plumb_sync_applied_objects_total 9
+plumb_sync_passes_total{woken_by="object",did="wrote"} 3
 "#;
         let rows = phase_summary(text);
         assert_eq!(
@@ -335,6 +341,7 @@ plumb_sync_applied_objects_total 9
                 r#"kind="Sync",phase="apply": 2 times, 3.00 s in all, 1500.0 ms each"#,
                 r#"whole reconcile, kind="Sync",result="success": 4 times, 4.00 s in all, 1000.0 ms each"#,
                 "plumb_sync_status_writes_total 7",
+                r#"plumb_sync_passes_total{woken_by="object",did="wrote"} 3"#,
             ]
         );
     }
