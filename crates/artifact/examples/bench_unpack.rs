@@ -1,5 +1,6 @@
-//! What a source tree costs the render controller per commit: a repository of N apps
-//! (`BENCH_APPS`, default 5000; `apps/<i>/app.yaml`, about 600 bytes each) is listed (read and
+//! What a source tree costs the source and render controllers per commit: a repository of N
+//! apps (`BENCH_APPS`, default 5000; `apps/<i>/app.yaml`, about 600 bytes each) is archived
+//! anew and after one-app commits (reusing the runs of the archive before), listed (read and
 //! hashed, nothing written), unpacked into an empty directory, unpacked again over the tree of
 //! the commit before it (one app changed), read back (as the index did before it came from the
 //! listing), and removed. `BENCH_APPS=49999` makes a tree of 99 999 entries, about the most an
@@ -11,7 +12,10 @@
 
 use std::time::Instant;
 
-use plumb_artifact::{FileEntry, Listing, UnpackLimits, list_tar_gz, unpack_listed};
+use plumb_artifact::{
+    FileEntry, Listing, Runs, UnpackLimits, Written, list_tar_gz, unpack_listed,
+    write_tar_gz_reusing,
+};
 
 /// One app's file: four small objects, as the bench-loop fleet's.
 fn app(i: usize, commit: usize) -> Vec<u8> {
@@ -27,16 +31,36 @@ fn app(i: usize, commit: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// The artifact of the repository after `commits` one-app commits (app `commits` changed last).
-fn repository(apps: usize, commits: usize) -> Vec<u8> {
-    let entries = (0..apps)
+/// The files of the repository after `commits` one-app commits (app `commits` changed last),
+/// each handle the app and its version.
+fn files(apps: usize, commits: usize) -> Vec<FileEntry<(usize, usize)>> {
+    (0..apps)
         .map(|i| FileEntry {
             path: format!("apps/{i}/app.yaml"),
             executable: false,
-            handle: app(i, usize::from(i < commits) + usize::from(i == commits)),
+            handle: (i, usize::from(i < commits) + usize::from(i == commits)),
         })
-        .collect();
-    plumb_artifact::write_tar_gz(Vec::new(), entries, |h| Ok(h.clone())).unwrap()
+        .collect()
+}
+
+/// The artifact of the repository after `commits` one-app commits.
+fn repository(apps: usize, commits: usize) -> Vec<u8> {
+    plumb_artifact::write_tar_gz(Vec::new(), files(apps, commits), |(i, v)| Ok(app(*i, *v)))
+        .unwrap()
+}
+
+/// Archives the repository after `commits` one-app commits reusing `runs` (the source
+/// controller's way, with blob ids as content ids); what it cost.
+fn archive_reusing(apps: usize, commits: usize, runs: &mut Runs) -> (Vec<u8>, Written) {
+    let id = |(i, v): &(usize, usize)| Some([i.to_le_bytes(), v.to_le_bytes()].concat());
+    write_tar_gz_reusing(
+        Vec::new(),
+        files(apps, commits),
+        id,
+        |(i, v)| Ok(app(*i, *v)),
+        runs,
+    )
+    .unwrap()
 }
 
 /// Reads and hashes every file under `dir`, as the render controller's index did after each
@@ -75,7 +99,30 @@ fn main() {
         .unwrap_or(5000);
     let rounds = 3;
     let limits = UnpackLimits::default();
-    let commits: Vec<Vec<u8>> = (0..=rounds).map(|c| repository(apps, c)).collect();
+    let start = Instant::now();
+    let mut runs = Runs::default();
+    let (first, _) = archive_reusing(apps, 0, &mut runs);
+    println!(
+        "  archive anew (read and deflate every file): {} (load {})",
+        ms(start),
+        load()
+    );
+    let mut commits = vec![first];
+    for c in 1..=rounds {
+        let start = Instant::now();
+        let (bytes, cost) = archive_reusing(apps, c, &mut runs);
+        println!(
+            "  archive a one-app commit reusing the runs of the one before: {} ({} of {} runs deflated, {} files read, {} KiB deflated; load {})",
+            ms(start),
+            cost.runs_deflated,
+            cost.runs_deflated + cost.runs_reused,
+            cost.files_read,
+            cost.bytes_deflated / 1024,
+            load()
+        );
+        assert_eq!(bytes, repository(apps, c), "the same bytes as written anew");
+        commits.push(bytes);
+    }
     let dir = tempfile::tempdir().unwrap();
     println!(
         "a repository of {apps} apps: {} KiB compressed (load {})",

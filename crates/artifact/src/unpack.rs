@@ -327,6 +327,40 @@ fn copy_hashed(entry: &mut impl Read, size: u64, out: impl Write) -> io::Result<
 /// entry against `limits` and refusing absolute paths, `..`, links leaving the root, writes
 /// through a link, hard links and special files. Writes nothing.
 pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, UnpackError> {
+    list_tar_gz_keeping(archive, limits, |_, _| false, 0).map(|(listing, _)| listing)
+}
+
+/// The content of some files of an archive, kept while it was listed, so that unpacking it
+/// need not read the archive again for them.
+#[derive(Debug, Default)]
+pub struct Kept {
+    files: HashMap<Box<Path>, Vec<u8>>,
+}
+
+impl Kept {
+    /// How many files are kept.
+    pub fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    /// Whether no file is kept.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Like [`list_tar_gz`], also keeping the content of each file `wanted` (given its path and
+/// node) while at most `budget` bytes are kept in all: the files an unpack over an earlier
+/// tree will write, so that it need not inflate the archive a second time for them.
+pub fn list_tar_gz_keeping(
+    archive: &[u8],
+    limits: UnpackLimits,
+    wanted: impl Fn(&Path, &Node) -> bool,
+    budget: u64,
+) -> Result<(Listing, Kept), UnpackError> {
+    let mut kept = Kept::default();
+    let mut left = budget;
+    let mut buffer = Vec::new();
     let mut listing = Listing::default();
     let mut used = Used {
         limits,
@@ -369,9 +403,22 @@ pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, Unpa
                     return Err(UnpackError::TooLarge(format!("{} bytes", limits.max_bytes)));
                 }
                 let executable = entry.header().mode()? & 0o111 != 0;
-                let sha256 = copy_hashed(entry, size, io::sink())?;
+                let node = if size <= left {
+                    buffer.clear();
+                    let sha256 = copy_hashed(entry, size, &mut buffer)?;
+                    let node = Node::File { sha256, executable };
+                    if wanted(&rel, &node) {
+                        left -= size;
+                        kept.files
+                            .insert(rel.clone().into_boxed_path(), buffer.clone());
+                    }
+                    node
+                } else {
+                    let sha256 = copy_hashed(entry, size, io::sink())?;
+                    Node::File { sha256, executable }
+                };
                 listing.files += 1;
-                Node::File { sha256, executable }
+                node
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -396,7 +443,7 @@ pub fn list_tar_gz(archive: &[u8], limits: UnpackLimits) -> Result<Listing, Unpa
             .insert(rel.into_os_string().into_boxed_os_str(), node);
         Ok(())
     })?;
-    Ok(listing)
+    Ok((listing, kept))
 }
 
 /// Makes `dest`, which holds the tree of `base` (an empty listing: nothing, or a directory not
@@ -415,7 +462,32 @@ pub fn unpack_listed(
     dest: &Path,
     base: &Listing,
 ) -> Result<(), UnpackError> {
+    unpack_listed_kept(archive, listing, &Kept::default(), dest, base).map(|_| ())
+}
+
+/// What [`unpack_listed_kept`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unpacked {
+    /// Files written.
+    pub files_written: u64,
+    /// Of those, the ones whose content was kept while listing.
+    pub from_kept: u64,
+    /// Whether the archive was inflated again for the others.
+    pub read_again: bool,
+}
+
+/// Like [`unpack_listed`], writing the files `kept` holds (from [`list_tar_gz_keeping`] of
+/// the same bytes) from there, and reading the archive again only when another file is to be
+/// written.
+pub fn unpack_listed_kept(
+    archive: &[u8],
+    listing: &Listing,
+    kept: &Kept,
+    dest: &Path,
+    base: &Listing,
+) -> Result<Unpacked, UnpackError> {
     fs::create_dir_all(dest)?;
+    let mut done = Unpacked::default();
     for (rel, old) in base.iter().rev() {
         if listing.get(rel) != Some(old) {
             match old {
@@ -426,6 +498,7 @@ pub fn unpack_listed(
     }
     let mut to_write = HashMap::new();
     let mut links = Vec::new();
+    let mut failed = None;
     for (rel, node) in listing.iter() {
         if base.get(rel) == Some(node) {
             continue;
@@ -438,7 +511,41 @@ pub fn unpack_listed(
             Node::Symlink(target) => links.push((rel, target)),
         }
     }
+    to_write.retain(|rel, (sha256, executable)| {
+        let Some(data) = kept.files.get(*rel) else {
+            return true;
+        };
+        // A file kept is written here (or fails below, the write's error kept for the answer).
+        done.files_written += 1;
+        done.from_kept += 1;
+        let written = write_new(
+            &dest.join(rel),
+            *executable,
+            &mut data.as_slice(),
+            data.len() as u64,
+        );
+        match written {
+            Ok(sha) if sha == *sha256 => false,
+            Ok(_) => {
+                failed.get_or_insert_with(|| {
+                    UnpackError::Io(io::Error::other(format!(
+                        "{}: the kept content does not match the listing",
+                        rel.display()
+                    )))
+                });
+                false
+            }
+            Err(e) => {
+                failed.get_or_insert(UnpackError::Io(e));
+                false
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if !to_write.is_empty() {
+        done.read_again = true;
         // The archive passed `list_tar_gz` already: the same bytes read the same again.
         for_each_entry(archive, |entry| {
             if !matches!(
@@ -455,15 +562,8 @@ pub fn unpack_listed(
                 return Ok(());
             };
             let size = entry.header().size()?;
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(if executable { 0o555 } else { 0o444 });
-            }
-            let out = options.open(dest.join(&rel))?;
-            if copy_hashed(entry, size, out)? != sha256 {
+            done.files_written += 1;
+            if write_new(&dest.join(&rel), executable, entry, size)? != sha256 {
                 return Err(UnpackError::Io(io::Error::other(format!(
                     "{}: the archive read differently the second time",
                     raw.display()
@@ -482,7 +582,28 @@ pub fn unpack_listed(
         #[cfg(unix)]
         std::os::unix::fs::symlink(target, dest.join(rel))?;
     }
-    Ok(())
+    Ok(done)
+}
+
+/// Makes the file `path` (it must not exist), read only (0444, or 0555 when `executable`),
+/// from the `size` bytes of `data`; their SHA-256.
+fn write_new(
+    path: &Path,
+    executable: bool,
+    data: &mut impl Read,
+    size: u64,
+) -> io::Result<[u8; 32]> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(if executable { 0o555 } else { 0o444 });
+    }
+    #[cfg(not(unix))]
+    let _ = executable;
+    let out = options.open(path)?;
+    copy_hashed(data, size, out)
 }
 
 /// Unpacks the tar.gz `archive` into `dest` (created if missing, expected empty): lists it

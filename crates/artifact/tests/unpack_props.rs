@@ -8,7 +8,10 @@
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use plumb_artifact::{Listing, Node, UnpackLimits, list_tar_gz, unpack_listed, unpack_tar_gz};
+use plumb_artifact::{
+    Listing, Node, UnpackLimits, list_tar_gz, list_tar_gz_keeping, unpack_listed,
+    unpack_listed_kept, unpack_tar_gz,
+};
 use proptest::prelude::*;
 
 const LIMITS: UnpackLimits = UnpackLimits {
@@ -421,15 +424,22 @@ proptest! {
     fn unpacking_over_any_tree_ends_as_unpacking_anew(
         old in prop::collection::vec(tree_entry(), 0..10),
         new in prop::collection::vec(tree_entry(), 0..10),
+        budget in 0u64..64,
     ) {
         let (old, new) = (gzip(&tar_bytes(&old)), gzip(&tar_bytes(&new)));
         let (Ok(old_listing), Ok(new_listing)) = (list_tar_gz(&old, LIMITS), list_tar_gz(&new, LIMITS)) else {
             return Ok(());
         };
+        // The files unlike the old tree's kept while listing, as many as `budget` bytes allow.
+        let unlike = |path: &Path, node: &Node| old_listing.get(path) != Some(node);
+        let (listing, kept) = list_tar_gz_keeping(&new, LIMITS, unlike, budget).unwrap();
+        prop_assert_eq!(&listing, &new_listing);
         let dir = tempfile::tempdir().unwrap();
         let (over, fresh) = (dir.path().join("over"), dir.path().join("fresh"));
         unpack_listed(&old, &old_listing, &over, &Listing::default()).unwrap();
-        unpack_listed(&new, &new_listing, &over, &old_listing).unwrap();
+        let done = unpack_listed_kept(&new, &new_listing, &kept, &over, &old_listing).unwrap();
+        prop_assert_eq!(done.from_kept, kept.len() as u64);
+        prop_assert_eq!(done.read_again, done.files_written > done.from_kept);
         unpack_tar_gz(&new, &fresh, LIMITS).unwrap();
         prop_assert_eq!(snapshot(&over), snapshot(&fresh));
     }

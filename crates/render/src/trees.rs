@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use plumb_api::Digest;
 use plumb_api::reference::Artifact;
-use plumb_artifact::{Listing, UnpackError, UnpackLimits};
+use plumb_artifact::{Kept, Listing, Node, UnpackError, UnpackLimits, Unpacked};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::build::WRAPPER_DIR;
@@ -223,7 +223,8 @@ async fn prepare(
     )
     .await
     .map_err(|e| Failure::passing(e.to_string()))?;
-    unpack_artifact(trees, &artifact.digest, bytes, settings.limits).await
+    let (tree, _) = unpack_artifact(trees, &artifact.digest, bytes, settings.limits).await?;
+    Ok(tree)
 }
 
 /// Lists the verified artifact `bytes` (of `digest`), checking them against `limits` before
@@ -234,27 +235,43 @@ async fn unpack_artifact(
     digest: &Digest,
     bytes: Vec<u8>,
     limits: UnpackLimits,
-) -> Result<Tree, Failure> {
+) -> Result<(Tree, Unpacked), Failure> {
     let started = std::time::Instant::now();
     let candidates = trees.ready(digest);
-    let (bytes, listing, base) = blocking(move || {
-        let listing = plumb_artifact::list_tar_gz(&bytes, limits).map_err(refused)?;
+    let (bytes, listing, kept, base) = blocking(move || {
+        // The files no cached tree holds alike are the ones an unpack over one will write:
+        // kept while listing, they need no second pass over the archive.
+        let olds: Vec<&Listing> = candidates.iter().map(|(_, t)| t.index.listing()).collect();
+        let wanted = |path: &Path, node: &Node| {
+            !olds.is_empty() && olds.iter().all(|l| l.get(path) != Some(node))
+        };
+        let (listing, kept) =
+            plumb_artifact::list_tar_gz_keeping(&bytes, limits, wanted, KEPT_BYTES)
+                .map_err(refused)?;
         let base = closest(candidates, &listing);
-        Ok((bytes, listing, base))
+        Ok((bytes, listing, kept, base))
     })
     .await?;
+    let listed_ms = started.elapsed().as_millis();
     let base = base.and_then(|digest| trees.take_idle(&digest));
     let over = base.is_some();
-    let tree = blocking(move || unpack(&bytes, listing, base)).await?;
+    let (tree, unpacked) = blocking(move || unpack(&bytes, listing, &kept, base)).await?;
     tracing::info!(
         %digest,
         entries = tree.index.listing().len(),
         over_the_previous_tree = over,
+        files_written = unpacked.files_written,
+        from_kept = unpacked.from_kept,
+        read_again = unpacked.read_again,
+        listed_ms,
         elapsed_ms = started.elapsed().as_millis(),
         "source artifact listed and unpacked"
     );
-    Ok(tree)
+    Ok((tree, unpacked))
 }
+
+/// The most file content kept while listing a new artifact, for the unpack that follows.
+const KEPT_BYTES: u64 = 8 << 20;
 
 /// Of `candidates`, the digest of the tree `listing` differs least from, when that is less than
 /// half of it: the previous commit of the same repository, not another repository's tree.
@@ -284,19 +301,26 @@ fn refused(e: UnpackError) -> Failure {
     }
 }
 
-/// Unpacks `bytes` (listed as `listing`) over `base`'s directory, or (without a base, or when
-/// that fails) into a new temporary directory; indexes it from the listing.
-fn unpack(bytes: &[u8], listing: Listing, base: Option<Tree>) -> Result<Tree, Failure> {
+/// Unpacks `bytes` (listed as `listing`, with the files `kept`) over `base`'s directory, or
+/// (without a base, or when that fails) into a new temporary directory; indexes it from the
+/// listing.
+fn unpack(
+    bytes: &[u8],
+    listing: Listing,
+    kept: &Kept,
+    base: Option<Tree>,
+) -> Result<(Tree, Unpacked), Failure> {
     if let Some(base) = base {
         let root = base.root.clone();
-        match unpack_over(bytes, &listing, base) {
-            Ok(dir) => {
-                return Ok(Tree {
+        match unpack_over(bytes, &listing, kept, base) {
+            Ok((dir, unpacked)) => {
+                let tree = Tree {
                     _dir: dir,
                     root,
                     unpacked: listing.bytes(),
                     index: Index::of_listing(listing),
-                });
+                };
+                return Ok((tree, unpacked));
             }
             // The base is gone with the error (its directory dropped): unpack anew.
             Err(e) => tracing::warn!(
@@ -312,18 +336,26 @@ fn unpack(bytes: &[u8], listing: Listing, base: Option<Tree>) -> Result<Tree, Fa
         .canonicalize()
         .map_err(|e| Failure::passing(format!("{}: {e}", dir.path().display())))?;
     let dir = TreeDir(Some(dir));
-    plumb_artifact::unpack_listed(bytes, &listing, &root, &Listing::default()).map_err(refused)?;
-    Ok(Tree {
+    let unpacked =
+        plumb_artifact::unpack_listed_kept(bytes, &listing, kept, &root, &Listing::default())
+            .map_err(refused)?;
+    let tree = Tree {
         _dir: dir,
         root,
         unpacked: listing.bytes(),
         index: Index::of_listing(listing),
-    })
+    };
+    Ok((tree, unpacked))
 }
 
 /// Turns the directory of `base` into the tree of `listing` (read from `bytes`), writing only
 /// what differs; the directory, which on failure is dropped (removed) with what it holds.
-fn unpack_over(bytes: &[u8], listing: &Listing, base: Tree) -> Result<TreeDir, String> {
+fn unpack_over(
+    bytes: &[u8],
+    listing: &Listing,
+    kept: &Kept,
+    base: Tree,
+) -> Result<(TreeDir, Unpacked), String> {
     let Tree {
         _dir: dir,
         root,
@@ -338,9 +370,9 @@ fn unpack_over(bytes: &[u8], listing: &Listing, base: Tree) -> Result<TreeDir, S
             _ => {}
         }
     }
-    plumb_artifact::unpack_listed(bytes, listing, &root, index.listing())
+    let unpacked = plumb_artifact::unpack_listed_kept(bytes, listing, kept, &root, index.listing())
         .map_err(|e| e.to_string())?;
-    Ok(dir)
+    Ok((dir, unpacked))
 }
 
 #[cfg(test)]
@@ -493,13 +525,24 @@ mod tests {
     }
 
     async fn unpacked(trees: &Trees, c: char, bytes: Vec<u8>) -> Arc<Tree> {
+        unpacked_how(trees, c, bytes).await.0
+    }
+
+    /// The tree of `bytes` (as digest `c`) from `trees`, and how it was unpacked.
+    async fn unpacked_how(trees: &Trees, c: char, bytes: Vec<u8>) -> (Arc<Tree>, Unpacked) {
         let d = digest(c);
-        trees
-            .get_or_prepare(&d, || {
-                unpack_artifact(trees, &d, bytes, UnpackLimits::default())
+        let how = std::sync::Mutex::new(Unpacked::default());
+        let tree = trees
+            .get_or_prepare(&d, || async {
+                let (tree, unpacked) =
+                    unpack_artifact(trees, &d, bytes, UnpackLimits::default()).await?;
+                *how.lock().unwrap() = unpacked;
+                Ok(tree)
             })
             .await
-            .unwrap()
+            .unwrap();
+        let how = *how.lock().unwrap();
+        (tree, how)
     }
 
     fn written_at(path: &Path) -> std::time::SystemTime {
@@ -524,8 +567,17 @@ mod tests {
         // A render made its wrapper directory beside the tree.
         std::fs::create_dir(root.join(WRAPPER_DIR)).unwrap();
         drop(old);
-        let new = unpacked(&trees, 'b', repository(50, Some(3))).await;
+        let (new, how) = unpacked_how(&trees, 'b', repository(50, Some(3))).await;
         assert_eq!(new.root, root, "unpacked over the old tree");
+        assert_eq!(
+            how,
+            Unpacked {
+                files_written: 1,
+                from_kept: 1,
+                read_again: false
+            },
+            "the changed file was kept while listing: the archive was read once"
+        );
         assert_eq!(
             written_at(&kept),
             long_ago,
@@ -552,7 +604,7 @@ mod tests {
     /// The tree of `bytes`, unpacked anew.
     fn tree_of(bytes: &[u8]) -> Tree {
         let listing = plumb_artifact::list_tar_gz(bytes, UnpackLimits::default()).unwrap();
-        unpack(bytes, listing, None).unwrap()
+        unpack(bytes, listing, &Kept::default(), None).unwrap().0
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{self, Event as FinalizerEvent};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
@@ -15,7 +16,7 @@ use plumb_api::{
     ConditionExt, GitRepository, GitRepositoryStatus, REQUESTED_AT_ANNOTATION,
     SOURCE_FIELD_MANAGER, reason,
 };
-use plumb_artifact::{ArtifactKey, IgnoreRules, Storage};
+use plumb_artifact::{ArtifactKey, IgnoreRules, Runs, Storage, Written};
 use plumb_ops::{EventRecorder, Failures, Metrics, ReconcileResult, Runtime};
 
 use crate::config::Config;
@@ -52,6 +53,9 @@ pub struct Context {
     /// Caches with a fetch still running on a blocking thread (one that outlived its timeout
     /// keeps its cache busy until libgit2 returns).
     busy: Arc<Mutex<std::collections::HashSet<std::path::PathBuf>>>,
+    /// The deflated runs of each repository's last artifact, by cache directory, so the next
+    /// archive deflates only the runs a commit changed.
+    runs: Mutex<std::collections::HashMap<std::path::PathBuf, Arc<Mutex<Runs>>>>,
 }
 
 impl Context {
@@ -66,7 +70,14 @@ impl Context {
             hooks,
             failures: Failures::default(),
             busy: Arc::default(),
+            runs: Mutex::default(),
         }
+    }
+
+    /// The runs of the last artifact of the repository cached at `cache`.
+    fn runs(&self, cache: &std::path::Path) -> Arc<Mutex<Runs>> {
+        let mut all = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        all.entry(cache.to_path_buf()).or_default().clone()
     }
 
     fn cache_dir(&self, namespace: &str, name: &str) -> std::path::PathBuf {
@@ -154,6 +165,10 @@ async fn cleanup(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, E
     let key = ArtifactKey::new(KIND, &ns, &name).map_err(Error::Storage)?;
     ctx.storage.remove_all(&key).map_err(Error::Storage)?;
     let cache = ctx.cache_dir(&ns, &name);
+    ctx.runs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&cache);
     if let Err(e) = std::fs::remove_dir_all(&cache)
         && e.kind() != std::io::ErrorKind::NotFound
     {
@@ -222,6 +237,9 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
         old = status.clone();
     }
     let result = fetch_and_store(&obj, &ctx, &mut status).await;
+    // The Event goes out after the status write, and without holding the worker: the render
+    // controller waits for the status, nobody waits for the Event.
+    let mut event: Option<(EventType, &'static str, String)> = None;
     let action = match result {
         Ok(fetched) => {
             if let Fetched::Unchanged(Some(time)) = fetched {
@@ -238,9 +256,7 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
                     );
                 }
                 let msg = format!("stored artifact for revision {}", artifact.revision);
-                ctx.recorder
-                    .normal(obj.as_ref(), "NewArtifact", "Fetch", &msg)
-                    .await;
+                event = Some((EventType::Normal, "NewArtifact", msg));
                 status.artifact = Some(artifact);
                 status.commit_time = commit_time;
             }
@@ -271,9 +287,7 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
                     .conditions
                     .mark_failed(why, &e.to_string(), generation);
             }
-            ctx.recorder
-                .warning(obj.as_ref(), why, "Fetch", &e.to_string())
-                .await;
+            event = Some((EventType::Warning, why, e.to_string()));
             if stalled {
                 Ok(Action::await_change())
             } else {
@@ -282,6 +296,14 @@ async fn apply(obj: Arc<GitRepository>, ctx: Arc<Context>) -> Result<Action, Err
         }
     };
     write_status(&ctx, &obj, &old, &status).await?;
+    if let Some((type_, reason, note)) = event {
+        let (recorder, reference) = (ctx.recorder.clone(), obj.object_ref(&()));
+        tokio::spawn(async move {
+            recorder
+                .publish_ref(&reference, type_, reason, "Fetch", &note)
+                .await;
+        });
+    }
     action
 }
 
@@ -332,6 +354,7 @@ async fn fetch_and_store(
             .clone()
             .filter(|_| status.observed_generation == obj.meta().generation),
         cache: ctx.cache_dir(&ns, &name),
+        runs: ctx.runs(&ctx.cache_dir(&ns, &name)),
         storage: ctx.storage.clone(),
         key,
         ignore,
@@ -370,6 +393,7 @@ struct FetchJob {
     reference: Option<plumb_api::source::GitRepositoryRef>,
     current: Option<Artifact>,
     cache: std::path::PathBuf,
+    runs: Arc<Mutex<Runs>>,
     storage: Storage,
     key: ArtifactKey,
     ignore: IgnoreRules,
@@ -433,13 +457,27 @@ impl FetchJob {
             limits: self.remote.limits,
             deadline: Some((self.remote.deadline, self.remote.timeout)),
         };
+        let started = Instant::now();
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut written = Written::default();
         let stored = self
             .storage
             .write_atomic(&self.key, &file, |w| {
-                git::archive_commit(&repo, &commit, &self.ignore, &bounds, w).map(|_| ())
+                git::archive_commit_reusing(&repo, &commit, &self.ignore, &bounds, &mut runs, w)
+                    .map(|(_, w)| written = w)
             })
             .map_err(Error::Storage)?
             .map_err(Error::Git)?;
+        drop(runs);
+        tracing::info!(
+            size = stored.size,
+            runs_deflated = written.runs_deflated,
+            runs_reused = written.runs_reused,
+            files_read = written.files_read,
+            bytes_deflated = written.bytes_deflated,
+            elapsed_ms = started.elapsed().as_millis(),
+            "archived"
+        );
         if let Err(e) = self.storage.gc(&self.key, self.keep, &file) {
             tracing::warn!(error = %e, "garbage-collecting old artifacts failed");
         }

@@ -13,7 +13,7 @@ use git2::{
     CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions, RemoteCallbacks,
     Repository,
 };
-use plumb_artifact::{FileEntry, IgnoreRules, write_tar_gz};
+use plumb_artifact::{FileEntry, IgnoreRules, Runs, Written, write_tar_gz_reusing};
 
 use crate::deadline::DeadlineWatch;
 use crate::known_hosts::{self, HostKeyVerdict};
@@ -621,6 +621,20 @@ pub fn archive_commit<W: Write>(
     bounds: &ArchiveBounds,
     out: W,
 ) -> Result<W, GitError> {
+    archive_commit_reusing(repo, commit, ignore, bounds, &mut Runs::default(), out).map(|(w, _)| w)
+}
+
+/// Like [`archive_commit`] (the same bytes), copying the deflated runs of the archive before
+/// that `runs` holds where their files' blobs are the same, so only the runs with a changed
+/// file are read and compressed; `runs` then holds this archive's.
+pub fn archive_commit_reusing<W: Write>(
+    repo: &Repository,
+    commit: &str,
+    ignore: &IgnoreRules,
+    bounds: &ArchiveBounds,
+    runs: &mut Runs,
+    out: W,
+) -> Result<(W, Written), GitError> {
     let other = |e: git2::Error| GitError::Other(e.message().to_owned());
     let limits = bounds.limits;
     let late = || bounds.deadline.filter(|(at, _)| Instant::now() > *at);
@@ -693,32 +707,39 @@ pub fn archive_commit<W: Write>(
         limit: limits.max_artifact_bytes,
         exceeded: exceeded.clone(),
     };
-    let result = write_tar_gz(capped, entries, |oid| {
-        let fail = |e: GitError| {
-            let msg = e.to_string();
-            *stop.borrow_mut() = Some(e);
-            std::io::Error::other(msg)
-        };
-        if let Some((_, timeout)) = late() {
-            return Err(fail(GitError::Timeout(timeout)));
-        }
-        // The header gives the size without inflating the object.
-        let (size, _) = odb
-            .read_header(*oid)
-            .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
-        if size as u64 > limits.max_blob_bytes {
-            return Err(fail(GitError::Limit(LimitExceeded::BlobSize {
-                path: paths.get(oid).cloned().unwrap_or_default(),
-                size: size as u64,
-                limit: limits.max_blob_bytes,
-            })));
-        }
-        repo.find_blob(*oid)
-            .map(|b| b.content().to_vec())
-            .map_err(|e| std::io::Error::other(e.message().to_owned()))
-    });
+    let blob_id = |oid: &git2::Oid| Some(oid.as_bytes().to_vec());
+    let result = write_tar_gz_reusing(
+        capped,
+        entries,
+        blob_id,
+        |oid| {
+            let fail = |e: GitError| {
+                let msg = e.to_string();
+                *stop.borrow_mut() = Some(e);
+                std::io::Error::other(msg)
+            };
+            if let Some((_, timeout)) = late() {
+                return Err(fail(GitError::Timeout(timeout)));
+            }
+            // The header gives the size without inflating the object.
+            let (size, _) = odb
+                .read_header(*oid)
+                .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
+            if size as u64 > limits.max_blob_bytes {
+                return Err(fail(GitError::Limit(LimitExceeded::BlobSize {
+                    path: paths.get(oid).cloned().unwrap_or_default(),
+                    size: size as u64,
+                    limit: limits.max_blob_bytes,
+                })));
+            }
+            repo.find_blob(*oid)
+                .map(|b| b.content().to_vec())
+                .map_err(|e| std::io::Error::other(e.message().to_owned()))
+        },
+        runs,
+    );
     match result {
-        Ok(capped) => Ok(capped.inner),
+        Ok((capped, written)) => Ok((capped.inner, written)),
         Err(_) if *exceeded.borrow() => Err(GitError::Limit(LimitExceeded::ArtifactSize {
             limit: limits.max_artifact_bytes,
         })),
@@ -1015,5 +1036,49 @@ mod tests {
             archive_paths(&c),
             [("apps/a.yaml".into(), 0o644), ("z.yaml".into(), 0o644)]
         );
+    }
+
+    #[test]
+    fn the_next_commit_reads_only_the_runs_with_a_changed_blob_into_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let tree = |changed: usize| -> Vec<(String, Vec<u8>)> {
+            (0..2000)
+                .map(|i| {
+                    let body = format!("app: {i}\nv: {}\n", u8::from(i == changed));
+                    (format!("apps/{i}/app.yaml"), body.into_bytes())
+                })
+                .collect()
+        };
+        let commit = |files: &[(String, Vec<u8>)]| {
+            let files: Vec<(&str, &[u8], i32)> = files
+                .iter()
+                .map(|(p, d)| (p.as_str(), d.as_slice(), 0o100644))
+                .collect();
+            commit_tree(&repo, &files)
+        };
+        let (c1, c2) = (commit(&tree(usize::MAX)), commit(&tree(1234)));
+        let unbounded = ArchiveBounds::unbounded_in_time();
+        let none = IgnoreRules::none();
+        let mut runs = Runs::default();
+        let (first, cost) =
+            archive_commit_reusing(&repo, &c1, &none, &unbounded, &mut runs, Vec::new()).unwrap();
+        assert_eq!(cost.files_read, 2000);
+        let (second, cost) =
+            archive_commit_reusing(&repo, &c2, &none, &unbounded, &mut runs, Vec::new()).unwrap();
+        assert_eq!(
+            (cost.runs_deflated, cost.files_read < 300),
+            (1, true),
+            "{cost:?}"
+        );
+        assert_eq!(
+            first,
+            archive_commit(&repo, &c1, &none, &unbounded, Vec::new()).unwrap()
+        );
+        assert_eq!(
+            second,
+            archive_commit(&repo, &c2, &none, &unbounded, Vec::new()).unwrap()
+        );
+        assert_ne!(first, second);
     }
 }
