@@ -317,19 +317,55 @@ async fn fetch_and_store(
     git::check_url(&spec.url, ctx.config.allow_file_sources).map_err(Error::Git)?;
     let ignore = IgnoreRules::parse(spec.ignore.as_deref().unwrap_or(""))
         .map_err(|e| Error::InvalidSpec(e.to_string()))?;
-    if let Some(hook) = &spec.webhook {
-        let data = secret_data(ctx, &ns, &hook.secret_ref.name).await?;
-        let token = data
-            .get("token")
-            .map(|t| String::from_utf8_lossy(t).trim().to_owned())
-            .filter(|t| !t.is_empty());
-        let token =
-            token.ok_or_else(|| Error::SecretKeyMissing(hook.secret_ref.name.clone(), "token"))?;
-        status.webhook_path = Some(ctx.hooks.register(&ns, &name, &token));
-    } else {
-        ctx.hooks.unregister(&ns, &name);
-        status.webhook_path = None;
+    let current = status
+        .artifact
+        .clone()
+        .filter(|_| status.observed_generation == obj.meta().generation);
+    // The fetch does not need the webhook's token: it is read while the fetch runs (a webhook
+    // delivery waits for neither one after the other), and its error still comes first.
+    let (token, fetched) = tokio::join!(
+        webhook_token(ctx, &ns, spec),
+        fetch(obj, ctx, ignore, current)
+    );
+    match token? {
+        Some(token) => status.webhook_path = Some(ctx.hooks.register(&ns, &name, &token)),
+        None => {
+            ctx.hooks.unregister(&ns, &name);
+            status.webhook_path = None;
+        }
     }
+    fetched
+}
+
+/// The token of the GitRepository's webhook Secret, if it has a webhook.
+async fn webhook_token(
+    ctx: &Context,
+    ns: &str,
+    spec: &plumb_api::source::GitRepositorySpec,
+) -> Result<Option<String>, Error> {
+    let Some(hook) = &spec.webhook else {
+        return Ok(None);
+    };
+    let data = secret_data(ctx, ns, &hook.secret_ref.name).await?;
+    let token = data
+        .get("token")
+        .map(|t| String::from_utf8_lossy(t).trim().to_owned())
+        .filter(|t| !t.is_empty());
+    token
+        .ok_or_else(|| Error::SecretKeyMissing(hook.secret_ref.name.clone(), "token"))
+        .map(Some)
+}
+
+/// Lists the remote's refs and, when the wanted commit is not the `current` artifact's,
+/// fetches and archives it.
+async fn fetch(
+    obj: &GitRepository,
+    ctx: &Arc<Context>,
+    ignore: IgnoreRules,
+    current: Option<Artifact>,
+) -> Result<Fetched, Error> {
+    let (ns, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let spec = &obj.spec;
     let auth = match &spec.secret_ref {
         Some(r) => credentials(&r.name, &secret_data(ctx, &ns, &r.name).await?)?,
         None => Auth::default(),
@@ -349,10 +385,7 @@ async fn fetch_and_store(
     let job = FetchJob {
         remote,
         reference: spec.reference.clone(),
-        current: status
-            .artifact
-            .clone()
-            .filter(|_| status.observed_generation == obj.meta().generation),
+        current,
         cache: ctx.cache_dir(&ns, &name),
         runs: ctx.runs(&ctx.cache_dir(&ns, &name)),
         storage: ctx.storage.clone(),
