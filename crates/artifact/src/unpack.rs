@@ -104,9 +104,51 @@ pub enum UnpackError {
 pub const MAX_ENTRY_METADATA: u64 = 1 << 20;
 
 /// A reader that fails once more than its budget has been read since the budget was last reset.
+///
+/// It "seeks" forward only, by reading (so skipped bytes count against the budget as read ones
+/// do): the tar reader then skips an entry's padding through one reused buffer, instead of
+/// zeroing a 32 KiB one for every entry.
 struct Metered<R> {
     inner: R,
     left: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Bytes read so far (the position a seek answers).
+    read: u64,
+    skipped: Box<[u8]>,
+}
+
+impl<R: Read> io::Seek for Metered<R> {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        let io::SeekFrom::Current(amount) = pos else {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an archive stream only skips forward",
+            ));
+        };
+        let mut left = u64::try_from(amount).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                "an archive stream only skips forward",
+            )
+        })?;
+        let mut skipped = std::mem::take(&mut self.skipped);
+        let mut skip = || {
+            while left > 0 {
+                let n = usize::try_from(left).map_or(skipped.len(), |l| l.min(skipped.len()));
+                let n = self.read(&mut skipped[..n])?;
+                if n == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "unexpected end of the archive while skipping",
+                    ));
+                }
+                left -= n as u64;
+            }
+            Ok(self.read)
+        };
+        let at = skip();
+        self.skipped = skipped;
+        at
+    }
 }
 
 impl<R: Read> Read for Metered<R> {
@@ -121,6 +163,7 @@ impl<R: Read> Read for Metered<R> {
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         self.left.set(left - n as u64);
+        self.read += n as u64;
         Ok(n)
     }
 }
@@ -256,22 +299,29 @@ impl Listing {
     }
 }
 
+/// How many bytes the inflater produces at a time while an archive is read.
+const INFLATED_PIECE: usize = 64 << 10;
+
 /// The entries of the tar.gz `archive`, each read into `each` (which may read its data),
 /// metered: at most [`MAX_ENTRY_METADATA`] bytes of headers, names and skipped data between
 /// two entries.
 fn for_each_entry(
     archive: &[u8],
     mut each: impl FnMut(
-        &mut tar::Entry<'_, Metered<flate2::read::GzDecoder<&[u8]>>>,
+        &mut tar::Entry<'_, Metered<io::BufReader<flate2::read::GzDecoder<&[u8]>>>>,
     ) -> Result<(), UnpackError>,
 ) -> Result<(), UnpackError> {
     let left = std::rc::Rc::new(std::cell::Cell::new(MAX_ENTRY_METADATA));
     let metered = Metered {
-        inner: flate2::read::GzDecoder::new(archive),
+        // Inflated in large pieces (the tar reader asks for 512 bytes at a time): each call
+        // into the inflater and the CRC has a cost of its own.
+        inner: io::BufReader::with_capacity(INFLATED_PIECE, flate2::read::GzDecoder::new(archive)),
         left: left.clone(),
+        read: 0,
+        skipped: vec![0; 8 << 10].into_boxed_slice(),
     };
     let mut ar = tar::Archive::new(metered);
-    for entry in ar.entries()? {
+    for entry in ar.entries_with_seek()? {
         let mut entry = entry.map_err(|e| {
             let why = e.to_string();
             if why.contains("between two entries") {
@@ -369,16 +419,17 @@ pub fn list_tar_gz_keeping(
     };
     for_each_entry(archive, |entry| {
         let raw = entry.path()?.into_owned();
-        let shown = raw.display().to_string();
+        // Made only for an error: listing thousands of entries formats none of them.
+        let shown = || raw.display().to_string();
         let Some(rel) = safe_relative(&raw) else {
-            return Err(UnpackError::UnsafePath(shown));
+            return Err(UnpackError::UnsafePath(shown()));
         };
         used.entry(&rel)?;
         if rel.components().count() > limits.max_depth {
             return Err(UnpackError::TooLarge(format!(
                 "{} directory levels ({})",
                 limits.max_depth,
-                shortened(&shown)
+                shortened(&shown())
             )));
         }
         let node = match entry.header().entry_type() {
@@ -386,16 +437,16 @@ pub fn list_tar_gz_keeping(
                 // The entry's own directory is counted already: only its parents are implied.
                 listing.add_parents(&rel, &mut used)?;
                 match listing.nodes.get(rel.as_os_str()) {
-                    Some(Node::Symlink(_)) => return Err(UnpackError::UnsafeLink(shown)),
+                    Some(Node::Symlink(_)) => return Err(UnpackError::UnsafeLink(shown())),
                     Some(Node::Dir) => return Ok(()),
-                    Some(Node::File { .. }) => return Err(UnpackError::UnsafePath(shown)),
+                    Some(Node::File { .. }) => return Err(UnpackError::UnsafePath(shown())),
                     None => Node::Dir,
                 }
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 listing.add_parents(&rel, &mut used)?;
                 if listing.nodes.contains_key(rel.as_os_str()) {
-                    return Err(UnpackError::UnsafePath(shown));
+                    return Err(UnpackError::UnsafePath(shown()));
                 }
                 let size = entry.header().size()?;
                 listing.bytes = listing.bytes.saturating_add(size);
@@ -423,20 +474,20 @@ pub fn list_tar_gz_keeping(
             tar::EntryType::Symlink => {
                 let target = entry
                     .link_name()?
-                    .ok_or_else(|| UnpackError::UnsafeLink(shown.clone()))?;
+                    .ok_or_else(|| UnpackError::UnsafeLink(shown()))?;
                 if !link_stays_inside(&rel, &target) {
-                    return Err(UnpackError::UnsafeLink(shown));
+                    return Err(UnpackError::UnsafeLink(shown()));
                 }
                 listing.add_parents(&rel, &mut used)?;
                 if listing.nodes.contains_key(rel.as_os_str()) {
-                    return Err(UnpackError::UnsafePath(shown));
+                    return Err(UnpackError::UnsafePath(shown()));
                 }
                 Node::Symlink(target.into_owned().into_boxed_path())
             }
             tar::EntryType::XGlobalHeader
             | tar::EntryType::XHeader
             | tar::EntryType::GNULongName => return Ok(()),
-            _ => return Err(UnpackError::UnsupportedEntry(shown)),
+            _ => return Err(UnpackError::UnsupportedEntry(shown())),
         };
         listing
             .nodes

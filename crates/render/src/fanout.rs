@@ -39,19 +39,30 @@ use crate::watches;
 /// The plan generation of each repository: a plan goes on only while it is the latest.
 type Latest = Arc<Mutex<HashMap<ObjectRef<GitRepository>, u64>>>;
 
-/// Splits `syncs` into those to reconcile first (their render may change) and those after (their
-/// last render holds in the tree indexed as `index`, of artifact `digest`, or is of it already).
-pub fn order(
+/// Whether `sync` is to be reconciled first (its render may change), not after (its last
+/// render holds in the tree indexed as `index`, of artifact `digest`, or is of it already).
+pub fn goes_first(
+    rendered: &HashMap<ObjectRef<Sync>, Box<Record>>,
+    sync: &ObjectRef<Sync>,
+    digest: &Digest,
+    index: &Index,
+) -> bool {
+    !rendered
+        .get(sync)
+        .is_some_and(|r| r.key.source == *digest || r.holds_in(index))
+}
+
+/// Splits `syncs` into those to reconcile first and those after ([`goes_first`]).
+#[cfg(test)]
+fn order(
     rendered: &HashMap<ObjectRef<Sync>, Box<Record>>,
     syncs: Vec<ObjectRef<Sync>>,
     digest: &Digest,
     index: &Index,
 ) -> (Vec<ObjectRef<Sync>>, Vec<ObjectRef<Sync>>) {
-    syncs.into_iter().partition(|s| {
-        !rendered
-            .get(s)
-            .is_some_and(|r| r.key.source == *digest || r.holds_in(index))
-    })
+    syncs
+        .into_iter()
+        .partition(|s| goes_first(rendered, s, digest, index))
 }
 
 /// Plans every new artifact of `changes` (each repository's latest), queueing the Syncs into
@@ -114,38 +125,43 @@ async fn plan(
         },
         None => None,
     };
-    let (first, later) = match (&artifact, &tree) {
-        (Some(a), Some(tree)) => {
-            let rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
-            order(&rendered, syncs, &a.digest, &tree.index)
-        }
+    let Some((a, tree)) = artifact.as_ref().zip(tree) else {
         // No tree: every reconcile finds out for itself (and says why it cannot render).
-        _ => (syncs, Vec::new()),
-    };
-    drop(tree);
-    if later.is_empty() {
-        for s in first {
+        for s in syncs {
             let _ = out.send(s);
         }
+        return;
+    };
+    let queued = Instant::now();
+    let mut finished = ctx.finished.subscribe();
+    // Each Sync the artifact may change is queued as soon as it is found, not after all of
+    // thousands were checked (the lock is taken per Sync: a render may record itself between).
+    let (mut first, mut later) = (Vec::new(), Vec::new());
+    for s in syncs {
+        let rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if goes_first(&rendered, &s, &a.digest, &tree.index) {
+            drop(rendered);
+            ctx.waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(s.clone(), queued);
+            let _ = out.send(s.clone());
+            first.push(s);
+        } else {
+            later.push(s);
+        }
+    }
+    drop(tree);
+    if later.is_empty() {
         return;
     }
     tracing::info!(
         source = %ObjectRef::from_obj(repo.as_ref()),
         touched = first.len(),
         unchanged = later.len(),
+        checked_ms = queued.elapsed().as_millis(),
         "new source artifact: rendering the Syncs it touches first"
     );
-    let queued = Instant::now();
-    let mut finished = ctx.finished.subscribe();
-    {
-        let mut waiting = ctx.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        for s in &first {
-            waiting.insert(s.clone(), queued);
-        }
-    }
-    for s in &first {
-        let _ = out.send(s.clone());
-    }
     loop {
         let left = {
             let mut waiting = ctx.waiting.lock().unwrap_or_else(|e| e.into_inner());
