@@ -26,8 +26,8 @@ const DEFLATED: u8 = 1;
 /// it was given: a cache never loses an object).
 const STORED: u8 = 0;
 
-/// Packs and unpacks objects; one per controller (the compressor's state is reused, not
-/// allocated per object).
+/// Packs and unpacks objects; one per controller, [`Packer::shared`] (the compressor's state is
+/// reused, not allocated per object).
 pub struct Packer {
     compress: Mutex<Compress>,
 }
@@ -39,6 +39,13 @@ impl Default for Packer {
 }
 
 impl Packer {
+    /// The process's packer (the drift watches' caches and the Syncs' memories share it: its
+    /// compressor state is some 160 KiB).
+    pub fn shared() -> &'static Packer {
+        static SHARED: std::sync::LazyLock<Packer> = std::sync::LazyLock::new(Packer::new);
+        &SHARED
+    }
+
     /// A packer with its compressor ready.
     pub fn new() -> Self {
         Self {

@@ -244,8 +244,6 @@ pub struct Watches {
     client: Client,
     trigger: UnboundedSender<ObjectRef<Sync>>,
     running: Mutex<HashMap<GroupVersionKind, Watch>>,
-    /// Packs the objects of every watch's cache.
-    packer: Arc<Packer>,
     /// The Syncs (by [`user_id`]) with `spec.healthCheckExprs`: every change of their objects
     /// wakes them, as their expressions may read any field.
     custom_health: Arc<Mutex<HashSet<u128>>>,
@@ -265,7 +263,6 @@ impl Watches {
             checks: CheckWatches::new(trigger.clone()),
             trigger,
             running: Mutex::default(),
-            packer: Arc::default(),
             custom_health: Arc::default(),
         }
     }
@@ -401,7 +398,7 @@ impl Watches {
             .page_size(plumb_ops::LIST_PAGE_SIZE);
         let stream = watcher(api, config).default_backoff();
         let cache = objects.clone();
-        let packer = self.packer.clone();
+        let packer = Packer::shared();
         let custom_health = self.custom_health.clone();
         let ar = res.ar.clone();
         let task = tokio::spawn(async move {
@@ -415,7 +412,7 @@ impl Watches {
                     Ok(watcher::Event::Init) => relist = Some(HashMap::new()),
                     Ok(watcher::Event::InitApply(obj)) => {
                         let key = Objects::key(&obj);
-                        let kept = value(obj).and_then(|v| entry(&packer, &ar, v));
+                        let kept = value(obj).and_then(|v| entry(packer, &ar, v));
                         if let (Some(map), Some(kept)) = (relist.as_mut(), kept) {
                             map.insert(key, kept);
                         }
@@ -429,7 +426,7 @@ impl Watches {
                     Ok(watcher::Event::Apply(obj)) => {
                         let owner = owner_of(&obj);
                         let key = Objects::key(&obj);
-                        let Some(kept) = value(obj).and_then(|v| entry(&packer, &ar, v)) else {
+                        let Some(kept) = value(obj).and_then(|v| entry(packer, &ar, v)) else {
                             continue;
                         };
                         let wake = cache.write().changed(key, kept);
