@@ -132,18 +132,23 @@ impl State {
         );
     }
 
-    /// The apply of object `key` answered with `answer` (its version and signal; `None` when it
+    /// The apply of object `key` answered with `answer` (the object as stored; `None` when it
     /// failed); whether the Sync should look again for what its events held back. Watch events
     /// come in the order of the writes, so an event before the answer's own is older than the
     /// write and superseded by it, one after it is newer and counts.
-    fn answered(&mut self, key: &str, answer: Option<(u64, u64)>) -> bool {
-        let (from, seen, wake) = match self.own.remove(key) {
-            Some(Own::Applying { from, seen, wake }) => (from, seen, wake),
-            _ => (None, Vec::new(), false),
+    ///
+    /// Until the write's own event arrives, the answer stands in for it in the cache: a pass of
+    /// another Sync that reads the object meanwhile finds it (and its owner) instead of a miss,
+    /// which it would take for an object nobody holds and apply over without a read.
+    fn answered(&mut self, key: &str, answer: Option<Entry>) -> bool {
+        let (from, seen, wake, recorded) = match self.own.remove(key) {
+            Some(Own::Applying { from, seen, wake }) => (from, seen, wake, true),
+            _ => (None, Vec::new(), false, false),
         };
-        let Some((version, signal)) = answer else {
+        let Some(answer) = answer else {
             return wake;
         };
+        let (version, signal) = (answer.version, answer.signal);
         if from == Some(version) {
             // Nothing changed, so the write has no event: every one held back came after it.
             return wake;
@@ -154,6 +159,10 @@ impl State {
                 Some(e) => e.signal != signal,
                 None => true,
             };
+        }
+        // Only with the record of the apply is every event cached so far known to be older.
+        if recorded {
+            self.by_key.insert(key.into(), answer);
         }
         self.own.insert(key.into(), Own::Answered(version));
         false
@@ -306,13 +315,7 @@ impl Watches {
         let Some(objects) = self.objects(res) else {
             return;
         };
-        let answer = answer.map(|a| {
-            let version = version_of(
-                a.pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str),
-            );
-            (version, signal(&res.ar.group, &res.ar.kind, a))
-        });
+        let answer = answer.and_then(|a| entry(Packer::shared(), &res.ar, a.clone()));
         let wake = objects
             .write()
             .answered(&key(namespace.unwrap_or(""), name), answer);
@@ -564,7 +567,12 @@ mod tests {
         // The event comes after the answer (a create).
         let mut s = State::default();
         s.applying("ns/a");
-        assert!(!s.answered("ns/a", Some((5, 9))));
+        assert!(!s.answered("ns/a", Some(at(5, 9))));
+        assert_eq!(
+            s.by_key.get("ns/a").map(|e| e.version),
+            Some(5),
+            "the answer is cached before its event arrives"
+        );
         assert!(!s.changed("ns/a".into(), at(5, 9)), "the write's own event");
         assert!(
             s.changed("ns/a".into(), at(6, 10)),
@@ -573,7 +581,7 @@ mod tests {
         // The event comes while the pass still waits for the answer (an update).
         s.applying("ns/a");
         assert!(!s.changed("ns/a".into(), at(7, 11)), "held back");
-        assert!(!s.answered("ns/a", Some((7, 11))));
+        assert!(!s.answered("ns/a", Some(at(7, 11))));
         assert!(!s.changed("ns/a".into(), at(8, 11)), "same signal after");
         assert!(s.own.is_empty(), "nothing left to wait for");
     }
@@ -588,24 +596,24 @@ mod tests {
         s.changed("ns/a".into(), at(3, 3));
         s.changed("ns/a".into(), at(4, 4));
         assert!(
-            s.answered("ns/a", Some((3, 3))),
+            s.answered("ns/a", Some(at(3, 3))),
             "the change after the write counts"
         );
         // A change before the write, whose own event comes later: superseded by the answer.
         s.applying("ns/a");
         s.changed("ns/a".into(), at(5, 5));
-        assert!(!s.answered("ns/a", Some((6, 6))));
+        assert!(!s.answered("ns/a", Some(at(6, 6))));
         assert!(!s.changed("ns/a".into(), at(6, 6)));
         // Deleted after the write: the deletion counts.
         s.applying("ns/a");
         s.changed("ns/a".into(), at(7, 7));
         assert!(!s.deleted("ns/a"));
-        assert!(s.answered("ns/a", Some((7, 7))));
+        assert!(s.answered("ns/a", Some(at(7, 7))));
         // A write that changed nothing has no event: everything held back came after it.
         s.changed("ns/a".into(), at(8, 8));
         s.applying("ns/a");
         s.changed("ns/a".into(), at(9, 9));
-        assert!(s.answered("ns/a", Some((8, 8))));
+        assert!(s.answered("ns/a", Some(at(8, 8))));
         // A failed apply passes on what it held back.
         s.applying("ns/a");
         s.changed("ns/a".into(), at(10, 10));
@@ -616,10 +624,20 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_without_the_record_of_its_apply_does_not_replace_the_cached_object() {
+        let mut s = State::default();
+        s.changed("ns/a".into(), at(4, 4));
+        // No record (the watch started while the apply was under way): the cache may hold newer
+        // events than the answer.
+        assert!(!s.answered("ns/a", Some(at(3, 3))));
+        assert_eq!(s.by_key.get("ns/a").map(|e| e.version), Some(4));
+    }
+
+    #[test]
     fn a_relist_forgets_the_events_it_stood_in_for() {
         let mut s = State::default();
         s.applying("ns/a");
-        assert!(!s.answered("ns/a", Some((5, 9))));
+        assert!(!s.answered("ns/a", Some(at(5, 9))));
         s.applying("ns/b");
         s.relisted(HashMap::from([(Box::from("ns/a"), at(5, 9))]));
         assert!(matches!(s.own.get("ns/b"), Some(Own::Applying { .. })));
