@@ -25,8 +25,12 @@
 //! before the fleet was created, and what each app added: (peak - before) / N.
 //!
 //! `BENCH_SYSTEMS` (comma-separated, default `flux,plumb,api`) picks what runs: `flux`, `plumb`,
-//! and `api` for the API server's ceiling; `BENCH_SYSTEMS=plumb` measures plumb alone (no Flux
-//! build), e.g. while working on plumb's own figures. The ratios are printed when both systems
+//! `api` for the API server's ceiling, and `floor` for the API server's floor for plumb's
+//! workload (`floor.rs`: exactly the writes plumb makes per app, from one client with the
+//! controllers' concurrency and no controller logic, timed to all Ready as plumb's run is; once
+//! with the Syncs created first, once with the writes following the creates as in plumb's run);
+//! `BENCH_SYSTEMS=plumb` measures plumb alone (no Flux build), e.g. while working on plumb's own
+//! figures. The ratios are printed when both systems
 //! ran. After each plumb run it prints where the render and sync controllers' reconciles spent
 //! their time (from their `/metrics`).
 //!
@@ -52,12 +56,19 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
+use plumb_api::{SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL};
 use plumb_e2e_scenarios::bench::{
     FLEET_APP, ProcStats, http_get, load_average, print_phases, proc_stats, write_requests,
     writes_between,
 };
 use plumb_e2e_scenarios::{Controller, Controllers, GitFixture, SCOPE_LABEL};
 use plumb_e2e_support::TestNamespace;
+use timeline::Timeline;
+
+#[path = "bench_vs_flux/floor.rs"]
+mod floor;
+#[path = "bench_vs_flux/timeline.rs"]
+mod timeline;
 
 /// The label of every app of a run (the drift probe too).
 const APP_LABEL: &str = "bench.plumb.dev/app";
@@ -106,6 +117,18 @@ impl System {
             "apiVersion": ar.api_version, "kind": ar.kind, "metadata": { "name": "app" },
             "spec": { "url": url, "ref": { "branch": "main" }, "interval": "10m" }
         })
+    }
+
+    /// The selector of the Deployments the apps of run `ctl` apply, and their label naming
+    /// the app.
+    fn deployments_of(self, ctl: &str) -> (String, &'static str) {
+        match self {
+            System::Flux => (
+                format!("kustomize.toolkit.fluxcd.io/namespace={ctl}"),
+                "kustomize.toolkit.fluxcd.io/name",
+            ),
+            System::Plumb => (format!("{SYNC_NAMESPACE_LABEL}={ctl}"), SYNC_NAME_LABEL),
+        }
     }
 
     /// App `id`, applied to namespace `target`, reconciled every `interval`.
@@ -440,7 +463,7 @@ async fn wait_ready(
     selector: &str,
     count: usize,
     start: Instant,
-    running: &Running,
+    logs: &dyn Fn() -> String,
 ) -> Duration {
     let stream = watcher(api.clone(), watcher::Config::default().labels(selector));
     let mut stream = std::pin::pin!(stream);
@@ -481,7 +504,7 @@ async fn wait_ready(
             "{}/{count} Ready after {} s\n{}",
             ready.len(),
             READY_LIMIT.as_secs(),
-            running.logs_tail()
+            logs()
         );
     }
 }
@@ -662,7 +685,7 @@ async fn run(
         &format!("{APP_LABEL}=drift"),
         1,
         Instant::now(),
-        &running,
+        &|| running.logs_tail(),
     )
     .await;
 
@@ -673,13 +696,20 @@ async fn run(
     let fleet: Vec<Value> = (0..count)
         .map(|i| system.app(&ctl, &i.to_string(), &format!("{ctl}-{i}"), "10m"))
         .collect();
-    create_all(&apps, fleet).await;
+    let (deployments, owner_label) = system.deployments_of(&ctl);
+    let timeline = Timeline::watch(client, &apps, APP_LABEL, &deployments, owner_label, start);
+    for o in fleet {
+        let obj: DynamicObject = serde_json::from_value(o).unwrap();
+        apps.create(&PostParams::default(), &obj).await.unwrap();
+        timeline.created(&obj.name_any());
+    }
     let created = start.elapsed();
-    let ready = wait_ready(&apps, APP_LABEL, count + 1, start, &running).await;
+    let ready = wait_ready(&apps, APP_LABEL, count + 1, start, &|| running.logs_tail()).await;
     let after = running.stats();
     let apiserver_cpu = apiserver_before.zip(apiserver_cpu()).map(|(a, b)| b - a);
     let load = load_average();
     let writes = writes_between(&writes_before, &apiserver_writes(client).await);
+    timeline.finish();
     if let Running::Plumb(c) = &running {
         print_phases(c).await;
     }
@@ -857,6 +887,7 @@ struct Selection {
     flux: bool,
     plumb: bool,
     ceiling: bool,
+    floor: bool,
 }
 
 fn selection() -> Selection {
@@ -864,8 +895,8 @@ fn selection() -> Selection {
     let names: Vec<String> = text.split(',').map(|s| s.trim().to_lowercase()).collect();
     for n in &names {
         assert!(
-            ["flux", "plumb", "api"].contains(&n.as_str()),
-            "BENCH_SYSTEMS: {n:?} is none of flux, plumb, api"
+            ["flux", "plumb", "api", "floor"].contains(&n.as_str()),
+            "BENCH_SYSTEMS: {n:?} is none of flux, plumb, api, floor"
         );
     }
     let has = |n: &str| names.iter().any(|x| x == n);
@@ -873,6 +904,7 @@ fn selection() -> Selection {
         flux: has("flux"),
         plumb: has("plumb"),
         ceiling: has("api"),
+        floor: has("floor"),
     }
 }
 
@@ -953,14 +985,20 @@ async fn main() {
         } else {
             None
         };
-        table.push((n, f, p, ceiling));
+        let mut floors = Vec::new();
+        if selected.floor {
+            for paced in [false, true] {
+                floors.push(floor::floor(&client, n, paced).await);
+            }
+        }
+        table.push((n, f, p, ceiling, floors));
     }
     println!();
     println!(
         "| N | | all Ready after (after the last create) | peak RSS, all controllers (per app) | CPU seconds (API server) | idle CPU s/min | drift reverted after |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (n, f, p, ceiling) in &table {
+    for (n, f, p, ceiling, floors) in &table {
         for x in [f, p].into_iter().flatten() {
             println!(
                 "| {} | {} | {:.1} s ({:.1} s; created in {:.1} s) | {:.0} MiB ({:.1} KiB) | {:.1} ({}) | {:.2} | {} |",
@@ -992,6 +1030,9 @@ async fn main() {
                 took.as_secs_f64(),
                 *objects as f64 / took.as_secs_f64()
             );
+        }
+        for row in floor::table_rows(*n, floors) {
+            println!("{row}");
         }
     }
 }
