@@ -4,10 +4,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
-use plumb_api::{GitRepository, Policy, Sync};
+use plumb_api::{GitRepository, Policy};
 use plumb_artifact::Storage;
 use plumb_ops::{EventRecorder, EventType, Failures};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -18,7 +17,10 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::Config;
 use crate::cache::Record;
+use crate::inputs::SharedInputs;
+use crate::labels::LabelIndex;
 use crate::policy::{CompileError, CompiledPolicy, compile};
+use crate::sync_view::SyncView;
 use crate::trees::Trees;
 
 /// The name the controller reports Events under.
@@ -39,11 +41,11 @@ pub struct Context {
     /// Every Policy (cluster-scoped).
     pub policies: Store<Policy>,
     /// Every Sync the controller watches (its shard, when a label selector is set).
-    pub syncs: Store<Sync>,
-    /// Every Sync in the cluster, metadata only: a Policy's governed count spans all shards.
-    pub all_syncs: Store<PartialObjectMeta<Sync>>,
+    pub syncs: Store<SyncView>,
+    /// The labels of every Sync in the cluster: a Policy's governed count spans all shards.
+    pub all_syncs: LabelIndex,
     /// Namespace labels, for Policy namespace selectors.
-    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub namespaces: LabelIndex,
     /// The GitRepositories in the controller's namespace scope (their artifacts).
     pub repos: Store<GitRepository>,
     /// Compiled Policies by name, with the uid and generation compiled.
@@ -51,13 +53,15 @@ pub struct Context {
     /// Each Sync's last completed render: its key, verdict and inputs. Boxed: a hash table keeps
     /// up to twice as many slots as entries, and a record inline is some hundred bytes (heaptrack
     /// at 1000 Syncs: 866 KiB of slots, most of them empty).
-    pub rendered: Mutex<HashMap<ObjectRef<Sync>, Box<Record>>>,
+    pub rendered: Mutex<HashMap<ObjectRef<SyncView>, Box<Record>>>,
+    /// One copy of each distinct list of what renders read, shared by their records.
+    pub(crate) inputs: Mutex<SharedInputs>,
     /// Source trees, unpacked once per artifact digest and shared by the renders.
     pub trees: Trees,
     /// The Syncs a new source artifact touched, queued ahead of the others, with when they
     /// were queued: the others wait until each has been reconciled since
     /// ([`crate::fanout`]).
-    pub waiting: Mutex<HashMap<ObjectRef<Sync>, std::time::Instant>>,
+    pub waiting: Mutex<HashMap<ObjectRef<SyncView>, std::time::Instant>>,
     /// Counts the reconciles of waited-for Syncs that finished, Sync deletions and (while Syncs
     /// are held for applies) changes of Syncs, to wake what waits for them.
     pub finished: tokio::sync::watch::Sender<u64>,
@@ -67,9 +71,9 @@ pub struct Context {
     /// The cluster's capabilities for charts, from discovery.
     pub capabilities: crate::chart_inputs::CapabilitiesCache,
     /// The Syncs whose last render was a chart: their cache key covers the chart inputs.
-    pub charts: Mutex<HashSet<ObjectRef<Sync>>>,
+    pub charts: Mutex<HashSet<ObjectRef<SyncView>>>,
     /// Consecutive transient failures per Sync, for backoff.
-    pub failures: Failures<ObjectRef<Sync>>,
+    pub failures: Failures<ObjectRef<SyncView>>,
     /// Prometheus metrics.
     pub metrics: RenderMetrics,
 }
@@ -161,10 +165,7 @@ type CompiledEntry = (
 impl Context {
     /// The labels of namespace `name`; empty when unknown.
     pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
-        self.namespaces
-            .get(&ObjectRef::new(name))
-            .map(|ns| ns.labels().clone())
-            .unwrap_or_default()
+        self.namespaces.labels(None, name)
     }
 
     /// `policy` compiled, from the cache when its uid and generation are unchanged.
@@ -203,7 +204,7 @@ impl Context {
                     .is_some_and(|s| s.namespace_selector.is_some())
         });
         let ns_labels = if by_namespace {
-            let api: kube::Api<PartialObjectMeta<Namespace>> = kube::Api::all(self.client.clone());
+            let api: kube::Api<Namespace> = kube::Api::all(self.client.clone());
             match api.get_metadata_opt(namespace).await {
                 Ok(Some(ns)) => ns.labels().clone(),
                 _ => self.namespace_labels(namespace),
@@ -221,7 +222,7 @@ impl Context {
 
     /// Notes that a reconcile of `sync` that began at `began` finished: a Sync queued ahead of
     /// others since before then is done ([`crate::fanout`]).
-    pub fn reconciled(&self, sync: &ObjectRef<Sync>, began: std::time::Instant) {
+    pub fn reconciled(&self, sync: &ObjectRef<SyncView>, began: std::time::Instant) {
         let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
         if waiting.get(sync).is_some_and(|queued| *queued <= began) {
             waiting.remove(sync);

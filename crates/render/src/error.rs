@@ -18,6 +18,15 @@ pub enum Error {
     /// The runtime could not run the controller.
     #[error("{0}")]
     Runtime(#[source] plumb_ops::RuntimeError),
+    /// A Sync's cached copy could not be read back (the controller wrote it: a bug).
+    #[error("Sync {sync}: reading its cached copy: {source}")]
+    CachedSync {
+        /// The Sync, `namespace/name`.
+        sync: String,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
     /// The artifact token could not be had.
     #[error(transparent)]
     Token(#[from] plumb_artifact::auth::AuthError),

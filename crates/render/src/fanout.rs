@@ -25,7 +25,7 @@ use std::time::Instant;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::ObjectRef;
-use plumb_api::{Digest, GitRepository, Revision, Sync};
+use plumb_api::{Digest, GitRepository, Revision};
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -34,6 +34,7 @@ use crate::context::Context;
 use crate::inputs::Index;
 use crate::reconcile_sync::fetch_settings;
 use crate::status::Outcome;
+use crate::sync_view::SyncView;
 use crate::watches;
 
 /// The plan generation of each repository: a plan goes on only while it is the latest.
@@ -42,8 +43,8 @@ type Latest = Arc<Mutex<HashMap<ObjectRef<GitRepository>, u64>>>;
 /// Whether `sync` is to be reconciled first (its render may change), not after (its last
 /// render holds in the tree indexed as `index`, of artifact `digest`, or is of it already).
 pub fn goes_first(
-    rendered: &HashMap<ObjectRef<Sync>, Box<Record>>,
-    sync: &ObjectRef<Sync>,
+    rendered: &HashMap<ObjectRef<SyncView>, Box<Record>>,
+    sync: &ObjectRef<SyncView>,
     digest: &Digest,
     index: &Index,
 ) -> bool {
@@ -55,11 +56,11 @@ pub fn goes_first(
 /// Splits `syncs` into those to reconcile first and those after ([`goes_first`]).
 #[cfg(test)]
 fn order(
-    rendered: &HashMap<ObjectRef<Sync>, Box<Record>>,
-    syncs: Vec<ObjectRef<Sync>>,
+    rendered: &HashMap<ObjectRef<SyncView>, Box<Record>>,
+    syncs: Vec<ObjectRef<SyncView>>,
     digest: &Digest,
     index: &Index,
-) -> (Vec<ObjectRef<Sync>>, Vec<ObjectRef<Sync>>) {
+) -> (Vec<ObjectRef<SyncView>>, Vec<ObjectRef<SyncView>>) {
     syncs
         .into_iter()
         .partition(|s| goes_first(rendered, s, digest, index))
@@ -72,7 +73,7 @@ pub async fn run(
     ctx: Arc<Context>,
     changes: impl Stream<Item = Arc<GitRepository>> + Send,
     deletions: impl Stream<Item = ()> + Send,
-    out: UnboundedSender<ObjectRef<Sync>>,
+    out: UnboundedSender<ObjectRef<SyncView>>,
 ) {
     let latest = Latest::default();
     let mut plans = FuturesUnordered::new();
@@ -105,7 +106,7 @@ async fn plan(
     repo: Arc<GitRepository>,
     generation: u64,
     latest: Latest,
-    out: UnboundedSender<ObjectRef<Sync>>,
+    out: UnboundedSender<ObjectRef<SyncView>>,
 ) {
     let syncs = watches::syncs_of_source(&ctx.syncs.state(), &repo);
     let artifact = repo.status.as_ref().and_then(|s| s.artifact.clone());
@@ -197,9 +198,9 @@ async fn plan(
 /// source revision the sync controller will attempt.
 fn published_for(
     ctx: &Context,
-    first: &[ObjectRef<Sync>],
+    first: &[ObjectRef<SyncView>],
     digest: &Digest,
-) -> Vec<(ObjectRef<Sync>, Revision)> {
+) -> Vec<(ObjectRef<SyncView>, Revision)> {
     let rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
     first
         .iter()
@@ -217,8 +218,8 @@ fn published_for(
 
 /// Whether the sync controller has yet to attempt `revision` of `sync` (a suspended Sync is
 /// not applied at all, one deleted never will be).
-fn awaits_apply(sync: Option<Arc<Sync>>, revision: &Revision) -> bool {
-    sync.is_some_and(|s| !s.spec.suspend && watches::attempted(&s) != Some(revision))
+fn awaits_apply(sync: Option<Arc<SyncView>>, revision: &Revision) -> bool {
+    sync.is_some_and(|s| !s.suspended() && s.attempted() != Some(revision))
 }
 
 /// Holds `held` Syncs until the sync controller has attempted each of `published`, at most
@@ -226,7 +227,7 @@ fn awaits_apply(sync: Option<Arc<Sync>>, revision: &Revision) -> bool {
 /// no longer `current`.
 async fn wait_for_applies(
     ctx: &Context,
-    published: &[(ObjectRef<Sync>, Revision)],
+    published: &[(ObjectRef<SyncView>, Revision)],
     held: usize,
     current: &impl Fn() -> bool,
     finished: &mut tokio::sync::watch::Receiver<u64>,
@@ -332,7 +333,7 @@ mod tests {
             .map(Arc::new),
         };
         let published = || Outcome::Published(Default::default());
-        let sync = |n: &str| ObjectRef::<Sync>::new(n).within("team");
+        let sync = |n: &str| ObjectRef::<SyncView>::new(n).within("team");
         let mut rendered = HashMap::new();
         rendered.insert(sync("a"), Box::new(record("a", published())));
         rendered.insert(sync("b"), Box::new(record("b", published())));
@@ -347,7 +348,7 @@ mod tests {
         let new = Index::of_tree(&root).unwrap();
         let all = ["a", "b", "failed-b", "already", "new"].map(sync).to_vec();
         let (first, later) = order(&rendered, all, &digest('2'), &new);
-        let names = |v: Vec<ObjectRef<Sync>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        let names = |v: Vec<ObjectRef<SyncView>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
         assert_eq!(names(first), ["a", "failed-b", "new"]);
         assert_eq!(names(later), ["b", "already"]);
     }

@@ -10,8 +10,9 @@
 //! A probe sees only whether a path exists and as what, so adding a file beside an app's
 //! directory does not touch the app; a read sees the content; a listing sees the names.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 #[cfg(test)]
 use std::{fs, io};
 
@@ -179,7 +180,7 @@ impl Index {
 
 /// What one render read of its tree: the paths (relative to the root) and how, with one digest
 /// of what they held.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Inputs {
     paths: Box<[(Access, Box<str>)]>,
     digest: Hash,
@@ -218,6 +219,39 @@ impl Inputs {
     /// Whether the tree indexed as `index` holds, at every input path, what the render saw.
     pub fn hold_in(&self, index: &Index) -> bool {
         !index.links && Self::digest_in(&self.paths, index) == self.digest
+    }
+}
+
+/// The fewest [`Inputs`] a [`SharedInputs`] holds before it looks for copies no render record
+/// holds any more.
+const SHARED_SWEEP_MIN: usize = 64;
+
+/// One copy of each distinct [`Inputs`], shared by the records of every render that read the
+/// same paths and found the same there: the Syncs of a fleet that render one path of one tree,
+/// each with its own substitution, all read the same files (a thousand Syncs kept a thousand
+/// copies of one list of paths). Copies no record holds are dropped when the set has doubled
+/// since the last look, so it holds at most twice the distinct inputs the records hold (or
+/// [`SHARED_SWEEP_MIN`]).
+#[derive(Debug, Default)]
+pub struct SharedInputs {
+    kept: HashSet<Arc<Inputs>>,
+    /// How many were kept after the last look for copies no record holds.
+    swept: usize,
+}
+
+impl SharedInputs {
+    /// The shared copy of `inputs`.
+    pub fn share(&mut self, inputs: Inputs) -> Arc<Inputs> {
+        if let Some(kept) = self.kept.get(&inputs) {
+            return kept.clone();
+        }
+        if self.kept.len() >= (2 * self.swept).max(SHARED_SWEEP_MIN) {
+            self.kept.retain(|i| Arc::strong_count(i) > 1);
+            self.swept = self.kept.len();
+        }
+        let inputs = Arc::new(inputs);
+        self.kept.insert(inputs.clone());
+        inputs
     }
 }
 
@@ -277,6 +311,38 @@ mod tests {
             files.push((p, t));
         }
         index(&files)
+    }
+
+    #[test]
+    fn renders_that_read_the_same_share_one_copy_and_unheld_copies_go() {
+        let dir = tree(BASE);
+        let read = |p: &str| inputs(&dir, &[(Access::Read, p)]);
+        let mut shared = SharedInputs::default();
+        let a = shared.share(read("apps/a/app.yaml"));
+        let again = shared.share(read("apps/a/app.yaml"));
+        assert!(Arc::ptr_eq(&a, &again), "the same inputs, one copy");
+        let b = shared.share(read("apps/b/app.yaml"));
+        assert!(!Arc::ptr_eq(&a, &b));
+        drop((again, b));
+        // Past the sweep threshold, only the copies a record still holds stay.
+        let held: Vec<_> = (0..SHARED_SWEEP_MIN)
+            .map(|i| {
+                shared.share(Inputs {
+                    paths: Box::new([(Access::Read, format!("f{i}").into_boxed_str())]),
+                    digest: [0; 16],
+                })
+            })
+            .collect();
+        assert!(shared.kept.len() <= SHARED_SWEEP_MIN + 1);
+        assert!(shared.kept.contains(&*a), "still held by a record");
+        assert!(
+            !shared
+                .kept
+                .iter()
+                .any(|i| i.paths[0].1.as_ref() == "apps/b/app.yaml"),
+            "held by nothing, dropped"
+        );
+        drop(held);
     }
 
     #[test]

@@ -40,17 +40,17 @@ pub async fn reconcile(policy: Arc<Policy>, ctx: Arc<Context>) -> Result<Action,
             Some(msg)
         }
     };
-    let governed = ctx
-        .all_syncs
-        .state()
-        .iter()
-        .filter(|s| {
-            policy.governs(
-                &ctx.namespace_labels(&s.namespace().unwrap_or_default()),
-                s.labels(),
-            )
-        })
-        .count() as i64;
+    let governed = ctx.all_syncs.read(|syncs| {
+        syncs
+            .iter()
+            .filter(|(namespace, _, labels)| {
+                policy.governs(
+                    &ctx.namespace_labels(namespace.unwrap_or_default()),
+                    &labels.to_map(),
+                )
+            })
+            .count()
+    }) as i64;
     let status = PolicyStatus {
         observed_generation: generation,
         conditions,

@@ -28,6 +28,7 @@ use crate::inputs::Inputs;
 use crate::policy::{CompiledPolicy, describe, evaluate};
 use crate::publish::{Rendered, pack};
 use crate::status::{Outcome, render_status, rendered_condition, status_patch};
+use crate::sync_view::SyncView;
 use crate::trees::{FetchSettings, Tree};
 use crate::{Error, build, variables};
 use plumb_substitute::deferred::VariableSource;
@@ -50,19 +51,27 @@ enum Next {
 }
 
 /// Reconciles the render of one Sync.
-#[instrument(skip(sync, ctx), fields(namespace = sync.namespace().unwrap_or_default(), name = sync.name_any()))]
-pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
+#[instrument(skip(view, ctx), fields(namespace = view.namespace().unwrap_or_default(), name = view.name_any()))]
+pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
-    let key = ObjectRef::from_obj(sync.as_ref());
+    let key = ObjectRef::from_obj(view.as_ref());
     // However it ends, a Sync queued ahead of others is then done.
     let _done = Reconciled {
         ctx: ctx.clone(),
         sync: key.clone(),
         began: started,
     };
-    if sync.spec.suspend {
+    if view.suspended() {
         return Ok(Action::await_change());
     }
+    let sync = view.sync().map_err(|source| Error::CachedSync {
+        sync: format!(
+            "{}/{}",
+            key.namespace.as_deref().unwrap_or_default(),
+            key.name
+        ),
+        source,
+    })?;
     let (outcome, next) = render_sync(&sync, &ctx).await;
     if let Some(outcome) = &outcome
         && !status_is_current(&sync, outcome)
@@ -100,7 +109,7 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
 /// Tells the context, when dropped, that a reconcile of `sync` begun at `began` ended.
 struct Reconciled {
     ctx: Arc<Context>,
-    sync: ObjectRef<Sync>,
+    sync: ObjectRef<SyncView>,
     began: std::time::Instant,
 }
 
@@ -111,7 +120,7 @@ impl Drop for Reconciled {
 }
 
 /// Backs off after an API error (status write, store).
-pub fn error_policy(sync: Arc<Sync>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(sync: Arc<SyncView>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %err, namespace = sync.namespace(), name = sync.name_any(), "render reconcile failed");
     let n = ctx.failures.record(ObjectRef::from_obj(sync.as_ref()));
     Action::requeue(backoff(RETRY_BASE, n, MAX_RETRY_DELAY))
@@ -278,10 +287,16 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             None => key,
         };
         drop(charts);
+        let inputs = read.map(|read| {
+            ctx.inputs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .share(read)
+        });
         let record = Record {
             key,
             outcome: outcome.clone(),
-            inputs: read.map(Arc::new),
+            inputs,
         };
         ctx.rendered
             .lock()

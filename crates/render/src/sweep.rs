@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use plumb_api::Sync;
 use plumb_artifact::Storage;
 
 use crate::context::Context;
+use crate::sync_view::SyncView;
 
 /// How often artifacts and cache entries of deleted Syncs are removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
@@ -18,12 +17,12 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(300);
 pub async fn sweep_deleted(ctx: Arc<Context>) {
     loop {
         tokio::time::sleep(SWEEP_INTERVAL).await;
-        let live: std::collections::HashSet<(String, String)> = ctx
-            .all_syncs
-            .state()
-            .iter()
-            .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
-            .collect();
+        let live: std::collections::HashSet<(String, String)> = ctx.all_syncs.read(|syncs| {
+            syncs
+                .iter()
+                .map(|(ns, name, _)| (ns.unwrap_or_default().to_owned(), name.to_owned()))
+                .collect()
+        });
         for (namespace, name) in stored_syncs(&ctx.storage) {
             if live.contains(&(namespace.clone(), name.clone())) {
                 continue;
@@ -37,7 +36,7 @@ pub async fn sweep_deleted(ctx: Arc<Context>) {
                 tracing::warn!(error = %e, %namespace, %name, "removing artifacts of a deleted Sync");
             }
         }
-        let gone = |r: &ObjectRef<Sync>| {
+        let gone = |r: &ObjectRef<SyncView>| {
             !live.contains(&(r.namespace.clone().unwrap_or_default(), r.name.clone()))
         };
         ctx.rendered

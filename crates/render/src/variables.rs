@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
-use plumb_api::Sync;
 use plumb_api::reference::DataKind;
 use plumb_api::sync::SubstituteReference;
 use plumb_substitute::SecretValues;
@@ -130,24 +129,16 @@ pub async fn load_sources(
     Ok(out)
 }
 
-/// Whether `sync`'s `substituteFrom` names the `kind` object `name` (in its namespace; a
-/// change, a creation or a deletion of it re-renders the Sync, optional or not).
-pub fn takes_variables(sync: &Sync, kind: DataKind, name: &str) -> bool {
-    sync.spec
-        .substitute_from
-        .iter()
-        .any(|r| r.kind == kind && r.name == name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync_view::SyncView;
     use crate::watches::readers_of;
     use kube::runtime::reflector::ObjectRef;
     use serde_json::json;
     use std::sync::Arc;
 
-    fn sync(ns: &str, name: &str, from: serde_json::Value) -> Arc<Sync> {
+    fn sync(ns: &str, name: &str, from: serde_json::Value) -> Arc<SyncView> {
         Arc::new(
             serde_json::from_value(json!({
                 "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
@@ -179,7 +170,7 @@ mod tests {
             sync("a", "none", json!([])),
         ];
         let (cm, secret) = (DataKind::ConfigMap, DataKind::Secret);
-        let names = |v: Vec<ObjectRef<Sync>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        let names = |v: Vec<ObjectRef<SyncView>>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
         assert_eq!(names(readers_of(&syncs, cm, "a", "vars")), ["uses-cm"]);
         assert_eq!(
             names(readers_of(&syncs, secret, "a", "vars")),

@@ -6,61 +6,24 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use futures::Stream;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::ResourceExt;
 use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use plumb_api::reference::DataKind;
-use plumb_api::{
-    GitRepository, Policy, REQUESTED_AT_ANNOTATION, Revision, Sync, SyncStatus, condition_type,
-};
+use plumb_api::{GitRepository, Policy};
 use plumb_ops::changed;
 
-/// What of a Sync its render depends on: its spec (by generation), its labels (a Policy's
-/// `syncSelector` decides with them which Policies gate it) and a reconcile request.
-fn render_inputs(sync: &Sync) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    sync.metadata.generation.hash(&mut h);
-    sync.metadata.labels.hash(&mut h);
-    sync.annotations().get(REQUESTED_AT_ANNOTATION).hash(&mut h);
-    Some(h.finish())
-}
-
-/// What the render controller keeps of a Sync in its cache: all but the sync controller's part
-/// of the status (inventory, history, applied revisions, drift, its conditions), which no render
-/// decision reads; `status.render` and the `Rendered` condition stay (a render compares its
-/// verdict with them before writing), and `lastAttemptedRevision` (a new source revision's
-/// unchanged Syncs wait for the changed ones to be attempted, [`crate::fanout`]). With
-/// thousands of Syncs that part is most of the status.
-pub fn render_view(sync: &mut Sync) {
-    if let Some(status) = sync.status.take() {
-        let rendered = status
-            .conditions
-            .into_iter()
-            .filter(|c| c.type_ == condition_type::RENDERED)
-            .collect();
-        sync.status = Some(SyncStatus {
-            render: status.render,
-            conditions: rendered,
-            last_attempted_revision: status.last_attempted_revision,
-            ..SyncStatus::default()
-        });
-    }
-}
-
-/// `status.lastAttemptedRevision` of `sync`, as the sync controller wrote it.
-pub fn attempted(sync: &Sync) -> Option<&Revision> {
-    sync.status.as_ref()?.last_attempted_revision.as_ref()
-}
+use crate::sync_view::SyncView;
 
 /// The Sync events that may change its render: a new Sync, a spec change, a relabel or a
-/// `plumb.dev/requested-at`; not status writes (the sync controller's above all, several per
-/// apply), which would each wake a render reconcile for nothing.
+/// `plumb.dev/requested-at` ([`SyncView::render_inputs`]); not status writes (the sync
+/// controller's above all, several per apply), which would each wake a render reconcile for
+/// nothing.
 pub fn render_input_changes(
-    syncs: impl Stream<Item = Arc<Sync>> + Send + 'static,
-) -> impl Stream<Item = Arc<Sync>> + Send + 'static {
-    changed(syncs, render_inputs)
+    syncs: impl Stream<Item = Arc<SyncView>> + Send + 'static,
+) -> impl Stream<Item = Arc<SyncView>> + Send + 'static {
+    changed(syncs, SyncView::render_inputs)
 }
 
 /// What of a GitRepository a render reads: its artifact.
@@ -91,70 +54,39 @@ pub fn policy_spec_changes(
     changed(policies, predicates::generation)
 }
 
-/// Namespaces seen for the first time or relabelled.
-pub fn namespace_relabels(
-    namespaces: impl Stream<Item = Arc<PartialObjectMeta<Namespace>>> + Send + 'static,
-) -> impl Stream<Item = Arc<PartialObjectMeta<Namespace>>> + Send + 'static {
-    changed(namespaces, predicates::labels)
-}
-
-/// Syncs seen for the first time or relabelled (status churn cannot change a governed count).
-pub fn sync_relabels(
-    syncs: impl Stream<Item = Arc<PartialObjectMeta<Sync>>> + Send + 'static,
-) -> impl Stream<Item = Arc<PartialObjectMeta<Sync>>> + Send + 'static {
-    changed(syncs, predicates::labels)
-}
-
 /// The Syncs whose `sourceRef` names `repo` (a new artifact, or the source gone).
-pub fn syncs_of_source(syncs: &[Arc<Sync>], repo: &GitRepository) -> Vec<ObjectRef<Sync>> {
+pub fn syncs_of_source(syncs: &[Arc<SyncView>], repo: &GitRepository) -> Vec<ObjectRef<SyncView>> {
     let (ns, name) = (repo.namespace().unwrap_or_default(), repo.name_any());
     syncs
         .iter()
-        .filter(|s| {
-            let source = &s.spec.source_ref;
-            let source_ns = source
-                .namespace
-                .as_deref()
-                .or(s.metadata.namespace.as_deref())
-                .unwrap_or_default();
-            source.name == name && source_ns == ns
-        })
+        .filter(|s| s.renders_from(&ns, &name))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
-}
-
-/// Whether `sync`'s `spec.helm.valuesFrom` names the `kind` object `name` (in its namespace).
-fn reads_values(sync: &Sync, kind: DataKind, name: &str) -> bool {
-    sync.spec.helm.as_ref().is_some_and(|h| {
-        h.values_from
-            .iter()
-            .any(|r| r.kind == kind && r.name == name)
-    })
 }
 
 /// The Syncs in `namespace` that read the `kind` object `name` — as chart values
 /// (`helm.valuesFrom`) or as substitution variables (`substituteFrom`) — each once: its change,
 /// creation or deletion renders them again (the cache key covers what was read).
 pub fn readers_of(
-    syncs: &[Arc<Sync>],
+    syncs: &[Arc<SyncView>],
     kind: DataKind,
     namespace: &str,
     name: &str,
-) -> Vec<ObjectRef<Sync>> {
+) -> Vec<ObjectRef<SyncView>> {
     syncs
         .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
-        .filter(|s| reads_values(s, kind, name) || crate::variables::takes_variables(s, kind, name))
+        .filter(|s| s.meta().namespace.as_deref() == Some(namespace))
+        .filter(|s| s.reads(kind, name))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
 }
 
 /// [`readers_of`] for a changed object's metadata.
 pub fn readers_of_changed<K>(
-    syncs: &[Arc<Sync>],
+    syncs: &[Arc<SyncView>],
     kind: DataKind,
     changed: &PartialObjectMeta<K>,
-) -> Vec<ObjectRef<Sync>> {
+) -> Vec<ObjectRef<SyncView>> {
     readers_of(
         syncs,
         kind,
@@ -165,7 +97,7 @@ pub fn readers_of_changed<K>(
 
 /// Every Sync: a Policy's spec change (or deletion) may change which Syncs it governs, before
 /// and after, so all are looked at; the render cache key makes that cheap for the unaffected.
-pub fn every_sync(syncs: &[Arc<Sync>]) -> Vec<ObjectRef<Sync>> {
+pub fn every_sync(syncs: &[Arc<SyncView>]) -> Vec<ObjectRef<SyncView>> {
     syncs
         .iter()
         .map(|s| ObjectRef::from_obj(s.as_ref()))
@@ -174,37 +106,31 @@ pub fn every_sync(syncs: &[Arc<Sync>]) -> Vec<ObjectRef<Sync>> {
 
 /// The Syncs in namespace `namespace`: relabelled, it may come under (or leave) a Policy's
 /// namespace selector.
-pub fn syncs_in_namespace(syncs: &[Arc<Sync>], namespace: &str) -> Vec<ObjectRef<Sync>> {
+pub fn syncs_in_namespace(syncs: &[Arc<SyncView>], namespace: &str) -> Vec<ObjectRef<SyncView>> {
     syncs
         .iter()
-        .filter(|s| s.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|s| s.meta().namespace.as_deref() == Some(namespace))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect()
-}
-
-/// Every Policy: a Sync created, relabelled or deleted may change any Policy's governed count.
-pub fn every_policy(policies: &[Arc<Policy>]) -> Vec<ObjectRef<Policy>> {
-    policies
-        .iter()
-        .map(|p| ObjectRef::from_obj(p.as_ref()))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plumb_api::Conditions;
+    use plumb_api::{REQUESTED_AT_ANNOTATION, Sync};
     use serde_json::json;
 
-    fn sync(ns: &str, name: &str, source: serde_json::Value) -> Arc<Sync> {
-        Arc::new(
-            serde_json::from_value(json!({
-                "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": {"sourceRef": source},
-            }))
-            .unwrap(),
-        )
+    fn plain(ns: &str, name: &str, source: serde_json::Value) -> Sync {
+        serde_json::from_value(json!({
+            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"sourceRef": source},
+        }))
+        .unwrap()
+    }
+
+    fn sync(ns: &str, name: &str, source: serde_json::Value) -> Arc<SyncView> {
+        Arc::new(SyncView::of(plain(ns, name, source)))
     }
 
     fn repo(ns: &str, name: &str) -> GitRepository {
@@ -216,75 +142,13 @@ mod tests {
         .unwrap()
     }
 
-    fn names(refs: Vec<ObjectRef<Sync>>) -> Vec<String> {
+    fn names(refs: Vec<ObjectRef<SyncView>>) -> Vec<String> {
         let mut out: Vec<String> = refs
             .into_iter()
             .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
             .collect();
         out.sort();
         out
-    }
-
-    #[test]
-    fn the_cached_sync_keeps_only_the_render_controllers_part_of_the_status() {
-        let rev = format!("main@sha1:{}", "7".repeat(40));
-        let digest = format!("sha256:{}", "a".repeat(64));
-        let condition = |type_: &str| {
-            json!({"type": type_, "status": "True", "reason": "ReconciliationSucceeded",
-                   "message": "m", "observedGeneration": 1,
-                   "lastTransitionTime": "2026-11-29T22:45:17Z"})
-        };
-        let mut s: Sync = serde_json::from_value(json!({
-            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-            "metadata": {"name": "app", "namespace": "team", "generation": 1,
-                         "labels": {"team": "a"}},
-            "spec": {"sourceRef": {"kind": "GitRepository", "name": "app"}},
-            "status": {
-                "observedGeneration": 1,
-                "conditions": [condition("Ready"), condition("Rendered"), condition("Healthy")],
-                "render": {"observedGeneration": 1, "sourceRevision": rev, "objects": 4,
-                           "artifact": {"revision": rev, "digest": digest, "size": 274,
-                                        "url": "http://x/a.yaml.gz",
-                                        "lastUpdateTime": "2026-11-29T22:45:17Z"}},
-                "inventory": [{"id": "team_app__ConfigMap", "v": "v1"}],
-                "lastAppliedRevision": rev, "lastAttemptedRevision": rev,
-                "lastAppliedDigest": digest,
-                "history": [{"revision": rev, "digest": digest, "result": "ReconciliationSucceeded",
-                             "duration": "0ms", "time": "2026-11-29T22:45:17Z"}],
-            },
-        }))
-        .unwrap();
-        let before = s.status.clone().unwrap();
-        let spec = serde_json::to_value(&s.spec).unwrap();
-        render_view(&mut s);
-        let status = s.status.unwrap();
-        assert_eq!(status.render, before.render);
-        assert_eq!(status.conditions.len(), 1);
-        assert_eq!(
-            status.conditions.get_condition(condition_type::RENDERED),
-            before.conditions.get_condition(condition_type::RENDERED)
-        );
-        assert!(status.inventory.is_none());
-        assert!(status.history.is_empty());
-        assert!(status.last_applied_revision.is_none() && status.last_applied_digest.is_none());
-        assert_eq!(status.observed_generation, None);
-        // What a fan-out plan waits for.
-        assert_eq!(
-            status.last_attempted_revision,
-            before.last_attempted_revision
-        );
-        // What a render reads besides: spec and metadata, untouched.
-        assert_eq!(serde_json::to_value(&s.spec).unwrap(), spec);
-        assert_eq!(s.metadata.labels.unwrap()["team"], "a");
-
-        let mut bare: Sync = serde_json::from_value(json!({
-            "apiVersion": "sync.plumb.dev/v1", "kind": "Sync",
-            "metadata": {"name": "new", "namespace": "team"},
-            "spec": {"sourceRef": {"kind": "GitRepository", "name": "app"}},
-        }))
-        .unwrap();
-        render_view(&mut bare);
-        assert!(bare.status.is_none(), "a Sync without status stays without");
     }
 
     #[test]
@@ -325,14 +189,17 @@ mod tests {
     #[test]
     fn a_values_object_wakes_the_syncs_that_read_it() {
         let source = json!({"kind": "GitRepository", "name": "app"});
-        let mut reader = sync("team", "chart", source.clone());
-        Arc::make_mut(&mut reader).spec.helm = Some(
+        let mut reader = plain("team", "chart", source.clone());
+        reader.spec.helm = Some(
             serde_json::from_value(json!({
                 "valuesFrom": [{"kind": "ConfigMap", "name": "vals"}, {"kind": "Secret", "name": "creds"}],
             }))
             .unwrap(),
         );
-        let syncs = [reader, sync("team", "plain", source)];
+        let syncs = [
+            Arc::new(SyncView::of(reader)),
+            sync("team", "plain", source),
+        ];
         let (cm, secret) = (DataKind::ConfigMap, DataKind::Secret);
         let woken = |kind, ns, name| names(readers_of(&syncs, kind, ns, name));
         assert_eq!(woken(cm, "team", "vals"), ["team/chart"]);
@@ -386,7 +253,7 @@ mod tests {
     async fn only_changes_of_what_a_render_reads_wake_it() {
         use futures::StreamExt;
         let source = json!({"kind": "GitRepository", "name": "app"});
-        let mut s = Arc::unwrap_or_clone(sync("team", "app", source));
+        let mut s = plain("team", "app", source);
         s.metadata.uid = Some("u".into());
         s.metadata.generation = Some(1);
         let mut events = Vec::new();
@@ -394,7 +261,7 @@ mod tests {
         let mut push = |what: &str, s: &Sync| {
             let mut s = s.clone();
             s.metadata.resource_version = Some(what.to_owned());
-            events.push(Arc::new(s));
+            events.push(Arc::new(SyncView::of(s)));
         };
         push("new", &s);
         let mut status = plumb_api::SyncStatus {
@@ -416,7 +283,7 @@ mod tests {
             Some([(REQUESTED_AT_ANNOTATION.to_owned(), "1".to_owned())].into());
         push("reconcile request", &s);
         let passed: Vec<String> = render_input_changes(futures::stream::iter(events))
-            .map(|s| s.metadata.resource_version.clone().unwrap_or_default())
+            .map(|s| s.meta().resource_version.clone().unwrap_or_default())
             .collect()
             .await;
         assert_eq!(passed, ["new", "spec", "labels", "reconcile request"]);
@@ -467,47 +334,5 @@ mod tests {
             ["0", "1", "3"],
             "first seen, then each new artifact"
         );
-    }
-
-    #[tokio::test]
-    async fn only_relabelled_namespaces_pass() {
-        use futures::StreamExt;
-        let ns = |labels: serde_json::Value| -> Arc<PartialObjectMeta<Namespace>> {
-            Arc::new(
-                serde_json::from_value(json!({
-                    "apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": "team", "uid": "u", "labels": labels},
-                }))
-                .unwrap(),
-            )
-        };
-        let events = [
-            ns(json!({"env": "dev"})),
-            ns(json!({"env": "dev"})),
-            ns(json!({"env": "prod"})),
-        ];
-        let passed: Vec<_> = namespace_relabels(futures::stream::iter(events))
-            .map(|n| n.labels()["env"].clone())
-            .collect()
-            .await;
-        assert_eq!(passed, ["dev", "prod"]);
-    }
-
-    #[test]
-    fn a_sync_change_wakes_every_policy() {
-        let policy = |name: &str| -> Arc<Policy> {
-            Arc::new(
-                serde_json::from_value(json!({
-                    "apiVersion": "policy.plumb.dev/v1", "kind": "Policy",
-                    "metadata": {"name": name}, "spec": {},
-                }))
-                .unwrap(),
-            )
-        };
-        let woken: Vec<String> = every_policy(&[policy("p"), policy("q")])
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        assert_eq!(woken, ["p", "q"]);
     }
 }

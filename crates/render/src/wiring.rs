@@ -1,14 +1,15 @@
 //! The shell around the pure core, started by [`run`]: one shared watch per kind, the Sync
 //! render controller and the Policy controller over them, and the artifact file server.
 //!
-//! Watches: the Syncs this controller renders (its scope), every Sync's metadata (a Policy's
-//! governed count spans all shards), Policies, Namespaces' metadata and GitRepositories. Each
-//! is watched once; the controllers share the caches and take their triggers from the same
-//! streams, filtered by kube-runtime predicates ([`crate::watches`]).
+//! Watches: the Syncs this controller renders (its scope), Policies and GitRepositories, each
+//! into a shared cache; and the labels of every Sync (a Policy's governed count spans all
+//! shards) and of Namespaces, each into a [`LabelIndex`]. Each kind is watched once; the
+//! controllers share the caches and take their triggers from the same streams, filtered by
+//! kube-runtime predicates ([`crate::watches`]), or from the label indexes' changes.
 
 use std::sync::{Arc, Mutex};
 
-use futures::{StreamExt, future};
+use futures::{Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::{self, Controller};
@@ -17,9 +18,16 @@ use plumb_api::reference::DataKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
+use tokio::sync::mpsc;
 
 use crate::context::{CONTROLLER_NAME, Context, RenderMetrics};
+use crate::labels::LabelIndex;
+use crate::sync_view::SyncView;
 use crate::{Config, Error, reconcile_policy, reconcile_sync, watches};
+
+/// How many changes of Namespace or Sync labels may wait for the controllers before their
+/// watch waits.
+const CHANGES_BUFFER: usize = 1024;
 
 /// The name of the render controller's leader Lease (with the watch scope appended when
 /// sharded).
@@ -126,6 +134,11 @@ where
     .touched_objects()
 }
 
+/// The items sent to `rx`, as a stream.
+fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|t| (t, rx)) })
+}
+
 /// The watches and the two controllers, until shutdown.
 async fn controllers(
     runtime: &Runtime,
@@ -135,12 +148,12 @@ async fn controllers(
     let client = runtime.client().clone();
     let scope = parts.config.scope.clone();
     let mut policies = SharedWatch::<Policy>::new();
-    // Of Namespaces and of every Sync only what Policy selectors and counts read.
-    let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new()
-        .keeping_only(plumb_ops::keep_selector_metadata);
-    let mut all_syncs = SharedWatch::<PartialObjectMeta<Sync>>::new()
-        .keeping_only(plumb_ops::keep_selector_metadata);
-    let mut syncs = SharedWatch::<Sync>::new().keeping_only(watches::render_view);
+    // Of Namespaces and of every Sync only what Policy selectors and counts read: labels.
+    let (namespaces, all_syncs) = (LabelIndex::default(), LabelIndex::default());
+    let (relabelled_namespaces, namespace_changes) = mpsc::channel::<Box<str>>(CHANGES_BUFFER);
+    let (changed_syncs, sync_changes) = mpsc::channel::<Box<str>>(CHANGES_BUFFER);
+    // Of the Syncs in scope, what their renders read, compactly.
+    let mut syncs = SharedWatch::<SyncView>::new();
     let mut repos = SharedWatch::<GitRepository>::new();
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -149,11 +162,12 @@ async fn controllers(
         recorder: runtime.recorder(CONTROLLER_NAME),
         policies: policies.store(),
         syncs: syncs.store(),
-        all_syncs: all_syncs.store(),
-        namespaces: namespaces.store(),
+        all_syncs: all_syncs.clone(),
+        namespaces: namespaces.clone(),
         repos: repos.store(),
         compiled: Mutex::default(),
         rendered: Mutex::default(),
+        inputs: Mutex::default(),
         trees: Default::default(),
         waiting: Mutex::default(),
         finished: tokio::sync::watch::Sender::new(0),
@@ -201,15 +215,11 @@ async fn controllers(
             move |_| watches::every_sync(&for_policy.state()),
         )
         .reconcile_all_on(policies.deletions())
-        .watches_shared_stream(
-            watches::namespace_relabels(namespaces.subscribe()),
-            move |ns| {
-                watches::syncs_in_namespace(
-                    &for_namespace.state(),
-                    &ns.metadata.name.clone().unwrap_or_default(),
-                )
-            },
-        )
+        // A namespace seen for the first time or relabelled may come under (or leave) a
+        // Policy's namespace selector.
+        .reconcile_on(receiver_stream(namespace_changes).flat_map(move |ns| {
+            futures::stream::iter(watches::syncs_in_namespace(&for_namespace.state(), &ns))
+        }))
         // One metadata watch per kind wakes both the Syncs reading chart values from the object
         // (`helm.valuesFrom`) and those taking substitution variables from it (`substituteFrom`).
         .watches_stream(values_changes::<ConfigMap>(&scope, &client), move |cm| {
@@ -232,13 +242,10 @@ async fn controllers(
         });
 
     let policy_store = ctx.policies.clone();
-    let for_syncs = policy_store.clone();
     let policy_loop = Controller::for_shared_stream(policies.subscribe(), policy_store)
         .with_config(controller::Config::default().concurrency(2))
-        .watches_shared_stream(watches::sync_relabels(all_syncs.subscribe()), move |_| {
-            watches::every_policy(&for_syncs.state())
-        })
-        .reconcile_all_on(all_syncs.deletions())
+        // A Sync created, relabelled or deleted may change any Policy's governed count.
+        .reconcile_all_on(receiver_stream(sync_changes).map(|_| ()))
         .graceful_shutdown_on(runtime.stopped())
         .run(
             reconcile_policy::reconcile,
@@ -255,8 +262,16 @@ async fn controllers(
     let feeds = async {
         tokio::join!(
             policies.run(Api::all(client.clone()), watcher::Config::default()),
-            namespaces.run(Api::all(client.clone()), watcher::Config::default()),
-            all_syncs.run(Api::all(client.clone()), watcher::Config::default()),
+            namespaces.run(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                watcher::Config::default(),
+                relabelled_namespaces,
+            ),
+            all_syncs.run(
+                Api::<PartialObjectMeta<Sync>>::all(client.clone()),
+                watcher::Config::default(),
+                changed_syncs,
+            ),
             syncs.run(scope.api(client.clone()), scope.watcher_config()),
             repos.run(scope.api(client.clone()), watcher::Config::default()),
         );
@@ -264,13 +279,18 @@ async fn controllers(
     let caches = async {
         // The controllers start only once every cache is complete: a Sync is never judged
         // against a partial Policy list.
-        let all = futures::future::try_join5(
-            ctx.policies.wait_until_ready(),
-            ctx.namespaces.wait_until_ready(),
-            ctx.all_syncs.wait_until_ready(),
-            ctx.syncs.wait_until_ready(),
-            ctx.repos.wait_until_ready(),
-        );
+        let all = async {
+            tokio::join!(
+                ctx.namespaces.wait_until_ready(),
+                ctx.all_syncs.wait_until_ready()
+            );
+            futures::future::try_join3(
+                ctx.policies.wait_until_ready(),
+                ctx.syncs.wait_until_ready(),
+                ctx.repos.wait_until_ready(),
+            )
+            .await
+        };
         tokio::select! {
             r = all => r.is_ok(),
             () = runtime.stopped() => false,
