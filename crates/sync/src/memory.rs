@@ -109,18 +109,14 @@ pub(crate) fn short_digest(parts: &[&str]) -> u128 {
 
 /// An object id as the intents are keyed: the [short digest](short_digest) of its namespace,
 /// name, group and kind. Should two ids ever share one, the intent found is not
-/// [for](Intent::is_for) the other's body and is not used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct IdKey(u128);
+/// [for](Intent::is_for) the other's body and is not used. Bytes rather than a `u128`, whose
+/// 16-byte alignment padded each intent of the record by 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct IdKey([u8; 16]);
 
 impl IdKey {
     fn of(id: &ObjectId) -> Self {
-        Self(short_digest(&[
-            &id.namespace,
-            &id.name,
-            &id.group,
-            &id.kind,
-        ]))
+        Self(short_digest(&[&id.namespace, &id.name, &id.group, &id.kind]).to_le_bytes())
     }
 }
 
@@ -153,7 +149,9 @@ type Written = (Box<str>, Box<[u8]>);
 #[derive(Debug, Default)]
 pub struct SyncMemory {
     artifact: Option<(Digest, Kept)>,
-    intents: HashMap<IdKey, Intent>,
+    /// What was applied, by object, sorted by key (a binary search finds one): 72 bytes an
+    /// object, where a hash table of a Sync's few objects took twice as many slots as entries.
+    intents: Vec<(IdKey, Intent)>,
     last_full: Option<Instant>,
     health_since: Option<(Digest, Instant)>,
     render_since: Option<Instant>,
@@ -238,26 +236,42 @@ impl SyncMemory {
         self.artifact = Some((digest, kept));
     }
 
+    /// Where the intent of `key` is in the record (`Err`: where it would go).
+    fn intent_at(&self, key: IdKey) -> Result<usize, usize> {
+        self.intents.binary_search_by_key(&key, |(k, _)| *k)
+    }
+
     /// What was applied for `id`.
     pub fn intent(&self, id: &ObjectId) -> Option<&Intent> {
-        self.intents.get(&IdKey::of(id))
+        let at = self.intent_at(IdKey::of(id)).ok()?;
+        Some(&self.intents[at].1)
     }
 
     /// Records what was applied for `id`.
     pub fn record_intent(&mut self, id: &ObjectId, intent: Intent) {
-        self.intents.insert(IdKey::of(id), intent);
+        let key = IdKey::of(id);
+        match self.intent_at(key) {
+            Ok(at) => self.intents[at].1 = intent,
+            Err(at) => self.intents.insert(at, (key, intent)),
+        }
     }
 
     /// Forgets `id` (pruned or deleted).
     pub fn forget_intent(&mut self, id: &ObjectId) {
-        self.intents.remove(&IdKey::of(id));
+        if let Ok(at) = self.intent_at(IdKey::of(id)) {
+            self.intents.remove(at);
+        }
     }
 
     /// Forgets the intents of every object but those of `keep` (the objects of the render now
-    /// applied), so the record never outgrows what the Sync applies now.
+    /// applied), so the record never outgrows what the Sync applies now, nor its room what it
+    /// holds.
     pub fn retain_intents<'a>(&mut self, keep: impl IntoIterator<Item = &'a ObjectId>) {
-        let keep: std::collections::HashSet<IdKey> = keep.into_iter().map(IdKey::of).collect();
-        self.intents.retain(|id, _| keep.contains(id));
+        let mut keep: Vec<IdKey> = keep.into_iter().map(IdKey::of).collect();
+        keep.sort_unstable();
+        self.intents
+            .retain(|(key, _)| keep.binary_search(key).is_ok());
+        self.intents.shrink_to_fit();
     }
 
     /// Whether the safety-net full pass is due (never ran, or `interval` ago).
@@ -527,6 +541,27 @@ mod tests {
         assert!(m.intent(&id("b")).is_none());
         m.forget_intent(&id("a"));
         assert!(m.intent(&id("a")).is_none());
+    }
+
+    #[test]
+    fn every_intent_recorded_is_found_and_a_new_apply_replaces_it() {
+        let mut m = SyncMemory::default();
+        let id = |n: usize| ObjectId::new("ns", &format!("o{n}"), "", "ConfigMap");
+        let body = |n: usize| serde_json::json!({"data": {"n": n}});
+        for n in (0..50).rev() {
+            m.record_intent(&id(n), Intent::new(&body(n), body(n), Some(1)));
+        }
+        m.record_intent(&id(7), Intent::new(&body(70), body(70), Some(2)));
+        for n in 0..50 {
+            let want = if n == 7 { body(70) } else { body(n) };
+            assert!(m.intent(&id(n)).unwrap().is_for(&want), "object {n}");
+        }
+        assert_eq!(m.intent(&id(7)).unwrap().generation, Some(2));
+        assert_eq!(m.intents.len(), 50);
+        m.retain_intents((0..50).step_by(2).map(|n| id(n)).collect::<Vec<_>>().iter());
+        assert_eq!(m.intents.len(), 25);
+        assert!(m.intent(&id(4)).is_some());
+        assert!(m.intent(&id(7)).is_none());
     }
 
     #[test]
