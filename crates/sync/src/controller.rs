@@ -209,7 +209,7 @@ async fn controller(
         marked(Woken::SECRET),
     );
     let on_deletion = marked(Woken::POLICY);
-    let (on_sync, on_object) = (ctx.clone(), ctx.clone());
+    let (on_sync, on_object, on_any) = (ctx.clone(), ctx.clone(), ctx.clone());
     let inputs = input_changes(syncs.subscribe()).inspect(move |s| {
         on_sync
             .wakes
@@ -222,6 +222,10 @@ async fn controller(
     let sync_loop = Controller::for_shared_stream(inputs, store)
         .with_config(controller::Config::default().concurrency(config.concurrency))
         .watches_shared_stream(syncs.subscribe(), move |changed| {
+            // Every version the cache takes, its own status writes' included.
+            on_any
+                .memories
+                .cache_caught_up(&key_of(&changed), changed.metadata.resource_version.clone());
             on_deps(dependents(&for_deps.state(), &changed))
         })
         .watches_shared_stream(

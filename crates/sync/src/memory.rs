@@ -50,6 +50,7 @@ use plumb_api::{Digest, ObjectId};
 use crate::deps::Key;
 use crate::manifest::Manifest;
 use crate::packed::Packer;
+use crate::signal::version_of;
 use crate::wake::Judged;
 use plumb_substitute::SecretValues;
 
@@ -141,8 +142,26 @@ pub enum Kept {
     Objects(Arc<Vec<Manifest>>, Arc<SecretValues>),
 }
 
-/// A resourceVersion read and the [packed](Packer::pack) JSON of the status written after it.
-type Written = (Box<str>, Box<[u8]>);
+/// The status a pass wrote: the resourceVersion of the Sync it read, the one its write gave the
+/// Sync, and the [packed](Packer::pack) JSON of the status.
+#[derive(Debug)]
+struct Pending {
+    read: Box<str>,
+    wrote: Option<Box<str>>,
+    packed: Box<[u8]>,
+}
+
+/// What is kept of the last status write, until a pass reads a version other than the one the
+/// writing pass read.
+#[derive(Debug)]
+enum Written {
+    /// The watch cache has not shown the write's version yet.
+    Pending(Box<Pending>),
+    /// The cache has it: only the [hash](version_of) of the version the writing pass read is
+    /// kept, so that a pass the cache gave its Sync before that event knows its copy is older
+    /// than the cache's.
+    Overtaken(u64),
+}
 
 /// What the controller remembers about one Sync between reconciles (see the module docs for
 /// what a restart loses).
@@ -160,7 +179,7 @@ pub struct SyncMemory {
     /// The resourceVersion a writing pass read, and the status it wrote as
     /// [packed](crate::packed) JSON: a few hundred bytes where the parsed status took some 1.8 KB,
     /// kept for every Sync whose last pass wrote (all of them, once a fleet is Ready).
-    written: Option<Box<Written>>,
+    written: Option<Written>,
     post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
     judged: Option<Judged>,
@@ -328,28 +347,56 @@ impl SyncMemory {
         self.unreported = inventory;
     }
 
-    /// Records that a pass which read the Sync at `resource_version` wrote `status` (this
-    /// controller's part of it).
-    pub fn set_written(&mut self, resource_version: Option<&str>, status: SyncStatus) {
-        self.written = resource_version.and_then(|rv| {
+    /// Records that a pass which read the Sync at `read` wrote `status` (this controller's part
+    /// of it), which gave the Sync the version `wrote`.
+    pub fn set_written(&mut self, read: Option<&str>, wrote: Option<&str>, status: SyncStatus) {
+        self.written = read.and_then(|read| {
             let json = serde_json::to_vec(&status).ok()?;
-            Some(Box::new((rv.into(), Packer::shared().pack(&json))))
+            Some(Written::Pending(Box::new(Pending {
+                read: read.into(),
+                // A write that changed nothing leaves the version read: no event tells of it.
+                wrote: wrote.filter(|w| *w != read).map(Box::from),
+                packed: Packer::shared().pack(&json),
+            })))
         });
     }
 
     /// The status the last pass wrote, when the Sync read now is still the version that pass
     /// read: the watch cache has not seen the write yet, and its copy of the status is older
-    /// than what the API server holds. Forgotten once the cache has a newer version.
+    /// than what the API server holds. Forgotten once a pass reads another version.
     pub fn written_since(&mut self, resource_version: Option<&str>) -> Option<SyncStatus> {
-        let (rv, packed) = self.written.as_deref()?;
-        if resource_version == Some(&**rv)
+        if let Some(Written::Pending(written)) = &self.written
+            && resource_version == Some(&*written.read)
             && let Some(status) =
-                Packer::unpack(packed).and_then(|json| serde_json::from_slice(&json).ok())
+                Packer::unpack(&written.packed).and_then(|json| serde_json::from_slice(&json).ok())
         {
             return Some(status);
         }
-        self.written = None;
+        if !self.overtaken(resource_version) {
+            self.written = None;
+        }
         None
+    }
+
+    /// Whether the Sync read at `resource_version` is older than the watch cache's copy: the
+    /// version the last writing pass read, after the cache [caught
+    /// up](SyncMemory::cache_caught_up) with the write.
+    pub fn overtaken(&self, resource_version: Option<&str>) -> bool {
+        matches!(self.written, Some(Written::Overtaken(read)) if read == version_of(resource_version))
+    }
+
+    /// Forgets the status the last pass wrote once the watch cache holds the Sync at the version
+    /// that write gave it (`resource_version`, from a watch event): the record would otherwise
+    /// stay until the Sync's next pass, minutes later. A pass given the Sync as the writing pass
+    /// read it, before the event, is told so by [`SyncMemory::overtaken`] and takes the cache's
+    /// copy instead.
+    pub fn cache_caught_up(&mut self, resource_version: Option<&str>) {
+        if let Some(Written::Pending(w)) = &self.written
+            && w.wrote.is_some()
+            && w.wrote.as_deref() == resource_version
+        {
+            self.written = Some(Written::Overtaken(version_of(Some(&w.read))));
+        }
     }
 
     /// What a deletion of the Sync must delete: `recorded` (its `status.inventory`) and the
@@ -393,6 +440,31 @@ impl Memories {
     pub fn of(&self, key: &Key) -> Arc<tokio::sync::Mutex<SyncMemory>> {
         let mut map = self.by_sync.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(key.clone()).or_default().clone()
+    }
+
+    /// Tells the memory of Sync `key`, if any, that the watch cache now holds its version
+    /// `resource_version` ([`SyncMemory::cache_caught_up`]). A memory a pass holds is told once
+    /// that pass is over: it may be about to record the write this version comes from.
+    pub fn cache_caught_up(&self, key: &Key, resource_version: Option<String>) {
+        let memory = self
+            .by_sync
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        let Some(memory) = memory else {
+            return;
+        };
+        if let Ok(mut m) = memory.try_lock() {
+            m.cache_caught_up(resource_version.as_deref());
+            return;
+        }
+        tokio::spawn(async move {
+            memory
+                .lock()
+                .await
+                .cache_caught_up(resource_version.as_deref());
+        });
     }
 
     /// Forgets Sync `key`.
@@ -448,7 +520,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(m.written_since(Some("10")), None);
-        m.set_written(Some("10"), written.clone());
+        m.set_written(Some("10"), Some("12"), written.clone());
         // The cache still holds the version the writing pass read, for as many passes as it does.
         assert_eq!(m.written_since(Some("10")), Some(written.clone()));
         assert_eq!(m.written_since(Some("10")), Some(written.clone()));
@@ -456,8 +528,37 @@ mod tests {
         assert_eq!(m.written_since(Some("11")), None);
         assert_eq!(m.written_since(Some("10")), None);
         // A Sync read without a version (never from the API server) has nothing to stand for.
-        m.set_written(None, written);
+        m.set_written(None, Some("12"), written.clone());
         assert_eq!(m.written_since(None), None);
+
+        // The cache catching up with the write ends the record without a pass.
+        m.set_written(Some("10"), Some("12"), written.clone());
+        m.cache_caught_up(Some("10"));
+        m.cache_caught_up(Some("11"));
+        assert_eq!(
+            m.written_since(Some("10")),
+            Some(written.clone()),
+            "versions other than the write's own may be older than it"
+        );
+        assert!(!m.overtaken(Some("10")));
+        m.cache_caught_up(Some("12"));
+        // What is left tells a pass given the version read before the write that it is older.
+        assert!(m.overtaken(Some("10")));
+        assert!(!m.overtaken(Some("12")));
+        assert_eq!(m.written_since(Some("10")), None);
+        assert!(
+            m.overtaken(Some("10")),
+            "kept for every pass given that copy"
+        );
+        assert_eq!(m.written_since(Some("12")), None);
+        assert!(
+            !m.overtaken(Some("10")),
+            "gone once a pass reads a newer version"
+        );
+        // A write that changed nothing has no version of its own to wait for.
+        m.set_written(Some("10"), Some("10"), written.clone());
+        m.cache_caught_up(Some("10"));
+        assert_eq!(m.written_since(Some("10")), Some(written));
     }
 
     #[test]

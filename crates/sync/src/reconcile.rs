@@ -88,6 +88,20 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>, woken: Woken) -> Result<Actio
     let started = Instant::now();
     let memory = ctx.memories.of(&key);
     let mut memory = memory.lock().await;
+    // A Sync the cache gave this pass before the event of the last status write, which ended the
+    // record of that write: the cache's copy now has the write, and is judged instead.
+    let sync = match ctx.sync(&key) {
+        Some(newer)
+            if memory.overtaken(sync.metadata.resource_version.as_deref())
+                && newer.metadata.uid == sync.metadata.uid =>
+        {
+            tracing::debug!(
+                "judging the cache's copy: the one given was older than the last write"
+            );
+            newer
+        }
+        _ => sync,
+    };
     let read = sync.metadata.resource_version.as_deref();
     // The status as the API server has it: the cached Sync's, unless it is still the version the
     // last pass read before writing (a pass woken right after a write, by an object's event,
@@ -134,11 +148,11 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>, woken: Woken) -> Result<Actio
         report = "held";
     } else {
         let t = Instant::now();
-        write_status(&ctx, &key, &next).await?;
+        let wrote = write_status(&ctx, &key, &next).await?;
         ctx.metrics.status_writes.inc();
         ctx.metrics.phase("status", t);
         memory.set_unreported(None);
-        memory.set_written(read, next.clone());
+        memory.set_written(read, wrote.as_deref(), next.clone());
         report = "wrote";
     }
     // Sent without holding the worker (or this Sync's memory) for the Event's round trip.
@@ -193,17 +207,24 @@ fn requested_at(sync: &Sync) -> Option<&str> {
         .map(String::as_str)
 }
 
-async fn write_status(ctx: &Context, key: &Key, status: &SyncStatus) -> Result<(), Error> {
+/// Writes `status` as this controller's part of Sync `key`'s; the resourceVersion the write
+/// gave the Sync.
+async fn write_status(
+    ctx: &Context,
+    key: &Key,
+    status: &SyncStatus,
+) -> Result<Option<String>, Error> {
     let api: Api<Sync> = Api::namespaced(ctx.client.clone(), &key.0);
     let body = json!({"apiVersion": "sync.plumb.dev/v1", "kind": "Sync", "status": status});
-    api.patch_status(
-        &key.1,
-        &PatchParams::apply(SYNC_FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .map_err(Error::write(key))?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &key.1,
+            &PatchParams::apply(SYNC_FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(Error::write(key))?;
+    Ok(written.metadata.resource_version)
 }
 
 /// When to look at the Sync again after `outcome`, if not before a change.
