@@ -659,7 +659,7 @@ mod tests {
         }
         assert_eq!(m.intent(&id(7)).unwrap().generation, Some(2));
         assert_eq!(m.intents.len(), 50);
-        m.retain_intents((0..50).step_by(2).map(|n| id(n)).collect::<Vec<_>>().iter());
+        m.retain_intents((0..50).step_by(2).map(id).collect::<Vec<_>>().iter());
         assert_eq!(m.intents.len(), 25);
         assert!(m.intent(&id(4)).is_some());
         assert!(m.intent(&id(7)).is_none());
