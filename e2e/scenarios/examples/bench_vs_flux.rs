@@ -540,20 +540,25 @@ async fn create_namespaces(
     names
 }
 
-/// Deletes the run's namespaces and waits until they are gone, so the next run starts on a
-/// quiet API server. Finalizers of the stopped controllers' objects are removed first.
-async fn delete_run(client: &Client, control: TestNamespace, system: System, owner: &str) {
-    let started = Instant::now();
+/// Removes the finalizers of the run's apps and repositories left in the control namespace (their
+/// controllers are stopped); a patch that fails is tried again by the next call.
+async fn unfinalize(client: &Client, namespace: &str, system: System) {
     let merge = PatchParams::default();
     let unfinalize = Patch::Merge(json!({ "metadata": { "finalizers": null } }));
     for ar in [system.app_kind(), system.repo_kind()] {
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), control.name(), &ar);
-        let names: Vec<String> = api
-            .list_metadata(&ListParams::default())
-            .await
-            .unwrap()
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &ar);
+        let Ok(list) = api.list_metadata(&ListParams::default()).await else {
+            continue;
+        };
+        let names: Vec<String> = list
             .items
             .iter()
+            .filter(|o| {
+                o.metadata
+                    .finalizers
+                    .as_ref()
+                    .is_some_and(|f| !f.is_empty())
+            })
             .map(|o| o.name_any())
             .collect();
         futures::stream::iter(names)
@@ -565,6 +570,16 @@ async fn delete_run(client: &Client, control: TestNamespace, system: System, own
             .collect::<Vec<_>>()
             .await;
     }
+}
+
+/// Deletes the run's namespaces and waits until they are gone, so the next run starts on a
+/// quiet API server. Finalizers of the stopped controllers' objects are removed first, and again
+/// while the control namespace is still there (a patch the loaded API server refused or timed
+/// out would otherwise hold it, Terminating, for good).
+async fn delete_run(client: &Client, control: TestNamespace, system: System, owner: &str) {
+    let started = Instant::now();
+    let control_name = control.name().to_owned();
+    unfinalize(client, &control_name, system).await;
     control.delete().await.unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let selector =
@@ -592,13 +607,21 @@ async fn delete_run(client: &Client, control: TestNamespace, system: System, own
             .unwrap()
             .items
             .len();
-        if left == 0 {
+        let control_left = namespaces
+            .get_metadata_opt(&control_name)
+            .await
+            .unwrap()
+            .is_some();
+        if left == 0 && !control_left {
             break;
         }
         assert!(
             started.elapsed() < Duration::from_secs(1800),
-            "{left} namespaces of the run still there after 30 minutes"
+            "{left} namespaces of the run (control namespace left: {control_left}) still there after 30 minutes"
         );
+        if control_left {
+            unfinalize(client, &control_name, system).await;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     eprintln!("  cleaned up in {:.0} s", started.elapsed().as_secs_f64());
