@@ -11,6 +11,19 @@
 //!
 //! An environment that sets `MALLOC_ARENA_MAX`, `MALLOC_MMAP_THRESHOLD_` or
 //! `MALLOC_TRIM_THRESHOLD_` (or `GLIBC_TUNABLES`) keeps its own values.
+//!
+//! Why glibc and not another global allocator: measured with `bench_vs_flux` at 1000 Syncs
+//! (`BENCH_SYSTEMS=plumb`, the same release binaries with the other allocator preloaded, on a
+//! machine shared with other builds, load 9-15), glibc tuned as here peaked at 15.6/26.4/28.3 MiB
+//! (source/render/sync). jemalloc 5.3, the library `tikv-jemallocator` builds (two arenas,
+//! background purging, one-second decay), peaked at 17.7/29.7/30.1 MiB: its code added 1.2 MiB
+//! of file-backed pages to each process and its arenas and thread caches 0.9-4 MiB of anonymous
+//! memory before the fleet, more than it saved on the fleet. mimalloc 2.0 had passed glibc's
+//! peaks before 615 of the 1000 Syncs were Ready (render 33.5, sync 31.6 MiB). A `malloc_trim`
+//! every second on top of these settings changed the peaks by no more than runs of the same
+//! binaries differ under that load (render 30.3 against 32.2 MiB, sync 28.1 against 29.8 MiB,
+//! both runs beside another run's namespaces being deleted): the resident set grows with what
+//! the caches hold, not with memory glibc keeps free.
 
 /// Arenas at most: two serve a controller's few busy threads without lock contention.
 pub const ARENA_MAX: i32 = 2;
