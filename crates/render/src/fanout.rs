@@ -206,11 +206,12 @@ fn published_for(
         .iter()
         .filter_map(|s| {
             let record = rendered.get(s)?;
-            match &record.outcome {
-                Outcome::Published(r) if record.key.source == *digest => {
-                    Some((s.clone(), r.source_revision.clone()?))
-                }
-                _ => None,
+            if record.key.source != *digest {
+                return None;
+            }
+            match record.outcome()? {
+                Outcome::Published(r) => Some((s.clone(), r.source_revision?)),
+                Outcome::Failed { .. } => None,
             }
         })
         .collect()
@@ -319,18 +320,17 @@ mod tests {
         write("apps/a/app.yaml", "a");
         write("apps/b/app.yaml", "b");
         let old = Index::of_tree(&root).unwrap();
-        let record = |app: &str, outcome: Outcome| Record {
-            key: RenderKey {
+        let record = |app: &str, outcome: Outcome| {
+            let key = RenderKey {
                 source: digest('1'),
-                rest: String::new(),
-            },
-            outcome,
-            inputs: crate::inputs::Inputs::observe(
+                rest: [0; 32],
+            };
+            let inputs = crate::inputs::Inputs::observe(
                 &root,
                 &[(Access::Read, root.join(format!("apps/{app}/app.yaml")))],
                 &old,
-            )
-            .map(Arc::new),
+            );
+            Record::new(key, outcome, inputs.map(Arc::new))
         };
         let published = || Outcome::Published(Default::default());
         let sync = |n: &str| ObjectRef::<SyncView>::new(n).within("team");

@@ -234,29 +234,26 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         .unwrap_or_else(|e| e.into_inner())
         .get(&objref)
         .cloned();
-    if let Some(last) = &last
-        && last.key == key
+    // A record that cannot be read back counts as none: the Sync is rendered again.
+    let last = last.and_then(|record| Some((record.outcome()?, record)));
+    if let Some((outcome, record)) = &last
+        && record.key == key
     {
         // Same inputs, same verdict: nothing is downloaded or rendered. Only the generation the
         // verdict is reported for may move on (a change of, say, `interval`).
         return (
-            Some(
-                last.outcome
-                    .clone()
-                    .for_generation(sync.metadata.generation),
-            ),
+            Some(outcome.clone().for_generation(sync.metadata.generation)),
             Next::Settled,
         );
     }
-    if let Some(last) = last
-        && let Some(outcome) = carry(ctx, *last, &key, &artifact).await
+    if let Some((outcome, record)) = last
+        && let Some(outcome) = carry(ctx, outcome, &record, &key, &artifact).await
     {
         ctx.metrics.carried.inc();
         let outcome = outcome.for_generation(sync.metadata.generation);
         let mut rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(record) = rendered.get_mut(&objref) {
-            record.key = key;
-            record.outcome = outcome.clone();
+            record.update(key, outcome.clone());
         }
         return (Some(outcome), Next::Settled);
     }
@@ -293,11 +290,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
                 .unwrap_or_else(|e| e.into_inner())
                 .share(read)
         });
-        let record = Record {
-            key,
-            outcome: outcome.clone(),
-            inputs,
-        };
+        let record = Record::new(key, outcome.clone(), inputs);
         ctx.rendered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -306,10 +299,16 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
     (Some(outcome), next)
 }
 
-/// The last render `last`, carried to the source artifact `source` (whose render key is `key`)
-/// without rendering: when only the source digest changed and no path the render read differs
-/// in the new tree. `None`: render.
-async fn carry(ctx: &Context, last: Record, key: &RenderKey, source: &Artifact) -> Option<Outcome> {
+/// The last render (its record `last`, which concluded `outcome`), carried to the source
+/// artifact `source` (whose render key is `key`) without rendering: when only the source digest
+/// changed and no path the render read differs in the new tree. `None`: render.
+async fn carry(
+    ctx: &Context,
+    outcome: Outcome,
+    last: &Record,
+    key: &RenderKey,
+    source: &Artifact,
+) -> Option<Outcome> {
     if last.key.rest != key.rest || last.key.source == key.source || last.inputs.is_none() {
         return None;
     }
@@ -321,7 +320,7 @@ async fn carry(ctx: &Context, last: Record, key: &RenderKey, source: &Artifact) 
     if !last.holds_in(&tree.index) {
         return None;
     }
-    let Outcome::Published(mut render) = last.outcome else {
+    let Outcome::Published(mut render) = outcome else {
         return None;
     };
     // The same rendered artifact, now standing for the new revision: the sync controller sees
