@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use plumb_api::Sync;
+use crate::sync_view::SyncView;
 
 use crate::apply::{Resolved, api_message};
 use crate::deps::Key;
@@ -56,7 +56,7 @@ pub enum Seen {
 
 /// The running watches of health-check objects.
 pub struct CheckWatches {
-    trigger: UnboundedSender<ObjectRef<Sync>>,
+    trigger: UnboundedSender<ObjectRef<SyncView>>,
     running: Mutex<HashMap<Target, Watched>>,
 }
 
@@ -65,7 +65,7 @@ const FIRST_LIST: Duration = Duration::from_secs(5);
 
 impl CheckWatches {
     /// No watches yet; changes are sent as Sync references to `trigger`.
-    pub fn new(trigger: UnboundedSender<ObjectRef<Sync>>) -> Self {
+    pub fn new(trigger: UnboundedSender<ObjectRef<SyncView>>) -> Self {
         Self {
             trigger,
             running: Mutex::default(),

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::deps::Key;
 pub use crate::deps::key_of;
 use crate::memory::Memories;
+use crate::sync_view::SyncView;
 use crate::watches::Watches;
 
 /// Shared by all reconciles.
@@ -40,8 +41,8 @@ pub struct Context {
     pub resolver: Resolver,
     /// Watches on applied objects.
     pub watches: Watches,
-    /// Every Sync this controller reconciles.
-    pub syncs: Store<Sync>,
+    /// Every Sync this controller reconciles, as [views](SyncView).
+    pub syncs: Store<SyncView>,
     /// Every Policy.
     pub policies: Store<Policy>,
     /// Every Namespace's metadata (for Policy namespace selectors).
@@ -184,7 +185,7 @@ impl Context {
         settings: Config,
         metrics: SyncMetrics,
         watches: Watches,
-        syncs: Store<Sync>,
+        syncs: Store<SyncView>,
         policies: Store<Policy>,
         namespaces: Store<PartialObjectMeta<Namespace>>,
     ) -> Self {
@@ -312,8 +313,8 @@ impl Context {
         Ok(client)
     }
 
-    /// A Sync from the cache.
-    pub fn sync(&self, key: &Key) -> Option<Arc<Sync>> {
+    /// A Sync from the cache, as its [view](SyncView).
+    pub fn sync(&self, key: &Key) -> Option<Arc<SyncView>> {
         self.syncs.get(&ObjectRef::new(&key.1).within(&key.0))
     }
 

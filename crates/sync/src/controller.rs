@@ -2,26 +2,25 @@
 //! dependencies) and of Policies (drift mode, ignored paths, windows), the Namespaces' metadata
 //! (Policy namespace selectors), and the watches of applied objects (drift).
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::{Api, Resource};
 
-use plumb_api::{Conditions, Policy, Sync, condition_type};
+use plumb_api::Policy;
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
 
 use crate::config::Config;
-use crate::context::{Context, SyncMetrics, key_of};
+use crate::context::{Context, SyncMetrics};
 use crate::decrypt;
-use crate::deps;
 use crate::reconcile::{error_policy, reconcile};
+use crate::sync_view::SyncView;
 use crate::wake::Woken;
 use crate::watches::Watches;
 
@@ -66,51 +65,26 @@ pub async fn run(runtime: &Runtime, config: Config) -> Result<(), Error> {
 }
 
 /// A Sync whose status changes wakes the Syncs that depend on it.
-pub fn dependents(syncs: &[Arc<Sync>], changed: &Sync) -> Vec<ObjectRef<Sync>> {
-    let key = key_of(changed);
+pub fn dependents(syncs: &[Arc<SyncView>], changed: &SyncView) -> Vec<ObjectRef<SyncView>> {
+    let key = changed.key();
     syncs
         .iter()
-        .filter(|s| deps::dependencies(s).contains(&key))
+        .filter(|s| s.dependencies().contains(&key))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
-}
-
-/// What of a Sync this controller acts on: all but its own part of the status, which it
-/// writes itself. That is the metadata a pass reads (generation for the spec, labels for Policy
-/// selectors, annotations for reconcile requests, finalizers and deletion), and the render
-/// controller's part: the rendered artifact and the `Rendered` condition.
-fn sync_inputs(sync: &Sync) -> Option<u64> {
-    let mut h = DefaultHasher::new();
-    let meta = &sync.metadata;
-    meta.generation.hash(&mut h);
-    meta.labels.hash(&mut h);
-    meta.annotations.hash(&mut h);
-    meta.finalizers.hash(&mut h);
-    meta.deletion_timestamp.is_some().hash(&mut h);
-    let status = sync.status.as_ref();
-    status
-        .and_then(|s| s.render.as_ref())
-        .and_then(|r| r.artifact.as_ref())
-        .map(|a| (&a.revision, &a.digest, &a.url))
-        .hash(&mut h);
-    status
-        .and_then(|s| s.conditions.get_condition(condition_type::RENDERED))
-        .map(|c| (&c.status, &c.reason, &c.message, c.observed_generation))
-        .hash(&mut h);
-    Some(h.finish())
 }
 
 /// The Sync events that may change what a pass does: not the writes of this controller's own
 /// status (two or three per apply), which would each wake a pass that finds nothing to do.
 /// Another Sync's status change still reaches its dependents ([`dependents`]).
 pub fn input_changes(
-    syncs: impl futures::Stream<Item = Arc<Sync>> + Send + 'static,
-) -> impl futures::Stream<Item = Arc<Sync>> + Send + 'static {
-    plumb_ops::changed(syncs, sync_inputs)
+    syncs: impl futures::Stream<Item = Arc<SyncView>> + Send + 'static,
+) -> impl futures::Stream<Item = Arc<SyncView>> + Send + 'static {
+    plumb_ops::changed(syncs, SyncView::inputs)
 }
 
 /// Every Sync: a Policy change may change drift mode, ignored paths or windows of any Sync.
-pub fn every_sync(syncs: &[Arc<Sync>]) -> Vec<ObjectRef<Sync>> {
+pub fn every_sync(syncs: &[Arc<SyncView>]) -> Vec<ObjectRef<SyncView>> {
     syncs
         .iter()
         .map(|s| ObjectRef::from_obj(s.as_ref()))
@@ -163,7 +137,8 @@ async fn controller(
 ) -> Result<(), RuntimeError> {
     let client = runtime.client().clone();
     let scope = config.scope.clone();
-    let syncs = SharedWatch::<Sync>::new();
+    // Each Sync as a compact view, read back whole by the pass that needs it.
+    let syncs = SharedWatch::<SyncView>::new();
     let mut policies = SharedWatch::<Policy>::new();
     // Of Namespaces only what Policy namespace selectors and the terminating check read.
     let namespaces = SharedWatch::<PartialObjectMeta<Namespace>>::new()
@@ -196,7 +171,7 @@ async fn controller(
     // can be new to it.
     let marked = |why: Woken| {
         let ctx = ctx.clone();
-        move |refs: Vec<ObjectRef<Sync>>| {
+        move |refs: Vec<ObjectRef<SyncView>>| {
             for r in &refs {
                 ctx.wakes.mark(r, why);
             }
@@ -225,7 +200,7 @@ async fn controller(
             // Every version the cache takes, its own status writes' included.
             on_any
                 .memories
-                .cache_caught_up(&key_of(&changed), changed.metadata.resource_version.clone());
+                .cache_caught_up(&changed.key(), changed.meta().resource_version.clone());
             on_deps(dependents(&for_deps.state(), &changed))
         })
         .watches_shared_stream(
@@ -303,7 +278,7 @@ mod tests {
     use futures::StreamExt;
     use plumb_api::condition::{new_condition, status};
     use plumb_api::sync::RenderStatus;
-    use plumb_api::{SyncStatus, reason};
+    use plumb_api::{Sync, SyncStatus, condition_type, reason};
     use serde_json::json;
 
     use super::*;
@@ -345,7 +320,7 @@ mod tests {
         let mut push = |what: &str, s: &Sync| {
             let mut s = s.clone();
             s.metadata.resource_version = Some(what.to_owned());
-            events.push(Arc::new(s));
+            events.push(Arc::new(SyncView::of(s)));
         };
         push("new", &s);
         s.metadata.finalizers = Some(vec![crate::finalize::FINALIZER.to_owned()]);
@@ -407,7 +382,7 @@ mod tests {
         ));
         push("deletion", &s);
         let passed: Vec<String> = input_changes(futures::stream::iter(events))
-            .map(|s| s.metadata.resource_version.clone().unwrap_or_default())
+            .map(|s| s.meta().resource_version.clone().unwrap_or_default())
             .collect()
             .await;
         assert_eq!(

@@ -30,6 +30,7 @@ use plumb_artifact::TokenSecret;
 use plumb_sops::{ENC_PREFIX, Format, Keyring, SOURCE_KEY, Scalar};
 
 use crate::manifest::Manifest;
+use crate::sync_view::SyncView;
 use plumb_substitute::SecretValues;
 
 /// Why a render could not be decrypted. Names objects, files, keys and Secrets, never values.
@@ -444,20 +445,24 @@ pub fn controller_namespace(client: &kube::Client) -> String {
 /// default key Secret for those that name none): a change of it wakes them, so a Sync waiting for
 /// a missing or wrong key recovers as soon as the Secret is created or fixed.
 pub fn key_readers(
-    syncs: &[Arc<Sync>],
+    syncs: &[Arc<SyncView>],
     default: Option<&TokenSecret>,
     controller_namespace: &str,
     namespace: &str,
     name: &str,
-) -> Vec<ObjectRef<Sync>> {
+) -> Vec<ObjectRef<SyncView>> {
     syncs
         .iter()
-        .filter(|s| s.spec.decryption.is_some())
-        .filter(|s| {
-            key_secret(s, default, controller_namespace)
-                .is_ok_and(|(ns, n)| ns == namespace && n == name)
+        .filter(|view| view.decrypts())
+        .filter(|view| {
+            // Only the Syncs that decrypt are read back; one that cannot be is woken (its
+            // pass then says why).
+            view.sync().map_or(true, |s| {
+                key_secret(&s, default, controller_namespace)
+                    .is_ok_and(|(ns, n)| ns == namespace && n == name)
+            })
         })
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .map(|view| ObjectRef::from_obj(view.as_ref()))
         .collect()
 }
 
@@ -549,14 +554,14 @@ mod tests {
 
     use super::*;
 
-    fn sync(ns: &str, name: &str, decryption: Value) -> Arc<Sync> {
+    fn sync(ns: &str, name: &str, decryption: Value) -> Arc<SyncView> {
         let mut spec = json!({"sourceRef": {"kind": "GitRepository", "name": "repo"}});
         if !decryption.is_null() {
             spec["decryption"] = decryption;
         }
         let mut s = Sync::new(name, serde_json::from_value(spec).unwrap());
         s.metadata.namespace = Some(ns.into());
-        Arc::new(s)
+        Arc::new(SyncView::of(s))
     }
 
     #[test]
@@ -569,7 +574,7 @@ mod tests {
             sync("team-a", "by-default", by_default),
             sync("team-a", "plain", Value::Null),
         ];
-        let names = |refs: Vec<ObjectRef<Sync>>| -> Vec<String> {
+        let names = |refs: Vec<ObjectRef<SyncView>>| -> Vec<String> {
             refs.into_iter().map(|r| r.name).collect()
         };
         let default: TokenSecret = "plumb-system/sops-age".parse().unwrap();

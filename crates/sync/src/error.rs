@@ -99,6 +99,15 @@ pub enum Error {
     /// Adding or removing the finalizer failed, or the deletion behind it.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A Sync's cached copy could not be read back (the controller packed it: a bug).
+    #[error("Sync {sync}: reading its cached copy: {source}")]
+    CachedSync {
+        /// The Sync, `namespace/name`.
+        sync: String,
+        /// Why it could not be read.
+        #[source]
+        source: std::io::Error,
+    },
     /// Writing the Sync's status or finalizer failed.
     #[error("writing Sync {namespace}/{name}: {source}")]
     Write {
@@ -159,7 +168,9 @@ impl Error {
             Error::InvalidHealthExpression(_) | Error::InvalidReadyExpr(_) => {
                 reason::INVALID_CEL_EXPRESSION
             }
-            Error::Apply(_) | Error::Write { .. } => reason::APPLY_FAILED,
+            Error::Apply(_) | Error::Write { .. } | Error::CachedSync { .. } => {
+                reason::APPLY_FAILED
+            }
             Error::OwnershipConflict(_) => reason::OWNERSHIP_CONFLICT,
             Error::PruneBlocked(_) | Error::Prune(_) => reason::PRUNE_FAILED,
             Error::Unhealthy { .. } => reason::HEALTH_CHECK_FAILED,

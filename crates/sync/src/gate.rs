@@ -13,6 +13,7 @@ use plumb_api::{Conditions, Revision, Sync, SyncStatus, condition_type};
 
 use crate::deps::{self, Key};
 use crate::error::Error;
+use crate::sync_view::SyncView;
 use crate::window::{self, Verdict};
 
 /// Refuses a `sourceRef` into another namespace when the controller is told to.
@@ -32,14 +33,19 @@ pub fn cross_namespace(refuse: bool, sync: &Sync) -> Result<(), Error> {
 /// `readyExpr` that does not compile are errors of their own.
 pub fn dependencies(
     sync: &Sync,
-    all: &[Arc<Sync>],
+    all: &[Arc<SyncView>],
     revision: Option<&Revision>,
 ) -> Result<(), Error> {
     cycle(sync, all)?;
+    // Of the cached Syncs, only its dependencies are read back.
+    let mut found = Vec::new();
+    for key in deps::dependencies(sync) {
+        if let Some(view) = all.iter().find(|v| v.is(&key)) {
+            found.push((key, view.sync()?));
+        }
+    }
     let waiting = deps::not_ready(sync, revision, |k| {
-        all.iter()
-            .find(|s| deps::key_of(s) == *k)
-            .map(|s| s.as_ref())
+        found.iter().find(|(key, _)| key == k).map(|(_, s)| s)
     })?;
     if waiting.is_empty() {
         Ok(())
@@ -49,10 +55,12 @@ pub fn dependencies(
 }
 
 /// A cycle through `sync` in the `dependsOn` graph of `all`.
-fn cycle(sync: &Sync, all: &[Arc<Sync>]) -> Result<(), Error> {
+fn cycle(sync: &Sync, all: &[Arc<SyncView>]) -> Result<(), Error> {
+    // A Sync without dependencies has no edge to follow.
     let edges: BTreeMap<Key, Vec<Key>> = all
         .iter()
-        .map(|s| (deps::key_of(s), deps::dependencies(s)))
+        .filter(|v| !v.dependencies().is_empty())
+        .map(|v| (v.key(), v.dependencies().to_vec()))
         .collect();
     match deps::cycle_through(&deps::key_of(sync), &edges) {
         Some(cycle) => Err(Error::DependencyCycle {
@@ -91,7 +99,7 @@ pub fn pending(sync: &Sync, current: &SyncStatus) -> bool {
 pub fn dependency_hold(
     sync: &Sync,
     current: &SyncStatus,
-    all: &[Arc<Sync>],
+    all: &[Arc<SyncView>],
 ) -> Result<Option<Error>, Error> {
     if !pending(sync, current) {
         cycle(sync, all)?;
@@ -218,10 +226,10 @@ mod tests {
     #[test]
     fn dependency_gate() {
         let app = named("app", json!({"dependsOn": [{"name": "db"}]}));
-        let db_ready = Arc::new(ready(named("db", json!({}))));
-        let db_not_ready = Arc::new(named("db", json!({})));
-        let db_cyclic = Arc::new(ready(named("db", json!({"dependsOn": [{"name": "app"}]}))));
-        type Case<'a> = (&'a str, Vec<Arc<Sync>>, Option<&'a str>);
+        let db_ready = ready(named("db", json!({})));
+        let db_not_ready = named("db", json!({}));
+        let db_cyclic = ready(named("db", json!({"dependsOn": [{"name": "app"}]})));
+        type Case<'a> = (&'a str, Vec<Sync>, Option<&'a str>);
         let cases: Vec<Case> = vec![
             ("ready", vec![db_ready], None),
             (
@@ -242,10 +250,17 @@ mod tests {
         ];
         for (what, others, want) in cases {
             let mut all = others;
-            all.push(Arc::new(app.clone()));
-            let got = dependencies(&app, &all, None).err().map(|e| e.to_string());
+            all.push(app.clone());
+            let got = dependencies(&app, &views(all), None)
+                .err()
+                .map(|e| e.to_string());
             assert_eq!(got.as_deref(), want, "{what}");
         }
+    }
+
+    /// The Syncs as the cache holds them.
+    fn views(all: Vec<Sync>) -> Vec<Arc<SyncView>> {
+        all.into_iter().map(|s| Arc::new(SyncView::of(s))).collect()
     }
 
     fn labelled(mut s: Sync, version: &str) -> Sync {
@@ -314,9 +329,9 @@ mod tests {
         ];
         for (what, expr, db, want) in cases {
             let app = with_expr(expr);
-            let mut all: Vec<Arc<Sync>> = db.into_iter().map(Arc::new).collect();
-            all.push(Arc::new(app.clone()));
-            match (dependencies(&app, &all, None), want) {
+            let mut all: Vec<Sync> = db.into_iter().collect();
+            all.push(app.clone());
+            match (dependencies(&app, &views(all), None), want) {
                 (Ok(()), Ok(())) => {}
                 (Err(e), Err(msg)) => {
                     let text = e.to_string();
@@ -475,7 +490,7 @@ mod tests {
             ),
         ];
         for (what, app, db, want) in cases {
-            let all = vec![Arc::new(app.clone()), Arc::new(db)];
+            let all = views(vec![app.clone(), db]);
             let got = dependency_hold(&app, &ours(&app), &all);
             match (got, want) {
                 (Ok(None), Ok(None)) => {}

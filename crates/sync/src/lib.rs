@@ -37,6 +37,7 @@ mod signal;
 mod stage;
 mod status;
 mod substitution;
+mod sync_view;
 mod wake;
 mod watches;
 mod window;

@@ -356,7 +356,7 @@ impl SyncMemory {
                 read: read.into(),
                 // A write that changed nothing leaves the version read: no event tells of it.
                 wrote: wrote.filter(|w| *w != read).map(Box::from),
-                packed: Packer::shared().pack(&json),
+                packed: Packer::shared().pack_sync(&json),
             })))
         });
     }

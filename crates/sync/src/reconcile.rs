@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kube::Api;
 use kube::api::{Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::runtime::controller::Action;
+use kube::{Api, Resource};
 use serde_json::json;
 
 use plumb_api::condition::status;
@@ -44,22 +44,23 @@ use crate::status::{
     DriftSeen, HealthReport, Outcome, Verdict, events_for, report_hold, status_for,
 };
 use crate::substitution;
+use crate::sync_view::SyncView;
 use crate::wake::{self, Judged, Woken};
 use plumb_substitute::SecretValues;
 
 /// Reconciles one Sync: once the Policy and Namespace caches are complete (a pass before that
 /// would ignore windows and drift settings), applies it, or deletes what it applied when it is
 /// being deleted ([`finalize`]).
-#[tracing::instrument(skip_all, fields(namespace = %key_of(&sync).0, name = %key_of(&sync).1))]
-pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = key_of(&sync);
+#[tracing::instrument(skip_all, fields(namespace = %view.key().0, name = %view.key().1))]
+pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = view.key();
     let woken = ctx.wakes.take(&key);
-    let being_deleted = sync.metadata.deletion_timestamp.is_some();
+    let being_deleted = view.meta().deletion_timestamp.is_some();
     if !being_deleted {
         let memory = ctx.memories.of(&key);
         let mut memory = memory.lock().await;
         let last = memory.take_judged();
-        let version = version_of(sync.metadata.resource_version.as_deref());
+        let version = version_of(view.meta().resource_version.as_deref());
         if let Some(next) = wake::redundant(woken, last.as_ref(), version, Instant::now()) {
             memory.set_judged(last);
             ctx.metrics.pass(woken, "skipped");
@@ -71,6 +72,7 @@ pub async fn reconcile(sync: Arc<Sync>, ctx: Arc<Context>) -> Result<Action, Err
         tracing::info!("waiting for the Policy and Namespace caches");
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    let sync = Arc::new(view.sync()?);
     let result =
         finalize::with_finalizer(sync, ctx.clone(), |sync, ctx| apply(sync, ctx, woken)).await;
     if being_deleted {
@@ -93,12 +95,12 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>, woken: Woken) -> Result<Actio
     let sync = match ctx.sync(&key) {
         Some(newer)
             if memory.overtaken(sync.metadata.resource_version.as_deref())
-                && newer.metadata.uid == sync.metadata.uid =>
+                && newer.meta().uid == sync.metadata.uid =>
         {
             tracing::debug!(
                 "judging the cache's copy: the one given was older than the last write"
             );
-            newer
+            Arc::new(newer.sync()?)
         }
         _ => sync,
     };
@@ -185,7 +187,7 @@ fn did(changed: bool, report: &str) -> String {
 }
 
 /// Backs off after an unexpected error.
-pub fn error_policy(_sync: Arc<Sync>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(_sync: Arc<SyncView>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, "reconcile failed");
     Action::requeue(Duration::from_secs(5))
 }

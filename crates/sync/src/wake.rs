@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use kube::runtime::reflector::ObjectRef;
 
-use plumb_api::Sync;
+use crate::sync_view::SyncView;
 
 use crate::deps::Key;
 
@@ -90,7 +90,7 @@ pub struct Wakes {
 
 impl Wakes {
     /// Marks a request for `sync` from `why`.
-    pub fn mark(&self, sync: &ObjectRef<Sync>, why: Woken) {
+    pub fn mark(&self, sync: &ObjectRef<SyncView>, why: Woken) {
         let key = (
             sync.namespace.clone().unwrap_or_default(),
             sync.name.clone(),
@@ -162,7 +162,7 @@ mod tests {
     #[test]
     fn marks_gather_until_a_pass_takes_them() {
         let wakes = Wakes::default();
-        let sync = ObjectRef::<Sync>::new("app").within("team");
+        let sync = ObjectRef::<SyncView>::new("app").within("team");
         let key = ("team".to_owned(), "app".to_owned());
         wakes.mark(&sync, Woken::OBJECT);
         wakes.mark(&sync, Woken::SYNC);

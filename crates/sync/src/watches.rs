@@ -27,13 +27,14 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use plumb_api::{SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL, Sync};
+use plumb_api::{SYNC_NAME_LABEL, SYNC_NAMESPACE_LABEL};
 
 use crate::apply::Resolved;
 use crate::checked::CheckWatches;
 use crate::deps::Key;
 use crate::packed::Packer;
 use crate::signal::{signal, version_of};
+use crate::sync_view::SyncView;
 
 /// The key of the object `name` in `namespace` (empty for cluster-scoped objects):
 /// `<namespace>/<name>`, one string where a pair of them took two allocations and twice the
@@ -251,7 +252,7 @@ fn user_id(user: &Key) -> u128 {
 /// The running watches, by kind.
 pub struct Watches {
     client: Client,
-    trigger: UnboundedSender<ObjectRef<Sync>>,
+    trigger: UnboundedSender<ObjectRef<SyncView>>,
     running: Mutex<HashMap<GroupVersionKind, Watch>>,
     /// The Syncs (by [`user_id`]) with `spec.healthCheckExprs`: every change of their objects
     /// wakes them, as their expressions may read any field.
@@ -266,7 +267,7 @@ fn gvk_of(res: &Resolved) -> GroupVersionKind {
 
 impl Watches {
     /// No watches yet; changes are sent as Sync references to `trigger`.
-    pub fn new(client: Client, trigger: UnboundedSender<ObjectRef<Sync>>) -> Self {
+    pub fn new(client: Client, trigger: UnboundedSender<ObjectRef<SyncView>>) -> Self {
         Self {
             client,
             checks: CheckWatches::new(trigger.clone()),
@@ -470,7 +471,7 @@ impl Drop for Watches {
     }
 }
 
-fn has_custom_health(set: &Mutex<HashSet<u128>>, sync: &ObjectRef<Sync>) -> bool {
+fn has_custom_health(set: &Mutex<HashSet<u128>>, sync: &ObjectRef<SyncView>) -> bool {
     let key = (
         sync.namespace.clone().unwrap_or_default(),
         sync.name.clone(),
@@ -481,7 +482,7 @@ fn has_custom_health(set: &Mutex<HashSet<u128>>, sync: &ObjectRef<Sync>) -> bool
 }
 
 /// The Sync an applied object's owner labels name.
-pub fn owner_of(obj: &DynamicObject) -> Option<ObjectRef<Sync>> {
+pub fn owner_of(obj: &DynamicObject) -> Option<ObjectRef<SyncView>> {
     let labels = obj.metadata.labels.as_ref()?;
     let name = labels.get(SYNC_NAME_LABEL)?;
     let ns = labels.get(SYNC_NAMESPACE_LABEL)?;
