@@ -503,3 +503,47 @@ pub struct DriftStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub objects: Vec<String>,
 }
+
+/// Makes `$view`, a controller's compact cached form of a [`Sync`], watchable as a Sync: kube's
+/// `Resource` answers as `Sync` does (kind, group, version, plural; the view's own `metadata`
+/// field), and serde reads a Sync and converts it with `$view::of(Sync) -> $view`. The render and
+/// sync controllers each cache only what they read of a Sync (`sync_view.rs` in each crate).
+#[macro_export]
+macro_rules! watch_sync_as {
+    ($view:ty) => {
+        impl<'de> ::serde::Deserialize<'de> for $view {
+            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <$crate::Sync as ::serde::Deserialize>::deserialize(d).map(<$view>::of)
+            }
+        }
+
+        impl ::kube::Resource for $view {
+            type DynamicType = ();
+            type Scope = ::kube::core::NamespaceResourceScope;
+
+            fn kind(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::Sync as ::kube::Resource>::kind(dt)
+            }
+
+            fn group(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::Sync as ::kube::Resource>::group(dt)
+            }
+
+            fn version(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::Sync as ::kube::Resource>::version(dt)
+            }
+
+            fn plural(dt: &()) -> ::std::borrow::Cow<'_, str> {
+                <$crate::Sync as ::kube::Resource>::plural(dt)
+            }
+
+            fn meta(&self) -> &::kube::api::ObjectMeta {
+                &self.metadata
+            }
+
+            fn meta_mut(&mut self) -> &mut ::kube::api::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}

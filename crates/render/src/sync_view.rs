@@ -8,16 +8,13 @@
 //! (labels, the `plumb.dev/requested-at` annotation, spec, the render's part of the status) as
 //! its JSON, [packed](crate::packed), which a reconcile reads back into a [`Sync`].
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use kube::ResourceExt;
 use kube::api::ObjectMeta;
-use kube::core::NamespaceResourceScope;
-use kube::{Resource, ResourceExt};
 use plumb_api::reference::DataKind;
 use plumb_api::{REQUESTED_AT_ANNOTATION, Revision, Sync, SyncStatus, condition_type};
-use serde::{Deserialize, Deserializer};
 
 /// A Sync as the render controller caches it (see the module doc). It deserializes from a
 /// Sync, so a watch of Syncs fills a cache of views.
@@ -196,40 +193,7 @@ impl SyncView {
     }
 }
 
-impl<'de> Deserialize<'de> for SyncView {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Sync::deserialize(d).map(SyncView::of)
-    }
-}
-
-impl Resource for SyncView {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Sync::kind(dt)
-    }
-
-    fn group(dt: &()) -> Cow<'_, str> {
-        Sync::group(dt)
-    }
-
-    fn version(dt: &()) -> Cow<'_, str> {
-        Sync::version(dt)
-    }
-
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Sync::plural(dt)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+plumb_api::watch_sync_as!(SyncView);
 
 #[cfg(test)]
 mod tests {

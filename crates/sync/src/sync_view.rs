@@ -9,13 +9,9 @@
 //! decrypts, the hash of what a pass acts on), and the whole Sync as its JSON,
 //! [packed](crate::packed) against a dictionary of Sync JSON, which a pass reads back.
 
-use std::borrow::Cow;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use kube::Resource;
 use kube::api::ObjectMeta;
-use kube::core::NamespaceResourceScope;
-use serde::{Deserialize, Deserializer};
 
 use plumb_api::{Conditions, Sync, condition_type};
 
@@ -145,44 +141,12 @@ impl SyncView {
     }
 }
 
-impl<'de> Deserialize<'de> for SyncView {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Sync::deserialize(d).map(SyncView::of)
-    }
-}
-
-impl Resource for SyncView {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Sync::kind(dt)
-    }
-
-    fn group(dt: &()) -> Cow<'_, str> {
-        Sync::group(dt)
-    }
-
-    fn version(dt: &()) -> Cow<'_, str> {
-        Sync::version(dt)
-    }
-
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Sync::plural(dt)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+plumb_api::watch_sync_as!(SyncView);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::Resource;
     use serde_json::json;
 
     /// A Ready Sync as the bench's apps are, with all the parts a pass reads.
