@@ -547,3 +547,17 @@ macro_rules! watch_sync_as {
         }
     };
 }
+
+/// Gives a Sync read back from a controller's compact cached form the identity the form keeps
+/// outside its packed text: name, namespace, uid and resourceVersion from `meta`.
+pub fn restore_identity(
+    sync: &mut Sync,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) {
+    sync.metadata.name.clone_from(&meta.name);
+    sync.metadata.namespace.clone_from(&meta.namespace);
+    sync.metadata.uid.clone_from(&meta.uid);
+    sync.metadata
+        .resource_version
+        .clone_from(&meta.resource_version);
+}

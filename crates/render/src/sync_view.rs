@@ -152,14 +152,8 @@ impl SyncView {
     /// `plumb.dev/requested-at` annotation, spec and the render's part of the status.
     pub fn sync(&self) -> std::io::Result<Sync> {
         let mut sync: Sync = serde_json::from_slice(&crate::packed::unpack(&self.packed)?)?;
-        let m = &self.metadata;
-        sync.metadata.name.clone_from(&m.name);
-        sync.metadata.namespace.clone_from(&m.namespace);
-        sync.metadata.uid.clone_from(&m.uid);
-        sync.metadata
-            .resource_version
-            .clone_from(&m.resource_version);
-        sync.metadata.generation = m.generation;
+        plumb_api::sync::restore_identity(&mut sync, &self.metadata);
+        sync.metadata.generation = self.metadata.generation;
         Ok(sync)
     }
 

@@ -100,13 +100,7 @@ impl SyncView {
             sync: format!("{}/{}", self.key().0, self.key().1),
             source,
         })?;
-        let m = &self.metadata;
-        sync.metadata.name.clone_from(&m.name);
-        sync.metadata.namespace.clone_from(&m.namespace);
-        sync.metadata.uid.clone_from(&m.uid);
-        sync.metadata
-            .resource_version
-            .clone_from(&m.resource_version);
+        plumb_api::sync::restore_identity(&mut sync, &self.metadata);
         Ok(sync)
     }
 
