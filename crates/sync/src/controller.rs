@@ -201,7 +201,10 @@ async fn controller(
             on_any
                 .memories
                 .cache_caught_up(&changed.key(), changed.meta().resource_version.clone());
-            on_deps(dependents(&for_deps.state(), &changed))
+            // Only Syncs with dependencies can be dependents: the cache is not copied whole on
+            // every event (O(Syncs) each, O(Syncs²) a fleet), when few or none have any.
+            let with_dependencies = for_deps.state_filter(|s| !s.dependencies().is_empty());
+            on_deps(dependents(&with_dependencies, &changed))
         })
         .watches_shared_stream(
             plumb_ops::changed(policies.subscribe(), predicates::generation),

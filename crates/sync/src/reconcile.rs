@@ -327,7 +327,14 @@ impl Pass<'_> {
         let sync = self.sync;
         let spec = &sync.spec;
         gate::cross_namespace(self.ctx.settings.no_cross_namespace_refs, sync)?;
-        let dependencies = gate::dependency_hold(sync, current, &self.ctx.syncs.state())?;
+        // Only a Sync with dependencies reads the others (a cycle through it needs an edge out of
+        // it): a copy of the whole cache on every pass costs O(Syncs) each, O(Syncs²) a fleet.
+        let others = if spec.depends_on.is_empty() {
+            Vec::new()
+        } else {
+            self.ctx.syncs.state()
+        };
+        let dependencies = gate::dependency_hold(sync, current, &others)?;
         let render = gate::render(sync);
         let Some(artifact) = render.artifact else {
             return match render.failure {
