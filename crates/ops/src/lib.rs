@@ -11,6 +11,8 @@
 //! - [`server`]: serving any router with connection, time and body limits (flags `--http-*`).
 //! - [`wait`]: an idle keep-alive timeout apart from the header-read timeout.
 //! - [`retry`]: exponential backoff after failures.
+//! - [`periodic`]: long requeues (periodic passes) in one compact table, out of kube-runtime's
+//!   scheduler.
 //! - [`telemetry`]: `tracing` initialisation, console or JSON.
 //! - [`events`]: Kubernetes Event recording.
 //! - [`watch`]: one shared watch per kind, and change filters for triggers.
@@ -21,6 +23,7 @@ pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
+pub mod periodic;
 pub mod retry;
 pub mod runtime;
 pub mod scope;

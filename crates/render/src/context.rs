@@ -8,6 +8,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use plumb_api::{GitRepository, Policy};
 use plumb_artifact::Storage;
+use plumb_ops::periodic::Periodic;
 use plumb_ops::{EventRecorder, EventType, Failures};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -74,6 +75,9 @@ pub struct Context {
     pub charts: Mutex<HashSet<ObjectRef<SyncView>>>,
     /// Consecutive transient failures per Sync, for backoff.
     pub failures: Failures<ObjectRef<SyncView>>,
+    /// When each Sync's next periodic render is due (long requeues, out of kube-runtime's
+    /// scheduler).
+    pub periodic: Arc<Periodic<SyncView>>,
     /// Prometheus metrics.
     pub metrics: RenderMetrics,
 }

@@ -62,7 +62,7 @@ pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action,
         began: started,
     };
     if view.suspended() {
-        return Ok(Action::await_change());
+        return Ok(ctx.periodic.action(&key, None));
     }
     let sync = view.sync().map_err(|source| Error::CachedSync {
         sync: format!(
@@ -89,10 +89,10 @@ pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action,
     };
     ctx.metrics.ops.observe_reconcile("Sync", result, started);
     let interval = Duration::from(sync.spec.interval.clone());
-    Ok(match next {
+    let after = match next {
         Next::Settled => {
             ctx.failures.clear(&key);
-            Action::requeue(interval)
+            interval
         }
         Next::Retry => {
             let max = sync
@@ -101,9 +101,10 @@ pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action,
                 .clone()
                 .map(Duration::from)
                 .unwrap_or(MAX_RETRY_DELAY);
-            Action::requeue(backoff(RETRY_BASE, ctx.failures.record(key), max))
+            backoff(RETRY_BASE, ctx.failures.record(key.clone()), max)
         }
-    })
+    };
+    Ok(ctx.periodic.action(&key, Some(after)))
 }
 
 /// Tells the context, when dropped, that a reconcile of `sync` begun at `began` ended.
@@ -122,8 +123,10 @@ impl Drop for Reconciled {
 /// Backs off after an API error (status write, store).
 pub fn error_policy(sync: Arc<SyncView>, err: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(error = %err, namespace = sync.namespace(), name = sync.name_any(), "render reconcile failed");
-    let n = ctx.failures.record(ObjectRef::from_obj(sync.as_ref()));
-    Action::requeue(backoff(RETRY_BASE, n, MAX_RETRY_DELAY))
+    let key = ObjectRef::from_obj(sync.as_ref());
+    let n = ctx.failures.record(key.clone());
+    ctx.periodic
+        .action(&key, Some(backoff(RETRY_BASE, n, MAX_RETRY_DELAY)))
 }
 
 /// Decides what to write: `None` when the last render is still current.

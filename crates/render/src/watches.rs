@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::Stream;
 use kube::api::PartialObjectMeta;
 use kube::runtime::predicates;
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use plumb_api::reference::DataKind;
 use plumb_api::{GitRepository, Policy};
@@ -79,6 +79,13 @@ pub fn readers_of(
         .filter(|s| s.reads(kind, name))
         .map(|s| ObjectRef::from_obj(s.as_ref()))
         .collect()
+}
+
+/// The cached Syncs in `namespace`: what a change of a namespace or of an object in it looks
+/// among, without copying the whole cache on every such change (O(Syncs) each, O(Syncs²) over
+/// a fleet whose namespaces and ConfigMaps are created with it).
+pub fn in_namespace(syncs: &Store<SyncView>, namespace: &str) -> Vec<Arc<SyncView>> {
+    syncs.state_filter(|s| s.meta().namespace.as_deref() == Some(namespace))
 }
 
 /// [`readers_of`] for a changed object's metadata.

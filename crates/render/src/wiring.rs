@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use plumb_api::reference::DataKind;
 use plumb_api::{GitRepository, Policy, Sync};
 use plumb_artifact::Storage;
+use plumb_ops::periodic::{self, Periodic};
 use plumb_ops::{ReadyGate, Runtime, RuntimeError, SharedWatch};
 use tokio::sync::mpsc;
 
@@ -175,6 +176,7 @@ async fn controllers(
         capabilities: Default::default(),
         charts: Mutex::default(),
         failures: Default::default(),
+        periodic: Periodic::new(periodic::LONG),
         metrics: RenderMetrics::new(runtime.metrics().clone()),
         config: parts.config,
     });
@@ -208,6 +210,8 @@ async fn controllers(
     let sync_loop = Controller::for_shared_stream(triggers, sync_store)
         .with_config(controller::Config::default().concurrency(ctx.config.concurrent.max(1)))
         .reconcile_on(planned)
+        // Periodic passes, kept out of kube-runtime's scheduler (plumb_ops::periodic).
+        .reconcile_on(ctx.periodic.clone().triggers())
         // A source gone: its Syncs say so (the others find their render current and write nothing).
         .reconcile_all_on(repos.deletions())
         .watches_shared_stream(
@@ -218,15 +222,20 @@ async fn controllers(
         // A namespace seen for the first time or relabelled may come under (or leave) a
         // Policy's namespace selector.
         .reconcile_on(receiver_stream(namespace_changes).flat_map(move |ns| {
-            futures::stream::iter(watches::syncs_in_namespace(&for_namespace.state(), &ns))
+            let in_ns = watches::in_namespace(&for_namespace, &ns);
+            futures::stream::iter(watches::syncs_in_namespace(&in_ns, &ns))
         }))
         // One metadata watch per kind wakes both the Syncs reading chart values from the object
         // (`helm.valuesFrom`) and those taking substitution variables from it (`substituteFrom`).
         .watches_stream(values_changes::<ConfigMap>(&scope, &client), move |cm| {
-            watches::readers_of_changed(&for_config_maps.state(), DataKind::ConfigMap, &cm)
+            let ns = cm.metadata.namespace.as_deref().unwrap_or_default();
+            let in_ns = watches::in_namespace(&for_config_maps, ns);
+            watches::readers_of_changed(&in_ns, DataKind::ConfigMap, &cm)
         })
         .watches_stream(values_changes::<Secret>(&scope, &client), move |s| {
-            watches::readers_of_changed(&for_secrets.state(), DataKind::Secret, &s)
+            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
+            let in_ns = watches::in_namespace(&for_secrets, ns);
+            watches::readers_of_changed(&in_ns, DataKind::Secret, &s)
         })
         .graceful_shutdown_on(runtime.stopped())
         .run(

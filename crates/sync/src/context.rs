@@ -3,11 +3,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
+use plumb_ops::periodic::{self, Periodic};
 use plumb_ops::{EventRecorder, EventType};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -51,6 +54,9 @@ pub struct Context {
     pub memories: Memories,
     /// What woke each Sync's next pass.
     pub wakes: crate::wake::Wakes,
+    /// When each Sync's next periodic pass is due (long requeues, out of kube-runtime's
+    /// scheduler).
+    pub periodic: Arc<Periodic<SyncView>>,
     clients: Mutex<HashMap<String, Client>>,
     /// Bounds the Events [announced](Context::announce) at once: each takes a connection of its
     /// own while in flight.
@@ -203,6 +209,7 @@ impl Context {
             namespaces,
             memories: Memories::default(),
             wakes: Default::default(),
+            periodic: Periodic::new(periodic::LONG),
             clients: Mutex::default(),
             events_in_flight: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         }
@@ -261,9 +268,17 @@ impl Context {
         });
     }
 
+    /// What the controller does after a pass over Sync `key` that asks to look again `after`
+    /// (none: only on a change); see [`Periodic::action`].
+    pub fn next_pass(&self, key: &Key, after: Option<Duration>) -> Action {
+        self.periodic
+            .action(&ObjectRef::new(&key.1).within(&key.0), after)
+    }
+
     /// Forgets a Sync that is gone, releasing its watches.
     pub fn forget(&self, key: &Key) {
         self.memories.forget(key);
+        self.periodic.forget(&ObjectRef::new(&key.1).within(&key.0));
         self.watches.set_custom_health(key, false);
         self.watches.retain(key, &HashSet::new());
         self.watches.checks.retain(key, &HashSet::new());

@@ -212,6 +212,8 @@ async fn controller(
         )
         .reconcile_all_on(policy_deletions)
         .reconcile_on(drift_triggers)
+        // Periodic passes, kept out of kube-runtime's scheduler (plumb_ops::periodic).
+        .reconcile_on(ctx.periodic.clone().triggers())
         // A decryption key Secret created or fixed wakes the Syncs waiting for it.
         .watches_stream(key_changes, move |secret| {
             let ns = secret.metadata.namespace.as_deref().unwrap_or_default();

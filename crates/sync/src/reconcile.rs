@@ -65,7 +65,7 @@ pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action,
             memory.set_judged(last);
             ctx.metrics.pass(woken, "skipped");
             tracing::debug!(woken_by = %woken.label(), "nothing new to look at");
-            return Ok(next.map_or_else(Action::await_change, Action::requeue));
+            return Ok(ctx.next_pass(&key, next));
         }
     }
     if !ctx.caches_ready(CACHE_WAIT).await {
@@ -172,7 +172,7 @@ async fn apply(sync: Arc<Sync>, ctx: Arc<Context>, woken: Woken) -> Result<Actio
         version: version_of(read),
         due: requeue.map(|d| Instant::now() + d),
     }));
-    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+    Ok(ctx.next_pass(&key, requeue))
 }
 
 /// The `did` label of a pass that changed objects or not and reported `report` (`wrote`,
@@ -187,9 +187,9 @@ fn did(changed: bool, report: &str) -> String {
 }
 
 /// Backs off after an unexpected error.
-pub fn error_policy(_sync: Arc<SyncView>, error: &Error, _ctx: Arc<Context>) -> Action {
+pub fn error_policy(sync: Arc<SyncView>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(%error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    ctx.next_pass(&sync.key(), Some(Duration::from_secs(5)))
 }
 
 /// The sync controller's part of a status: without `render` and the `Rendered` condition.
