@@ -26,6 +26,11 @@ use crate::memory::Memories;
 use crate::sync_view::SyncView;
 use crate::watches::Watches;
 
+/// The cache's reference to Sync `key`.
+fn sync_ref(key: &Key) -> ObjectRef<SyncView> {
+    ObjectRef::new(&key.1).within(&key.0)
+}
+
 /// Shared by all reconciles.
 pub struct Context {
     /// The controller's own client.
@@ -271,14 +276,13 @@ impl Context {
     /// What the controller does after a pass over Sync `key` that asks to look again `after`
     /// (none: only on a change); see [`Periodic::action`].
     pub fn next_pass(&self, key: &Key, after: Option<Duration>) -> Action {
-        self.periodic
-            .action(&ObjectRef::new(&key.1).within(&key.0), after)
+        self.periodic.action(&sync_ref(key), after)
     }
 
     /// Forgets a Sync that is gone, releasing its watches.
     pub fn forget(&self, key: &Key) {
         self.memories.forget(key);
-        self.periodic.forget(&ObjectRef::new(&key.1).within(&key.0));
+        self.periodic.forget(&sync_ref(key));
         self.watches.set_custom_health(key, false);
         self.watches.retain(key, &HashSet::new());
         self.watches.checks.retain(key, &HashSet::new());
@@ -330,7 +334,7 @@ impl Context {
 
     /// A Sync from the cache, as its [view](SyncView).
     pub fn sync(&self, key: &Key) -> Option<Arc<SyncView>> {
-        self.syncs.get(&ObjectRef::new(&key.1).within(&key.0))
+        self.syncs.get(&sync_ref(key))
     }
 
     /// The Policies governing `sync`, sorted by name.
