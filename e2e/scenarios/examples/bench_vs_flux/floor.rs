@@ -58,6 +58,22 @@ pub struct Floor {
     /// The API server's write requests over the run, every client's: verb, resource, count.
     pub writes: Vec<(String, String, f64)>,
     pub load: String,
+    /// Requests in flight per stage ("workers"): the controllers' count unless
+    /// `BENCH_FLOOR_WORKERS` says otherwise.
+    pub workers: usize,
+}
+
+/// The floor's workers per stage: `BENCH_FLOOR_WORKERS`, else the controllers' own count. More
+/// than the controllers run shows whether the API server (not the workers) sets the floor.
+pub fn floor_workers() -> usize {
+    match std::env::var("BENCH_FLOOR_WORKERS") {
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| panic!("BENCH_FLOOR_WORKERS={v:?}: want a count above zero")),
+        Err(_) => APPLY_WORKERS,
+    }
 }
 
 impl Floor {
@@ -82,9 +98,10 @@ impl Floor {
             "created before, timed from the first write; ".to_owned()
         };
         println!(
-            "{} N={}: {created}every Deployment available after {:.1} s, all Ready after {:.1} s ({:.1} s after the last create); API server {}; load {}",
+            "{} N={} ({} workers a stage): {created}every Deployment available after {:.1} s, all Ready after {:.1} s ({:.1} s after the last create); API server {}; load {}",
             self.label(),
             self.apps,
+            self.workers,
             self.available.as_secs_f64(),
             self.ready.as_secs_f64(),
             self.after_last_create().as_secs_f64(),
@@ -287,8 +304,9 @@ pub async fn floor(client: &Client, count: usize, paced: bool) -> Floor {
     let (rendered_tx, mut rendered_rx) = mpsc::unbounded_channel::<App>();
     let (healthy_tx, mut healthy_rx) = mpsc::unbounded_channel::<App>();
     let stages: Arc<Mutex<HashMap<String, Stage>>> = Arc::default();
-    let render_workers = Arc::new(Semaphore::new(APPLY_WORKERS));
-    let sync_workers = Arc::new(Semaphore::new(APPLY_WORKERS));
+    let workers = floor_workers();
+    let render_workers = Arc::new(Semaphore::new(workers));
+    let sync_workers = Arc::new(Semaphore::new(workers));
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -509,6 +527,7 @@ pub async fn floor(client: &Client, count: usize, paced: bool) -> Floor {
         apiserver_cpu,
         writes,
         load,
+        workers,
     };
     figures.print();
     delete_run(client, control, System::Plumb, &ctl).await;
