@@ -36,6 +36,7 @@ pub use events::{EventRecorder, EventType};
 pub use http::{Readiness, ReadyGate};
 pub use leader::{LeaderElectionFlags, LeaderElector, LeaderError, LeaseConfig, parse_duration};
 pub use metrics::{Metrics, ReconcileResult};
+pub use periodic::{key_of, ref_of};
 pub use retry::{Failures, backoff};
 pub use runtime::{Runtime, RuntimeError, RuntimeFlags, Started};
 pub use scope::{SHARD_LABEL, WatchScope};

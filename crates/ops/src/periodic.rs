@@ -56,16 +56,20 @@ impl<K> Periodic<K> {
     }
 }
 
-/// The table's key of the object `r` refers to.
-fn key_of<K: Lookup>(r: &ObjectRef<K>) -> Box<str> {
+/// A compact key for the object `r` refers to: `<namespace>/<name>` (or the name of a
+/// cluster-scoped object) in one allocation of its own length, where an `ObjectRef` takes 96
+/// bytes inline plus a string each for name, namespace, uid and resourceVersion. For per-object
+/// tables that outlive a reconcile (the periodic table, the render controller's records).
+pub fn key_of<K: Lookup>(r: &ObjectRef<K>) -> Box<str> {
     match &r.namespace {
         Some(ns) => format!("{ns}/{}", r.name).into_boxed_str(),
         None => r.name.clone().into_boxed_str(),
     }
 }
 
-/// The reference a key names (without uid or resourceVersion, which the scheduler ignores).
-fn ref_of<K>(key: &str) -> ObjectRef<K>
+/// The reference a [key](key_of) names (without uid or resourceVersion, which the scheduler
+/// ignores).
+pub fn ref_of<K>(key: &str) -> ObjectRef<K>
 where
     K: Lookup,
     K::DynamicType: Default,

@@ -51,10 +51,12 @@ pub struct Context {
     pub repos: Store<GitRepository>,
     /// Compiled Policies by name, with the uid and generation compiled.
     pub(crate) compiled: Mutex<HashMap<String, CompiledEntry>>,
-    /// Each Sync's last completed render: its key, verdict and inputs. Boxed: a hash table keeps
-    /// up to twice as many slots as entries, and a record inline is some hundred bytes (heaptrack
-    /// at 1000 Syncs: 866 KiB of slots, most of them empty).
-    pub rendered: Mutex<HashMap<ObjectRef<SyncView>, Box<Record>>>,
+    /// Each Sync's last completed render: its key, verdict and inputs, by the Sync's
+    /// [compact key](plumb_ops::key_of). Boxed: a hash table keeps up to twice as many slots as
+    /// entries, and a record inline is some hundred bytes (heaptrack at 1000 Syncs: 866 KiB of
+    /// slots, most of them empty); the compact key keeps a slot at 24 bytes where an
+    /// `ObjectRef` took 104 (215 KiB of slots at 1000 Syncs).
+    pub rendered: Mutex<HashMap<Box<str>, Box<Record>>>,
     /// One copy of each distinct list of what renders read, shared by their records.
     pub(crate) inputs: Mutex<SharedInputs>,
     /// Source trees, unpacked once per artifact digest and shared by the renders.

@@ -43,20 +43,20 @@ type Latest = Arc<Mutex<HashMap<ObjectRef<GitRepository>, u64>>>;
 /// Whether `sync` is to be reconciled first (its render may change), not after (its last
 /// render holds in the tree indexed as `index`, of artifact `digest`, or is of it already).
 pub fn goes_first(
-    rendered: &HashMap<ObjectRef<SyncView>, Box<Record>>,
+    rendered: &HashMap<Box<str>, Box<Record>>,
     sync: &ObjectRef<SyncView>,
     digest: &Digest,
     index: &Index,
 ) -> bool {
     !rendered
-        .get(sync)
+        .get(&plumb_ops::key_of(sync))
         .is_some_and(|r| r.key.source == *digest || r.holds_in(index))
 }
 
 /// Splits `syncs` into those to reconcile first and those after ([`goes_first`]).
 #[cfg(test)]
 fn order(
-    rendered: &HashMap<ObjectRef<SyncView>, Box<Record>>,
+    rendered: &HashMap<Box<str>, Box<Record>>,
     syncs: Vec<ObjectRef<SyncView>>,
     digest: &Digest,
     index: &Index,
@@ -205,7 +205,7 @@ fn published_for(
     first
         .iter()
         .filter_map(|s| {
-            let record = rendered.get(s)?;
+            let record = rendered.get(&plumb_ops::key_of(s))?;
             if record.key.source != *digest {
                 return None;
             }
@@ -335,15 +335,21 @@ mod tests {
         let published = || Outcome::Published(Default::default());
         let sync = |n: &str| ObjectRef::<SyncView>::new(n).within("team");
         let mut rendered = HashMap::new();
-        rendered.insert(sync("a"), Box::new(record("a", published())));
-        rendered.insert(sync("b"), Box::new(record("b", published())));
         rendered.insert(
-            sync("failed-b"),
+            plumb_ops::key_of(&sync("a")),
+            Box::new(record("a", published())),
+        );
+        rendered.insert(
+            plumb_ops::key_of(&sync("b")),
+            Box::new(record("b", published())),
+        );
+        rendered.insert(
+            plumb_ops::key_of(&sync("failed-b")),
             Box::new(record("b", Outcome::failed("BuildFailed", "x"))),
         );
         let mut at_new = record("a", published());
         at_new.key.source = digest('2');
-        rendered.insert(sync("already"), Box::new(at_new));
+        rendered.insert(plumb_ops::key_of(&sync("already")), Box::new(at_new));
         write("apps/a/app.yaml", "a2");
         let new = Index::of_tree(&root).unwrap();
         let all = ["a", "b", "failed-b", "already", "new"].map(sync).to_vec();

@@ -231,11 +231,12 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
             .unwrap_or_else(|e| e.into_inner())
             .contains(&objref);
     let key = if was_chart { chart_key.clone() } else { key };
+    let record_key = plumb_ops::key_of(&objref);
     let last = ctx
         .rendered
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get(&objref)
+        .get(&record_key)
         .cloned();
     // A record that cannot be read back counts as none: the Sync is rendered again.
     let last = last.and_then(|record| Some((record.outcome()?, record)));
@@ -255,7 +256,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         ctx.metrics.carried.inc();
         let outcome = outcome.for_generation(sync.metadata.generation);
         let mut rendered = ctx.rendered.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(record) = rendered.get_mut(&objref) {
+        if let Some(record) = rendered.get_mut(&record_key) {
             record.update(key, outcome.clone());
         }
         return (Some(outcome), Next::Settled);
@@ -297,7 +298,7 @@ async fn render_sync(sync: &Sync, ctx: &Context) -> (Option<Outcome>, Next) {
         ctx.rendered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(objref, Box::new(record));
+            .insert(record_key, Box::new(record));
     }
     (Some(outcome), next)
 }

@@ -42,7 +42,7 @@ pub async fn sweep_deleted(ctx: Arc<Context>) {
         ctx.rendered
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|r, _| !gone(r));
+            .retain(|key, _| !gone(&plumb_ops::ref_of(key)));
         ctx.failures.retain(|r| !gone(r));
     }
 }

@@ -172,20 +172,52 @@ pub struct SyncMemory {
     /// object, where a hash table of a Sync's few objects took twice as many slots as entries.
     intents: Vec<(IdKey, Intent)>,
     last_full: Option<Instant>,
-    health_since: Option<(Digest, Instant)>,
+    /// The [short digest](short_digest) of the render whose health is awaited, and since when:
+    /// 16 bytes where the digest's text took some hundred.
+    health_since: Option<([u8; 16], Instant)>,
     render_since: Option<Instant>,
-    deleting: Option<Vec<InventoryEntry>>,
-    unreported: Option<Vec<InventoryEntry>>,
     /// The resourceVersion a writing pass read, and the status it wrote as
     /// [packed](crate::packed) JSON: a few hundred bytes where the parsed status took some 1.8 KB,
     /// kept for every Sync whose last pass wrote (all of them, once a fleet is Ready).
     written: Option<Written>,
+    judged: Option<Judged>,
+    /// What only some Syncs ever need (a deletion, a held report, hooks), boxed: the memory of
+    /// every other Sync keeps one pointer where these took 130 bytes.
+    rare: Option<Box<Rare>>,
+}
+
+/// The part of a [`SyncMemory`] that most Syncs never fill.
+#[derive(Debug, Default)]
+struct Rare {
+    deleting: Option<Vec<InventoryEntry>>,
+    unreported: Option<Vec<InventoryEntry>>,
     post_hooks: Option<(Digest, bool)>,
     pre_hooks_ran: Option<(Digest, Option<String>)>,
-    judged: Option<Judged>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.deleting.is_none()
+            && self.unreported.is_none()
+            && self.post_hooks.is_none()
+            && self.pre_hooks_ran.is_none()
+    }
 }
 
 impl SyncMemory {
+    fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    /// Changes the rare part with `f`, boxed only while it holds something.
+    fn rare_mut(&mut self, f: impl FnOnce(&mut Rare)) {
+        let rare = self.rare.get_or_insert_with(Box::default);
+        f(rare);
+        if rare.is_empty() {
+            self.rare = None;
+        }
+    }
+
     /// What the last pass judged, taken: a pass that runs replaces it when it succeeds, so a
     /// failed pass leaves none (see [`wake`](crate::wake)).
     pub fn take_judged(&mut self) -> Option<Judged> {
@@ -202,7 +234,7 @@ impl SyncMemory {
     /// says (a restart, or a render applied by the controller before it). The decision
     /// remembered wins over the status because the status a pass reads may lag the last write.
     pub fn post_hooks_pending(&self, digest: &Digest, status: Option<&Digest>) -> bool {
-        match &self.post_hooks {
+        match self.rare().and_then(|r| r.post_hooks.as_ref()) {
             Some((d, pending)) if d == digest => *pending,
             _ => status == Some(digest),
         }
@@ -210,7 +242,7 @@ impl SyncMemory {
 
     /// Records whether the post-sync hooks of the render with `digest` are due.
     pub fn set_post_hooks(&mut self, digest: Digest, pending: bool) {
-        self.post_hooks = Some((digest, pending));
+        self.rare_mut(|r| r.post_hooks = Some((digest, pending)));
     }
 
     /// Whether the pre-sync hooks already ran for the render with `digest` and the reconcile
@@ -218,14 +250,14 @@ impl SyncMemory {
     /// (the watch cache lags a write), and hooks must not run twice for one sync. (Lost on a
     /// restart: the status the cache then holds has caught up.)
     pub fn pre_hooks_ran(&self, digest: &Digest, requested_at: Option<&str>) -> bool {
-        self.pre_hooks_ran
-            .as_ref()
+        self.rare()
+            .and_then(|r| r.pre_hooks_ran.as_ref())
             .is_some_and(|(d, at)| d == digest && at.as_deref() == requested_at)
     }
 
     /// Records that the pre-sync hooks ran for the render with `digest` and `requested_at`.
     pub fn set_pre_hooks_ran(&mut self, digest: Digest, requested_at: Option<String>) {
-        self.pre_hooks_ran = Some((digest, requested_at));
+        self.rare_mut(|r| r.pre_hooks_ran = Some((digest, requested_at)));
     }
 
     /// The objects of the artifact with `digest`, if it is the one remembered.
@@ -305,10 +337,11 @@ impl SyncMemory {
 
     /// How long the health of `digest` has been awaited; the clock starts on a new digest.
     pub fn health_waited(&mut self, digest: &Digest) -> Duration {
+        let id = short_digest(&[digest.as_str()]).to_le_bytes();
         match &self.health_since {
-            Some((d, since)) if d == digest => since.elapsed(),
+            Some((d, since)) if *d == id => since.elapsed(),
             _ => {
-                self.health_since = Some((digest.clone(), Instant::now()));
+                self.health_since = Some((id, Instant::now()));
                 Duration::ZERO
             }
         }
@@ -327,24 +360,24 @@ impl SyncMemory {
 
     /// Whether a deletion of the Sync's objects is under way.
     pub fn deleting(&self) -> bool {
-        self.deleting.is_some()
+        self.rare().is_some_and(|r| r.deleting.is_some())
     }
 
     /// Records the objects a deletion still has to delete (`None` once done).
     pub fn set_deleting(&mut self, left: Option<Vec<InventoryEntry>>) {
-        self.deleting = left;
+        self.rare_mut(|r| r.deleting = left);
     }
 
     /// The objects a deletion had left, if it was under way.
     pub fn left_by_deletion(&self) -> Option<&[InventoryEntry]> {
-        self.deleting.as_deref()
+        self.rare().and_then(|r| r.deleting.as_deref())
     }
 
     /// Records the inventory of an apply whose status report `--progress-report-delay` holds
     /// back (its objects are in the cluster, `status.inventory` does not name them yet), or
     /// `None` once a status written names what was applied.
     pub fn set_unreported(&mut self, inventory: Option<Vec<InventoryEntry>>) {
-        self.unreported = inventory;
+        self.rare_mut(|r| r.unreported = inventory);
     }
 
     /// Records that a pass which read the Sync at `read` wrote `status` (this controller's part
@@ -403,7 +436,7 @@ impl SyncMemory {
     /// objects of an apply not reported yet, so a Sync deleted while its report is held back
     /// leaves nothing behind.
     pub fn to_delete(&self, recorded: Vec<InventoryEntry>) -> Vec<InventoryEntry> {
-        match &self.unreported {
+        match self.rare().and_then(|r| r.unreported.as_ref()) {
             Some(unreported) => with_unreported(recorded, unreported),
             None => recorded,
         }
@@ -598,6 +631,33 @@ mod tests {
             ids(m.to_delete(vec![entry("ns_a__ConfigMap")])),
             ["ns_a__ConfigMap"]
         );
+    }
+
+    #[test]
+    fn the_rare_part_is_kept_only_while_it_holds_something() {
+        let entry = InventoryEntry {
+            id: "ns_a__ConfigMap".to_owned(),
+            v: "v1".to_owned(),
+        };
+        let mut m = SyncMemory::default();
+        assert!(m.rare.is_none(), "a new memory boxes nothing");
+        m.set_deleting(Some(vec![entry.clone()]));
+        m.set_unreported(Some(vec![entry.clone()]));
+        assert!(m.deleting());
+        assert_eq!(m.left_by_deletion().map(<[_]>::len), Some(1));
+        // Clearing one leaves the other as it was.
+        m.set_deleting(None);
+        assert!(!m.deleting());
+        assert_eq!(m.left_by_deletion(), None);
+        assert_eq!(m.to_delete(Vec::new()).len(), 1);
+        m.set_unreported(None);
+        assert!(m.rare.is_none(), "emptied, the box is freed");
+        // Hooks stay remembered once recorded (as before the part was boxed).
+        m.set_pre_hooks_ran(digest('a'), None);
+        m.set_post_hooks(digest('a'), false);
+        assert!(m.pre_hooks_ran(&digest('a'), None));
+        assert!(!m.post_hooks_pending(&digest('a'), Some(&digest('a'))));
+        assert!(m.rare.is_some());
     }
 
     #[test]
