@@ -29,7 +29,6 @@ pub mod runtime;
 pub mod scope;
 pub mod server;
 pub mod telemetry;
-pub mod turns;
 pub mod wait;
 pub mod watch;
 

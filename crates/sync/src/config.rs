@@ -10,8 +10,7 @@ pub const DEFAULT_PROGRESS_REPORT_DELAY: std::time::Duration = std::time::Durati
 /// Flags of `plumb-sync-controller`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
-    /// How many Syncs are reconciled at once; the others wait their turn in the order they came
-    /// due.
+    /// How many Syncs are reconciled at once.
     #[arg(
         long = "concurrent",
         alias = "concurrency",

@@ -11,7 +11,6 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use plumb_ops::periodic::{self, Periodic};
-use plumb_ops::turns::Turns;
 use plumb_ops::{EventRecorder, EventType};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -63,9 +62,6 @@ pub struct Context {
     /// When each Sync's next periodic pass is due (long requeues, out of kube-runtime's
     /// scheduler).
     pub periodic: Arc<Periodic<SyncView>>,
-    /// The workers' turns, first come, first served (`--concurrent` of them): kube-runtime runs
-    /// the controller without a limit of its own ([`plumb_ops::turns`]).
-    pub turns: Turns,
     clients: Mutex<HashMap<String, Client>>,
     /// Bounds the Events [announced](Context::announce) at once: each takes a connection of its
     /// own while in flight.
@@ -204,12 +200,6 @@ impl Context {
         policies: Store<Policy>,
         namespaces: Store<PartialObjectMeta<Namespace>>,
     ) -> Self {
-        let turns = Turns::new(usize::from(settings.concurrency));
-        metrics.ops.register(
-            "sync_passes_waiting",
-            "Passes waiting for a worker, first come first served (a backlog's length)",
-            turns.waiting_gauge(),
-        );
         Self {
             resolver: Resolver::new(client.clone()),
             client,
@@ -225,7 +215,6 @@ impl Context {
             memories: Memories::default(),
             wakes: Default::default(),
             periodic: Periodic::new(periodic::LONG),
-            turns,
             clients: Mutex::default(),
             events_in_flight: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
         }

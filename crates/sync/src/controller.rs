@@ -195,8 +195,7 @@ async fn controller(
         on_deletion(every_sync(&for_deletions.state()));
     });
     let sync_loop = Controller::for_shared_stream(inputs, store)
-        // No limit here: passes take turns, first come, first served (`ctx.turns`).
-        .with_config(controller::Config::default().concurrency(0))
+        .with_config(controller::Config::default().concurrency(config.concurrency))
         .watches_shared_stream(syncs.subscribe(), move |changed| {
             // Every version the cache takes, its own status writes' included.
             on_any
@@ -267,18 +266,9 @@ async fn controller(
                 ctx.forget_gone();
             }
         };
-        // On shutdown the passes still waiting for a turn give up, so the controller stops
-        // after the ones running instead of after the whole backlog.
-        let stopped = runtime.stopped();
-        let close_turns = async {
-            stopped.await;
-            ctx.turns.close();
-            std::future::pending::<()>().await;
-        };
         tokio::select! {
             () = sync_loop => {}
             _ = forget_gone => {}
-            () = close_turns => {}
         }
     };
     tokio::select! {

@@ -48,10 +48,9 @@ use crate::sync_view::SyncView;
 use crate::wake::{self, Judged, Woken};
 use plumb_substitute::SecretValues;
 
-/// Reconciles one Sync: unless the pass would be redundant ([`wake::redundant`]), waits for its
-/// turn among the controller's workers, then, once the Policy and Namespace caches are complete
-/// (a pass before that would ignore windows and drift settings), applies it, or deletes what it
-/// applied when it is being deleted ([`finalize`]).
+/// Reconciles one Sync: once the Policy and Namespace caches are complete (a pass before that
+/// would ignore windows and drift settings), applies it, or deletes what it applied when it is
+/// being deleted ([`finalize`]).
 #[tracing::instrument(skip_all, fields(namespace = %view.key().0, name = %view.key().1))]
 pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action, Error> {
     let key = view.key();
@@ -69,23 +68,6 @@ pub async fn reconcile(view: Arc<SyncView>, ctx: Arc<Context>) -> Result<Action,
             return Ok(ctx.next_pass(&key, next));
         }
     }
-    // The pass proper waits for its turn, first come first served ([`plumb_ops::turns`]): only
-    // this future's few bytes wait in a backlog; the pass is boxed once its turn has come.
-    let Some(_turn) = ctx.turns.take().await else {
-        tracing::debug!("shutting down; pass not started");
-        return Ok(Action::await_change());
-    };
-    Box::pin(pass(view, ctx.clone(), woken, being_deleted)).await
-}
-
-/// A pass that has its turn: once the Policy and Namespace caches are complete, applies the
-/// Sync, or deletes what it applied when it is being deleted.
-async fn pass(
-    view: Arc<SyncView>,
-    ctx: Arc<Context>,
-    woken: Woken,
-    being_deleted: bool,
-) -> Result<Action, Error> {
     if !ctx.caches_ready(CACHE_WAIT).await {
         tracing::info!("waiting for the Policy and Namespace caches");
         return Ok(Action::requeue(Duration::from_secs(1)));
