@@ -60,18 +60,15 @@ fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut state = DEFLATE.lock().unwrap_or_else(PoisonError::into_inner);
     let mut out = Vec::with_capacity(data.len() / 4 + 64);
     out.extend_from_slice(&GZIP_HEADER);
-    let encoder = match state.as_mut() {
-        Some(encoder) => {
-            // Resetting hands back the writer of the last use (already taken, empty).
-            encoder.reset(out)?;
-            encoder
-        }
-        None => state.insert(DeflateEncoder::new(out, Compression::default())),
-    };
+    let encoder =
+        state.get_or_insert_with(|| DeflateEncoder::new(Vec::new(), Compression::default()));
+    // Resetting starts a fresh stream into `out` (the writer it hands back is the last use's,
+    // emptied when its bytes were taken).
     let deflated = encoder
-        .write_all(data)
+        .reset(out)
+        .and_then(|_| encoder.write_all(data))
         .and_then(|()| encoder.try_finish())
-        .and_then(|()| encoder.reset(Vec::new()));
+        .map(|()| std::mem::take(encoder.get_mut()));
     if deflated.is_err() {
         // A state left mid-stream is not used again.
         *state = None;

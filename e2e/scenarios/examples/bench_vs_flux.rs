@@ -30,10 +30,10 @@
 //! controllers' concurrency and no controller logic, timed to all Ready as plumb's run is; once
 //! with the Syncs created first, once with the writes following the creates as in plumb's run;
 //! `BENCH_FLOOR_WORKERS` gives it more requests in flight than the controllers' 4, to show
-//! whether the API server or the workers set the floor); `BENCH_SYSTEMS=plumb` measures plumb alone (no Flux build), e.g. while working on plumb's own
-//! figures. The ratios are printed when both systems
-//! ran. After each plumb run it prints where the render and sync controllers' reconciles spent
-//! their time (from their `/metrics`).
+//! whether the API server or the workers set the floor); `BENCH_SYSTEMS=plumb` measures plumb
+//! alone (no Flux build), e.g. while working on plumb's own figures. The ratios are printed when
+//! both systems ran. After each plumb run it prints where the render and sync controllers'
+//! reconciles spent their time (from their `/metrics`).
 //!
 //! Run: `make bench-vs-flux`, or `cargo run --release -p plumb-e2e-scenarios --example
 //! bench_vs_flux` against the cluster of `PLUMB_TEST_KUBECONFIG` (a cluster of its own is best:
