@@ -52,34 +52,51 @@ const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
 /// microseconds, so the workers take turns.
 static DEFLATE: Mutex<Option<DeflateEncoder<Vec<u8>>>> = Mutex::new(None);
 
+/// The largest YAML packed with the [shared state](DEFLATE). A larger render (up to the
+/// `max-rendered-size` limit, 64 MiB by default, which a tenant's repository can reach) takes
+/// a state of its own, so it never holds the others' packing back for the second or more its
+/// deflate takes.
+const SHARED_UP_TO: usize = 1 << 20;
+
 /// `data` as gzip, byte for byte what `GzEncoder` at the default level writes: artifacts are
 /// named by the digest of these bytes, so a change of encoder must not change them. The deflate
 /// stream goes through flate2's own writer, as `GzEncoder`'s does (its output depends on how the
 /// writer feeds the compressor); the gzip header and trailer are written around it here.
 fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut state = DEFLATE.lock().unwrap_or_else(PoisonError::into_inner);
-    let mut out = Vec::with_capacity(data.len() / 4 + 64);
-    out.extend_from_slice(&GZIP_HEADER);
-    let encoder =
-        state.get_or_insert_with(|| DeflateEncoder::new(Vec::new(), Compression::default()));
-    // Resetting starts a fresh stream into `out` (the writer it hands back is the last use's,
-    // emptied when its bytes were taken).
-    let deflated = encoder
-        .reset(out)
-        .and_then(|_| encoder.write_all(data))
-        .and_then(|()| encoder.try_finish())
-        .map(|()| std::mem::take(encoder.get_mut()));
-    if deflated.is_err() {
-        // A state left mid-stream is not used again.
-        *state = None;
-    }
-    drop(state);
+    let deflated = if data.len() > SHARED_UP_TO {
+        deflate(
+            &mut DeflateEncoder::new(Vec::new(), Compression::default()),
+            data,
+        )
+    } else {
+        let mut state = DEFLATE.lock().unwrap_or_else(PoisonError::into_inner);
+        let encoder =
+            state.get_or_insert_with(|| DeflateEncoder::new(Vec::new(), Compression::default()));
+        let deflated = deflate(encoder, data);
+        if deflated.is_err() {
+            // A state left mid-stream is not used again.
+            *state = None;
+        }
+        deflated
+    };
     let mut out = deflated?;
     let mut crc = Crc::new();
     crc.update(data);
     out.extend_from_slice(&crc.sum().to_le_bytes());
     out.extend_from_slice(&crc.amount().to_le_bytes());
     Ok(out)
+}
+
+/// The gzip header and `data` deflated with `encoder`, reset first.
+fn deflate(encoder: &mut DeflateEncoder<Vec<u8>>, data: &[u8]) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 4 + 64);
+    out.extend_from_slice(&GZIP_HEADER);
+    // Resetting starts a fresh stream into `out` (the writer it hands back is the last use's,
+    // emptied when its bytes were taken).
+    encoder.reset(out)?;
+    encoder.write_all(data)?;
+    encoder.try_finish()?;
+    Ok(std::mem::take(encoder.get_mut()))
 }
 
 /// Unpacks a rendered artifact back into objects.
@@ -129,11 +146,20 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             varied.push_str(&format!("key-{}: value {:x}\n", x % 977, x >> 20));
         }
+        let varied = varied.into_bytes();
+        // Past SHARED_UP_TO: packed with a state of its own, the same bytes.
+        let large: Vec<u8> = varied
+            .iter()
+            .copied()
+            .cycle()
+            .take(SHARED_UP_TO + 4096)
+            .collect();
         let inputs: Vec<Vec<u8>> = vec![
             Vec::new(),
             b"apiVersion: v1\nkind: ConfigMap\n".to_vec(),
             vec![b'a'; 100_000],
-            varied.into_bytes(),
+            varied,
+            large,
         ];
         // Twice over: a reused state writes what a fresh one writes.
         for round in 0..2 {
@@ -153,5 +179,18 @@ mod tests {
                 assert_eq!(&back, data);
             }
         }
+    }
+
+    #[test]
+    fn a_large_render_packs_without_waiting_for_the_shared_state() {
+        // Another render holds the shared state; a render past the limit packs all the same.
+        let held = DEFLATE.lock().unwrap_or_else(PoisonError::into_inner);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(gzip(&vec![b'x'; SHARED_UP_TO + 1]).is_ok());
+        });
+        let packed = rx.recv_timeout(std::time::Duration::from_secs(60));
+        drop(held);
+        assert_eq!(packed, Ok(true), "packed while the shared state was held");
     }
 }
